@@ -1,0 +1,1 @@
+//! A murmur node: local training, networking, and the driver loop around the protocol engine.

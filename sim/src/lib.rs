@@ -1,0 +1,1 @@
+//! murmur-sim: many murmur nodes in one process, in virtual time.

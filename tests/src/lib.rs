@@ -1,0 +1,1 @@
+//! End-to-end tests across the murmur crates live in `tests/`.
