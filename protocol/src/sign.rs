@@ -4,7 +4,7 @@
 //! libp2p identity. An update is signed as bytes, never as a struct: the header is encoded once,
 //! and the signature covers [`DOMAIN`] followed by those exact bytes.
 
-use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -119,6 +119,5 @@ pub fn verify(
     buf.extend_from_slice(message);
     vk.verify_strict(&buf, &sig)
         .map_err(|_| SignatureError::Invalid(*key))?;
-    let _ = Verifier::verify; // strict verification above; keep the trait in scope for clarity
     Ok(())
 }
