@@ -1,1 +1,401 @@
-//! TODO
+//! The bytes that travel between nodes, and their checked decoding.
+//!
+//! Every message starts with a one-byte kind. A signed update is laid out at fixed offsets so the
+//! signature can be verified before anything else is decoded:
+//!
+//! ```text
+//! offset  size  field
+//! 0       1     kind (1 = update, 2 = announcement: the same without a payload)
+//! 1       32    sender: ed25519 public key
+//! 33      64    signature over DOMAIN || header bytes
+//! 97      2     header length h (u16, little endian, at most MAX_HEADER)
+//! 99      h     header: bincode 2 (standard config) of `Header`
+//! 99+h    rest  payload (updates only): `header.payload_len` bytes in `header.codec`
+//! ```
+//!
+//! Decoding order: lengths, then the signature (with the sender key read from its fixed offset),
+//! then the header (bincode with a byte limit), then the header's own checks (version, sender
+//! matches, payload length), then the payload against the header's BLAKE3 digest. Nothing is
+//! allocated from a length the sender chose without first checking it against a limit.
+
+use crate::sign::{self, Identity, PeerKey, RunId, SignatureError};
+use serde::{Deserialize, Serialize};
+
+/// The protocol version this crate speaks.
+pub const VERSION: u16 = 1;
+/// Domain tag of update signatures: a signature made for another purpose never verifies here.
+pub const DOMAIN: &[u8] = b"murmur/update/v1";
+/// Largest encoded header accepted.
+pub const MAX_HEADER: usize = 256;
+/// Bytes before the header: kind, sender, signature, header length.
+pub const PREFIX: usize = 1 + 32 + 64 + 2;
+
+const KIND_UPDATE: u8 = 1;
+const KIND_ANNOUNCE: u8 = 2;
+pub(crate) const KIND_EVIDENCE: u8 = 3;
+
+fn bincode_config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<MAX_HEADER>()
+}
+
+/// How a payload encodes the model's parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Codec {
+    /// `f32` values, little endian, 4 bytes each, in the model's flat parameter order.
+    F32Le,
+}
+
+impl Codec {
+    /// Payload bytes for `dim` parameters.
+    pub fn payload_len(self, dim: usize) -> usize {
+        match self {
+            Codec::F32Le => dim * 4,
+        }
+    }
+}
+
+/// What a signature vouches for: everything about an update except the payload bytes themselves,
+/// which are bound through their digest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    /// Protocol version; must equal [`VERSION`].
+    pub version: u16,
+    /// The run this update belongs to.
+    pub run: RunId,
+    /// The signer; must equal the key at the fixed sender offset.
+    pub sender: PeerKey,
+    /// The sender's round counter; strictly increasing per sender.
+    pub round: u64,
+    /// Training samples behind this model (sender-reported, used for weighting and metrics only).
+    pub samples: u64,
+    /// Encoding of the payload.
+    pub codec: Codec,
+    /// Payload length in bytes.
+    pub payload_len: u32,
+    /// BLAKE3 digest of the payload.
+    pub digest: [u8; 32],
+}
+
+/// Why bytes from the network were not accepted. Each variant names what was wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// Fewer bytes than the fixed prefix or than the header length says.
+    #[error("message truncated: {got} bytes, need at least {need}")]
+    Truncated { need: usize, got: usize },
+    /// The message is larger than this receiver accepts.
+    #[error("message of {got} bytes exceeds the limit of {limit}")]
+    Oversize { got: usize, limit: usize },
+    /// An unknown first byte.
+    #[error("unknown message kind {0}")]
+    UnknownKind(u8),
+    /// A message of the wrong kind where another was expected.
+    #[error("expected message kind {expected}, got {got}")]
+    WrongKind { expected: u8, got: u8 },
+    /// Header length above [`MAX_HEADER`].
+    #[error("header of {0} bytes exceeds {MAX_HEADER}")]
+    HeaderTooLong(usize),
+    /// The signature did not verify.
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
+    /// The header bytes are not a valid bincode `Header`, or have trailing bytes.
+    #[error("malformed header: {0}")]
+    Header(String),
+    /// A header from another protocol version.
+    #[error("protocol version {got}, this node speaks {VERSION}")]
+    Version { got: u16 },
+    /// The header's sender differs from the key that signed.
+    #[error("header names sender {header} but was signed by {signer}")]
+    SenderMismatch { signer: PeerKey, header: PeerKey },
+    /// The payload length differs from the header's.
+    #[error("payload is {got} bytes, header says {expected}")]
+    PayloadLength { expected: usize, got: usize },
+    /// The payload does not hash to the header's digest.
+    #[error("payload does not match its signed digest")]
+    Digest,
+    /// The payload holds a different number of parameters than the model.
+    #[error("payload has {got} parameters, the model has {expected}")]
+    Dimension { expected: usize, got: usize },
+    /// The payload holds NaN or infinity at `index`.
+    #[error("payload has a non-finite value at index {index}")]
+    NonFinite { index: usize },
+    /// Evidence whose two headers do not prove equivocation.
+    #[error("not evidence of equivocation: {0}")]
+    NotEvidence(&'static str),
+}
+
+/// A header together with its signature and its exact signed bytes: verifiable by anyone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedHeader {
+    /// The decoded header.
+    pub header: Header,
+    /// The exact bytes that were signed (after [`DOMAIN`]).
+    pub bytes: Vec<u8>,
+    /// The ed25519 signature.
+    pub signature: [u8; 64],
+}
+
+impl SignedHeader {
+    /// Verifies the signature and that `bytes` decode to `header`. Used for evidence, where the
+    /// header arrives from a third party.
+    pub fn verify(&self) -> Result<(), Error> {
+        sign::verify(&self.header.sender, DOMAIN, &self.bytes, &self.signature)?;
+        let decoded = decode_header(&self.bytes)?;
+        if decoded != self.header {
+            return Err(Error::Header("signed bytes differ from the header".into()));
+        }
+        Ok(())
+    }
+}
+
+/// A verified update: signature, header and digest all checked. The payload is still bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Update {
+    /// The signed header.
+    pub signed: SignedHeader,
+    /// The payload, matching the header's digest and length.
+    pub payload: Vec<u8>,
+}
+
+impl Update {
+    /// The header.
+    pub fn header(&self) -> &Header {
+        &self.signed.header
+    }
+
+    /// Decodes the payload as exactly `dim` finite parameters.
+    pub fn params(&self, dim: usize) -> Result<Vec<f32>, Error> {
+        let mut out = Vec::new();
+        self.params_into(dim, &mut out)?;
+        Ok(out)
+    }
+
+    /// Decodes the payload into `out` (cleared first), as exactly `dim` finite parameters.
+    pub fn params_into(&self, dim: usize, out: &mut Vec<f32>) -> Result<(), Error> {
+        let Codec::F32Le = self.header().codec;
+        if self.payload.len() % 4 != 0 || self.payload.len() / 4 != dim {
+            return Err(Error::Dimension { expected: dim, got: self.payload.len() / 4 });
+        }
+        out.clear();
+        out.reserve(dim);
+        for (index, chunk) in self.payload.chunks_exact(4).enumerate() {
+            let v = f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+            if !v.is_finite() {
+                return Err(Error::NonFinite { index });
+            }
+            out.push(v);
+        }
+        Ok(())
+    }
+}
+
+fn decode_header(bytes: &[u8]) -> Result<Header, Error> {
+    let (header, used): (Header, usize) =
+        bincode::serde::decode_from_slice(bytes, bincode_config())
+            .map_err(|e| Error::Header(e.to_string()))?;
+    if used != bytes.len() {
+        return Err(Error::Header(format!("{} trailing bytes", bytes.len() - used)));
+    }
+    Ok(header)
+}
+
+/// Encodes `params` as an F32Le payload.
+pub fn encode_params(params: &[f32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(params.len() * 4);
+    for v in params {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+/// Signs and encodes an update of `payload` (already encoded in `codec`). Returns the message
+/// bytes and the signed header (for announcements and equivocation evidence).
+pub fn encode_update(
+    identity: &Identity,
+    run: RunId,
+    round: u64,
+    samples: u64,
+    codec: Codec,
+    payload: &[u8],
+) -> (Vec<u8>, SignedHeader) {
+    let header = Header {
+        version: VERSION,
+        run,
+        sender: identity.public(),
+        round,
+        samples,
+        codec,
+        payload_len: u32::try_from(payload.len()).expect("payload under 4 GiB"),
+        digest: *blake3::hash(payload).as_bytes(),
+    };
+    let header_bytes = bincode::serde::encode_to_vec(&header, bincode_config())
+        .expect("a header always encodes within MAX_HEADER");
+    let signature = identity.sign(DOMAIN, &header_bytes);
+    let signed = SignedHeader { header, bytes: header_bytes, signature };
+    let mut out = Vec::with_capacity(PREFIX + signed.bytes.len() + payload.len());
+    write_prefix(&mut out, KIND_UPDATE, &signed);
+    out.extend_from_slice(payload);
+    (out, signed)
+}
+
+/// Encodes an announcement: a signed header without its payload, small enough for gossip.
+pub fn encode_announcement(signed: &SignedHeader) -> Vec<u8> {
+    let mut out = Vec::with_capacity(PREFIX + signed.bytes.len());
+    write_prefix(&mut out, KIND_ANNOUNCE, signed);
+    out
+}
+
+fn write_prefix(out: &mut Vec<u8>, kind: u8, signed: &SignedHeader) {
+    out.push(kind);
+    out.extend_from_slice(&signed.header.sender.0);
+    out.extend_from_slice(&signed.signature);
+    out.extend_from_slice(&(signed.bytes.len() as u16).to_le_bytes());
+    out.extend_from_slice(&signed.bytes);
+}
+
+/// Parses the prefix and header of an update or announcement, verifying the signature before
+/// decoding the header. Returns the signed header and the remaining bytes (the payload).
+pub(crate) fn decode_signed(bytes: &[u8], kind: u8) -> Result<(SignedHeader, &[u8]), Error> {
+    if bytes.len() < PREFIX {
+        return Err(Error::Truncated { need: PREFIX, got: bytes.len() });
+    }
+    match bytes[0] {
+        k if k == kind => {}
+        k @ (KIND_UPDATE | KIND_ANNOUNCE | KIND_EVIDENCE) => {
+            return Err(Error::WrongKind { expected: kind, got: k });
+        }
+        k => return Err(Error::UnknownKind(k)),
+    }
+    let sender = PeerKey(bytes[1..33].try_into().expect("32 bytes"));
+    let signature: [u8; 64] = bytes[33..97].try_into().expect("64 bytes");
+    let header_len = u16::from_le_bytes([bytes[97], bytes[98]]) as usize;
+    if header_len > MAX_HEADER {
+        return Err(Error::HeaderTooLong(header_len));
+    }
+    let need = PREFIX + header_len;
+    if bytes.len() < need {
+        return Err(Error::Truncated { need, got: bytes.len() });
+    }
+    let header_bytes = &bytes[PREFIX..need];
+    sign::verify(&sender, DOMAIN, header_bytes, &signature)?;
+    let header = decode_header(header_bytes)?;
+    if header.version != VERSION {
+        return Err(Error::Version { got: header.version });
+    }
+    if header.sender != sender {
+        return Err(Error::SenderMismatch { signer: sender, header: header.sender });
+    }
+    let signed = SignedHeader { header, bytes: header_bytes.to_vec(), signature };
+    Ok((signed, &bytes[need..]))
+}
+
+/// Decodes and verifies an update. `limit` bounds the whole message; it is checked first.
+pub fn decode_update(bytes: &[u8], limit: usize) -> Result<Update, Error> {
+    if bytes.len() > limit {
+        return Err(Error::Oversize { got: bytes.len(), limit });
+    }
+    let (signed, payload) = decode_signed(bytes, KIND_UPDATE)?;
+    let expected = signed.header.payload_len as usize;
+    if payload.len() != expected {
+        return Err(Error::PayloadLength { expected, got: payload.len() });
+    }
+    if blake3::hash(payload).as_bytes() != &signed.header.digest {
+        return Err(Error::Digest);
+    }
+    Ok(Update { signed, payload: payload.to_vec() })
+}
+
+/// Decodes and verifies an announcement (a signed header with no payload).
+pub fn decode_announcement(bytes: &[u8]) -> Result<SignedHeader, Error> {
+    if bytes.len() > PREFIX + MAX_HEADER {
+        return Err(Error::Oversize { got: bytes.len(), limit: PREFIX + MAX_HEADER });
+    }
+    let (signed, rest) = decode_signed(bytes, KIND_ANNOUNCE)?;
+    if !rest.is_empty() {
+        return Err(Error::PayloadLength { expected: 0, got: rest.len() });
+    }
+    Ok(signed)
+}
+
+/// The kind byte of evidence messages, for drivers that route by kind.
+pub fn is_evidence(bytes: &[u8]) -> bool {
+    bytes.first() == Some(&KIND_EVIDENCE)
+}
+
+/// The kind byte of announcements.
+pub fn is_announcement(bytes: &[u8]) -> bool {
+    bytes.first() == Some(&KIND_ANNOUNCE)
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity(n: u8) -> Identity {
+        Identity::from_secret([n; 32])
+    }
+
+    fn run() -> RunId {
+        RunId::derive(b"test run")
+    }
+
+    #[test]
+    fn round_trip() {
+        let id = identity(7);
+        let params = vec![1.0f32, -2.5, 3.25];
+        let (bytes, signed) = encode_update(&id, run(), 4, 100, Codec::F32Le, &encode_params(&params));
+        let update = decode_update(&bytes, 1 << 20).unwrap();
+        assert_eq!(update.signed, signed);
+        assert_eq!(update.header().round, 4);
+        assert_eq!(update.header().samples, 100);
+        assert_eq!(update.params(3).unwrap(), params);
+        assert_eq!(update.params(4), Err(Error::Dimension { expected: 4, got: 3 }));
+        let ann = encode_announcement(&signed);
+        assert_eq!(decode_announcement(&ann).unwrap(), signed);
+        assert!(signed.verify().is_ok());
+    }
+
+    #[test]
+    fn every_single_bit_flip_is_rejected() {
+        let (bytes, _) = encode_update(&identity(1), run(), 1, 1, Codec::F32Le, &encode_params(&[0.5, 0.25]));
+        for i in 0..bytes.len() {
+            for bit in 0..8 {
+                let mut b = bytes.clone();
+                b[i] ^= 1 << bit;
+                assert!(decode_update(&b, 1 << 20).is_err(), "flip at byte {i} bit {bit} accepted");
+            }
+        }
+    }
+
+    #[test]
+    fn typed_errors() {
+        let id = identity(2);
+        let (bytes, _) = encode_update(&id, run(), 1, 1, Codec::F32Le, &encode_params(&[1.0, f32::NAN]));
+        assert!(matches!(decode_update(&bytes, 10), Err(Error::Oversize { .. })));
+        assert!(matches!(decode_update(&bytes[..50], 1 << 20), Err(Error::Truncated { .. })));
+        let update = decode_update(&bytes, 1 << 20).unwrap();
+        assert_eq!(update.params(2), Err(Error::NonFinite { index: 1 }));
+        let mut b = bytes.clone();
+        *b.last_mut().unwrap() ^= 1;
+        assert_eq!(decode_update(&b, 1 << 20), Err(Error::Digest));
+        let mut b = bytes.clone();
+        b.push(0);
+        assert!(matches!(decode_update(&b, 1 << 20), Err(Error::PayloadLength { .. })));
+        let mut b = bytes.clone();
+        b[5] ^= 1; // sender key
+        assert!(matches!(decode_update(&b, 1 << 20), Err(Error::Signature(_))));
+        let mut b = bytes.clone();
+        b[0] = 9;
+        assert_eq!(decode_update(&b, 1 << 20), Err(Error::UnknownKind(9)));
+        b[0] = 2;
+        assert!(matches!(decode_update(&b, 1 << 20), Err(Error::WrongKind { .. })));
+    }
+
+    #[test]
+    fn signature_from_another_key_is_rejected() {
+        let (mut bytes, _) = encode_update(&identity(3), run(), 1, 1, Codec::F32Le, &[]);
+        let other = identity(4).public();
+        bytes[1..33].copy_from_slice(&other.0);
+        assert!(matches!(decode_update(&bytes, 1 << 20), Err(Error::Signature(_))));
+    }
+}
