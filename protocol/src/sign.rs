@@ -65,6 +65,14 @@ impl fmt::Debug for Identity {
     }
 }
 
+impl PartialEq for Identity {
+    fn eq(&self, other: &Self) -> bool {
+        self.public() == other.public()
+    }
+}
+
+impl Eq for Identity {}
+
 impl Identity {
     /// An identity from a 32-byte ed25519 secret seed. The caller supplies the randomness.
     pub fn from_secret(secret: [u8; 32]) -> Self {
