@@ -1,1 +1,362 @@
-//! TODO
+//! Byzantine-robust aggregation over flat `f32` vectors.
+//!
+//! An [`Aggregator`] is built from a serde [`Config`] (see [`config`] for the keys) and a model
+//! dimension. Each call to [`Aggregator::aggregate`] checks the inputs (dimension, finiteness,
+//! weights) before anything else runs, applies the configured pre-aggregation steps
+//! ([`Pre`]: nearest-neighbour mixing, bucketing, static clipping, adaptive robust clipping), then
+//! the rule ([`Rule`]): mean, coordinate-wise median, trimmed mean, Krum, multi-Krum, geometric
+//! median (smoothed Weiszfeld), centered clipping, or ClippedGossip.
+//!
+//! Each rule's breakdown point and cost are documented in its module: [`mean`], [`median`],
+//! [`krum`], [`geomed`], [`clipping`], [`pre`]. All buffers live in a workspace held by the
+//! aggregator: once it has seen a call with a given number of inputs, further calls with that
+//! number do not allocate.
+//!
+//! Not implemented: MDA, Meamed, MoNNA and CS+ (ClippedGossip and NNM cover their roles here).
+
+pub mod config;
+
+mod clipping;
+mod geomed;
+mod kernels;
+mod krum;
+mod mean;
+mod median;
+mod network;
+mod pre;
+
+#[cfg(test)]
+mod tests;
+
+pub use config::{Config, ConfigError, Pre, Rule, Tau};
+
+use kernels::{Flat, Rows};
+
+/// Why a call to [`Aggregator::aggregate`] was refused. Nothing has been written to the output
+/// and the aggregator's state is unchanged when one of these is returned.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Error {
+    /// Input `index` does not have the aggregator's dimension.
+    #[error("input {index} has dimension {got}, expected {expected}")]
+    Dimension {
+        index: usize,
+        expected: usize,
+        got: usize,
+    },
+    /// Input `index` contains a NaN or an infinity.
+    #[error("input {index} contains a non-finite value")]
+    NonFinite { index: usize },
+    /// Fewer inputs than the rule (after its pre-aggregation) accepts.
+    #[error("rule {rule} needs at least {need} inputs, got {got}")]
+    TooFew {
+        rule: &'static str,
+        need: usize,
+        got: usize,
+    },
+    /// `weights` is neither empty nor one per input.
+    #[error("{got} weights for {expected} inputs")]
+    WeightCount { expected: usize, got: usize },
+    /// Weight `index` is not a finite positive number.
+    #[error("weight {index} is {value}, expected a finite positive number")]
+    Weight { index: usize, value: f32 },
+    /// The output buffer does not have the aggregator's dimension.
+    #[error("output has dimension {got}, expected {expected}")]
+    OutputDimension { expected: usize, got: usize },
+    /// The node's own model does not have the aggregator's dimension (rules that use it).
+    #[error("own model has dimension {got}, expected {expected}")]
+    OwnDimension { expected: usize, got: usize },
+    /// The node's own model contains a NaN or an infinity (rules that use it).
+    #[error("own model contains a non-finite value")]
+    OwnNonFinite,
+}
+
+/// What one aggregation did, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Report {
+    /// Number of inputs received.
+    pub inputs: usize,
+    /// Inputs clipped or discarded: clipped inputs for the clipping rules and steps (the last
+    /// step of centered clipping), inputs not selected for Krum and multi-Krum, values dropped
+    /// per coordinate for the median and the trimmed mean; 0 for the mean and the geometric
+    /// median. Clipping done by pre-aggregation steps is added.
+    pub clipped: usize,
+}
+
+/// A configured rule with its workspace and state. See the module documentation.
+#[derive(Debug)]
+pub struct Aggregator {
+    config: Config,
+    dim: usize,
+    /// Centered clipping's previous aggregate (its starting point), zero at first.
+    momentum: Vec<f32>,
+    stages: Stages,
+    ws: Workspace,
+}
+
+/// Pre-aggregated rows (two flat buffers used in turn) and weights (`w[2]` holds the caller's
+/// normalised weights, `w[0]` and `w[1]` the stages' outputs).
+#[derive(Debug, Default)]
+struct Stages {
+    rows: [Vec<f32>; 2],
+    w: [Vec<f32>; 3],
+}
+
+#[derive(Debug, Default)]
+struct Workspace {
+    pre: pre::Workspace,
+    median: median::Workspace,
+    krum: krum::Workspace,
+    geomed: geomed::Workspace,
+    clipping: clipping::Workspace,
+}
+
+impl Aggregator {
+    /// Validates `config` and prepares an aggregator for vectors of length `dim`.
+    pub fn new(config: &Config, dim: usize) -> Result<Self, ConfigError> {
+        config.validate()?;
+        if dim == 0 {
+            return Err(ConfigError::ZeroDimension);
+        }
+        let momentum = match config.rule {
+            Rule::CenteredClipping { .. } => vec![0.0; dim],
+            _ => Vec::new(),
+        };
+        Ok(Self {
+            config: config.clone(),
+            dim,
+            momentum,
+            stages: Stages::default(),
+            ws: Workspace::default(),
+        })
+    }
+
+    /// The configuration this aggregator was built from.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The vector length this aggregator accepts.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Smallest number of inputs the rule accepts (e.g. 2f+1 for trimmed mean), counted before
+    /// pre-aggregation.
+    pub fn min_inputs(&self) -> usize {
+        self.config.min_inputs()
+    }
+
+    /// Mixes `inputs` into `out` (len dim). `weights` is empty (all equal) or one positive weight
+    /// per input; weights are normalised to sum 1. Rules that cannot use weights (median, trimmed
+    /// mean, Krum) ignore them. `own` is the aggregating node's model: ClippedGossip clips around
+    /// it; other rules ignore it and do not check it (the caller includes its own model among
+    /// `inputs` when it wants it mixed). Inputs are checked for dimension and finiteness before
+    /// any rule runs; on error `out` and the aggregator's state are untouched. `rng` is used by
+    /// bucketing only.
+    pub fn aggregate<R: rand::Rng + ?Sized>(
+        &mut self,
+        own: &[f32],
+        inputs: &[&[f32]],
+        weights: &[f32],
+        rng: &mut R,
+        out: &mut [f32],
+    ) -> Result<Report, Error> {
+        self.check(own, inputs, weights, out)?;
+        let pre_clipped = self.run_pre(inputs, rng);
+        let Self {
+            config,
+            dim,
+            momentum,
+            stages,
+            ws,
+        } = self;
+        let rule = config.rule;
+        let clipped = match config.pre.len() {
+            0 => run_rule(&rule, inputs, &stages.w[2], own, momentum, ws, out),
+            k => {
+                let rows = Flat {
+                    data: &stages.rows[(k - 1) % 2],
+                    dim: *dim,
+                };
+                run_rule(&rule, &rows, &stages.w[(k - 1) % 2], own, momentum, ws, out)
+            }
+        };
+        Ok(Report {
+            inputs: inputs.len(),
+            clipped: clipped + pre_clipped,
+        })
+    }
+
+    /// Runs only the checks and the pre-aggregation steps and returns their output rows, one
+    /// after another (`m × dim` values; a copy of the inputs when there is no step). For
+    /// inspection and tests; the rule's state is not touched.
+    pub fn pre_aggregate<R: rand::Rng + ?Sized>(
+        &mut self,
+        inputs: &[&[f32]],
+        weights: &[f32],
+        rng: &mut R,
+    ) -> Result<&[f32], Error> {
+        let mut scratch = vec![0.0; self.dim];
+        let own = vec![0.0; self.dim];
+        self.check(&own, inputs, weights, &mut scratch)?;
+        self.run_pre(inputs, rng);
+        let k = self.config.pre.len();
+        if k == 0 {
+            let buf = &mut self.stages.rows[0];
+            buf.clear();
+            inputs.iter().for_each(|r| buf.extend_from_slice(r));
+            return Ok(buf);
+        }
+        Ok(&self.stages.rows[(k - 1) % 2])
+    }
+
+    /// Checks everything before any rule runs, and writes the normalised weights to `w[2]`.
+    fn check(
+        &mut self,
+        own: &[f32],
+        inputs: &[&[f32]],
+        weights: &[f32],
+        out: &[f32],
+    ) -> Result<(), Error> {
+        let (n, dim) = (inputs.len(), self.dim);
+        if out.len() != dim {
+            return Err(Error::OutputDimension {
+                expected: dim,
+                got: out.len(),
+            });
+        }
+        let need = self.min_inputs();
+        if n < need {
+            return Err(Error::TooFew {
+                rule: self.config.rule.kind(),
+                need,
+                got: n,
+            });
+        }
+        if !weights.is_empty() && weights.len() != n {
+            return Err(Error::WeightCount {
+                expected: n,
+                got: weights.len(),
+            });
+        }
+        if let Some((index, &value)) = weights
+            .iter()
+            .enumerate()
+            .find(|(_, w)| !(w.is_finite() && **w > 0.0))
+        {
+            return Err(Error::Weight { index, value });
+        }
+        for (index, x) in inputs.iter().enumerate() {
+            if x.len() != dim {
+                return Err(Error::Dimension {
+                    index,
+                    expected: dim,
+                    got: x.len(),
+                });
+            }
+        }
+        if let Some(index) = inputs.iter().position(|x| !kernels::all_finite(x)) {
+            return Err(Error::NonFinite { index });
+        }
+        if matches!(self.config.rule, Rule::ClippedGossip { .. }) {
+            if own.len() != dim {
+                return Err(Error::OwnDimension {
+                    expected: dim,
+                    got: own.len(),
+                });
+            }
+            if !kernels::all_finite(own) {
+                return Err(Error::OwnNonFinite);
+            }
+        }
+        let w = &mut self.stages.w[2];
+        w.clear();
+        if weights.is_empty() {
+            w.resize(n, 1.0 / n as f32);
+        } else {
+            let total: f64 = weights.iter().map(|&x| f64::from(x)).sum();
+            w.extend(weights.iter().map(|&x| (f64::from(x) / total) as f32));
+        }
+        Ok(())
+    }
+
+    /// Runs the pre-aggregation steps; stage k writes `rows[k % 2]` and `w[k % 2]`. Returns the
+    /// number of inputs the steps clipped.
+    fn run_pre<R: rand::Rng + ?Sized>(&mut self, inputs: &[&[f32]], rng: &mut R) -> usize {
+        let Self {
+            config,
+            dim,
+            stages,
+            ws,
+            ..
+        } = self;
+        let [r0, r1] = &mut stages.rows;
+        let [w0, w1, w2] = &mut stages.w;
+        let mut clipped = 0;
+        for (k, step) in config.pre.iter().enumerate() {
+            let ws = &mut ws.pre;
+            clipped += match k % 2 {
+                0 if k == 0 => pre::apply(step, inputs, w2, *dim, rng, ws, r0, w0),
+                0 => pre::apply(
+                    step,
+                    &Flat {
+                        data: r1,
+                        dim: *dim,
+                    },
+                    w1,
+                    *dim,
+                    rng,
+                    ws,
+                    r0,
+                    w0,
+                ),
+                _ => pre::apply(
+                    step,
+                    &Flat {
+                        data: r0,
+                        dim: *dim,
+                    },
+                    w0,
+                    *dim,
+                    rng,
+                    ws,
+                    r1,
+                    w1,
+                ),
+            };
+        }
+        clipped
+    }
+}
+
+/// Runs the rule on the (pre-aggregated) rows. Returns the rule's clipped/discarded count.
+fn run_rule<R: Rows + ?Sized>(
+    rule: &Rule,
+    rows: &R,
+    w: &[f32],
+    own: &[f32],
+    momentum: &mut [f32],
+    ws: &mut Workspace,
+    out: &mut [f32],
+) -> usize {
+    match *rule {
+        Rule::Mean => {
+            mean::mean(rows, w, out);
+            0
+        }
+        Rule::Median => median::median(rows, &mut ws.median, out),
+        Rule::TrimmedMean { f } => median::trimmed_mean(rows, f, &mut ws.median, out),
+        Rule::Krum { f } => krum::krum(rows, f, &mut ws.krum, out),
+        Rule::MultiKrum { f, m } => krum::multi_krum(rows, f, m, w, &mut ws.krum, out),
+        Rule::GeometricMedian { nu, iterations } => {
+            geomed::geometric_median(rows, w, nu, iterations, &mut ws.geomed, out);
+            0
+        }
+        Rule::CenteredClipping { tau, iterations } => {
+            clipping::centered_clipping(rows, w, tau, iterations, momentum, &mut ws.clipping, out)
+        }
+        Rule::ClippedGossip { tau } => {
+            clipping::clipped_gossip(rows, w, own, tau, &mut ws.clipping, out)
+        }
+    }
+}

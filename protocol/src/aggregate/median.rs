@@ -1,0 +1,199 @@
+//! Coordinate-wise median and trimmed mean (Yin, Chen, Ramchandran, Bartlett 2018,
+//! "Byzantine-robust distributed learning: towards optimal statistical rates").
+//!
+//! Both are order statistics of each coordinate. They are computed [`WIDTH`] coordinates at a time:
+//! the n values of a block are gathered into a small transposed buffer, and a comparator network
+//! (Batcher's odd–even merge sort, pruned to the positions the statistic reads; see
+//! [`super::network`]) is applied to all columns at once with branch-free min/max. The network is
+//! built once per input count and kept in the workspace.
+
+use super::kernels::Rows;
+use super::network::{self, Comparator};
+
+/// Coordinates per block: the columns processed together by one pass of the network.
+pub(crate) const WIDTH: usize = 16;
+
+/// Which order statistic a network is built for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stat {
+    /// The middle value (the mean of the two middle values for even n).
+    Median,
+    /// The mean of the values left after dropping the `f` smallest and `f` largest.
+    Trimmed(usize),
+}
+
+/// The network for the current input count and the transposed block buffer.
+#[derive(Debug, Default)]
+pub(crate) struct Workspace {
+    key: Option<(usize, Stat)>,
+    net: Vec<Comparator>,
+    labels: Vec<u32>,
+    block: Vec<[f32; WIDTH]>,
+}
+
+impl Workspace {
+    /// Builds the pruned network for `n` inputs unless it is already there.
+    fn prepare(&mut self, n: usize, stat: Stat) {
+        if self.key == Some((n, stat)) {
+            return;
+        }
+        network::batcher(n, &mut self.net);
+        self.labels.clear();
+        self.labels.resize(n, 0);
+        match stat {
+            Stat::Median => {
+                self.labels[(n - 1) / 2] = 1;
+                self.labels[n / 2] = 1;
+            }
+            Stat::Trimmed(f) => self.labels[f..n - f].fill(1),
+        }
+        network::prune(&mut self.net, &mut self.labels);
+        self.block.clear();
+        self.block.resize(n, [0.0; WIDTH]);
+        self.key = Some((n, stat));
+    }
+}
+
+/// Coordinate-wise median: `out[k]` is the median of the `k`-th coordinates (the mean of the two
+/// middle values when n is even, as numpy's `median`). Weights are ignored.
+///
+/// Breakdown point: 1/2 (fewer than n/2 Byzantine inputs cannot move a coordinate outside the
+/// range of the honest values). Cost: O(d · n log² n) comparisons, vectorised over
+/// [`WIDTH`] coordinates; one pass over the inputs. Returns the number of values discarded per
+/// coordinate.
+pub(crate) fn median<R: Rows + ?Sized>(rows: &R, ws: &mut Workspace, out: &mut [f32]) -> usize {
+    let n = rows.count();
+    ws.prepare(n, Stat::Median);
+    let (a, b) = ((n - 1) / 2, n / 2);
+    if a == b {
+        run(rows, ws, out, |block, o| *o = block[a]);
+        n - 1
+    } else {
+        run(rows, ws, out, |block, o| {
+            let (x, y) = (&block[a], &block[b]);
+            for k in 0..WIDTH {
+                o[k] = 0.5 * x[k] + 0.5 * y[k];
+            }
+        });
+        n - 2
+    }
+}
+
+/// Coordinate-wise trimmed mean: per coordinate, drop the `f` largest and `f` smallest values
+/// and average the other n - 2f. Needs n ≥ 2f + 1. Weights are ignored.
+///
+/// Breakdown point: f/n for f < n/2 (tolerates up to f Byzantine inputs). Cost: O(d · n log² n)
+/// comparisons in the worst case, fewer after pruning (the network only separates the f extremes
+/// on each side), vectorised over [`WIDTH`] coordinates; one pass over the inputs. Returns the
+/// number of values discarded per coordinate (2f).
+pub(crate) fn trimmed_mean<R: Rows + ?Sized>(
+    rows: &R,
+    f: usize,
+    ws: &mut Workspace,
+    out: &mut [f32],
+) -> usize {
+    let n = rows.count();
+    debug_assert!(n > 2 * f);
+    ws.prepare(n, Stat::Trimmed(f));
+    let inv = 1.0 / (n - 2 * f) as f32;
+    run(rows, ws, out, |block, o| {
+        let mut acc = [0.0f32; WIDTH];
+        for x in &block[f..n - f] {
+            for k in 0..WIDTH {
+                acc[k] += x[k];
+            }
+        }
+        for k in 0..WIDTH {
+            o[k] = acc[k] * inv;
+        }
+    });
+    2 * f
+}
+
+/// Gathers each block of coordinates, applies the network, and lets `finish` write the block's
+/// results.
+fn run<R, F>(rows: &R, ws: &mut Workspace, out: &mut [f32], finish: F)
+where
+    R: Rows + ?Sized,
+    F: Fn(&[[f32; WIDTH]], &mut [f32; WIDTH]),
+{
+    let n = rows.count();
+    let net = &ws.net[..];
+    let block = &mut ws.block[..n];
+    let (full, tail) = out.as_chunks_mut::<WIDTH>();
+    for (c, o) in full.iter_mut().enumerate() {
+        let start = c * WIDTH;
+        for (i, col) in block.iter_mut().enumerate() {
+            let src: &[f32; WIDTH] = rows.row(i)[start..start + WIDTH].try_into().unwrap();
+            *col = *src;
+        }
+        network::apply(net, block);
+        finish(block, o);
+    }
+    if !tail.is_empty() {
+        let start = full.len() * WIDTH;
+        for (i, col) in block.iter_mut().enumerate() {
+            *col = [0.0; WIDTH];
+            col[..tail.len()].copy_from_slice(&rows.row(i)[start..]);
+        }
+        network::apply(net, block);
+        let mut o = [0.0; WIDTH];
+        finish(block, &mut o);
+        tail.copy_from_slice(&o[..tail.len()]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    fn naive(rows: &[Vec<f32>], k: usize, f: Option<usize>) -> f32 {
+        let mut col: Vec<f32> = rows.iter().map(|r| r[k]).collect();
+        col.sort_by(f32::total_cmp);
+        let n = col.len();
+        match f {
+            None => 0.5 * (col[(n - 1) / 2] + col[n / 2]),
+            Some(f) => col[f..n - f].iter().sum::<f32>() / (n - 2 * f) as f32,
+        }
+    }
+
+    #[test]
+    fn matches_sorting_for_many_shapes() {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let mut ws = Workspace::default();
+        for n in 1..=20 {
+            for d in [1, 15, 16, 17, 40] {
+                let rows: Vec<Vec<f32>> = (0..n)
+                    .map(|_| (0..d).map(|_| rng.random_range(-5.0..5.0)).collect())
+                    .collect();
+                let refs: Vec<&[f32]> = rows.iter().map(|r| &r[..]).collect();
+                let mut out = vec![0.0; d];
+                median(&refs[..], &mut ws, &mut out);
+                for k in 0..d {
+                    assert!((out[k] - naive(&rows, k, None)).abs() < 1e-6, "n={n} d={d}");
+                }
+                for f in 0..=(n - 1) / 2 {
+                    trimmed_mean(&refs[..], f, &mut ws, &mut out);
+                    for k in 0..d {
+                        let want = naive(&rows, k, Some(f));
+                        assert!((out[k] - want).abs() < 1e-5, "n={n} d={d} f={f}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn equal_inputs_and_single_input_are_returned_unchanged() {
+        let mut ws = Workspace::default();
+        let x: Vec<f32> = (0..33).map(|i| i as f32 - 3.5).collect();
+        let mut out = vec![0.0; 33];
+        assert_eq!(median(&[&x[..]][..], &mut ws, &mut out), 0);
+        assert_eq!(out, x);
+        let rows = [&x[..]; 5];
+        trimmed_mean(&rows[..], 2, &mut ws, &mut out);
+        assert_eq!(out, x);
+    }
+}

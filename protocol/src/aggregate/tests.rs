@@ -1,0 +1,380 @@
+//! Tests of the public surface: configuration parsing and validation, input checks, edge cases.
+
+use super::*;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    aggregation: Config,
+}
+
+fn parse(s: &str) -> Result<Config, String> {
+    toml::from_str::<File>(s)
+        .map(|f| f.aggregation)
+        .map_err(|e| e.to_string())
+}
+
+fn all_rules() -> Vec<Config> {
+    [
+        "{ rule = \"mean\" }",
+        "{ rule = \"median\" }",
+        "{ rule = \"trimmed-mean\", f = 1 }",
+        "{ rule = \"krum\", f = 1 }",
+        "{ rule = \"multi-krum\", f = 1, m = 3 }",
+        "{ rule = \"geometric-median\", nu = 0.1, iterations = 5 }",
+        "{ rule = \"centered-clipping\", tau = 1.0, iterations = 2 }",
+        "{ rule = \"clipped-gossip\", tau = 1.0 }",
+        "{ rule = \"clipped-gossip\", adaptive-f = 1 }",
+        "{ rule = \"trimmed-mean\", f = 1, pre = [{ kind = \"nnm\", f = 1 }] }",
+        "{ rule = \"mean\", pre = [{ kind = \"bucketing\", s = 2 }, { kind = \"clipping\", c = 1000.0 }, { kind = \"arc\", f = 1 }] }",
+    ]
+    .iter()
+    .map(|s| parse(&format!("aggregation = {s}")).unwrap())
+    .collect()
+}
+
+#[test]
+fn toml_examples_parse_to_typed_rules() {
+    let c = parse("aggregation = { rule = \"trimmed-mean\", f = 2, pre = [{ kind = \"nnm\", f = 2 }, { kind = \"bucketing\", s = 2 }] }").unwrap();
+    assert_eq!(c.rule, Rule::TrimmedMean { f: 2 });
+    assert_eq!(c.pre, vec![Pre::Nnm { f: 2 }, Pre::Bucketing { s: 2 }]);
+    assert_eq!(c.name(), "nnm(f=2)+bucketing(s=2)+trimmed-mean(f=2)");
+    let c = parse("aggregation = { rule = \"clipped-gossip\", tau = 1 }").unwrap();
+    assert_eq!(
+        c.rule,
+        Rule::ClippedGossip {
+            tau: Tau::Fixed(1.0)
+        }
+    );
+    let c = parse("aggregation = { rule = \"geometric-median\" }").unwrap();
+    assert_eq!(
+        c.rule,
+        Rule::GeometricMedian {
+            nu: 0.1,
+            iterations: 3
+        }
+    );
+    assert_eq!(
+        parse("aggregation = { rule = \"mean\" }").unwrap(),
+        Config::mean()
+    );
+    assert_eq!(Config::mean().name(), "mean");
+    assert_eq!(Config::default().name(), "clipped-gossip(adaptive-f=1)");
+}
+
+#[test]
+fn configs_round_trip_through_toml_and_json() {
+    for c in all_rules().into_iter().chain([Config::default()]) {
+        let text = toml::to_string(&c).unwrap();
+        assert_eq!(toml::from_str::<Config>(&text).unwrap(), c, "{text}");
+        let json = serde_json::to_string(&c).unwrap();
+        assert_eq!(serde_json::from_str::<Config>(&json).unwrap(), c, "{json}");
+    }
+}
+
+#[test]
+fn unknown_keys_and_bad_values_are_rejected_with_the_key_named() {
+    let cases = [
+        ("{ rule = \"mean\", f = 2 }", "`f`"),
+        ("{ rule = \"trimmed-mean\" }", "`f`"),
+        ("{ rule = \"trimmed-mean\", f = 2, typo = 1 }", "typo"),
+        (
+            "{ rule = \"median\", pre = [{ kind = \"nnm\", f = 2, s = 1 }] }",
+            "s",
+        ),
+        ("{ rule = \"no-such-rule\" }", "no-such-rule"),
+        ("{ rule = \"clipped-gossip\" }", "`tau`"),
+        (
+            "{ rule = \"clipped-gossip\", tau = 1.0, adaptive-f = 1 }",
+            "adaptive-f",
+        ),
+        ("{ rule = \"clipped-gossip\", tau = -1.0 }", "`tau` = -1"),
+        (
+            "{ rule = \"centered-clipping\", tau = 1.0, iterations = 0 }",
+            "`iterations` = 0",
+        ),
+        ("{ rule = \"geometric-median\", nu = 0.0 }", "`nu` = 0"),
+        (
+            "{ rule = \"median\", pre = [{ kind = \"bucketing\", s = 0 }] }",
+            "`s` = 0",
+        ),
+        (
+            "{ rule = \"median\", pre = [{ kind = \"clipping\", c = 0.0 }] }",
+            "`c` = 0",
+        ),
+        ("{ rule = \"krum\", f = -1 }", "f"),
+    ];
+    for (text, needle) in cases {
+        let err = parse(&format!("aggregation = {text}")).unwrap_err();
+        assert!(err.contains(needle), "{text}: {err}");
+    }
+}
+
+#[test]
+fn new_validates_configs_built_in_code() {
+    let bad = Config {
+        rule: Rule::ClippedGossip {
+            tau: Tau::Fixed(f32::NAN),
+        },
+        pre: vec![],
+    };
+    assert!(matches!(
+        Aggregator::new(&bad, 4),
+        Err(ConfigError::Invalid { key: "tau", .. })
+    ));
+    assert_eq!(
+        Aggregator::new(&Config::mean(), 0).unwrap_err(),
+        ConfigError::ZeroDimension
+    );
+    assert!(Aggregator::new(&Config::default(), 4).is_ok());
+}
+
+#[test]
+fn min_inputs_accounts_for_pre_aggregation() {
+    let mut c = parse("aggregation = { rule = \"trimmed-mean\", f = 2 }").unwrap();
+    assert_eq!(Aggregator::new(&c, 1).unwrap().min_inputs(), 5);
+    c.pre = vec![Pre::Bucketing { s: 2 }];
+    assert_eq!(Aggregator::new(&c, 1).unwrap().min_inputs(), 9);
+    c.rule = Rule::Krum { f: 1 };
+    c.pre = vec![];
+    assert_eq!(Aggregator::new(&c, 1).unwrap().min_inputs(), 5);
+    c.pre = vec![Pre::Nnm { f: 7 }];
+    assert_eq!(Aggregator::new(&c, 1).unwrap().min_inputs(), 8);
+}
+
+#[test]
+fn bad_inputs_are_refused_before_any_rule_runs() {
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let c = Config {
+        rule: Rule::CenteredClipping {
+            tau: 1.0,
+            iterations: 1,
+        },
+        pre: vec![],
+    };
+    let mut agg = Aggregator::new(&c, 3).unwrap();
+    let good = [1.0f32, 2.0, 3.0];
+    let nan = [1.0f32, f32::NAN, 3.0];
+    let short = [1.0f32, 2.0];
+    let mut out = [7.0f32; 3];
+    let mut call = |inputs: &[&[f32]], w: &[f32], out: &mut [f32]| {
+        agg.aggregate(&[], inputs, w, &mut rng, out)
+    };
+    assert_eq!(
+        call(&[&good, &nan], &[], &mut out),
+        Err(Error::NonFinite { index: 1 })
+    );
+    assert_eq!(
+        call(&[&good, &short], &[], &mut out),
+        Err(Error::Dimension {
+            index: 1,
+            expected: 3,
+            got: 2
+        })
+    );
+    assert_eq!(
+        call(&[], &[], &mut out),
+        Err(Error::TooFew {
+            rule: "centered-clipping",
+            need: 1,
+            got: 0
+        })
+    );
+    assert_eq!(
+        call(&[&good], &[1.0, 1.0], &mut out),
+        Err(Error::WeightCount {
+            expected: 1,
+            got: 2
+        })
+    );
+    assert_eq!(
+        call(&[&good, &good], &[1.0, 0.0], &mut out),
+        Err(Error::Weight {
+            index: 1,
+            value: 0.0
+        })
+    );
+    assert!(matches!(
+        call(&[&good], &[f32::INFINITY], &mut out),
+        Err(Error::Weight { index: 0, .. })
+    ));
+    assert_eq!(
+        call(&[&good], &[], &mut out[..2]),
+        Err(Error::OutputDimension {
+            expected: 3,
+            got: 2
+        })
+    );
+    assert_eq!(out, [7.0; 3], "output written on error");
+    // The state was not touched: the first successful call starts from zero.
+    let r = call(&[&[0.6, 0.0, 0.8]], &[], &mut out).unwrap();
+    assert_eq!(
+        r,
+        Report {
+            inputs: 1,
+            clipped: 0
+        }
+    );
+    assert_eq!(out, [0.6, 0.0, 0.8]);
+}
+
+#[test]
+fn clipped_gossip_checks_the_own_model() {
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let mut agg = Aggregator::new(&Config::default(), 2).unwrap();
+    let x = [1.0f32, 1.0];
+    let mut out = [0.0; 2];
+    assert_eq!(
+        agg.aggregate(&[0.0], &[&x], &[], &mut rng, &mut out),
+        Err(Error::OwnDimension {
+            expected: 2,
+            got: 1
+        })
+    );
+    assert_eq!(
+        agg.aggregate(&[0.0, f32::NEG_INFINITY], &[&x], &[], &mut rng, &mut out),
+        Err(Error::OwnNonFinite)
+    );
+}
+
+#[test]
+fn every_rule_returns_a_single_input_unchanged_and_equal_inputs_unchanged() {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let x: Vec<f32> = (0..37).map(|i| (i as f32 * 0.7).sin() * 3.0).collect();
+    for c in all_rules() {
+        let mut agg = Aggregator::new(&c, 37).unwrap();
+        let n = agg.min_inputs().max(4);
+        let inputs = vec![&x[..]; n];
+        let mut out = vec![0.0; 37];
+        agg.aggregate(&x, &inputs, &[], &mut rng, &mut out).unwrap();
+        for (a, b) in out.iter().zip(&x) {
+            // Centered clipping starts from zero and moves by at most tau per step.
+            if !matches!(c.rule, Rule::CenteredClipping { .. }) {
+                assert!((a - b).abs() < 1e-5, "{}: {a} vs {b}", c.name());
+            }
+        }
+        if agg.min_inputs() == 1 && !matches!(c.rule, Rule::CenteredClipping { .. }) {
+            agg.aggregate(&x, &[&x], &[], &mut rng, &mut out).unwrap();
+            assert!(
+                out.iter().zip(&x).all(|(a, b)| (a - b).abs() < 1e-5),
+                "{}",
+                c.name()
+            );
+        }
+    }
+}
+
+#[test]
+fn centered_clipping_converges_to_equal_inputs_over_calls() {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let c = Config {
+        rule: Rule::CenteredClipping {
+            tau: 1.0,
+            iterations: 1,
+        },
+        pre: vec![],
+    };
+    let mut agg = Aggregator::new(&c, 2).unwrap();
+    let x = [3.0f32, 4.0];
+    let mut out = [0.0; 2];
+    let r = agg
+        .aggregate(&[], &[&x, &x], &[], &mut rng, &mut out)
+        .unwrap();
+    assert_eq!(r.clipped, 2);
+    assert!((out[0] - 0.6).abs() < 1e-6 && (out[1] - 0.8).abs() < 1e-6);
+    for _ in 0..5 {
+        agg.aggregate(&[], &[&x, &x], &[], &mut rng, &mut out)
+            .unwrap();
+    }
+    assert!(
+        (out[0] - 3.0).abs() < 1e-5 && (out[1] - 4.0).abs() < 1e-5,
+        "{out:?}"
+    );
+}
+
+#[test]
+fn weights_change_the_weighted_rules_only() {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let a = [0.0f32, 0.0];
+    let b = [1.0f32, 2.0];
+    let c = [2.0f32, 4.0];
+    let inputs = [&a[..], &b[..], &c[..]];
+    let w = [1.0, 1.0, 2.0];
+    let mut out = [0.0; 2];
+    let mut mean = Aggregator::new(&Config::mean(), 2).unwrap();
+    mean.aggregate(&[], &inputs, &w, &mut rng, &mut out)
+        .unwrap();
+    assert_eq!(out, [1.25, 2.5]);
+    let median = Config {
+        rule: Rule::Median,
+        pre: vec![],
+    };
+    let mut median = Aggregator::new(&median, 2).unwrap();
+    median
+        .aggregate(&[], &inputs, &w, &mut rng, &mut out)
+        .unwrap();
+    assert_eq!(out, [1.0, 2.0]);
+    let cg = Config {
+        rule: Rule::ClippedGossip {
+            tau: Tau::Fixed(100.0),
+        },
+        pre: vec![],
+    };
+    let mut cg = Aggregator::new(&cg, 2).unwrap();
+    cg.aggregate(&a, &inputs, &w, &mut rng, &mut out).unwrap();
+    assert_eq!(out, [1.25, 2.5]);
+}
+
+#[test]
+fn bucketing_is_deterministic_for_a_seed_and_preserves_the_mean() {
+    let c = parse("aggregation = { rule = \"mean\", pre = [{ kind = \"bucketing\", s = 3 }] }")
+        .unwrap();
+    let rows: Vec<Vec<f32>> = (0..7).map(|i| vec![i as f32, (i * i) as f32]).collect();
+    let inputs: Vec<&[f32]> = rows.iter().map(|r| &r[..]).collect();
+    let mut agg = Aggregator::new(&c, 2).unwrap();
+    let buckets = |agg: &mut Aggregator, seed| {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        agg.pre_aggregate(&inputs, &[], &mut rng).unwrap().to_vec()
+    };
+    let one = buckets(&mut agg, 9);
+    assert_eq!(one.len(), 3 * 2);
+    assert_eq!(one, buckets(&mut agg, 9));
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let mut out = [0.0; 2];
+    agg.aggregate(&[], &inputs, &[], &mut rng, &mut out)
+        .unwrap();
+    assert!(
+        (out[0] - 3.0).abs() < 1e-5 && (out[1] - 13.0).abs() < 1e-4,
+        "{out:?}"
+    );
+}
+
+#[test]
+fn reports_count_clipped_and_discarded_inputs() {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let rows: Vec<Vec<f32>> = (0..7).map(|i| vec![i as f32; 3]).collect();
+    let inputs: Vec<&[f32]> = rows.iter().map(|r| &r[..]).collect();
+    let mut out = [0.0; 3];
+    let expect = [
+        ("{ rule = \"mean\" }", 0),
+        ("{ rule = \"median\" }", 6),
+        ("{ rule = \"trimmed-mean\", f = 2 }", 4),
+        ("{ rule = \"krum\", f = 2 }", 6),
+        ("{ rule = \"multi-krum\", f = 2 }", 2),
+        ("{ rule = \"clipped-gossip\", adaptive-f = 2 }", 2),
+        (
+            "{ rule = \"mean\", pre = [{ kind = \"clipping\", c = 4.0 }] }",
+            4,
+        ),
+    ];
+    for (text, clipped) in expect {
+        let c = parse(&format!("aggregation = {text}")).unwrap();
+        let mut agg = Aggregator::new(&c, 3).unwrap();
+        let r = agg
+            .aggregate(&rows[0], &inputs, &[], &mut rng, &mut out)
+            .unwrap();
+        assert_eq!(r, Report { inputs: 7, clipped }, "{text}");
+    }
+}
