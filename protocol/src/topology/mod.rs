@@ -1,0 +1,415 @@
+//! Who talks to whom: communication graphs, mixing weights and their spectral gap.
+//!
+//! A [`Topology`] is configuration; [`Graph::build`] turns it into a concrete directed graph for
+//! `n` nodes (an edge `i -> j` means `i` sends its model to `j`), [`Weights`] into a mixing
+//! matrix, and [`Weights::spectral_gap`] says how fast gossip on it reaches consensus. The
+//! per-round peer sampling of Epidemic Learning is [`sample_peers`] over the complete graph.
+//!
+//! Randomised graphs take the run's seeded `rng`: the same seed gives the same graph. Every graph
+//! built here is strongly connected; random ones are resampled until they are, a bounded number
+//! of times.
+
+pub mod eigen;
+mod graph;
+mod weights;
+
+pub use eigen::symmetric_eigenvalues;
+pub use graph::Graph;
+pub use weights::Weights;
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use std::str::FromStr;
+
+/// Default degree of [`Topology::RandomRegular`].
+pub const DEFAULT_DEGREE: usize = 4;
+/// Default edge probability of [`Topology::ErdosRenyi`].
+pub const DEFAULT_EDGE_PROBABILITY: f64 = 0.2;
+/// Default number of peers drawn per round by [`Topology::Sample`].
+pub const DEFAULT_SAMPLE: usize = 4;
+/// How many random graphs are drawn before giving up on a connected one.
+pub const MAX_TRIES: usize = 100;
+
+/// A communication topology. Plain serde data, internally tagged by `kind`, unknown fields
+/// rejected:
+///
+/// ```toml
+/// topology = { kind = "ring" }
+/// topology = { kind = "torus", rows = 4 }          # cols = n / rows; default: the squarest grid
+/// topology = { kind = "exponential" }
+/// topology = { kind = "random-regular", degree = 4 }
+/// topology = { kind = "erdos-renyi", p = 0.2 }
+/// topology = { kind = "dumbbell" }
+/// topology = { kind = "complete" }
+/// topology = { kind = "sample", s = 4 }            # s fresh random peers every round
+/// ```
+///
+/// [`FromStr`] parses the bare kind names with default parameters.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", from = "Repr")]
+pub enum Topology {
+    /// Node `i` exchanges with `i - 1` and `i + 1` (mod n). Degree 2; gap O(1/n^2).
+    Ring,
+    /// A `rows x cols` grid wrapped both ways; node `r * cols + c` exchanges with its four
+    /// neighbours. Degree 4 (fewer when a side is 1 or 2); gap O(1/n).
+    Torus {
+        /// Rows; must divide n. Default: the largest divisor of n not above sqrt(n).
+        rows: Option<usize>,
+    },
+    /// The directed one-peer-per-power exponential graph: node `i` sends to `i + 2^k` (mod n) for
+    /// every `2^k < n`. Degree about log2 n; gap bounded below independently of n for powers of
+    /// two (Ying et al., "Exponential Graph is Provably Efficient for Decentralized Deep
+    /// Training", NeurIPS 2021). Not symmetric.
+    Exponential,
+    /// A uniformly drawn simple `degree`-regular graph (pairing model, Steger and Wormald 1999).
+    RandomRegular {
+        /// Neighbours per node: at least 1, below n, with `degree * n` even. Default 4.
+        degree: usize,
+    },
+    /// The Erdős–Rényi graph G(n, p): every pair is an edge independently with probability `p`,
+    /// redrawn until connected.
+    ErdosRenyi {
+        /// Edge probability in (0, 1]. Default 0.2.
+        p: f64,
+    },
+    /// Two cliques of `floor(n/2)` and `ceil(n/2)` nodes joined by a single edge between nodes
+    /// `n/2 - 1` and `n/2`: well connected inside, a bottleneck between (the hard case of He,
+    /// Karimireddy and Jaggi 2022).
+    Dumbbell,
+    /// Every node exchanges with every other.
+    Complete,
+    /// Epidemic Learning (de Vos et al., "Epidemic Learning: Boosting Decentralized Learning with
+    /// Randomized Communication", NeurIPS 2023): every round each node sends to `s` peers drawn
+    /// afresh with [`sample_peers`]. The graph built is the complete graph of candidates.
+    Sample {
+        /// Peers per round, at least 1. Default 4.
+        s: usize,
+    },
+}
+
+/// The form [`Topology`] is read in: kinds without parameters are empty structs here so that
+/// `deny_unknown_fields` holds for them too (serde ignores extra keys after a unit variant's tag).
+#[derive(Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+enum Repr {
+    Ring {},
+    Torus {
+        #[serde(default)]
+        rows: Option<usize>,
+    },
+    Exponential {},
+    RandomRegular {
+        #[serde(default = "default_degree")]
+        degree: usize,
+    },
+    ErdosRenyi {
+        #[serde(default = "default_edge_probability")]
+        p: f64,
+    },
+    Dumbbell {},
+    Complete {},
+    Sample {
+        #[serde(default = "default_sample")]
+        s: usize,
+    },
+}
+
+impl From<Repr> for Topology {
+    fn from(r: Repr) -> Topology {
+        match r {
+            Repr::Ring {} => Topology::Ring,
+            Repr::Torus { rows } => Topology::Torus { rows },
+            Repr::Exponential {} => Topology::Exponential,
+            Repr::RandomRegular { degree } => Topology::RandomRegular { degree },
+            Repr::ErdosRenyi { p } => Topology::ErdosRenyi { p },
+            Repr::Dumbbell {} => Topology::Dumbbell,
+            Repr::Complete {} => Topology::Complete,
+            Repr::Sample { s } => Topology::Sample { s },
+        }
+    }
+}
+
+fn default_degree() -> usize {
+    DEFAULT_DEGREE
+}
+fn default_edge_probability() -> f64 {
+    DEFAULT_EDGE_PROBABILITY
+}
+fn default_sample() -> usize {
+    DEFAULT_SAMPLE
+}
+
+/// Every kind name, as written in configs and on the command line.
+pub const NAMES: [&str; 8] = [
+    "ring",
+    "torus",
+    "exponential",
+    "random-regular",
+    "erdos-renyi",
+    "dumbbell",
+    "complete",
+    "sample",
+];
+
+impl Topology {
+    /// The kind name, as in configs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Topology::Ring => "ring",
+            Topology::Torus { .. } => "torus",
+            Topology::Exponential => "exponential",
+            Topology::RandomRegular { .. } => "random-regular",
+            Topology::ErdosRenyi { .. } => "erdos-renyi",
+            Topology::Dumbbell => "dumbbell",
+            Topology::Complete => "complete",
+            Topology::Sample { .. } => "sample",
+        }
+    }
+
+    /// For [`Topology::Sample`], the number of peers to draw each round.
+    pub fn sample_size(&self) -> Option<usize> {
+        match self {
+            Topology::Sample { s } => Some(*s),
+            _ => None,
+        }
+    }
+}
+
+impl FromStr for Topology {
+    type Err = Error;
+
+    /// A bare kind name with default parameters: `"ring"`, `"torus"`, `"random-regular"`, ...
+    fn from_str(s: &str) -> Result<Self, Error> {
+        Ok(match s.trim() {
+            "ring" => Topology::Ring,
+            "torus" => Topology::Torus { rows: None },
+            "exponential" => Topology::Exponential,
+            "random-regular" => Topology::RandomRegular {
+                degree: DEFAULT_DEGREE,
+            },
+            "erdos-renyi" => Topology::ErdosRenyi {
+                p: DEFAULT_EDGE_PROBABILITY,
+            },
+            "dumbbell" => Topology::Dumbbell,
+            "complete" => Topology::Complete,
+            "sample" => Topology::Sample { s: DEFAULT_SAMPLE },
+            other => return Err(Error::Unknown(other.to_owned())),
+        })
+    }
+}
+
+/// Why a graph or mixing matrix could not be built.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Error {
+    /// The name is not a topology kind.
+    #[error("unknown topology {0:?}; expected one of {NAMES:?}")]
+    Unknown(String),
+    /// The topology needs more nodes.
+    #[error("{topology} needs at least {min} nodes, got {n}")]
+    TooFewNodes {
+        /// The topology's kind name.
+        topology: &'static str,
+        /// Nodes asked for.
+        n: usize,
+        /// Fewest nodes it can be built on.
+        min: usize,
+    },
+    /// The torus rows are zero or do not divide n.
+    #[error("torus rows = {rows} must be at least 1 and divide n = {n}")]
+    TorusRows {
+        /// Rows asked for.
+        rows: usize,
+        /// Nodes.
+        n: usize,
+    },
+    /// No simple `degree`-regular graph on n nodes exists, or it cannot be connected.
+    #[error("random-regular degree = {degree} on n = {n} nodes: {reason}")]
+    Degree {
+        /// Degree asked for.
+        degree: usize,
+        /// Nodes.
+        n: usize,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// The Erdős–Rényi edge probability is not in (0, 1].
+    #[error("erdos-renyi p = {0} must be in (0, 1]")]
+    Probability(f64),
+    /// The per-round sample size is zero.
+    #[error("sample s must be at least 1")]
+    SampleSize,
+    /// Every random draw was disconnected.
+    #[error("no connected {topology} graph on {n} nodes in {tries} draws")]
+    Disconnected {
+        /// The topology's kind name.
+        topology: &'static str,
+        /// Nodes.
+        n: usize,
+        /// Draws made.
+        tries: usize,
+    },
+    /// Metropolis-Hastings weights need an undirected (symmetric) graph.
+    #[error("metropolis-hastings weights need a symmetric graph")]
+    Asymmetric,
+    /// An explicit neighbour list names a node that does not exist.
+    #[error("node {node} lists neighbour {neighbour}, but there are only {n} nodes")]
+    Neighbour {
+        /// The listing node.
+        node: usize,
+        /// The bad neighbour.
+        neighbour: usize,
+        /// Nodes.
+        n: usize,
+    },
+    /// A dense matrix has the wrong number of entries.
+    #[error("a mixing matrix needs {expected} entries, got {got}")]
+    Shape {
+        /// n * n.
+        expected: usize,
+        /// Entries given.
+        got: usize,
+    },
+}
+
+/// Per-round random peer sampling (Epidemic Learning, de Vos et al. 2023): `s` distinct peers
+/// drawn uniformly without replacement from `candidates`, or all of them if there are fewer.
+///
+/// Duplicates in `candidates` count once, and the result, sorted, depends only on the set of
+/// candidates and the state of `rng` (partial Fisher-Yates over the sorted candidates), so a
+/// seeded run draws the same peers whatever order it lists them in. Cost O(c log c) for `c`
+/// candidates.
+pub fn sample_peers<T: Copy + Ord, R: Rng + ?Sized>(
+    candidates: &[T],
+    s: usize,
+    rng: &mut R,
+) -> Vec<T> {
+    let mut pool = candidates.to_vec();
+    pool.sort_unstable();
+    pool.dedup();
+    if s < pool.len() {
+        for i in 0..s {
+            let j = rng.random_range(i..pool.len());
+            pool.swap(i, j);
+        }
+        pool.truncate(s);
+        pool.sort_unstable();
+    }
+    pool
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    #[derive(Debug, Deserialize, Serialize, PartialEq)]
+    struct Config {
+        topology: Topology,
+    }
+
+    fn parse(s: &str) -> Result<Topology, toml::de::Error> {
+        toml::from_str::<Config>(s).map(|c| c.topology)
+    }
+
+    #[test]
+    fn toml_forms() {
+        assert_eq!(
+            parse(r#"topology = { kind = "ring" }"#).unwrap(),
+            Topology::Ring
+        );
+        assert_eq!(
+            parse(r#"topology = { kind = "torus" }"#).unwrap(),
+            Topology::Torus { rows: None }
+        );
+        assert_eq!(
+            parse(r#"topology = { kind = "torus", rows = 4 }"#).unwrap(),
+            Topology::Torus { rows: Some(4) }
+        );
+        assert_eq!(
+            parse(r#"topology = { kind = "random-regular", degree = 6 }"#).unwrap(),
+            Topology::RandomRegular { degree: 6 }
+        );
+        assert_eq!(
+            parse(r#"topology = { kind = "erdos-renyi", p = 0.3 }"#).unwrap(),
+            Topology::ErdosRenyi { p: 0.3 }
+        );
+        assert_eq!(
+            parse(r#"topology = { kind = "sample" }"#).unwrap(),
+            Topology::Sample { s: 4 }
+        );
+        assert!(parse(r#"topology = { kind = "ring", degree = 2 }"#).is_err());
+        assert!(parse(r#"topology = { kind = "star" }"#).is_err());
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for name in NAMES {
+            let t: Topology = name.parse().unwrap();
+            assert_eq!(t.name(), name);
+            let text = toml::to_string(&Config {
+                topology: t.clone(),
+            })
+            .unwrap();
+            assert_eq!(parse(&text).unwrap(), t, "{text}");
+        }
+        assert_eq!(
+            "star".parse::<Topology>(),
+            Err(Error::Unknown("star".into()))
+        );
+        assert_eq!(Topology::Sample { s: 3 }.sample_size(), Some(3));
+        assert_eq!(Topology::Ring.sample_size(), None);
+    }
+
+    #[test]
+    fn sample_peers_is_distinct_sorted_and_seeded() {
+        let candidates: Vec<u32> = (0..30).rev().chain([5, 5]).collect();
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        for _ in 0..200 {
+            let got = sample_peers(&candidates, 7, &mut rng);
+            assert_eq!(got.len(), 7);
+            assert!(got.windows(2).all(|w| w[0] < w[1]), "{got:?}");
+            assert!(got.iter().all(|x| *x < 30));
+        }
+        let a = sample_peers(&candidates, 7, &mut ChaCha8Rng::seed_from_u64(9));
+        let mut shuffled = candidates.clone();
+        shuffled.sort();
+        let b = sample_peers(&shuffled, 7, &mut ChaCha8Rng::seed_from_u64(9));
+        assert_eq!(a, b, "the result must not depend on the candidates' order");
+        assert_eq!(sample_peers(&[3, 1, 2], 5, &mut rng), vec![1, 2, 3]);
+        assert_eq!(sample_peers::<u8, _>(&[], 2, &mut rng), Vec::<u8>::new());
+        assert_eq!(sample_peers(&[3, 1, 2], 0, &mut rng), Vec::<i32>::new());
+    }
+
+    #[test]
+    fn sample_peers_is_roughly_uniform() {
+        // 20 candidates, 5 drawn 20 000 times: each expected 5 000 times. Chi-square with 19
+        // degrees of freedom has its 99.99th percentile near 49.
+        let candidates: Vec<usize> = (0..20).collect();
+        let mut counts = [0u32; 20];
+        let mut rng = ChaCha8Rng::seed_from_u64(2023);
+        let draws = 20_000;
+        for _ in 0..draws {
+            for p in sample_peers(&candidates, 5, &mut rng) {
+                counts[p] += 1;
+            }
+        }
+        let expected = f64::from(draws) * 5.0 / 20.0;
+        let chi2: f64 = counts
+            .iter()
+            .map(|&c| (f64::from(c) - expected).powi(2) / expected)
+            .sum();
+        assert!(chi2 < 49.0, "chi-square {chi2}, counts {counts:?}");
+        // Pairs also mix: 0 and 1 appear together about 5/20 * 4/19 of the time.
+        let mut together = 0u32;
+        for _ in 0..draws {
+            let s = sample_peers(&candidates, 5, &mut rng);
+            together += u32::from(s.contains(&0) && s.contains(&1));
+        }
+        let p = f64::from(together) / f64::from(draws);
+        assert!(
+            (p - 5.0 / 20.0 * 4.0 / 19.0).abs() < 0.01,
+            "pair frequency {p}"
+        );
+    }
+}
