@@ -213,4 +213,28 @@ mod tests {
         non_finite(NonFinite::NegInf, &mut out);
         assert!(out.iter().all(|&x| x == f32::NEG_INFINITY));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn dissensus_at_epsilon_one_is_a_fixed_point_of_gossip(
+            x_v in proptest::collection::vec(-10.0f32..10.0, 3),
+            good in proptest::collection::vec(proptest::collection::vec(-10.0f32..10.0, 3), 1..6),
+            raw in proptest::collection::vec(0.01f64..1.0, 6),
+            byz in 0.01f64..1.0,
+        ) {
+            let good: Vec<&[f32]> = good.iter().map(Vec::as_slice).collect();
+            let weights = &raw[..good.len()];
+            let victim = Victim { model: &x_v, good: &good, good_weights: weights, byzantine_weight: byz };
+            let mut forged = [0.0f32; 3];
+            dissensus(&victim, 1.0, &mut forged);
+            for c in 0..3 {
+                let xv = f64::from(x_v[c]);
+                let honest_step: f64 =
+                    good.iter().zip(weights).map(|(m, w)| w * (f64::from(m[c]) - xv)).sum();
+                let step = honest_step + byz * (f64::from(forged[c]) - xv);
+                // f32 rounding of the forged value, amplified by nothing larger than 1.
+                proptest::prop_assert!(step.abs() < 1e-4 * (1.0 + honest_step.abs()), "step {step}");
+            }
+        }
+    }
 }

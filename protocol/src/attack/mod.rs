@@ -63,6 +63,7 @@ pub enum Attack {
     /// paper's value from `n` and `f` ([`alie_z`]).
     Alie {
         /// Shift in standard deviations; `None` derives it from the view's `n` and `f`.
+        #[serde(skip_serializing_if = "Option::is_none")]
         z: Option<f64>,
     },
     /// Inner product manipulation ([`ipm`]): `-epsilon` times the honest mean.

@@ -54,12 +54,13 @@ pub enum Topology {
     /// neighbours. Degree 4 (fewer when a side is 1 or 2); gap O(1/n).
     Torus {
         /// Rows; must divide n. Default: the largest divisor of n not above sqrt(n).
+        #[serde(skip_serializing_if = "Option::is_none")]
         rows: Option<usize>,
     },
     /// The directed one-peer-per-power exponential graph: node `i` sends to `i + 2^k` (mod n) for
-    /// every `2^k < n`. Degree about log2 n; gap bounded below independently of n for powers of
-    /// two (Ying et al., "Exponential Graph is Provably Efficient for Decentralized Deep
-    /// Training", NeurIPS 2021). Not symmetric.
+    /// every `2^k < n`. Degree about log2 n; with uniform weights its gap is `2 / (1 + log2 n)`
+    /// for powers of two, shrinking only logarithmically (Ying et al., "Exponential Graph is
+    /// Provably Efficient for Decentralized Deep Training", NeurIPS 2021). Not symmetric.
     Exponential,
     /// A uniformly drawn simple `degree`-regular graph (pairing model, Steger and Wormald 1999).
     RandomRegular {
@@ -411,5 +412,22 @@ mod tests {
             (p - 5.0 / 20.0 * 4.0 / 19.0).abs() < 0.01,
             "pair frequency {p}"
         );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn sample_peers_draws_a_subset(
+            candidates in proptest::collection::vec(0u16..50, 0..40),
+            s in 0usize..50,
+            seed in 0u64..1000,
+        ) {
+            let got = sample_peers(&candidates, s, &mut ChaCha8Rng::seed_from_u64(seed));
+            let mut distinct = candidates.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            proptest::prop_assert_eq!(got.len(), s.min(distinct.len()));
+            proptest::prop_assert!(got.windows(2).all(|w| w[0] < w[1]));
+            proptest::prop_assert!(got.iter().all(|x| distinct.binary_search(x).is_ok()));
+        }
     }
 }

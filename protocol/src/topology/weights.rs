@@ -190,6 +190,11 @@ mod tests {
         // (1 + w^k + w^2k + w^4k + w^8k) / 5 with w = exp(2 pi i / 16) has modulus 3/5 at k = 8.
         assert!((gap - 0.4).abs() < 1e-9, "gap {gap}");
         assert_eq!(Weights::metropolis_hastings(&g), Err(Error::Asymmetric));
+        // Ying et al. 2021: 2 / (1 + log2 n) for powers of two.
+        for (n, log) in [(8, 3.0), (64, 6.0)] {
+            let gap = Weights::uniform(&graph(Topology::Exponential, n)).spectral_gap();
+            assert!((gap - 2.0 / (1.0 + log)).abs() < 1e-9, "n={n}: gap {gap}");
+        }
     }
 
     #[test]
