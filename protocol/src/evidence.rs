@@ -70,23 +70,35 @@ impl Equivocation {
     /// Decodes and verifies evidence received from anyone.
     pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
         if bytes.len() > MAX_EVIDENCE {
-            return Err(Error::Oversize { got: bytes.len(), limit: MAX_EVIDENCE });
+            return Err(Error::Oversize {
+                got: bytes.len(),
+                limit: MAX_EVIDENCE,
+            });
         }
         match bytes.first() {
             None => return Err(Error::Truncated { need: 1, got: 0 }),
             Some(&k) if k != wire::KIND_EVIDENCE => {
-                return Err(Error::WrongKind { expected: wire::KIND_EVIDENCE, got: k });
+                return Err(Error::WrongKind {
+                    expected: wire::KIND_EVIDENCE,
+                    got: k,
+                });
             }
             Some(_) => {}
         }
         let mut rest = &bytes[1..];
         let mut take = || -> Result<SignedHeader, Error> {
             if rest.len() < 2 {
-                return Err(Error::Truncated { need: 2, got: rest.len() });
+                return Err(Error::Truncated {
+                    need: 2,
+                    got: rest.len(),
+                });
             }
             let len = u16::from_le_bytes([rest[0], rest[1]]) as usize;
             if rest.len() < 2 + len {
-                return Err(Error::Truncated { need: 2 + len, got: rest.len() });
+                return Err(Error::Truncated {
+                    need: 2 + len,
+                    got: rest.len(),
+                });
             }
             let h = wire::decode_announcement(&rest[2..2 + len])?;
             rest = &rest[2 + len..];
@@ -95,7 +107,10 @@ impl Equivocation {
         let a = take()?;
         let b = take()?;
         if !rest.is_empty() {
-            return Err(Error::PayloadLength { expected: 0, got: rest.len() });
+            return Err(Error::PayloadLength {
+                expected: 0,
+                got: rest.len(),
+            });
         }
         Equivocation::new(a, b)
     }
@@ -108,7 +123,15 @@ mod tests {
     use crate::wire::{Codec, encode_params, encode_update};
 
     fn signed(id: &Identity, round: u64, v: f32) -> SignedHeader {
-        encode_update(id, RunId::derive(b"r"), round, 1, Codec::F32Le, &encode_params(&[v])).1
+        encode_update(
+            id,
+            RunId::derive(b"r"),
+            round,
+            1,
+            Codec::F32Le,
+            &encode_params(&[v]),
+        )
+        .1
     }
 
     #[test]
@@ -127,7 +150,10 @@ mod tests {
         let id = Identity::from_secret([9; 32]);
         let other = Identity::from_secret([8; 32]);
         let h = signed(&id, 3, 1.0);
-        assert_eq!(Equivocation::new(h.clone(), h.clone()), Err(Error::NotEvidence("same digest")));
+        assert_eq!(
+            Equivocation::new(h.clone(), h.clone()),
+            Err(Error::NotEvidence("same digest"))
+        );
         assert_eq!(
             Equivocation::new(h.clone(), signed(&id, 4, 2.0)),
             Err(Error::NotEvidence("different rounds"))
@@ -144,7 +170,9 @@ mod tests {
     #[test]
     fn truncated_evidence_is_an_error() {
         let id = Identity::from_secret([9; 32]);
-        let bytes = Equivocation::new(signed(&id, 3, 1.0), signed(&id, 3, 2.0)).unwrap().encode();
+        let bytes = Equivocation::new(signed(&id, 3, 1.0), signed(&id, 3, 2.0))
+            .unwrap()
+            .encode();
         for cut in 0..bytes.len() {
             assert!(Equivocation::decode(&bytes[..cut]).is_err());
         }

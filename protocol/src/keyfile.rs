@@ -89,12 +89,18 @@ pub fn parse(text: &str) -> Result<Identity, Error> {
         return Err(Error::NotAKeyFile);
     }
     let mut field = |line: usize, name: &'static str| -> Result<[u8; 32], Error> {
-        let l = lines.next().ok_or(Error::MissingField { line, expected: name })?;
+        let l = lines.next().ok_or(Error::MissingField {
+            line,
+            expected: name,
+        })?;
         let value = l
             .trim()
             .strip_prefix(name)
             .and_then(|v| v.strip_prefix(' '))
-            .ok_or(Error::MissingField { line, expected: name })?;
+            .ok_or(Error::MissingField {
+                line,
+                expected: name,
+            })?;
         hex32(value.trim()).ok_or(Error::BadHex { line, field: name })
     };
     let secret = field(2, "secret")?;
@@ -137,10 +143,19 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             parse(&lines[..2].join("\n")),
-            Err(Error::MissingField { line: 3, expected: "public" })
+            Err(Error::MissingField {
+                line: 3,
+                expected: "public"
+            })
         );
         let bad_hex = text.replacen("secret ", "secret zz", 1);
-        assert_eq!(parse(&bad_hex), Err(Error::BadHex { line: 2, field: "secret" }));
+        assert_eq!(
+            parse(&bad_hex),
+            Err(Error::BadHex {
+                line: 2,
+                field: "secret"
+            })
+        );
         // Change one digit of the public key.
         let mut l3 = lines[2].to_string();
         let last = l3.pop().unwrap();

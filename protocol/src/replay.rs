@@ -87,7 +87,9 @@ impl Window {
                 } else if round == last.round {
                     Verdict::Duplicate
                 } else {
-                    Verdict::Stale { highest: last.round }
+                    Verdict::Stale {
+                        highest: last.round,
+                    }
                 }
             }
             None => match self.floor {
@@ -103,15 +105,21 @@ impl Window {
         let sender = h.header.sender;
         if let Some(old) = self.entries.remove(&sender) {
             self.by_age.remove(&old.touched);
-        } else if self.entries.len() >= self.capacity {
-            if let Some((_, victim)) = self.by_age.pop_first() {
-                let e = self.entries.remove(&victim).expect("indexes agree");
-                let r = e.last.header.round;
-                self.floor = Some(self.floor.map_or(r, |f| f.max(r)));
-            }
+        } else if self.entries.len() >= self.capacity
+            && let Some((_, victim)) = self.by_age.pop_first()
+        {
+            let e = self.entries.remove(&victim).expect("indexes agree");
+            let r = e.last.header.round;
+            self.floor = Some(self.floor.map_or(r, |f| f.max(r)));
         }
         self.by_age.insert(self.clock, sender);
-        self.entries.insert(sender, Entry { last: h, touched: self.clock });
+        self.entries.insert(
+            sender,
+            Entry {
+                last: h,
+                touched: self.clock,
+            },
+        );
     }
 }
 
@@ -122,7 +130,15 @@ mod tests {
     use crate::wire::{Codec, encode_params, encode_update};
 
     fn h(id: &Identity, round: u64, v: f32) -> SignedHeader {
-        encode_update(id, RunId::derive(b"r"), round, 1, Codec::F32Le, &encode_params(&[v])).1
+        encode_update(
+            id,
+            RunId::derive(b"r"),
+            round,
+            1,
+            Codec::F32Le,
+            &encode_params(&[v]),
+        )
+        .1
     }
 
     #[test]
@@ -153,8 +169,14 @@ mod tests {
         }
         // ids[0] (round 10) and ids[1] (round 11) were forgotten: the floor is 11.
         assert_eq!(w.highest(&ids[0].public()), None);
-        assert_eq!(w.check(&h(&ids[0], 10, 0.0)), Verdict::Stale { highest: 11 });
-        assert_eq!(w.check(&h(&ids[0], 11, 0.0)), Verdict::Stale { highest: 11 });
+        assert_eq!(
+            w.check(&h(&ids[0], 10, 0.0)),
+            Verdict::Stale { highest: 11 }
+        );
+        assert_eq!(
+            w.check(&h(&ids[0], 11, 0.0)),
+            Verdict::Stale { highest: 11 }
+        );
         assert_eq!(w.check(&h(&ids[0], 12, 0.0)), Verdict::Fresh);
         // A remembered sender refreshed is not evicted first.
         w.accept(h(&ids[2], 20, 0.0));

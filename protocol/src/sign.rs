@@ -76,7 +76,9 @@ impl Eq for Identity {}
 impl Identity {
     /// An identity from a 32-byte ed25519 secret seed. The caller supplies the randomness.
     pub fn from_secret(secret: [u8; 32]) -> Self {
-        Identity { key: SigningKey::from_bytes(&secret) }
+        Identity {
+            key: SigningKey::from_bytes(&secret),
+        }
     }
 
     /// The secret seed (for key files).

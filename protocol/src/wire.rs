@@ -172,8 +172,11 @@ impl Update {
     /// Decodes the payload into `out` (cleared first), as exactly `dim` finite parameters.
     pub fn params_into(&self, dim: usize, out: &mut Vec<f32>) -> Result<(), Error> {
         let Codec::F32Le = self.header().codec;
-        if self.payload.len() % 4 != 0 || self.payload.len() / 4 != dim {
-            return Err(Error::Dimension { expected: dim, got: self.payload.len() / 4 });
+        if !self.payload.len().is_multiple_of(4) || self.payload.len() / 4 != dim {
+            return Err(Error::Dimension {
+                expected: dim,
+                got: self.payload.len() / 4,
+            });
         }
         out.clear();
         out.reserve(dim);
@@ -193,7 +196,10 @@ fn decode_header(bytes: &[u8]) -> Result<Header, Error> {
         bincode::serde::decode_from_slice(bytes, bincode_config())
             .map_err(|e| Error::Header(e.to_string()))?;
     if used != bytes.len() {
-        return Err(Error::Header(format!("{} trailing bytes", bytes.len() - used)));
+        return Err(Error::Header(format!(
+            "{} trailing bytes",
+            bytes.len() - used
+        )));
     }
     Ok(header)
 }
@@ -230,7 +236,11 @@ pub fn encode_update(
     let header_bytes = bincode::serde::encode_to_vec(&header, bincode_config())
         .expect("a header always encodes within MAX_HEADER");
     let signature = identity.sign(DOMAIN, &header_bytes);
-    let signed = SignedHeader { header, bytes: header_bytes, signature };
+    let signed = SignedHeader {
+        header,
+        bytes: header_bytes,
+        signature,
+    };
     let mut out = Vec::with_capacity(PREFIX + signed.bytes.len() + payload.len());
     write_prefix(&mut out, KIND_UPDATE, &signed);
     out.extend_from_slice(payload);
@@ -256,12 +266,18 @@ fn write_prefix(out: &mut Vec<u8>, kind: u8, signed: &SignedHeader) {
 /// decoding the header. Returns the signed header and the remaining bytes (the payload).
 pub(crate) fn decode_signed(bytes: &[u8], kind: u8) -> Result<(SignedHeader, &[u8]), Error> {
     if bytes.len() < PREFIX {
-        return Err(Error::Truncated { need: PREFIX, got: bytes.len() });
+        return Err(Error::Truncated {
+            need: PREFIX,
+            got: bytes.len(),
+        });
     }
     match bytes[0] {
         k if k == kind => {}
         k @ (KIND_UPDATE | KIND_ANNOUNCE | KIND_EVIDENCE) => {
-            return Err(Error::WrongKind { expected: kind, got: k });
+            return Err(Error::WrongKind {
+                expected: kind,
+                got: k,
+            });
         }
         k => return Err(Error::UnknownKind(k)),
     }
@@ -273,45 +289,72 @@ pub(crate) fn decode_signed(bytes: &[u8], kind: u8) -> Result<(SignedHeader, &[u
     }
     let need = PREFIX + header_len;
     if bytes.len() < need {
-        return Err(Error::Truncated { need, got: bytes.len() });
+        return Err(Error::Truncated {
+            need,
+            got: bytes.len(),
+        });
     }
     let header_bytes = &bytes[PREFIX..need];
     sign::verify(&sender, DOMAIN, header_bytes, &signature)?;
     let header = decode_header(header_bytes)?;
     if header.version != VERSION {
-        return Err(Error::Version { got: header.version });
+        return Err(Error::Version {
+            got: header.version,
+        });
     }
     if header.sender != sender {
-        return Err(Error::SenderMismatch { signer: sender, header: header.sender });
+        return Err(Error::SenderMismatch {
+            signer: sender,
+            header: header.sender,
+        });
     }
-    let signed = SignedHeader { header, bytes: header_bytes.to_vec(), signature };
+    let signed = SignedHeader {
+        header,
+        bytes: header_bytes.to_vec(),
+        signature,
+    };
     Ok((signed, &bytes[need..]))
 }
 
 /// Decodes and verifies an update. `limit` bounds the whole message; it is checked first.
 pub fn decode_update(bytes: &[u8], limit: usize) -> Result<Update, Error> {
     if bytes.len() > limit {
-        return Err(Error::Oversize { got: bytes.len(), limit });
+        return Err(Error::Oversize {
+            got: bytes.len(),
+            limit,
+        });
     }
     let (signed, payload) = decode_signed(bytes, KIND_UPDATE)?;
     let expected = signed.header.payload_len as usize;
     if payload.len() != expected {
-        return Err(Error::PayloadLength { expected, got: payload.len() });
+        return Err(Error::PayloadLength {
+            expected,
+            got: payload.len(),
+        });
     }
     if blake3::hash(payload).as_bytes() != &signed.header.digest {
         return Err(Error::Digest);
     }
-    Ok(Update { signed, payload: payload.to_vec() })
+    Ok(Update {
+        signed,
+        payload: payload.to_vec(),
+    })
 }
 
 /// Decodes and verifies an announcement (a signed header with no payload).
 pub fn decode_announcement(bytes: &[u8]) -> Result<SignedHeader, Error> {
     if bytes.len() > PREFIX + MAX_HEADER {
-        return Err(Error::Oversize { got: bytes.len(), limit: PREFIX + MAX_HEADER });
+        return Err(Error::Oversize {
+            got: bytes.len(),
+            limit: PREFIX + MAX_HEADER,
+        });
     }
     let (signed, rest) = decode_signed(bytes, KIND_ANNOUNCE)?;
     if !rest.is_empty() {
-        return Err(Error::PayloadLength { expected: 0, got: rest.len() });
+        return Err(Error::PayloadLength {
+            expected: 0,
+            got: rest.len(),
+        });
     }
     Ok(signed)
 }
@@ -325,7 +368,6 @@ pub fn is_evidence(bytes: &[u8]) -> bool {
 pub fn is_announcement(bytes: &[u8]) -> bool {
     bytes.first() == Some(&KIND_ANNOUNCE)
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -343,13 +385,20 @@ mod tests {
     fn round_trip() {
         let id = identity(7);
         let params = vec![1.0f32, -2.5, 3.25];
-        let (bytes, signed) = encode_update(&id, run(), 4, 100, Codec::F32Le, &encode_params(&params));
+        let (bytes, signed) =
+            encode_update(&id, run(), 4, 100, Codec::F32Le, &encode_params(&params));
         let update = decode_update(&bytes, 1 << 20).unwrap();
         assert_eq!(update.signed, signed);
         assert_eq!(update.header().round, 4);
         assert_eq!(update.header().samples, 100);
         assert_eq!(update.params(3).unwrap(), params);
-        assert_eq!(update.params(4), Err(Error::Dimension { expected: 4, got: 3 }));
+        assert_eq!(
+            update.params(4),
+            Err(Error::Dimension {
+                expected: 4,
+                got: 3
+            })
+        );
         let ann = encode_announcement(&signed);
         assert_eq!(decode_announcement(&ann).unwrap(), signed);
         assert!(signed.verify().is_ok());
@@ -357,12 +406,22 @@ mod tests {
 
     #[test]
     fn every_single_bit_flip_is_rejected() {
-        let (bytes, _) = encode_update(&identity(1), run(), 1, 1, Codec::F32Le, &encode_params(&[0.5, 0.25]));
+        let (bytes, _) = encode_update(
+            &identity(1),
+            run(),
+            1,
+            1,
+            Codec::F32Le,
+            &encode_params(&[0.5, 0.25]),
+        );
         for i in 0..bytes.len() {
             for bit in 0..8 {
                 let mut b = bytes.clone();
                 b[i] ^= 1 << bit;
-                assert!(decode_update(&b, 1 << 20).is_err(), "flip at byte {i} bit {bit} accepted");
+                assert!(
+                    decode_update(&b, 1 << 20).is_err(),
+                    "flip at byte {i} bit {bit} accepted"
+                );
             }
         }
     }
@@ -370,9 +429,22 @@ mod tests {
     #[test]
     fn typed_errors() {
         let id = identity(2);
-        let (bytes, _) = encode_update(&id, run(), 1, 1, Codec::F32Le, &encode_params(&[1.0, f32::NAN]));
-        assert!(matches!(decode_update(&bytes, 10), Err(Error::Oversize { .. })));
-        assert!(matches!(decode_update(&bytes[..50], 1 << 20), Err(Error::Truncated { .. })));
+        let (bytes, _) = encode_update(
+            &id,
+            run(),
+            1,
+            1,
+            Codec::F32Le,
+            &encode_params(&[1.0, f32::NAN]),
+        );
+        assert!(matches!(
+            decode_update(&bytes, 10),
+            Err(Error::Oversize { .. })
+        ));
+        assert!(matches!(
+            decode_update(&bytes[..50], 1 << 20),
+            Err(Error::Truncated { .. })
+        ));
         let update = decode_update(&bytes, 1 << 20).unwrap();
         assert_eq!(update.params(2), Err(Error::NonFinite { index: 1 }));
         let mut b = bytes.clone();
@@ -380,15 +452,24 @@ mod tests {
         assert_eq!(decode_update(&b, 1 << 20), Err(Error::Digest));
         let mut b = bytes.clone();
         b.push(0);
-        assert!(matches!(decode_update(&b, 1 << 20), Err(Error::PayloadLength { .. })));
+        assert!(matches!(
+            decode_update(&b, 1 << 20),
+            Err(Error::PayloadLength { .. })
+        ));
         let mut b = bytes.clone();
         b[5] ^= 1; // sender key
-        assert!(matches!(decode_update(&b, 1 << 20), Err(Error::Signature(_))));
+        assert!(matches!(
+            decode_update(&b, 1 << 20),
+            Err(Error::Signature(_))
+        ));
         let mut b = bytes.clone();
         b[0] = 9;
         assert_eq!(decode_update(&b, 1 << 20), Err(Error::UnknownKind(9)));
         b[0] = 2;
-        assert!(matches!(decode_update(&b, 1 << 20), Err(Error::WrongKind { .. })));
+        assert!(matches!(
+            decode_update(&b, 1 << 20),
+            Err(Error::WrongKind { .. })
+        ));
     }
 
     #[test]
@@ -396,6 +477,9 @@ mod tests {
         let (mut bytes, _) = encode_update(&identity(3), run(), 1, 1, Codec::F32Le, &[]);
         let other = identity(4).public();
         bytes[1..33].copy_from_slice(&other.0);
-        assert!(matches!(decode_update(&bytes, 1 << 20), Err(Error::Signature(_))));
+        assert!(matches!(
+            decode_update(&bytes, 1 << 20),
+            Err(Error::Signature(_))
+        ));
     }
 }

@@ -1,1 +1,832 @@
-//! TODO
+//! The state machine of one node.
+//!
+//! [`Engine`] decides everything a node decides: when to train, whom to send to, which updates
+//! to accept, how to mix them, whom to penalise. It never touches a socket or a clock: the caller
+//! feeds it [`Input`]s with the current time, drains [`Output`]s with [`Engine::poll`], and wakes it
+//! at [`Engine::poll_timeout`] with [`Input::Tick`]. The real node and the simulator run exactly
+//! this loop:
+//!
+//! ```text
+//! engine.handle(now, Input::UpdateReceived { from, bytes });   // also PeerUp, PeerDown, Trained, Tick
+//! while let Some(out) = engine.poll() { /* Train, SetModel, Send, Broadcast, Penalize, Ban, ... */ }
+//! let wake = engine.poll_timeout();
+//! ```
+//!
+//! Rounds are asynchronous; there is no global barrier. In round `r` a node trains locally
+//! ([`Output::Train`], answered by [`Input::Trained`]), signs its model and sends it to `fanout`
+//! peers drawn afresh from the connected ones (Epidemic Learning, de Vos et al., NeurIPS 2023),
+//! then collects fresh updates from others until it has `wait_for` of them or `round_timeout_ms`
+//! passes, mixes its own model with them by the configured robust rule ([`crate::aggregate`]) and
+//! starts round `r + 1`. Updates arriving at any time are checked at once (signature, run,
+//! version, sender, size, dimension, finiteness, replay, equivocation) and buffered, one per peer.
+//! A failed check drops the update and penalises the sender with the reason; enough penalty points
+//! ban it, and equivocation bans at once and is broadcast as transferable evidence.
+
+mod config;
+mod peers;
+
+#[cfg(test)]
+mod harness;
+#[cfg(test)]
+mod tests;
+
+pub use config::{Config, ConfigError};
+
+use crate::aggregate::Aggregator;
+use crate::attack::{self, Attack, Plan};
+use crate::evidence::Equivocation;
+use crate::replay::{self, Window};
+use crate::sign::{Identity, PeerKey, RunId};
+use crate::topology::sample_peers;
+use crate::wire::{self, Codec, SignedHeader};
+use peers::{Peers, Standing};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Something that happened to the node.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// A connection to `peer` is up: it may be chosen as a target.
+    PeerUp {
+        /// The peer.
+        peer: PeerKey,
+    },
+    /// The connection to `peer` is gone.
+    PeerDown {
+        /// The peer.
+        peer: PeerKey,
+    },
+    /// An update (or any point-to-point message) arrived from `from`.
+    UpdateReceived {
+        /// The transport-authenticated sender.
+        from: PeerKey,
+        /// The message bytes, unchecked.
+        bytes: Arc<[u8]>,
+    },
+    /// A gossip message (announcement or evidence) arrived, relayed by `from`.
+    GossipReceived {
+        /// The peer that relayed it.
+        from: PeerKey,
+        /// The message bytes, unchecked.
+        bytes: Arc<[u8]>,
+    },
+    /// Local training for `round` finished with these parameters.
+    Trained {
+        /// The round that was asked for in [`Output::Train`].
+        round: u64,
+        /// The trained flat parameters.
+        params: Vec<f32>,
+        /// Training samples processed.
+        samples: u64,
+    },
+    /// The time returned by [`Engine::poll_timeout`] has come.
+    Tick,
+}
+
+/// Something the node must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Run local training for `round` from the current model; answer with [`Input::Trained`].
+    Train {
+        /// The round number.
+        round: u64,
+    },
+    /// Replace the trainer's parameters with these (after mixing).
+    SetModel {
+        /// Flat parameters.
+        params: Vec<f32>,
+    },
+    /// Deliver a signed update to one peer.
+    Send {
+        /// The receiver.
+        to: PeerKey,
+        /// The message.
+        bytes: Arc<[u8]>,
+    },
+    /// Publish a small message to every peer of the run (announcements, evidence).
+    Broadcast {
+        /// The message.
+        bytes: Arc<[u8]>,
+    },
+    /// A peer's update was rejected; its penalty points are now `points`.
+    Penalize {
+        /// The peer.
+        peer: PeerKey,
+        /// Why.
+        reason: Rejection,
+        /// Its penalty points after this one.
+        points: u32,
+    },
+    /// Disconnect `peer` and refuse it from now on.
+    Ban {
+        /// The peer.
+        peer: PeerKey,
+        /// The rejection that crossed the threshold (or equivocation).
+        reason: Rejection,
+    },
+    /// A round was mixed.
+    Mixed {
+        /// The round that ended.
+        round: u64,
+        /// Models mixed, the node's own included.
+        inputs: usize,
+        /// Inputs the rule clipped or discarded.
+        clipped: usize,
+        /// True when too few inputs arrived for the rule and the own model was kept.
+        skipped: bool,
+    },
+    /// The configured number of rounds is done.
+    Finished,
+}
+
+/// Why an incoming message was dropped. Every rejection costs the sender penalty points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Rejection {
+    /// The signature does not verify, or the key is invalid or weak.
+    BadSignature,
+    /// Another run's update.
+    WrongRun,
+    /// Another protocol version.
+    WrongVersion,
+    /// Not as many parameters as the model.
+    WrongDimension,
+    /// NaN or infinity in the parameters.
+    NonFinite,
+    /// At or below a round already accepted from the sender: a replay.
+    Stale,
+    /// More than `max-staleness` rounds behind this node. Counted, but costs no points: an
+    /// honest peer can be slow.
+    Lagging,
+    /// The same update again.
+    Duplicate,
+    /// Two different updates for one round.
+    Equivocation,
+    /// Larger than any valid update of this model.
+    Oversize,
+    /// Bytes that do not parse (truncated, bad header, digest mismatch, unknown kind).
+    Malformed,
+    /// Signed by someone other than the peer that sent it.
+    Impersonation,
+}
+
+impl Rejection {
+    /// Every reason, for metrics.
+    pub const ALL: [Rejection; 12] = [
+        Rejection::BadSignature,
+        Rejection::Lagging,
+        Rejection::WrongRun,
+        Rejection::WrongVersion,
+        Rejection::WrongDimension,
+        Rejection::NonFinite,
+        Rejection::Stale,
+        Rejection::Duplicate,
+        Rejection::Equivocation,
+        Rejection::Oversize,
+        Rejection::Malformed,
+        Rejection::Impersonation,
+    ];
+
+    /// A stable snake_case name, for metrics labels and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rejection::BadSignature => "bad_signature",
+            Rejection::WrongRun => "wrong_run",
+            Rejection::WrongVersion => "wrong_version",
+            Rejection::WrongDimension => "wrong_dimension",
+            Rejection::NonFinite => "non_finite",
+            Rejection::Stale => "stale",
+            Rejection::Lagging => "lagging",
+            Rejection::Duplicate => "duplicate",
+            Rejection::Equivocation => "equivocation",
+            Rejection::Oversize => "oversize",
+            Rejection::Malformed => "malformed",
+            Rejection::Impersonation => "impersonation",
+        }
+    }
+
+    /// Penalty points for this reason, given the ban threshold. Forgery and poison cost half the
+    /// threshold (two strikes); what an honest but slow, misconfigured or duplicated peer can
+    /// cause costs little; equivocation bans outright.
+    pub fn penalty(self, threshold: u32) -> u32 {
+        match self {
+            Rejection::Equivocation => threshold,
+            Rejection::BadSignature
+            | Rejection::NonFinite
+            | Rejection::Oversize
+            | Rejection::Malformed
+            | Rejection::Impersonation => threshold.div_ceil(2),
+            Rejection::WrongDimension => threshold.div_ceil(5),
+            Rejection::WrongRun | Rejection::WrongVersion => threshold.div_ceil(20),
+            Rejection::Stale | Rejection::Duplicate => 1,
+            Rejection::Lagging => 0,
+        }
+    }
+
+    fn of(e: &wire::Error) -> Rejection {
+        use wire::Error as E;
+        match e {
+            E::Oversize { .. } => Rejection::Oversize,
+            E::Signature(_) => Rejection::BadSignature,
+            E::Version { .. } => Rejection::WrongVersion,
+            E::SenderMismatch { .. } => Rejection::BadSignature,
+            E::Dimension { .. } | E::PayloadLength { .. } => Rejection::WrongDimension,
+            E::NonFinite { .. } => Rejection::NonFinite,
+            E::Truncated { .. }
+            | E::UnknownKind(_)
+            | E::WrongKind { .. }
+            | E::HeaderTooLong(_)
+            | E::Header(_)
+            | E::Digest
+            | E::NotEvidence(_) => Rejection::Malformed,
+        }
+    }
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Running counts, for metrics and reports.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Stats {
+    /// Updates accepted into the buffer.
+    pub accepted: u64,
+    /// Messages rejected, by reason.
+    pub rejected: BTreeMap<Rejection, u64>,
+    /// Rounds mixed.
+    pub mixes: u64,
+    /// Rounds that kept the own model for lack of inputs.
+    pub skipped_mixes: u64,
+    /// Models mixed in all rounds, own included.
+    pub inputs_mixed: u64,
+    /// Inputs clipped or discarded by the rule.
+    pub clipped: u64,
+    /// Updates sent.
+    pub updates_sent: u64,
+    /// Bytes of updates and gossip sent.
+    pub bytes_sent: u64,
+    /// Peers banned.
+    pub bans: u64,
+}
+
+/// A Byzantine behaviour for this engine (the simulator's attackers and a red-team node).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Adversary {
+    /// What to do.
+    pub attack: Attack,
+    /// Nodes in the run, as the attacker believes (for ALIE's z).
+    pub n: usize,
+    /// Byzantine nodes in the run, as the attacker believes.
+    pub f: usize,
+}
+
+/// Everything an engine starts from.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    /// The node's signing identity.
+    pub identity: Identity,
+    /// The run; updates of other runs are rejected.
+    pub run: RunId,
+    /// Round rules.
+    pub config: Config,
+    /// The starting model (the run's initial model, or a checkpoint's).
+    pub model: Vec<f32>,
+    /// The last completed round (0 for a fresh start; a checkpoint's round when resuming).
+    pub round: u64,
+    /// Seed of the engine's random choices (peer sampling, bucketing, attacks).
+    pub seed: u64,
+    /// Set to make this node Byzantine.
+    pub adversary: Option<Adversary>,
+}
+
+#[derive(Debug, Clone)]
+struct Pending {
+    round: u64,
+    params: Vec<f32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Phase {
+    Training,
+    Collecting { deadline: Duration },
+    Finished,
+}
+
+/// Sent updates an adversary keeps for replay.
+const REPLAY_HISTORY: usize = 16;
+
+/// The state machine of one node. See the module docs.
+#[derive(Debug)]
+pub struct Engine {
+    identity: Identity,
+    me: PeerKey,
+    run: RunId,
+    config: Config,
+    dim: usize,
+    limit: usize,
+    model: Vec<f32>,
+    round: u64,
+    phase: Phase,
+    aggregator: Aggregator,
+    window: Window,
+    peers: Peers,
+    pending: BTreeMap<PeerKey, Pending>,
+    outputs: VecDeque<Output>,
+    rng: ChaCha8Rng,
+    stats: Stats,
+    adversary: Option<Adversary>,
+    sent: VecDeque<Arc<[u8]>>,
+    last_received: BTreeMap<PeerKey, Vec<f32>>,
+    scratch: Vec<f32>,
+}
+
+impl Engine {
+    /// Validates the setup and starts the first round: the first output is [`Output::Train`].
+    pub fn new(setup: Setup) -> Result<Self, ConfigError> {
+        let Setup {
+            identity,
+            run,
+            config,
+            model,
+            round,
+            seed,
+            adversary,
+        } = setup;
+        config.validate()?;
+        if model.is_empty() {
+            return Err(ConfigError::EmptyModel);
+        }
+        if let Some(a) = &adversary {
+            a.attack
+                .validate()
+                .map_err(|e| ConfigError::Attack(e.to_string()))?;
+        }
+        let dim = model.len();
+        let aggregator = Aggregator::new(&config.aggregation, dim)?;
+        let mut engine = Engine {
+            me: identity.public(),
+            identity,
+            run,
+            limit: wire::PREFIX + wire::MAX_HEADER + Codec::F32Le.payload_len(dim),
+            dim,
+            window: Window::new(config.max_peers),
+            peers: Peers::new(config.ban_threshold, config.max_peers),
+            config,
+            model,
+            round,
+            phase: Phase::Training,
+            aggregator,
+            pending: BTreeMap::new(),
+            outputs: VecDeque::new(),
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            stats: Stats::default(),
+            adversary,
+            sent: VecDeque::new(),
+            last_received: BTreeMap::new(),
+            scratch: vec![0.0; dim],
+        };
+        engine.start_round();
+        Ok(engine)
+    }
+
+    /// This node's public key.
+    pub fn id(&self) -> PeerKey {
+        self.me
+    }
+
+    /// The round being trained or collected (the last completed round plus one).
+    pub fn round(&self) -> u64 {
+        self.round
+    }
+
+    /// The current model: after mixing, or after local training while collecting.
+    pub fn model(&self) -> &[f32] {
+        &self.model
+    }
+
+    /// Number of parameters.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Largest update message accepted, in bytes.
+    pub fn max_update_bytes(&self) -> usize {
+        self.limit
+    }
+
+    /// Running counts.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Whether `peer` is banned.
+    pub fn is_banned(&self, peer: &PeerKey) -> bool {
+        self.peers.is_banned(peer)
+    }
+
+    /// Banned peers in key order.
+    pub fn banned(&self) -> Vec<PeerKey> {
+        self.peers.banned().copied().collect()
+    }
+
+    /// Connected, unbanned peers in key order.
+    pub fn connected(&self) -> Vec<PeerKey> {
+        self.peers.connected()
+    }
+
+    /// Whether the configured number of rounds is done.
+    pub fn is_finished(&self) -> bool {
+        self.phase == Phase::Finished
+    }
+
+    /// The next output, if any.
+    pub fn poll(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When to call [`Engine::handle`] with [`Input::Tick`] next, if a timer is running.
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        match self.phase {
+            Phase::Collecting { deadline } => Some(deadline),
+            _ => None,
+        }
+    }
+
+    /// Feeds one input at time `now` (any monotonic clock, the same for every call).
+    pub fn handle(&mut self, now: Duration, input: Input) {
+        match input {
+            Input::PeerUp { peer } => {
+                if peer != self.me
+                    && let Some(reason) = self.peers.up(peer)
+                {
+                    self.outputs.push_back(Output::Ban { peer, reason });
+                }
+            }
+            Input::PeerDown { peer } => self.peers.down(&peer),
+            Input::UpdateReceived { from, bytes } => self.on_update(from, &bytes),
+            Input::GossipReceived { from, bytes } => self.on_gossip(from, &bytes),
+            Input::Trained {
+                round,
+                params,
+                samples,
+            } => self.on_trained(now, round, params, samples),
+            Input::Tick => {}
+        }
+        if let Phase::Collecting { deadline } = self.phase
+            && (now >= deadline || self.fresh_count() >= self.config.wait_for)
+        {
+            self.mix();
+        }
+    }
+
+    fn start_round(&mut self) {
+        if self.config.rounds.is_some_and(|r| self.round >= r) {
+            self.phase = Phase::Finished;
+            self.outputs.push_back(Output::Finished);
+            return;
+        }
+        self.round += 1;
+        self.phase = Phase::Training;
+        self.outputs.push_back(Output::Train { round: self.round });
+    }
+
+    fn reject(&mut self, peer: PeerKey, reason: Rejection) {
+        *self.stats.rejected.entry(reason).or_default() += 1;
+        if reason.penalty(self.config.ban_threshold) == 0 {
+            return;
+        }
+        match self.peers.penalize(peer, reason) {
+            Standing::Penalized(points) => {
+                self.outputs.push_back(Output::Penalize {
+                    peer,
+                    reason,
+                    points,
+                });
+            }
+            Standing::Banned => {
+                self.stats.bans += 1;
+                self.pending.remove(&peer);
+                self.outputs.push_back(Output::Ban { peer, reason });
+            }
+            Standing::AlreadyBanned => {}
+        }
+    }
+
+    fn on_update(&mut self, from: PeerKey, bytes: &[u8]) {
+        if self.peers.is_banned(&from) {
+            return;
+        }
+        let update = match wire::decode_update(bytes, self.limit) {
+            Ok(u) => u,
+            Err(e) => return self.reject(from, Rejection::of(&e)),
+        };
+        let h = update.header();
+        if h.sender != from {
+            return self.reject(from, Rejection::Impersonation);
+        }
+        if h.run != self.run {
+            return self.reject(from, Rejection::WrongRun);
+        }
+        if h.round + self.config.max_staleness < self.round {
+            return self.reject(from, Rejection::Lagging);
+        }
+        match self.window.check(&update.signed) {
+            replay::Verdict::Fresh => {}
+            replay::Verdict::Stale { .. } => return self.reject(from, Rejection::Stale),
+            replay::Verdict::Duplicate => return self.reject(from, Rejection::Duplicate),
+            replay::Verdict::Equivocation(ev) => return self.on_equivocation(*ev),
+        }
+        let mut params = Vec::new();
+        if let Err(e) = update.params_into(self.dim, &mut params) {
+            return self.reject(from, Rejection::of(&e));
+        }
+        let round = update.header().round;
+        self.window.accept(update.signed);
+        self.peers.credit(&from);
+        self.stats.accepted += 1;
+        if self.pending.len() >= self.config.max_peers && !self.pending.contains_key(&from) {
+            // Bounded buffer: drop the oldest pending update to make room.
+            if let Some(oldest) = self
+                .pending
+                .iter()
+                .min_by_key(|(_, p)| p.round)
+                .map(|(k, _)| *k)
+            {
+                self.pending.remove(&oldest);
+            }
+        }
+        self.pending.insert(from, Pending { round, params });
+    }
+
+    fn on_gossip(&mut self, from: PeerKey, bytes: &[u8]) {
+        if self.peers.is_banned(&from) {
+            return;
+        }
+        if wire::is_announcement(bytes) {
+            match wire::decode_announcement(bytes) {
+                Ok(signed) if signed.header.run != self.run => {
+                    self.reject(from, Rejection::WrongRun)
+                }
+                Ok(signed) => {
+                    if let replay::Verdict::Equivocation(ev) = self.window.check(&signed) {
+                        self.on_equivocation(*ev);
+                    }
+                }
+                Err(e) => self.reject(from, Rejection::of(&e)),
+            }
+        } else if wire::is_evidence(bytes) {
+            match Equivocation::decode(bytes) {
+                Ok(ev) if ev.a.header.run == self.run => {
+                    if !self.peers.is_banned(&ev.offender()) {
+                        self.on_equivocation(ev);
+                    }
+                }
+                Ok(_) => self.reject(from, Rejection::WrongRun),
+                Err(e) => self.reject(from, Rejection::of(&e)),
+            }
+        } else {
+            self.reject(from, Rejection::Malformed);
+        }
+    }
+
+    fn on_equivocation(&mut self, ev: Equivocation) {
+        let offender = ev.offender();
+        *self
+            .stats
+            .rejected
+            .entry(Rejection::Equivocation)
+            .or_default() += 1;
+        self.pending.remove(&offender);
+        if self.peers.ban(offender, Rejection::Equivocation) {
+            self.stats.bans += 1;
+            self.outputs.push_back(Output::Ban {
+                peer: offender,
+                reason: Rejection::Equivocation,
+            });
+            let bytes: Arc<[u8]> = ev.encode().into();
+            self.stats.bytes_sent += bytes.len() as u64;
+            self.outputs.push_back(Output::Broadcast { bytes });
+        }
+    }
+
+    fn on_trained(&mut self, now: Duration, round: u64, params: Vec<f32>, samples: u64) {
+        if self.phase != Phase::Training || round != self.round || params.len() != self.dim {
+            return; // a late answer to an earlier request; the driver's mistake, not a peer's
+        }
+        self.model = params;
+        let targets = sample_peers(&self.peers.connected(), self.config.fanout, &mut self.rng);
+        match self.adversary.clone() {
+            None => {
+                let (bytes, signed) = self.sign(&self.model, samples);
+                self.send_all(&targets, &bytes, &signed);
+            }
+            Some(adv) => self.send_forged(&adv, &targets, samples),
+        }
+        let timeout = Duration::from_millis(self.config.round_timeout_ms);
+        self.phase = Phase::Collecting {
+            deadline: now + timeout,
+        };
+    }
+
+    fn sign(&self, params: &[f32], samples: u64) -> (Arc<[u8]>, SignedHeader) {
+        let payload = wire::encode_params(params);
+        let (bytes, signed) = wire::encode_update(
+            &self.identity,
+            self.run,
+            self.round,
+            samples,
+            Codec::F32Le,
+            &payload,
+        );
+        (bytes.into(), signed)
+    }
+
+    fn send_all(&mut self, targets: &[PeerKey], bytes: &Arc<[u8]>, signed: &SignedHeader) {
+        for &to in targets {
+            self.send(to, bytes.clone());
+        }
+        let ann: Arc<[u8]> = wire::encode_announcement(signed).into();
+        self.stats.bytes_sent += ann.len() as u64;
+        self.outputs.push_back(Output::Broadcast { bytes: ann });
+    }
+
+    fn send(&mut self, to: PeerKey, bytes: Arc<[u8]>) {
+        self.stats.updates_sent += 1;
+        self.stats.bytes_sent += bytes.len() as u64;
+        self.outputs.push_back(Output::Send { to, bytes });
+    }
+
+    /// A Byzantine node's sending step: the attack decides what goes out; the protocol's own
+    /// signing and framing are used, so only what a real attacker could send is sent. It sees
+    /// what a real attacker sees: the models its peers sent it last round.
+    fn send_forged(&mut self, adv: &Adversary, targets: &[PeerKey], samples: u64) {
+        if let Attack::Dissensus { .. } = adv.attack {
+            return self.send_dissensus(adv, targets, samples);
+        }
+        let honest: Vec<&[f32]> = self.last_received.values().map(Vec::as_slice).collect();
+        let view = attack::View {
+            own: &self.model,
+            honest: &honest,
+            n: adv.n,
+            f: adv.f,
+            victim: None,
+        };
+        let plan = adv.attack.plan(&view, &mut self.rng);
+        let bytes = match plan {
+            Plan::Send(v) => self.sign(&v, samples).0,
+            Plan::Honest => {
+                let (bytes, signed) = self.sign(&self.model, samples);
+                self.send_all(targets, &bytes, &signed);
+                return self.remember(bytes);
+            }
+            Plan::Replay { lag } => {
+                let old = usize::try_from(lag)
+                    .ok()
+                    .and_then(|lag| self.sent.len().checked_sub(lag))
+                    .and_then(|i| self.sent.get(i).cloned());
+                let (fresh, _) = self.sign(&self.model, samples);
+                self.remember(fresh.clone());
+                let bytes = old.unwrap_or(fresh);
+                for &to in targets {
+                    self.send(to, bytes.clone());
+                }
+                return;
+            }
+            Plan::Equivocate(a, b) => {
+                let (a, signed_a) = self.sign(&a, samples);
+                let (b, _) = self.sign(&b, samples);
+                for (i, &to) in targets.iter().enumerate() {
+                    self.send(to, if i % 2 == 0 { a.clone() } else { b.clone() });
+                }
+                let ann: Arc<[u8]> = wire::encode_announcement(&signed_a).into();
+                self.outputs.push_back(Output::Broadcast { bytes: ann });
+                return self.remember(a);
+            }
+            Plan::Stale => {
+                let copy = self.last_received.values().next().cloned();
+                self.sign(copy.as_deref().unwrap_or(&self.model), samples).0
+            }
+        };
+        for &to in targets {
+            self.send(to, bytes.clone());
+        }
+        self.remember(bytes);
+    }
+
+    /// Dissensus (He, Karimireddy and Jaggi, 2022) is aimed at each target separately: the
+    /// victim's model is its last update, its good neighbours are the other models received, and
+    /// the weights are those of a node that mixes `wait_for + 1` models uniformly.
+    fn send_dissensus(&mut self, adv: &Adversary, targets: &[PeerKey], samples: u64) {
+        let w = 1.0 / (self.config.wait_for as f64 + 1.0);
+        for &to in targets {
+            let victim_model = self.last_received.get(&to).cloned();
+            let good: Vec<&[f32]> = self
+                .last_received
+                .iter()
+                .filter(|(k, _)| **k != to)
+                .map(|(_, v)| v.as_slice())
+                .collect();
+            let weights = vec![w; good.len()];
+            let victim = victim_model.as_deref().map(|model| attack::Victim {
+                model,
+                good: &good,
+                good_weights: &weights,
+                byzantine_weight: w,
+            });
+            let view = attack::View {
+                own: &self.model,
+                honest: &good,
+                n: adv.n,
+                f: adv.f,
+                victim,
+            };
+            let forged = match adv.attack.plan(&view, &mut self.rng) {
+                Plan::Send(v) => v,
+                _ => self.model.clone(),
+            };
+            let (bytes, _) = self.sign(&forged, samples);
+            self.send(to, bytes);
+        }
+    }
+
+    fn remember(&mut self, bytes: Arc<[u8]>) {
+        if self.sent.len() == REPLAY_HISTORY {
+            self.sent.pop_front();
+        }
+        self.sent.push_back(bytes);
+    }
+
+    fn fresh_count(&self) -> usize {
+        let floor = self.round.saturating_sub(self.config.max_staleness);
+        self.pending.values().filter(|p| p.round >= floor).count()
+    }
+
+    fn mix(&mut self) {
+        let floor = self.round.saturating_sub(self.config.max_staleness);
+        let pending = std::mem::take(&mut self.pending);
+        let fresh: Vec<(PeerKey, Pending)> = pending
+            .into_iter()
+            .filter(|(_, p)| p.round >= floor)
+            .collect();
+        let mut rounds: Vec<u64> = fresh.iter().map(|(_, p)| p.round).collect();
+        rounds.push(self.round);
+        rounds.sort_unstable();
+        let median_round = rounds[rounds.len() / 2];
+        let received: BTreeMap<PeerKey, Vec<f32>> =
+            fresh.into_iter().map(|(k, p)| (k, p.params)).collect();
+        let mut inputs: Vec<&[f32]> = Vec::with_capacity(received.len() + 1);
+        inputs.push(&self.model);
+        inputs.extend(received.values().map(Vec::as_slice));
+        let n = inputs.len();
+        let (clipped, skipped) = if n >= self.aggregator.min_inputs() {
+            match self.aggregator.aggregate(
+                &self.model,
+                &inputs,
+                &[],
+                &mut self.rng,
+                &mut self.scratch,
+            ) {
+                Ok(report) => (report.clipped, false),
+                Err(_) => (0, true), // inputs are checked on receipt; keep the own model
+            }
+        } else {
+            (0, true)
+        };
+        drop(inputs);
+        if skipped {
+            self.stats.skipped_mixes += 1;
+        } else {
+            std::mem::swap(&mut self.model, &mut self.scratch);
+            self.stats.mixes += 1;
+            self.stats.inputs_mixed += n as u64;
+            self.stats.clipped += clipped as u64;
+        }
+        if self.adversary.is_some() {
+            self.last_received = received;
+        }
+        self.outputs.push_back(Output::Mixed {
+            round: self.round,
+            inputs: n,
+            clipped,
+            skipped,
+        });
+        self.outputs.push_back(Output::SetModel {
+            params: self.model.clone(),
+        });
+        // Catch up: a node that fell behind the peers it mixes with continues from the median
+        // of their rounds (its own included), so slow nodes are not left lagging for ever; the
+        // median keeps a Byzantine minority from pushing the round counter.
+        self.round = self.round.max(median_round);
+        self.start_round();
+    }
+}
