@@ -1,0 +1,190 @@
+//! Hostile bytes never panic the decoders or the engine, and never make them allocate beyond
+//! the message limit.
+//!
+//! A deterministic fuzz loop: 1,000,000 inputs (set `MURMUR_FUZZ_CASES` for more), half random
+//! byte strings of random lengths and half mutations of valid updates, announcements and evidence
+//! (bit flips, byte overwrites, truncations, extensions, splices, and length fields set to
+//! extreme values). Every input goes through `wire::decode_update`, `wire::decode_announcement`,
+//! `Equivocation::decode` and a live engine. A counting global allocator records the largest
+//! single allocation made while decoding.
+#![allow(unsafe_code)] // the counting allocator
+
+use murmur_protocol::engine::{Config, Engine, Input, Setup};
+use murmur_protocol::evidence::Equivocation;
+use murmur_protocol::wire::{self, Codec};
+use murmur_protocol::{Identity, RunId};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+struct Counting;
+
+static LARGEST: AtomicUsize = AtomicUsize::new(0);
+static TRACKING: AtomicBool = AtomicBool::new(false);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if TRACKING.load(Ordering::Relaxed) {
+            LARGEST.fetch_max(layout.size(), Ordering::Relaxed);
+        }
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if TRACKING.load(Ordering::Relaxed) {
+            LARGEST.fetch_max(new_size, Ordering::Relaxed);
+        }
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const DIM: usize = 64;
+
+fn identity(seed: u8) -> Identity {
+    let mut s = [0u8; 32];
+    for (i, b) in s.iter_mut().enumerate() {
+        *b = seed.wrapping_add((i as u8).wrapping_mul(29));
+    }
+    Identity::from_secret(s)
+}
+
+fn seeds(run: RunId) -> Vec<Vec<u8>> {
+    let a = identity(1);
+    let params: Vec<f32> = (0..DIM).map(|i| i as f32 * 0.5).collect();
+    let (update, h1) =
+        wire::encode_update(&a, run, 7, 32, Codec::F32Le, &wire::encode_params(&params));
+    let (_, h2) = wire::encode_update(
+        &a,
+        run,
+        7,
+        32,
+        Codec::F32Le,
+        &wire::encode_params(&[1.0; DIM]),
+    );
+    let ann = wire::encode_announcement(&h1);
+    let evidence = Equivocation::new(h1, h2).unwrap().encode();
+    vec![update, ann, evidence]
+}
+
+fn mutate(rng: &mut ChaCha8Rng, seed: &[u8]) -> Vec<u8> {
+    let mut b = seed.to_vec();
+    for _ in 0..rng.random_range(1..=4) {
+        match rng.random_range(0..7) {
+            0 if !b.is_empty() => {
+                let i = rng.random_range(0..b.len());
+                b[i] ^= 1 << rng.random_range(0..8);
+            }
+            1 if !b.is_empty() => {
+                let i = rng.random_range(0..b.len());
+                b[i] = rng.random();
+            }
+            2 => b.truncate(rng.random_range(0..=b.len())),
+            3 => {
+                let extra = rng.random_range(1..64);
+                b.extend((0..extra).map(|_| rng.random::<u8>()));
+            }
+            4 if b.len() > 99 => {
+                // Header length field: extreme values.
+                let v: u16 = [0, 1, 255, 256, 257, u16::MAX][rng.random_range(0..6)];
+                b[97..99].copy_from_slice(&v.to_le_bytes());
+            }
+            5 if b.len() > 8 => {
+                // Splice: copy a run of bytes to another place.
+                let len = rng.random_range(1..8);
+                let from = rng.random_range(0..b.len() - len);
+                let to = rng.random_range(0..b.len() - len);
+                let run: Vec<u8> = b[from..from + len].to_vec();
+                b[to..to + len].copy_from_slice(&run);
+            }
+            _ => {
+                // Any 8-byte window set to all ones (large varints and lengths).
+                if b.len() > 8 {
+                    let i = rng.random_range(0..b.len() - 8);
+                    b[i..i + 8].fill(0xff);
+                }
+            }
+        }
+    }
+    b
+}
+
+#[test]
+fn a_million_hostile_inputs_neither_panic_nor_over_allocate() {
+    let cases: usize = std::env::var("MURMUR_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let run = RunId::derive(b"fuzz");
+    let seeds = seeds(run);
+    let mut engine = Engine::new(Setup {
+        identity: identity(9),
+        run,
+        config: Config::default(),
+        model: vec![0.0; DIM],
+        round: 0,
+        seed: 1,
+        adversary: None,
+    })
+    .unwrap();
+    let limit = engine.max_update_bytes();
+    let mut rng = ChaCha8Rng::seed_from_u64(0x5eed);
+    let mut accepted = 0usize;
+    let mut peers: Vec<Identity> = (10..20).map(identity).collect();
+    peers.push(identity(1));
+    for case in 0..cases {
+        let bytes = if case % 2 == 0 {
+            let len = match rng.random_range(0..4) {
+                0 => rng.random_range(0..16),
+                1 => rng.random_range(0..wire::PREFIX + 8),
+                2 => rng.random_range(0..limit + 64),
+                _ => rng.random_range(0..1024),
+            };
+            let mut b: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+            if !b.is_empty() {
+                b[0] = rng.random_range(0..5); // mostly valid kinds, so decoding goes deeper
+            }
+            b
+        } else {
+            let which = rng.random_range(0..seeds.len());
+            mutate(&mut rng, &seeds[which])
+        };
+        TRACKING.store(true, Ordering::Relaxed);
+        let u = wire::decode_update(&bytes, limit);
+        let _ = wire::decode_announcement(&bytes);
+        let _ = Equivocation::decode(&bytes);
+        TRACKING.store(false, Ordering::Relaxed);
+        if let Ok(u) = &u {
+            let _ = u.params(DIM);
+            accepted += 1;
+        }
+        let from = peers[rng.random_range(0..peers.len())].public();
+        let bytes: Arc<[u8]> = bytes.into();
+        if case % 4 == 1 {
+            engine.handle(Duration::ZERO, Input::GossipReceived { from, bytes });
+        } else {
+            engine.handle(Duration::ZERO, Input::UpdateReceived { from, bytes });
+        }
+        while engine.poll().is_some() {}
+    }
+    let largest = LARGEST.load(Ordering::Relaxed);
+    println!(
+        "{cases} hostile inputs: {accepted} decoded as valid updates, largest allocation {largest} bytes (limit {limit})"
+    );
+    assert!(
+        largest <= limit,
+        "a decode allocated {largest} bytes, limit {limit}"
+    );
+    assert!(
+        cases < 1000 || accepted < cases / 100,
+        "mutations should almost never stay valid"
+    );
+    assert!(engine.stats().rejected.values().sum::<u64>() > 0);
+}
