@@ -22,8 +22,10 @@
 //! A failed check drops the update and penalises the sender with the reason; enough penalty points
 //! ban it, and equivocation bans at once and is broadcast as transferable evidence.
 
+mod adversary;
 mod config;
 mod peers;
+mod rejection;
 
 #[cfg(test)]
 mod harness;
@@ -31,9 +33,10 @@ mod harness;
 mod tests;
 
 pub use config::{Config, ConfigError};
+pub use rejection::Rejection;
 
 use crate::aggregate::Aggregator;
-use crate::attack::{self, Attack, Plan};
+use crate::attack::Attack;
 use crate::evidence::Equivocation;
 use crate::replay::{self, Window};
 use crate::sign::{Identity, PeerKey, RunId};
@@ -140,115 +143,6 @@ pub enum Output {
     },
     /// The configured number of rounds is done.
     Finished,
-}
-
-/// Why an incoming message was dropped. Every rejection costs the sender penalty points.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Rejection {
-    /// The signature does not verify, or the key is invalid or weak.
-    BadSignature,
-    /// Another run's update.
-    WrongRun,
-    /// Another protocol version.
-    WrongVersion,
-    /// Not as many parameters as the model.
-    WrongDimension,
-    /// NaN or infinity in the parameters.
-    NonFinite,
-    /// At or below a round already accepted from the sender: a replay.
-    Stale,
-    /// More than `max-staleness` rounds behind this node. Counted, but costs no points: an
-    /// honest peer can be slow.
-    Lagging,
-    /// The same update again.
-    Duplicate,
-    /// Two different updates for one round.
-    Equivocation,
-    /// Larger than any valid update of this model.
-    Oversize,
-    /// Bytes that do not parse (truncated, bad header, digest mismatch, unknown kind).
-    Malformed,
-    /// Signed by someone other than the peer that sent it.
-    Impersonation,
-}
-
-impl Rejection {
-    /// Every reason, for metrics.
-    pub const ALL: [Rejection; 12] = [
-        Rejection::BadSignature,
-        Rejection::Lagging,
-        Rejection::WrongRun,
-        Rejection::WrongVersion,
-        Rejection::WrongDimension,
-        Rejection::NonFinite,
-        Rejection::Stale,
-        Rejection::Duplicate,
-        Rejection::Equivocation,
-        Rejection::Oversize,
-        Rejection::Malformed,
-        Rejection::Impersonation,
-    ];
-
-    /// A stable snake_case name, for metrics labels and logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Rejection::BadSignature => "bad_signature",
-            Rejection::WrongRun => "wrong_run",
-            Rejection::WrongVersion => "wrong_version",
-            Rejection::WrongDimension => "wrong_dimension",
-            Rejection::NonFinite => "non_finite",
-            Rejection::Stale => "stale",
-            Rejection::Lagging => "lagging",
-            Rejection::Duplicate => "duplicate",
-            Rejection::Equivocation => "equivocation",
-            Rejection::Oversize => "oversize",
-            Rejection::Malformed => "malformed",
-            Rejection::Impersonation => "impersonation",
-        }
-    }
-
-    /// Penalty points for this reason, given the ban threshold. Forgery and poison cost half the
-    /// threshold (two strikes); what an honest but slow, misconfigured or duplicated peer can
-    /// cause costs little; equivocation bans outright.
-    pub fn penalty(self, threshold: u32) -> u32 {
-        match self {
-            Rejection::Equivocation => threshold,
-            Rejection::BadSignature
-            | Rejection::NonFinite
-            | Rejection::Oversize
-            | Rejection::Malformed
-            | Rejection::Impersonation => threshold.div_ceil(2),
-            Rejection::WrongDimension => threshold.div_ceil(5),
-            Rejection::WrongRun | Rejection::WrongVersion => threshold.div_ceil(20),
-            Rejection::Stale | Rejection::Duplicate => 1,
-            Rejection::Lagging => 0,
-        }
-    }
-
-    fn of(e: &wire::Error) -> Rejection {
-        use wire::Error as E;
-        match e {
-            E::Oversize { .. } => Rejection::Oversize,
-            E::Signature(_) => Rejection::BadSignature,
-            E::Version { .. } => Rejection::WrongVersion,
-            E::SenderMismatch { .. } => Rejection::BadSignature,
-            E::Dimension { .. } | E::PayloadLength { .. } => Rejection::WrongDimension,
-            E::NonFinite { .. } => Rejection::NonFinite,
-            E::Truncated { .. }
-            | E::UnknownKind(_)
-            | E::WrongKind { .. }
-            | E::HeaderTooLong(_)
-            | E::Header(_)
-            | E::Digest
-            | E::NotEvidence(_) => Rejection::Malformed,
-        }
-    }
-}
-
-impl std::fmt::Display for Rejection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 /// Running counts, for metrics and reports.
@@ -664,99 +558,6 @@ impl Engine {
         self.stats.updates_sent += 1;
         self.stats.bytes_sent += bytes.len() as u64;
         self.outputs.push_back(Output::Send { to, bytes });
-    }
-
-    /// A Byzantine node's sending step: the attack decides what goes out; the protocol's own
-    /// signing and framing are used, so only what a real attacker could send is sent. It sees
-    /// what a real attacker sees: the models its peers sent it last round.
-    fn send_forged(&mut self, adv: &Adversary, targets: &[PeerKey], samples: u64) {
-        if let Attack::Dissensus { .. } = adv.attack {
-            return self.send_dissensus(adv, targets, samples);
-        }
-        let honest: Vec<&[f32]> = self.last_received.values().map(Vec::as_slice).collect();
-        let view = attack::View {
-            own: &self.model,
-            honest: &honest,
-            n: adv.n,
-            f: adv.f,
-            victim: None,
-        };
-        let plan = adv.attack.plan(&view, &mut self.rng);
-        let bytes = match plan {
-            Plan::Send(v) => self.sign(&v, samples).0,
-            Plan::Honest => {
-                let (bytes, signed) = self.sign(&self.model, samples);
-                self.send_all(targets, &bytes, &signed);
-                return self.remember(bytes);
-            }
-            Plan::Replay { lag } => {
-                let old = usize::try_from(lag)
-                    .ok()
-                    .and_then(|lag| self.sent.len().checked_sub(lag))
-                    .and_then(|i| self.sent.get(i).cloned());
-                let (fresh, _) = self.sign(&self.model, samples);
-                self.remember(fresh.clone());
-                let bytes = old.unwrap_or(fresh);
-                for &to in targets {
-                    self.send(to, bytes.clone());
-                }
-                return;
-            }
-            Plan::Equivocate(a, b) => {
-                let (a, signed_a) = self.sign(&a, samples);
-                let (b, _) = self.sign(&b, samples);
-                for (i, &to) in targets.iter().enumerate() {
-                    self.send(to, if i % 2 == 0 { a.clone() } else { b.clone() });
-                }
-                let ann: Arc<[u8]> = wire::encode_announcement(&signed_a).into();
-                self.outputs.push_back(Output::Broadcast { bytes: ann });
-                return self.remember(a);
-            }
-            Plan::Stale => {
-                let copy = self.last_received.values().next().cloned();
-                self.sign(copy.as_deref().unwrap_or(&self.model), samples).0
-            }
-        };
-        for &to in targets {
-            self.send(to, bytes.clone());
-        }
-        self.remember(bytes);
-    }
-
-    /// Dissensus (He, Karimireddy and Jaggi, 2022) is aimed at each target separately: the
-    /// victim's model is its last update, its good neighbours are the other models received, and
-    /// the weights are those of a node that mixes `wait_for + 1` models uniformly.
-    fn send_dissensus(&mut self, adv: &Adversary, targets: &[PeerKey], samples: u64) {
-        let w = 1.0 / (self.config.wait_for as f64 + 1.0);
-        for &to in targets {
-            let victim_model = self.last_received.get(&to).cloned();
-            let good: Vec<&[f32]> = self
-                .last_received
-                .iter()
-                .filter(|(k, _)| **k != to)
-                .map(|(_, v)| v.as_slice())
-                .collect();
-            let weights = vec![w; good.len()];
-            let victim = victim_model.as_deref().map(|model| attack::Victim {
-                model,
-                good: &good,
-                good_weights: &weights,
-                byzantine_weight: w,
-            });
-            let view = attack::View {
-                own: &self.model,
-                honest: &good,
-                n: adv.n,
-                f: adv.f,
-                victim,
-            };
-            let forged = match adv.attack.plan(&view, &mut self.rng) {
-                Plan::Send(v) => v,
-                _ => self.model.clone(),
-            };
-            let (bytes, _) = self.sign(&forged, samples);
-            self.send(to, bytes);
-        }
     }
 
     fn remember(&mut self, bytes: Arc<[u8]>) {

@@ -410,3 +410,36 @@ fn rules_that_need_more_inputs_keep_the_own_model() {
     assert_eq!(e.model(), &[3.0; DIM]);
     assert_eq!(e.stats().skipped_mixes, 1);
 }
+
+/// Attacks the engine itself catches, whatever the rule: equivocation is proven and every honest
+/// node bans the equivocator; non-finite models and replays are rejected by reason, and poison
+/// gets the sender banned.
+#[test]
+fn equivocation_non_finite_and_replay_are_caught_in_a_network() {
+    use crate::attack::NonFinite;
+    let cases = [
+        (Attack::Equivocate, Rejection::Equivocation, true),
+        (
+            Attack::NonFinite {
+                value: NonFinite::Nan,
+            },
+            Rejection::NonFinite,
+            true,
+        ),
+        (Attack::Replay { lag: 2 }, Rejection::Stale, false),
+    ];
+    for (attack, reason, banned) in cases {
+        let (_, h) = run(clipped_gossip(), 6, 1, Some(attack.clone()), 11);
+        let byzantine = h.engines[5].id();
+        let rejected: u64 = h.honest().map(|i| rejected(&h.engines[i], reason)).sum();
+        assert!(rejected > 0, "{attack:?}: no {reason} rejections");
+        if banned {
+            for i in h.honest() {
+                assert!(
+                    h.engines[i].is_banned(&byzantine),
+                    "{attack:?}: node {i} did not ban"
+                );
+            }
+        }
+    }
+}

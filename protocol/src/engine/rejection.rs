@@ -1,0 +1,112 @@
+//! Why an incoming message was dropped, and what it costs the sender.
+
+use crate::wire;
+
+/// Why an incoming message was dropped. Every rejection costs the sender penalty points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Rejection {
+    /// The signature does not verify, or the key is invalid or weak.
+    BadSignature,
+    /// Another run's update.
+    WrongRun,
+    /// Another protocol version.
+    WrongVersion,
+    /// Not as many parameters as the model.
+    WrongDimension,
+    /// NaN or infinity in the parameters.
+    NonFinite,
+    /// At or below a round already accepted from the sender: a replay.
+    Stale,
+    /// More than `max-staleness` rounds behind this node. Counted, but costs no points: an
+    /// honest peer can be slow.
+    Lagging,
+    /// The same update again.
+    Duplicate,
+    /// Two different updates for one round.
+    Equivocation,
+    /// Larger than any valid update of this model.
+    Oversize,
+    /// Bytes that do not parse (truncated, bad header, digest mismatch, unknown kind).
+    Malformed,
+    /// Signed by someone other than the peer that sent it.
+    Impersonation,
+}
+
+impl Rejection {
+    /// Every reason, for metrics.
+    pub const ALL: [Rejection; 12] = [
+        Rejection::BadSignature,
+        Rejection::Lagging,
+        Rejection::WrongRun,
+        Rejection::WrongVersion,
+        Rejection::WrongDimension,
+        Rejection::NonFinite,
+        Rejection::Stale,
+        Rejection::Duplicate,
+        Rejection::Equivocation,
+        Rejection::Oversize,
+        Rejection::Malformed,
+        Rejection::Impersonation,
+    ];
+
+    /// A stable snake_case name, for metrics labels and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rejection::BadSignature => "bad_signature",
+            Rejection::WrongRun => "wrong_run",
+            Rejection::WrongVersion => "wrong_version",
+            Rejection::WrongDimension => "wrong_dimension",
+            Rejection::NonFinite => "non_finite",
+            Rejection::Stale => "stale",
+            Rejection::Lagging => "lagging",
+            Rejection::Duplicate => "duplicate",
+            Rejection::Equivocation => "equivocation",
+            Rejection::Oversize => "oversize",
+            Rejection::Malformed => "malformed",
+            Rejection::Impersonation => "impersonation",
+        }
+    }
+
+    /// Penalty points for this reason, given the ban threshold. Forgery and poison cost half the
+    /// threshold (two strikes); what an honest but slow, misconfigured or duplicated peer can
+    /// cause costs little; equivocation bans outright.
+    pub fn penalty(self, threshold: u32) -> u32 {
+        match self {
+            Rejection::Equivocation => threshold,
+            Rejection::BadSignature
+            | Rejection::NonFinite
+            | Rejection::Oversize
+            | Rejection::Malformed
+            | Rejection::Impersonation => threshold.div_ceil(2),
+            Rejection::WrongDimension => threshold.div_ceil(5),
+            Rejection::WrongRun | Rejection::WrongVersion => threshold.div_ceil(20),
+            Rejection::Stale | Rejection::Duplicate => 1,
+            Rejection::Lagging => 0,
+        }
+    }
+
+    pub(crate) fn of(e: &wire::Error) -> Rejection {
+        use wire::Error as E;
+        match e {
+            E::Oversize { .. } => Rejection::Oversize,
+            E::Signature(_) => Rejection::BadSignature,
+            E::Version { .. } => Rejection::WrongVersion,
+            E::SenderMismatch { .. } => Rejection::BadSignature,
+            E::Dimension { .. } | E::PayloadLength { .. } => Rejection::WrongDimension,
+            E::NonFinite { .. } => Rejection::NonFinite,
+            E::Truncated { .. }
+            | E::UnknownKind(_)
+            | E::WrongKind { .. }
+            | E::HeaderTooLong(_)
+            | E::Header(_)
+            | E::Digest
+            | E::NotEvidence(_) => Rejection::Malformed,
+        }
+    }
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
