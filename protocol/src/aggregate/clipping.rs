@@ -9,7 +9,7 @@
 //! `w_i tau`, whatever it contains.
 
 use super::config::Tau;
-use super::kernels::{self, BLOCK, Rows};
+use super::kernels::{self, NonFinite, Rows};
 
 /// Distances and coefficients, reused between calls.
 #[derive(Debug, Default)]
@@ -20,39 +20,53 @@ pub(crate) struct Workspace {
 }
 
 impl Workspace {
-    /// One clipping step around `center`, in place, with `self.dists` already holding the squared
-    /// distances of the rows to `center`. Returns the number of inputs clipped (farther than
-    /// `tau`).
+    /// Checks the squared distances of the first pass from `center`: a finite distance proves
+    /// its input finite if the centre is. A non-finite distance is a non-finite centre (which
+    /// makes every distance non-finite), a non-finite input, or a finite input so far away that
+    /// the distance overflowed; that input is treated as infinitely far and clipped to nothing.
+    fn verify<R: Rows + ?Sized>(&self, rows: &R, center: &[f32]) -> Result<(), NonFinite> {
+        if self.dists.iter().all(|d| d.is_finite()) {
+            return Ok(());
+        }
+        if !kernels::all_finite(center) {
+            return Err(NonFinite::Center);
+        }
+        for (i, d) in self.dists.iter().enumerate() {
+            if !d.is_finite() && !kernels::all_finite(rows.row(i)) {
+                return Err(NonFinite::Input);
+            }
+        }
+        Ok(())
+    }
+
+    /// One clipping step around `center` into `out`, with `self.dists` holding the squared
+    /// distances of the rows to `center`: `out = (1 - sum_i a_i) center + sum_i a_i x_i` with
+    /// `a_i = w_i min(1, tau / ||x_i - center||)`, a convex combination. Returns the number of
+    /// inputs clipped (farther than `tau`).
     fn step<R: Rows + ?Sized>(
         &mut self,
         rows: &R,
         w: &[f32],
         tau: f64,
-        center: &mut [f32],
+        center: &[f32],
+        out: &mut [f32],
     ) -> usize {
         let mut clipped = 0;
+        let mut total = 0.0f64;
         self.coefs.clear();
         for (&d, &wi) in self.dists.iter().zip(w) {
             let norm = d.sqrt();
-            self.coefs.push(if norm > tau {
+            let a = if norm > tau {
                 clipped += 1;
-                (f64::from(wi) * tau / norm) as f32
+                f64::from(wi) * tau / norm
             } else {
-                wi
-            });
+                f64::from(wi)
+            };
+            total += a;
+            self.coefs.push(a as f32);
         }
-        let mut acc = [0.0f32; BLOCK];
-        for (b, cb) in center.chunks_mut(BLOCK).enumerate() {
-            let start = b * BLOCK;
-            let acc = &mut acc[..cb.len()];
-            acc.fill(0.0);
-            for (i, &a) in self.coefs.iter().enumerate() {
-                if a != 0.0 {
-                    kernels::axpy_diff(acc, a, &rows.row(i)[start..start + cb.len()], cb);
-                }
-            }
-            kernels::axpy(cb, 1.0, acc);
-        }
+        let rest = (1.0 - total).max(0.0) as f32;
+        kernels::combine(rows, &self.coefs, Some((center, rest)), out);
         clipped
     }
 }
@@ -64,7 +78,8 @@ impl Workspace {
 /// Breakdown point: below 1/2 with a suitable `tau` (Karimireddy et al. 2021 show robustness for
 /// a Byzantine fraction up to about 0.1 with their tau schedule; combined with bucketing it
 /// tolerates heterogeneous data). Cost: O(L n d): per step, one pass for the distances and one
-/// for the clipped sum. Returns the number of inputs clipped in the last step.
+/// for the clipped sum. The first distance pass proves the inputs finite before the state changes.
+/// Returns the number of inputs clipped in the last step.
 pub(crate) fn centered_clipping<R: Rows + ?Sized>(
     rows: &R,
     w: &[f32],
@@ -73,15 +88,18 @@ pub(crate) fn centered_clipping<R: Rows + ?Sized>(
     momentum: &mut [f32],
     ws: &mut Workspace,
     out: &mut [f32],
-) -> usize {
+) -> Result<usize, NonFinite> {
     ws.dists.resize(rows.count(), 0.0);
     let mut clipped = 0;
-    for _ in 0..iterations {
+    for t in 0..iterations {
         kernels::sq_dists_to(rows, momentum, &mut ws.dists);
-        clipped = ws.step(rows, w, f64::from(tau), momentum);
+        if t == 0 {
+            ws.verify(rows, momentum)?;
+        }
+        clipped = ws.step(rows, w, f64::from(tau), momentum, out);
+        momentum.copy_from_slice(out);
     }
-    out.copy_from_slice(momentum);
-    clipped
+    Ok(clipped)
 }
 
 /// ClippedGossip: one clipping step centred on the node's own model,
@@ -99,7 +117,8 @@ pub(crate) fn centered_clipping<R: Rows + ?Sized>(
 /// gossip weight of Byzantine neighbours is small compared with the spectral gap of the honest
 /// graph, for any fraction of Byzantine nodes in a neighbourhood that a fixed `tau` can bound.
 /// Cost: O(n d), two passes (distances, clipped sum); the adaptive radius adds O(n log n).
-/// Returns the number of inputs clipped.
+/// The distance pass also proves the inputs and `own` finite (see `Workspace::verify`), so the
+/// caller may skip its own finiteness pass. Returns the number of inputs clipped.
 pub(crate) fn clipped_gossip<R: Rows + ?Sized>(
     rows: &R,
     w: &[f32],
@@ -107,11 +126,11 @@ pub(crate) fn clipped_gossip<R: Rows + ?Sized>(
     tau: Tau,
     ws: &mut Workspace,
     out: &mut [f32],
-) -> usize {
+) -> Result<usize, NonFinite> {
     let n = rows.count();
-    out.copy_from_slice(own);
     ws.dists.resize(n, 0.0);
     kernels::sq_dists_to(rows, own, &mut ws.dists);
+    ws.verify(rows, own)?;
     let tau = match tau {
         Tau::Fixed(t) => f64::from(t),
         Tau::Adaptive { f } => {
@@ -121,7 +140,7 @@ pub(crate) fn clipped_gossip<R: Rows + ?Sized>(
             ws.sorted[f.min(n - 1)]
         }
     };
-    ws.step(rows, w, tau, out)
+    Ok(ws.step(rows, w, tau, own, out))
 }
 
 #[cfg(test)]
@@ -137,7 +156,8 @@ mod tests {
         let w = [0.5, 0.25, 0.25];
         let mut ws = Workspace::default();
         let mut out = [0.0; 2];
-        let clipped = clipped_gossip(&rows[..], &w, &own, Tau::Fixed(1.0), &mut ws, &mut out);
+        let clipped =
+            clipped_gossip(&rows[..], &w, &own, Tau::Fixed(1.0), &mut ws, &mut out).unwrap();
         assert_eq!(clipped, 1);
         // near: 0.25 * (0.5, 0); far clipped to (0.6, 0.8): 0.25 * (0.6, 0.8)
         assert!(
@@ -165,7 +185,7 @@ mod tests {
             &mut ws,
             &mut out,
         );
-        assert_eq!(c, 2);
+        assert_eq!(c, Ok(2));
         // tau = 3: -4 -> -3, 50 -> 3.
         assert!((out[0] - 0.2 * (1.0 - 2.0 + 3.0 - 3.0 + 3.0)).abs() < 1e-6);
         // With a single input there is nothing to clip against.
@@ -177,7 +197,47 @@ mod tests {
             &mut ws,
             &mut out,
         );
-        assert_eq!((c, out[0]), (0, 1.0));
+        assert_eq!((c, out[0]), (Ok(0), 1.0));
+    }
+
+    #[test]
+    fn a_far_but_finite_input_is_clipped_to_nothing_and_a_nan_is_refused() {
+        let own = [-3.0e38f32, 0.0];
+        let far = [3.0e38f32, 0.0];
+        let near = [-3.0e38f32, 1.0];
+        let rows = [&near[..], &far[..]];
+        let mut ws = Workspace::default();
+        let mut out = [0.0; 2];
+        let c = clipped_gossip(
+            &rows[..],
+            &[0.5, 0.5],
+            &own,
+            Tau::Fixed(1.0),
+            &mut ws,
+            &mut out,
+        );
+        assert_eq!(c, Ok(1));
+        assert_eq!(out, [-3.0e38, 0.5]);
+        let nan = [0.0f32, f32::NAN];
+        let rows = [&near[..], &nan[..]];
+        let c = clipped_gossip(
+            &rows[..],
+            &[0.5, 0.5],
+            &own,
+            Tau::Fixed(1.0),
+            &mut ws,
+            &mut out,
+        );
+        assert_eq!(c, Err(NonFinite::Input));
+        let c = clipped_gossip(
+            &rows[..],
+            &[0.5, 0.5],
+            &nan,
+            Tau::Fixed(1.0),
+            &mut ws,
+            &mut out,
+        );
+        assert_eq!(c, Err(NonFinite::Center));
     }
 
     #[test]
@@ -188,13 +248,13 @@ mod tests {
         let mut m = [0.0f32; 2];
         let mut ws = Workspace::default();
         let mut out = [0.0; 2];
-        centered_clipping(&rows[..], &[0.5, 0.5], 1e9, 1, &mut m, &mut ws, &mut out);
+        centered_clipping(&rows[..], &[0.5, 0.5], 1e9, 1, &mut m, &mut ws, &mut out).unwrap();
         assert_eq!(out, [2.0, 4.0]);
         assert_eq!(m, out);
         // A radius of 1 from the stored centre moves by at most 1 per step.
         let c = [102.0f32, 4.0];
         let rows = [&c[..]];
-        centered_clipping(&rows[..], &[1.0], 1.0, 1, &mut m, &mut ws, &mut out);
+        centered_clipping(&rows[..], &[1.0], 1.0, 1, &mut m, &mut ws, &mut out).unwrap();
         assert!((out[0] - 3.0).abs() < 1e-6 && (out[1] - 4.0).abs() < 1e-6);
     }
 }

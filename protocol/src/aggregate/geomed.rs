@@ -42,7 +42,7 @@ pub(crate) fn geometric_median<R: Rows + ?Sized>(
         }
         let inv = (1.0 / total) as f32;
         ws.betas.iter_mut().for_each(|b| *b *= inv);
-        kernels::combine(rows, &ws.betas, out);
+        kernels::combine(rows, &ws.betas, None, out);
     }
 }
 

@@ -84,7 +84,7 @@ pub(crate) fn multi_krum<R: Rows + ?Sized>(
     for &i in &ws.order[..m] {
         ws.coefs[i] = w[i] / total;
     }
-    kernels::combine(rows, &ws.coefs, out);
+    kernels::combine(rows, &ws.coefs, None, out);
     n - m
 }
 

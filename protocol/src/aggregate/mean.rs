@@ -7,7 +7,7 @@ use super::kernels::{self, Rows};
 /// Breakdown point: 0 (one input can move the result anywhere). Cost: O(n d), one pass over the
 /// inputs, the output written once per block.
 pub(crate) fn mean<R: Rows + ?Sized>(rows: &R, w: &[f32], out: &mut [f32]) {
-    kernels::combine(rows, w, out);
+    kernels::combine(rows, w, None, out);
 }
 
 #[cfg(test)]

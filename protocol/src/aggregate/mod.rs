@@ -30,10 +30,10 @@ mod tests;
 
 pub use config::{Config, ConfigError, Pre, Rule, Tau};
 
-use kernels::{Flat, Rows};
+use kernels::{Flat, NonFinite, Rows};
 
-/// Why a call to [`Aggregator::aggregate`] was refused. Nothing has been written to the output
-/// and the aggregator's state is unchanged when one of these is returned.
+/// Why a call to [`Aggregator::aggregate`] was refused. The aggregator's state is unchanged and
+/// nothing has been written to the output when one of these is returned.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Error {
     /// Input `index` does not have the aggregator's dimension.
@@ -161,7 +161,8 @@ impl Aggregator {
         rng: &mut R,
         out: &mut [f32],
     ) -> Result<Report, Error> {
-        self.check(own, inputs, weights, out)?;
+        let verified_by_rule = self.rule_verifies_inputs();
+        self.check(own, inputs, weights, out, !verified_by_rule)?;
         let pre_clipped = self.run_pre(inputs, rng);
         let Self {
             config,
@@ -181,10 +182,20 @@ impl Aggregator {
                 run_rule(&rule, &rows, &stages.w[(k - 1) % 2], own, momentum, ws, out)
             }
         };
-        Ok(Report {
-            inputs: inputs.len(),
-            clipped: clipped + pre_clipped,
-        })
+        match clipped {
+            Ok(clipped) => Ok(Report {
+                inputs: inputs.len(),
+                clipped: clipped + pre_clipped,
+            }),
+            Err(NonFinite::Center) => Err(Error::OwnNonFinite),
+            Err(NonFinite::Input) => {
+                let index = inputs
+                    .iter()
+                    .position(|x| !kernels::all_finite(x))
+                    .unwrap_or(0);
+                Err(Error::NonFinite { index })
+            }
+        }
     }
 
     /// Runs only the checks and the pre-aggregation steps and returns their output rows, one
@@ -196,9 +207,8 @@ impl Aggregator {
         weights: &[f32],
         rng: &mut R,
     ) -> Result<&[f32], Error> {
-        let mut scratch = vec![0.0; self.dim];
-        let own = vec![0.0; self.dim];
-        self.check(&own, inputs, weights, &mut scratch)?;
+        let scratch = vec![0.0; self.dim];
+        self.check(&scratch, inputs, weights, &scratch, true)?;
         self.run_pre(inputs, rng);
         let k = self.config.pre.len();
         if k == 0 {
@@ -210,13 +220,27 @@ impl Aggregator {
         Ok(&self.stages.rows[(k - 1) % 2])
     }
 
-    /// Checks everything before any rule runs, and writes the normalised weights to `w[2]`.
+    /// True when the rule reads the raw inputs in a first pass that proves them finite before it
+    /// writes anything (the distance pass of the clipping rules), so that a separate finiteness
+    /// pass over the inputs would only read them one more time.
+    fn rule_verifies_inputs(&self) -> bool {
+        self.config.pre.is_empty()
+            && matches!(
+                self.config.rule,
+                Rule::ClippedGossip { .. } | Rule::CenteredClipping { .. }
+            )
+    }
+
+    /// Checks everything before any rule runs (finiteness of the inputs and of `own` only if
+    /// `finiteness`),
+    /// and writes the normalised weights to `w[2]`.
     fn check(
         &mut self,
         own: &[f32],
         inputs: &[&[f32]],
         weights: &[f32],
         out: &[f32],
+        finiteness: bool,
     ) -> Result<(), Error> {
         let (n, dim) = (inputs.len(), self.dim);
         if out.len() != dim {
@@ -255,7 +279,7 @@ impl Aggregator {
                 });
             }
         }
-        if let Some(index) = inputs.iter().position(|x| !kernels::all_finite(x)) {
+        if finiteness && let Some(index) = kernels::first_non_finite(inputs, dim) {
             return Err(Error::NonFinite { index });
         }
         if matches!(self.config.rule, Rule::ClippedGossip { .. }) {
@@ -265,7 +289,7 @@ impl Aggregator {
                     got: own.len(),
                 });
             }
-            if !kernels::all_finite(own) {
+            if finiteness && !kernels::all_finite(own) {
                 return Err(Error::OwnNonFinite);
             }
         }
@@ -329,7 +353,8 @@ impl Aggregator {
     }
 }
 
-/// Runs the rule on the (pre-aggregated) rows. Returns the rule's clipped/discarded count.
+/// Runs the rule on the (pre-aggregated) rows. Returns the rule's clipped/discarded count, or
+/// [`NonFinite`] from a rule that checks its inputs as it reads them.
 fn run_rule<R: Rows + ?Sized>(
     rule: &Rule,
     rows: &R,
@@ -338,8 +363,8 @@ fn run_rule<R: Rows + ?Sized>(
     momentum: &mut [f32],
     ws: &mut Workspace,
     out: &mut [f32],
-) -> usize {
-    match *rule {
+) -> Result<usize, NonFinite> {
+    Ok(match *rule {
         Rule::Mean => {
             mean::mean(rows, w, out);
             0
@@ -353,10 +378,10 @@ fn run_rule<R: Rows + ?Sized>(
             0
         }
         Rule::CenteredClipping { tau, iterations } => {
-            clipping::centered_clipping(rows, w, tau, iterations, momentum, &mut ws.clipping, out)
+            clipping::centered_clipping(rows, w, tau, iterations, momentum, &mut ws.clipping, out)?
         }
         Rule::ClippedGossip { tau } => {
-            clipping::clipped_gossip(rows, w, own, tau, &mut ws.clipping, out)
+            clipping::clipped_gossip(rows, w, own, tau, &mut ws.clipping, out)?
         }
-    }
+    })
 }

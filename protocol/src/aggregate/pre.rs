@@ -80,7 +80,7 @@ fn nnm<R: Rows + ?Sized>(
         for &j in &ws.order[..k] {
             ws.coefs[j] = inv;
         }
-        kernels::combine(rows, &ws.coefs, out);
+        kernels::combine(rows, &ws.coefs, None, out);
     }
     dst_w.clear();
     dst_w.extend_from_slice(w);
@@ -118,7 +118,7 @@ fn bucketing<R: Rows + ?Sized, G: Rng + ?Sized>(
         for &j in bucket {
             ws.coefs[j] = w[j] / total;
         }
-        kernels::combine(rows, &ws.coefs, out);
+        kernels::combine(rows, &ws.coefs, None, out);
         dst_w.push(total);
     }
 }

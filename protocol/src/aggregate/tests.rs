@@ -237,6 +237,13 @@ fn clipped_gossip_checks_the_own_model() {
         agg.aggregate(&[0.0, f32::NEG_INFINITY], &[&x], &[], &mut rng, &mut out),
         Err(Error::OwnNonFinite)
     );
+    // The distance pass finds a NaN or an infinity in any input and names the first bad one.
+    let nan = [0.0f32, f32::NAN];
+    let inf = [f32::INFINITY, 0.0];
+    assert_eq!(
+        agg.aggregate(&x, &[&x, &x, &inf, &nan], &[], &mut rng, &mut out),
+        Err(Error::NonFinite { index: 2 })
+    );
 }
 
 #[test]
