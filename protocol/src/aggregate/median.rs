@@ -4,7 +4,7 @@
 //! Both are order statistics of each coordinate. They are computed [`WIDTH`] coordinates at a time:
 //! the n values of a block are gathered into a small transposed buffer, and a comparator network
 //! (Batcher's odd–even merge sort, pruned to the positions the statistic reads; see
-//! [`super::network`]) is applied to all columns at once with branch-free min/max. The network is
+//! `network`) is applied to all columns at once with branch-free min/max. The network is
 //! built once per input count and kept in the workspace.
 
 use super::kernels::Rows;

@@ -7,8 +7,8 @@
 //! the rule ([`Rule`]): mean, coordinate-wise median, trimmed mean, Krum, multi-Krum, geometric
 //! median (smoothed Weiszfeld), centered clipping, or ClippedGossip.
 //!
-//! Each rule's breakdown point and cost are documented in its module: [`mean`], [`median`],
-//! [`krum`], [`geomed`], [`clipping`], [`pre`]. All buffers live in a workspace held by the
+//! Each rule's breakdown point, cost and paper are given on its [`Rule`] variant, and each
+//! pre-aggregation step's on its [`Pre`] variant. All buffers live in a workspace held by the
 //! aggregator: once it has seen a call with a given number of inputs, further calls with that
 //! number do not allocate.
 //!
