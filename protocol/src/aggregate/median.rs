@@ -7,7 +7,7 @@
 //! `network`) is applied to all columns at once with branch-free min/max. The network is
 //! built once per input count and kept in the workspace.
 
-use super::kernels::Rows;
+use super::kernels::{NonFinite, Rows};
 use super::network::{self, Comparator};
 
 /// Coordinates per block: the columns processed together by one pass of the network.
@@ -59,23 +59,27 @@ impl Workspace {
 ///
 /// Breakdown point: 1/2 (fewer than n/2 Byzantine inputs cannot move a coordinate outside the
 /// range of the honest values). Cost: O(d · n log² n) comparisons, vectorised over
-/// [`WIDTH`] coordinates; one pass over the inputs. Returns the number of values discarded per
-/// coordinate.
-pub(crate) fn median<R: Rows + ?Sized>(rows: &R, ws: &mut Workspace, out: &mut [f32]) -> usize {
+/// [`WIDTH`] coordinates; one pass over the inputs, which also checks them finite. Returns the
+/// number of values discarded per coordinate.
+pub(crate) fn median<R: Rows + ?Sized>(
+    rows: &R,
+    ws: &mut Workspace,
+    out: &mut [f32],
+) -> Result<usize, NonFinite> {
     let n = rows.count();
     ws.prepare(n, Stat::Median);
     let (a, b) = ((n - 1) / 2, n / 2);
     if a == b {
-        run(rows, ws, out, |block, o| *o = block[a]);
-        n - 1
+        run(rows, ws, out, |block, o| *o = block[a])?;
+        Ok(n - 1)
     } else {
         run(rows, ws, out, |block, o| {
             let (x, y) = (&block[a], &block[b]);
             for k in 0..WIDTH {
                 o[k] = 0.5 * x[k] + 0.5 * y[k];
             }
-        });
-        n - 2
+        })?;
+        Ok(n - 2)
     }
 }
 
@@ -84,14 +88,14 @@ pub(crate) fn median<R: Rows + ?Sized>(rows: &R, ws: &mut Workspace, out: &mut [
 ///
 /// Breakdown point: f/n for f < n/2 (tolerates up to f Byzantine inputs). Cost: O(d · n log² n)
 /// comparisons in the worst case, fewer after pruning (the network only separates the f extremes
-/// on each side), vectorised over [`WIDTH`] coordinates; one pass over the inputs. Returns the
-/// number of values discarded per coordinate (2f).
+/// on each side), vectorised over [`WIDTH`] coordinates; one pass over the inputs, which also
+/// checks them finite. Returns the number of values discarded per coordinate (2f).
 pub(crate) fn trimmed_mean<R: Rows + ?Sized>(
     rows: &R,
     f: usize,
     ws: &mut Workspace,
     out: &mut [f32],
-) -> usize {
+) -> Result<usize, NonFinite> {
     let n = rows.count();
     debug_assert!(n > 2 * f);
     ws.prepare(n, Stat::Trimmed(f));
@@ -106,13 +110,15 @@ pub(crate) fn trimmed_mean<R: Rows + ?Sized>(
         for k in 0..WIDTH {
             o[k] = acc[k] * inv;
         }
-    });
-    2 * f
+    })?;
+    Ok(2 * f)
 }
 
 /// Gathers each block of coordinates, applies the network, and lets `finish` write the block's
-/// results.
-fn run<R, F>(rows: &R, ws: &mut Workspace, out: &mut [f32], finish: F)
+/// results. Returns [`NonFinite`] when a gathered value was NaN or infinite (`x - x` is 0 for
+/// every finite `x`, NaN otherwise; the sum costs no extra memory traffic). The output is
+/// meaningless then.
+fn run<R, F>(rows: &R, ws: &mut Workspace, out: &mut [f32], finish: F) -> Result<(), NonFinite>
 where
     R: Rows + ?Sized,
     F: Fn(&[[f32; WIDTH]], &mut [f32; WIDTH]),
@@ -120,13 +126,18 @@ where
     let n = rows.count();
     let net = &ws.net[..];
     let block = &mut ws.block[..n];
+    let mut check = [0.0f32; WIDTH];
     let (full, tail) = out.as_chunks_mut::<WIDTH>();
-    // Backwards: the coordinates the finiteness pass read last are still in the last-level cache.
+    // Backwards: the coordinates a previous forward pass read last are still in the last-level
+    // cache.
     if !tail.is_empty() {
         let start = full.len() * WIDTH;
         for (i, col) in block.iter_mut().enumerate() {
             *col = [0.0; WIDTH];
             col[..tail.len()].copy_from_slice(&rows.row(i)[start..]);
+            for k in 0..WIDTH {
+                check[k] += col[k] - col[k];
+            }
         }
         network::apply(net, block);
         let mut o = [0.0; WIDTH];
@@ -138,9 +149,17 @@ where
         for (i, col) in block.iter_mut().enumerate() {
             let src: &[f32; WIDTH] = rows.row(i)[start..start + WIDTH].try_into().unwrap();
             *col = *src;
+            for k in 0..WIDTH {
+                check[k] += src[k] - src[k];
+            }
         }
         network::apply(net, block);
         finish(block, o);
+    }
+    if check.iter().all(|&c| c == 0.0) {
+        Ok(())
+    } else {
+        Err(NonFinite::Input)
     }
 }
 
@@ -171,12 +190,12 @@ mod tests {
                     .collect();
                 let refs: Vec<&[f32]> = rows.iter().map(|r| &r[..]).collect();
                 let mut out = vec![0.0; d];
-                median(&refs[..], &mut ws, &mut out);
+                median(&refs[..], &mut ws, &mut out).unwrap();
                 for (k, o) in out.iter().enumerate() {
                     assert!((o - naive(&rows, k, None)).abs() < 1e-6, "n={n} d={d}");
                 }
                 for f in 0..=(n - 1) / 2 {
-                    trimmed_mean(&refs[..], f, &mut ws, &mut out);
+                    trimmed_mean(&refs[..], f, &mut ws, &mut out).unwrap();
                     for (k, o) in out.iter().enumerate() {
                         let want = naive(&rows, k, Some(f));
                         assert!((o - want).abs() < 1e-5, "n={n} d={d} f={f}");
@@ -191,10 +210,21 @@ mod tests {
         let mut ws = Workspace::default();
         let x: Vec<f32> = (0..33).map(|i| i as f32 - 3.5).collect();
         let mut out = vec![0.0; 33];
-        assert_eq!(median(&[&x[..]][..], &mut ws, &mut out), 0);
+        assert_eq!(median(&[&x[..]][..], &mut ws, &mut out), Ok(0));
         assert_eq!(out, x);
         let rows = [&x[..]; 5];
-        trimmed_mean(&rows[..], 2, &mut ws, &mut out);
+        trimmed_mean(&rows[..], 2, &mut ws, &mut out).unwrap();
         assert_eq!(out, x);
+        // A NaN or an infinity anywhere is noticed, even where the statistic would discard it.
+        for (pos, bad) in [(0, f32::NAN), (32, f32::INFINITY), (17, f32::NEG_INFINITY)] {
+            let mut y = x.clone();
+            y[pos] = bad;
+            let rows = [&x[..], &x[..], &y[..], &x[..], &x[..]];
+            assert_eq!(median(&rows[..], &mut ws, &mut out), Err(NonFinite::Input));
+            assert_eq!(
+                trimmed_mean(&rows[..], 2, &mut ws, &mut out),
+                Err(NonFinite::Input)
+            );
+        }
     }
 }

@@ -89,6 +89,9 @@ pub struct Aggregator {
     dim: usize,
     /// Centered clipping's previous aggregate (its starting point), zero at first.
     momentum: Vec<f32>,
+    /// The result of the rules that check their inputs as they go, copied to the caller's
+    /// output once the whole pass has found them finite.
+    staging: Vec<f32>,
     stages: Stages,
     ws: Workspace,
 }
@@ -125,6 +128,7 @@ impl Aggregator {
             config: config.clone(),
             dim,
             momentum,
+            staging: Vec::new(),
             stages: Stages::default(),
             ws: Workspace::default(),
         })
@@ -164,24 +168,45 @@ impl Aggregator {
         let verified_by_rule = self.rule_verifies_inputs();
         self.check(own, inputs, weights, out, !verified_by_rule)?;
         let pre_clipped = self.run_pre(inputs, rng);
+        // Rules that check the inputs while writing their result write it to `staging` first, so
+        // that `out` stays untouched when they find a bad input.
+        let staged = verified_by_rule
+            && matches!(
+                self.config.rule,
+                Rule::Mean | Rule::Median | Rule::TrimmedMean { .. }
+            );
         let Self {
             config,
             dim,
             momentum,
+            staging,
             stages,
             ws,
         } = self;
+        staging.resize(if staged { *dim } else { 0 }, 0.0);
+        let target: &mut [f32] = if staged { staging } else { &mut *out };
         let rule = config.rule;
         let clipped = match config.pre.len() {
-            0 => run_rule(&rule, inputs, &stages.w[2], own, momentum, ws, out),
+            0 => run_rule(&rule, inputs, &stages.w[2], own, momentum, ws, target),
             k => {
                 let rows = Flat {
                     data: &stages.rows[(k - 1) % 2],
                     dim: *dim,
                 };
-                run_rule(&rule, &rows, &stages.w[(k - 1) % 2], own, momentum, ws, out)
+                run_rule(
+                    &rule,
+                    &rows,
+                    &stages.w[(k - 1) % 2],
+                    own,
+                    momentum,
+                    ws,
+                    target,
+                )
             }
         };
+        if staged && clipped.is_ok() {
+            out.copy_from_slice(staging);
+        }
         match clipped {
             Ok(clipped) => Ok(Report {
                 inputs: inputs.len(),
@@ -220,20 +245,24 @@ impl Aggregator {
         Ok(&self.stages.rows[(k - 1) % 2])
     }
 
-    /// True when the rule reads the raw inputs in a first pass that proves them finite before it
-    /// writes anything (the distance pass of the clipping rules), so that a separate finiteness
-    /// pass over the inputs would only read them one more time.
+    /// True when the rule proves the raw inputs finite in its own pass over them (the distance
+    /// pass of the clipping rules before they write anything; the single pass of the mean,
+    /// median and trimmed mean, which write to `staging`), so that a separate finiteness pass
+    /// would only read them one more time.
     fn rule_verifies_inputs(&self) -> bool {
         self.config.pre.is_empty()
             && matches!(
                 self.config.rule,
-                Rule::ClippedGossip { .. } | Rule::CenteredClipping { .. }
+                Rule::Mean
+                    | Rule::Median
+                    | Rule::TrimmedMean { .. }
+                    | Rule::ClippedGossip { .. }
+                    | Rule::CenteredClipping { .. }
             )
     }
 
     /// Checks everything before any rule runs (finiteness of the inputs and of `own` only if
-    /// `finiteness`),
-    /// and writes the normalised weights to `w[2]`.
+    /// `finiteness`), and writes the normalised weights to `w[2]`.
     fn check(
         &mut self,
         own: &[f32],
@@ -366,11 +395,11 @@ fn run_rule<R: Rows + ?Sized>(
 ) -> Result<usize, NonFinite> {
     Ok(match *rule {
         Rule::Mean => {
-            mean::mean(rows, w, out);
+            mean::mean(rows, w, out.len(), out)?;
             0
         }
-        Rule::Median => median::median(rows, &mut ws.median, out),
-        Rule::TrimmedMean { f } => median::trimmed_mean(rows, f, &mut ws.median, out),
+        Rule::Median => median::median(rows, &mut ws.median, out)?,
+        Rule::TrimmedMean { f } => median::trimmed_mean(rows, f, &mut ws.median, out)?,
         Rule::Krum { f } => krum::krum(rows, f, &mut ws.krum, out),
         Rule::MultiKrum { f, m } => krum::multi_krum(rows, f, m, w, &mut ws.krum, out),
         Rule::GeometricMedian { nu, iterations } => {

@@ -221,6 +221,30 @@ fn bad_inputs_are_refused_before_any_rule_runs() {
 }
 
 #[test]
+fn every_rule_names_the_first_non_finite_input_and_leaves_out_untouched() {
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let good: Vec<f32> = (0..40).map(|i| i as f32).collect();
+    let mut nan = good.clone();
+    nan[39] = f32::NAN;
+    let mut inf = good.clone();
+    inf[0] = f32::INFINITY;
+    for c in all_rules() {
+        let mut agg = Aggregator::new(&c, 40).unwrap();
+        let mut inputs = vec![&good[..]; agg.min_inputs().max(4)];
+        inputs[2] = &nan;
+        inputs[3] = &inf;
+        let mut out = vec![-1.0f32; 40];
+        let r = agg.aggregate(&good, &inputs, &[], &mut rng, &mut out);
+        assert_eq!(r, Err(Error::NonFinite { index: 2 }), "{}", c.name());
+        assert!(
+            out.iter().all(|&v| v == -1.0),
+            "{} wrote its output",
+            c.name()
+        );
+    }
+}
+
+#[test]
 fn clipped_gossip_checks_the_own_model() {
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let mut agg = Aggregator::new(&Config::default(), 2).unwrap();
