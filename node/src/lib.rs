@@ -1,1 +1,5 @@
 //! A murmur node: local training, networking, and the driver loop around the protocol engine.
+pub mod checkpoint;
+pub mod data;
+pub mod model;
+pub mod train;

@@ -1,0 +1,221 @@
+//! The burn module behind every [`Arch`]: optional convolutions, then dense layers.
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::tensor::activation::{log_softmax, relu};
+use burn::tensor::module::{conv2d, linear, max_pool2d};
+use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
+use burn::tensor::{Device, Tensor, TensorData};
+
+use super::{Arch, CNN_KERNEL, ModelError};
+
+/// A 2-D convolution's parameters.
+#[derive(Module, Debug)]
+pub struct Conv {
+    /// `[out_channels, in_channels, k, k]`
+    weight: Param<Tensor<4>>,
+    /// `[out_channels]`
+    bias: Param<Tensor<1>>,
+}
+
+/// A dense layer's parameters, `y = x W + b`.
+#[derive(Module, Debug)]
+pub struct Dense {
+    /// `[d_in, d_out]`
+    weight: Param<Tensor<2>>,
+    /// `[d_out]`
+    bias: Param<Tensor<1>>,
+}
+
+/// A model instance on a burn device. Field order is the flat parameter order.
+#[derive(Module, Debug)]
+pub struct Net {
+    conv: Vec<Conv>,
+    dense: Vec<Dense>,
+    /// Input shape `[channels, height, width]`, used to unflatten a batch for the convolutions.
+    #[module(skip)]
+    image: [usize; 3],
+}
+
+fn param<const D: usize>(values: &[f32], shape: &[usize], device: &Device) -> Param<Tensor<D>> {
+    let dims: [usize; D] = shape.try_into().expect("layout rank matches the module");
+    Param::from_data(TensorData::new(values.to_vec(), dims), device)
+}
+
+impl Net {
+    /// Builds the model on `device` with the given flat parameters (see [`super`] for the order).
+    /// On an autodiff device every parameter requires a gradient.
+    pub fn from_flat(arch: &Arch, params: &[f32], device: &Device) -> Result<Self, ModelError> {
+        arch.check_len(params)?;
+        let layout = arch.layout();
+        let mut slots = layout.iter();
+        let mut next = || slots.next().expect("layout has a slot per tensor");
+        let mut conv = Vec::with_capacity(arch.convs.len());
+        for _ in &arch.convs {
+            let (w, b) = (next(), next());
+            conv.push(Conv {
+                weight: param(&params[w.range()], &w.shape, device),
+                bias: param(&params[b.range()], &b.shape, device),
+            });
+        }
+        let mut dense = Vec::with_capacity(arch.dense.len());
+        for _ in &arch.dense {
+            let (w, b) = (next(), next());
+            dense.push(Dense {
+                weight: param(&params[w.range()], &w.shape, device),
+                bias: param(&params[b.range()], &b.shape, device),
+            });
+        }
+        let input = arch.input;
+        Ok(Self {
+            conv,
+            dense,
+            image: [input.channels, input.height, input.width],
+        })
+    }
+
+    /// Logits `[batch, classes]` for a batch of flattened samples `[batch, input_len]`.
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        let [batch, _] = x.dims();
+        let mut h = x;
+        if !self.conv.is_empty() {
+            let [c, height, width] = self.image;
+            let mut img: Tensor<4> = h.reshape([batch, c, height, width]);
+            let pad = CNN_KERNEL / 2;
+            for conv in &self.conv {
+                let opts = ConvOptions::new([1, 1], [pad, pad], [1, 1], 1);
+                // [batch, out, h, w] -> [batch, out, h/2, w/2]
+                img = conv2d(img, conv.weight.val(), Some(conv.bias.val()), opts);
+                img = max_pool2d(relu(img), MaxPoolOptions::new([2, 2]));
+            }
+            let [b, c, hh, ww] = img.dims();
+            h = img.reshape([b, c * hh * ww]);
+        }
+        let last = self.dense.len() - 1;
+        for (i, d) in self.dense.iter().enumerate() {
+            h = linear(h, d.weight.val(), Some(d.bias.val()));
+            if i < last {
+                h = relu(h);
+            }
+        }
+        h
+    }
+
+    /// Mean cross-entropy of `logits` `[batch, classes]` against one-hot targets of the same
+    /// shape; a one-element tensor.
+    pub fn cross_entropy(logits: Tensor<2>, one_hot: Tensor<2>) -> Tensor<1> {
+        let [batch, _] = logits.dims();
+        (log_softmax(logits, 1) * one_hot)
+            .sum()
+            .div_scalar(-(batch as f32))
+    }
+
+    /// Reads every parameter into `out` (cleared first), in flat order.
+    pub fn flatten_into(&self, out: &mut Vec<f32>) {
+        out.clear();
+        self.visit(&mut Flatten { out });
+    }
+
+    /// Every parameter, in flat order.
+    pub fn flatten(&self) -> Vec<f32> {
+        let mut out = Vec::new();
+        self.flatten_into(&mut out);
+        out
+    }
+
+    /// Replaces every parameter's value with the matching slice of `params`, keeping each
+    /// tensor's device and gradient requirement (so an optimiser keeps updating it).
+    pub fn write_back(self, params: &[f32]) -> Self {
+        let mut writer = WriteBack { params, offset: 0 };
+        let net = self.map(&mut writer);
+        assert_eq!(writer.offset, params.len(), "parameter vector length");
+        net
+    }
+
+    /// Calls `f(values, grad)` for every parameter tensor in flat order with the gradient taken
+    /// from `grads`; `values` is the tensor's slice of `params`. Parameters without a gradient
+    /// are passed zeros.
+    pub fn for_each_grad(
+        &self,
+        grads: &burn::tensor::Gradients,
+        params: &mut [f32],
+        mut f: impl FnMut(usize, &mut [f32], &[f32]),
+    ) {
+        let mut visitor = GradVisitor {
+            grads,
+            params,
+            offset: 0,
+            f: &mut f,
+        };
+        self.visit(&mut visitor);
+    }
+}
+
+/// The values of an `f32` tensor; models are built from `f32` data only.
+pub(crate) fn f32s(data: &TensorData) -> &[f32] {
+    data.as_slice::<f32>()
+        .expect("model tensors are f32 (the default float type of every backend used)")
+}
+
+struct Flatten<'a> {
+    out: &'a mut Vec<f32>,
+}
+
+impl ModuleVisitor for Flatten<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let data = param.val().into_data();
+        self.out.extend_from_slice(f32s(&data));
+    }
+}
+
+struct WriteBack<'a> {
+    params: &'a [f32],
+    offset: usize,
+}
+
+impl ModuleMapper for WriteBack<'_> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let start = self.offset;
+        let params = self.params;
+        let mut len = 0;
+        let param = param.map(|tensor| {
+            let dims = tensor.dims();
+            len = dims.iter().product::<usize>();
+            let device = tensor.device();
+            let require_grad = tensor.is_require_grad();
+            let fresh = Tensor::from_data(
+                TensorData::new(params[start..start + len].to_vec(), dims),
+                &device,
+            );
+            if require_grad {
+                fresh.require_grad()
+            } else {
+                fresh
+            }
+        });
+        self.offset += len;
+        param
+    }
+}
+
+struct GradVisitor<'a, F> {
+    grads: &'a burn::tensor::Gradients,
+    params: &'a mut [f32],
+    offset: usize,
+    f: &'a mut F,
+}
+
+impl<F: FnMut(usize, &mut [f32], &[f32])> ModuleVisitor for GradVisitor<'_, F> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let tensor = param.val();
+        let len = tensor.shape().num_elements();
+        let range = self.offset..self.offset + len;
+        match tensor.grad(self.grads) {
+            Some(grad) => {
+                let data = grad.into_data();
+                (self.f)(self.offset, &mut self.params[range], f32s(&data));
+            }
+            None => (self.f)(self.offset, &mut self.params[range], &vec![0.0; len]),
+        }
+        self.offset += len;
+    }
+}

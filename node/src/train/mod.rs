@@ -1,0 +1,280 @@
+//! Local training: a synchronous [`Trainer`] usable from any thread, and a [`Worker`] that runs
+//! one on a dedicated thread behind bounded channels.
+//!
+//! A trainer owns its parameters (one flat `Vec<f32>`, see [`crate::model`]), its optimiser
+//! state, a [`Shard`] of a shared dataset and a seeded batch generator. Each local step builds
+//! the model on the burn device from the flat parameters, computes the mean cross-entropy of one
+//! batch, back-propagates, and applies the optimiser to the flat vector ([`optim`]). Between
+//! calls it holds no burn state, so an idle trainer costs its parameters and optimiser state
+//! plus its shard's index list, not the dataset.
+//!
+//! Determinism: with the same seed, config, node index and sequence of calls, a trainer
+//! produces the same bits on any thread (batch order from ChaCha8, see
+//! [`crate::data::stream`]; model initialisation from [`Arch::init`]; burn's CPU backends are
+//! single-threaded here).
+
+pub mod bench;
+mod config;
+pub mod optim;
+mod worker;
+
+use std::time::{Duration, Instant};
+
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+pub use config::{Backend, ConfigError, Setup, Spec};
+pub use worker::{Command, Reply, Worker, WorkerGone};
+
+use crate::data::{Dataset, Shard, stream};
+use crate::model::{Arch, ModelError, Net};
+use optim::{LrSchedule, Rule, State};
+
+/// What a call to [`Trainer::train_steps`] did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepReport {
+    /// Steps taken (0 if the shard is empty).
+    pub steps: usize,
+    /// Samples processed (steps x batch size, or fewer for a shard smaller than a batch).
+    pub samples: usize,
+    /// Mean training loss over the steps (NaN if no step was taken).
+    pub mean_loss: f32,
+    /// Learning rate of the last step.
+    pub lr: f64,
+    /// Wall time spent.
+    pub elapsed: Duration,
+}
+
+impl StepReport {
+    /// Training throughput in samples per second of wall time.
+    pub fn samples_per_sec(&self) -> f64 {
+        self.samples as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Quality of a model on a dataset.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Eval {
+    /// Fraction of samples whose highest logit is the label's, in [0, 1].
+    pub accuracy: f64,
+    /// Mean cross-entropy (natural log).
+    pub loss: f64,
+    /// Samples evaluated.
+    pub samples: usize,
+}
+
+/// Samples per forward pass in [`evaluate`].
+const EVAL_CHUNK: usize = 1000;
+
+/// One node's learner. See the module documentation.
+#[derive(Debug)]
+pub struct Trainer {
+    arch: Arch,
+    device: Device,
+    params: Vec<f32>,
+    rule: Rule,
+    schedule: LrSchedule,
+    state: State,
+    shard: Shard,
+    batch_size: usize,
+    rng: ChaCha8Rng,
+    /// The shard's indices in this epoch's order; `cursor` is the next unused position.
+    order: Vec<u32>,
+    cursor: usize,
+}
+
+impl Trainer {
+    /// A trainer for node `node` of a run with `seed`: parameters from [`Arch::init`], zero
+    /// optimiser state, batches drawn from `shard` with stream [`stream::BATCHES`]`/node`.
+    pub fn new(setup: &Setup, shard: Shard, node: u32, seed: u64) -> Result<Self, ConfigError> {
+        let device = setup.backend.device()?.autodiff();
+        let params = setup.arch.init(seed);
+        let state = State::new(&setup.rule, params.len());
+        let order = shard.indices.to_vec();
+        Ok(Self {
+            arch: setup.arch.clone(),
+            device,
+            params,
+            rule: setup.rule,
+            schedule: setup.schedule,
+            state,
+            shard,
+            batch_size: setup.batch_size,
+            rng: stream::rng(seed, stream::BATCHES, node),
+            cursor: order.len(),
+            order,
+        })
+    }
+
+    /// The model architecture.
+    pub fn arch(&self) -> &Arch {
+        &self.arch
+    }
+
+    /// Current parameters, in flat order.
+    pub fn params(&self) -> &[f32] {
+        &self.params
+    }
+
+    /// Copies the current parameters into `out` (reusing its allocation).
+    pub fn params_into(&self, out: &mut Vec<f32>) {
+        out.clear();
+        out.extend_from_slice(&self.params);
+    }
+
+    /// Replaces the parameters (e.g. with a mixed model). The optimiser state is kept.
+    pub fn set_params(&mut self, params: &[f32]) -> Result<(), ModelError> {
+        self.arch.check_len(params)?;
+        self.params.copy_from_slice(params);
+        Ok(())
+    }
+
+    /// The optimiser state (for checkpoints).
+    pub fn optimizer_state(&self) -> &State {
+        &self.state
+    }
+
+    /// Replaces the optimiser state (from a checkpoint).
+    pub fn set_optimizer_state(&mut self, state: State) -> Result<(), ModelError> {
+        let fresh = State::new(&self.rule, self.params.len());
+        for (found, expected) in [(&state.m, &fresh.m), (&state.v, &fresh.v)] {
+            if found.len() != expected.len() {
+                return Err(ModelError::Length {
+                    expected: expected.len(),
+                    found: found.len(),
+                });
+            }
+        }
+        self.state = state;
+        Ok(())
+    }
+
+    /// The node's shard.
+    pub fn shard(&self) -> &Shard {
+        &self.shard
+    }
+
+    /// The next batch of sample indices: consecutive positions of a per-epoch shuffle, the
+    /// order reshuffled whenever it runs out. A shard smaller than the batch size gives
+    /// batches of the whole shard.
+    fn next_batch(&mut self) -> Vec<u32> {
+        let b = self.batch_size.min(self.order.len());
+        let mut batch = Vec::with_capacity(b);
+        while batch.len() < b {
+            if self.cursor == self.order.len() {
+                self.order.shuffle(&mut self.rng);
+                self.cursor = 0;
+            }
+            let take = (b - batch.len()).min(self.order.len() - self.cursor);
+            batch.extend_from_slice(&self.order[self.cursor..self.cursor + take]);
+            self.cursor += take;
+        }
+        batch
+    }
+
+    /// Takes `steps` optimiser steps on batches of the shard.
+    pub fn train_steps(&mut self, steps: usize) -> StepReport {
+        let start = Instant::now();
+        let mut report = StepReport {
+            steps: 0,
+            samples: 0,
+            mean_loss: f32::NAN,
+            lr: self.schedule.at(self.state.step),
+            elapsed: Duration::ZERO,
+        };
+        if self.shard.is_empty() {
+            report.elapsed = start.elapsed();
+            return report;
+        }
+        let mut loss_sum = 0.0f64;
+        let classes = self.arch.classes;
+        let dim = self.arch.input.len();
+        for _ in 0..steps {
+            let batch = self.next_batch();
+            let b = batch.len();
+            let mut x = Vec::with_capacity(b * dim);
+            let mut y = vec![0f32; b * classes];
+            for (row, &i) in batch.iter().enumerate() {
+                x.extend_from_slice(self.shard.data.row(i as usize));
+                y[row * classes + self.shard.data.label(i as usize) as usize] = 1.0;
+            }
+            let net = Net::from_flat(&self.arch, &self.params, &self.device)
+                .expect("parameters have the architecture's length");
+            let x = Tensor::<2>::from_data(TensorData::new(x, [b, dim]), &self.device);
+            let y = Tensor::<2>::from_data(TensorData::new(y, [b, classes]), &self.device);
+            let loss = Net::cross_entropy(net.forward(x), y);
+            let grads = loss.backward();
+            loss_sum += f64::from(loss.into_scalar::<f32>());
+
+            let lr = self.schedule.at(self.state.step);
+            self.state.step += 1;
+            let t = self.state.step;
+            let (rule, state) = (&self.rule, &mut self.state);
+            net.for_each_grad(&grads, &mut self.params, |offset, p, g| {
+                rule.update(state, offset, p, g, lr as f32, t)
+            });
+            report.steps += 1;
+            report.samples += b;
+            report.lr = lr;
+        }
+        report.mean_loss = (loss_sum / report.steps.max(1) as f64) as f32;
+        report.elapsed = start.elapsed();
+        report
+    }
+
+    /// Accuracy and loss of the current parameters on `data`.
+    pub fn evaluate(&self, data: &Dataset) -> Eval {
+        evaluate(
+            &self.arch,
+            &self.params,
+            data,
+            &self.device.clone().without_autodiff(),
+        )
+    }
+}
+
+/// Accuracy and mean cross-entropy of the model `params` on `data`, computed on `device`
+/// (forward only, in chunks of [`EVAL_CHUNK`] samples). Ties between logits count as wrong
+/// unless the label's logit comes first.
+pub fn evaluate(arch: &Arch, params: &[f32], data: &Dataset, device: &Device) -> Eval {
+    let net =
+        Net::from_flat(arch, params, device).expect("parameters have the architecture's length");
+    let dim = arch.input.len();
+    let classes = arch.classes;
+    let (mut correct, mut loss) = (0usize, 0f64);
+    let mut start = 0;
+    while start < data.len() {
+        let end = (start + EVAL_CHUNK).min(data.len());
+        let mut x = Vec::with_capacity((end - start) * dim);
+        for i in start..end {
+            x.extend_from_slice(data.row(i));
+        }
+        let x = Tensor::<2>::from_data(TensorData::new(x, [end - start, dim]), device);
+        let logits = net.forward(x).into_data();
+        let logits = crate::model::f32s(&logits);
+        for (row, i) in (start..end).enumerate() {
+            let z = &logits[row * classes..(row + 1) * classes];
+            let label = data.label(i) as usize;
+            let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let lse = f64::from(max)
+                + z.iter()
+                    .map(|&v| f64::from(v - max).exp())
+                    .sum::<f64>()
+                    .ln();
+            loss += lse - f64::from(z[label]);
+            let best = z
+                .iter()
+                .enumerate()
+                .fold(0, |best, (k, &v)| if v > z[best] { k } else { best });
+            correct += usize::from(best == label);
+        }
+        start = end;
+    }
+    let n = data.len().max(1) as f64;
+    Eval {
+        accuracy: correct as f64 / n,
+        loss: loss / n,
+        samples: data.len(),
+    }
+}

@@ -1,0 +1,388 @@
+//! Optimisers over the flat parameter vector, with PyTorch's update rules.
+//!
+//! Gradients come from burn's autodiff; the update itself runs here, on the same flat `f32`
+//! vector the node exchanges, so the optimiser state has the same fixed order as the
+//! parameters, is checkpointed as plain tensors, and survives [`super::Trainer::set_params`]
+//! (the state is kept when parameters are replaced by a mixed model).
+
+use serde::{Deserialize, Serialize};
+
+/// Learning-rate schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Schedule {
+    /// `lr` at every step.
+    #[default]
+    Constant,
+    /// Cosine annealing from `lr` to `min-lr` over `total-steps` steps, then `min-lr`
+    /// (Loshchilov & Hutter 2017, SGDR, without restarts).
+    Cosine,
+}
+
+fn d_momentum() -> f64 {
+    0.9
+}
+fn d_beta1() -> f64 {
+    0.9
+}
+fn d_beta2() -> f64 {
+    0.999
+}
+fn d_eps() -> f64 {
+    1e-8
+}
+
+/// The optimiser as written in config
+/// (`optimizer = { kind = "sgd", lr = 0.05, momentum = 0.9, weight-decay = 0.0, schedule = "constant" }`).
+///
+/// All rates are per local step; `weight-decay` is an L2 term added to the gradient (as in
+/// PyTorch's `SGD` and `Adam`). `total-steps` counts the node's local steps over the whole
+/// run and is required by `schedule = "cosine"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(
+    tag = "kind",
+    rename_all = "kebab-case",
+    rename_all_fields = "kebab-case",
+    deny_unknown_fields
+)]
+pub enum Spec {
+    /// Stochastic gradient descent with heavy-ball momentum (dampening 0, no Nesterov).
+    Sgd {
+        /// Learning rate, > 0.
+        lr: f64,
+        /// Momentum in [0, 1) (default 0.9; 0 is plain SGD).
+        #[serde(default = "d_momentum")]
+        momentum: f64,
+        /// L2 weight decay, >= 0 (default 0).
+        #[serde(default)]
+        weight_decay: f64,
+        /// Learning-rate schedule (default constant).
+        #[serde(default)]
+        schedule: Schedule,
+        /// Steps of the cosine schedule.
+        #[serde(default)]
+        total_steps: Option<u64>,
+        /// Final learning rate of the cosine schedule (default 0).
+        #[serde(default)]
+        min_lr: f64,
+    },
+    /// Adam (Kingma & Ba 2015) with bias correction.
+    Adam {
+        /// Learning rate, > 0.
+        lr: f64,
+        /// First-moment decay in [0, 1) (default 0.9).
+        #[serde(default = "d_beta1")]
+        beta1: f64,
+        /// Second-moment decay in [0, 1) (default 0.999).
+        #[serde(default = "d_beta2")]
+        beta2: f64,
+        /// Denominator term, > 0 (default 1e-8).
+        #[serde(default = "d_eps")]
+        eps: f64,
+        /// L2 weight decay, >= 0 (default 0).
+        #[serde(default)]
+        weight_decay: f64,
+        /// Learning-rate schedule (default constant).
+        #[serde(default)]
+        schedule: Schedule,
+        /// Steps of the cosine schedule.
+        #[serde(default)]
+        total_steps: Option<u64>,
+        /// Final learning rate of the cosine schedule (default 0).
+        #[serde(default)]
+        min_lr: f64,
+    },
+}
+
+impl Default for Spec {
+    fn default() -> Self {
+        Spec::Sgd {
+            lr: 0.05,
+            momentum: d_momentum(),
+            weight_decay: 0.0,
+            schedule: Schedule::Constant,
+            total_steps: None,
+            min_lr: 0.0,
+        }
+    }
+}
+
+/// An optimiser setting out of range.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("optimizer.{field}: {reason}")]
+pub struct OptimError {
+    /// The config field.
+    pub field: &'static str,
+    /// What is wrong.
+    pub reason: String,
+}
+
+fn check(ok: bool, field: &'static str, value: f64, want: &str) -> Result<(), OptimError> {
+    if ok && value.is_finite() {
+        Ok(())
+    } else {
+        Err(OptimError {
+            field,
+            reason: format!("must be {want}, got {value}"),
+        })
+    }
+}
+
+/// A validated learning-rate schedule.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LrSchedule {
+    lr: f64,
+    min_lr: f64,
+    cosine_steps: Option<u64>,
+}
+
+impl LrSchedule {
+    /// The learning rate of local step `step` (0-based).
+    pub fn at(&self, step: u64) -> f64 {
+        match self.cosine_steps {
+            None => self.lr,
+            Some(total) => {
+                let t = (step.min(total) as f64) / (total as f64);
+                self.min_lr
+                    + 0.5 * (self.lr - self.min_lr) * (1.0 + (std::f64::consts::PI * t).cos())
+            }
+        }
+    }
+}
+
+/// The update rule, validated.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Rule {
+    /// See [`Spec::Sgd`].
+    Sgd {
+        /// Momentum factor.
+        momentum: f32,
+        /// L2 weight decay.
+        weight_decay: f32,
+    },
+    /// See [`Spec::Adam`].
+    Adam {
+        /// First-moment decay.
+        beta1: f32,
+        /// Second-moment decay.
+        beta2: f32,
+        /// Denominator term.
+        eps: f32,
+        /// L2 weight decay.
+        weight_decay: f32,
+    },
+}
+
+impl Spec {
+    /// Validates into an update rule and a schedule; errors name the field.
+    pub fn validate(&self) -> Result<(Rule, LrSchedule), OptimError> {
+        let (lr, schedule, total_steps, min_lr, weight_decay) = match *self {
+            Spec::Sgd {
+                lr,
+                schedule,
+                total_steps,
+                min_lr,
+                weight_decay,
+                ..
+            }
+            | Spec::Adam {
+                lr,
+                schedule,
+                total_steps,
+                min_lr,
+                weight_decay,
+                ..
+            } => (lr, schedule, total_steps, min_lr, weight_decay),
+        };
+        check(lr > 0.0, "lr", lr, "> 0")?;
+        check(weight_decay >= 0.0, "weight-decay", weight_decay, ">= 0")?;
+        check((0.0..=lr).contains(&min_lr), "min-lr", min_lr, "in [0, lr]")?;
+        let cosine_steps = match (schedule, total_steps) {
+            (Schedule::Constant, _) => None,
+            (Schedule::Cosine, Some(t)) if t > 0 => Some(t),
+            (Schedule::Cosine, _) => {
+                return Err(OptimError {
+                    field: "total-steps",
+                    reason: "schedule \"cosine\" needs total-steps >= 1".into(),
+                });
+            }
+        };
+        let rule = match *self {
+            Spec::Sgd { momentum, .. } => {
+                check(
+                    (0.0..1.0).contains(&momentum),
+                    "momentum",
+                    momentum,
+                    "in [0, 1)",
+                )?;
+                Rule::Sgd {
+                    momentum: momentum as f32,
+                    weight_decay: weight_decay as f32,
+                }
+            }
+            Spec::Adam {
+                beta1, beta2, eps, ..
+            } => {
+                check((0.0..1.0).contains(&beta1), "beta1", beta1, "in [0, 1)")?;
+                check((0.0..1.0).contains(&beta2), "beta2", beta2, "in [0, 1)")?;
+                check(eps > 0.0, "eps", eps, "> 0")?;
+                Rule::Adam {
+                    beta1: beta1 as f32,
+                    beta2: beta2 as f32,
+                    eps: eps as f32,
+                    weight_decay: weight_decay as f32,
+                }
+            }
+        };
+        Ok((
+            rule,
+            LrSchedule {
+                lr,
+                min_lr,
+                cosine_steps,
+            },
+        ))
+    }
+}
+
+/// Optimiser state: one or two buffers of the parameters' length and the step count.
+#[derive(Debug, Clone, PartialEq)]
+pub struct State {
+    /// Momentum buffer (SGD) or first moment (Adam); empty for plain SGD.
+    pub m: Vec<f32>,
+    /// Second moment (Adam only; empty otherwise).
+    pub v: Vec<f32>,
+    /// Local steps taken (drives the schedule and Adam's bias correction).
+    pub step: u64,
+}
+
+impl State {
+    /// Zero state for `rule` over `n` parameters.
+    pub fn new(rule: &Rule, n: usize) -> Self {
+        let (m, v) = match *rule {
+            Rule::Sgd { momentum, .. } if momentum == 0.0 => (0, 0),
+            Rule::Sgd { .. } => (n, 0),
+            Rule::Adam { .. } => (n, n),
+        };
+        Self {
+            m: vec![0.0; m],
+            v: vec![0.0; v],
+            step: 0,
+        }
+    }
+}
+
+impl Rule {
+    /// Applies one update to `params[offset..offset + grad.len()]` given its gradient, at
+    /// learning rate `lr`, for the step `t` (1-based, for Adam's bias correction).
+    pub fn update(
+        &self,
+        state: &mut State,
+        offset: usize,
+        params: &mut [f32],
+        grad: &[f32],
+        lr: f32,
+        t: u64,
+    ) {
+        let range = offset..offset + grad.len();
+        match *self {
+            Rule::Sgd {
+                momentum,
+                weight_decay,
+            } => {
+                if momentum == 0.0 {
+                    for (p, &g) in params.iter_mut().zip(grad) {
+                        *p -= lr * (g + weight_decay * *p);
+                    }
+                } else {
+                    for ((p, &g), b) in params.iter_mut().zip(grad).zip(&mut state.m[range]) {
+                        let d = g + weight_decay * *p;
+                        *b = momentum * *b + d;
+                        *p -= lr * *b;
+                    }
+                }
+            }
+            Rule::Adam {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            } => {
+                let c1 = 1.0 - beta1.powi(t.min(i32::MAX as u64) as i32);
+                let c2 = 1.0 - beta2.powi(t.min(i32::MAX as u64) as i32);
+                let step = lr / c1;
+                let c2_sqrt = c2.sqrt();
+                let (m, v) = (&mut state.m[range.clone()], &mut state.v[range]);
+                for (((p, &g), m), v) in params.iter_mut().zip(grad).zip(m).zip(v) {
+                    let d = g + weight_decay * *p;
+                    *m = beta1 * *m + (1.0 - beta1) * d;
+                    *v = beta2 * *v + (1.0 - beta2) * d * d;
+                    *p -= step * *m / (v.sqrt() / c2_sqrt + eps);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sgd_momentum_matches_the_pytorch_recurrence() {
+        let (rule, _) = Spec::Sgd {
+            lr: 0.1,
+            momentum: 0.5,
+            weight_decay: 0.1,
+            schedule: Schedule::Constant,
+            total_steps: None,
+            min_lr: 0.0,
+        }
+        .validate()
+        .unwrap();
+        let mut state = State::new(&rule, 1);
+        let mut p = [1.0f32];
+        rule.update(&mut state, 0, &mut p, &[1.0], 0.1, 1);
+        // d = 1 + 0.1 * 1 = 1.1; b = 1.1; p = 1 - 0.11
+        assert!((p[0] - 0.89).abs() < 1e-6);
+        rule.update(&mut state, 0, &mut p, &[1.0], 0.1, 2);
+        // d = 1.089; b = 0.55 + 1.089 = 1.639; p = 0.89 - 0.1639
+        assert!((p[0] - 0.7261).abs() < 1e-6, "{}", p[0]);
+    }
+
+    #[test]
+    fn adam_first_step_moves_by_lr() {
+        let spec: Spec = toml::from_str("kind = \"adam\"\nlr = 0.01").unwrap();
+        let (rule, _) = spec.validate().unwrap();
+        let mut state = State::new(&rule, 2);
+        let mut p = [0.0f32, 0.0];
+        rule.update(&mut state, 0, &mut p, &[3.0, -0.5], 0.01, 1);
+        assert!(
+            (p[0] + 0.01).abs() < 1e-6 && (p[1] - 0.01).abs() < 1e-6,
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn cosine_decays_to_min_lr_and_config_errors_name_fields() {
+        let spec: Spec = toml::from_str(
+            "kind = \"sgd\"\nlr = 1.0\nschedule = \"cosine\"\ntotal-steps = 100\nmin-lr = 0.1",
+        )
+        .unwrap();
+        let (_, s) = spec.validate().unwrap();
+        assert!((s.at(0) - 1.0).abs() < 1e-12);
+        assert!((s.at(50) - 0.55).abs() < 1e-12);
+        assert!((s.at(100) - 0.1).abs() < 1e-12 && (s.at(500) - 0.1).abs() < 1e-12);
+
+        let spec: Spec = toml::from_str("kind = \"sgd\"\nlr = 1.0\nschedule = \"cosine\"").unwrap();
+        assert_eq!(spec.validate().unwrap_err().field, "total-steps");
+        let spec: Spec = toml::from_str("kind = \"sgd\"\nlr = 0.1\nmomentum = 1.0").unwrap();
+        assert!(
+            spec.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("optimizer.momentum")
+        );
+        assert!(toml::from_str::<Spec>("kind = \"sgd\"\nlr = 0.1\nmomentun = 0.9").is_err());
+    }
+}

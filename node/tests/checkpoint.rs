@@ -1,0 +1,176 @@
+//! Checkpoints: safetensors layout checked byte for byte against the format, a Python load
+//! when the `safetensors` package is installed, restore, and refusal of another run's file.
+
+use std::path::Path;
+
+use murmur_node::checkpoint::{Checkpoint, CheckpointError};
+use murmur_node::data::Shard;
+use murmur_node::train::{Spec, Trainer};
+use murmur_protocol::sign::RunId;
+
+fn trained(optimizer: &str) -> Trainer {
+    let spec: Spec = toml::from_str(&format!(
+        "model = {{ kind = \"mlp\", hidden = [16] }}\noptimizer = {optimizer}"
+    ))
+    .unwrap();
+    let (setup, split) = spec.load(2).unwrap();
+    let mut t = Trainer::new(&setup, Shard::all(split.train), 0, 2).unwrap();
+    t.train_steps(5);
+    t
+}
+
+#[test]
+fn checkpoint_bytes_follow_the_safetensors_format() {
+    let trainer = trained("{ kind = \"adam\", lr = 0.01 }");
+    let run = RunId::derive(b"checkpoint test");
+    let bytes = Checkpoint::of(&trainer, run, 9).to_bytes();
+
+    // 8-byte little-endian header length, JSON header padded with spaces to 8 bytes.
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    assert_eq!(n % 8, 0);
+    let header_text = std::str::from_utf8(&bytes[8..8 + n]).unwrap();
+    assert!(header_text.starts_with('{'));
+    let header: serde_json::Value = serde_json::from_str(header_text.trim_end()).unwrap();
+    let data = &bytes[8 + n..];
+
+    let meta = &header["__metadata__"];
+    assert_eq!(meta["format"], "murmur-checkpoint");
+    assert_eq!(meta["run-id"], hex::encode(run.0));
+    assert_eq!(meta["round"], "9");
+    assert_eq!(meta["step"], "5");
+
+    // Tensors tile the data buffer exactly; model.* hold the flat parameters in order.
+    let mut spans = Vec::new();
+    for (name, info) in header.as_object().unwrap() {
+        if name == "__metadata__" {
+            continue;
+        }
+        assert_eq!(info["dtype"], "F32", "{name}");
+        let shape: usize = info["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_u64().unwrap() as usize)
+            .product();
+        let (b, e) = (
+            info["data_offsets"][0].as_u64().unwrap() as usize,
+            info["data_offsets"][1].as_u64().unwrap() as usize,
+        );
+        assert_eq!(e - b, 4 * shape, "{name}");
+        spans.push((b, e, name.clone()));
+    }
+    spans.sort();
+    let mut at = 0;
+    for (b, e, _) in &spans {
+        assert_eq!(*b, at);
+        at = *e;
+    }
+    assert_eq!(at, data.len());
+    let arch = trainer.arch();
+    assert_eq!(spans.len(), 3 * arch.layout().len(), "model, adam m and v");
+    let params = trainer.params();
+    for slot in arch.layout() {
+        let info = &header[format!("model.{}", slot.name)];
+        let b = info["data_offsets"][0].as_u64().unwrap() as usize;
+        for (k, want) in params[slot.range()].iter().enumerate() {
+            let got = f32::from_le_bytes(data[b + 4 * k..b + 4 * k + 4].try_into().unwrap());
+            assert_eq!(got.to_bits(), want.to_bits());
+        }
+    }
+}
+
+#[test]
+fn checkpoints_restore_and_refuse_other_runs() {
+    let mut trainer = trained("{ kind = \"sgd\", lr = 0.05, momentum = 0.9 }");
+    let run = RunId::derive(b"run a");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.safetensors");
+    Checkpoint::of(&trainer, run, 3).save(&path).unwrap();
+    let saved_params = trainer.params().to_vec();
+    let saved_state = trainer.optimizer_state().clone();
+
+    let ckpt = Checkpoint::load(&path, &run).unwrap();
+    assert_eq!(ckpt.round, 3);
+    assert_eq!(ckpt.params, saved_params);
+    assert_eq!(ckpt.optim, saved_state);
+
+    trainer.train_steps(3);
+    assert_ne!(trainer.params(), &saved_params[..]);
+    ckpt.restore(&mut trainer).unwrap();
+    assert_eq!(trainer.params(), &saved_params[..]);
+    assert_eq!(trainer.optimizer_state(), &saved_state);
+
+    let other = RunId::derive(b"run b");
+    let err = Checkpoint::load(&path, &other).unwrap_err();
+    assert!(matches!(err, CheckpointError::ForeignRun { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&hex::encode(run.0)) && msg.contains(&hex::encode(other.0)),
+        "{msg}"
+    );
+    assert!(msg.contains("node.safetensors"), "{msg}");
+
+    // A checkpoint of another model is refused by restore.
+    let mut logreg = {
+        let spec: Spec = toml::from_str("model = { kind = \"logistic-regression\" }").unwrap();
+        let (setup, split) = spec.load(2).unwrap();
+        Trainer::new(&setup, Shard::all(split.train), 0, 2).unwrap()
+    };
+    let err = Checkpoint::load(&path, &run)
+        .unwrap()
+        .restore(&mut logreg)
+        .unwrap_err();
+    assert!(matches!(err, CheckpointError::ModelMismatch(_)), "{err}");
+
+    // Corrupt files are errors, not panics.
+    let bytes = std::fs::read(&path).unwrap();
+    for cut in [0, 7, 20, bytes.len() - 1] {
+        assert!(
+            Checkpoint::from_bytes(&bytes[..cut], &path).is_err(),
+            "cut at {cut}"
+        );
+    }
+    let mut flipped = bytes.clone();
+    flipped[0] ^= 0x40;
+    assert!(Checkpoint::from_bytes(&flipped, &path).is_err());
+}
+
+#[test]
+fn python_safetensors_loads_a_checkpoint_when_installed() {
+    let has_safetensors = std::process::Command::new("python3")
+        .args(["-c", "import safetensors.numpy"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_safetensors {
+        eprintln!(
+            "python3 with the safetensors package not found; format checked byte for byte instead"
+        );
+        return;
+    }
+    let trainer = trained("{ kind = \"sgd\", lr = 0.05 }");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.safetensors");
+    Checkpoint::of(&trainer, RunId::derive(b"py"), 1)
+        .save(&path)
+        .unwrap();
+    let sum: f64 = trainer.params().iter().map(|&v| f64::from(v)).sum();
+    let script = format!(
+        "import safetensors.numpy as s\n\
+         t = s.load_file({path:?})\n\
+         assert sorted(k for k in t if k.startswith('model.')) == ['model.dense.0.bias', 'model.dense.0.weight', 'model.dense.1.bias', 'model.dense.1.weight']\n\
+         assert t['model.dense.0.weight'].shape == (64, 16)\n\
+         total = sum(float(v.astype('float64').sum()) for k, v in t.items() if k.startswith('model.'))\n\
+         assert abs(total - {sum}) < 1e-6 * max(1.0, abs({sum})), total\n",
+        path = path.display().to_string()
+    );
+    let out = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(Path::new(&path).exists());
+}

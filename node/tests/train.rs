@@ -1,0 +1,172 @@
+//! Training on one node: accuracy on the digits, determinism, flat parameters, the worker.
+
+use murmur_node::data::{self, Shard};
+use murmur_node::model::{Arch, Net, Spec as ModelSpec};
+use murmur_node::train::{Backend, Command, Reply, Setup, Spec, Trainer, Worker};
+
+fn digits_setup(model: &str, optimizer: &str) -> (Setup, data::Split) {
+    let text = format!("model = {model}\noptimizer = {optimizer}\nbatch-size = 32\n");
+    let spec: Spec = toml::from_str(&text).unwrap();
+    spec.load(7).unwrap()
+}
+
+#[test]
+fn mlp_reaches_95_percent_on_held_out_digits() {
+    let (setup, split) = digits_setup(
+        r#"{ kind = "mlp", hidden = [64] }"#,
+        r#"{ kind = "sgd", lr = 0.05, momentum = 0.9 }"#,
+    );
+    assert_eq!(split.test.len(), 359, "20% held out");
+    let mut trainer = Trainer::new(&setup, Shard::all(split.train.clone()), 0, 1).unwrap();
+    let before = trainer.evaluate(&split.test);
+    assert!(before.accuracy < 0.3, "untrained model: {before:?}");
+    // 30 epochs of 45 batches.
+    let report = trainer.train_steps(30 * 45);
+    assert_eq!(report.samples, 30 * 45 * 32);
+    assert!(report.samples_per_sec() > 0.0);
+    let after = trainer.evaluate(&split.test);
+    println!(
+        "digits MLP: {after:?}, {:.0} samples/s",
+        report.samples_per_sec()
+    );
+    assert!(after.accuracy >= 0.95, "test accuracy {after:?}");
+    assert!(after.loss < before.loss);
+}
+
+#[test]
+fn adam_and_cosine_train_logistic_regression() {
+    let (setup, split) = digits_setup(
+        r#"{ kind = "logistic-regression" }"#,
+        r#"{ kind = "adam", lr = 0.01, schedule = "cosine", total-steps = 600 }"#,
+    );
+    let mut trainer = Trainer::new(&setup, Shard::all(split.train.clone()), 0, 1).unwrap();
+    let r = trainer.train_steps(600);
+    assert!(r.lr < 1e-6, "cosine ends at min-lr 0, last lr {}", r.lr);
+    let eval = trainer.evaluate(&split.test);
+    assert!(eval.accuracy > 0.9, "{eval:?}");
+}
+
+#[test]
+fn identical_seeds_give_identical_parameters() {
+    let (setup, split) = digits_setup(
+        r#"{ kind = "cnn", channels = [4, 8], hidden = 16 }"#,
+        r#"{ kind = "sgd", lr = 0.05, momentum = 0.9, weight-decay = 0.0001 }"#,
+    );
+    let shard = Shard::all(split.train.clone());
+    let run = |seed: u64| {
+        let mut t = Trainer::new(&setup, shard.clone(), 3, seed).unwrap();
+        let initial = t.params().to_vec();
+        t.train_steps(15);
+        (initial, t.params().to_vec())
+    };
+    let (init_a, a) = run(11);
+    let (init_b, b) = run(11);
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&init_a), bits(&init_b));
+    assert_eq!(bits(&a), bits(&b));
+    assert_ne!(init_a, a, "training changed the parameters");
+    let (init_c, c) = run(12);
+    assert_ne!(init_a, init_c);
+    assert_ne!(a, c);
+
+    // The same trainer on a worker thread produces the same bits.
+    let trainer = Trainer::new(&setup, shard, 3, 11).unwrap();
+    let worker = Worker::spawn(trainer, 2).unwrap();
+    worker
+        .send(Command::Train {
+            round: 4,
+            params: None,
+            steps: 15,
+        })
+        .unwrap();
+    match worker.recv().unwrap() {
+        Reply::Trained {
+            round,
+            params,
+            report,
+        } => {
+            assert_eq!(round, 4);
+            assert_eq!(bits(&params), bits(&a));
+            assert_eq!(report.steps, 15);
+        }
+        other => panic!("unexpected reply {other:?}"),
+    }
+    worker
+        .send(Command::Train {
+            round: 5,
+            params: Some(vec![0.0; 3]),
+            steps: 1,
+        })
+        .unwrap();
+    assert!(matches!(
+        worker.recv().unwrap(),
+        Reply::Failed { round: 5, .. }
+    ));
+    worker
+        .send(Command::Evaluate {
+            round: 6,
+            data: split.test.clone(),
+        })
+        .unwrap();
+    assert!(matches!(
+        worker.recv().unwrap(),
+        Reply::Evaluated { round: 6, .. }
+    ));
+    let back = worker.shutdown().unwrap();
+    assert_eq!(bits(back.params()), bits(&a));
+}
+
+#[test]
+fn flatten_and_write_back_round_trip_exactly() {
+    let shape = data::InputShape {
+        channels: 1,
+        height: 28,
+        width: 28,
+    };
+    let device = Backend::Flex.device().unwrap().autodiff();
+    for spec in [
+        ModelSpec::LogisticRegression,
+        ModelSpec::Mlp {
+            hidden: vec![32, 16],
+        },
+        ModelSpec::Cnn {
+            channels: [4, 8],
+            hidden: 16,
+        },
+    ] {
+        let arch = Arch::new(&spec, shape, 10).unwrap();
+        let a = arch.init(1);
+        let net = Net::from_flat(&arch, &a, &device).unwrap();
+        assert_eq!(net.flatten(), a, "{spec:?}: flatten(from_flat(a)) == a");
+        // Values that exercise every bit pattern class: negatives, subnormals, large.
+        let b: Vec<f32> = (0..a.len())
+            .map(|i| match i % 4 {
+                0 => -(i as f32) * 1e-3,
+                1 => f32::from_bits(i as u32 & 0x7f_ffff),
+                2 => 1e30 / (i as f32 + 1.0),
+                _ => a[i] * 3.0,
+            })
+            .collect();
+        let net = net.write_back(&b);
+        let back = net.flatten();
+        assert!(
+            back.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{spec:?}: write_back then flatten is exact"
+        );
+        // Written-back parameters still take part in autodiff.
+        let x = burn::tensor::Tensor::<2>::ones([2, shape.len()], &device);
+        let loss = net.forward(x).sum();
+        let grads = loss.backward();
+        let mut params = b.clone();
+        let mut seen = 0;
+        let mut nonzero = false;
+        net.for_each_grad(&grads, &mut params, |offset, p, g| {
+            assert_eq!(offset, seen);
+            assert_eq!(p.len(), g.len());
+            nonzero |= g.iter().any(|&v| v != 0.0);
+            seen += g.len();
+        });
+        assert_eq!(seen, arch.num_params());
+        assert!(nonzero, "{spec:?}: gradients flow after write-back");
+    }
+}
