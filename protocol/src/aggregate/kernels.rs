@@ -136,52 +136,35 @@ pub(crate) fn scale_into(out: &mut [f32], a: f32, x: &[f32]) {
     }
 }
 
-/// `out += a * x`.
-pub(crate) fn axpy(out: &mut [f32], a: f32, x: &[f32]) {
-    debug_assert_eq!(out.len(), x.len());
+/// `out (+)= sum_m a[m] * x[m]` over `M` rows in one sweep (`=` if `overwrite`, else `+=`). The
+/// output chunk stays in registers while the `M` rows stream past; eight rows per sweep measured
+/// fastest (fewer sweeps re-read the output, more spill registers).
+fn sweep<const M: usize>(out: &mut [f32], a: [f32; M], x: [&[f32]; M], overwrite: bool) {
     let (co, ro) = out.as_chunks_mut::<LANES>();
-    let (cx, rx) = x.as_chunks::<LANES>();
-    for (o, x) in co.iter_mut().zip(cx) {
-        for k in 0..LANES {
-            o[k] += a * x[k];
-        }
-    }
-    for (o, x) in ro.iter_mut().zip(rx) {
-        *o += a * x;
-    }
-}
-
-/// `out = a · (x0 + x1 + x2 + x3)` weighted term by term, added to `out` unless `overwrite`.
-/// Four rows per sweep keep the output's loads and stores to a quarter of a row-by-row sum.
-fn acc4(out: &mut [f32], a: [f32; 4], x: [&[f32]; 4], overwrite: bool) {
-    let (co, ro) = out.as_chunks_mut::<LANES>();
-    let (c0, r0) = x[0].as_chunks::<LANES>();
-    let (c1, r1) = x[1].as_chunks::<LANES>();
-    let (c2, r2) = x[2].as_chunks::<LANES>();
-    let (c3, r3) = x[3].as_chunks::<LANES>();
-    let body = co.iter_mut().zip(c0).zip(c1).zip(c2).zip(c3);
-    if overwrite {
-        for ((((o, x0), x1), x2), x3) in body {
+    let len = co.len();
+    let xs: [&[[f32; LANES]]; M] = x.map(|r| &r.as_chunks::<LANES>().0[..len]);
+    for (c, o) in co.iter_mut().enumerate() {
+        let mut acc = if overwrite { [0.0; LANES] } else { *o };
+        for m in 0..M {
+            let v = &xs[m][c];
             for k in 0..LANES {
-                o[k] = a[0] * x0[k] + a[1] * x1[k] + a[2] * x2[k] + a[3] * x3[k];
+                acc[k] += a[m] * v[k];
             }
         }
-    } else {
-        for ((((o, x0), x1), x2), x3) in body {
-            for k in 0..LANES {
-                o[k] += a[0] * x0[k] + a[1] * x1[k] + a[2] * x2[k] + a[3] * x3[k];
-            }
-        }
+        *o = acc;
     }
-    let tail = ro.iter_mut().zip(r0).zip(r1).zip(r2).zip(r3);
-    for ((((o, x0), x1), x2), x3) in tail {
-        let v = a[0] * x0 + a[1] * x1 + a[2] * x2 + a[3] * x3;
+    let start = len * LANES;
+    for (k, o) in ro.iter_mut().enumerate() {
+        let v: f32 = (0..M).map(|m| a[m] * x[m][start + k]).sum();
         *o = if overwrite { v } else { *o + v };
     }
 }
 
+/// Rows per sweep of [`combine`].
+const SWEEP: usize = 8;
+
 /// `out = sum_i coefs[i] * rows[i] + b * extra` (the last term when `extra = Some((extra, b))`),
-/// blockwise so that each output block is written while it is in cache, four rows per sweep.
+/// blockwise so that each output block is written while it is in cache, eight rows per sweep.
 /// Rows with a zero coefficient are not read.
 pub(crate) fn combine<R: Rows + ?Sized>(
     rows: &R,
@@ -205,25 +188,36 @@ pub(crate) fn combine<R: Rows + ?Sized>(
                     .map(|(x, a)| (a, &x[start..end])),
             );
         let mut first = true;
-        let mut a = [0.0f32; 4];
-        let mut x: [&[f32]; 4] = [&[]; 4];
+        let mut a = [0.0f32; SWEEP];
+        let mut x: [&[f32]; SWEEP] = [&[]; SWEEP];
         let mut g = 0;
         for (ai, xi) in terms {
             (a[g], x[g]) = (ai, xi);
             g += 1;
-            if g == 4 {
-                acc4(ob, a, x, first);
+            if g == SWEEP {
+                sweep(ob, a, x, first);
                 first = false;
                 g = 0;
             }
         }
-        for k in 0..g {
-            if first {
-                scale_into(ob, a[k], x[k]);
-                first = false;
+        let mut k = 0;
+        while k < g {
+            if g - k >= 4 {
+                sweep::<4>(
+                    ob,
+                    [a[k], a[k + 1], a[k + 2], a[k + 3]],
+                    [x[k], x[k + 1], x[k + 2], x[k + 3]],
+                    first,
+                );
+                k += 4;
+            } else if g - k >= 2 {
+                sweep::<2>(ob, [a[k], a[k + 1]], [x[k], x[k + 1]], first);
+                k += 2;
             } else {
-                axpy(ob, a[k], x[k]);
+                sweep::<1>(ob, [a[k]], [x[k]], first);
+                k += 1;
             }
+            first = false;
         }
         if first {
             ob.fill(0.0);
@@ -384,10 +378,13 @@ mod tests {
         combine(&rows[..], &[0.0, 0.5], None, &mut out);
         assert!(out.iter().all(|&v| v == 1.0));
         let c = vec![4.0f32; 3000];
-        for n in 0..=2 {
-            let coefs = [0.125; 2];
-            combine(&rows[..n], &coefs[..n], Some((&c, 0.5)), &mut out);
-            let want = 2.0 + [0.0, 0.125, 0.375][n];
+        let seven: Vec<&[f32]> = (0..7)
+            .map(|i| if i % 2 == 0 { &a[..] } else { &b[..] })
+            .collect();
+        for n in 0..=7 {
+            let coefs = [0.0625; 7];
+            combine(&seven[..n], &coefs[..n], Some((&c, 0.5)), &mut out);
+            let want = 2.0 + 0.0625 * seven[..n].iter().map(|r| r[0]).sum::<f32>();
             assert!(out.iter().all(|&v| v == want), "n={n}");
         }
         let many: Vec<&[f32]> = (0..9)
