@@ -115,7 +115,7 @@ pub(crate) fn trimmed_mean<R: Rows + ?Sized>(
 }
 
 /// Gathers each block of coordinates, applies the network, and lets `finish` write the block's
-/// results. Returns [`NonFinite`] when a gathered value was NaN or infinite (`x - x` is 0 for
+/// results. Returns [`NonFinite`] when a gathered value was NaN or infinite (`x * 0` is ±0 for
 /// every finite `x`, NaN otherwise; the sum costs no extra memory traffic). The output is
 /// meaningless then.
 fn run<R, F>(rows: &R, ws: &mut Workspace, out: &mut [f32], finish: F) -> Result<(), NonFinite>
@@ -136,7 +136,7 @@ where
             *col = [0.0; WIDTH];
             col[..tail.len()].copy_from_slice(&rows.row(i)[start..]);
             for k in 0..WIDTH {
-                check[k] += col[k] - col[k];
+                check[k] += col[k] * 0.0;
             }
         }
         network::apply(net, block);
@@ -150,7 +150,7 @@ where
             let src: &[f32; WIDTH] = rows.row(i)[start..start + WIDTH].try_into().unwrap();
             *col = *src;
             for k in 0..WIDTH {
-                check[k] += src[k] - src[k];
+                check[k] += src[k] * 0.0;
             }
         }
         network::apply(net, block);
