@@ -108,14 +108,15 @@ pub(crate) fn centered_clipping<R: Rows + ?Sized>(
 /// among the inputs gives it its self-weight.
 ///
 /// Radius: [`Tau::Fixed`], or [`Tau::Adaptive`] `{ f }`: `tau` is the (f + 1)-th largest distance
-/// `||x_j - own||` over the inputs (the largest when there are at most f inputs), so exactly the
-/// f farthest inputs are clipped (fewer on ties). With f = 1 this is the reference code of He,
+/// `||x_j - own||` over the inputs, so exactly the f farthest inputs are clipped (fewer on ties);
+/// with at most f inputs it is the smallest distance, so all but the nearest are clipped (a
+/// single input is not clipped). With f = 1 this is the reference code of He,
 /// Karimireddy and Jaggi (`SelfCenteredClipping` with `tau=None`: the second-largest neighbour
 /// distance). The node's own model among the inputs counts as a distance of 0.
 ///
-/// Breakdown point: depends on the topology; He et al. 2022 prove convergence when the total
-/// gossip weight of Byzantine neighbours is small compared with the spectral gap of the honest
-/// graph, for any fraction of Byzantine nodes in a neighbourhood that a fixed `tau` can bound.
+/// Breakdown point: not a fixed fraction of the inputs; He et al. 2022 prove convergence when the
+/// total gossip weight of a node's Byzantine neighbours is small compared with the spectral gap
+/// of the honest nodes' mixing matrix.
 /// Cost: O(n d), two passes (distances, clipped sum); the adaptive radius adds O(n log n).
 /// The distance pass also proves the inputs and `own` finite (see `Workspace::verify`), so the
 /// caller may skip its own finiteness pass. Returns the number of inputs clipped.

@@ -23,7 +23,8 @@
 //! multi-Krum), `tau` (clipping radius, in the units of the model's parameters, > 0), `nu`
 //! (smoothing of the geometric median, > 0), `iterations` (Weiszfeld steps T, or centered-clipping
 //! steps L, >= 1), `adaptive-f` (ClippedGossip clips the `adaptive-f` farthest inputs: the radius is
-//! the (`adaptive-f` + 1)-th largest distance to the node's own model). Pre-aggregation steps run in
+//! the (`adaptive-f` + 1)-th largest distance to the node's own model, or the smallest when there
+//! are no more inputs than `adaptive-f`). Pre-aggregation steps run in
 //! the order listed: `{ kind = "nnm", f }`, `{ kind = "bucketing", s }` (bucket size, >= 1),
 //! `{ kind = "clipping", c }` (static clipping to norm `c` > 0), `{ kind = "arc", f }` (adaptive
 //! robust clipping). A key that the rule does not take, an unknown key, a missing parameter or a
@@ -86,8 +87,8 @@ pub enum Tau {
     /// A fixed radius (> 0).
     Fixed(f32),
     /// The (`f` + 1)-th largest distance from the node's own model to an input, so that the `f`
-    /// farthest inputs are clipped. `f = 1` is the rule of He, Karimireddy and Jaggi's reference
-    /// code (the second-largest distance).
+    /// farthest inputs are clipped (with at most `f` inputs, the smallest distance). `f = 1` is
+    /// the rule of He, Karimireddy and Jaggi's reference code (the second-largest distance).
     Adaptive { f: usize },
 }
 

@@ -139,6 +139,12 @@ impl Aggregator {
         &self.config
     }
 
+    /// Forgets the rule's state: centered clipping starts again from zero. Call it when the
+    /// model is replaced (e.g. after a resynchronisation); other rules have no state.
+    pub fn reset(&mut self) {
+        self.momentum.fill(0.0);
+    }
+
     /// The vector length this aggregator accepts.
     pub fn dim(&self) -> usize {
         self.dim

@@ -323,6 +323,10 @@ fn centered_clipping_converges_to_equal_inputs_over_calls() {
         (out[0] - 3.0).abs() < 1e-5 && (out[1] - 4.0).abs() < 1e-5,
         "{out:?}"
     );
+    agg.reset();
+    agg.aggregate(&[], &[&x, &x], &[], &mut rng, &mut out)
+        .unwrap();
+    assert!((out[0] - 0.6).abs() < 1e-6 && (out[1] - 0.8).abs() < 1e-6);
 }
 
 #[test]
