@@ -37,6 +37,7 @@ fn configs() -> Vec<Config> {
             nu: 0.1,
             iterations: 3,
         }),
+        rule(Rule::Monna { f: 2 }),
         rule(Rule::CenteredClipping {
             tau: 1.0,
             iterations: 1,

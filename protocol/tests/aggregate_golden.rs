@@ -128,6 +128,17 @@ fn krum_and_multi_krum() {
 }
 
 #[test]
+fn monna_around_row_0() {
+    // ByzFL's MoNNA(f=2, idx=0); here the reference point is the node's own model, row 0.
+    Golden::load().check(
+        "aggregators",
+        "MoNNA_f2_idx0",
+        rule(Rule::Monna { f: 2 }),
+        1,
+    );
+}
+
+#[test]
 fn centered_clipping_from_zero() {
     let g = Golden::load();
     let cc = |tau, iterations| rule(Rule::CenteredClipping { tau, iterations });

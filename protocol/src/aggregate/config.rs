@@ -16,15 +16,16 @@
 //! aggregation = { rule = "centered-clipping", tau = 1.0, iterations = 3 }
 //! aggregation = { rule = "clipped-gossip", tau = 1.0 }     # fixed clipping radius
 //! aggregation = { rule = "clipped-gossip", adaptive-f = 1 } # radius from the distances, see below
+//! aggregation = { rule = "monna", f = 2 }
 //! aggregation = { rule = "trimmed-mean", f = 2, pre = [{ kind = "nnm", f = 2 }, { kind = "bucketing", s = 2 }] }
 //! ```
 //!
 //! Keys: `f` (number of Byzantine inputs tolerated, an integer), `m` (inputs averaged by
 //! multi-Krum), `tau` (clipping radius, in the units of the model's parameters, > 0), `nu`
 //! (smoothing of the geometric median, > 0), `iterations` (Weiszfeld steps T, or centered-clipping
-//! steps L, >= 1), `adaptive-f` (ClippedGossip clips the `adaptive-f` farthest inputs: the radius is
-//! the (`adaptive-f` + 1)-th largest distance to the node's own model, or the smallest when there
-//! are no more inputs than `adaptive-f`). Pre-aggregation steps run in
+//! steps L, >= 1), `adaptive-f` (ClippedGossip clips the `adaptive-f` farthest inputs: the radius
+//! is the (`adaptive-f` + 1)-th largest distance to the node's own model, or the smallest when
+//! there are no more inputs than `adaptive-f`). Pre-aggregation steps run in
 //! the order listed: `{ kind = "nnm", f }`, `{ kind = "bucketing", s }` (bucket size, >= 1),
 //! `{ kind = "clipping", c }` (static clipping to norm `c` > 0), `{ kind = "arc", f }` (adaptive
 //! robust clipping). A key that the rule does not take, an unknown key, a missing parameter or a
@@ -79,6 +80,10 @@ pub enum Rule {
     /// depends on the Byzantine gossip weight against the honest graph's spectral gap rather
     /// than on a fraction. Cost O(n d).
     ClippedGossip { tau: Tau },
+    /// MoNNA (Farhadkhani et al. 2023): the weighted average of the n - f inputs nearest to the
+    /// node's own model. Needs n ≥ f + 1; tolerates f < n/2 with an honest own model. Cost
+    /// O(n d).
+    Monna { f: usize },
 }
 
 /// How ClippedGossip chooses its clipping radius.
@@ -212,6 +217,7 @@ impl Rule {
             Rule::GeometricMedian { .. } => "geometric-median",
             Rule::CenteredClipping { .. } => "centered-clipping",
             Rule::ClippedGossip { .. } => "clipped-gossip",
+            Rule::Monna { .. } => "monna",
         }
     }
 
@@ -220,7 +226,7 @@ impl Rule {
         let k = self.kind();
         match *self {
             Rule::Mean | Rule::Median => k.to_string(),
-            Rule::TrimmedMean { f } | Rule::Krum { f } => format!("{k}(f={f})"),
+            Rule::TrimmedMean { f } | Rule::Krum { f } | Rule::Monna { f } => format!("{k}(f={f})"),
             Rule::MultiKrum { f, m: None } => format!("{k}(f={f})"),
             Rule::MultiKrum { f, m: Some(m) } => format!("{k}(f={f},m={m})"),
             Rule::GeometricMedian { nu, iterations } => format!("{k}(nu={nu},T={iterations})"),
@@ -241,6 +247,7 @@ impl Rule {
             | Rule::CenteredClipping { .. }
             | Rule::ClippedGossip { .. } => 1,
             Rule::TrimmedMean { f } => 2 * f + 1,
+            Rule::Monna { f } => f + 1,
             Rule::Krum { f } => 2 * f + 3,
             Rule::MultiKrum { f, m } => (2 * f + 3).max(m.unwrap_or(0) + f),
         }
@@ -341,6 +348,7 @@ enum RuleKind {
     GeometricMedian,
     CenteredClipping,
     ClippedGossip,
+    Monna,
 }
 
 impl TryFrom<RawConfig> for Config {
@@ -356,10 +364,11 @@ impl TryFrom<RawConfig> for Config {
             RuleKind::GeometricMedian => "geometric-median",
             RuleKind::CenteredClipping => "centered-clipping",
             RuleKind::ClippedGossip => "clipped-gossip",
+            RuleKind::Monna => "monna",
         };
         let allowed: &[&str] = match raw.rule {
             RuleKind::Mean | RuleKind::Median => &[],
-            RuleKind::TrimmedMean | RuleKind::Krum => &["f"],
+            RuleKind::TrimmedMean | RuleKind::Krum | RuleKind::Monna => &["f"],
             RuleKind::MultiKrum => &["f", "m"],
             RuleKind::GeometricMedian => &["nu", "iterations"],
             RuleKind::CenteredClipping => &["tau", "iterations"],
@@ -387,6 +396,7 @@ impl TryFrom<RawConfig> for Config {
             RuleKind::Median => Rule::Median,
             RuleKind::TrimmedMean => Rule::TrimmedMean { f: need_f()? },
             RuleKind::Krum => Rule::Krum { f: need_f()? },
+            RuleKind::Monna => Rule::Monna { f: need_f()? },
             RuleKind::MultiKrum => Rule::MultiKrum {
                 f: need_f()?,
                 m: raw.m,
@@ -445,6 +455,7 @@ impl From<Config> for RawConfig {
             Rule::Median => raw.rule = RuleKind::Median,
             Rule::TrimmedMean { f } => (raw.rule, raw.f) = (RuleKind::TrimmedMean, Some(f)),
             Rule::Krum { f } => (raw.rule, raw.f) = (RuleKind::Krum, Some(f)),
+            Rule::Monna { f } => (raw.rule, raw.f) = (RuleKind::Monna, Some(f)),
             Rule::MultiKrum { f, m } => {
                 (raw.rule, raw.f, raw.m) = (RuleKind::MultiKrum, Some(f), m)
             }

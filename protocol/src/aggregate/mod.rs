@@ -5,14 +5,14 @@
 //! weights) before anything else runs, applies the configured pre-aggregation steps
 //! ([`Pre`]: nearest-neighbour mixing, bucketing, static clipping, adaptive robust clipping), then
 //! the rule ([`Rule`]): mean, coordinate-wise median, trimmed mean, Krum, multi-Krum, geometric
-//! median (smoothed Weiszfeld), centered clipping, or ClippedGossip.
+//! median (smoothed Weiszfeld), centered clipping, ClippedGossip, or MoNNA.
 //!
 //! Each rule's breakdown point, cost and paper are given on its [`Rule`] variant, and each
 //! pre-aggregation step's on its [`Pre`] variant. All buffers live in a workspace held by the
 //! aggregator: once it has seen a call with a given number of inputs, further calls with that
 //! number do not allocate.
 //!
-//! Not implemented: MDA, Meamed, MoNNA and CS+ (ClippedGossip and NNM cover their roles here).
+//! Not implemented: MDA (exponential in f), Meamed, and CS+.
 
 pub mod config;
 
@@ -22,6 +22,7 @@ mod kernels;
 mod krum;
 mod mean;
 mod median;
+mod monna;
 mod network;
 mod pre;
 
@@ -62,10 +63,10 @@ pub enum Error {
     /// The output buffer does not have the aggregator's dimension.
     #[error("output has dimension {got}, expected {expected}")]
     OutputDimension { expected: usize, got: usize },
-    /// The node's own model does not have the aggregator's dimension (rules that use it).
+    /// The node's own model does not have the aggregator's dimension (ClippedGossip, MoNNA).
     #[error("own model has dimension {got}, expected {expected}")]
     OwnDimension { expected: usize, got: usize },
-    /// The node's own model contains a NaN or an infinity (rules that use it).
+    /// The node's own model contains a NaN or an infinity (ClippedGossip, MoNNA).
     #[error("own model contains a non-finite value")]
     OwnNonFinite,
 }
@@ -76,9 +77,9 @@ pub struct Report {
     /// Number of inputs received.
     pub inputs: usize,
     /// Inputs clipped or discarded: clipped inputs for the clipping rules and steps (the last
-    /// step of centered clipping), inputs not selected for Krum and multi-Krum, values dropped
-    /// per coordinate for the median and the trimmed mean; 0 for the mean and the geometric
-    /// median. Clipping done by pre-aggregation steps is added.
+    /// step of centered clipping), inputs not selected for Krum, multi-Krum and MoNNA, values
+    /// dropped per coordinate for the median and the trimmed mean; 0 for the mean and the
+    /// geometric median. Clipping done by pre-aggregation steps is added.
     pub clipped: usize,
 }
 
@@ -111,6 +112,7 @@ struct Workspace {
     krum: krum::Workspace,
     geomed: geomed::Workspace,
     clipping: clipping::Workspace,
+    monna: monna::Workspace,
 }
 
 impl Aggregator {
@@ -159,10 +161,10 @@ impl Aggregator {
     /// Mixes `inputs` into `out` (len dim). `weights` is empty (all equal) or one positive weight
     /// per input; weights are normalised to sum 1. Rules that cannot use weights (median, trimmed
     /// mean, Krum) ignore them. `own` is the aggregating node's model: ClippedGossip clips around
-    /// it; other rules ignore it and do not check it (the caller includes its own model among
-    /// `inputs` when it wants it mixed). Inputs are checked for dimension and finiteness before
-    /// any rule runs; on error `out` and the aggregator's state are untouched. `rng` is used by
-    /// bucketing only.
+    /// it and MoNNA averages the inputs nearest to it; other rules ignore it and do not check it
+    /// (the caller includes its own model among `inputs` when it wants it mixed). Inputs are
+    /// checked for dimension and finiteness before any result is written; on error `out` and the
+    /// aggregator's state are untouched. `rng` is used by bucketing only.
     pub fn aggregate<R: rand::Rng + ?Sized>(
         &mut self,
         own: &[f32],
@@ -264,6 +266,7 @@ impl Aggregator {
                     | Rule::TrimmedMean { .. }
                     | Rule::ClippedGossip { .. }
                     | Rule::CenteredClipping { .. }
+                    | Rule::Monna { .. }
             )
     }
 
@@ -317,7 +320,10 @@ impl Aggregator {
         if finiteness && let Some(index) = kernels::first_non_finite(inputs, dim) {
             return Err(Error::NonFinite { index });
         }
-        if matches!(self.config.rule, Rule::ClippedGossip { .. }) {
+        if matches!(
+            self.config.rule,
+            Rule::ClippedGossip { .. } | Rule::Monna { .. }
+        ) {
             if own.len() != dim {
                 return Err(Error::OwnDimension {
                     expected: dim,
@@ -418,5 +424,6 @@ fn run_rule<R: Rows + ?Sized>(
         Rule::ClippedGossip { tau } => {
             clipping::clipped_gossip(rows, w, own, tau, &mut ws.clipping, out)?
         }
+        Rule::Monna { f } => monna::monna(rows, f, w, own, &mut ws.monna, out)?,
     })
 }

@@ -27,8 +27,10 @@ fn all_rules() -> Vec<Config> {
         "{ rule = \"centered-clipping\", tau = 1.0, iterations = 2 }",
         "{ rule = \"clipped-gossip\", tau = 1.0 }",
         "{ rule = \"clipped-gossip\", adaptive-f = 1 }",
+        "{ rule = \"monna\", f = 1 }",
         "{ rule = \"trimmed-mean\", f = 1, pre = [{ kind = \"nnm\", f = 1 }] }",
-        "{ rule = \"mean\", pre = [{ kind = \"bucketing\", s = 2 }, { kind = \"clipping\", c = 1000.0 }, { kind = \"arc\", f = 1 }] }",
+        "{ rule = \"mean\", pre = [{ kind = \"bucketing\", s = 2 }, \
+         { kind = \"clipping\", c = 1000.0 }, { kind = \"arc\", f = 1 }] }",
     ]
     .iter()
     .map(|s| parse(&format!("aggregation = {s}")).unwrap())
@@ -37,7 +39,11 @@ fn all_rules() -> Vec<Config> {
 
 #[test]
 fn toml_examples_parse_to_typed_rules() {
-    let c = parse("aggregation = { rule = \"trimmed-mean\", f = 2, pre = [{ kind = \"nnm\", f = 2 }, { kind = \"bucketing\", s = 2 }] }").unwrap();
+    let c = parse(
+        "aggregation = { rule = \"trimmed-mean\", f = 2, \
+         pre = [{ kind = \"nnm\", f = 2 }, { kind = \"bucketing\", s = 2 }] }",
+    )
+    .unwrap();
     assert_eq!(c.rule, Rule::TrimmedMean { f: 2 });
     assert_eq!(c.pre, vec![Pre::Nnm { f: 2 }, Pre::Bucketing { s: 2 }]);
     assert_eq!(c.name(), "nnm(f=2)+bucketing(s=2)+trimmed-mean(f=2)");
@@ -399,6 +405,7 @@ fn reports_count_clipped_and_discarded_inputs() {
         ("{ rule = \"krum\", f = 2 }", 6),
         ("{ rule = \"multi-krum\", f = 2 }", 2),
         ("{ rule = \"clipped-gossip\", adaptive-f = 2 }", 2),
+        ("{ rule = \"monna\", f = 2 }", 2),
         (
             "{ rule = \"mean\", pre = [{ kind = \"clipping\", c = 4.0 }] }",
             4,
