@@ -38,6 +38,7 @@ fn configs() -> Vec<Config> {
             iterations: 3,
         }),
         rule(Rule::Monna { f: 2 }),
+        rule(Rule::Meamed { f: 2 }),
         rule(Rule::CenteredClipping {
             tau: 1.0,
             iterations: 1,

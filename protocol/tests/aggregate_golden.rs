@@ -128,6 +128,11 @@ fn krum_and_multi_krum() {
 }
 
 #[test]
+fn meamed() {
+    Golden::load().check("aggregators", "Meamed_f2", rule(Rule::Meamed { f: 2 }), 1);
+}
+
+#[test]
 fn monna_around_row_0() {
     // ByzFL's MoNNA(f=2, idx=0); here the reference point is the node's own model, row 0.
     Golden::load().check(

@@ -8,6 +8,7 @@
 //! aggregation = { rule = "mean" }
 //! aggregation = { rule = "median" }
 //! aggregation = { rule = "trimmed-mean", f = 2 }
+//! aggregation = { rule = "meamed", f = 2 }
 //! aggregation = { rule = "krum", f = 2 }
 //! aggregation = { rule = "multi-krum", f = 2 }            # m defaults to n - f
 //! aggregation = { rule = "multi-krum", f = 2, m = 3 }
@@ -59,6 +60,10 @@ pub enum Rule {
     /// coordinate (Yin et al. 2018); weights ignored. Needs n ≥ 2f + 1; tolerates f Byzantine
     /// inputs. Cost O(d n log² n) comparisons, vectorised.
     TrimmedMean { f: usize },
+    /// Mean around the median (Xie et al. 2018): per coordinate, the average of the n - f values
+    /// nearest to the median; weights ignored. Needs n ≥ 2f + 1; tolerates f. Cost
+    /// O(d n log² n) comparisons, vectorised.
+    Meamed { f: usize },
     /// Krum (Blanchard et al. 2017): the input with the smallest score, the *mean* squared
     /// distance to its n - f - 1 nearest others (ByzFL's definition; the paper sums over the
     /// n - f - 2 nearest). Weights ignored. Needs n ≥ 2f + 3; tolerates f. Cost O(n² d).
@@ -212,6 +217,7 @@ impl Rule {
             Rule::Mean => "mean",
             Rule::Median => "median",
             Rule::TrimmedMean { .. } => "trimmed-mean",
+            Rule::Meamed { .. } => "meamed",
             Rule::Krum { .. } => "krum",
             Rule::MultiKrum { .. } => "multi-krum",
             Rule::GeometricMedian { .. } => "geometric-median",
@@ -226,7 +232,9 @@ impl Rule {
         let k = self.kind();
         match *self {
             Rule::Mean | Rule::Median => k.to_string(),
-            Rule::TrimmedMean { f } | Rule::Krum { f } | Rule::Monna { f } => format!("{k}(f={f})"),
+            Rule::TrimmedMean { f } | Rule::Meamed { f } | Rule::Krum { f } | Rule::Monna { f } => {
+                format!("{k}(f={f})")
+            }
             Rule::MultiKrum { f, m: None } => format!("{k}(f={f})"),
             Rule::MultiKrum { f, m: Some(m) } => format!("{k}(f={f},m={m})"),
             Rule::GeometricMedian { nu, iterations } => format!("{k}(nu={nu},T={iterations})"),
@@ -246,7 +254,7 @@ impl Rule {
             | Rule::GeometricMedian { .. }
             | Rule::CenteredClipping { .. }
             | Rule::ClippedGossip { .. } => 1,
-            Rule::TrimmedMean { f } => 2 * f + 1,
+            Rule::TrimmedMean { f } | Rule::Meamed { f } => 2 * f + 1,
             Rule::Monna { f } => f + 1,
             Rule::Krum { f } => 2 * f + 3,
             Rule::MultiKrum { f, m } => (2 * f + 3).max(m.unwrap_or(0) + f),
@@ -343,6 +351,7 @@ enum RuleKind {
     Mean,
     Median,
     TrimmedMean,
+    Meamed,
     Krum,
     MultiKrum,
     GeometricMedian,
@@ -359,6 +368,7 @@ impl TryFrom<RawConfig> for Config {
             RuleKind::Mean => "mean",
             RuleKind::Median => "median",
             RuleKind::TrimmedMean => "trimmed-mean",
+            RuleKind::Meamed => "meamed",
             RuleKind::Krum => "krum",
             RuleKind::MultiKrum => "multi-krum",
             RuleKind::GeometricMedian => "geometric-median",
@@ -368,7 +378,7 @@ impl TryFrom<RawConfig> for Config {
         };
         let allowed: &[&str] = match raw.rule {
             RuleKind::Mean | RuleKind::Median => &[],
-            RuleKind::TrimmedMean | RuleKind::Krum | RuleKind::Monna => &["f"],
+            RuleKind::TrimmedMean | RuleKind::Meamed | RuleKind::Krum | RuleKind::Monna => &["f"],
             RuleKind::MultiKrum => &["f", "m"],
             RuleKind::GeometricMedian => &["nu", "iterations"],
             RuleKind::CenteredClipping => &["tau", "iterations"],
@@ -395,6 +405,7 @@ impl TryFrom<RawConfig> for Config {
             RuleKind::Mean => Rule::Mean,
             RuleKind::Median => Rule::Median,
             RuleKind::TrimmedMean => Rule::TrimmedMean { f: need_f()? },
+            RuleKind::Meamed => Rule::Meamed { f: need_f()? },
             RuleKind::Krum => Rule::Krum { f: need_f()? },
             RuleKind::Monna => Rule::Monna { f: need_f()? },
             RuleKind::MultiKrum => Rule::MultiKrum {
@@ -454,6 +465,7 @@ impl From<Config> for RawConfig {
             Rule::Mean => {}
             Rule::Median => raw.rule = RuleKind::Median,
             Rule::TrimmedMean { f } => (raw.rule, raw.f) = (RuleKind::TrimmedMean, Some(f)),
+            Rule::Meamed { f } => (raw.rule, raw.f) = (RuleKind::Meamed, Some(f)),
             Rule::Krum { f } => (raw.rule, raw.f) = (RuleKind::Krum, Some(f)),
             Rule::Monna { f } => (raw.rule, raw.f) = (RuleKind::Monna, Some(f)),
             Rule::MultiKrum { f, m } => {

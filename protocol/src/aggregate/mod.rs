@@ -5,14 +5,16 @@
 //! weights) before anything else runs, applies the configured pre-aggregation steps
 //! ([`Pre`]: nearest-neighbour mixing, bucketing, static clipping, adaptive robust clipping), then
 //! the rule ([`Rule`]): mean, coordinate-wise median, trimmed mean, Krum, multi-Krum, geometric
-//! median (smoothed Weiszfeld), centered clipping, ClippedGossip, or MoNNA.
+//! median (smoothed Weiszfeld), centered clipping, ClippedGossip, MoNNA, or mean around the median
+//! (Meamed).
 //!
 //! Each rule's breakdown point, cost and paper are given on its [`Rule`] variant, and each
 //! pre-aggregation step's on its [`Pre`] variant. All buffers live in a workspace held by the
 //! aggregator: once it has seen a call with a given number of inputs, further calls with that
 //! number do not allocate.
 //!
-//! Not implemented: MDA (exponential in f), Meamed, and CS+.
+//! Not implemented: MDA (minimum-diameter averaging, exponential in f) and CS+ (the clipping
+//! rule of Gaucher et al.).
 
 pub mod config;
 
@@ -78,7 +80,7 @@ pub struct Report {
     pub inputs: usize,
     /// Inputs clipped or discarded: clipped inputs for the clipping rules and steps (the last
     /// step of centered clipping), inputs not selected for Krum, multi-Krum and MoNNA, values
-    /// dropped per coordinate for the median and the trimmed mean; 0 for the mean and the
+    /// dropped per coordinate for the median, the trimmed mean and Meamed; 0 for the mean and the
     /// geometric median. Clipping done by pre-aggregation steps is added.
     pub clipped: usize,
 }
@@ -160,9 +162,9 @@ impl Aggregator {
 
     /// Mixes `inputs` into `out` (len dim). `weights` is empty (all equal) or one positive weight
     /// per input; weights are normalised to sum 1. Rules that cannot use weights (median, trimmed
-    /// mean, Krum) ignore them. `own` is the aggregating node's model: ClippedGossip clips around
-    /// it and MoNNA averages the inputs nearest to it; other rules ignore it and do not check it
-    /// (the caller includes its own model among `inputs` when it wants it mixed). Inputs are
+    /// mean, Meamed, Krum) ignore them. `own` is the aggregating node's model: ClippedGossip clips
+    /// around it and MoNNA averages the inputs nearest to it; other rules ignore it and do not
+    /// check it (the caller includes its own model among `inputs` when it wants it mixed). Inputs are
     /// checked for dimension and finiteness before any result is written; on error `out` and the
     /// aggregator's state are untouched. `rng` is used by bucketing only.
     pub fn aggregate<R: rand::Rng + ?Sized>(
@@ -181,7 +183,7 @@ impl Aggregator {
         let staged = verified_by_rule
             && matches!(
                 self.config.rule,
-                Rule::Mean | Rule::Median | Rule::TrimmedMean { .. }
+                Rule::Mean | Rule::Median | Rule::TrimmedMean { .. } | Rule::Meamed { .. }
             );
         let Self {
             config,
@@ -264,6 +266,7 @@ impl Aggregator {
                 Rule::Mean
                     | Rule::Median
                     | Rule::TrimmedMean { .. }
+                    | Rule::Meamed { .. }
                     | Rule::ClippedGossip { .. }
                     | Rule::CenteredClipping { .. }
                     | Rule::Monna { .. }
@@ -412,6 +415,7 @@ fn run_rule<R: Rows + ?Sized>(
         }
         Rule::Median => median::median(rows, &mut ws.median, out)?,
         Rule::TrimmedMean { f } => median::trimmed_mean(rows, f, &mut ws.median, out)?,
+        Rule::Meamed { f } => median::meamed(rows, f, &mut ws.median, out)?,
         Rule::Krum { f } => krum::krum(rows, f, &mut ws.krum, out),
         Rule::MultiKrum { f, m } => krum::multi_krum(rows, f, m, w, &mut ws.krum, out),
         Rule::GeometricMedian { nu, iterations } => {

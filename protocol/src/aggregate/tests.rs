@@ -28,6 +28,7 @@ fn all_rules() -> Vec<Config> {
         "{ rule = \"clipped-gossip\", tau = 1.0 }",
         "{ rule = \"clipped-gossip\", adaptive-f = 1 }",
         "{ rule = \"monna\", f = 1 }",
+        "{ rule = \"meamed\", f = 1 }",
         "{ rule = \"trimmed-mean\", f = 1, pre = [{ kind = \"nnm\", f = 1 }] }",
         "{ rule = \"mean\", pre = [{ kind = \"bucketing\", s = 2 }, \
          { kind = \"clipping\", c = 1000.0 }, { kind = \"arc\", f = 1 }] }",
@@ -406,6 +407,7 @@ fn reports_count_clipped_and_discarded_inputs() {
         ("{ rule = \"multi-krum\", f = 2 }", 2),
         ("{ rule = \"clipped-gossip\", adaptive-f = 2 }", 2),
         ("{ rule = \"monna\", f = 2 }", 2),
+        ("{ rule = \"meamed\", f = 2 }", 2),
         (
             "{ rule = \"mean\", pre = [{ kind = \"clipping\", c = 4.0 }] }",
             4,
