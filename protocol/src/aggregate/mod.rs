@@ -164,9 +164,9 @@ impl Aggregator {
     /// per input; weights are normalised to sum 1. Rules that cannot use weights (median, trimmed
     /// mean, Meamed, Krum) ignore them. `own` is the aggregating node's model: ClippedGossip clips
     /// around it and MoNNA averages the inputs nearest to it; other rules ignore it and do not
-    /// check it (the caller includes its own model among `inputs` when it wants it mixed). Inputs are
-    /// checked for dimension and finiteness before any result is written; on error `out` and the
-    /// aggregator's state are untouched. `rng` is used by bucketing only.
+    /// check it (the caller includes its own model among `inputs` when it wants it mixed).
+    /// Inputs are checked for dimension and finiteness before any result is written; on error
+    /// `out` and the aggregator's state are untouched. `rng` is used by bucketing only.
     pub fn aggregate<R: rand::Rng + ?Sized>(
         &mut self,
         own: &[f32],
