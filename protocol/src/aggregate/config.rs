@@ -106,16 +106,21 @@ pub enum Tau {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Pre {
-    /// Nearest-neighbour mixing: every input is replaced by the average of its n - f nearest
-    /// inputs (itself included). Allouah et al. 2023.
+    /// Nearest-neighbour mixing (Allouah et al. 2023): every input is replaced by the plain
+    /// average of its n - f nearest inputs (itself included); weights pass through. Lets a
+    /// following rule reach the optimal error under heterogeneity with f Byzantine inputs. Needs
+    /// n ≥ f + 1. Cost O(n² d).
     Nnm { f: usize },
-    /// Bucketing: a random permutation, then the averages of consecutive buckets of `s` inputs
-    /// (the last bucket may be smaller). Karimireddy, He and Jaggi 2022.
+    /// Bucketing (Karimireddy, He and Jaggi 2022): a random permutation (from the `rng` given to
+    /// the call), then the weighted averages of consecutive buckets of `s` inputs (the last one
+    /// may be smaller), each with its bucket's total weight. Divides the count by `s`. Cost O(n d).
     Bucketing { s: usize },
-    /// Static clipping: every input with an l2 norm above `c` is scaled to norm `c`.
+    /// Static clipping: every input with an l2 norm above `c` is scaled to norm `c`; weights
+    /// pass through. Bounds any input's pull on a mean by `c` times its weight. Cost O(n d).
     Clipping { c: f32 },
-    /// Adaptive robust clipping: the floor(2f(n-f)/n) inputs of largest norm are clipped to the
-    /// largest norm among the others. Allouah et al. 2024.
+    /// Adaptive robust clipping (Allouah et al. 2024): the floor(2f(n-f)/n) inputs of largest
+    /// norm are clipped to the largest norm among the others; weights pass through. Needs
+    /// n ≥ f + 1. Cost O(n d).
     Arc { f: usize },
 }
 
