@@ -20,8 +20,9 @@ pub(crate) enum Stat {
     Median,
     /// The mean of the values left after dropping the `f` smallest and `f` largest.
     Trimmed(usize),
-    /// Every position (a full sort).
-    Sorted,
+    /// What Meamed reads: each of the `f` lowest and `f` highest positions and the middle one
+    /// or two, and the sum of the others.
+    Meamed(usize),
 }
 
 /// The network for the current input count and the transposed block buffer.
@@ -48,7 +49,12 @@ impl Workspace {
                 self.labels[n / 2] = 1;
             }
             Stat::Trimmed(f) => self.labels[f..n - f].fill(1),
-            Stat::Sorted => self.labels.iter_mut().zip(1..).for_each(|(l, p)| *l = p),
+            Stat::Meamed(f) => {
+                self.labels[f..n - f].fill(1);
+                for p in (0..f).chain(n - f..n).chain([(n - 1) / 2, n / 2]) {
+                    self.labels[p] = 2 + p as u32;
+                }
+            }
         }
         network::prune(&mut self.net, &mut self.labels);
         self.block.clear();
@@ -127,9 +133,9 @@ pub(crate) fn trimmed_mean<R: Rows + ?Sized>(
 /// is at least as far from the median as the (f - j)-th largest. Everything is per-lane
 /// arithmetic on the sorted block, without a data-dependent branch.
 ///
-/// Breakdown point: f/n for f < n/2. Cost: a full sorting network, O(d · n log² n) comparisons,
-/// vectorised over [`WIDTH`] coordinates; one pass over the inputs, which also checks them
-/// finite. Returns the number of values discarded per coordinate (f).
+/// Breakdown point: f/n for f < n/2. Cost: a sorting network pruned to the positions read,
+/// O(d · n log² n) comparisons, vectorised over [`WIDTH`] coordinates; one pass over the inputs,
+/// which also checks them finite. Returns the number of values discarded per coordinate (f).
 pub(crate) fn meamed<R: Rows + ?Sized>(
     rows: &R,
     f: usize,
@@ -138,7 +144,7 @@ pub(crate) fn meamed<R: Rows + ?Sized>(
 ) -> Result<usize, NonFinite> {
     let n = rows.count();
     debug_assert!(n > 2 * f);
-    ws.prepare(n, Stat::Sorted);
+    ws.prepare(n, Stat::Meamed(f));
     let keep = n - f;
     let inv = 1.0 / keep as f32;
     let (a, b) = ((n - 1) / 2, n / 2);
@@ -158,12 +164,21 @@ pub(crate) fn meamed<R: Rows + ?Sized>(
                 };
             }
         }
+        // Positions f..n-f are inside every candidate window [s, s + n - f), s in 0..=f.
         let mut acc = [0.0f32; WIDTH];
-        for (i, v) in block.iter().enumerate() {
-            let i = i as f32;
+        for v in &block[f..n - f] {
             for k in 0..WIDTH {
-                let inside = i >= s[k] && i < s[k] + keep as f32;
-                acc[k] += if inside { v[k] } else { 0.0 };
+                acc[k] += v[k];
+            }
+        }
+        for j in 0..f {
+            let (lo, hi) = (&block[j], &block[n - f + j]);
+            let j = j as f32;
+            for k in 0..WIDTH {
+                // Bottom position j is kept when fewer than j + 1 were dropped from the bottom,
+                // top position n - f + j when more than j were.
+                acc[k] += if j >= s[k] { lo[k] } else { 0.0 };
+                acc[k] += if j < s[k] { hi[k] } else { 0.0 };
             }
         }
         for k in 0..WIDTH {
