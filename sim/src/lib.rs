@@ -1,1 +1,85 @@
-//! murmur-sim: many murmur nodes in one process, in virtual time.
+//! murmur-sim: many murmur nodes in one process, in virtual time, under attack.
+//!
+//! The simulator runs the same protocol [`Engine`](murmur_protocol::engine::Engine) and the same
+//! burn [`Trainer`](murmur_node::train::Trainer) as a real node and replaces only the network and
+//! the clock: a discrete-event loop ([`simulation`]) over N engines, a network model
+//! ([`network`]: per-link latency, bandwidth, loss, partitions, bounded connection sets), a
+//! compute model (per-step time, per-node speed factors, stragglers), churn, and Byzantine nodes
+//! that are engines with an [`Adversary`](murmur_protocol::engine::Adversary) from
+//! [`murmur_protocol::attack`]. Scenarios are TOML ([`scenario`]); a run produces a
+//! [`report::Report`] (`rounds.csv`, `summary.json`, `plot.svg`, the resolved scenario).
+//!
+//! A run is deterministic: the same scenario and seed give the same `rounds.csv`, byte for byte,
+//! whatever the number of worker threads.
+//!
+//! What it does not do: decide anything the protocol decides. Who to send to, what to accept,
+//! how to mix, when a round ends, and what an attacker sends are the engine's.
+
+pub mod network;
+pub mod plot;
+mod pool;
+pub mod progress;
+pub mod report;
+pub mod scenario;
+pub mod simulation;
+
+pub use progress::Mode;
+pub use report::Report;
+pub use scenario::{Scenario, ScenarioError};
+pub use simulation::Error;
+
+use murmur_node::data;
+use std::path::PathBuf;
+
+/// How to run a scenario (what does not change the results).
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Worker threads for training and evaluation (at least 1).
+    pub threads: usize,
+    /// Progress display.
+    pub progress: Mode,
+    /// Replaces the directory of file-based datasets (MNIST, Fashion-MNIST) in the scenario.
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            threads: std::thread::available_parallelism().map_or(1, usize::from),
+            progress: Mode::Quiet,
+            data_dir: None,
+        }
+    }
+}
+
+/// Fills in what the scenario leaves to defaults that depend on other keys (the evaluation
+/// schedule), and applies `options.data_dir`; the result is what the run writes as
+/// `scenario.toml`.
+pub fn resolve(scenario: &Scenario, options: &Options) -> Scenario {
+    let mut s = scenario.clone();
+    if s.eval.every_rounds.is_none() && s.eval.every_s.is_none() {
+        match (s.rounds, s.duration_s) {
+            (Some(r), _) => s.eval.every_rounds = Some((r / 10).max(1)),
+            (None, Some(d)) => s.eval.every_s = Some(d / 10.0),
+            (None, None) => {}
+        }
+    }
+    if let Some(dir) = &options.data_dir {
+        match &mut s.learning.data {
+            data::Spec::Mnist { dir: d } | data::Spec::FashionMnist { dir: d } => *d = dir.clone(),
+            _ => {}
+        }
+    }
+    s
+}
+
+/// Runs a scenario to the end and returns its report.
+pub fn run(scenario: &Scenario, options: &Options) -> Result<Report, Error> {
+    let scenario = resolve(scenario, options);
+    let (learning, split) = scenario.learning.load(scenario.seed)?;
+    let threads = options.threads.max(1);
+    let mut sim = simulation::Simulation::build(scenario.clone(), learning, split, threads)?;
+    let mut progress = progress::Progress::new(options.progress);
+    sim.run(&mut progress);
+    Ok(sim.report(threads))
+}

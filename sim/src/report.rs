@@ -1,0 +1,281 @@
+//! What a run reports: one [`Row`] per evaluation point, a [`Summary`], and their renderings:
+//! `rounds.csv`, `timing.csv`, `summary.json`, `plot.svg`, and a table for the terminal.
+//!
+//! `rounds.csv` holds only what the seed and the scenario determine, so two runs of one scenario
+//! give the same bytes whatever the thread count; wall-clock times are in `timing.csv` and
+//! `summary.json`.
+
+use murmur_protocol::engine::Rejection;
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// Mixing counts since the previous evaluation point (honest nodes).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Window {
+    /// Updates from peers that were mixed.
+    pub received: u64,
+    /// Of which the rule clipped or discarded.
+    pub clipped: u64,
+}
+
+/// The state of the honest nodes at one evaluation point.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Row {
+    /// Index of the point, from 0.
+    pub point: usize,
+    /// Virtual time, seconds.
+    pub virtual_s: f64,
+    /// Wall time since the run started, seconds (not in `rounds.csv`).
+    pub wall_s: f64,
+    /// Fewest rounds completed by an online honest node.
+    pub round_min: u64,
+    /// Mean rounds completed.
+    pub round_mean: f64,
+    /// Most rounds completed.
+    pub round_max: u64,
+    /// Online honest nodes.
+    pub online: usize,
+    /// Honest nodes evaluated (all, or a seeded sample).
+    pub evaluated: usize,
+    /// Mean test accuracy of the evaluated nodes, in [0, 1].
+    pub acc_mean: f64,
+    /// Worst test accuracy.
+    pub acc_worst: f64,
+    /// Best test accuracy.
+    pub acc_best: f64,
+    /// Test accuracy of the average of the online honest models.
+    pub acc_average: f64,
+    /// Mean test loss of the evaluated nodes.
+    pub loss_mean: f64,
+    /// Consensus distance: mean squared l2 distance of the online honest models to their
+    /// average.
+    pub consensus: f64,
+    /// Bytes of updates and gossip sent by honest nodes so far.
+    pub bytes_sent: u64,
+    /// Messages lost, cut by a partition, or sent to an offline node so far.
+    pub dropped: u64,
+    /// Messages rejected by honest nodes so far, in [`Rejection::ALL`] order.
+    pub rejected: Vec<u64>,
+    /// Fraction of the peer updates mixed by honest nodes since the previous point that the
+    /// rule clipped or discarded.
+    pub clipped_fraction: f64,
+    /// Training samples processed by all nodes so far.
+    pub samples: u64,
+}
+
+/// The end of a run, for `summary.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// The scenario's name.
+    pub name: String,
+    /// Its seed.
+    pub seed: u64,
+    /// Nodes.
+    pub nodes: usize,
+    /// Byzantine nodes.
+    pub byzantine: usize,
+    /// Parameters of the model.
+    pub model_params: usize,
+    /// Worker threads used.
+    pub threads: usize,
+    /// Virtual time simulated, seconds.
+    pub virtual_s: f64,
+    /// Wall time, seconds.
+    pub wall_s: f64,
+    /// Events processed.
+    pub events: u64,
+    /// Messages delivered.
+    pub delivered: u64,
+    /// Local training jobs run.
+    pub train_jobs: u64,
+    /// Batches of jobs run in parallel.
+    pub train_batches: u64,
+    /// Training samples processed.
+    pub samples: u64,
+    /// Training throughput over the wall time spent in training batches, samples/s.
+    pub train_samples_per_s: f64,
+    /// Wall time in training batches, seconds.
+    pub train_wall_s: f64,
+    /// Wall time in evaluations, seconds.
+    pub eval_wall_s: f64,
+    /// Peak resident memory of the process, bytes (Linux; 0 elsewhere).
+    pub peak_rss_bytes: u64,
+    /// Peak RSS divided by nodes.
+    pub rss_per_node_bytes: u64,
+    /// The last evaluation point.
+    pub last: Row,
+    /// Names of the `rejected` columns.
+    pub rejection_reasons: Vec<&'static str>,
+}
+
+/// A run's report: every evaluation point and the summary.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// Evaluation points, in time order.
+    pub rows: Vec<Row>,
+    /// The summary.
+    pub summary: Summary,
+    /// The resolved scenario, as TOML.
+    pub scenario_toml: String,
+}
+
+/// An output file that could not be written.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {source}")]
+pub struct WriteError {
+    /// The file.
+    pub path: PathBuf,
+    /// Why.
+    pub source: std::io::Error,
+}
+
+impl Report {
+    /// `rounds.csv`: one line per evaluation point; deterministic for a seed and scenario.
+    pub fn rounds_csv(&self) -> String {
+        let mut s = String::from(
+            "point,virtual_s,round_min,round_mean,round_max,online,evaluated,acc_mean,acc_worst,\
+             acc_best,acc_average,loss_mean,consensus,bytes_sent,dropped",
+        );
+        for r in Rejection::ALL {
+            let _ = write!(s, ",rejected_{}", r.as_str());
+        }
+        s.push_str(",clipped_fraction,samples\n");
+        for r in &self.rows {
+            let _ = write!(
+                s,
+                "{},{:.6},{},{:.3},{},{},{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6e},{},{}",
+                r.point,
+                r.virtual_s,
+                r.round_min,
+                r.round_mean,
+                r.round_max,
+                r.online,
+                r.evaluated,
+                r.acc_mean,
+                r.acc_worst,
+                r.acc_best,
+                r.acc_average,
+                r.loss_mean,
+                r.consensus,
+                r.bytes_sent,
+                r.dropped
+            );
+            for c in &r.rejected {
+                let _ = write!(s, ",{c}");
+            }
+            let _ = writeln!(s, ",{:.6},{}", r.clipped_fraction, r.samples);
+        }
+        s
+    }
+
+    /// `timing.csv`: wall time at each evaluation point.
+    pub fn timing_csv(&self) -> String {
+        let mut s = String::from("point,virtual_s,wall_s\n");
+        for r in &self.rows {
+            let _ = writeln!(s, "{},{:.6},{:.3}", r.point, r.virtual_s, r.wall_s);
+        }
+        s
+    }
+
+    /// `summary.json`.
+    pub fn summary_json(&self) -> String {
+        serde_json::to_string_pretty(&self.summary).expect("a summary serialises") + "\n"
+    }
+
+    /// Writes `scenario.toml` (resolved), `rounds.csv`, `timing.csv`, `summary.json` and
+    /// `plot.svg` into `dir`, creating it.
+    pub fn write(&self, dir: &Path) -> Result<(), WriteError> {
+        let io = |path: PathBuf| move |source| WriteError { path, source };
+        std::fs::create_dir_all(dir).map_err(io(dir.to_owned()))?;
+        for (name, text) in [
+            ("scenario.toml", self.scenario_toml.clone()),
+            ("rounds.csv", self.rounds_csv()),
+            ("timing.csv", self.timing_csv()),
+            ("summary.json", self.summary_json()),
+            ("plot.svg", crate::plot::svg(&self.rows, &self.summary.name)),
+        ] {
+            let path = dir.join(name);
+            std::fs::write(&path, text).map_err(io(path.clone()))?;
+        }
+        Ok(())
+    }
+
+    /// A readable table of the evaluation points (at most about 25 lines) and the totals.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "{:>9} {:>6} {:>7} {:>7} {:>7} {:>7} {:>11} {:>10} {:>9} {:>8}",
+            "virtual",
+            "round",
+            "acc",
+            "worst",
+            "best",
+            "avg-mdl",
+            "consensus",
+            "MB sent",
+            "rejected",
+            "clipped"
+        );
+        let step = self.rows.len().div_ceil(25).max(1);
+        let last = self.rows.len().saturating_sub(1);
+        for (k, r) in self.rows.iter().enumerate() {
+            if k % step != 0 && k != last {
+                continue;
+            }
+            let _ = writeln!(
+                s,
+                "{:>8.1}s {:>6} {:>6.2}% {:>6.2}% {:>6.2}% {:>6.2}% {:>11.3e} {:>10.1} {:>9} {:>7.1}%",
+                r.virtual_s,
+                r.round_min,
+                100.0 * r.acc_mean,
+                100.0 * r.acc_worst,
+                100.0 * r.acc_best,
+                100.0 * r.acc_average,
+                r.consensus,
+                r.bytes_sent as f64 / 1e6,
+                r.rejected.iter().sum::<u64>(),
+                100.0 * r.clipped_fraction
+            );
+        }
+        let m = &self.summary;
+        let _ = writeln!(
+            s,
+            "{} nodes ({} Byzantine), {} params: {:.1}s virtual in {:.1}s wall, {} events, \
+             {} training jobs, {:.0} samples/s in training, peak RSS {:.1} MB",
+            m.nodes,
+            m.byzantine,
+            m.model_params,
+            m.virtual_s,
+            m.wall_s,
+            m.events,
+            m.train_jobs,
+            m.train_samples_per_s,
+            m.peak_rss_bytes as f64 / 1e6
+        );
+        let rejected: Vec<String> = Rejection::ALL
+            .iter()
+            .zip(&m.last.rejected)
+            .filter(|(_, c)| **c > 0)
+            .map(|(r, c)| format!("{r} {c}"))
+            .collect();
+        if !rejected.is_empty() {
+            let _ = writeln!(s, "rejected by honest nodes: {}", rejected.join(", "));
+        }
+        s
+    }
+}
+
+/// Peak resident set size of this process, from `/proc/self/status` (`VmHWM`); 0 if unknown.
+pub fn peak_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}

@@ -1,0 +1,667 @@
+//! Scenarios: what a simulation runs, as plain serde data read from TOML.
+//!
+//! A scenario names the nodes, who talks to whom, the learning task (the node's own
+//! [`train::Spec`]), the protocol engine's settings (the node's own [`engine::Config`]), the
+//! attackers, the compute and network models, churn, how long to run and when to evaluate, and
+//! the seed. Every table rejects unknown keys; [`Scenario::validate`] checks every value once and
+//! names the first bad key. [`Scenario::to_toml`] gives the resolved scenario (defaults filled
+//! in) that a run writes next to its outputs.
+//!
+//! ```toml
+//! name = "quickstart"
+//! seed = 1
+//! nodes = 16
+//! rounds = 30
+//! topology = { kind = "sample", s = 4 }
+//!
+//! [learning]                      # murmur-node's learning config
+//! model = { kind = "mlp", hidden = [64] }
+//! data = { kind = "digits" }
+//!
+//! [engine]                        # murmur-protocol's engine config
+//! aggregation = { rule = "clipped-gossip", adaptive-f = 2 }
+//!
+//! [[attackers]]
+//! count = 3
+//! attack = { kind = "alie" }
+//! ```
+
+use murmur_node::train;
+use murmur_protocol::attack::Attack;
+use murmur_protocol::engine;
+use murmur_protocol::topology::Topology;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// A whole simulation, as written in a scenario file. See the module documentation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Scenario {
+    /// A short name, used in reports and as the default output directory.
+    #[serde(default = "d_name")]
+    pub name: String,
+    /// The seed of every random choice of the run (data split, partition, initial model,
+    /// identities, attackers, network draws, peer sampling).
+    pub seed: u64,
+    /// Nodes in the run, Byzantine ones and late joiners included.
+    pub nodes: usize,
+    /// Rounds every honest node runs; the run ends when all online honest nodes are done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rounds: Option<u64>,
+    /// Longest simulated duration, in seconds of virtual time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_s: Option<f64>,
+    /// Who may send to whom. `sample` (the default, s = 4) connects every node to every other
+    /// (up to `network.max-connections`) and sets the engine's fanout to `s`; a fixed graph
+    /// connects each node to its out-neighbours and sets its fanout to its out-degree.
+    #[serde(default = "d_topology")]
+    pub topology: Topology,
+    /// The learning task: model, data, partition, optimiser, batch size, local steps.
+    pub learning: train::Spec,
+    /// The protocol engine's settings (`rounds` is taken from the scenario).
+    #[serde(default)]
+    pub engine: engine::Config,
+    /// Byzantine nodes, in groups sharing one attack.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attackers: Vec<Attackers>,
+    /// Local training time.
+    #[serde(default)]
+    pub compute: Compute,
+    /// Links: latency, bandwidth, loss, partitions.
+    #[serde(default)]
+    pub network: Network,
+    /// Nodes leaving, coming back, and joining late.
+    #[serde(default)]
+    pub churn: Churn,
+    /// When and how the honest models are evaluated.
+    #[serde(default)]
+    pub eval: Eval,
+}
+
+fn d_name() -> String {
+    "scenario".into()
+}
+
+fn d_topology() -> Topology {
+    Topology::Sample { s: 4 }
+}
+
+/// One group of Byzantine nodes running the same attack.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Attackers {
+    /// How many nodes, drawn by the seed among the nodes not yet chosen. Ignored when
+    /// `nodes` is given.
+    #[serde(default)]
+    pub count: usize,
+    /// Exactly these node indices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<Vec<usize>>,
+    /// What they do.
+    pub attack: Attack,
+}
+
+/// Local training time: `local-steps x step-ms x` the node's speed factor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Compute {
+    /// Virtual milliseconds per local step on a node of speed factor 1. Default 5.
+    #[serde(default = "d_step_ms")]
+    pub step_ms: f64,
+    /// How per-node speed factors (time multipliers, drawn once per node) are distributed.
+    #[serde(default)]
+    pub speed: Speed,
+    /// A fraction of the nodes, drawn by the seed, that are `slowdown` times slower.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stragglers: Option<Stragglers>,
+}
+
+impl Default for Speed {
+    fn default() -> Self {
+        Speed::Fixed {}
+    }
+}
+
+fn d_step_ms() -> f64 {
+    5.0
+}
+
+impl Default for Compute {
+    fn default() -> Self {
+        Compute {
+            step_ms: d_step_ms(),
+            speed: Speed::default(),
+            stragglers: None,
+        }
+    }
+}
+
+/// Distribution of per-node time multipliers.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(
+    tag = "kind",
+    rename_all = "kebab-case",
+    rename_all_fields = "kebab-case"
+)]
+#[serde(deny_unknown_fields)]
+pub enum Speed {
+    /// Every node has factor 1. (A struct variant, so that extra keys are rejected.)
+    Fixed {},
+    /// Factor uniform in `[min, max]`.
+    Uniform {
+        /// Smallest factor, > 0.
+        min: f64,
+        /// Largest factor, >= min.
+        max: f64,
+    },
+    /// Factor `exp(N(0, sigma^2))`: median 1, heavy right tail.
+    Lognormal {
+        /// Spread, >= 0.
+        sigma: f64,
+    },
+}
+
+/// Slow nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Stragglers {
+    /// Fraction of nodes that straggle, in [0, 1].
+    pub fraction: f64,
+    /// Their extra time multiplier, >= 1.
+    pub slowdown: f64,
+}
+
+/// The network model. Every message takes `bytes / bandwidth` on the sender's uplink (messages
+/// from one sender queue behind each other when `shared-uplink`), then the link's latency; a
+/// message is lost with probability `loss`; messages across a partition are dropped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Network {
+    /// One-way latency of each link, drawn once per (unordered) pair of nodes.
+    #[serde(default)]
+    pub latency: Latency,
+    /// Uplink bandwidth of every node, in megabits per second; unset means unlimited.
+    #[serde(default = "d_bandwidth", skip_serializing_if = "Option::is_none")]
+    pub bandwidth_mbps: Option<f64>,
+    /// Whether one sender's messages share its uplink (sent one after the other). Default true.
+    #[serde(default = "d_true")]
+    pub shared_uplink: bool,
+    /// Probability that a message is lost, in [0, 1).
+    #[serde(default)]
+    pub loss: f64,
+    /// Most peers a node is connected to; with more candidates each node gets a seeded random
+    /// set (made symmetric), as a real node keeps a bounded number of connections. Default 64.
+    #[serde(default = "d_max_connections")]
+    pub max_connections: usize,
+    /// Peers a gossip message (announcement, evidence) reaches, drawn per message among the
+    /// connected; 0 means every connected peer. Default 0.
+    #[serde(default)]
+    pub gossip_peers: usize,
+    /// Network partitions on a schedule.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partitions: Vec<Split>,
+}
+
+fn d_bandwidth() -> Option<f64> {
+    Some(100.0)
+}
+
+fn d_true() -> bool {
+    true
+}
+
+fn d_max_connections() -> usize {
+    64
+}
+
+impl Default for Network {
+    fn default() -> Self {
+        Network {
+            latency: Latency::default(),
+            bandwidth_mbps: d_bandwidth(),
+            shared_uplink: true,
+            loss: 0.0,
+            max_connections: d_max_connections(),
+            gossip_peers: 0,
+            partitions: Vec::new(),
+        }
+    }
+}
+
+/// Distribution of link latencies.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(
+    tag = "kind",
+    rename_all = "kebab-case",
+    rename_all_fields = "kebab-case"
+)]
+#[serde(deny_unknown_fields)]
+pub enum Latency {
+    /// Every link has the same latency.
+    Fixed {
+        /// Milliseconds, >= 0.
+        ms: f64,
+    },
+    /// Uniform in `[min-ms, max-ms]`.
+    Uniform {
+        /// Smallest, >= 0.
+        min_ms: f64,
+        /// Largest, >= min-ms.
+        max_ms: f64,
+    },
+    /// `median-ms * exp(N(0, sigma^2))`.
+    Lognormal {
+        /// Median, >= 0.
+        median_ms: f64,
+        /// Spread, >= 0.
+        sigma: f64,
+    },
+}
+
+impl Default for Latency {
+    fn default() -> Self {
+        Latency::Fixed { ms: 20.0 }
+    }
+}
+
+/// A partition of the network into `sides` contiguous blocks of node indices, from `start-s`
+/// until `heal-s` (virtual seconds). While split, connections across blocks are down and
+/// messages across them are dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Split {
+    /// When the split starts, >= 0.
+    pub start_s: f64,
+    /// When it heals, > start-s.
+    pub heal_s: f64,
+    /// Number of blocks, >= 2. Default 2.
+    #[serde(default = "d_sides")]
+    pub sides: usize,
+}
+
+fn d_sides() -> usize {
+    2
+}
+
+/// Churn: honest nodes leaving and coming back, and nodes joining late.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Churn {
+    /// Fraction of the honest nodes (drawn by the seed) that leave once, in [0, 1].
+    #[serde(default)]
+    pub leave_fraction: f64,
+    /// Leaving times are uniform in `[leave-from-s, leave-until-s]`.
+    #[serde(default)]
+    pub leave_from_s: f64,
+    /// See `leave-from-s`.
+    #[serde(default)]
+    pub leave_until_s: f64,
+    /// Time offline before coming back, in seconds. A node comes back as a restarted process:
+    /// from its last model and round, with fresh connections.
+    #[serde(default)]
+    pub downtime_s: f64,
+    /// Honest nodes (the highest indices) that are offline at the start and join at `join-s`,
+    /// from the initial model, catching up from their peers.
+    #[serde(default)]
+    pub joiners: usize,
+    /// When the joiners join.
+    #[serde(default)]
+    pub join_s: f64,
+}
+
+/// When and how the honest models are evaluated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Eval {
+    /// Evaluate whenever every online honest node has completed another `every-rounds` rounds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every_rounds: Option<u64>,
+    /// Evaluate every `every-s` seconds of virtual time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every_s: Option<f64>,
+    /// Honest nodes whose models are evaluated at each point (a seeded sample when there are
+    /// more); the honest average model is always evaluated too. Default 16.
+    #[serde(default = "d_sample")]
+    pub sample: usize,
+    /// Evaluate on the first this-many test samples only; unset means the whole test set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_samples: Option<usize>,
+}
+
+fn d_sample() -> usize {
+    16
+}
+
+impl Default for Eval {
+    fn default() -> Self {
+        Eval {
+            every_rounds: None,
+            every_s: None,
+            sample: d_sample(),
+            test_samples: None,
+        }
+    }
+}
+
+/// A scenario that cannot be read or used. Every variant names the file or the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML does not parse or has an unknown key or a value of the wrong type.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file (or `<string>`).
+        path: PathBuf,
+        /// The parser's message, naming the key.
+        message: String,
+    },
+    /// A value out of range.
+    #[error("`{key}` = {value}: {why}")]
+    Value {
+        /// The key, dotted from the top of the file.
+        key: String,
+        /// The value given.
+        value: String,
+        /// What it must be.
+        why: String,
+    },
+}
+
+fn bad<T>(key: &str, value: impl std::fmt::Display, why: &str) -> Result<T, ScenarioError> {
+    Err(ScenarioError::Value {
+        key: key.to_owned(),
+        value: value.to_string(),
+        why: why.to_owned(),
+    })
+}
+
+impl Scenario {
+    /// Reads and validates a scenario file.
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Scenario::parse(&text, path)
+    }
+
+    /// Parses and validates scenario text; `path` only names the source in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
+        let scenario: Scenario = toml::from_str(text).map_err(|e| ScenarioError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        scenario.validate()?;
+        Ok(scenario)
+    }
+
+    /// The resolved scenario as TOML, every default written out.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a scenario serialises")
+    }
+
+    /// Number of Byzantine nodes.
+    pub fn byzantine(&self) -> usize {
+        self.attackers
+            .iter()
+            .map(|a| a.nodes.as_ref().map_or(a.count, Vec::len))
+            .sum()
+    }
+
+    /// Checks every value that serde's types do not, naming the first bad key. Values that need
+    /// the data or the engine (model sizes, aggregation parameters) are checked when the run is
+    /// built, with the same naming.
+    pub fn validate(&self) -> Result<(), ScenarioError> {
+        if self.nodes == 0 {
+            return bad("nodes", self.nodes, "must be at least 1");
+        }
+        match (self.rounds, self.duration_s) {
+            (None, None) => return bad("rounds", "unset", "set `rounds` or `duration-s`"),
+            (Some(0), _) => return bad("rounds", 0, "must be at least 1"),
+            (_, Some(d)) if !(d.is_finite() && d > 0.0) => {
+                return bad("duration-s", d, "must be finite and > 0");
+            }
+            _ => {}
+        }
+        let f = self.byzantine();
+        let mut taken = vec![false; self.nodes];
+        for (g, a) in self.attackers.iter().enumerate() {
+            a.attack.validate().map_err(|e| ScenarioError::Value {
+                key: format!("attackers[{g}].attack"),
+                value: a.attack.name().into(),
+                why: e.to_string(),
+            })?;
+            for &i in a.nodes.iter().flatten() {
+                if i >= self.nodes {
+                    return bad(&format!("attackers[{g}].nodes"), i, "is not a node index");
+                }
+                if std::mem::replace(&mut taken[i], true) {
+                    return bad(&format!("attackers[{g}].nodes"), i, "is listed twice");
+                }
+            }
+        }
+        if f >= self.nodes {
+            return bad("attackers", f, "leave at least one honest node");
+        }
+        let c = &self.compute;
+        if !(c.step_ms.is_finite() && c.step_ms >= 0.0) {
+            return bad("compute.step-ms", c.step_ms, "must be finite and >= 0");
+        }
+        match c.speed {
+            Speed::Fixed {} => {}
+            Speed::Uniform { min, max } => {
+                if !(min.is_finite() && max.is_finite() && min > 0.0 && max >= min) {
+                    return bad(
+                        "compute.speed",
+                        format!("[{min}, {max}]"),
+                        "need 0 < min <= max",
+                    );
+                }
+            }
+            Speed::Lognormal { sigma } => {
+                if !(sigma.is_finite() && sigma >= 0.0) {
+                    return bad("compute.speed.sigma", sigma, "must be finite and >= 0");
+                }
+            }
+        }
+        if let Some(s) = c.stragglers {
+            if !(0.0..=1.0).contains(&s.fraction) {
+                return bad(
+                    "compute.stragglers.fraction",
+                    s.fraction,
+                    "must be in [0, 1]",
+                );
+            }
+            if !(s.slowdown.is_finite() && s.slowdown >= 1.0) {
+                return bad("compute.stragglers.slowdown", s.slowdown, "must be >= 1");
+            }
+        }
+        self.validate_network()?;
+        self.validate_churn()?;
+        let e = &self.eval;
+        if e.every_rounds == Some(0) {
+            return bad("eval.every-rounds", 0, "must be at least 1");
+        }
+        if let Some(s) = e.every_s
+            && !(s.is_finite() && s > 0.0)
+        {
+            return bad("eval.every-s", s, "must be finite and > 0");
+        }
+        if e.test_samples == Some(0) {
+            return bad("eval.test-samples", 0, "must be at least 1");
+        }
+        Ok(())
+    }
+
+    fn validate_network(&self) -> Result<(), ScenarioError> {
+        let n = &self.network;
+        let ok = |v: f64| v.is_finite() && v >= 0.0;
+        match n.latency {
+            Latency::Fixed { ms } if !ok(ms) => {
+                return bad("network.latency.ms", ms, "must be finite and >= 0");
+            }
+            Latency::Uniform { min_ms, max_ms }
+                if !(ok(min_ms) && ok(max_ms) && max_ms >= min_ms) =>
+            {
+                return bad(
+                    "network.latency",
+                    format!("[{min_ms}, {max_ms}]"),
+                    "need 0 <= min-ms <= max-ms",
+                );
+            }
+            Latency::Lognormal { median_ms, sigma } if !(ok(median_ms) && ok(sigma)) => {
+                return bad(
+                    "network.latency",
+                    format!("median-ms {median_ms}, sigma {sigma}"),
+                    "must be finite and >= 0",
+                );
+            }
+            _ => {}
+        }
+        if let Some(b) = n.bandwidth_mbps
+            && !(b.is_finite() && b > 0.0)
+        {
+            return bad("network.bandwidth-mbps", b, "must be finite and > 0");
+        }
+        if !(0.0..1.0).contains(&n.loss) {
+            return bad("network.loss", n.loss, "must be in [0, 1)");
+        }
+        if n.max_connections == 0 {
+            return bad("network.max-connections", 0, "must be at least 1");
+        }
+        for (k, p) in n.partitions.iter().enumerate() {
+            let key = |f: &str| format!("network.partitions[{k}].{f}");
+            if !ok(p.start_s) {
+                return bad(&key("start-s"), p.start_s, "must be finite and >= 0");
+            }
+            if !(p.heal_s.is_finite() && p.heal_s > p.start_s) {
+                return bad(&key("heal-s"), p.heal_s, "must be after start-s");
+            }
+            if p.sides < 2 || p.sides > self.nodes {
+                return bad(&key("sides"), p.sides, "must be in 2..=nodes");
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_churn(&self) -> Result<(), ScenarioError> {
+        let c = &self.churn;
+        let ok = |v: f64| v.is_finite() && v >= 0.0;
+        if !(0.0..=1.0).contains(&c.leave_fraction) {
+            return bad(
+                "churn.leave-fraction",
+                c.leave_fraction,
+                "must be in [0, 1]",
+            );
+        }
+        if !(ok(c.leave_from_s) && ok(c.leave_until_s) && c.leave_until_s >= c.leave_from_s) {
+            return bad(
+                "churn.leave-until-s",
+                c.leave_until_s,
+                "need 0 <= leave-from-s <= leave-until-s",
+            );
+        }
+        if !ok(c.downtime_s) {
+            return bad("churn.downtime-s", c.downtime_s, "must be finite and >= 0");
+        }
+        if !ok(c.join_s) {
+            return bad("churn.join-s", c.join_s, "must be finite and >= 0");
+        }
+        if c.joiners + self.byzantine() >= self.nodes {
+            return bad(
+                "churn.joiners",
+                c.joiners,
+                "leave at least one honest node at the start",
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+seed = 3
+nodes = 8
+rounds = 5
+[learning]
+model = { kind = "logistic-regression" }
+"#;
+
+    fn parse(text: &str) -> Result<Scenario, ScenarioError> {
+        Scenario::parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn minimal_scenario_takes_defaults_and_round_trips() {
+        let s = parse(MINIMAL).unwrap();
+        assert_eq!(s.topology, Topology::Sample { s: 4 });
+        assert_eq!(s.network.bandwidth_mbps, Some(100.0));
+        let again = parse(&s.to_toml()).unwrap();
+        assert_eq!(s, again);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        for (extra, key) in [
+            ("nodez = 3", "nodez"),
+            ("[network]\nlatncy = 3", "latncy"),
+            ("[compute]\nstep = 3", "step"),
+            ("[eval]\nevery = 3", "every"),
+            (
+                "[[attackers]]\ncount = 1\nattack = { kind = \"alie\", zz = 1 }",
+                "zz",
+            ),
+        ] {
+            let text = format!("{MINIMAL}\n{extra}\n");
+            let text = if extra.starts_with("nodez") {
+                format!("{extra}\n{MINIMAL}")
+            } else {
+                text
+            };
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(err.contains(key), "{extra}: {err}");
+            assert!(err.starts_with("test.toml"), "{err}");
+        }
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        for (extra, key) in [
+            ("[network]\nloss = 1.5", "network.loss"),
+            ("[compute]\nstep-ms = -1.0", "compute.step-ms"),
+            (
+                "[[network.partitions]]\nstart-s = 5.0\nheal-s = 2.0",
+                "network.partitions[0].heal-s",
+            ),
+            (
+                "[[attackers]]\nnodes = [9]\nattack = { kind = \"alie\" }",
+                "attackers[0].nodes",
+            ),
+            (
+                "[[attackers]]\ncount = 1\nattack = { kind = \"replay\", lag = 0 }",
+                "attackers[0].attack",
+            ),
+            ("[eval]\nevery-rounds = 0", "eval.every-rounds"),
+        ] {
+            let err = parse(&format!("{MINIMAL}\n{extra}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("`{key}`")), "{extra}: {err}");
+        }
+        let err =
+            parse("seed = 1\nnodes = 2\n[learning]\nmodel = { kind = \"logistic-regression\" }")
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("`rounds`"), "{err}");
+    }
+}

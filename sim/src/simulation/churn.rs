@@ -1,0 +1,117 @@
+//! Partitions and churn: connections going down and up, nodes leaving, coming back and joining.
+//!
+//! The simulator only changes who is reachable and tells the engines, as a real transport would
+//! (`PeerDown`, `PeerUp`); what a node does about it is the engine's business. A node that comes
+//! back is a restarted process: a new engine from its last model and completed round (what its
+//! checkpoint holds), with the same key, and fresh connections.
+
+use super::Simulation;
+use murmur_protocol::engine::{Engine, Input, Setup};
+
+impl Simulation {
+    /// Starts partition `k` (`Some`), or heals the one in force (`None`).
+    pub(super) fn partition(&mut self, k: Option<usize>) {
+        let sides = k.map(|k| self.scenario.network.partitions[k].sides);
+        let n = self.nodes.len();
+        // Pairs whose reachability changes, in node order.
+        let before: Vec<Vec<usize>> = (0..n).map(|i| self.connected(i)).collect();
+        self.links.set_partition(sides);
+        for (i, was) in before.iter().enumerate() {
+            if !self.nodes[i].online {
+                continue;
+            }
+            let now = self.connected(i);
+            for &j in was.iter().filter(|j| !now.contains(j)) {
+                let peer = self.nodes[j].key;
+                self.nodes[i]
+                    .engine
+                    .handle(self.now, Input::PeerDown { peer });
+            }
+            for &j in now.iter().filter(|j| !was.contains(j)) {
+                let peer = self.nodes[j].key;
+                self.nodes[i]
+                    .engine
+                    .handle(self.now, Input::PeerUp { peer });
+            }
+            self.drain(i);
+        }
+    }
+
+    /// Node `i` leaves: its peers see the connection drop; its pending work is abandoned.
+    pub(super) fn leave(&mut self, i: usize) {
+        if !self.nodes[i].online {
+            return;
+        }
+        let peers = self.connected(i);
+        let node = &mut self.nodes[i];
+        node.online = false;
+        node.epoch += 1;
+        node.armed = None;
+        if !node.byzantine {
+            self.honest_online -= 1;
+            if node.finished {
+                self.honest_finished -= 1;
+            }
+        }
+        let key = node.key;
+        for j in peers {
+            self.nodes[j]
+                .engine
+                .handle(self.now, Input::PeerDown { peer: key });
+            self.drain(j);
+        }
+        self.results.retain(|(node, _), _| *node != i);
+        self.recount_behind();
+    }
+
+    /// Node `i` joins for the first time, or comes back after leaving.
+    pub(super) fn join(&mut self, i: usize) {
+        self.pending_churn = self.pending_churn.saturating_sub(1);
+        if self.nodes[i].online {
+            return;
+        }
+        let restarted = self.nodes[i].epoch > 0;
+        let node = &mut self.nodes[i];
+        node.online = true;
+        if restarted {
+            // A restart from the checkpoint: last model, last completed round.
+            let old = &node.engine;
+            let setup = Setup {
+                model: old.model().to_vec(),
+                round: node.completed,
+                ..node.setup.clone()
+            };
+            let stats = old.stats().clone();
+            add_stats(&mut node.carried, &stats);
+            node.engine = Engine::new(setup).expect("the setup was valid at the start");
+            node.trainer
+                .set_params(node.engine.model())
+                .expect("same dimension");
+            node.finished = false;
+        }
+        if !node.byzantine {
+            self.honest_online += 1;
+        }
+        self.connect(i);
+        self.drain(i);
+        self.recount_behind();
+    }
+}
+
+/// Adds the counts of `b` to `a`.
+pub(super) fn add_stats(
+    a: &mut murmur_protocol::engine::Stats,
+    b: &murmur_protocol::engine::Stats,
+) {
+    a.accepted += b.accepted;
+    for (r, c) in &b.rejected {
+        *a.rejected.entry(*r).or_default() += c;
+    }
+    a.mixes += b.mixes;
+    a.skipped_mixes += b.skipped_mixes;
+    a.inputs_mixed += b.inputs_mixed;
+    a.clipped += b.clipped;
+    a.updates_sent += b.updates_sent;
+    a.bytes_sent += b.bytes_sent;
+    a.bans += b.bans;
+}

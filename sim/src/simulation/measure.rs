@@ -1,0 +1,116 @@
+//! Evaluation points: the honest models' accuracy, their consensus distance, and the network's
+//! counters, as one [`Row`].
+
+use super::Simulation;
+use super::churn::add_stats;
+use crate::network::{self, stream};
+use crate::pool;
+use crate::report::Row;
+use murmur_protocol::engine::{Rejection, Stats};
+use rand::seq::SliceRandom;
+use std::time::Instant;
+
+impl Simulation {
+    /// Evaluates the online honest nodes now and appends a row.
+    pub(super) fn evaluate(&mut self) {
+        let start = Instant::now();
+        let honest: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].online && !self.nodes[i].byzantine)
+            .collect();
+        let dim = self.learning.arch.num_params();
+        // The honest average model and the mean squared distance to it, in f64, in node order.
+        let mut sum = vec![0f64; dim];
+        for &i in &honest {
+            for (s, &x) in sum.iter_mut().zip(self.nodes[i].engine.model()) {
+                *s += f64::from(x);
+            }
+        }
+        let k = honest.len().max(1) as f64;
+        let average: Vec<f32> = sum.iter().map(|s| (s / k) as f32).collect();
+        let consensus = honest
+            .iter()
+            .map(|&i| {
+                self.nodes[i]
+                    .engine
+                    .model()
+                    .iter()
+                    .zip(&sum)
+                    .map(|(&x, s)| {
+                        let d = f64::from(x) - s / k;
+                        d * d
+                    })
+                    .sum::<f64>()
+            })
+            .sum::<f64>()
+            / k;
+        let point = self.rows.len();
+        let mut sample = honest.clone();
+        if sample.len() > self.scenario.eval.sample {
+            let mut rng = network::rng(self.scenario.seed, stream::EVAL, point as u64);
+            sample.shuffle(&mut rng);
+            sample.truncate(self.scenario.eval.sample);
+            sample.sort_unstable();
+        }
+        let mut models: Vec<&[f32]> = sample
+            .iter()
+            .map(|&i| self.nodes[i].engine.model())
+            .collect();
+        models.push(&average);
+        let device = self
+            .learning
+            .backend
+            .device()
+            .expect("the backend was checked at load");
+        let evals = pool::evaluate(
+            &self.learning.arch,
+            models,
+            &self.test,
+            &device,
+            self.threads,
+        );
+        let (avg, nodes) = evals.split_last().expect("the average is evaluated");
+        let accs: Vec<f64> = nodes.iter().map(|e| e.accuracy).collect();
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+        let mut stats = Stats::default();
+        for &i in (0..self.nodes.len())
+            .filter(|&i| !self.nodes[i].byzantine)
+            .collect::<Vec<_>>()
+            .iter()
+        {
+            add_stats(&mut stats, &self.nodes[i].carried);
+            add_stats(&mut stats, self.nodes[i].engine.stats());
+        }
+        let rounds: Vec<u64> = honest.iter().map(|&i| self.nodes[i].completed).collect();
+        let window = std::mem::take(&mut self.window);
+        self.counters.eval_wall += start.elapsed();
+        self.events_at_eval = self.counters.events;
+        self.rows.push(Row {
+            point,
+            virtual_s: self.now.as_secs_f64(),
+            wall_s: self.started.elapsed().as_secs_f64(),
+            round_min: rounds.iter().copied().min().unwrap_or(0),
+            round_mean: mean(&rounds.iter().map(|&r| r as f64).collect::<Vec<_>>()),
+            round_max: rounds.iter().copied().max().unwrap_or(0),
+            online: honest.len(),
+            evaluated: nodes.len(),
+            acc_mean: mean(&accs),
+            acc_worst: accs.iter().copied().fold(f64::INFINITY, f64::min),
+            acc_best: accs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            acc_average: avg.accuracy,
+            loss_mean: mean(&nodes.iter().map(|e| e.loss).collect::<Vec<_>>()),
+            consensus,
+            bytes_sent: stats.bytes_sent,
+            dropped: self.links.dropped,
+            rejected: Rejection::ALL
+                .iter()
+                .map(|r| stats.rejected.get(r).copied().unwrap_or(0))
+                .collect(),
+            clipped_fraction: if window.received == 0 {
+                0.0
+            } else {
+                window.clipped as f64 / window.received as f64
+            },
+            samples: self.counters.samples,
+        });
+    }
+}
