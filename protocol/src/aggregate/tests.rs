@@ -422,3 +422,73 @@ fn reports_count_clipped_and_discarded_inputs() {
         assert_eq!(r, Report { inputs: 7, clipped }, "{text}");
     }
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// n rows of dimension d with values in [-100, 100], n in 1..12, d in 1..40.
+    fn rows() -> impl Strategy<Value = Vec<Vec<f32>>> {
+        (1usize..12, 1usize..40).prop_flat_map(|(n, d)| {
+            proptest::collection::vec(proptest::collection::vec(-100.0f32..100.0, d), n)
+        })
+    }
+
+    fn run(config: &Config, rows: &[Vec<f32>], own: &[f32]) -> Option<Vec<f32>> {
+        let d = rows[0].len();
+        let mut agg = Aggregator::new(config, d).unwrap();
+        if rows.len() < agg.min_inputs() {
+            return None;
+        }
+        let inputs: Vec<&[f32]> = rows.iter().map(|r| &r[..]).collect();
+        let mut out = vec![f32::NAN; d];
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        agg.aggregate(own, &inputs, &[], &mut rng, &mut out)
+            .unwrap();
+        Some(out)
+    }
+
+    proptest! {
+        #[test]
+        fn coordinate_wise_rules_stay_within_each_coordinates_range(rows in rows()) {
+            let rules = [Rule::Median, Rule::TrimmedMean { f: 1 }, Rule::Meamed { f: 1 }];
+            for rule in rules {
+                let Some(out) = run(&Config { rule, pre: vec![] }, &rows, &rows[0]) else {
+                    continue;
+                };
+                for (k, o) in out.iter().enumerate() {
+                    let lo = rows.iter().map(|r| r[k]).fold(f32::INFINITY, f32::min);
+                    let hi = rows.iter().map(|r| r[k]).fold(f32::NEG_INFINITY, f32::max);
+                    let inside = *o >= lo - 1e-3 && *o <= hi + 1e-3;
+                    prop_assert!(inside, "{}: {o} outside [{lo}, {hi}]", rule.name());
+                }
+            }
+        }
+
+        #[test]
+        fn clipped_gossip_moves_own_by_at_most_tau(rows in rows(), tau in 0.01f32..50.0) {
+            let own = rows[0].iter().map(|x| x * 0.5).collect::<Vec<f32>>();
+            let config = Config { rule: Rule::ClippedGossip { tau: Tau::Fixed(tau) }, pre: vec![] };
+            let out = run(&config, &rows, &own).unwrap();
+            let moved = out.iter().zip(&own).map(|(a, b)| (a - b) * (a - b)).sum::<f32>();
+            let moved = moved.sqrt();
+            prop_assert!(moved <= tau * 1.001 + 1e-4, "moved {moved} > tau {tau}");
+        }
+
+        #[test]
+        fn krum_returns_one_of_its_inputs(rows in rows()) {
+            if let Some(out) = run(&Config { rule: Rule::Krum { f: 1 }, pre: vec![] }, &rows, &[]) {
+                prop_assert!(rows.iter().any(|r| *r == out));
+            }
+        }
+
+        #[test]
+        fn every_rule_gives_a_finite_result(rows in rows()) {
+            for config in all_rules() {
+                if let Some(out) = run(&config, &rows, &rows[0]) {
+                    prop_assert!(out.iter().all(|x| x.is_finite()), "{}", config.name());
+                }
+            }
+        }
+    }
+}
