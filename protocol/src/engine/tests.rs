@@ -99,8 +99,9 @@ fn robust_rules_resist_two_byzantine_of_ten_and_the_mean_does_not() {
                 );
             }
             let (d, _) = run(Rule::Mean, 10, 2, Some(attack.clone()), seed);
+            // NaN (divergence) counts as not converging.
             assert!(
-                !(d < 5.0),
+                d.is_nan() || d > 5.0,
                 "seed {seed}, {attack:?} vs mean: worst distance only {d}"
             );
         }
