@@ -15,6 +15,9 @@
 //! `round`, `step` (optimiser steps taken), `model` (the model config as JSON), `input`
 //! (`CxHxW`), `classes`. Loading a checkpoint whose run id is not the expected one is refused
 //! ([`CheckpointError::ForeignRun`]).
+//!
+//! The batch generator's position is not saved: a restored trainer continues with the batch
+//! order of the trainer it is restored into.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -161,7 +164,7 @@ impl Checkpoint {
         ]);
         header.insert("__metadata__".into(), json!(meta));
         let mut head = serde_json::to_vec(&Value::Object(header)).expect("header serialises");
-        while head.len() % 8 != 0 {
+        while !head.len().is_multiple_of(8) {
             head.push(b' ');
         }
         let mut out = Vec::with_capacity(8 + head.len() + data.len());

@@ -256,6 +256,14 @@ fn partitions_are_disjoint_complete_deterministic_and_skewed_as_asked() {
         .unwrap();
     assert!(mean_top_share(&train, &sorted) > 0.8);
 
+    // Scale: 1,000 nodes over 60,000 samples with a very skewed Dirichlet leave nobody empty.
+    let labels: Vec<u32> = (0..60_000u32).map(|i| (i * 7 + i / 13) % 10).collect();
+    let many = Partition::Dirichlet { alpha: 0.05 }
+        .split(&labels, 10, 1000, 3)
+        .unwrap();
+    assert!(many.iter().all(|p| !p.is_empty()));
+    check_partition(&many, labels.len());
+
     assert!(Partition::Iid.split(train.labels(), 10, n + 1, 0).is_err());
     assert!(
         Partition::Dirichlet { alpha: 0.0 }

@@ -170,3 +170,25 @@ fn flatten_and_write_back_round_trip_exactly() {
         assert!(nonzero, "{spec:?}: gradients flow after write-back");
     }
 }
+
+/// The full-MNIST figure of the README; needs about a minute in a release build:
+/// `cargo test --release -p murmur-node --test train -- --ignored --nocapture`.
+#[test]
+#[ignore = "trains on all of MNIST (about a minute in release)"]
+fn full_mnist_mlp_reaches_97_5_percent() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/mnist");
+    let spec: Spec = toml::from_str(&format!(
+        "model = {{ kind = \"mlp\", hidden = [128] }}\n\
+         data = {{ kind = \"mnist\", dir = {dir:?} }}\n\
+         optimizer = {{ kind = \"sgd\", lr = 0.05, momentum = 0.9 }}\n\
+         batch-size = 32\n"
+    ))
+    .unwrap();
+    let (setup, split) = spec.load(1).unwrap();
+    let epochs = murmur_node::train::bench::train_to_accuracy(&setup, &split, 10, 1, &mut |e| {
+        println!("{e:?}")
+    })
+    .unwrap();
+    let last = epochs.last().unwrap();
+    assert!(last.test.accuracy >= 0.975, "{last:?}");
+}

@@ -30,7 +30,8 @@ pub enum Partition {
     /// `Dirichlet(alpha, ..., alpha)` (Hsu, Qi & Brown 2019, "Measuring the effects of
     /// non-identical data distribution for federated visual classification"). Small `alpha`
     /// (0.1) gives each node a few dominant classes; large `alpha` (100) approaches IID.
-    /// Redrawn (from the same stream) until every node has at least one sample.
+    /// A node left without samples then takes one from the largest node, so every node has
+    /// at least one.
     Dirichlet {
         /// Concentration, > 0.
         alpha: f64,
@@ -71,9 +72,6 @@ pub enum PartitionError {
         reason: String,
     },
 }
-
-/// Attempts at a Dirichlet split before giving up on leaving no node empty.
-const DIRICHLET_ATTEMPTS: usize = 1000;
 
 impl Partition {
     /// Index lists for `nodes` nodes over a dataset with these `labels` (`classes` classes).
@@ -172,42 +170,44 @@ fn dirichlet(
     for (i, &l) in labels.iter().enumerate() {
         per_class[l as usize].push(i as u32);
     }
-    for _ in 0..DIRICHLET_ATTEMPTS {
-        let mut parts: Vec<Vec<u32>> = vec![Vec::new(); nodes];
-        for members in &per_class {
-            let mut members = members.clone();
-            members.shuffle(rng);
-            let mut weights: Vec<f64> = (0..nodes).map(|_| gamma.sample(rng)).collect();
-            let sum: f64 = weights.iter().sum();
-            if sum > 0.0 {
-                weights.iter_mut().for_each(|w| *w /= sum);
-            } else {
-                // Every draw underflowed (tiny alpha): the class goes to one node.
-                weights.iter_mut().for_each(|w| *w = 0.0);
-                weights[rng.random_range(0..nodes)] = 1.0;
-            }
-            // Cut points at the rounded cumulative proportions.
-            let mut cum = 0.0;
-            let mut start = 0;
-            for (node, w) in weights.iter().enumerate() {
-                cum += w;
-                let end = if node + 1 == nodes {
-                    members.len()
-                } else {
-                    ((cum * members.len() as f64).round() as usize).clamp(start, members.len())
-                };
-                parts[node].extend_from_slice(&members[start..end]);
-                start = end;
-            }
+    let mut parts: Vec<Vec<u32>> = vec![Vec::new(); nodes];
+    for members in &per_class {
+        let mut members = members.clone();
+        members.shuffle(rng);
+        let mut weights: Vec<f64> = (0..nodes).map(|_| gamma.sample(rng)).collect();
+        let sum: f64 = weights.iter().sum();
+        if sum > 0.0 {
+            weights.iter_mut().for_each(|w| *w /= sum);
+        } else {
+            // Every draw underflowed (tiny alpha): the class goes to one node.
+            weights.iter_mut().for_each(|w| *w = 0.0);
+            weights[rng.random_range(0..nodes)] = 1.0;
         }
-        if parts.iter().all(|p| !p.is_empty()) {
-            return Ok(parts);
+        // Cut points at the rounded cumulative proportions.
+        let mut cum = 0.0;
+        let mut start = 0;
+        for (node, w) in weights.iter().enumerate() {
+            cum += w;
+            let end = if node + 1 == nodes {
+                members.len()
+            } else {
+                ((cum * members.len() as f64).round() as usize).clamp(start, members.len())
+            };
+            parts[node].extend_from_slice(&members[start..end]);
+            start = end;
         }
     }
-    Err(PartitionError::TooFew {
-        parts: nodes,
-        samples: labels.len(),
-    })
+    // Nodes left empty each take the last-dealt sample of the currently largest node.
+    for empty in 0..nodes {
+        if parts[empty].is_empty() {
+            let largest = (0..nodes)
+                .max_by_key(|&i| (parts[i].len(), std::cmp::Reverse(i)))
+                .expect("at least one node");
+            let moved = parts[largest].pop().expect("nodes <= samples");
+            parts[empty].push(moved);
+        }
+    }
+    Ok(parts)
 }
 
 /// One node's share of a dataset: the shared table and the node's row indices.

@@ -188,8 +188,8 @@ impl Arch {
                 }
                 if input.height < 4
                     || input.width < 4
-                    || input.height % 4 != 0
-                    || input.width % 4 != 0
+                    || !input.height.is_multiple_of(4)
+                    || !input.width.is_multiple_of(4)
                 {
                     return Err(ModelError::NotAnImage(input));
                 }

@@ -260,7 +260,7 @@ impl State {
     /// Zero state for `rule` over `n` parameters.
     pub fn new(rule: &Rule, n: usize) -> Self {
         let (m, v) = match *rule {
-            Rule::Sgd { momentum, .. } if momentum == 0.0 => (0, 0),
+            Rule::Sgd { momentum: 0.0, .. } => (0, 0),
             Rule::Sgd { .. } => (n, 0),
             Rule::Adam { .. } => (n, n),
         };
