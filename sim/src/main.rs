@@ -7,6 +7,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use murmur_sim::{Mode, Options, Scenario};
+use std::io::Write as _;
 use std::path::PathBuf;
 
 // Large per-step allocations page-fault with glibc's allocator and make training speed swing
@@ -74,8 +75,10 @@ fn main() -> anyhow::Result<()> {
             let report = murmur_sim::run(&scenario, &options)
                 .with_context(|| format!("scenario {}", config.display()))?;
             report.write(&out)?;
-            print!("{}", report.table());
-            println!("outputs in {}", out.display());
+            // A closed pipe (`| head`) is not an error worth a panic.
+            let mut stdout = std::io::stdout().lock();
+            let _ = write!(stdout, "{}", report.table());
+            let _ = writeln!(stdout, "outputs in {}", out.display());
             Ok(())
         }
     }

@@ -117,14 +117,14 @@ impl Links {
     }
 
     /// Puts `bytes` bytes from `from` to `to` on the wire at `now`; the arrival time, or `None`
-    /// if the message is lost or cut. `queued` messages use the sender's uplink queue.
+    /// if the message is lost or cut. With `shared-uplink`, a sender's messages (updates and
+    /// gossip alike) leave one after the other, in the order the engine emitted them.
     pub(crate) fn transmit(
         &mut self,
         now: Duration,
         from: usize,
         to: usize,
         bytes: usize,
-        queued: bool,
     ) -> Option<Duration> {
         if self.cut(from, to) || (self.loss > 0.0 && self.rng.random::<f64>() < self.loss) {
             self.dropped += 1;
@@ -133,7 +133,7 @@ impl Links {
         let transfer = self.bandwidth.map_or(Duration::ZERO, |b| {
             Duration::from_secs_f64(bytes as f64 / b)
         });
-        let sent = if queued && self.shared_uplink {
+        let sent = if self.shared_uplink {
             let start = now.max(self.uplink_free[from]);
             self.uplink_free[from] = start + transfer;
             start + transfer
@@ -247,13 +247,13 @@ mod tests {
             ..Network::default()
         };
         let mut l = Links::new(&net, 4, 1);
-        let a = l.transmit(Duration::ZERO, 0, 1, 1_000_000, true).unwrap();
-        let b = l.transmit(Duration::ZERO, 0, 2, 1_000_000, true).unwrap();
+        let a = l.transmit(Duration::ZERO, 0, 1, 1_000_000).unwrap();
+        let b = l.transmit(Duration::ZERO, 0, 2, 1_000_000).unwrap();
         assert_eq!(a, Duration::from_millis(1010));
         assert_eq!(b, Duration::from_millis(2010));
         l.set_partition(Some(2));
-        assert!(l.transmit(Duration::ZERO, 0, 3, 10, true).is_none());
-        assert!(l.transmit(Duration::ZERO, 0, 1, 10, true).is_some());
+        assert!(l.transmit(Duration::ZERO, 0, 3, 10).is_none());
+        assert!(l.transmit(Duration::ZERO, 0, 1, 10).is_some());
         assert_eq!(l.dropped, 1);
     }
 

@@ -172,7 +172,7 @@ pub struct Stragglers {
 }
 
 /// The network model. Every message takes `bytes / bandwidth` on the sender's uplink (messages
-/// from one sender queue behind each other when `shared-uplink`), then the link's latency; a
+/// from one sender, updates and gossip, queue behind each other when `shared-uplink`), then the link's latency; a
 /// message is lost with probability `loss`; messages across a partition are dropped.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]

@@ -266,7 +266,8 @@ impl Simulation {
                 bytes,
                 gossip,
             } => {
-                if !self.nodes[to].online {
+                // A node that went offline, or a link cut while the message was in flight.
+                if !self.nodes[to].online || self.links.cut(from, to) {
                     self.links.dropped += 1;
                     return;
                 }
@@ -428,10 +429,7 @@ impl Simulation {
     }
 
     fn send(&mut self, from: usize, to: usize, bytes: Arc<[u8]>, gossip: bool) {
-        if let Some(at) = self
-            .links
-            .transmit(self.now, from, to, bytes.len(), !gossip)
-        {
+        if let Some(at) = self.links.transmit(self.now, from, to, bytes.len()) {
             self.queue.push(
                 at,
                 Event::Deliver {

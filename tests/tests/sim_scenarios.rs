@@ -1,0 +1,189 @@
+//! Simulator scenarios, small enough for CI: determinism across thread counts, an attack that
+//! breaks the plain mean but not ClippedGossip, a partition that splits and heals, and churn.
+//!
+//! Every scenario's seed can be replaced with `MURMUR_SIM_SEED=<seed>`; a failing assertion
+//! prints the seed and the rows of the run.
+
+use murmur_sim::{Options, Report, Scenario};
+use std::path::Path;
+
+/// The seed of a scenario: `MURMUR_SIM_SEED` if set, else `default`.
+fn seed(default: u64) -> u64 {
+    std::env::var("MURMUR_SIM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+fn scenario(text: &str, seed: u64) -> Scenario {
+    let mut s = Scenario::parse(text, Path::new("test scenario")).expect("valid scenario");
+    s.seed = seed;
+    s
+}
+
+fn run(s: &Scenario, threads: usize) -> Report {
+    let options = Options {
+        threads,
+        ..Options::default()
+    };
+    murmur_sim::run(s, &options).unwrap_or_else(|e| panic!("seed {}: {e}", s.seed))
+}
+
+/// Digits, 10 nodes, random 3-peer gossip; `top` holds top-level keys, `tables` more tables.
+fn text(top: &str, tables: &str) -> String {
+    format!("name = \"ci\"\nseed = 1\nnodes = 10\n{top}\n{BASE}\n{tables}\n")
+}
+
+const BASE: &str = r#"
+topology = { kind = "sample", s = 3 }
+[learning]
+model = { kind = "mlp", hidden = [32] }
+data = { kind = "digits" }
+optimizer = { kind = "sgd", lr = 0.05, momentum = 0.9 }
+local-steps = 8
+[engine]
+wait-for = 2
+round-timeout-ms = 1000
+"#;
+
+#[test]
+fn rounds_csv_is_identical_with_one_and_two_threads() {
+    let seed = seed(11);
+    // Everything that draws randomness or reorders events: lossy links with per-link latency,
+    // stragglers, a partition, churn with a late joiner, label flipping and equivocation.
+    let text = text(
+        "rounds = 8",
+        r#"
+[[attackers]]
+count = 1
+attack = { kind = "label-flip" }
+[[attackers]]
+count = 1
+attack = { kind = "equivocate" }
+[compute]
+step-ms = 4.0
+speed = { kind = "lognormal", sigma = 0.3 }
+stragglers = { fraction = 0.2, slowdown = 3.0 }
+[network]
+latency = { kind = "lognormal", median-ms = 20.0, sigma = 0.5 }
+bandwidth-mbps = 50.0
+loss = 0.05
+partitions = [{ start-s = 0.3, heal-s = 0.8 }]
+[churn]
+leave-fraction = 0.2
+leave-from-s = 0.2
+leave-until-s = 0.6
+downtime-s = 0.4
+joiners = 1
+join-s = 0.5
+[eval]
+every-s = 0.25
+"#,
+    );
+    let s = scenario(&text, seed);
+    let one = run(&s, 1);
+    let two = run(&s, 2);
+    assert!(one.rows.len() > 3, "seed {seed}: too few evaluation points");
+    assert!(
+        one.summary.train_batches < one.summary.train_jobs,
+        "seed {seed}: training jobs were never batched, so threads were not exercised"
+    );
+    assert_eq!(
+        one.rounds_csv(),
+        two.rounds_csv(),
+        "seed {seed}: rounds.csv differs between 1 and 2 threads"
+    );
+    let last = one.rows.last().unwrap();
+    assert!(last.dropped > 0, "seed {seed}: no message was lost or cut");
+    let equivocation = murmur_protocol::engine::Rejection::ALL
+        .iter()
+        .position(|r| *r == murmur_protocol::engine::Rejection::Equivocation)
+        .unwrap();
+    assert!(
+        last.rejected[equivocation] > 0,
+        "seed {seed}: the equivocating node was never caught\n{}",
+        one.rounds_csv()
+    );
+}
+
+#[test]
+fn supra_unit_ipm_breaks_the_mean_but_not_clipped_gossip() {
+    let seed = seed(5);
+    let with_rule = |rule: &str| {
+        let text = text(
+            "rounds = 12",
+            r#"
+[[attackers]]
+count = 2
+attack = { kind = "ipm", epsilon = 1.5 }
+[eval]
+every-rounds = 4
+"#,
+        );
+        let mut s = scenario(&text, seed);
+        s.engine.aggregation = toml::from_str(rule).unwrap();
+        run(&s, 2)
+    };
+    let mean = with_rule("rule = \"mean\"");
+    let clipped = with_rule("rule = \"clipped-gossip\"\nadaptive-f = 2");
+    let (m, c) = (mean.rows.last().unwrap(), clipped.rows.last().unwrap());
+    let context = format!(
+        "seed {seed}\nmean:\n{}clipped-gossip:\n{}",
+        mean.rounds_csv(),
+        clipped.rounds_csv()
+    );
+    assert_eq!(c.round_min, 12, "{context}");
+    assert!(
+        c.acc_mean >= 0.85,
+        "clipped-gossip accuracy {:.3}; {context}",
+        c.acc_mean
+    );
+    assert!(
+        m.acc_mean <= c.acc_mean - 0.15,
+        "the mean kept {:.3} against clipped-gossip's {:.3}: the attack is not real; {context}",
+        m.acc_mean,
+        c.acc_mean
+    );
+    assert!(c.clipped_fraction > 0.0, "{context}");
+}
+
+#[test]
+fn consensus_distance_grows_while_split_and_shrinks_after_the_heal() {
+    let seed = seed(3);
+    let text = text(
+        "duration-s = 3.5",
+        r#"
+[network]
+latency = { kind = "fixed", ms = 10.0 }
+partitions = [{ start-s = 1.0, heal-s = 2.0 }]
+[eval]
+every-s = 0.25
+"#,
+    );
+    let r = run(&scenario(&text, seed), 2);
+    let consensus = |from: f64, to: f64| -> Vec<f64> {
+        r.rows
+            .iter()
+            .filter(|row| row.virtual_s > from - 1e-9 && row.virtual_s < to + 1e-9)
+            .map(|row| row.consensus)
+            .collect()
+    };
+    let context = format!("seed {seed}\n{}", r.rounds_csv());
+    let before = consensus(1.0, 1.0)[0];
+    let split = consensus(1.0, 2.0).into_iter().fold(0.0, f64::max);
+    let healed = *consensus(3.5, 3.5).last().unwrap();
+    assert!(
+        split > 1.5 * before,
+        "split {split:.3e} vs before {before:.3e}; {context}"
+    );
+    assert!(
+        healed < 0.6 * split,
+        "healed {healed:.3e} vs split {split:.3e}; {context}"
+    );
+    let last = r.rows.last().unwrap();
+    assert!(
+        last.acc_mean >= 0.85,
+        "accuracy {:.3}; {context}",
+        last.acc_mean
+    );
+}
