@@ -180,7 +180,7 @@ fn full_mnist_mlp_reaches_97_5_percent() {
     let spec: Spec = toml::from_str(&format!(
         "model = {{ kind = \"mlp\", hidden = [128] }}\n\
          data = {{ kind = \"mnist\", dir = {dir:?} }}\n\
-         optimizer = {{ kind = \"sgd\", lr = 0.05, momentum = 0.9 }}\n\
+         optimizer = {{ kind = \"sgd\", lr = 0.05, momentum = 0.9, schedule = \"cosine\", total-steps = 18750 }}\n\
          batch-size = 32\n"
     ))
     .unwrap();
