@@ -15,11 +15,13 @@
 //! What it does not do: decide anything the protocol decides. Who to send to, what to accept,
 //! how to mix, when a round ends, and what an attacker sends are the engine's.
 
+pub mod bench;
 pub mod network;
 pub mod plot;
 mod pool;
 pub mod progress;
 pub mod report;
+pub mod robustness;
 pub mod scenario;
 pub mod simulation;
 

@@ -2,6 +2,8 @@
 //!
 //! ```text
 //! murmur-sim run CONFIG [--out DIR] [--threads N] [--seed S] [--data-dir DIR] [--quiet]
+//! murmur-sim bench CONFIG [--threads N] [--seconds S] [--data-dir DIR]
+//! murmur-sim robustness CONFIG [--results docs/results.md] [--threads N] [--data-dir DIR]
 //! ```
 
 use anyhow::Context;
@@ -44,6 +46,36 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Training efficiency: the scenario's training throughput against one of its trainers
+    /// alone in this process (see configs/sim/bench-mnist.toml).
+    Bench {
+        /// The scenario file.
+        config: PathBuf,
+        /// Worker threads (default: the available cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Seconds to time the standalone trainer.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Directory of MNIST-format files, replacing the scenario's `learning.data.dir`.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// The robustness table: the scenario against every attack under every rule, written into
+    /// the marked section of a Markdown file.
+    Robustness {
+        /// The base scenario (its attacker count is used; see configs/sim/robustness.toml).
+        config: PathBuf,
+        /// The Markdown file whose robustness section is replaced.
+        #[arg(long, default_value = "docs/results.md")]
+        results: PathBuf,
+        /// Worker threads (default: the available cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Directory of MNIST-format files, replacing the scenario's `learning.data.dir`.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -79,6 +111,75 @@ fn main() -> anyhow::Result<()> {
             let mut stdout = std::io::stdout().lock();
             let _ = write!(stdout, "{}", report.table());
             let _ = writeln!(stdout, "outputs in {}", out.display());
+            Ok(())
+        }
+        Command::Bench {
+            config,
+            threads,
+            seconds,
+            data_dir,
+        } => {
+            let scenario = Scenario::load(&config)?;
+            let mut options = Options {
+                data_dir,
+                ..Options::default()
+            };
+            if let Some(t) = threads {
+                anyhow::ensure!(t >= 1, "--threads must be at least 1");
+                options.threads = t;
+            }
+            let e = murmur_sim::bench::efficiency(
+                &scenario,
+                &options,
+                std::time::Duration::from_secs_f64(seconds),
+            )?;
+            println!(
+                "{} nodes, {} params, {} threads\n\
+                 standalone trainer:           {:>10.0} samples/s (1 thread)\n\
+                 simulator, training batches:  {:>10.0} samples/s = {:.3} of standalone per core\n\
+                 simulator, end to end:        {:>10.0} samples/s = {:.3} of standalone per core",
+                e.nodes,
+                e.params,
+                e.threads,
+                e.standalone,
+                e.in_batches,
+                e.batch_ratio_per_core,
+                e.end_to_end,
+                e.end_to_end_ratio_per_core
+            );
+            Ok(())
+        }
+        Command::Robustness {
+            config,
+            results,
+            threads,
+            data_dir,
+        } => {
+            let base = Scenario::load(&config)?;
+            let mut options = Options {
+                data_dir,
+                ..Options::default()
+            };
+            if let Some(t) = threads {
+                anyhow::ensure!(t >= 1, "--threads must be at least 1");
+                options.threads = t;
+            }
+            let cells = murmur_sim::robustness::run(&base, &options, |cell, report| {
+                eprintln!(
+                    "{:<30} {:<12} {:>6.2}% (worst {:>6.2}%) in {:.1}s",
+                    cell.rule,
+                    cell.attack.as_ref().map_or("none", |a| a.name()),
+                    100.0 * cell.accuracy,
+                    100.0 * cell.worst,
+                    report.summary.wall_s
+                );
+            })?;
+            let command = format!("murmur-sim robustness {}", config.display());
+            let section = murmur_sim::robustness::section(&base, &cells, &command);
+            let old = std::fs::read_to_string(&results).unwrap_or_default();
+            std::fs::write(&results, murmur_sim::robustness::splice(&old, &section))
+                .with_context(|| format!("writing {}", results.display()))?;
+            print!("{section}");
             Ok(())
         }
     }

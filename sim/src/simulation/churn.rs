@@ -74,11 +74,18 @@ impl Simulation {
         let node = &mut self.nodes[i];
         node.online = true;
         if restarted {
-            // A restart from the checkpoint: last model, last completed round.
+            // A restart from the checkpoint: the last model, and the last round the node
+            // signed an update for (a node that left while collecting had already sent its
+            // update for the current round; signing that round again would be equivocation).
             let old = &node.engine;
+            let signed = if old.poll_timeout().is_some() {
+                old.round()
+            } else {
+                node.completed
+            };
             let setup = Setup {
                 model: old.model().to_vec(),
-                round: node.completed,
+                round: signed,
                 ..node.setup.clone()
             };
             let stats = old.stats().clone();
