@@ -23,6 +23,7 @@
 //! ban it, and equivocation bans at once and is broadcast as transferable evidence.
 
 mod adversary;
+pub mod bootstrap;
 mod config;
 mod peers;
 mod rejection;
@@ -236,6 +237,7 @@ pub struct Engine {
     adversary: Option<Adversary>,
     sent: VecDeque<Arc<[u8]>>,
     last_received: BTreeMap<PeerKey, Vec<f32>>,
+    last_update: Option<Arc<[u8]>>,
     scratch: Vec<f32>,
 }
 
@@ -282,6 +284,7 @@ impl Engine {
             adversary,
             sent: VecDeque::new(),
             last_received: BTreeMap::new(),
+            last_update: None,
             scratch: vec![0.0; dim],
         };
         engine.start_round();
@@ -311,6 +314,13 @@ impl Engine {
     /// Largest update message accepted, in bytes.
     pub fn max_update_bytes(&self) -> usize {
         self.limit
+    }
+
+    /// The last signed update this node sent out (its trained model of its latest round, or
+    /// what its attack sent), for a late joiner's [`bootstrap::join`]. `None` before the first
+    /// round's training is done.
+    pub fn last_update(&self) -> Option<Arc<[u8]>> {
+        self.last_update.clone()
     }
 
     /// Running counts.
@@ -546,6 +556,7 @@ impl Engine {
     }
 
     fn send_all(&mut self, targets: &[PeerKey], bytes: &Arc<[u8]>, signed: &SignedHeader) {
+        self.last_update = Some(bytes.clone());
         for &to in targets {
             self.send(to, bytes.clone());
         }
@@ -561,6 +572,7 @@ impl Engine {
     }
 
     fn remember(&mut self, bytes: Arc<[u8]>) {
+        self.last_update = Some(bytes.clone());
         if self.sent.len() == REPLAY_HISTORY {
             self.sent.pop_front();
         }

@@ -444,3 +444,24 @@ fn equivocation_non_finite_and_replay_are_caught_in_a_network() {
         }
     }
 }
+
+#[test]
+fn last_update_is_the_signed_trained_model_a_joiner_can_start_from() {
+    let mut e = lone_engine(Rule::Mean);
+    drain(&mut e);
+    assert_eq!(e.last_update(), None, "nothing trained yet");
+    let trained = vec![3.0; DIM];
+    e.handle(
+        Duration::ZERO,
+        Input::Trained {
+            round: 1,
+            params: trained.clone(),
+            samples: 1,
+        },
+    );
+    let bytes = e.last_update().expect("signed after training");
+    let start = super::bootstrap::join(harness::run_id(), DIM, [(e.id(), &bytes[..])]);
+    assert_eq!(start.model, Some(trained));
+    assert_eq!(start.round, 1);
+    assert_eq!(start.accepted, vec![e.id()]);
+}

@@ -1,0 +1,212 @@
+//! Network benchmarks, printed as plain figures (run with `cargo bench -p murmur-node --bench
+//! net`):
+//!
+//! 1. Moving a 25 MB model (a signed update of 6.25 M parameters) between two libp2p nodes over
+//!    loopback TCP (noise + yamux + request-response), beside a plain TCP copy of the same bytes
+//!    measured in the same run. Target: at least 50% of plain TCP.
+//! 2. A trainer's samples per second on its own thread alone, and while the same process moves
+//!    updates between two nodes without pause (every update the size of the trained model).
+//!    Target: at least 90% of the trainer alone.
+
+use std::io::{Read, Write};
+use std::time::Instant;
+
+use futures::StreamExt;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, Swarm, request_response};
+use murmur_node::data::Shard;
+use murmur_node::net::codec::{Request, Response};
+use murmur_node::net::{self, Behaviour, BehaviourEvent};
+use murmur_node::train::{self, Command, Reply, Trainer, Worker, bench};
+use murmur_protocol::sign::{Identity, RunId};
+use murmur_protocol::wire::{self, Codec};
+
+const BIG_DIM: usize = 25_000_000 / 4;
+
+fn signed(id: &Identity, run: RunId, dim: usize) -> Vec<u8> {
+    let params: Vec<f32> = (0..dim).map(|i| (i % 1000) as f32 * 1e-3).collect();
+    wire::encode_update(id, run, 1, 1, Codec::F32Le, &wire::encode_params(&params)).0
+}
+
+struct Pair {
+    a: Swarm<Behaviour>,
+    b: Swarm<Behaviour>,
+    b_id: PeerId,
+}
+
+async fn pair(run: RunId, dim: usize) -> Pair {
+    let cfg = net::Config {
+        mdns: false,
+        ..net::Config::default()
+    };
+    let limit = net::codec_limit(dim);
+    let mut a = net::build(&Identity::from_secret([1; 32]), &run, &cfg, limit).unwrap();
+    let mut b = net::build(&Identity::from_secret([2; 32]), &run, &cfg, limit).unwrap();
+    b.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+        .unwrap();
+    let addr: Multiaddr = loop {
+        if let SwarmEvent::NewListenAddr { address, .. } = b.select_next_some().await {
+            break address;
+        }
+    };
+    let b_id = *b.local_peer_id();
+    a.dial(addr).unwrap();
+    let mut connected = (false, false);
+    while connected != (true, true) {
+        tokio::select! {
+            e = a.select_next_some() => if matches!(e, SwarmEvent::ConnectionEstablished { .. }) { connected.0 = true },
+            e = b.select_next_some() => if matches!(e, SwarmEvent::ConnectionEstablished { .. }) { connected.1 = true },
+        }
+    }
+    Pair { a, b, b_id }
+}
+
+/// Sends `bytes` from a to b `count` times, one request at a time; returns the seconds taken.
+async fn transfer(p: &mut Pair, bytes: &[u8], count: usize) -> f64 {
+    let start = Instant::now();
+    for _ in 0..count {
+        p.a.behaviour_mut()
+            .models
+            .send_request(&p.b_id, Request::Update(bytes.to_vec()));
+        let mut done = false;
+        while !done {
+            tokio::select! {
+                e = p.a.select_next_some() => match e {
+                    SwarmEvent::Behaviour(BehaviourEvent::Models(request_response::Event::Message {
+                        message: request_response::Message::Response { .. }, ..
+                    })) => done = true,
+                    SwarmEvent::Behaviour(BehaviourEvent::Models(request_response::Event::OutboundFailure { error, .. })) => panic!("{error}"),
+                    _ => {}
+                },
+                e = p.b.select_next_some() => if let SwarmEvent::Behaviour(BehaviourEvent::Models(request_response::Event::Message {
+                    message: request_response::Message::Request { request, channel, .. }, ..
+                })) = e {
+                    assert!(matches!(request, Request::Update(ref v) if v.len() == bytes.len()));
+                    p.b.behaviour_mut().models.send_response(channel, Response::Ack).unwrap();
+                },
+            }
+        }
+    }
+    start.elapsed().as_secs_f64()
+}
+
+/// Copies `bytes` over a plain loopback TCP connection `count` times; returns the seconds.
+fn plain_tcp(bytes: &[u8], count: usize) -> f64 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let total = bytes.len() * count;
+    let reader = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut got = 0;
+        while got < total {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "early end of stream");
+            got += n;
+        }
+        s.write_all(&[1]).unwrap();
+    });
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_nodelay(true).unwrap();
+    let start = Instant::now();
+    for _ in 0..count {
+        s.write_all(bytes).unwrap();
+    }
+    let mut ack = [0u8; 1];
+    s.read_exact(&mut ack).unwrap();
+    let t = start.elapsed().as_secs_f64();
+    reader.join().unwrap();
+    t
+}
+
+fn model_transfer(rt: &tokio::runtime::Runtime) {
+    let run = RunId::derive(b"bench");
+    let bytes = signed(&Identity::from_secret([1; 32]), run, BIG_DIM);
+    let mb = bytes.len() as f64 / 1e6;
+    let count = 8;
+    let mut p = rt.block_on(pair(run, BIG_DIM));
+    rt.block_on(transfer(&mut p, &bytes, 1)); // warm-up
+    let t_p2p = rt.block_on(transfer(&mut p, &bytes, count));
+    plain_tcp(&bytes, 1);
+    let t_tcp = plain_tcp(&bytes, count);
+    let p2p = mb * count as f64 / t_p2p;
+    let tcp = mb * count as f64 / t_tcp;
+    println!("model transfer, {mb:.1} MB x {count} on loopback:");
+    println!("  libp2p (tcp+noise+yamux, request-response): {p2p:8.1} MB/s");
+    println!("  plain TCP copy of the same bytes:           {tcp:8.1} MB/s");
+    println!("  ratio: {:.1}% (target >= 50%)", 100.0 * p2p / tcp);
+}
+
+fn worker_throughput(trainer: Trainer, rounds: usize, steps: usize) -> f64 {
+    let worker = Worker::spawn(trainer, 2).unwrap();
+    let (mut samples, mut secs) = (0usize, 0f64);
+    for round in 0..rounds as u64 {
+        worker
+            .send(Command::Train {
+                round,
+                params: None,
+                steps,
+            })
+            .unwrap();
+        match worker.recv().unwrap() {
+            Reply::Trained { report, .. } if round > 0 => {
+                samples += report.samples;
+                secs += report.elapsed.as_secs_f64();
+            }
+            Reply::Trained { .. } => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    worker.shutdown().unwrap();
+    samples as f64 / secs
+}
+
+fn training_while_gossiping(rt: &tokio::runtime::Runtime) {
+    let data = bench::mnist_shaped(4096, 1);
+    let spec = murmur_node::model::Spec::Mlp { hidden: vec![128] };
+    let setup = bench::setup(train::Backend::Flex, spec, &data, 32).unwrap();
+    let trainer = || Trainer::new(&setup, Shard::all(data.clone()), 0, 1).unwrap();
+    let dim = trainer().params().len();
+    let (rounds, steps) = (30, 20);
+    let alone = worker_throughput(trainer(), rounds, steps);
+
+    let run = RunId::derive(b"bench");
+    let bytes = signed(&Identity::from_secret([1; 32]), run, dim);
+    let mut p = rt.block_on(pair(run, dim));
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let t = trainer();
+    let measuring = std::thread::spawn(move || {
+        let r = worker_throughput(t, rounds, steps);
+        let _ = stop_tx.send(());
+        r
+    });
+    let mut moved = 0usize;
+    let start = Instant::now();
+    while stop_rx.try_recv().is_err() {
+        rt.block_on(transfer(&mut p, &bytes, 1));
+        moved += 1;
+    }
+    let gossip_secs = start.elapsed().as_secs_f64();
+    let busy = measuring.join().unwrap();
+    println!("training (MLP 784-128-10, {dim} params, batch 32) on its own thread:");
+    println!("  alone:                                   {alone:8.0} samples/s");
+    println!(
+        "  while moving updates without pause:      {busy:8.0} samples/s ({moved} updates of {:.2} MB in {gossip_secs:.1} s)",
+        bytes.len() as f64 / 1e6
+    );
+    println!("  ratio: {:.1}% (target >= 90%)", 100.0 * busy / alone);
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing and expects a quick
+    // smoke run, which this is not: skip unless benchmarking.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    model_transfer(&rt);
+    training_while_gossiping(&rt);
+}

@@ -1,0 +1,193 @@
+//! The `run`, `keygen`, `status` and `inspect` subcommands: their arguments and handlers.
+//! `main` only parses and dispatches to these.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use murmur_protocol::attack::Attack;
+
+use crate::checkpoint::Checkpoint;
+use crate::config::{Config, Overrides};
+use crate::{driver, identity, net, status};
+
+/// `murmur-node run`: run a node until SIGINT or SIGTERM (then checkpoint and exit).
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The node's TOML config (see configs/node.toml).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Listen on this multiaddr instead of `network.listen` (repeatable), e.g.
+    /// /ip4/0.0.0.0/tcp/7070 or /ip4/0.0.0.0/udp/7070/quic-v1.
+    #[arg(long, value_name = "MULTIADDR")]
+    pub listen: Vec<String>,
+    /// Join through this peer, in addition to `network.bootstrap` (repeatable), e.g.
+    /// /ip4/10.0.0.1/tcp/7070/p2p/12D3KooW....
+    #[arg(long, value_name = "MULTIADDR")]
+    pub bootstrap: Vec<String>,
+    /// Directory for the key, checkpoints and state, instead of `node.data-dir`
+    /// (default murmur-data).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Train on this partition of the training set instead of `node.index` (below
+    /// `run.partitions`).
+    #[arg(long)]
+    pub index: Option<usize>,
+    /// Behave as this Byzantine adversary, for red-team testing: sign-flip, gaussian, alie,
+    /// ipm, label-flip, dissensus, mimic, non-finite, replay, equivocate, free-rider.
+    #[arg(long, value_name = "NAME")]
+    pub attack: Option<Attack>,
+    /// Serve /metrics and /status on this address instead of `metrics.listen`
+    /// (default 127.0.0.1:9464; port 0 picks a free port; "" disables).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
+    /// Stop after this many rounds instead of `engine.rounds`.
+    #[arg(long)]
+    pub rounds: Option<u64>,
+    /// Do not use mDNS, whatever `network.mdns` says.
+    #[arg(long)]
+    pub no_mdns: bool,
+    /// Log format on standard error (filter with RUST_LOG, default info).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `murmur-node keygen`: create a key file.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Where to write the key (mode 0600; an existing file is never overwritten).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+}
+
+/// `murmur-node status`: print a running node's status.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The node's metrics endpoint (`metrics.listen`).
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    pub addr: String,
+    /// Print the Prometheus metrics instead of the JSON status.
+    #[arg(long)]
+    pub metrics: bool,
+}
+
+/// `murmur-node inspect`: describe a checkpoint file.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The checkpoint (a safetensors file).
+    pub checkpoint: PathBuf,
+}
+
+/// Sets up `tracing` on standard error with `RUST_LOG` (default `info`).
+pub fn init_logs(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Runs a node (see [`RunArgs`]).
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    init_logs(args.log_format);
+    let config = Config::read(&args.config)?;
+    let overrides = Overrides {
+        listen: args.listen,
+        bootstrap: args.bootstrap,
+        data_dir: args.data_dir,
+        index: args.index,
+        attack: args.attack,
+        metrics: args.metrics,
+        rounds: args.rounds,
+        no_mdns: args.no_mdns,
+    };
+    let resolved = config.resolve(overrides, &args.config)?;
+    std::fs::create_dir_all(&resolved.data_dir)
+        .with_context(|| format!("creating {}", resolved.data_dir.display()))?;
+    let saved = resolved.data_dir.join("node.resolved.toml");
+    std::fs::write(&saved, toml::to_string(&resolved.config)?)
+        .with_context(|| format!("writing {}", saved.display()))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async move { driver::run(resolved, shutdown_signal()).await })?;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT"),
+        _ = term.recv() => tracing::info!("SIGTERM"),
+    }
+}
+
+/// Creates a key file and prints its peer id.
+pub fn keygen(args: KeygenArgs) -> anyhow::Result<()> {
+    let id = identity::create(&args.out)?;
+    let peer = net::keypair(&id).public().to_peer_id();
+    println!("{peer}");
+    eprintln!(
+        "wrote {} (peer id {peer}, public key {})",
+        args.out.display(),
+        hex::encode(id.public().0)
+    );
+    Ok(())
+}
+
+/// Prints a running node's JSON status or Prometheus metrics.
+pub fn status(args: StatusArgs) -> anyhow::Result<()> {
+    let path = if args.metrics { "/metrics" } else { "/status" };
+    let body = status::fetch(&args.addr, path)
+        .with_context(|| format!("is a node running with metrics.listen = {:?}?", args.addr))?;
+    print!("{body}");
+    if !body.ends_with('\n') {
+        println!();
+    }
+    Ok(())
+}
+
+/// Prints what a checkpoint holds.
+pub fn inspect(args: InspectArgs) -> anyhow::Result<()> {
+    let bytes = std::fs::read(&args.checkpoint)
+        .with_context(|| format!("reading {}", args.checkpoint.display()))?;
+    let c = Checkpoint::from_bytes(&bytes, &args.checkpoint)?;
+    let norm = c
+        .params
+        .iter()
+        .map(|&v| f64::from(v) * f64::from(v))
+        .sum::<f64>()
+        .sqrt();
+    let doc = serde_json::json!({
+        "file": args.checkpoint.display().to_string(),
+        "run": hex::encode(c.run.0),
+        "round": c.round,
+        "model": c.model,
+        "input": c.input.to_string(),
+        "classes": c.classes,
+        "parameters": c.params.len(),
+        "parameter_l2_norm": norm,
+        "optimizer_step": c.optim.step,
+        "optimizer_buffers": [c.optim.m.len(), c.optim.v.len()],
+        "bytes": bytes.len(),
+    });
+    println!("{}", serde_json::to_string_pretty(&doc)?);
+    Ok(())
+}

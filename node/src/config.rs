@@ -1,0 +1,473 @@
+//! The node's configuration file: plain serde data with documented units and defaults, read and
+//! validated once at start-up into a [`Resolved`] config. An error names the file and the field.
+//!
+//! Tables (see `configs/node.toml` for a fully commented example):
+//! - `[run]`: what identifies the run (name, seed, number of data partitions). Every node of a
+//!   run must have the same `[run]` and `[learning]`; the run id is a hash of both.
+//! - `[node]`: this node (its data directory, key file, partition index, attack).
+//! - `[learning]`: model, data, partition, optimiser, batch size, local steps ([`train::Spec`]).
+//! - `[engine]`: the round rules ([`engine::Config`]).
+//! - `[network]`: listen and bootstrap addresses, discovery, limits ([`net::Config`]).
+//! - `[metrics]`: the HTTP endpoint for Prometheus metrics and status, and evaluation.
+//! - `[checkpoint]`: how often the model is saved.
+//! - `[join]`: how a late joiner fetches its starting model.
+
+use std::path::{Path, PathBuf};
+
+use murmur_protocol::attack::Attack;
+use murmur_protocol::engine;
+use murmur_protocol::sign::RunId;
+use serde::{Deserialize, Serialize};
+
+use crate::net;
+use crate::train;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Config {
+    /// The run.
+    #[serde(default)]
+    pub run: Run,
+    /// This node.
+    #[serde(default)]
+    pub node: Node,
+    /// Local training (required: at least the model).
+    pub learning: train::Spec,
+    /// The round rules.
+    #[serde(default)]
+    pub engine: engine::Config,
+    /// Networking.
+    #[serde(default)]
+    pub network: net::Config,
+    /// Metrics and status.
+    #[serde(default)]
+    pub metrics: Metrics,
+    /// Checkpoints.
+    #[serde(default)]
+    pub checkpoint: Checkpoint,
+    /// Late joining.
+    #[serde(default)]
+    pub join: Join,
+}
+
+/// `[run]`: what the nodes of one run share.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct Run {
+    /// A name for the run. Default "murmur".
+    pub name: String,
+    /// Seed of the initial model, the data split and the partition. Default 1.
+    pub seed: u64,
+    /// Number of parts the training set is split into; node `index` trains on part `index`.
+    /// Default 1 (every node trains on the whole set).
+    pub partitions: usize,
+}
+
+impl Default for Run {
+    fn default() -> Self {
+        Self {
+            name: "murmur".into(),
+            seed: 1,
+            partitions: 1,
+        }
+    }
+}
+
+/// `[node]`: this node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct Node {
+    /// Directory for the key, checkpoints, the signed-round record and the resolved config.
+    /// Default `murmur-data`. Relative paths are relative to the working directory.
+    pub data_dir: Option<PathBuf>,
+    /// The key file. Default `<data-dir>/node.key`, created if missing.
+    pub key: Option<PathBuf>,
+    /// Which partition of the training set this node trains on, below `run.partitions`.
+    /// Default 0.
+    pub index: usize,
+    /// Make this node Byzantine (red-team testing), e.g. `{ kind = "alie" }`.
+    pub attack: Option<Attack>,
+    /// Byzantine nodes the attacker assumes are in the run (for ALIE's z). Default 1.
+    pub attack_f: Option<usize>,
+}
+
+/// `[metrics]`: the HTTP endpoint and evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct Metrics {
+    /// Address of the HTTP endpoint serving `/metrics` (Prometheus text) and `/status` (JSON);
+    /// port 0 picks a free port. Default `127.0.0.1:9464`. Empty disables it.
+    pub listen: String,
+    /// Evaluate the local and the mixed model on the test set every this many rounds; 0 never.
+    /// Default 5.
+    pub eval_every: u64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9464".into(),
+            eval_every: 5,
+        }
+    }
+}
+
+/// `[checkpoint]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct Checkpoint {
+    /// Save the mixed model and optimiser state every this many rounds; 0 only on shutdown.
+    /// Default 5.
+    pub every: u64,
+}
+
+impl Default for Checkpoint {
+    fn default() -> Self {
+        Self { every: 5 }
+    }
+}
+
+/// `[join]`: how a node without a checkpoint that has bootstrap peers starts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct Join {
+    /// Fetch models from peers and start from their median. Default true.
+    pub enabled: bool,
+    /// Peers to ask. Default 3.
+    pub peers: usize,
+    /// Longest wait for their answers, in milliseconds; then the node starts from what it has
+    /// (the run's initial model if no peer had a model yet). Default 5000.
+    pub timeout_ms: u64,
+}
+
+impl Default for Join {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            peers: 3,
+            timeout_ms: 5000,
+        }
+    }
+}
+
+/// A config file that cannot be used. Every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The TOML does not parse or has an unknown or ill-typed key.
+    #[error("{path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (names the key and line).
+        source: Box<toml::de::Error>,
+    },
+    /// A value is out of range.
+    #[error("{path}: `{field}`: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The key, with its table.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Command-line overrides of the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// Replace `network.listen` when not empty.
+    pub listen: Vec<String>,
+    /// Add to `network.bootstrap`.
+    pub bootstrap: Vec<String>,
+    /// Replace `node.data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// Replace `node.index`.
+    pub index: Option<usize>,
+    /// Replace `node.attack`.
+    pub attack: Option<Attack>,
+    /// Replace `metrics.listen`.
+    pub metrics: Option<String>,
+    /// Replace `engine.rounds`.
+    pub rounds: Option<u64>,
+    /// Replace `network.mdns` with false.
+    pub no_mdns: bool,
+}
+
+/// A validated configuration, with paths resolved.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The config after overrides.
+    pub config: Config,
+    /// The run id.
+    pub run: RunId,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// The key file.
+    pub key: PathBuf,
+    /// Listen addresses.
+    pub listen: Vec<libp2p::Multiaddr>,
+    /// Bootstrap addresses.
+    pub bootstrap: Vec<libp2p::Multiaddr>,
+    /// The metrics endpoint, if enabled.
+    pub metrics: Option<std::net::SocketAddr>,
+}
+
+impl Resolved {
+    /// The checkpoint file.
+    pub fn checkpoint_path(&self) -> PathBuf {
+        self.data_dir.join("checkpoint.safetensors")
+    }
+
+    /// The record of the highest round this node has signed.
+    pub fn signed_round_path(&self) -> PathBuf {
+        self.data_dir.join("signed-round")
+    }
+}
+
+impl Config {
+    /// Parses TOML text; `path` is only used in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            source: Box::new(e),
+        })
+    }
+
+    /// Reads and parses a file.
+    pub fn read(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// The run id: a hash of `[run]` and `[learning]` (model, data spec, hyperparameters, seed).
+    pub fn run_id(&self) -> RunId {
+        let description = serde_json::json!({
+            "run": self.run,
+            "learning": self.learning,
+        });
+        RunId::derive(description.to_string().as_bytes())
+    }
+
+    /// Applies `overrides` and checks every value that can be checked without loading data.
+    pub fn resolve(mut self, overrides: Overrides, path: &Path) -> Result<Resolved, ConfigError> {
+        let invalid = |field, reason: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            field,
+            reason,
+        };
+        if !overrides.listen.is_empty() {
+            self.network.listen = overrides.listen;
+        }
+        self.network.bootstrap.extend(overrides.bootstrap);
+        if let Some(d) = overrides.data_dir {
+            self.node.data_dir = Some(d);
+        }
+        if let Some(i) = overrides.index {
+            self.node.index = i;
+        }
+        if let Some(a) = overrides.attack {
+            self.node.attack = Some(a);
+        }
+        if let Some(m) = overrides.metrics {
+            self.metrics.listen = m;
+        }
+        if let Some(r) = overrides.rounds {
+            self.engine.rounds = Some(r);
+        }
+        if overrides.no_mdns {
+            self.network.mdns = false;
+        }
+        self.engine
+            .validate()
+            .map_err(|e| invalid("engine", e.to_string()))?;
+        if let Some(a) = &self.node.attack {
+            a.validate()
+                .map_err(|e| invalid("node.attack", e.to_string()))?;
+        }
+        if self.run.partitions == 0 {
+            return Err(invalid("run.partitions", "must be at least 1".into()));
+        }
+        if self.node.index >= self.run.partitions {
+            return Err(invalid(
+                "node.index",
+                format!(
+                    "{} is not below run.partitions = {}",
+                    self.node.index, self.run.partitions
+                ),
+            ));
+        }
+        let addrs = |field, list: &[String]| {
+            list.iter()
+                .map(|a| {
+                    a.parse::<libp2p::Multiaddr>()
+                        .map_err(|e| invalid(field, format!("{a:?}: {e}")))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let listen = addrs("network.listen", &self.network.listen)?;
+        if listen.is_empty() {
+            return Err(invalid(
+                "network.listen",
+                "needs at least one address".into(),
+            ));
+        }
+        let bootstrap = addrs("network.bootstrap", &self.network.bootstrap)?;
+        let n = &self.network;
+        for (field, v) in [
+            ("network.target-peers", n.target_peers),
+            ("network.max-pending-requests", n.max_pending_requests),
+            ("network.max-streams", n.max_streams),
+        ] {
+            if v == 0 {
+                return Err(invalid(field, "must be at least 1".into()));
+            }
+        }
+        for (field, v) in [
+            ("network.random-walk-secs", n.random_walk_secs),
+            ("network.request-timeout-secs", n.request_timeout_secs),
+            ("network.idle-timeout-secs", n.idle_timeout_secs),
+        ] {
+            if v == 0 {
+                return Err(invalid(field, "must be at least 1".into()));
+            }
+        }
+        if n.max_connections == 0 || n.max_connections_per_peer == 0 {
+            return Err(invalid(
+                "network.max-connections",
+                "limits must be at least 1".into(),
+            ));
+        }
+        if self.join.enabled && self.join.peers == 0 {
+            return Err(invalid("join.peers", "must be at least 1".into()));
+        }
+        let metrics = if self.metrics.listen.is_empty() {
+            None
+        } else {
+            Some(self.metrics.listen.parse().map_err(|e| {
+                invalid("metrics.listen", format!("{:?}: {e}", self.metrics.listen))
+            })?)
+        };
+        let data_dir = self
+            .node
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("murmur-data"));
+        let key = self
+            .node
+            .key
+            .clone()
+            .unwrap_or_else(|| data_dir.join("node.key"));
+        Ok(Resolved {
+            run: self.run_id(),
+            config: self,
+            data_dir,
+            key,
+            listen,
+            bootstrap,
+            metrics,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "[learning]\nmodel = { kind = \"logistic-regression\" }\n";
+
+    #[test]
+    fn the_example_config_parses_and_resolves() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/node.toml");
+        let c = Config::read(&path).unwrap();
+        let r = c.resolve(Overrides::default(), &path).unwrap();
+        assert!(!r.listen.is_empty());
+        assert_eq!(r.key, r.data_dir.join("node.key"));
+    }
+
+    #[test]
+    fn defaults_overrides_and_errors_naming_file_and_field() {
+        let p = Path::new("x.toml");
+        let c = Config::parse(MINIMAL, p).unwrap();
+        assert_eq!(c.engine, engine::Config::default());
+        assert!(c.network.mdns);
+        let r = c
+            .clone()
+            .resolve(
+                Overrides {
+                    listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+                    attack: Some("alie".parse().unwrap()),
+                    no_mdns: true,
+                    ..Overrides::default()
+                },
+                p,
+            )
+            .unwrap();
+        assert_eq!(r.listen.len(), 1);
+        assert!(!r.config.network.mdns);
+        assert_eq!(r.run, c.run_id(), "the attack is not part of the run id");
+
+        let e = Config::parse(
+            "[learning]\nmodel = { kind = \"mlp\", hidden = [4] }\n[network]\nlisten-on = []\n",
+            p,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("x.toml") && e.contains("listen-on"), "{e}");
+
+        let e = c
+            .clone()
+            .resolve(
+                Overrides {
+                    bootstrap: vec!["not an address".into()],
+                    ..Overrides::default()
+                },
+                p,
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("network.bootstrap"), "{e}");
+        let e = c
+            .resolve(
+                Overrides {
+                    index: Some(3),
+                    ..Overrides::default()
+                },
+                p,
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("node.index"), "{e}");
+    }
+
+    #[test]
+    fn run_id_changes_with_the_learning_config_and_seed() {
+        let p = Path::new("x.toml");
+        let a = Config::parse(MINIMAL, p).unwrap();
+        let mut b = a.clone();
+        b.run.seed = 2;
+        let mut c = a.clone();
+        c.learning.local_steps += 1;
+        assert_ne!(a.run_id(), b.run_id());
+        assert_ne!(a.run_id(), c.run_id());
+        let mut d = a.clone();
+        d.engine.fanout = 9;
+        assert_eq!(
+            a.run_id(),
+            d.run_id(),
+            "round rules may differ between nodes"
+        );
+    }
+}

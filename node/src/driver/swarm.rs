@@ -1,0 +1,249 @@
+//! Swarm events, turned into engine inputs; discovery (bootstrap, random walks, mDNS).
+
+use std::sync::Arc;
+
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::SwarmEvent;
+use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify, kad, mdns, request_response};
+use murmur_protocol::engine::Input;
+use tracing::{debug, info};
+
+use super::{Driver, Error, Sent, event};
+use crate::net::codec::{Request, Response};
+use crate::net::{self, Behaviour, BehaviourEvent};
+
+/// Dials every bootstrap address; those ending in `/p2p/ID` also seed Kademlia.
+pub(super) fn dial_bootstrap(swarm: &mut Swarm<Behaviour>, addrs: &[Multiaddr]) {
+    for addr in addrs {
+        if let Some(Protocol::P2p(peer)) = addr.iter().last() {
+            let mut bare = addr.clone();
+            bare.pop();
+            swarm.behaviour_mut().kad.add_address(&peer, bare);
+        }
+        if let Err(e) = swarm.dial(addr.clone()) {
+            tracing::warn!(%addr, %e, "bootstrap dial failed");
+        }
+    }
+}
+
+/// Starts a Kademlia query for a random key: its iterative lookup meets peers not yet known.
+pub(super) fn random_walk(swarm: &mut Swarm<Behaviour>) {
+    swarm
+        .behaviour_mut()
+        .kad
+        .get_closest_peers(PeerId::random());
+}
+
+impl Driver {
+    /// Dials a discovered peer while fewer than `target-peers` are connected.
+    fn discovered(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
+        if peer == *self.swarm.local_peer_id()
+            || self.swarm.is_connected(&peer)
+            || self.dialing.contains(&peer)
+            || self.up.len() >= self.r.config.network.target_peers
+            || self
+                .swarm
+                .behaviour()
+                .blocked
+                .blocked_peers()
+                .contains(&peer)
+        {
+            return;
+        }
+        let opts = DialOpts::peer_id(peer).addresses(addrs).build();
+        if self.swarm.dial(opts).is_ok() {
+            self.dialing.insert(peer);
+        }
+    }
+
+    pub(super) fn on_swarm(&mut self, ev: SwarmEvent<BehaviourEvent>) -> Result<(), Error> {
+        match ev {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                let full = address
+                    .with_p2p(*self.swarm.local_peer_id())
+                    .expect("own id");
+                info!(addr = %full, "listening");
+                self.metrics().listen.push(full.to_string());
+                event(serde_json::json!({"event": "listening", "addr": full.to_string()}));
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                self.dialing.remove(&peer_id);
+            }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(peer),
+                ..
+            } => {
+                self.dialing.remove(&peer);
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                self.per_peer.remove(&peer_id);
+                if let Some(key) = self.up.remove(&peer_id) {
+                    debug!(peer = %peer_id, "peer down");
+                    self.metrics().peers = self.up.len();
+                    self.feed(Input::PeerDown { peer: key })?;
+                }
+            }
+            SwarmEvent::Behaviour(b) => self.on_behaviour(b)?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn on_behaviour(&mut self, ev: BehaviourEvent) -> Result<(), Error> {
+        match ev {
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                self.identified(peer_id, info)?;
+            }
+            BehaviourEvent::Kad(kad::Event::RoutingUpdated {
+                peer, addresses, ..
+            }) => {
+                self.discovered(peer, addresses.into_vec());
+            }
+            BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+                result: kad::QueryResult::GetClosestPeers(Ok(ok)),
+                ..
+            }) => {
+                for p in ok.peers {
+                    self.discovered(p.peer_id, p.addrs);
+                }
+            }
+            BehaviourEvent::Mdns(mdns::Event::Discovered(list)) => {
+                for (peer, addr) in list {
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer, addr.clone());
+                    self.discovered(peer, vec![addr]);
+                }
+            }
+            BehaviourEvent::Gossip(gossipsub::Event::Message {
+                propagation_source,
+                message,
+                ..
+            }) => {
+                self.metrics().bytes_in += message.data.len() as u64;
+                if let Some(from) = self.up.get(&propagation_source).copied() {
+                    let bytes: Arc<[u8]> = message.data.into();
+                    self.feed(Input::GossipReceived { from, bytes })?;
+                }
+            }
+            BehaviourEvent::Models(ev) => self.on_models(ev)?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// A peer told us who it is: a peer of this run goes up; another run's is disconnected.
+    fn identified(&mut self, peer: PeerId, info: identify::Info) -> Result<(), Error> {
+        if info.protocol_version != self.names.identify {
+            debug!(%peer, version = %info.protocol_version, "a peer of another run: disconnecting");
+            self.swarm.behaviour_mut().kad.remove_peer(&peer);
+            let _ = self.swarm.disconnect_peer_id(peer);
+            return Ok(());
+        }
+        for addr in info.listen_addrs {
+            self.swarm.behaviour_mut().kad.add_address(&peer, addr);
+        }
+        let Some(key) = net::peer_key(&peer) else {
+            let _ = self.swarm.disconnect_peer_id(peer);
+            return Ok(());
+        };
+        if self.up.insert(peer, key).is_some() {
+            return Ok(());
+        }
+        debug!(%peer, "peer up");
+        self.metrics().peers = self.up.len();
+        self.join_ask(peer);
+        self.feed(Input::PeerUp { peer: key })
+    }
+
+    fn on_models(&mut self, ev: request_response::Event<Request, Response>) -> Result<(), Error> {
+        use request_response::{Event, Message};
+        match ev {
+            Event::Message {
+                peer,
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                let models = &mut self.swarm.behaviour_mut().models;
+                match request {
+                    Request::Update(bytes) => {
+                        let _ = models.send_response(channel, Response::Ack);
+                        self.metrics().bytes_in += bytes.len() as u64;
+                        // The sender is the transport-authenticated peer id; it spoke this
+                        // run's model protocol, so it is checked even before identify is done.
+                        let from = self.up.get(&peer).copied().or_else(|| net::peer_key(&peer));
+                        if let Some(from) = from {
+                            let bytes: Arc<[u8]> = bytes.into();
+                            self.feed(Input::UpdateReceived { from, bytes })?;
+                        }
+                    }
+                    Request::Fetch => {
+                        let model = self
+                            .engine
+                            .as_ref()
+                            .and_then(|e| e.last_update())
+                            .map(|b| b.to_vec());
+                        let n = model.as_ref().map_or(0, Vec::len);
+                        let _ = models.send_response(channel, Response::Model(model));
+                        self.metrics().bytes_out += n as u64;
+                    }
+                }
+            }
+            Event::Message {
+                peer,
+                message:
+                    Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => match (self.in_flight.remove(&request_id), response) {
+                (Some((_, Sent::Update { bytes })), _) => {
+                    self.request_done(peer);
+                    self.metrics().bytes_out += bytes as u64;
+                }
+                (Some((_, Sent::Fetch)), Response::Model(model)) => {
+                    self.metrics().bytes_in += model.as_ref().map_or(0, Vec::len) as u64;
+                    self.join_answer(peer, model)?;
+                }
+                _ => {}
+            },
+            Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                debug!(%peer, %error, "model request failed");
+                match self.in_flight.remove(&request_id) {
+                    Some((_, Sent::Update { .. })) => {
+                        self.request_done(peer);
+                        self.metrics().sends_dropped += 1;
+                    }
+                    Some((_, Sent::Fetch)) => self.join_answer(peer, None)?,
+                    None => {}
+                }
+            }
+            Event::InboundFailure { peer, error, .. } => {
+                debug!(%peer, %error, "inbound model request failed");
+            }
+            Event::ResponseSent { .. } => {}
+        }
+        Ok(())
+    }
+
+    fn request_done(&mut self, peer: PeerId) {
+        if let Some(n) = self.per_peer.get_mut(&peer) {
+            *n = n.saturating_sub(1);
+        }
+    }
+}

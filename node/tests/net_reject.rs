@@ -1,0 +1,147 @@
+//! A live node rejects updates with a forged signature, another run's id, a wrong dimension and
+//! non-finite values, counts each by reason in its metrics, and keeps training.
+
+mod net_support;
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, identify, request_response};
+use murmur_node::config::Config;
+use murmur_node::metrics::sample;
+use murmur_node::net::codec::{Request, Response};
+use murmur_node::net::{self, BehaviourEvent};
+use murmur_protocol::sign::{Identity, RunId};
+use murmur_protocol::wire::{self, Codec};
+use net_support::{spawn, write_config};
+
+/// Parameters of the test config's model: MLP 64-32-10.
+const DIM: usize = 64 * 32 + 32 + 32 * 10 + 10;
+
+fn update(id: &Identity, run: RunId, round: u64, params: &[f32]) -> Vec<u8> {
+    wire::encode_update(
+        id,
+        run,
+        round,
+        1,
+        Codec::F32Le,
+        &wire::encode_params(params),
+    )
+    .0
+}
+
+#[test]
+fn forged_foreign_misshapen_and_non_finite_updates_are_rejected_by_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        1,
+        "fanout = 2\nwait-for = 1\nround-timeout-ms = 300",
+        "[metrics]\neval-every = 1\n",
+    );
+    let mut node = spawn(&config, &dir.path().join("n0"), 0, &[]);
+    let run = Config::read(&config).unwrap().run_id();
+    let before = node.wait(Duration::from_secs(120), |e| e["event"] == "eval");
+    let before = before["round"].as_u64().unwrap();
+
+    let me = Identity::from_secret([42; 32]);
+    let second = Identity::from_secret([43; 32]);
+    let mut forged = update(&me, run, 1, &vec![0.1; DIM]);
+    forged[40] ^= 0xff; // inside the signature
+    let bad = [
+        ("bad_signature", forged),
+        (
+            "wrong_run",
+            update(&me, RunId::derive(b"another run"), 1, &vec![0.1; DIM]),
+        ),
+        // Rounds far ahead, so that neither counts as lagging however far the node has got.
+        (
+            "wrong_dimension",
+            update(&me, run, 1_000_000, &vec![0.1; DIM - 1]),
+        ),
+        (
+            "non_finite",
+            update(&second, run, 1_000_001, &vec![f32::NAN; DIM]),
+        ),
+    ];
+    // Forgery and poison cost half the ban threshold each: two peers send, so that neither is
+    // banned (which would cut the connection before the last answer).
+    let target: Multiaddr = node.addr.parse().unwrap();
+    send(
+        &me,
+        run,
+        &target,
+        bad[..3].iter().map(|(_, b)| b.clone()).collect(),
+    );
+    send(&second, run, &target, vec![bad[3].1.clone()]);
+    let text = node.prometheus();
+    for (reason, _) in &bad {
+        let name = format!("murmur_updates_rejected_total{{reason=\"{reason}\"}}");
+        let count = sample(&text, &name).unwrap_or(0.0);
+        println!("{name} {count}");
+        assert_eq!(count, 1.0, "{reason} counted once");
+    }
+    assert_eq!(sample(&text, "murmur_updates_accepted_total"), Some(0.0));
+    // It keeps training: two more evaluated rounds after the attack.
+    let after = node.wait(Duration::from_secs(120), |e| {
+        e["event"] == "eval" && e["round"].as_u64().unwrap() >= before + 2
+    });
+    println!(
+        "rounds evaluated: {before} before, {} after",
+        after["round"]
+    );
+    assert!(node.status().round > before);
+}
+
+/// Connects to `target` as `id`, sends each message as an update once the node has identified
+/// itself, and waits (at most 60 s) until every one is acknowledged.
+fn send(id: &Identity, run: RunId, target: &Multiaddr, messages: Vec<Vec<u8>>) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let cfg = net::Config {
+            mdns: false,
+            ..net::Config::default()
+        };
+        let mut swarm = net::build(id, &run, &cfg, net::codec_limit(DIM)).unwrap();
+        swarm.dial(target.clone()).unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let mut acked = 0;
+        let mut sent = false;
+        while acked < messages.len() {
+            let ev = tokio::time::timeout_at(deadline, swarm.select_next_some())
+                .await
+                .expect("the node answers within 60 s");
+            match ev {
+                SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                    peer_id,
+                    ..
+                })) if !sent => {
+                    sent = true;
+                    for bytes in &messages {
+                        swarm
+                            .behaviour_mut()
+                            .models
+                            .send_request(&peer_id, Request::Update(bytes.clone()));
+                    }
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Models(
+                    request_response::Event::Message {
+                        message: request_response::Message::Response { response, .. },
+                        ..
+                    },
+                )) => {
+                    assert_eq!(response, Response::Ack);
+                    acked += 1;
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Models(
+                    request_response::Event::OutboundFailure { error, .. },
+                )) => panic!("request failed: {error}"),
+                _ => {}
+            }
+        }
+    });
+}

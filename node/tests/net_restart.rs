@@ -1,0 +1,84 @@
+//! Restarts and late joiners. A node killed with SIGKILL mid-run and restarted resumes from
+//! its checkpoint (the round continues) and rejoins; a node that joins a run in progress starts
+//! from the median of models fetched from its peers, not from the initial model.
+
+mod net_support;
+
+use std::time::Duration;
+
+use net_support::{spawn, write_config};
+
+const WAIT: Duration = Duration::from_secs(300);
+
+fn engine() -> String {
+    "fanout = 2\nwait-for = 2\nround-timeout-ms = 2000\nrounds = 400".into()
+}
+
+#[test]
+fn a_killed_node_resumes_from_its_checkpoint_and_rejoins() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        3,
+        &engine(),
+        "[metrics]\neval-every = 2\n[checkpoint]\nevery = 2\n",
+    );
+    let n0 = spawn(&config, &dir.path().join("n0"), 0, &[]);
+    let boot = n0.addr.clone();
+    let _n1 = spawn(&config, &dir.path().join("n1"), 1, &["--bootstrap", &boot]);
+    let mut n2 = spawn(&config, &dir.path().join("n2"), 2, &["--bootstrap", &boot]);
+    let saved = n2.wait(WAIT, |e| {
+        e["event"] == "checkpoint" && e["round"].as_u64().unwrap() >= 6
+    });
+    let saved = saved["round"].as_u64().unwrap();
+    let data = n2.kill();
+
+    let mut n2 = spawn(&config, &data, 2, &["--bootstrap", &boot]);
+    let started = n2.wait(WAIT, |e| e["event"] == "started");
+    println!("checkpoint at round {saved}; restarted: {started}");
+    assert_eq!(started["start"], "checkpoint");
+    let round = started["round"].as_u64().unwrap();
+    assert!(round >= saved, "resumed at {round}, checkpoint was {saved}");
+    // It rejoins: it mixes updates from its peers in rounds after the restart.
+    let later = n2.wait(WAIT, |e| {
+        e["event"] == "eval" && e["model"] == "mixed" && e["round"].as_u64().unwrap() >= round + 4
+    });
+    let s = n2.status();
+    println!(
+        "after restart: {later}; peers {} accepted {}",
+        s.peers, s.accepted
+    );
+    assert!(s.peers >= 1 && s.accepted > 0, "rejoined: {s:?}");
+    // Signing past every round it had signed before, it never equivocated.
+    let s0 = n0.status();
+    assert_eq!(s0.bans, 0, "node 0 banned someone: {s0:?}");
+    assert_eq!(s0.rejected.get("equivocation").copied().unwrap_or(0), 0);
+}
+
+#[test]
+fn a_late_joiner_starts_from_the_median_of_its_peers_models() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        4,
+        &engine(),
+        "[metrics]\neval-every = 2\n[join]\npeers = 3\ntimeout-ms = 20000\n",
+    );
+    let mut n0 = spawn(&config, &dir.path().join("n0"), 0, &[]);
+    let boot = n0.addr.clone();
+    let _n1 = spawn(&config, &dir.path().join("n1"), 1, &["--bootstrap", &boot]);
+    let _n2 = spawn(&config, &dir.path().join("n2"), 2, &["--bootstrap", &boot]);
+    let progressed = n0.wait(WAIT, |e| {
+        e["event"] == "eval" && e["model"] == "mixed" && e["round"].as_u64().unwrap() >= 10
+    });
+    let mut n3 = spawn(&config, &dir.path().join("n3"), 3, &["--bootstrap", &boot]);
+    let started = n3.wait(WAIT, |e| e["event"] == "started");
+    println!("node 0 at {progressed}; joiner: {started}");
+    assert_eq!(started["start"], "joined");
+    assert!(started["joined_from"].as_u64().unwrap() >= 2, "{started}");
+    assert!(started["round"].as_u64().unwrap() >= 8, "{started}");
+    // Its first local model already scores like its peers', far above the initial model's 10%.
+    let first = n3.wait(WAIT, |e| e["event"] == "eval");
+    println!("joiner's first evaluation: {first}");
+    assert!(first["accuracy"].as_f64().unwrap() > 0.6, "{first}");
+}

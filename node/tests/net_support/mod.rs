@@ -1,0 +1,183 @@
+//! Shared helpers of the end-to-end tests: `murmur-node run` as child processes on 127.0.0.1,
+//! observed through their standard-output event lines and their status endpoint. Every wait is
+//! bounded by a deadline; children are killed when dropped.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::{Duration, Instant};
+
+use murmur_node::metrics::Metrics;
+use serde_json::Value;
+
+/// A `murmur-node run` child process.
+pub struct Node {
+    child: Child,
+    events: Receiver<Value>,
+    /// Every event seen so far, in order.
+    pub seen: Vec<Value>,
+    /// Its status endpoint.
+    pub http: String,
+    /// Its TCP listen address with `/p2p/ID`.
+    pub addr: String,
+    /// Its data directory.
+    pub dir: PathBuf,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes a node config for `partitions` nodes to `dir/node.toml`; `extra` is appended
+/// (tables and keys not set here).
+pub fn write_config(dir: &Path, partitions: usize, engine: &str, extra: &str) -> PathBuf {
+    let text = format!(
+        r#"
+[run]
+name = "e2e"
+seed = 7
+partitions = {partitions}
+
+[learning]
+model = {{ kind = "mlp", hidden = [32] }}
+data = {{ kind = "digits" }}
+partition = {{ kind = "iid" }}
+optimizer = {{ kind = "sgd", lr = 0.05, momentum = 0.9 }}
+batch-size = 32
+local-steps = 10
+
+[engine]
+{engine}
+
+[network]
+mdns = false
+random-walk-secs = 1
+
+{extra}
+"#
+    );
+    let path = dir.join("node.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Starts a node with data directory `dir`, partition `index`, listening on a free loopback
+/// port, with its endpoint on a free loopback port, and waits (at most 120 s) until it listens.
+pub fn spawn(config: &Path, dir: &Path, index: usize, args: &[&str]) -> Node {
+    std::fs::create_dir_all(dir).unwrap();
+    let log = std::fs::File::create(dir.join("stderr.log")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_murmur-node"))
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--index", &index.to_string()])
+        .args(["--listen", "/ip4/127.0.0.1/tcp/0"])
+        .args(["--metrics", "127.0.0.1:0", "--no-mdns"])
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .expect("start murmur-node");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, events) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Ok(v) = serde_json::from_str::<Value>(&line)
+                && tx.send(v).is_err()
+            {
+                break;
+            }
+        }
+    });
+    let mut node = Node {
+        child,
+        events,
+        seen: Vec::new(),
+        http: String::new(),
+        addr: String::new(),
+        dir: dir.to_owned(),
+    };
+    let deadline = Duration::from_secs(120);
+    let http = node.wait(deadline, |e| e["event"] == "http");
+    node.http = http["addr"].as_str().unwrap().to_owned();
+    let listening = node.wait(deadline, |e| e["event"] == "listening");
+    node.addr = listening["addr"].as_str().unwrap().to_owned();
+    node
+}
+
+impl Node {
+    /// Waits at most `timeout` for the next event matching `pred` (events seen before this call
+    /// are not considered). Panics with the node's log on timeout or exit.
+    pub fn wait(&mut self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(v) => {
+                    self.seen.push(v.clone());
+                    if pred(&v) {
+                        return v;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => self.fail("timed out waiting for an event"),
+                Err(RecvTimeoutError::Disconnected) => self.fail("the node exited"),
+            }
+        }
+    }
+
+    fn fail(&self, why: &str) -> ! {
+        let log = std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        panic!(
+            "{}: {why}; events: {:?}\nlog tail:\n{}",
+            self.dir.display(),
+            self.seen.iter().rev().take(5).collect::<Vec<_>>(),
+            tail.join("\n")
+        );
+    }
+
+    /// The node's JSON status.
+    pub fn status(&self) -> Metrics {
+        let body = murmur_node::status::fetch(&self.http, "/status").unwrap();
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// The node's Prometheus text.
+    pub fn prometheus(&self) -> String {
+        murmur_node::status::fetch(&self.http, "/metrics").unwrap()
+    }
+
+    /// Kills the process with SIGKILL and waits for it.
+    pub fn kill(mut self) -> PathBuf {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.dir.clone()
+    }
+
+    /// Sends SIGTERM and waits (at most `timeout`) for a clean exit; returns whether it was.
+    pub fn terminate(mut self, timeout: Duration) -> bool {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(v) => self.seen.push(v),
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => return false,
+            }
+        }
+        matches!(self.child.wait(), Ok(s) if s.success())
+    }
+}
