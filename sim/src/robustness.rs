@@ -50,6 +50,11 @@ pub fn attacks() -> Vec<Attack> {
     .collect()
 }
 
+/// An entry of [`RULES`] as an aggregation config (its keys are comma-separated).
+pub fn parse_rule(rule: &str) -> aggregate::Config {
+    toml::from_str(&rule.replace(", ", "\n")).expect("the table's rules parse")
+}
+
 /// One cell: a rule, an attack (`None`: no attack), and the run's last row.
 #[derive(Debug, Clone)]
 pub struct Cell {
@@ -66,8 +71,7 @@ pub struct Cell {
 /// The scenario of one cell.
 pub fn cell_scenario(base: &Scenario, rule: &str, attack: Option<&Attack>) -> Scenario {
     let mut s = base.clone();
-    s.engine.aggregation =
-        toml::from_str::<aggregate::Config>(rule).expect("the table's rules parse");
+    s.engine.aggregation = parse_rule(rule);
     let f = base.byzantine();
     s.attackers = match attack {
         Some(a) => vec![Attackers {
@@ -130,32 +134,6 @@ pub fn markdown(cells: &[Cell]) -> String {
         s.push('\n');
     }
     s
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_rule_and_attack_of_the_table_is_valid() {
-        for (_, rule) in RULES {
-            let c: aggregate::Config = toml::from_str(rule).unwrap();
-            c.validate().unwrap();
-        }
-        assert_eq!(attacks().len(), murmur_protocol::attack::NAMES.len());
-    }
-
-    #[test]
-    fn splice_replaces_only_the_marked_section() {
-        let old = format!(
-            "# Results\nintro\n{}\nold\n{}\nafter\n",
-            MARKERS.0, MARKERS.1
-        );
-        let new = splice(&old, &format!("{}\nnew\n{}\n", MARKERS.0, MARKERS.1));
-        assert!(new.contains("new") && !new.contains("old"));
-        assert!(new.starts_with("# Results\nintro\n") && new.ends_with("after\n"));
-        assert!(splice("x\n", "S\n").ends_with("S\n"));
-    }
 }
 
 /// Start and end markers of the generated section in a Markdown file.
@@ -225,5 +203,30 @@ pub fn splice(text: &str, section: &str) -> String {
             format!("{}{}{}", &text[..a], section, rest)
         }
         _ => format!("{text}\n{section}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_rule_and_attack_of_the_table_is_valid() {
+        for (_, rule) in RULES {
+            parse_rule(rule).validate().unwrap();
+        }
+        assert_eq!(attacks().len(), murmur_protocol::attack::NAMES.len());
+    }
+
+    #[test]
+    fn splice_replaces_only_the_marked_section() {
+        let old = format!(
+            "# Results\nintro\n{}\nold\n{}\nafter\n",
+            MARKERS.0, MARKERS.1
+        );
+        let new = splice(&old, &format!("{}\nnew\n{}\n", MARKERS.0, MARKERS.1));
+        assert!(new.contains("new") && !new.contains("old"));
+        assert!(new.starts_with("# Results\nintro\n") && new.ends_with("after\n"));
+        assert!(splice("x\n", "S\n").ends_with("S\n"));
     }
 }

@@ -187,3 +187,69 @@ every-s = 0.25
         last.acc_mean
     );
 }
+
+/// A scenario shipped in `configs/sim/`.
+fn shipped(name: &str) -> Scenario {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../configs/sim")
+        .join(name);
+    let mut s = Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    s.seed = seed(s.seed);
+    s
+}
+
+#[test]
+fn every_shipped_scenario_parses() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/sim");
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 4, "{names:?}");
+    for p in names {
+        Scenario::load(&p).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+#[test]
+fn quickstart_reaches_ninety_percent_under_alie() {
+    let s = shipped("quickstart.toml");
+    let r = run(&s, 2);
+    let last = r.rows.last().unwrap();
+    assert_eq!(r.summary.byzantine, 3);
+    assert!(
+        last.acc_mean >= 0.90,
+        "seed {}: honest mean accuracy {:.3}\n{}",
+        s.seed,
+        last.acc_mean,
+        r.rounds_csv()
+    );
+}
+
+#[test]
+fn churn_of_thirty_percent_stays_within_two_points_of_no_churn() {
+    let churn = shipped("churn.toml");
+    let mut calm = churn.clone();
+    calm.churn = Default::default();
+    let (a, b) = (run(&churn, 2), run(&calm, 2));
+    let (with, without) = (a.rows.last().unwrap(), b.rows.last().unwrap());
+    let context = format!(
+        "seed {}\nchurn:\n{}no churn:\n{}",
+        churn.seed,
+        a.rounds_csv(),
+        b.rounds_csv()
+    );
+    assert!(
+        a.rows.iter().any(|r| r.online < with.online),
+        "nobody left; {context}"
+    );
+    assert_eq!(with.online, 20, "not everyone came back; {context}");
+    assert!(
+        with.acc_mean >= without.acc_mean - 0.02,
+        "churn {:.3} vs no churn {:.3}; {context}",
+        with.acc_mean,
+        without.acc_mean
+    );
+}
