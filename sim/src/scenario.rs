@@ -301,7 +301,8 @@ pub struct Churn {
     #[serde(default)]
     pub downtime_s: f64,
     /// Honest nodes (the highest indices) that are offline at the start and join at `join-s`,
-    /// from the initial model, catching up from their peers.
+    /// starting from the median of up to 8 reachable peers' latest updates (the engine's
+    /// bootstrap) and catching up from there.
     #[serde(default)]
     pub joiners: usize,
     /// When the joiners join.

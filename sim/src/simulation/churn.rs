@@ -3,10 +3,15 @@
 //! The simulator only changes who is reachable and tells the engines, as a real transport would
 //! (`PeerDown`, `PeerUp`); what a node does about it is the engine's business. A node that comes
 //! back is a restarted process: a new engine from its last model and completed round (what its
-//! checkpoint holds), with the same key, and fresh connections.
+//! checkpoint holds), with the same key, and fresh connections. A late joiner starts from the
+//! engine's [`bootstrap::join`] of its peers' latest updates.
 
 use super::Simulation;
-use murmur_protocol::engine::{Engine, Input, Setup};
+use crate::network::{self, stream};
+use murmur_protocol::engine::{Engine, Input, Setup, bootstrap};
+use murmur_protocol::sign::PeerKey;
+use rand::seq::SliceRandom;
+use std::sync::Arc;
 
 impl Simulation {
     /// Starts partition `k` (`Some`), or heals the one in force (`None`).
@@ -99,9 +104,53 @@ impl Simulation {
         if !node.byzantine {
             self.honest_online += 1;
         }
+        if !restarted {
+            self.bootstrap(i);
+        }
         self.connect(i);
         self.drain(i);
         self.recount_behind();
+    }
+}
+
+/// Peers a late joiner asks for their latest update.
+const BOOTSTRAP_PEERS: usize = 8;
+
+impl Simulation {
+    /// A late joiner asks up to [`BOOTSTRAP_PEERS`] of its reachable peers (a seeded draw) for
+    /// their latest signed update and starts from what [`bootstrap::join`] makes of the answers;
+    /// with no usable answer it keeps the initial model. The exchange is taken to be
+    /// instantaneous.
+    fn bootstrap(&mut self, i: usize) {
+        let mut peers = self.connected(i);
+        peers.shuffle(&mut network::rng(
+            self.scenario.seed,
+            stream::CHURN,
+            1 + i as u64,
+        ));
+        peers.truncate(BOOTSTRAP_PEERS);
+        peers.sort_unstable();
+        let answers: Vec<(PeerKey, Arc<[u8]>)> = peers
+            .iter()
+            .filter_map(|&j| Some((self.nodes[j].key, self.nodes[j].engine.last_update()?)))
+            .collect();
+        let node = &mut self.nodes[i];
+        let start = bootstrap::join(
+            node.setup.run,
+            node.engine.dim(),
+            answers.iter().map(|(k, b)| (*k, &b[..])),
+        );
+        if let Some(model) = start.model {
+            let setup = Setup {
+                model,
+                round: start.round,
+                ..node.setup.clone()
+            };
+            node.engine = Engine::new(setup).expect("the setup was valid at the start");
+            node.trainer
+                .set_params(node.engine.model())
+                .expect("same dimension");
+        }
     }
 }
 
