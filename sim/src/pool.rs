@@ -13,11 +13,11 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-/// What one local training job produced.
+/// What one local training job produced. The trained parameters stay in the trainer until the
+/// job's result is delivered (nothing else touches them in between), so a batch of N jobs does
+/// not hold N extra copies of the model.
 #[derive(Debug)]
 pub(crate) struct Trained {
-    /// The parameters after the local steps.
-    pub params: Vec<f32>,
     /// Samples processed.
     pub samples: u64,
     /// Wall time of the job.
@@ -64,7 +64,6 @@ pub(crate) fn train(trainers: Vec<&mut Trainer>, steps: usize, threads: usize) -
     map(trainers, threads, |t| {
         let report = t.train_steps(steps);
         Trained {
-            params: t.params().to_vec(),
             samples: report.samples as u64,
             elapsed: report.elapsed,
         }

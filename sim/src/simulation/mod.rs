@@ -290,11 +290,14 @@ impl Simulation {
                 let Some(t) = self.results.remove(&(node, epoch)) else {
                     return;
                 };
+                // The trainer holds the trained parameters: the engine is training, so no
+                // `SetModel` reached it since the job ran.
+                let params = self.nodes[node].trainer.params().to_vec();
                 self.input(
                     node,
                     Input::Trained {
                         round,
-                        params: t.params,
+                        params,
                         samples: t.samples,
                     },
                 );
