@@ -1,10 +1,11 @@
 //! A late joiner's start: ask several peers for their latest signed update, then start from
 //! the median of those that pass the checks ([`murmur_protocol::engine::bootstrap::join`]).
 //!
-//! The driver asks each newly identified peer until `join.peers` have been asked; the join ends
-//! when all of those answered or failed and at least `join.peers` were asked, or at the
-//! deadline, whichever comes first. With no valid answer the node starts from the run's initial
-//! model at round 0 (the first nodes of a run all do).
+//! The driver asks identified peers, a few at a time, until `join.peers` of them have answered
+//! with a model; a peer without one yet (it is joining too, or has not finished its first round)
+//! makes room to ask another, up to [`ASK_FACTOR`] times `join.peers` peers in all. The join ends
+//! when `join.peers` models are in, or at the deadline with what has come; with no valid answer
+//! the node starts from the run's initial model at round 0 (the first nodes of a run all do).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -17,6 +18,9 @@ use tracing::info;
 use super::{Driver, Error, Sent};
 use crate::config;
 use crate::net::codec::Request;
+
+/// At most this many times `join.peers` peers are asked.
+pub const ASK_FACTOR: usize = 4;
 
 /// The state of a join in progress.
 #[derive(Debug)]
@@ -36,27 +40,48 @@ impl Joining {
         }
     }
 
+    fn models(&self) -> usize {
+        self.asked
+            .values()
+            .filter(|a| matches!(a, Some(Some(_))))
+            .count()
+    }
+
+    fn outstanding(&self) -> usize {
+        self.asked.values().filter(|a| a.is_none()).count()
+    }
+
     fn done(&self) -> bool {
-        self.asked.len() >= self.want && self.asked.values().all(Option::is_some)
+        self.models() >= self.want
+    }
+
+    fn wants_more(&self) -> bool {
+        self.models() + self.outstanding() < self.want && self.asked.len() < ASK_FACTOR * self.want
     }
 }
 
 impl Driver {
-    /// Asks a newly identified peer for its model while more answers are wanted.
-    pub(super) fn join_ask(&mut self, peer: PeerId) {
-        let Some(j) = self.joining.as_mut() else {
-            return;
-        };
-        if j.asked.len() >= j.want || j.asked.contains_key(&peer) {
-            return;
+    /// Asks identified peers not asked yet for their model while more answers are wanted.
+    pub(super) fn join_ask(&mut self) {
+        let candidates: Vec<PeerId> = self.up.keys().copied().collect();
+        for peer in candidates {
+            let Some(j) = self.joining.as_mut() else {
+                return;
+            };
+            if !j.wants_more() {
+                return;
+            }
+            if j.asked.contains_key(&peer) {
+                continue;
+            }
+            j.asked.insert(peer, None);
+            let id = self
+                .swarm
+                .behaviour_mut()
+                .models
+                .send_request(&peer, Request::Fetch);
+            self.in_flight.insert(id, (peer, Sent::Fetch));
         }
-        j.asked.insert(peer, None);
-        let id = self
-            .swarm
-            .behaviour_mut()
-            .models
-            .send_request(&peer, Request::Fetch);
-        self.in_flight.insert(id, (peer, Sent::Fetch));
     }
 
     /// Records a peer's answer (`None` for a failed request).
@@ -70,6 +95,7 @@ impl Driver {
         {
             *slot = Some(model);
         }
+        self.join_ask();
         self.maybe_finish_join(false)
     }
 

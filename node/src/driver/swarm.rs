@@ -158,7 +158,7 @@ impl Driver {
         }
         debug!(%peer, "peer up");
         self.metrics().peers = self.up.len();
-        self.join_ask(peer);
+        self.join_ask();
         self.feed(Input::PeerUp { peer: key })
     }
 

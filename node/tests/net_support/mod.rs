@@ -17,8 +17,8 @@ use serde_json::Value;
 pub struct Node {
     child: Child,
     events: Receiver<Value>,
-    /// Every event seen so far, in order.
-    pub seen: Vec<Value>,
+    /// Events received but not yet returned by [`Node::wait`], in order.
+    backlog: Vec<Value>,
     /// Its status endpoint.
     pub http: String,
     /// Its TCP listen address with `/p2p/ID`.
@@ -102,7 +102,7 @@ pub fn spawn(config: &Path, dir: &Path, index: usize, args: &[&str]) -> Node {
     let mut node = Node {
         child,
         events,
-        seen: Vec::new(),
+        backlog: Vec::new(),
         http: String::new(),
         addr: String::new(),
         dir: dir.to_owned(),
@@ -116,19 +116,18 @@ pub fn spawn(config: &Path, dir: &Path, index: usize, args: &[&str]) -> Node {
 }
 
 impl Node {
-    /// Waits at most `timeout` for the next event matching `pred` (events seen before this call
-    /// are not considered). Panics with the node's log on timeout or exit.
+    /// Returns the first event matching `pred` that no earlier call returned, waiting at most
+    /// `timeout` for it. Panics with the node's log on timeout or exit.
     pub fn wait(&mut self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        if let Some(i) = self.backlog.iter().position(&pred) {
+            return self.backlog.remove(i);
+        }
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.events.recv_timeout(left) {
-                Ok(v) => {
-                    self.seen.push(v.clone());
-                    if pred(&v) {
-                        return v;
-                    }
-                }
+                Ok(v) if pred(&v) => return v,
+                Ok(v) => self.backlog.push(v),
                 Err(RecvTimeoutError::Timeout) => self.fail("timed out waiting for an event"),
                 Err(RecvTimeoutError::Disconnected) => self.fail("the node exited"),
             }
@@ -142,7 +141,7 @@ impl Node {
         panic!(
             "{}: {why}; events: {:?}\nlog tail:\n{}",
             self.dir.display(),
-            self.seen.iter().rev().take(5).collect::<Vec<_>>(),
+            self.backlog.iter().rev().take(5).collect::<Vec<_>>(),
             tail.join("\n")
         );
     }
@@ -173,7 +172,7 @@ impl Node {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.events.recv_timeout(left) {
-                Ok(v) => self.seen.push(v),
+                Ok(v) => self.backlog.push(v),
                 Err(RecvTimeoutError::Disconnected) => break,
                 Err(RecvTimeoutError::Timeout) => return false,
             }
