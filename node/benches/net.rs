@@ -28,37 +28,66 @@ fn signed(id: &Identity, run: RunId, dim: usize) -> Vec<u8> {
     wire::encode_update(id, run, 1, 1, Codec::F32Le, &wire::encode_params(&params)).0
 }
 
+/// The sending node; the receiving node runs on its own thread with its own runtime, as a
+/// second process would.
 struct Pair {
     a: Swarm<Behaviour>,
-    b: Swarm<Behaviour>,
     b_id: PeerId,
 }
 
+/// Starts a receiving node on its own thread (it acknowledges every update and runs until the
+/// process ends) and connects a sending node to it.
 async fn pair(run: RunId, dim: usize) -> Pair {
     let cfg = net::Config {
         mdns: false,
         ..net::Config::default()
     };
     let limit = net::codec_limit(dim);
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel::<(Multiaddr, PeerId)>();
+    let b_cfg = cfg.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let mut b = net::build(&Identity::from_secret([2; 32]), &run, &b_cfg, limit).unwrap();
+            b.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+                .unwrap();
+            loop {
+                match b.select_next_some().await {
+                    SwarmEvent::NewListenAddr { address, .. } => {
+                        addr_tx.send((address, *b.local_peer_id())).unwrap();
+                    }
+                    SwarmEvent::Behaviour(BehaviourEvent::Models(
+                        request_response::Event::Message {
+                            message:
+                                request_response::Message::Request {
+                                    request, channel, ..
+                                },
+                            ..
+                        },
+                    )) => {
+                        assert!(matches!(request, Request::Update(_)));
+                        let _ = b
+                            .behaviour_mut()
+                            .models
+                            .send_response(channel, Response::Ack);
+                    }
+                    _ => {}
+                }
+            }
+        });
+    });
+    let (addr, b_id) = addr_rx.recv().unwrap();
     let mut a = net::build(&Identity::from_secret([1; 32]), &run, &cfg, limit).unwrap();
-    let mut b = net::build(&Identity::from_secret([2; 32]), &run, &cfg, limit).unwrap();
-    b.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
-        .unwrap();
-    let addr: Multiaddr = loop {
-        if let SwarmEvent::NewListenAddr { address, .. } = b.select_next_some().await {
-            break address;
-        }
-    };
-    let b_id = *b.local_peer_id();
     a.dial(addr).unwrap();
-    let mut connected = (false, false);
-    while connected != (true, true) {
-        tokio::select! {
-            e = a.select_next_some() => if matches!(e, SwarmEvent::ConnectionEstablished { .. }) { connected.0 = true },
-            e = b.select_next_some() => if matches!(e, SwarmEvent::ConnectionEstablished { .. }) { connected.1 = true },
+    loop {
+        if let SwarmEvent::ConnectionEstablished { .. } = a.select_next_some().await {
+            break;
         }
     }
-    Pair { a, b, b_id }
+    Pair { a, b_id }
 }
 
 /// Sends `bytes` from a to b `count` times, one request at a time; returns the seconds taken.
@@ -68,22 +97,18 @@ async fn transfer(p: &mut Pair, bytes: &[u8], count: usize) -> f64 {
         p.a.behaviour_mut()
             .models
             .send_request(&p.b_id, Request::Update(bytes.to_vec()));
-        let mut done = false;
-        while !done {
-            tokio::select! {
-                e = p.a.select_next_some() => match e {
-                    SwarmEvent::Behaviour(BehaviourEvent::Models(request_response::Event::Message {
-                        message: request_response::Message::Response { .. }, ..
-                    })) => done = true,
-                    SwarmEvent::Behaviour(BehaviourEvent::Models(request_response::Event::OutboundFailure { error, .. })) => panic!("{error}"),
-                    _ => {}
-                },
-                e = p.b.select_next_some() => if let SwarmEvent::Behaviour(BehaviourEvent::Models(request_response::Event::Message {
-                    message: request_response::Message::Request { request, channel, .. }, ..
-                })) = e {
-                    assert!(matches!(request, Request::Update(ref v) if v.len() == bytes.len()));
-                    p.b.behaviour_mut().models.send_response(channel, Response::Ack).unwrap();
-                },
+        loop {
+            match p.a.select_next_some().await {
+                SwarmEvent::Behaviour(BehaviourEvent::Models(
+                    request_response::Event::Message {
+                        message: request_response::Message::Response { .. },
+                        ..
+                    },
+                )) => break,
+                SwarmEvent::Behaviour(BehaviourEvent::Models(
+                    request_response::Event::OutboundFailure { error, .. },
+                )) => panic!("{error}"),
+                _ => {}
             }
         }
     }
@@ -167,7 +192,7 @@ fn training_while_gossiping(rt: &tokio::runtime::Runtime) {
     let setup = bench::setup(train::Backend::Flex, spec, &data, 32).unwrap();
     let trainer = || Trainer::new(&setup, Shard::all(data.clone()), 0, 1).unwrap();
     let dim = trainer().params().len();
-    let (rounds, steps) = (30, 20);
+    let (rounds, steps) = (60, 20);
     let alone = worker_throughput(trainer(), rounds, steps);
 
     let run = RunId::derive(b"bench");
