@@ -162,7 +162,14 @@ fn model_transfer(rt: &tokio::runtime::Runtime) {
     println!("  ratio: {:.1}% (target >= 50%)", 100.0 * p2p / tcp);
 }
 
-fn worker_throughput(trainer: Trainer, rounds: usize, steps: usize) -> f64 {
+/// Trains `rounds` rounds of `steps` steps on a worker thread; after each round sends on `tick`
+/// (if given). Returns samples per second over all rounds but the first.
+fn worker_throughput(
+    trainer: Trainer,
+    rounds: usize,
+    steps: usize,
+    tick: Option<std::sync::mpsc::Sender<()>>,
+) -> f64 {
     let worker = Worker::spawn(trainer, 2).unwrap();
     let (mut samples, mut secs) = (0usize, 0f64);
     for round in 0..rounds as u64 {
@@ -181,6 +188,9 @@ fn worker_throughput(trainer: Trainer, rounds: usize, steps: usize) -> f64 {
             Reply::Trained { .. } => {}
             other => panic!("{other:?}"),
         }
+        if let Some(t) = &tick {
+            let _ = t.send(());
+        }
     }
     worker.shutdown().unwrap();
     samples as f64 / secs
@@ -193,34 +203,56 @@ fn training_while_gossiping(rt: &tokio::runtime::Runtime) {
     let trainer = || Trainer::new(&setup, Shard::all(data.clone()), 0, 1).unwrap();
     let dim = trainer().params().len();
     let (rounds, steps) = (60, 20);
-    let alone = worker_throughput(trainer(), rounds, steps);
+    let alone = worker_throughput(trainer(), rounds, steps, None);
 
     let run = RunId::derive(b"bench");
     let bytes = signed(&Identity::from_secret([1; 32]), run, dim);
     let mut p = rt.block_on(pair(run, dim));
-    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
-    let t = trainer();
-    let measuring = std::thread::spawn(move || {
-        let r = worker_throughput(t, rounds, steps);
-        let _ = stop_tx.send(());
-        r
-    });
-    let mut moved = 0usize;
-    let start = Instant::now();
-    while stop_rx.try_recv().is_err() {
-        rt.block_on(transfer(&mut p, &bytes, 1));
-        moved += 1;
-    }
-    let gossip_secs = start.elapsed().as_secs_f64();
-    let busy = measuring.join().unwrap();
-    println!("training (MLP 784-128-10, {dim} params, batch 32) on its own thread:");
-    println!("  alone:                                   {alone:8.0} samples/s");
     println!(
-        "  while moving updates without pause:      {busy:8.0} samples/s ({moved} updates of {:.2} MB in {gossip_secs:.1} s)",
-        bytes.len() as f64 / 1e6
+        "training (MLP 784-128-10, {dim} params, batch 32, {steps} steps a round) on its own thread:"
     );
-    println!("  ratio: {:.1}% (target >= 90%)", 100.0 * busy / alone);
+    println!("  alone:                                        {alone:8.0} samples/s");
+    // A node's own traffic: `FANOUT` updates out after every round of local steps.
+    // The worst case: updates moved back to back for as long as training runs.
+    for paced in [true, false] {
+        let (tick_tx, tick_rx) = std::sync::mpsc::channel::<()>();
+        let t = trainer();
+        let measuring =
+            std::thread::spawn(move || worker_throughput(t, rounds, steps, Some(tick_tx)));
+        let mut moved = 0usize;
+        let start = Instant::now();
+        loop {
+            let next = if paced {
+                tick_rx.recv().map(|()| FANOUT)
+            } else {
+                match tick_rx.try_recv() {
+                    Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                        Err(std::sync::mpsc::RecvError)
+                    }
+                    _ => Ok(1),
+                }
+            };
+            let Ok(count) = next else { break };
+            rt.block_on(transfer(&mut p, &bytes, count));
+            moved += count;
+        }
+        let secs = start.elapsed().as_secs_f64();
+        let busy = measuring.join().unwrap();
+        let how = if paced {
+            "4 updates a round"
+        } else {
+            "updates back to back"
+        };
+        println!(
+            "  while sending {how:<21}: {busy:8.0} samples/s ({moved} updates of {:.2} MB in {secs:.1} s), ratio {:.1}% (target >= 90%)",
+            bytes.len() as f64 / 1e6,
+            100.0 * busy / alone
+        );
+    }
 }
+
+/// Updates a node sends per round (the engine's default fanout).
+const FANOUT: usize = 4;
 
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing and expects a quick
