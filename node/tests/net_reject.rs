@@ -92,11 +92,50 @@ fn forged_foreign_misshapen_and_non_finite_updates_are_rejected_by_reason() {
         after["round"]
     );
     assert!(node.status().round > before);
+
+    // Two forgeries ban a peer; it is then refused at connection time.
+    let third = Identity::from_secret([44; 32]);
+    let forgeries: Vec<Vec<u8>> = (0..2u64)
+        .map(|i| {
+            let mut b = update(&third, run, 2_000_000 + i, &vec![0.2; DIM]);
+            b[40] ^= 0xff;
+            b
+        })
+        .collect();
+    // The answers may or may not get out before the ban closes the connection.
+    let outcome = exchange(&third, run, &target, forgeries);
+    assert_ne!(outcome, Outcome::Refused);
+    assert_eq!(node.status().bans, 1);
+    assert_eq!(exchange(&third, run, &target, Vec::new()), Outcome::Refused);
+    let text = node.prometheus();
+    assert_eq!(
+        sample(
+            &text,
+            "murmur_updates_rejected_total{reason=\"bad_signature\"}"
+        ),
+        Some(3.0)
+    );
+}
+
+/// How an exchange with the node ended.
+#[derive(Debug, PartialEq)]
+enum Outcome {
+    /// The node identified itself and answered every message.
+    Answered,
+    /// The node identified itself, then the connection closed before every answer came.
+    Cut,
+    /// The connection closed (or failed) before the node identified itself.
+    Refused,
+}
+
+fn send(id: &Identity, run: RunId, target: &Multiaddr, messages: Vec<Vec<u8>>) {
+    assert_eq!(exchange(id, run, target, messages), Outcome::Answered);
 }
 
 /// Connects to `target` as `id`, sends each message as an update once the node has identified
-/// itself, and waits (at most 60 s) until every one is acknowledged.
-fn send(id: &Identity, run: RunId, target: &Multiaddr, messages: Vec<Vec<u8>>) {
+/// itself, and waits (at most 60 s) until every one is acknowledged or the connection ends.
+/// With no messages, the exchange is answered once the node has identified itself.
+fn exchange(id: &Identity, run: RunId, target: &Multiaddr, messages: Vec<Vec<u8>>) -> Outcome {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -110,8 +149,11 @@ fn send(id: &Identity, run: RunId, target: &Multiaddr, messages: Vec<Vec<u8>>) {
         swarm.dial(target.clone()).unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         let mut acked = 0;
-        let mut sent = false;
-        while acked < messages.len() {
+        let mut identified = false;
+        loop {
+            if identified && acked == messages.len() {
+                return Outcome::Answered;
+            }
             let ev = tokio::time::timeout_at(deadline, swarm.select_next_some())
                 .await
                 .expect("the node answers within 60 s");
@@ -119,8 +161,8 @@ fn send(id: &Identity, run: RunId, target: &Multiaddr, messages: Vec<Vec<u8>>) {
                 SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                     peer_id,
                     ..
-                })) if !sent => {
-                    sent = true;
+                })) if !identified => {
+                    identified = true;
                     for bytes in &messages {
                         swarm
                             .behaviour_mut()
@@ -137,11 +179,16 @@ fn send(id: &Identity, run: RunId, target: &Multiaddr, messages: Vec<Vec<u8>>) {
                     assert_eq!(response, Response::Ack);
                     acked += 1;
                 }
-                SwarmEvent::Behaviour(BehaviourEvent::Models(
-                    request_response::Event::OutboundFailure { error, .. },
-                )) => panic!("request failed: {error}"),
+                SwarmEvent::ConnectionClosed { .. }
+                | SwarmEvent::OutgoingConnectionError { .. } => {
+                    return if identified {
+                        Outcome::Cut
+                    } else {
+                        Outcome::Refused
+                    };
+                }
                 _ => {}
             }
         }
-    });
+    })
 }
