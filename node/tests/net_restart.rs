@@ -6,6 +6,8 @@ mod net_support;
 
 use std::time::Duration;
 
+use murmur_node::checkpoint::Checkpoint;
+use murmur_node::config::Config;
 use net_support::{spawn, write_config};
 
 const WAIT: Duration = Duration::from_secs(300);
@@ -54,6 +56,20 @@ fn a_killed_node_resumes_from_its_checkpoint_and_rejoins() {
     let s0 = n0.status();
     assert_eq!(s0.bans, 0, "node 0 banned someone: {s0:?}");
     assert_eq!(s0.rejected.get("equivocation").copied().unwrap_or(0), 0);
+    // SIGTERM: a checkpoint of the last completed round, then a clean exit.
+    let last = n2.status().round;
+    assert!(n2.terminate(WAIT), "a clean exit on SIGTERM");
+    let run = Config::read(&config).unwrap().run_id();
+    let ckpt = Checkpoint::load(&data.join("checkpoint.safetensors"), &run).unwrap();
+    println!(
+        "round {last} when stopped; final checkpoint at round {}",
+        ckpt.round
+    );
+    assert!(
+        ckpt.round + 1 >= last,
+        "checkpoint {} for round {last}",
+        ckpt.round
+    );
 }
 
 #[test]

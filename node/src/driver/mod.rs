@@ -373,6 +373,7 @@ impl Driver {
                     if let Some(id) = net::peer_id(&peer) {
                         self.swarm.behaviour_mut().blocked.block_peer(id);
                         self.up.remove(&id);
+                        self.metrics().peers = self.up.len();
                     }
                 }
                 Output::Mixed {
