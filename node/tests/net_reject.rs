@@ -115,6 +115,39 @@ fn forged_foreign_misshapen_and_non_finite_updates_are_rejected_by_reason() {
         ),
         Some(3.0)
     );
+
+    // A peer of another run is disconnected as soon as it has identified itself.
+    let stranger = Identity::from_secret([45; 32]);
+    assert!(disconnected(
+        &stranger,
+        RunId::derive(b"another run"),
+        &target
+    ));
+}
+
+/// Connects to `target` as a node of `run` and waits (at most 60 s) for the node to close the
+/// connection; false if it stays open that long.
+fn disconnected(id: &Identity, run: RunId, target: &Multiaddr) -> bool {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let cfg = net::Config {
+            mdns: false,
+            ..net::Config::default()
+        };
+        let mut swarm = net::build(id, &run, &cfg, net::codec_limit(DIM)).unwrap();
+        swarm.dial(target.clone()).unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            match tokio::time::timeout_at(deadline, swarm.select_next_some()).await {
+                Err(_) => return false,
+                Ok(SwarmEvent::ConnectionClosed { .. }) => return true,
+                Ok(_) => {}
+            }
+        }
+    })
 }
 
 /// How an exchange with the node ended.
