@@ -202,7 +202,7 @@ fn training_while_gossiping(rt: &tokio::runtime::Runtime) {
     let setup = bench::setup(train::Backend::Flex, spec, &data, 32).unwrap();
     let trainer = || Trainer::new(&setup, Shard::all(data.clone()), 0, 1).unwrap();
     let dim = trainer().params().len();
-    let (rounds, steps) = (60, 20);
+    let (rounds, steps) = (200, 20);
     let alone = worker_throughput(trainer(), rounds, steps, None);
 
     let run = RunId::derive(b"bench");
