@@ -42,6 +42,7 @@ pub struct Window {
     by_age: BTreeMap<u64, PeerKey>,
     clock: u64,
     floor: Option<u64>,
+    announced: BTreeMap<PeerKey, SignedHeader>,
 }
 
 impl Window {
@@ -53,6 +54,7 @@ impl Window {
             by_age: BTreeMap::new(),
             clock: 0,
             floor: None,
+            announced: BTreeMap::new(),
         }
     }
 
@@ -73,6 +75,46 @@ impl Window {
 
     /// Judges a verified header without recording it.
     pub fn check(&self, h: &SignedHeader) -> Verdict {
+        match self.check_accepted(h) {
+            Verdict::Fresh => match self.announced.get(&h.header.sender) {
+                Some(a)
+                    if a.header.round == h.header.round && a.header.digest != h.header.digest =>
+                {
+                    match Equivocation::new(a.clone(), h.clone()) {
+                        Ok(ev) => Verdict::Equivocation(Box::new(ev)),
+                        Err(_) => Verdict::Fresh,
+                    }
+                }
+                _ => Verdict::Fresh,
+            },
+            other => other,
+        }
+    }
+
+    /// Remembers an announced header that is fresh but not yet backed by an update, so that a
+    /// conflicting update or announcement for the same round is caught whichever arrives first.
+    /// Returns the proof when it conflicts with an earlier announcement. Bounded like the rest:
+    /// past `capacity` senders with pending announcements, new ones are not remembered.
+    pub fn announce(&mut self, h: SignedHeader) -> Option<Equivocation> {
+        let sender = h.header.sender;
+        if let Some(prev) = self.announced.get(&sender) {
+            if prev.header.round == h.header.round {
+                if prev.header.digest != h.header.digest {
+                    return Equivocation::new(prev.clone(), h).ok();
+                }
+                return None;
+            }
+            if prev.header.round > h.header.round {
+                return None;
+            }
+        } else if self.announced.len() >= self.capacity {
+            return None;
+        }
+        self.announced.insert(sender, h);
+        None
+    }
+
+    fn check_accepted(&self, h: &SignedHeader) -> Verdict {
         let round = h.header.round;
         match self.entries.get(&h.header.sender) {
             Some(e) => {
@@ -103,6 +145,13 @@ impl Window {
     pub fn accept(&mut self, h: SignedHeader) {
         self.clock += 1;
         let sender = h.header.sender;
+        if self
+            .announced
+            .get(&sender)
+            .is_some_and(|a| a.header.round <= h.header.round)
+        {
+            self.announced.remove(&sender);
+        }
         if let Some(old) = self.entries.remove(&sender) {
             self.by_age.remove(&old.touched);
         } else if self.entries.len() >= self.capacity
@@ -156,6 +205,25 @@ mod tests {
             }
             v => panic!("expected equivocation, got {v:?}"),
         }
+        assert_eq!(w.check(&h(&id, 6, 0.0)), Verdict::Fresh);
+    }
+
+    #[test]
+    fn an_announcement_catches_a_conflicting_update_that_arrives_later() {
+        let id = Identity::from_secret([1; 32]);
+        let mut w = Window::new(8);
+        assert_eq!(w.check(&h(&id, 5, 0.0)), Verdict::Fresh);
+        assert_eq!(w.announce(h(&id, 5, 0.0)), None);
+        // The announced update itself is still fresh and accepted.
+        assert_eq!(w.check(&h(&id, 5, 0.0)), Verdict::Fresh);
+        // A different update for the announced round is equivocation.
+        assert!(matches!(w.check(&h(&id, 5, 1.0)), Verdict::Equivocation(_)));
+        // So is a second, different announcement.
+        let ev = w
+            .announce(h(&id, 5, 2.0))
+            .expect("conflicting announcements");
+        assert_eq!(ev.offender(), id.public());
+        w.accept(h(&id, 5, 0.0));
         assert_eq!(w.check(&h(&id, 6, 0.0)), Verdict::Fresh);
     }
 

@@ -481,11 +481,16 @@ impl Engine {
                 Ok(signed) if signed.header.run != self.run => {
                     self.reject(from, Rejection::WrongRun)
                 }
-                Ok(signed) => {
-                    if let replay::Verdict::Equivocation(ev) = self.window.check(&signed) {
-                        self.on_equivocation(*ev);
+                Ok(signed) => match self.window.check(&signed) {
+                    replay::Verdict::Equivocation(ev) => self.on_equivocation(*ev),
+                    // Remembered, so a conflicting update that arrives later is caught too.
+                    replay::Verdict::Fresh => {
+                        if let Some(ev) = self.window.announce(signed) {
+                            self.on_equivocation(ev);
+                        }
                     }
-                }
+                    replay::Verdict::Stale { .. } | replay::Verdict::Duplicate => {}
+                },
                 Err(e) => self.reject(from, Rejection::of(&e)),
             }
         } else if wire::is_evidence(bytes) {

@@ -465,3 +465,30 @@ fn last_update_is_the_signed_trained_model_a_joiner_can_start_from() {
     assert_eq!(start.round, 1);
     assert_eq!(start.accepted, vec![e.id()]);
 }
+
+#[test]
+fn an_announcement_that_arrives_first_still_catches_equivocation() {
+    let mut e = lone_engine(Rule::Mean);
+    drain(&mut e);
+    let t = Duration::ZERO;
+    let peer = harness::identity(1);
+    let from = peer.public();
+    let run = harness::run_id();
+    let payload = encode_params(&[1.0; DIM]);
+    let (_, signed) = wire::encode_update(&peer, run, 3, 1, Codec::F32Le, &payload);
+    let ann: Arc<[u8]> = wire::encode_announcement(&signed).into();
+    e.handle(t, Input::GossipReceived { from, bytes: ann });
+    assert!(!e.is_banned(&from));
+    e.handle(
+        t,
+        Input::UpdateReceived {
+            from,
+            bytes: update(&peer, run, 3, &[2.0; DIM]),
+        },
+    );
+    assert!(
+        e.is_banned(&from),
+        "the update conflicts with the announcement"
+    );
+    assert_eq!(rejected(&e, Rejection::Equivocation), 1);
+}
