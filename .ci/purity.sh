@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-tree=$(cargo tree -p murmur-protocol -e normal --prefix none --offline 2>/dev/null || cargo tree -p murmur-protocol -e normal --prefix none)
+tree=$(cargo tree -p murmur-protocol -e normal --prefix none --locked)
 banned='^(tokio|async-std|smol|mio|futures|libp2p[-a-z0-9]*|burn[-a-z0-9]*|getrandom|rand_os|ring|socket2) '
 if found=$(printf '%s\n' "$tree" | grep -E "$banned"); then
   echo "purity: murmur-protocol must not depend on these crates:" >&2
@@ -13,7 +13,7 @@ if found=$(printf '%s\n' "$tree" | grep -E "$banned"); then
   exit 1
 fi
 # rand without its OS-backed features: no thread_rng, no OsRng.
-if cargo tree -p murmur-protocol -e features -i rand_core 2>/dev/null | grep -qE '"(os_rng|getrandom)"'; then
+if cargo tree -p murmur-protocol -e features -i rand_core --locked 2>/dev/null | grep -qE '"(os_rng|getrandom)"'; then
   echo "purity: rand_core's OS randomness feature is enabled in murmur-protocol" >&2
   exit 1
 fi
