@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use murmur_node::cli::{self, InspectArgs, KeygenArgs, RunArgs, StatusArgs};
 use murmur_node::data::{self, fetch};
 use murmur_node::model;
 use murmur_node::train::{self, Backend, bench};
@@ -31,6 +32,15 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a node: train, gossip with peers and mix robustly until SIGINT/SIGTERM or the last
+    /// round (then write a checkpoint and exit).
+    Run(RunArgs),
+    /// Create a key file: the node's libp2p identity and update-signing key.
+    Keygen(KeygenArgs),
+    /// Print a running node's status (JSON) or its Prometheus metrics.
+    Status(StatusArgs),
+    /// Describe a checkpoint file: run id, round, model and parameter summary.
+    Inspect(InspectArgs),
     /// Manage datasets.
     Data {
         #[command(subcommand)]
@@ -123,6 +133,10 @@ impl BenchModel {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run(args) => cli::run(args),
+        Command::Keygen(args) => cli::keygen(args),
+        Command::Status(args) => cli::status(args),
+        Command::Inspect(args) => cli::inspect(args),
         Command::Data {
             command: DataCommand::Fetch(args),
         } => data_fetch(args),
