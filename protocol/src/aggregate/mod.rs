@@ -175,6 +175,24 @@ impl Aggregator {
         rng: &mut R,
         out: &mut [f32],
     ) -> Result<Report, Error> {
+        self.aggregate_screened(own, inputs, weights, 0, rng, out)
+    }
+
+    /// [`Aggregator::aggregate`] after the caller has already removed `screened` inputs of this
+    /// round as Byzantine (the engine's outlier screen). ClippedGossip's adaptive radius then
+    /// clips `adaptive-f - screened` inputs (at least 0) instead of `adaptive-f`: the removed
+    /// inputs used up that much of the per-mix budget, and clipping as many honest inputs in
+    /// their place would leave a node with few inputs unable to mix at all. Other rules keep
+    /// their parameters.
+    pub fn aggregate_screened<R: rand::Rng + ?Sized>(
+        &mut self,
+        own: &[f32],
+        inputs: &[&[f32]],
+        weights: &[f32],
+        screened: usize,
+        rng: &mut R,
+        out: &mut [f32],
+    ) -> Result<Report, Error> {
         let verified_by_rule = self.rule_verifies_inputs();
         self.check(own, inputs, weights, out, !verified_by_rule)?;
         let pre_clipped = self.run_pre(inputs, rng);
@@ -195,7 +213,16 @@ impl Aggregator {
         } = self;
         staging.resize(if staged { *dim } else { 0 }, 0.0);
         let target: &mut [f32] = if staged { staging } else { &mut *out };
-        let rule = config.rule;
+        let rule = match config.rule {
+            Rule::ClippedGossip {
+                tau: Tau::Adaptive { f },
+            } => Rule::ClippedGossip {
+                tau: Tau::Adaptive {
+                    f: f.saturating_sub(screened),
+                },
+            },
+            rule => rule,
+        };
         let clipped = match config.pre.len() {
             0 => run_rule(&rule, inputs, &stages.w[2], own, momentum, ws, target),
             k => {
@@ -430,4 +457,14 @@ fn run_rule<R: Rows + ?Sized>(
         }
         Rule::Monna { f } => monna::monna(rows, f, w, own, &mut ws.monna, out)?,
     })
+}
+
+/// Euclidean distance of two equal-length vectors, blockwise with an `f64` total (for callers
+/// outside the rules, such as the engine's outlier screen).
+pub(crate) fn distance(a: &[f32], b: &[f32]) -> f64 {
+    a.chunks(kernels::BLOCK)
+        .zip(b.chunks(kernels::BLOCK))
+        .map(|(x, y)| f64::from(kernels::sq_dist(x, y)))
+        .sum::<f64>()
+        .sqrt()
 }

@@ -68,7 +68,7 @@ fn toml_examples_parse_to_typed_rules() {
         Config::mean()
     );
     assert_eq!(Config::mean().name(), "mean");
-    assert_eq!(Config::default().name(), "clipped-gossip(adaptive-f=1)");
+    assert_eq!(Config::default().name(), "clipped-gossip(adaptive-f=2)");
 }
 
 #[test]
@@ -491,4 +491,31 @@ mod properties {
             }
         }
     }
+}
+
+#[test]
+fn screened_inputs_use_up_the_adaptive_clipping_budget() {
+    // Own model and two neighbours, adaptive-f = 2: the radius is the third-largest distance,
+    // the own model's 0, so nothing moves. Once the caller has screened one input out of this
+    // round, one clip is left: the radius is the nearer neighbour's distance.
+    let own = [0.0f32];
+    let inputs: Vec<&[f32]> = vec![&own, &[1.0], &[-3.0]];
+    let mut agg = Aggregator::new(&Config::default(), 1).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let mut out = [9.0f32];
+    let r = agg
+        .aggregate(&own, &inputs, &[], &mut rng, &mut out)
+        .unwrap();
+    assert_eq!((r.clipped, out[0]), (2, 0.0));
+    let r = agg
+        .aggregate_screened(&own, &inputs, &[], 1, &mut rng, &mut out)
+        .unwrap();
+    // 1 stays, -3 is clipped to -1: (0 + 1 - 1) / 3.
+    assert_eq!(r.clipped, 1);
+    assert!(out[0].abs() < 1e-6, "{out:?}");
+    let r = agg
+        .aggregate_screened(&own, &inputs, &[], 2, &mut rng, &mut out)
+        .unwrap();
+    assert_eq!(r.clipped, 0);
+    assert!((out[0] - (1.0 - 3.0) / 3.0).abs() < 1e-6, "{out:?}");
 }

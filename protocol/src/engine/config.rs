@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 /// round-timeout-ms = 2000  # longest wait for them after local training
 /// max-staleness = 4        # updates more than this many rounds behind are stale
 /// aggregation = { rule = "clipped-gossip" }
+/// outlier-factor = 2.5     # screen out models this many times farther than the median; 0 = off
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
@@ -29,6 +30,11 @@ pub struct Config {
     pub max_staleness: u64,
     /// The robust mixing rule. Default: ClippedGossip.
     pub aggregation: aggregate::Config,
+    /// The outlier screen before mixing: a received model more than this many times farther
+    /// from the node's own model than the (lower) median distance of the round's received
+    /// models is dropped and its sender penalised (`outlier`, a quarter of `ban-threshold`).
+    /// 0 turns the screen off; otherwise it must be above 1. Default 2.5.
+    pub outlier_factor: f64,
     /// Peers remembered for replay protection and buffering (bounds memory). Default 4096.
     pub max_peers: usize,
     /// Penalty points at which a peer is banned. Default 100.
@@ -36,6 +42,9 @@ pub struct Config {
     /// Stop after this many rounds; unset runs until stopped.
     pub rounds: Option<u64>,
 }
+
+/// Default of [`Config::outlier_factor`].
+pub const DEFAULT_OUTLIER_FACTOR: f64 = 2.5;
 
 impl Default for Config {
     fn default() -> Self {
@@ -45,6 +54,7 @@ impl Default for Config {
             round_timeout_ms: 2000,
             max_staleness: 4,
             aggregation: aggregate::Config::default(),
+            outlier_factor: DEFAULT_OUTLIER_FACTOR,
             max_peers: 4096,
             ban_threshold: 100,
             rounds: None,
@@ -94,6 +104,15 @@ impl Config {
                 "round-timeout-ms",
                 &self.round_timeout_ms,
                 "must be at least 1",
+            );
+        }
+        if !(self.outlier_factor == 0.0
+            || self.outlier_factor > 1.0 && self.outlier_factor.is_finite())
+        {
+            return bad(
+                "outlier-factor",
+                &self.outlier_factor,
+                "must be 0 (off) or a finite number above 1",
             );
         }
         if self.max_peers == 0 {

@@ -27,6 +27,7 @@ pub mod bootstrap;
 mod config;
 mod peers;
 mod rejection;
+mod screen;
 
 #[cfg(test)]
 mod harness;
@@ -589,6 +590,20 @@ impl Engine {
         self.pending.values().filter(|p| p.round >= floor).count()
     }
 
+    /// Drops the received models the outlier screen flags, penalises their senders, and returns
+    /// how many were dropped.
+    fn screen(&mut self, received: &mut BTreeMap<PeerKey, Vec<f32>>) -> usize {
+        let inputs: Vec<&[f32]> = received.values().map(Vec::as_slice).collect();
+        let flagged = screen::outliers(&self.model, &inputs, self.config.outlier_factor);
+        drop(inputs);
+        let keys: Vec<PeerKey> = received.keys().copied().collect();
+        for &i in &flagged {
+            received.remove(&keys[i]);
+            self.reject(keys[i], Rejection::Outlier);
+        }
+        flagged.len()
+    }
+
     fn mix(&mut self) {
         let floor = self.round.saturating_sub(self.config.max_staleness);
         let pending = std::mem::take(&mut self.pending);
@@ -600,17 +615,19 @@ impl Engine {
         rounds.push(self.round);
         rounds.sort_unstable();
         let median_round = rounds[rounds.len() / 2];
-        let received: BTreeMap<PeerKey, Vec<f32>> =
+        let mut received: BTreeMap<PeerKey, Vec<f32>> =
             fresh.into_iter().map(|(k, p)| (k, p.params)).collect();
+        let screened = self.screen(&mut received);
         let mut inputs: Vec<&[f32]> = Vec::with_capacity(received.len() + 1);
         inputs.push(&self.model);
         inputs.extend(received.values().map(Vec::as_slice));
         let n = inputs.len();
         let (clipped, skipped) = if n >= self.aggregator.min_inputs() {
-            match self.aggregator.aggregate(
+            match self.aggregator.aggregate_screened(
                 &self.model,
                 &inputs,
                 &[],
+                screened,
                 &mut self.rng,
                 &mut self.scratch,
             ) {

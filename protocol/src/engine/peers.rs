@@ -5,7 +5,7 @@ use crate::sign::PeerKey;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Points a peer earns back per accepted update, and the most it can bank.
-const CREDIT: u32 = 1;
+const CREDIT: u32 = 2;
 
 /// What happened to a peer's standing after a rejection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

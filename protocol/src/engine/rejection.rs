@@ -30,11 +30,15 @@ pub enum Rejection {
     Malformed,
     /// Signed by someone other than the peer that sent it.
     Impersonation,
+    /// A valid model far out of line with the others of the round (see `outlier-factor`).
+    /// Costs a quarter of the threshold: a peer that is an outlier round after round is banned,
+    /// one that is far now and then earns the points back.
+    Outlier,
 }
 
 impl Rejection {
     /// Every reason, for metrics.
-    pub const ALL: [Rejection; 12] = [
+    pub const ALL: [Rejection; 13] = [
         Rejection::BadSignature,
         Rejection::Lagging,
         Rejection::WrongRun,
@@ -47,6 +51,7 @@ impl Rejection {
         Rejection::Oversize,
         Rejection::Malformed,
         Rejection::Impersonation,
+        Rejection::Outlier,
     ];
 
     /// A stable snake_case name, for metrics labels and logs.
@@ -64,6 +69,7 @@ impl Rejection {
             Rejection::Oversize => "oversize",
             Rejection::Malformed => "malformed",
             Rejection::Impersonation => "impersonation",
+            Rejection::Outlier => "outlier",
         }
     }
 
@@ -79,6 +85,7 @@ impl Rejection {
             | Rejection::Malformed
             | Rejection::Impersonation => threshold.div_ceil(2),
             Rejection::WrongDimension => threshold.div_ceil(5),
+            Rejection::Outlier => threshold.div_ceil(4),
             Rejection::WrongRun | Rejection::WrongVersion => threshold.div_ceil(20),
             Rejection::Stale | Rejection::Duplicate => 1,
             Rejection::Lagging => 0,

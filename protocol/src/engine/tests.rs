@@ -16,6 +16,8 @@ fn config(rule: Rule, rounds: u64) -> Config {
             rule,
             pre: Vec::new(),
         },
+        // The rules alone; the screen has its own tests below.
+        outlier_factor: 0.0,
         ..Config::default()
     }
 }
@@ -104,6 +106,45 @@ fn robust_rules_resist_two_byzantine_of_ten_and_the_mean_does_not() {
                 d.is_nan() || d > 5.0,
                 "seed {seed}, {attack:?} vs mean: worst distance only {d}"
             );
+        }
+    }
+}
+
+/// The outlier screen (on by default) drops gross outliers and bans the peers that keep sending
+/// them: with it, every honest node bans both sign-flippers, and even the plain mean converges.
+/// ALIE stays within the honest spread, so the screen leaves it to the rule.
+#[test]
+fn the_outlier_screen_bans_sign_flippers_so_even_the_mean_converges() {
+    for seed in [3, 4] {
+        let mut c = config(Rule::Mean, ROUNDS);
+        c.outlier_factor = crate::engine::config::DEFAULT_OUTLIER_FACTOR;
+        let n = 10;
+        let targets = harness::targets(n, DIM, 5.0, 1.0, seed);
+        let adversaries = (0..n)
+            .map(|i| {
+                (i >= n - 2).then_some(Adversary {
+                    attack: Attack::SignFlip,
+                    n,
+                    f: 2,
+                })
+            })
+            .collect();
+        let mut h = Harness::new(&c, targets, adversaries, seed);
+        h.run(Duration::from_secs(3600));
+        let d = h.worst_distance(&h.honest_optimum());
+        assert!(d < 0.75, "seed {seed}: worst distance {d} with the screen");
+        let byzantine: Vec<PeerKey> = (n - 2..n).map(|i| h.engines[i].id()).collect();
+        for i in h.honest() {
+            let e = &h.engines[i];
+            for b in &byzantine {
+                assert!(e.is_banned(b), "seed {seed}: node {i} did not ban {b:?}");
+            }
+            assert_eq!(
+                e.banned().len(),
+                2,
+                "seed {seed}: node {i} banned an honest peer"
+            );
+            assert!(rejected(e, Rejection::Outlier) > 0);
         }
     }
 }

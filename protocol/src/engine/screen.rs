@@ -1,0 +1,86 @@
+//! The outlier screen: received models far out of line with the round's others are dropped
+//! before mixing, and their senders penalised.
+//!
+//! A robust rule bounds what one round's Byzantine input can do, but a peer that sends a gross
+//! outlier every round (a sign-flipped, scaled or noised model) still pulls each receiver by the
+//! rule's bound every round, which adds up under non-IID data. The screen measures every received
+//! model's distance to the node's own model and compares it with the lower median of those
+//! distances: a model more than `factor` times farther than that reference is an outlier. It is
+//! dropped from this round's mix and costs its sender [`Rejection::Outlier`](super::Rejection::Outlier) points, so a peer
+//! that is an outlier round after round is banned, while an honest peer that is occasionally far
+//! earns its points back with its accepted updates.
+//!
+//! The reference is the lower median of the received distances, so it stays an honest distance
+//! while fewer than half of one round's inputs are Byzantine; with fewer than two received models
+//! there is no reference and nothing is screened. Models within `factor` of the reference are left
+//! to the rule, which is what it is for: the screen only removes what no honest peer sends.
+//!
+//! Cost: one pass over the inputs, O(n d), plus sorting n distances.
+
+use crate::aggregate::distance;
+
+/// Indices into `inputs` of the models more than `factor` times farther from `own` than the lower
+/// median of all their distances to `own`, in increasing order. Empty when `factor` is 0
+/// (screen off) or fewer than two inputs are given.
+pub(crate) fn outliers(own: &[f32], inputs: &[&[f32]], factor: f64) -> Vec<usize> {
+    if factor <= 0.0 || inputs.len() < 2 {
+        return Vec::new();
+    }
+    let dists: Vec<f64> = inputs.iter().map(|x| distance(own, x)).collect();
+    let mut sorted = dists.clone();
+    sorted.sort_by(f64::total_cmp);
+    let reference = sorted[(sorted.len() - 1) / 2];
+    if reference <= 0.0 {
+        // Half the inputs equal the own model (copies, or nothing trained yet): no scale to
+        // judge the others by.
+        return Vec::new();
+    }
+    let limit = factor * reference;
+    (0..inputs.len()).filter(|&i| dists[i] > limit).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_only_models_far_beyond_the_median_distance() {
+        let own = [0.0f32; 4];
+        let a = [1.0f32, 0.0, 0.0, 0.0];
+        let b = [0.0f32, 1.2, 0.0, 0.0];
+        let c = [0.0f32, 0.0, -0.9, 0.0];
+        let far = [0.0f32, 0.0, 0.0, 10.0];
+        let inputs: Vec<&[f32]> = vec![&a, &far, &b, &c];
+        assert_eq!(outliers(&own, &inputs, 4.0), vec![1]);
+        // 10 is within 12 times the reference 1.0.
+        assert!(outliers(&own, &inputs, 12.0).is_empty());
+        assert!(outliers(&own, &inputs, 0.0).is_empty(), "factor 0 is off");
+    }
+
+    #[test]
+    fn lower_median_keeps_two_inputs_judgeable_and_one_is_never_screened() {
+        let own = [0.0f32; 2];
+        let honest = [1.0f32, 0.0];
+        let flipped = [-40.0f32, 0.0];
+        assert_eq!(outliers(&own, &[&honest, &flipped], 4.0), vec![1]);
+        assert!(outliers(&own, &[&flipped], 4.0).is_empty());
+    }
+
+    #[test]
+    fn a_byzantine_majority_of_one_round_cannot_make_honest_inputs_outliers() {
+        // Two far models and one honest: the lower median is a far model's distance, and the
+        // honest model is nearer than that, so nothing honest is screened.
+        let own = [0.0f32; 2];
+        let honest = [1.0f32, 0.0];
+        let f1 = [30.0f32, 0.0];
+        let f2 = [0.0f32, 30.0];
+        assert!(outliers(&own, &[&honest, &f1, &f2], 4.0).is_empty());
+    }
+
+    #[test]
+    fn copies_of_the_own_model_give_no_scale() {
+        let own = [1.0f32; 2];
+        let far = [100.0f32; 2];
+        assert!(outliers(&own, &[&own, &own, &far], 4.0).is_empty());
+    }
+}
