@@ -166,9 +166,11 @@ fn main() -> anyhow::Result<()> {
             }
             let cells = murmur_sim::robustness::run(&base, &options, |cell, report| {
                 eprintln!(
-                    "{:<30} {:<12} {:>6.2}% (worst {:>6.2}%) in {:.1}s",
+                    "{:<30} {:<14} {:>6.2}% (worst {:>6.2}%) in {:.1}s",
                     cell.rule,
-                    cell.attack.as_ref().map_or("none", |a| a.name()),
+                    cell.attack
+                        .as_ref()
+                        .map_or("none".to_owned(), murmur_sim::robustness::column),
                     100.0 * cell.accuracy,
                     100.0 * cell.worst,
                     report.summary.wall_s

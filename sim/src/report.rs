@@ -60,6 +60,11 @@ pub struct Row {
     /// Fraction of the peer updates mixed by honest nodes since the previous point that the
     /// rule clipped or discarded.
     pub clipped_fraction: f64,
+    /// Bans in force by honest nodes against Byzantine peers (pairs of banning node and
+    /// banned peer).
+    pub bans_of_byzantine: u64,
+    /// Bans in force by honest nodes against honest peers: false positives.
+    pub bans_of_honest: u64,
     /// Training samples processed by all nodes so far.
     pub samples: u64,
 }
@@ -140,7 +145,7 @@ impl Report {
         for r in Rejection::ALL {
             let _ = write!(s, ",rejected_{}", r.as_str());
         }
-        s.push_str(",clipped_fraction,samples\n");
+        s.push_str(",clipped_fraction,bans_of_byzantine,bans_of_honest,samples\n");
         for r in &self.rows {
             let _ = write!(
                 s,
@@ -164,7 +169,11 @@ impl Report {
             for c in &r.rejected {
                 let _ = write!(s, ",{c}");
             }
-            let _ = writeln!(s, ",{:.6},{}", r.clipped_fraction, r.samples);
+            let _ = writeln!(
+                s,
+                ",{:.6},{},{},{}",
+                r.clipped_fraction, r.bans_of_byzantine, r.bans_of_honest, r.samples
+            );
         }
         s
     }
@@ -262,6 +271,13 @@ impl Report {
             .collect();
         if !rejected.is_empty() {
             let _ = writeln!(s, "rejected by honest nodes: {}", rejected.join(", "));
+        }
+        if m.last.bans_of_byzantine + m.last.bans_of_honest > 0 {
+            let _ = writeln!(
+                s,
+                "bans by honest nodes: {} of Byzantine peers, {} of honest peers",
+                m.last.bans_of_byzantine, m.last.bans_of_honest
+            );
         }
         s
     }

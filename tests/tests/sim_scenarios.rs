@@ -122,6 +122,8 @@ every-rounds = 4
         );
         let mut s = scenario(&text, seed);
         s.engine.aggregation = toml::from_str(rule).unwrap();
+        // The rules alone: the outlier screen would stop this attack before either rule.
+        s.engine.outlier_factor = 0.0;
         run(&s, 2)
     };
     let mean = with_rule("rule = \"mean\"");
@@ -145,6 +147,51 @@ every-rounds = 4
         c.acc_mean
     );
     assert!(c.clipped_fraction > 0.0, "{context}");
+}
+
+/// The engine's defaults (ClippedGossip and the outlier screen): sign-flipping and noising
+/// attackers are banned by the honest nodes, no honest peer is, and the honest nodes end within
+/// 3 points of the same run without attackers.
+#[test]
+fn the_default_screen_bans_gross_attackers_and_no_honest_peer() {
+    let seed = seed(7);
+    let with = |attack: Option<&str>| {
+        let attackers = attack.map_or(String::new(), |a| {
+            format!("[[attackers]]\ncount = 2\nattack = {{ kind = \"{a}\" }}\n")
+        });
+        let text = text(
+            "rounds = 20",
+            &format!("{attackers}[eval]\nevery-rounds = 10\n"),
+        );
+        run(&scenario(&text, seed), 2)
+    };
+    let calm = with(None);
+    let base = calm.rows.last().unwrap().acc_mean;
+    for attack in ["sign-flip", "gaussian"] {
+        let r = with(Some(attack));
+        let last = r.rows.last().unwrap();
+        let context = format!(
+            "seed {seed}, {attack}\n{}no attack:\n{}",
+            r.rounds_csv(),
+            calm.rounds_csv()
+        );
+        assert_eq!(
+            last.bans_of_honest, 0,
+            "an honest peer was banned; {context}"
+        );
+        // 8 honest nodes x 2 attackers.
+        assert!(
+            last.bans_of_byzantine >= 8,
+            "only {} bans of attackers; {context}",
+            last.bans_of_byzantine
+        );
+        assert!(
+            last.acc_mean >= base - 0.03,
+            "accuracy {:.3} against {base:.3} without attack; {context}",
+            last.acc_mean
+        );
+    }
+    assert_eq!(calm.rows.last().unwrap().bans_of_honest, 0);
 }
 
 #[test]

@@ -80,6 +80,17 @@ impl Simulation {
             add_stats(&mut stats, &self.nodes[i].carried);
             add_stats(&mut stats, self.nodes[i].engine.stats());
         }
+        let byzantine: std::collections::BTreeMap<_, bool> =
+            self.nodes.iter().map(|n| (n.key, n.byzantine)).collect();
+        let (mut bans_of_byzantine, mut bans_of_honest) = (0, 0);
+        for &i in &honest {
+            for peer in self.nodes[i].engine.banned() {
+                match byzantine.get(&peer) {
+                    Some(true) => bans_of_byzantine += 1,
+                    _ => bans_of_honest += 1,
+                }
+            }
+        }
         let rounds: Vec<u64> = honest.iter().map(|&i| self.nodes[i].completed).collect();
         let window = std::mem::take(&mut self.window);
         self.counters.eval_wall += start.elapsed();
@@ -110,6 +121,8 @@ impl Simulation {
             } else {
                 window.clipped as f64 / window.received as f64
             },
+            bans_of_byzantine,
+            bans_of_honest,
             samples: self.counters.samples,
         });
     }
