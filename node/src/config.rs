@@ -392,9 +392,30 @@ mod tests {
     fn the_example_config_parses_and_resolves() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/node.toml");
         let c = Config::read(&path).unwrap();
-        let r = c.resolve(Overrides::default(), &path).unwrap();
+        let r = c.clone().resolve(Overrides::default(), &path).unwrap();
         assert!(!r.listen.is_empty());
         assert_eq!(r.key, r.data_dir.join("node.key"));
+        // The engine keys shown there are the defaults.
+        assert_eq!(
+            engine::Config {
+                rounds: None,
+                ..c.engine.clone()
+            },
+            engine::Config::default()
+        );
+        // The README's local network: four partitions, one per `--index`.
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/local.toml");
+        let c = Config::read(&path).unwrap();
+        let r = c
+            .resolve(
+                Overrides {
+                    index: Some(3),
+                    ..Overrides::default()
+                },
+                &path,
+            )
+            .unwrap();
+        assert_eq!(r.config.engine.rounds, Some(30));
     }
 
     #[test]
