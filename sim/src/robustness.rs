@@ -240,21 +240,15 @@ pub fn section(base: &Scenario, cells: &[Cell], command: &str) -> String {
             verdict(drop <= 2.0)
         );
     }
+    let bans =
+        |of: fn(&Cell) -> u64| -> u64 { cells.iter().filter(|c| c.rule == default).map(of).sum() };
     let _ = writeln!(
         s,
         "- {default}: honest nodes ended with {} bans of Byzantine peers (of {} possible, \
          summed over the attack columns) and {} bans of honest peers.",
-        cells
-            .iter()
-            .filter(|c| c.rule == default)
-            .map(|c| c.bans_of_byzantine)
-            .sum::<u64>(),
+        bans(|c| c.bans_of_byzantine),
         all.len() * base.byzantine() * (base.nodes - base.byzantine()),
-        cells
-            .iter()
-            .filter(|c| c.rule == default)
-            .map(|c| c.bans_of_honest)
-            .sum::<u64>(),
+        bans(|c| c.bans_of_honest),
     );
     let base_mean = acc("mean", None);
     let mut hit = Vec::new();

@@ -6,9 +6,10 @@
 //! rule's bound every round, which adds up under non-IID data. The screen measures every received
 //! model's distance to the node's own model and compares it with the lower median of those
 //! distances: a model more than `factor` times farther than that reference is an outlier. It is
-//! dropped from this round's mix and costs its sender [`Rejection::Outlier`](super::Rejection::Outlier) points, so a peer
-//! that is an outlier round after round is banned, while an honest peer that is occasionally far
-//! earns its points back with its accepted updates.
+//! dropped from this round's mix and costs its sender
+//! [`Rejection::Outlier`](super::Rejection::Outlier) points, so a peer that is an outlier round
+//! after round is banned, while an honest peer that is occasionally far earns its points back
+//! with its accepted updates.
 //!
 //! The reference is the lower median of the received distances, so it stays an honest distance
 //! while fewer than half of one round's inputs are Byzantine; with fewer than two received models
