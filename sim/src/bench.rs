@@ -7,6 +7,10 @@
 //! reported two ways: samples per second of wall time spent in training batches (what the worker
 //! threads achieve), and samples per second of the whole run (including everything the
 //! simulator does besides training). Per core, each is divided by the threads used.
+//!
+//! With more than one thread, a second baseline runs one standalone trainer per thread at the
+//! same time: what each core of the machine gives when every core trains (shared caches, memory
+//! bandwidth and clock limits included), which is the most the simulator's threads can reach.
 
 use crate::{Options, Scenario};
 use murmur_node::data::Shard;
@@ -24,6 +28,9 @@ pub struct Efficiency {
     pub params: usize,
     /// One trainer alone on one thread, samples/s.
     pub standalone: f64,
+    /// One standalone trainer per simulator thread, all at once: samples/s per thread. `None`
+    /// with one thread.
+    pub standalone_every_core: Option<f64>,
     /// The simulation's training batches, samples/s of their wall time.
     pub in_batches: f64,
     /// The whole simulation, samples/s of its wall time.
@@ -32,6 +39,8 @@ pub struct Efficiency {
     pub batch_ratio_per_core: f64,
     /// `end_to_end / threads / standalone`.
     pub end_to_end_ratio_per_core: f64,
+    /// `in_batches / threads / standalone_every_core`.
+    pub batch_ratio_every_core: Option<f64>,
 }
 
 /// Measures `scenario` (its nodes train; everything else is as configured) against one of its
@@ -50,34 +59,112 @@ pub fn efficiency(
         resolved.seed,
     )
     .map_err(|e| crate::Error::Learning(e.into()))?;
-    let shard = shards.into_iter().next().expect("at least one node");
-    let mut trainer = Trainer::new(&learning, shard, 0, resolved.seed)?;
-    trainer.train_steps(learning.local_steps); // warm-up
-    // Timed before and after the simulation, so that a machine shared with other work
-    // affects both sides alike.
+    let threads = options.threads.max(1);
+    let mut trainers = shards
+        .into_iter()
+        .take(threads)
+        .enumerate()
+        .map(|(i, shard)| Trainer::new(&learning, shard, i as u32, resolved.seed))
+        .collect::<Result<Vec<_>, _>>()?;
+    for t in &mut trainers {
+        t.train_steps(learning.local_steps); // warm-up
+    }
+    let steps = learning.local_steps;
     let alone = |trainer: &mut Trainer| {
         let (mut samples, start) = (0usize, Instant::now());
         while start.elapsed() < min_time / 2 {
-            samples += trainer.train_steps(learning.local_steps).samples;
+            samples += trainer.train_steps(steps).samples;
         }
         (samples, start.elapsed())
     };
-    let before = alone(&mut trainer);
+    // One trainer per thread at once; samples/s per thread.
+    let every_core = |trainers: &mut [Trainer]| {
+        let runs: Vec<(usize, Duration)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = trainers
+                .iter_mut()
+                .map(|t| scope.spawn(move || alone(t)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a standalone trainer panicked"))
+                .collect()
+        });
+        runs.iter()
+            .map(|&(n, d)| n as f64 / d.as_secs_f64())
+            .sum::<f64>()
+            / runs.len() as f64
+    };
+    // Timed before and after the simulation, so that a machine shared with other work
+    // affects both sides alike.
+    let before = alone(&mut trainers[0]);
+    let parallel_before = (threads > 1).then(|| every_core(&mut trainers));
     let report = crate::run(scenario, options)?;
-    let after = alone(&mut trainer);
+    let parallel_after = (threads > 1).then(|| every_core(&mut trainers));
+    let after = alone(&mut trainers[0]);
     let standalone = (before.0 + after.0) as f64 / (before.1 + after.1).as_secs_f64();
+    let standalone_every_core = parallel_before
+        .zip(parallel_after)
+        .map(|(a, b)| (a + b) / 2.0);
     let s = &report.summary;
     let in_batches = s.train_samples_per_s;
     let end_to_end = s.samples as f64 / s.wall_s.max(1e-9);
-    let threads = options.threads.max(1) as f64;
+    let per_thread = threads as f64;
     Ok(Efficiency {
         nodes: s.nodes,
-        threads: options.threads.max(1),
+        threads,
         params: s.model_params,
         standalone,
+        standalone_every_core,
         in_batches,
         end_to_end,
-        batch_ratio_per_core: in_batches / threads / standalone,
-        end_to_end_ratio_per_core: end_to_end / threads / standalone,
+        batch_ratio_per_core: in_batches / per_thread / standalone,
+        end_to_end_ratio_per_core: end_to_end / per_thread / standalone,
+        batch_ratio_every_core: standalone_every_core.map(|b| in_batches / per_thread / b),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn two_threads_measure_both_baselines_and_one_thread_only_the_first() {
+        let text = r#"
+name = "bench-test"
+seed = 1
+nodes = 6
+rounds = 2
+topology = { kind = "sample", s = 2 }
+[learning]
+model = { kind = "mlp", hidden = [16] }
+data = { kind = "digits" }
+partition = { kind = "iid" }
+optimizer = { kind = "sgd", lr = 0.05 }
+batch-size = 16
+local-steps = 2
+[engine]
+wait-for = 2
+"#;
+        let scenario = Scenario::parse(text, Path::new("bench test")).expect("valid scenario");
+        let time = Duration::from_millis(100);
+        for threads in [1, 2] {
+            let options = Options {
+                threads,
+                ..Options::default()
+            };
+            let e = efficiency(&scenario, &options, time).expect("the bench runs");
+            assert_eq!((e.nodes, e.threads), (6, threads));
+            assert!(e.standalone > 0.0 && e.in_batches > 0.0 && e.end_to_end > 0.0);
+            assert!(
+                (e.batch_ratio_per_core * threads as f64 * e.standalone - e.in_batches).abs()
+                    < 1e-6 * e.in_batches
+            );
+            assert_eq!(e.standalone_every_core.is_some(), threads > 1);
+            assert_eq!(e.batch_ratio_every_core.is_some(), threads > 1);
+            if let (Some(b), Some(r)) = (e.standalone_every_core, e.batch_ratio_every_core) {
+                assert!(b > 0.0 && r > 0.0, "{e:?}");
+            }
+        }
+    }
 }
