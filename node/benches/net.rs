@@ -23,6 +23,10 @@ use murmur_protocol::wire::{self, Codec};
 
 const BIG_DIM: usize = 25_000_000 / 4;
 
+// The allocator of the `murmur-node` binary, so that the figures are the node's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn signed(id: &Identity, run: RunId, dim: usize) -> Vec<u8> {
     let params: Vec<f32> = (0..dim).map(|i| (i % 1000) as f32 * 1e-3).collect();
     wire::encode_update(id, run, 1, 1, Codec::F32Le, &wire::encode_params(&params)).0
@@ -264,6 +268,17 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    model_transfer(&rt);
-    training_while_gossiping(&rt);
+    // `cargo bench -p murmur-node --bench net -- transfer` runs only the sections whose names
+    // contain one of the given words.
+    let words: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wanted = |name: &str| words.is_empty() || words.iter().any(|w| name.contains(w.as_str()));
+    if wanted("transfer") {
+        model_transfer(&rt);
+    }
+    if wanted("training") {
+        training_while_gossiping(&rt);
+    }
 }
