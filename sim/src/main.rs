@@ -64,14 +64,15 @@ enum Command {
         quiet: bool,
     },
     /// Training efficiency: the scenario's training throughput against one of its trainers
-    /// alone in this process (see configs/sim/bench-mnist.toml).
+    /// alone in this process, and with more than one thread also against one trainer per thread
+    /// at once (see configs/sim/bench-mnist.toml).
     Bench {
         /// The scenario file.
         config: PathBuf,
         /// Worker threads (default: the available cores).
         #[arg(long)]
         threads: Option<usize>,
-        /// Seconds to time the standalone trainer.
+        /// Seconds to time each standalone baseline (half before the run, half after).
         #[arg(long, default_value_t = 5.0)]
         seconds: f64,
         /// Directory of MNIST-format files, replacing the scenario's `learning.data.dir`.
