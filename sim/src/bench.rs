@@ -10,7 +10,7 @@
 //!
 //! With more than one thread, a second baseline runs one standalone trainer per thread at the
 //! same time: what each core of the machine gives when every core trains (shared caches, memory
-//! bandwidth and clock limits included), which is the most the simulator's threads can reach.
+//! bandwidth and clock limits included).
 
 use crate::{Options, Scenario};
 use murmur_node::data::Shard;
@@ -108,7 +108,7 @@ pub fn efficiency(
     let s = &report.summary;
     let in_batches = s.train_samples_per_s;
     let end_to_end = s.samples as f64 / s.wall_s.max(1e-9);
-    let per_thread = threads as f64;
+    let n = threads as f64;
     Ok(Efficiency {
         nodes: s.nodes,
         threads,
@@ -117,9 +117,9 @@ pub fn efficiency(
         standalone_every_core,
         in_batches,
         end_to_end,
-        batch_ratio_per_core: in_batches / per_thread / standalone,
-        end_to_end_ratio_per_core: end_to_end / per_thread / standalone,
-        batch_ratio_every_core: standalone_every_core.map(|b| in_batches / per_thread / b),
+        batch_ratio_per_core: in_batches / n / standalone,
+        end_to_end_ratio_per_core: end_to_end / n / standalone,
+        batch_ratio_every_core: standalone_every_core.map(|b| in_batches / n / b),
     })
 }
 

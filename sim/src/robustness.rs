@@ -36,12 +36,18 @@ pub const RULES: [(&str, &str); 7] = [
 /// with its default outlier screen.
 pub const DEFAULT_ROW: &str = "default: ClippedGossip (adaptive-f=2) + outlier screen (factor 2.5)";
 
-/// Every row label in table order, [`DEFAULT_ROW`] last.
-pub fn rows() -> impl Iterator<Item = &'static str> {
+/// Every row in table order: its label, and its entry of [`RULES`] (`None` for [`DEFAULT_ROW`],
+/// last).
+fn table_rows() -> impl Iterator<Item = (&'static str, Option<&'static str>)> {
     RULES
         .iter()
-        .map(|r| r.0)
-        .chain(std::iter::once(DEFAULT_ROW))
+        .map(|&(label, rule)| (label, Some(rule)))
+        .chain(std::iter::once((DEFAULT_ROW, None)))
+}
+
+/// Every row label in table order, [`DEFAULT_ROW`] last.
+pub fn rows() -> impl Iterator<Item = &'static str> {
+    table_rows().map(|r| r.0)
 }
 
 /// The attacks of the table: every kind with its default parameters, then two stronger
@@ -135,11 +141,7 @@ pub fn run(
     mut each: impl FnMut(&Cell, &Report),
 ) -> Result<Vec<Cell>, crate::Error> {
     let mut cells = Vec::new();
-    let rules = RULES
-        .iter()
-        .map(|&(label, rule)| (label, Some(rule)))
-        .chain(std::iter::once((DEFAULT_ROW, None)));
-    for (label, rule) in rules {
+    for (label, rule) in table_rows() {
         let attacks: Vec<Option<Attack>> = std::iter::once(None)
             .chain(attacks().into_iter().map(Some))
             .collect();

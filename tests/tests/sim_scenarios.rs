@@ -179,7 +179,7 @@ fn the_default_screen_bans_gross_attackers_and_no_honest_peer() {
             last.bans_of_honest, 0,
             "an honest peer was banned; {context}"
         );
-        // 8 honest nodes x 2 attackers.
+        // At least half of the 8 honest nodes x 2 attackers = 16 possible bans.
         assert!(
             last.bans_of_byzantine >= 8,
             "only {} bans of attackers; {context}",

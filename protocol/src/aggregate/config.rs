@@ -28,8 +28,8 @@
 //! is the (`adaptive-f` + 1)-th largest distance to the node's own model, or the smallest when
 //! there are no more inputs than `adaptive-f`; the own model among the inputs counts as 0).
 //! Pre-aggregation steps run in the order listed: `{ kind = "nnm", f }`,
-//! `{ kind = "bucketing", s }` (bucket size, >= 1), `{ kind = "clipping", c }` (static clipping to norm `c` > 0), `{ kind = "arc", f }` (adaptive
-//! robust clipping). A key that the rule does not take, an unknown key, a missing parameter or a
+//! `{ kind = "bucketing", s }` (bucket size, >= 1), `{ kind = "clipping", c }` (static clipping
+//! to norm `c` > 0), `{ kind = "arc", f }` (adaptive robust clipping). A key that the rule does not take, an unknown key, a missing parameter or a
 //! bad value is an error.
 
 use serde::{Deserialize, Serialize};
