@@ -200,7 +200,7 @@ fn exchange(id: &Identity, run: RunId, target: &Multiaddr, messages: Vec<Vec<u8>
                         swarm
                             .behaviour_mut()
                             .models
-                            .send_request(&peer_id, Request::Update(bytes.clone()));
+                            .send_request(&peer_id, Request::Update(bytes.as_slice().into()));
                     }
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Models(

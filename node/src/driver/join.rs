@@ -8,6 +8,7 @@
 //! the node starts from the run's initial model at round 0 (the first nodes of a run all do).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use libp2p::PeerId;
@@ -28,7 +29,7 @@ pub(super) struct Joining {
     /// Give up waiting at this time since the driver's clock started.
     pub deadline: Duration,
     want: usize,
-    asked: BTreeMap<PeerId, Option<Option<Vec<u8>>>>,
+    asked: BTreeMap<PeerId, Option<Option<Arc<[u8]>>>>,
 }
 
 impl Joining {
@@ -88,7 +89,7 @@ impl Driver {
     pub(super) fn join_answer(
         &mut self,
         peer: PeerId,
-        model: Option<Vec<u8>>,
+        model: Option<Arc<[u8]>>,
     ) -> Result<(), Error> {
         if let Some(j) = self.joining.as_mut()
             && let Some(slot) = j.asked.get_mut(&peer)
@@ -108,7 +109,7 @@ impl Driver {
             return Ok(());
         }
         let j = self.joining.take().expect("checked");
-        let answers: Vec<(PeerKey, Vec<u8>)> = j
+        let answers: Vec<(PeerKey, Arc<[u8]>)> = j
             .asked
             .into_iter()
             .filter_map(|(peer, answer)| Some((crate::net::peer_key(&peer)?, answer??)))
@@ -118,11 +119,7 @@ impl Driver {
             .as_ref()
             .map(|l| l.trainer.params().len())
             .expect("not started");
-        let start = bootstrap::join(
-            self.r.run,
-            dim,
-            answers.iter().map(|(k, b)| (*k, b.as_slice())),
-        );
+        let start = bootstrap::join(self.r.run, dim, answers.iter().map(|(k, b)| (*k, &b[..])));
         for (peer, reason) in &start.rejected {
             tracing::warn!(%peer, %reason, "join: a peer's model failed the checks");
         }

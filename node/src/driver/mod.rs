@@ -350,7 +350,7 @@ impl Driver {
                         self.checkpoint(round)?;
                     }
                 }
-                Output::Send { to, bytes } => self.send_update(to, &bytes),
+                Output::Send { to, bytes } => self.send_update(to, bytes),
                 Output::Broadcast { bytes } => {
                     let topic = self.names.topic.clone();
                     self.metrics().bytes_out += bytes.len() as u64;
@@ -415,7 +415,7 @@ impl Driver {
         self.queue(command, Expect::Checkpoint)
     }
 
-    fn send_update(&mut self, to: PeerKey, bytes: &[u8]) {
+    fn send_update(&mut self, to: PeerKey, bytes: Arc<[u8]>) {
         let Some(peer) = net::peer_id(&to) else {
             return;
         };
@@ -425,13 +425,14 @@ impl Driver {
             return;
         }
         *n += 1;
+        let len = bytes.len();
         let id = self
             .swarm
             .behaviour_mut()
             .models
-            .send_request(&peer, net::codec::Request::Update(bytes.to_vec()));
+            .send_request(&peer, net::codec::Request::Update(bytes));
         self.in_flight
-            .insert(id, (peer, Sent::Update { bytes: bytes.len() }));
+            .insert(id, (peer, Sent::Update { bytes: len }));
     }
 
     fn on_reply(&mut self, reply: Reply) -> Result<(), Error> {

@@ -182,17 +182,12 @@ impl Driver {
                         // run's model protocol, so it is checked even before identify is done.
                         let from = self.up.get(&peer).copied().or_else(|| net::peer_key(&peer));
                         if let Some(from) = from {
-                            let bytes: Arc<[u8]> = bytes.into();
                             self.feed(Input::UpdateReceived { from, bytes })?;
                         }
                     }
                     Request::Fetch => {
-                        let model = self
-                            .engine
-                            .as_ref()
-                            .and_then(|e| e.last_update())
-                            .map(|b| b.to_vec());
-                        let n = model.as_ref().map_or(0, Vec::len);
+                        let model = self.engine.as_ref().and_then(|e| e.last_update());
+                        let n = model.as_ref().map_or(0, |m| m.len());
                         let _ = models.send_response(channel, Response::Model(model));
                         self.metrics().bytes_out += n as u64;
                     }
@@ -212,7 +207,7 @@ impl Driver {
                     self.metrics().bytes_out += bytes as u64;
                 }
                 (Some((_, Sent::Fetch)), Response::Model(model)) => {
-                    self.metrics().bytes_in += model.as_ref().map_or(0, Vec::len) as u64;
+                    self.metrics().bytes_in += model.as_ref().map_or(0, |m| m.len()) as u64;
                     self.join_answer(peer, model)?;
                 }
                 _ => {}

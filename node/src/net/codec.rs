@@ -4,8 +4,13 @@
 //! update ([`Request::Update`], answered by [`Response::Ack`]) or a fetch of the peer's latest
 //! signed update for a late joiner ([`Request::Fetch`], answered by [`Response::Model`]). Every
 //! read is bounded by the codec's `max_bytes` before anything is allocated.
+//!
+//! Payloads are `Arc<[u8]>`, as the engine takes and gives them: one signed update goes to
+//! several peers without a copy, and a received one is read straight into the buffer the engine
+//! keeps.
 
 use std::io;
+use std::sync::Arc;
 
 use futures::prelude::*;
 use libp2p::StreamProtocol;
@@ -21,7 +26,7 @@ const TAG_NONE: u8 = 5;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     /// A signed update (unchecked bytes, checked by the engine on receipt).
-    Update(Vec<u8>),
+    Update(Arc<[u8]>),
     /// Ask for the peer's latest signed update.
     Fetch,
 }
@@ -32,7 +37,7 @@ pub enum Response {
     /// The update was received (not necessarily accepted).
     Ack,
     /// The peer's latest signed update, or `None` before it has trained a round.
-    Model(Option<Vec<u8>>),
+    Model(Option<Arc<[u8]>>),
 }
 
 /// Frames requests and responses, refusing any frame over `max_bytes`.
@@ -51,7 +56,7 @@ impl Codec {
 async fn read_frame<T: AsyncRead + Unpin + Send>(
     io: &mut T,
     max: usize,
-) -> io::Result<(u8, Vec<u8>)> {
+) -> io::Result<(u8, Arc<[u8]>)> {
     let mut head = [0u8; 5];
     io.read_exact(&mut head).await?;
     let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
@@ -61,8 +66,10 @@ async fn read_frame<T: AsyncRead + Unpin + Send>(
             format!("frame of {len} bytes over the limit of {max}"),
         ));
     }
-    let mut body = vec![0u8; len];
-    io.read_exact(&mut body).await?;
+    // Allocated once, zeroed in place, and read into: no copy on the way to the engine.
+    let mut body: Arc<[u8]> = std::iter::repeat_n(0u8, len).collect();
+    io.read_exact(Arc::get_mut(&mut body).expect("not shared yet"))
+        .await?;
     Ok((head[0], body))
 }
 
@@ -164,11 +171,11 @@ mod tests {
         block_on(async {
             let mut c = Codec::new(16);
             let mut buf = Vec::new();
-            c.write_request(&proto(), &mut buf, Request::Update(vec![7; 10]))
+            c.write_request(&proto(), &mut buf, Request::Update(vec![7; 10].into()))
                 .await
                 .unwrap();
             let got = c.read_request(&proto(), &mut &buf[..]).await.unwrap();
-            assert_eq!(got, Request::Update(vec![7; 10]));
+            assert_eq!(got, Request::Update(vec![7; 10].into()));
 
             let mut buf = Vec::new();
             c.write_response(&proto(), &mut buf, Response::Model(None))
@@ -179,7 +186,7 @@ mod tests {
 
             let mut buf = Vec::new();
             Codec::new(1 << 20)
-                .write_request(&proto(), &mut buf, Request::Update(vec![0; 17]))
+                .write_request(&proto(), &mut buf, Request::Update(vec![0; 17].into()))
                 .await
                 .unwrap();
             let err = c.read_request(&proto(), &mut &buf[..]).await.unwrap_err();
