@@ -2,13 +2,15 @@
 //! net`):
 //!
 //! 1. Moving a 25 MB model (a signed update of 6.25 M parameters) between two libp2p nodes over
-//!    loopback TCP (noise + yamux + request-response), beside a plain TCP copy of the same bytes
-//!    measured in the same run. Target: at least 50% of plain TCP.
+//!    loopback TCP (request-response over murmur's link, the default TCP stack, and over libp2p's
+//!    noise + yamux for comparison), beside a plain TCP copy of the same bytes measured in the
+//!    same run. Target: at least 50% of plain TCP.
 //! 2. A trainer's samples per second on its own thread alone, and while the same process moves
 //!    updates between two nodes without pause (every update the size of the trained model).
 //!    Target: at least 90% of the trainer alone.
 
 use std::io::{Read, Write};
+use std::sync::Arc;
 use std::time::Instant;
 
 use futures::StreamExt;
@@ -16,7 +18,7 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm, request_response};
 use murmur_node::data::Shard;
 use murmur_node::net::codec::{Request, Response};
-use murmur_node::net::{self, Behaviour, BehaviourEvent};
+use murmur_node::net::{self, Behaviour, BehaviourEvent, link};
 use murmur_node::train::{self, Command, Reply, Trainer, Worker, bench};
 use murmur_protocol::sign::{Identity, RunId};
 use murmur_protocol::wire::{self, Codec};
@@ -27,9 +29,12 @@ const BIG_DIM: usize = 25_000_000 / 4;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn signed(id: &Identity, run: RunId, dim: usize) -> Vec<u8> {
+/// A signed update as the engine hands it to the driver.
+fn signed(id: &Identity, run: RunId, dim: usize) -> Arc<[u8]> {
     let params: Vec<f32> = (0..dim).map(|i| (i % 1000) as f32 * 1e-3).collect();
-    wire::encode_update(id, run, 1, 1, Codec::F32Le, &wire::encode_params(&params)).0
+    wire::encode_update(id, run, 1, 1, Codec::F32Le, &wire::encode_params(&params))
+        .0
+        .into()
 }
 
 /// The sending node; the receiving node runs on its own thread with its own runtime, as a
@@ -40,16 +45,18 @@ struct Pair {
 }
 
 /// Starts a receiving node on its own thread (it acknowledges every update and runs until the
-/// process ends) and connects a sending node to it.
-async fn pair(run: RunId, dim: usize) -> Pair {
+/// process ends) and connects a sending node to it over TCP with `stack`.
+async fn pair(run: RunId, dim: usize, stack: link::Stack) -> Pair {
     let cfg = net::Config {
         mdns: false,
+        tcp_stack: stack,
         ..net::Config::default()
     };
     let limit = net::codec_limit(dim);
     let (addr_tx, addr_rx) = std::sync::mpsc::channel::<(Multiaddr, PeerId)>();
     let b_cfg = cfg.clone();
-    std::thread::spawn(move || {
+    let name = format!("receiver-{stack:?}");
+    let receiver = std::thread::Builder::new().name(name).spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -83,6 +90,7 @@ async fn pair(run: RunId, dim: usize) -> Pair {
             }
         });
     });
+    receiver.expect("the receiving node's thread starts");
     let (addr, b_id) = addr_rx.recv().unwrap();
     let mut a = net::build(&Identity::from_secret([1; 32]), &run, &cfg, limit).unwrap();
     a.dial(addr).unwrap();
@@ -94,13 +102,14 @@ async fn pair(run: RunId, dim: usize) -> Pair {
     Pair { a, b_id }
 }
 
-/// Sends `bytes` from a to b `count` times, one request at a time; returns the seconds taken.
-async fn transfer(p: &mut Pair, bytes: &[u8], count: usize) -> f64 {
+/// Sends `bytes` from a to b `count` times, one request at a time, as the node's driver does;
+/// returns the seconds taken.
+async fn transfer(p: &mut Pair, bytes: &Arc<[u8]>, count: usize) -> f64 {
     let start = Instant::now();
     for _ in 0..count {
         p.a.behaviour_mut()
             .models
-            .send_request(&p.b_id, Request::Update(bytes.to_vec()));
+            .send_request(&p.b_id, Request::Update(bytes.clone()));
         loop {
             match p.a.select_next_some().await {
                 SwarmEvent::Behaviour(BehaviourEvent::Models(
@@ -148,22 +157,62 @@ fn plain_tcp(bytes: &[u8], count: usize) -> f64 {
     t
 }
 
+/// The median of `xs`.
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
 fn model_transfer(rt: &tokio::runtime::Runtime) {
     let run = RunId::derive(b"bench");
     let bytes = signed(&Identity::from_secret([1; 32]), run, BIG_DIM);
     let mb = bytes.len() as f64 / 1e6;
-    let count = 8;
-    let mut p = rt.block_on(pair(run, BIG_DIM));
-    rt.block_on(transfer(&mut p, &bytes, 1)); // warm-up
-    let t_p2p = rt.block_on(transfer(&mut p, &bytes, count));
+    // The three are measured in turn, round after round, so that the shared machine's swings
+    // reach all of them alike; each figure is the median over the rounds.
+    let (rounds, per_round) = (7, 4);
+    let mut link = rt.block_on(pair(run, BIG_DIM, link::Stack::MurmurLink));
+    let mut noise_yamux = rt.block_on(pair(run, BIG_DIM, link::Stack::NoiseYamux));
+    rt.block_on(transfer(&mut link, &bytes, 1)); // warm-up
+    rt.block_on(transfer(&mut noise_yamux, &bytes, 1));
     plain_tcp(&bytes, 1);
-    let t_tcp = plain_tcp(&bytes, count);
-    let p2p = mb * count as f64 / t_p2p;
-    let tcp = mb * count as f64 / t_tcp;
-    println!("model transfer, {mb:.1} MB x {count} on loopback:");
-    println!("  libp2p (tcp+noise+yamux, request-response): {p2p:8.1} MB/s");
-    println!("  plain TCP copy of the same bytes:           {tcp:8.1} MB/s");
-    println!("  ratio: {:.1}% (target >= 50%)", 100.0 * p2p / tcp);
+    let rate = |secs: f64| mb * per_round as f64 / secs;
+    let mut rows = Vec::new();
+    for _ in 0..rounds {
+        let l = rate(rt.block_on(transfer(&mut link, &bytes, per_round)));
+        let n = rate(rt.block_on(transfer(&mut noise_yamux, &bytes, per_round)));
+        let t = rate(plain_tcp(&bytes, per_round));
+        rows.push((l, n, t));
+    }
+    let col = |f: fn(&(f64, f64, f64)) -> f64| rows.iter().map(f).collect::<Vec<_>>();
+    let link_ratios = col(|r| r.0 / r.2);
+    let (lo, hi) = link_ratios
+        .iter()
+        .fold((f64::MAX, 0f64), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+    println!(
+        "model transfer, {mb:.1} MB on loopback (request-response), {rounds} rounds of {per_round}, medians:"
+    );
+    println!(
+        "  libp2p, tcp + murmur link (default): {:8.1} MB/s",
+        median(col(|r| r.0))
+    );
+    println!(
+        "  libp2p, tcp + noise + yamux:         {:8.1} MB/s",
+        median(col(|r| r.1))
+    );
+    println!(
+        "  plain TCP copy of the same bytes:    {:8.1} MB/s",
+        median(col(|r| r.2))
+    );
+    println!(
+        "  murmur link / plain TCP: {:.1}% (rounds {:.1}% to {:.1}%; target >= 50%)",
+        100.0 * median(link_ratios),
+        100.0 * lo,
+        100.0 * hi
+    );
+    println!(
+        "  noise + yamux / plain TCP: {:.1}%",
+        100.0 * median(col(|r| r.1 / r.2))
+    );
 }
 
 /// Trains `rounds` rounds of `steps` steps on a worker thread; after each round sends on `tick`
@@ -211,7 +260,7 @@ fn training_while_gossiping(rt: &tokio::runtime::Runtime) {
 
     let run = RunId::derive(b"bench");
     let bytes = signed(&Identity::from_secret([1; 32]), run, dim);
-    let mut p = rt.block_on(pair(run, dim));
+    let mut p = rt.block_on(pair(run, dim, link::Stack::default()));
     println!(
         "training (MLP 784-128-10, {dim} params, batch 32, {steps} steps a round) on its own thread:"
     );

@@ -1,8 +1,8 @@
 //! libp2p: the behaviours a node speaks and the swarm that carries them.
 //!
 //! Behaviours say *what* and *to whom*; the driver ([`crate::driver`]) decides nothing about
-//! the protocol and only moves bytes between them and the engine. The transports are TCP and
-//! QUIC, with noise and yamux over TCP. A node speaks:
+//! the protocol and only moves bytes between them and the engine. The transports are TCP, with
+//! murmur's [`link`] (or noise and yamux, for peers without it), and QUIC. A node speaks:
 //! - identify, whose protocol version names the run ([`Names::identify`]): a peer of another
 //!   run is disconnected and never reported to the engine;
 //! - ping, to notice dead connections;
@@ -18,6 +18,7 @@
 //! [`PeerId`] and its [`PeerKey`] name the same key ([`peer_key`], [`peer_id`]).
 
 pub mod codec;
+pub mod link;
 
 use std::time::Duration;
 
@@ -25,7 +26,7 @@ use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{
     PeerId, StreamProtocol, Swarm, allow_block_list, connection_limits, gossipsub, identify,
-    identity, kad, mdns, noise, ping, request_response, tcp, yamux,
+    identity, kad, mdns, ping, request_response, tcp,
 };
 use murmur_protocol::sign::{Identity, PeerKey, RunId};
 use serde::{Deserialize, Serialize};
@@ -61,6 +62,9 @@ pub struct Config {
     pub request_timeout_secs: u64,
     /// Seconds an idle connection is kept open. Default 3600.
     pub idle_timeout_secs: u64,
+    /// The stack offered first when dialing over TCP: `murmur-link` (default; falls back to
+    /// noise and yamux for peers without it) or `noise-yamux`. Both are accepted when dialed.
+    pub tcp_stack: link::Stack,
 }
 
 impl Default for Config {
@@ -81,6 +85,7 @@ impl Default for Config {
             max_streams: 16,
             request_timeout_secs: 60,
             idle_timeout_secs: 3600,
+            tcp_stack: link::Stack::default(),
         }
     }
 }
@@ -201,13 +206,16 @@ pub fn build(
     let c = config.clone();
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .map_err(|e| Error::Transport(e.to_string()))?
         .with_quic()
+        .with_other_transport(|key| {
+            link::transport(
+                key,
+                tcp::Config::default().nodelay(true),
+                c.tcp_stack,
+                link::mux::Config::default(),
+            )
+        })
+        .map_err(|e| Error::Transport(e.to_string()))?
         .with_behaviour(|key| {
             let gossip_config = gossipsub::ConfigBuilder::default()
                 .max_transmit_size(MAX_GOSSIP_BYTES)
