@@ -35,23 +35,27 @@ fn map<T: Send, R: Send>(items: Vec<T>, threads: usize, f: impl Fn(T) -> R + Syn
         .map(|t| Mutex::new((Some(t), None)))
         .collect();
     let next = AtomicUsize::new(0);
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(slot) = slots.get(i) else { break };
-                    let item = slot
-                        .lock()
-                        .expect("no panics")
-                        .0
-                        .take()
-                        .expect("taken once");
-                    let r = f(item);
-                    slot.lock().expect("no panics").1 = Some(r);
-                }
-            });
+    let work = || {
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(slot) = slots.get(i) else { break };
+            let item = slot
+                .lock()
+                .expect("no panics")
+                .0
+                .take()
+                .expect("taken once");
+            let r = f(item);
+            slot.lock().expect("no panics").1 = Some(r);
         }
+    };
+    // The calling thread is one of the workers: it would only wait otherwise, and its caches
+    // are warm.
+    std::thread::scope(|s| {
+        for _ in 1..threads {
+            s.spawn(work);
+        }
+        work();
     });
     slots
         .into_iter()
