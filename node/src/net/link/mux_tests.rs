@@ -516,3 +516,86 @@ fn dropping_a_link_closes_its_socket_even_while_streams_are_held() {
     let e = block_on(s.write(b"late")).unwrap_err();
     assert_eq!(e.kind(), io::ErrorKind::ConnectionAborted);
 }
+
+#[test]
+fn random_frames_from_a_peer_never_panic_and_stay_bounded() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let config = Config::default();
+    let mut ended = 0;
+    for case in 0..300 {
+        let (mut raw, y) = pipe2(8 << 20, 8 << 20);
+        let mut link = Link::new(y, &K2, &K1, false, config.clone());
+        let mut sealer = Sealer::new(&K1);
+        let mut bytes = Vec::new();
+        for _ in 0..rng.random_range(1..20) {
+            let mut rec = vec![0u8; HEADER];
+            for _ in 0..rng.random_range(0..40) {
+                // Mostly plausible frames on a few streams, now and then garbage.
+                let kind = rng.random_range(0..7u8);
+                let id = rng.random_range(0..8u32);
+                let len = if rng.random_bool(0.1) {
+                    rng.random()
+                } else {
+                    rng.random_range(0..3000u32)
+                };
+                let data_len = if kind == DATA {
+                    (len as usize).min(MAX_PLAINTEXT - (rec.len() - HEADER) - FRAME_HEADER)
+                } else {
+                    0
+                };
+                if rec.len() - HEADER + FRAME_HEADER + data_len > MAX_PLAINTEXT {
+                    break;
+                }
+                let data = vec![rng.random::<u8>(); data_len];
+                rec.extend_from_slice(&frame(kind, id, len, &data));
+            }
+            if rng.random_bool(0.05) {
+                let cut = rng.random_range(HEADER..=rec.len());
+                rec.truncate(cut);
+            }
+            sealer.seal(&mut rec).unwrap();
+            if rng.random_bool(0.03) {
+                let i = rng.random_range(0..rec.len());
+                rec[i] ^= 1 << rng.random_range(0..8);
+            }
+            bytes.extend_from_slice(&rec);
+        }
+        block_on(raw.write_all(&bytes)).unwrap();
+        drop(raw);
+        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+        let mut accepted = Vec::new();
+        for _ in 0..200 {
+            while let Poll::Ready(Ok(s)) = Pin::new(&mut link).poll_inbound(&mut cx) {
+                accepted.push(s);
+            }
+            if Pin::new(&mut link).poll(&mut cx).is_ready() {
+                ended += 1;
+                break;
+            }
+        }
+        // Read what the accepted streams hold, as an application would.
+        for s in &mut accepted {
+            let mut buf = [0u8; 4096];
+            while let Poll::Ready(Ok(n)) = Pin::new(&mut *s).poll_read(&mut cx, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+        let c = lock(&link.conn);
+        assert!(c.inc.buf.len() <= LARGE_INBUF, "case {case}");
+        assert!(
+            c.backlog() <= 2 * config.high_water + 2 * MAX_PLAINTEXT,
+            "case {case}"
+        );
+        assert!(
+            c.streams.map.len() <= config.max_inbound_streams,
+            "case {case}"
+        );
+        for st in c.streams.map.values() {
+            assert!(st.buffered() <= st.window as usize, "case {case}");
+        }
+    }
+    assert!(ended > 0, "some cases end the link");
+}
