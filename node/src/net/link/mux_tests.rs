@@ -540,7 +540,8 @@ fn random_frames_from_a_peer_never_panic_and_stay_bounded() {
                     rng.random_range(0..3000u32)
                 };
                 let data_len = if kind == DATA {
-                    (len as usize).min(MAX_PLAINTEXT - (rec.len() - HEADER) - FRAME_HEADER)
+                    let room = MAX_PLAINTEXT.saturating_sub(rec.len() - HEADER + FRAME_HEADER);
+                    (len as usize).min(room)
                 } else {
                     0
                 };
