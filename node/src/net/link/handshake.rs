@@ -90,7 +90,8 @@ where
     // -> s, se (+ identity)
     let n = hs.write_message(&payload, &mut msg)?;
     send(io, &msg[..n]).await?;
-    let (send_key, recv_key) = split(&mut hs)?;
+    // The initiator sends with the first half of the split.
+    let (send_key, recv_key) = hs.dangerously_get_raw_split();
     Ok(Keys {
         peer,
         send: send_key,
@@ -117,7 +118,7 @@ where
     let n = hs.read_message(&msg[..m], &mut buf)?;
     let peer = verify(&buf[..n], hs.get_remote_static())?;
     // The initiator's sending key is the first half of the split.
-    let (i2r, r2i) = split(&mut hs)?;
+    let (i2r, r2i) = hs.dangerously_get_raw_split();
     Ok(Keys {
         peer,
         send: r2i,
@@ -176,15 +177,6 @@ fn verify(payload: &[u8], remote_static: Option<&[u8]>) -> Result<PeerId, Error>
         ));
     }
     Ok(public.to_peer_id())
-}
-
-fn split(hs: &mut snow::HandshakeState) -> Result<([u8; 32], [u8; 32]), Error> {
-    if !hs.is_handshake_finished() {
-        return Err(Error::Noise(snow::Error::State(
-            snow::error::StateProblem::HandshakeNotFinished,
-        )));
-    }
-    Ok(hs.dangerously_get_raw_split())
 }
 
 async fn send<S: AsyncWrite + Unpin>(io: &mut S, msg: &[u8]) -> Result<(), Error> {

@@ -217,8 +217,15 @@ mod tests {
         }
     }
 
-    /// `a` dials `b`; returns once `a` has had a ping answered by `b` over the connection.
+    /// `a` dials `b`; returns once `a` has had a ping answered by `b` over the connection, and
+    /// fails if that takes longer than the upgrade timeout.
     async fn ping(a: &mut Swarm<ping::Behaviour>, b: &mut Swarm<ping::Behaviour>) {
+        tokio::time::timeout(UPGRADE_TIMEOUT, ping_once(a, b))
+            .await
+            .expect("a ping over the new connection within the upgrade timeout");
+    }
+
+    async fn ping_once(a: &mut Swarm<ping::Behaviour>, b: &mut Swarm<ping::Behaviour>) {
         let addr = listen(b).await;
         let b_id = *b.local_peer_id();
         a.dial(addr.with(libp2p::multiaddr::Protocol::P2p(b_id)))

@@ -65,7 +65,8 @@ fn rekey(old: &LessSafeKey) -> LessSafeKey {
     k
 }
 
-/// One direction's key and record counter.
+/// One direction's key and record counter (its `Debug` shows the algorithm, not the key).
+#[derive(Debug)]
 struct Keyed {
     key: LessSafeKey,
     counter: u64,
@@ -98,25 +99,13 @@ impl Keyed {
 }
 
 /// Seals the records of one direction.
+#[derive(Debug)]
 pub struct Sealer(Keyed);
-
-impl std::fmt::Debug for Sealer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sealer")
-            .field("counter", &self.0.counter)
-            .finish_non_exhaustive()
-    }
-}
 
 impl Sealer {
     /// A sealer with the direction's key, starting at record 0.
     pub fn new(key_bytes: &[u8; 32]) -> Self {
         Self(Keyed::new(key_bytes, REKEY_EVERY))
-    }
-
-    #[cfg(test)]
-    fn rekeying_every(key_bytes: &[u8; 32], records: u64) -> Self {
-        Self(Keyed::new(key_bytes, records))
     }
 
     /// Seals `record` in place: on entry it holds [`HEADER`] placeholder bytes and at most
@@ -142,15 +131,8 @@ impl Sealer {
 }
 
 /// Opens the records of one direction.
+#[derive(Debug)]
 pub struct Opener(Keyed);
-
-impl std::fmt::Debug for Opener {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Opener")
-            .field("counter", &self.0.counter)
-            .finish_non_exhaustive()
-    }
-}
 
 /// The number of bytes after the length prefix, checked against the bounds of a record.
 pub fn body_len(prefix: [u8; HEADER]) -> Result<usize, Error> {
@@ -166,11 +148,6 @@ impl Opener {
     /// An opener with the direction's key, starting at record 0.
     pub fn new(key_bytes: &[u8; 32]) -> Self {
         Self(Keyed::new(key_bytes, REKEY_EVERY))
-    }
-
-    #[cfg(test)]
-    fn rekeying_every(key_bytes: &[u8; 32], records: u64) -> Self {
-        Self(Keyed::new(key_bytes, records))
     }
 
     /// Opens in place the record whose ciphertext and tag are `body` (the bytes after the
@@ -246,8 +223,8 @@ mod tests {
     #[test]
     fn keys_change_every_few_records_on_both_sides_alike() {
         let (mut s, mut o) = (
-            Sealer::rekeying_every(&[3; 32], 3),
-            Opener::rekeying_every(&[3; 32], 3),
+            Sealer(Keyed::new(&[3; 32], 3)),
+            Opener(Keyed::new(&[3; 32], 3)),
         );
         let mut fixed = Sealer::new(&[3; 32]);
         for i in 0..10u8 {
@@ -257,7 +234,7 @@ mod tests {
             assert_eq!(open(&mut o, &mut r).unwrap(), [i; 40]);
         }
         // A side that did not move to the next key cannot open what follows.
-        let (mut s, mut o) = (Sealer::rekeying_every(&[3; 32], 3), Opener::new(&[3; 32]));
+        let (mut s, mut o) = (Sealer(Keyed::new(&[3; 32], 3)), Opener::new(&[3; 32]));
         for i in 0..3u8 {
             assert!(open(&mut o, &mut sealed(&mut s, &[i])).is_ok());
         }

@@ -1,4 +1,5 @@
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
 use std::pin::pin;
 use std::rc::Rc;
@@ -6,7 +7,9 @@ use std::rc::Rc;
 use futures::executor::block_on;
 use futures::{AsyncReadExt, AsyncWriteExt};
 
+use super::frames::{CLOSE, DATA, OPEN};
 use super::*;
+use crate::net::link::record::MAX_PLAINTEXT;
 use crate::net::link::testing::{End, pipe, pipe2};
 
 const K1: [u8; 32] = [1; 32];
@@ -498,7 +501,7 @@ fn a_peer_that_does_not_read_cannot_grow_the_send_queue() {
         assert!(Pin::new(&mut link).poll(&mut cx).is_pending());
     }
     let c = lock(&link.conn);
-    assert!(c.backlog() <= cap, "{} queued", c.backlog());
+    assert!(c.out.backlog() <= cap, "{} queued", c.out.backlog());
     assert!(
         c.inc.end > c.inc.start || c.streams.last_remote < id - 2,
         "reading stopped"
@@ -587,7 +590,7 @@ fn random_frames_from_a_peer_never_panic_and_stay_bounded() {
         let c = lock(&link.conn);
         assert!(c.inc.buf.len() <= LARGE_INBUF, "case {case}");
         assert!(
-            c.backlog() <= 2 * config.high_water + 2 * MAX_PLAINTEXT,
+            c.out.backlog() <= 2 * config.high_water + 2 * MAX_PLAINTEXT,
             "case {case}"
         );
         assert!(
