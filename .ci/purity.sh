@@ -24,3 +24,13 @@ if found=$(grep -rnE "$pattern" protocol/src); then
   exit 1
 fi
 echo "purity: murmur-protocol is free of IO, clocks, OS randomness, tokio, libp2p and burn"
+
+# The simulator reuses the trainer and the datasets (murmur-learn) and replaces the network and
+# the clock: it links no networking stack.
+sim_tree=$(cargo tree -p murmur-sim -e normal --prefix none --locked)
+if found=$(printf '%s\n' "$sim_tree" | grep -E '^(tokio|libp2p[-a-z0-9]*|snow|murmur-node|murmur-link) '); then
+  echo "purity: murmur-sim must not depend on these crates:" >&2
+  printf '%s\n' "$found" | sort -u >&2
+  exit 1
+fi
+echo "purity: murmur-sim links no tokio, libp2p, snow or murmur-node"

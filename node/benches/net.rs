@@ -17,10 +17,11 @@ use std::time::Instant;
 use futures::StreamExt;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm, request_response};
-use murmur_node::data::Shard;
+use murmur_learn::data::Shard;
+use murmur_learn::train::{self, Command, Reply, Trainer, Worker, bench};
+use murmur_link as link;
 use murmur_node::net::codec::{Request, Response};
-use murmur_node::net::{self, Behaviour, BehaviourEvent, link};
-use murmur_node::train::{self, Command, Reply, Trainer, Worker, bench};
+use murmur_node::net::{self, Behaviour, BehaviourEvent};
 use murmur_protocol::sign::{Identity, RunId};
 use murmur_protocol::wire::{self, Codec};
 
@@ -282,7 +283,7 @@ fn train_while_sending(
 
 fn training_while_gossiping(rt: &tokio::runtime::Runtime) {
     let data = bench::mnist_shaped(4096, 1);
-    let spec = murmur_node::model::Spec::Mlp { hidden: vec![128] };
+    let spec = murmur_learn::model::Spec::Mlp { hidden: vec![128] };
     let setup = bench::setup(train::Backend::Flex, spec, &data, 32).unwrap();
     let trainer = || Trainer::new(&setup, Shard::all(data.clone()), 0, 1).unwrap();
     let dim = trainer().params().len();

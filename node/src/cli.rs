@@ -7,9 +7,9 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use murmur_protocol::attack::Attack;
 
-use crate::checkpoint::Checkpoint;
 use crate::config::{Config, Overrides};
 use crate::{driver, identity, net, status};
+use murmur_learn::checkpoint::Checkpoint;
 
 /// `murmur-node run`: run a node until SIGINT or SIGTERM (then checkpoint and exit).
 #[derive(Debug, Args)]

@@ -20,7 +20,7 @@ use murmur_protocol::sign::RunId;
 use serde::{Deserialize, Serialize};
 
 use crate::net;
-use crate::train;
+use murmur_learn::train;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

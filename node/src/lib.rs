@@ -1,12 +1,9 @@
-//! A murmur node: local training, networking, and the driver loop around the protocol engine.
-pub mod checkpoint;
+//! A murmur node: libp2p networking, the driver loop around the protocol engine, the CLI and
+//! the HTTP endpoint. Local training is `murmur-learn`'s; the TCP link is `murmur-link`.
 pub mod cli;
 pub mod config;
-pub mod data;
 pub mod driver;
 pub mod identity;
 pub mod metrics;
-pub mod model;
 pub mod net;
 pub mod status;
-pub mod train;

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use murmur_learn::data::{self, fetch};
+use murmur_learn::model;
+use murmur_learn::train::{self, Backend, bench};
 use murmur_node::cli::{self, InspectArgs, KeygenArgs, RunArgs, StatusArgs};
-use murmur_node::data::{self, fetch};
-use murmur_node::model;
-use murmur_node::train::{self, Backend, bench};
 
 // Large per-step allocations page-fault with glibc's allocator and make training speed swing
 // from one process to the next; mimalloc keeps them steady (measured, see the README).

@@ -6,7 +6,7 @@ mod net_support;
 
 use std::time::Duration;
 
-use murmur_node::checkpoint::Checkpoint;
+use murmur_learn::checkpoint::Checkpoint;
 use murmur_node::config::Config;
 use net_support::{spawn, write_config};
 

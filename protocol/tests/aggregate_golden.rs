@@ -1,4 +1,4 @@
-//! Reproduces the reference values of `shared/golden/aggregators.json` (ByzFL's numpy code path,
+//! Reproduces the reference values of `tests/fixtures/aggregators.json` (ByzFL's numpy code path,
 //! and hand-computed ClippedGossip values) within 1e-4.
 //!
 //! Inputs: 7 rows of dimension 4; rows 0-4 honest, rows 5-6 Byzantine.
@@ -10,7 +10,7 @@ use serde_json::Value;
 
 const GOLDEN: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/golden/aggregators.json"
+    "/../tests/fixtures/aggregators.json"
 );
 const TOL: f32 = 1e-4;
 

@@ -1,4 +1,4 @@
-//! The attacks against shared/golden/aggregators.json: the section `attacks_on_honest_rows_0to4`
+//! The attacks against tests/fixtures/aggregators.json: the section `attacks_on_honest_rows_0to4`
 //! was produced by ByzFL's numpy code (LPD-EPFL/byzfl), `hand_computed` by numpy following the
 //! decentralised reference code of He, Karimireddy and Jaggi. Rows 0 to 4 of the input are the
 //! honest models; the attack sees only those.
@@ -13,7 +13,7 @@ use serde_json::Value;
 
 const GOLDEN: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/golden/aggregators.json"
+    "/../tests/fixtures/aggregators.json"
 );
 const TOL: f64 = 1e-4;
 const SECTION: &str = "attacks_on_honest_rows_0to4";

@@ -13,8 +13,8 @@
 //! bandwidth and clock limits included).
 
 use crate::{Options, Scenario};
-use murmur_node::data::Shard;
-use murmur_node::train::Trainer;
+use murmur_learn::data::Shard;
+use murmur_learn::train::Trainer;
 use std::time::{Duration, Instant};
 
 /// The figures of one efficiency measurement.

@@ -1,7 +1,7 @@
 //! murmur-sim: many murmur nodes in one process, in virtual time, under attack.
 //!
 //! The simulator runs the same protocol [`Engine`](murmur_protocol::engine::Engine) and the same
-//! burn [`Trainer`](murmur_node::train::Trainer) as a real node and replaces only the network and
+//! burn [`Trainer`](murmur_learn::train::Trainer) as a real node and replaces only the network and
 //! the clock: a discrete-event loop ([`simulation`]) over N engines, a network model
 //! ([`network`]: per-link latency, bandwidth, loss, partitions, bounded connection sets), a
 //! compute model (per-step time, per-node speed factors, stragglers), churn, and Byzantine nodes
@@ -30,7 +30,7 @@ pub use report::Report;
 pub use scenario::{Scenario, ScenarioError};
 pub use simulation::Error;
 
-use murmur_node::data;
+use murmur_learn::data;
 use std::path::PathBuf;
 
 /// How to run a scenario (what does not change the results).

@@ -12,7 +12,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, LogNormal};
 use std::time::Duration;
 
-/// Named random streams of a run, beside the learning streams of `murmur_node::data::stream`.
+/// Named random streams of a run, beside the learning streams of `murmur_learn::data::stream`.
 pub(crate) mod stream {
     /// Node identities.
     pub const IDENTITY: u64 = 101;

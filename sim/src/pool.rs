@@ -6,9 +6,9 @@
 //! scoped to one batch: a batch is the set of training jobs pending when the event loop needs the
 //! earliest result (see [`crate::simulation`]), which at scale is many jobs.
 
-use murmur_node::data::Dataset;
-use murmur_node::model::Arch;
-use murmur_node::train::{self, Eval, Trainer};
+use murmur_learn::data::Dataset;
+use murmur_learn::model::Arch;
+use murmur_learn::train::{self, Eval, Trainer};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;

@@ -26,7 +26,7 @@
 //! attack = { kind = "alie" }
 //! ```
 
-use murmur_node::train;
+use murmur_learn::train;
 use murmur_protocol::attack::Attack;
 use murmur_protocol::engine;
 use murmur_protocol::topology::Topology;

@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::mpsc as tmpsc;
 
-use crate::train::{Command, Reply, Trainer, Worker};
+use murmur_learn::train::{Command, Reply, Trainer, Worker};
 
 /// Commands the driver may have outstanding at once.
 pub const CAPACITY: usize = 16;

@@ -31,8 +31,8 @@ use tracing::{info, warn};
 use crate::config::Resolved;
 use crate::metrics::Metrics;
 use crate::net::{self, Behaviour, Names};
-use crate::train::{Command, Reply};
 pub use bridge::{Bridge, BridgeError};
+use murmur_learn::train::{Command, Reply};
 
 /// Why a node stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -45,10 +45,10 @@ pub enum Error {
     Key(#[from] crate::identity::KeyError),
     /// The learning config or data.
     #[error(transparent)]
-    Learning(#[from] crate::train::ConfigError),
+    Learning(#[from] murmur_learn::train::ConfigError),
     /// The checkpoint.
     #[error(transparent)]
-    Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    Checkpoint(#[from] murmur_learn::checkpoint::CheckpointError),
     /// The engine's config.
     #[error("engine: {0}")]
     Engine(#[from] engine::ConfigError),
@@ -114,7 +114,7 @@ struct Driver {
     per_peer: BTreeMap<PeerId, usize>,
     dialing: BTreeSet<PeerId>,
     last_mixed: u64,
-    test: crate::data::Dataset,
+    test: murmur_learn::data::Dataset,
     local_steps: usize,
 }
 

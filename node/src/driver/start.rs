@@ -6,11 +6,11 @@ use murmur_protocol::attack;
 use murmur_protocol::sign::Identity;
 
 use super::Error;
-use crate::checkpoint::Checkpoint;
 use crate::config::Resolved;
-use crate::data::{Dataset, Shard};
 use crate::identity;
-use crate::train::{Setup, Trainer};
+use murmur_learn::checkpoint::Checkpoint;
+use murmur_learn::data::{Dataset, Shard};
+use murmur_learn::train::{Setup, Trainer};
 
 /// A node's local pieces, ready to be driven.
 #[derive(Debug)]

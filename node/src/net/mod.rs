@@ -18,7 +18,7 @@
 //! [`PeerId`] and its [`PeerKey`] name the same key ([`peer_key`], [`peer_id`]).
 
 pub mod codec;
-pub mod link;
+pub use murmur_link as link;
 
 use std::time::Duration;
 

@@ -4,8 +4,8 @@
 use super::{Error, Event, Node, Queue, Simulation};
 use crate::network::{self, Links, stream};
 use crate::scenario::Scenario;
-use murmur_node::data::{Dataset, Shard, Split};
-use murmur_node::train::{Setup as Learning, Trainer};
+use murmur_learn::data::{Dataset, Shard, Split};
+use murmur_learn::train::{Setup as Learning, Trainer};
 use murmur_protocol::attack::{self, Attack};
 use murmur_protocol::engine::{self, Adversary, Engine, Setup};
 use murmur_protocol::sign::{Identity, RunId};

@@ -25,8 +25,8 @@ use crate::pool::{self, Trained};
 use crate::progress::Progress;
 use crate::report::{Row, Window};
 use crate::scenario::Scenario;
-use murmur_node::data::Dataset;
-use murmur_node::train::{Setup as Learning, Trainer};
+use murmur_learn::data::Dataset;
+use murmur_learn::train::{Setup as Learning, Trainer};
 use murmur_protocol::engine::{self, Engine, Input, Output, Setup};
 use murmur_protocol::sign::PeerKey;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 pub enum Error {
     /// The learning config (model, data, partition, optimiser) is unusable.
     #[error("learning: {0}")]
-    Learning(#[from] murmur_node::train::ConfigError),
+    Learning(#[from] murmur_learn::train::ConfigError),
     /// The engine config is unusable.
     #[error("engine: {0}")]
     Engine(#[from] engine::ConfigError),

@@ -1,6 +1,6 @@
 //! The embedded 8x8 handwritten digits (UCI "Optical Recognition of Handwritten Digits", test
-//! part, as distributed with scikit-learn; BSD-3-Clause, see `node/data/COPYING.scikit-learn`
-//! and `node/data/digits.rst`).
+//! part, as distributed with scikit-learn; BSD-3-Clause, see `learn/data/COPYING.scikit-learn`
+//! and `learn/data/digits.rst`).
 //!
 //! `digits.csv.gz`: 1,797 rows of 64 pixel counts in 0..=16 followed by the label 0..=9, no
 //! header.

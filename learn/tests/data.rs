@@ -4,9 +4,10 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use murmur_node::data::{self, DataError, Partition};
+use murmur_learn::data::{self, DataError, Partition};
 
-const MNIST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/mnist");
+/// The MNIST subset shipped with the repository (`tests/fixtures/mnist`).
+const MNIST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/mnist");
 
 fn idx(magic: u32, dims: &[u32], body: &[u8]) -> Vec<u8> {
     let mut v = magic.to_be_bytes().to_vec();
@@ -49,10 +50,23 @@ fn names(err: &DataError, file: &Path) -> bool {
 }
 
 #[test]
-fn shared_mnist_loads_gzipped() {
+fn the_mnist_subset_loads_gzipped() {
     let split = load(Path::new(MNIST)).unwrap();
-    assert_eq!((split.train.len(), split.test.len()), (60_000, 10_000));
+    assert_eq!((split.train.len(), split.test.len()), (5_000, 1_000));
     assert_eq!(split.train.shape().len(), 784);
+    assert_eq!(&split.train.labels()[..5], &[5, 0, 4, 1, 9]);
+    assert_eq!(&split.test.labels()[..5], &[7, 2, 1, 0, 4]);
+}
+
+/// All of MNIST: `MURMUR_MNIST_DIR=DIR cargo test -p murmur-learn --test data -- --ignored`
+/// (fetch it with `murmur-node data fetch mnist --dir DIR`).
+#[test]
+#[ignore = "needs all of MNIST in MURMUR_MNIST_DIR"]
+fn full_mnist_loads_gzipped() {
+    let dir =
+        std::env::var("MURMUR_MNIST_DIR").expect("MURMUR_MNIST_DIR names the MNIST directory");
+    let split = load(Path::new(&dir)).unwrap();
+    assert_eq!((split.train.len(), split.test.len()), (60_000, 10_000));
     assert_eq!(&split.train.labels()[..5], &[5, 0, 4, 1, 9]);
 }
 

@@ -1,12 +1,32 @@
-//! `data fetch` against a local HTTP server serving the shared MNIST files.
+//! Downloads against a local HTTP server serving the MNIST subset of `tests/fixtures/mnist`:
+//! files are fetched, checked against their SHA-256, cached, and refused when the digest
+//! differs or the server has no such file.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
-use murmur_node::data::fetch::{self, FetchError, Source};
+use murmur_learn::data::fetch::{self, FetchError, File, Source};
 
-const MNIST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/mnist");
+/// The MNIST subset shipped with the repository.
+const MNIST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/mnist");
+
+/// The subset's four files with the digests they have (the published MNIST digests are of the
+/// full files).
+fn subset_files() -> Vec<File> {
+    Source::Mnist
+        .files()
+        .iter()
+        .map(|f| File {
+            name: f.name,
+            sha256: Box::leak(
+                fetch::sha256_file(&Path::new(MNIST).join(f.name))
+                    .unwrap()
+                    .into_boxed_str(),
+            ),
+        })
+        .collect()
+}
 
 /// Serves files of `root` over HTTP/1.1 on a loopback port from a background thread; returns
 /// the base URL. Unknown paths get 404.
@@ -56,12 +76,13 @@ fn no_part_files(dir: &Path) -> bool {
 }
 
 #[test]
-fn fetch_downloads_and_verifies_mnist_then_reuses_it() {
+fn fetch_downloads_and_verifies_files_then_reuses_them() {
     let base = serve(PathBuf::from(MNIST));
+    let files = subset_files();
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("mnist");
     let mut updates = 0;
-    let paths = fetch::fetch(Source::Mnist, &target, &base, &mut |p| {
+    let paths = fetch::fetch_files(&files, &target, &base, &mut |p| {
         assert!(!p.cached);
         assert!(p.total.is_some_and(|t| p.done <= t));
         updates += 1;
@@ -69,21 +90,21 @@ fn fetch_downloads_and_verifies_mnist_then_reuses_it() {
     .unwrap();
     assert_eq!(paths.len(), 4);
     assert!(updates >= 4);
-    for (path, file) in paths.iter().zip(Source::Mnist.files()) {
+    for (path, file) in paths.iter().zip(&files) {
         assert_eq!(fetch::sha256_file(path).unwrap(), file.sha256);
     }
     assert!(no_part_files(&target));
     // The fetched directory is a loadable MNIST directory.
-    let split = murmur_node::data::Spec::Mnist {
+    let split = murmur_learn::data::Spec::Mnist {
         dir: target.clone(),
     }
     .load(0)
     .unwrap();
-    assert_eq!(split.test.len(), 10_000);
+    assert_eq!(split.test.len(), 1_000);
 
     // A second fetch finds the files present and downloads nothing (an unreachable URL).
     let mut cached = 0;
-    fetch::fetch(Source::Mnist, &target, "http://127.0.0.1:9/", &mut |p| {
+    fetch::fetch_files(&files, &target, "http://127.0.0.1:9/", &mut |p| {
         assert!(p.cached);
         cached += 1;
     })
@@ -93,41 +114,25 @@ fn fetch_downloads_and_verifies_mnist_then_reuses_it() {
 
 #[test]
 fn fetch_rejects_files_with_the_wrong_digest_and_missing_files() {
-    // Serving MNIST under Fashion-MNIST's names: the bytes arrive but the digests differ.
+    // The subset under MNIST's and Fashion-MNIST's published digests: the bytes arrive but
+    // the digests differ, and nothing is kept.
     let base = serve(PathBuf::from(MNIST));
-    let dir = tempfile::tempdir().unwrap();
-    let err = fetch::fetch(Source::FashionMnist, dir.path(), &base, &mut |_| {}).unwrap_err();
-    assert!(matches!(err, FetchError::Checksum { .. }), "{err}");
-    assert!(
-        err.to_string().contains("train-images-idx3-ubyte.gz"),
-        "{err}"
-    );
-    assert!(!dir.path().join("train-images-idx3-ubyte.gz").exists());
-    assert!(no_part_files(dir.path()));
+    for source in [Source::Mnist, Source::FashionMnist] {
+        let dir = tempfile::tempdir().unwrap();
+        let err = fetch::fetch(source, dir.path(), &base, &mut |_| {}).unwrap_err();
+        assert!(matches!(err, FetchError::Checksum { .. }), "{err}");
+        assert!(
+            err.to_string().contains("train-images-idx3-ubyte.gz"),
+            "{err}"
+        );
+        assert!(!dir.path().join("train-images-idx3-ubyte.gz").exists());
+        assert!(no_part_files(dir.path()));
+    }
 
+    let dir = tempfile::tempdir().unwrap();
     let empty = tempfile::tempdir().unwrap();
     let base = serve(empty.path().to_owned());
-    let err = fetch::fetch(Source::Mnist, dir.path(), &base, &mut |_| {}).unwrap_err();
+    let err = fetch::fetch_files(&subset_files(), dir.path(), &base, &mut |_| {}).unwrap_err();
     assert!(matches!(err, FetchError::Http { .. }), "{err}");
     assert!(err.to_string().contains("404"), "{err}");
-}
-
-#[test]
-fn the_cli_fetches_with_a_base_url() {
-    let base = serve(PathBuf::from(MNIST));
-    let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_murmur-node"))
-        .args(["data", "fetch", "mnist", "--dir"])
-        .arg(dir.path())
-        .args(["--base-url", &base])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("100%"), "progress shown: {stderr}");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(stdout.lines().count(), 4, "{stdout}");
-    for file in Source::Mnist.files() {
-        assert!(dir.path().join(file.name).is_file());
-    }
 }

@@ -292,7 +292,7 @@ mod tests {
     use futures::executor::block_on;
     use futures::future::join;
 
-    use crate::net::link::testing::pipe;
+    use crate::testing::pipe;
 
     fn keypair(seed: u8) -> identity::Keypair {
         identity::Keypair::ed25519_from_bytes([seed; 32]).unwrap()

@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 
 use super::streams::{State, Streams};
 use super::{Config, Error, wake};
-use crate::net::link::record::{self, HEADER, MAX_PLAINTEXT, MAX_WIRE, Sealer};
+use crate::record::{self, HEADER, MAX_PLAINTEXT, MAX_WIRE, Sealer};
 
 pub(super) const DATA: u8 = 0;
 pub(super) const OPEN: u8 = 1;

@@ -1,8 +1,8 @@
 //! Training on one node: accuracy on the digits, determinism, flat parameters, the worker.
 
-use murmur_node::data::{self, Shard};
-use murmur_node::model::{Arch, Net, Spec as ModelSpec};
-use murmur_node::train::{Backend, Command, Reply, Setup, Spec, Trainer, Worker};
+use murmur_learn::data::{self, Shard};
+use murmur_learn::model::{Arch, Net, Spec as ModelSpec};
+use murmur_learn::train::{Backend, Command, Reply, Setup, Spec, Trainer, Worker};
 
 fn digits_setup(model: &str, optimizer: &str) -> (Setup, data::Split) {
     let text = format!("model = {model}\noptimizer = {optimizer}\nbatch-size = 32\n");
@@ -171,12 +171,14 @@ fn flatten_and_write_back_round_trip_exactly() {
     }
 }
 
-/// The full-MNIST figure of the README; needs about a minute in a release build:
-/// `cargo test --release -p murmur-node --test train -- --ignored --nocapture`.
+/// The full-MNIST figure of the README; needs all of MNIST and about a minute in a release
+/// build: `MURMUR_MNIST_DIR=DIR cargo test --release -p murmur-learn --test train -- --ignored
+/// --nocapture` (fetch it with `murmur-node data fetch mnist --dir DIR`).
 #[test]
-#[ignore = "trains on all of MNIST (about a minute in release)"]
+#[ignore = "trains on all of MNIST in MURMUR_MNIST_DIR (about a minute in release)"]
 fn full_mnist_mlp_reaches_97_5_percent() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/mnist");
+    let dir =
+        std::env::var("MURMUR_MNIST_DIR").expect("MURMUR_MNIST_DIR names the MNIST directory");
     let spec: Spec = toml::from_str(&format!(
         "model = {{ kind = \"mlp\", hidden = [128] }}\n\
          data = {{ kind = \"mnist\", dir = {dir:?} }}\n\
@@ -185,7 +187,7 @@ fn full_mnist_mlp_reaches_97_5_percent() {
     ))
     .unwrap();
     let (setup, split) = spec.load(1).unwrap();
-    let epochs = murmur_node::train::bench::train_to_accuracy(&setup, &split, 10, 1, &mut |e| {
+    let epochs = murmur_learn::train::bench::train_to_accuracy(&setup, &split, 10, 1, &mut |e| {
         println!("{e:?}")
     })
     .unwrap();

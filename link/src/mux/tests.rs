@@ -9,8 +9,8 @@ use futures::{AsyncReadExt, AsyncWriteExt};
 
 use super::frames::{CLOSE, DATA, OPEN};
 use super::*;
-use crate::net::link::record::MAX_PLAINTEXT;
-use crate::net::link::testing::{End, pipe, pipe2};
+use crate::record::MAX_PLAINTEXT;
+use crate::testing::{End, pipe, pipe2};
 
 const K1: [u8; 32] = [1; 32];
 const K2: [u8; 32] = [2; 32];

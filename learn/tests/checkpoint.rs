@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
-use murmur_node::checkpoint::{Checkpoint, CheckpointError};
-use murmur_node::data::Shard;
-use murmur_node::train::{Spec, Trainer};
+use murmur_learn::checkpoint::{Checkpoint, CheckpointError};
+use murmur_learn::data::Shard;
+use murmur_learn::train::{Spec, Trainer};
 use murmur_protocol::sign::RunId;
 
 fn trained(optimizer: &str) -> Trainer {
