@@ -11,6 +11,8 @@
 
 pub mod aggregate;
 pub mod attack;
+#[cfg(any(test, feature = "cluster"))]
+pub mod cluster;
 pub mod engine;
 pub mod evidence;
 pub mod keyfile;

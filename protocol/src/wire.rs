@@ -38,6 +38,13 @@ fn bincode_config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<MAX_HEADER>()
 }
 
+/// The largest signed update of a model of `dim` parameters: the prefix, the largest header and
+/// the payload. Receivers refuse anything larger before looking further, and transports bound
+/// their frames by it.
+pub fn max_update_len(dim: usize) -> usize {
+    PREFIX + MAX_HEADER + Codec::F32Le.payload_len(dim)
+}
+
 /// How a payload encodes the model's parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Codec {

@@ -129,11 +129,15 @@ fn a_million_hostile_inputs_neither_panic_nor_over_allocate() {
         run,
         config: Config::default(),
         model: vec![0.0; DIM],
-        round: 0,
         seed: 1,
         adversary: None,
     })
     .unwrap();
+    let start = Input::Start {
+        resume: Default::default(),
+        join: false,
+    };
+    engine.handle(Duration::ZERO, start).unwrap();
     let limit = engine.max_update_bytes();
     let mut rng = ChaCha8Rng::seed_from_u64(0x5eed);
     let mut accepted = 0usize;
@@ -167,11 +171,18 @@ fn a_million_hostile_inputs_neither_panic_nor_over_allocate() {
         }
         let from = peers[rng.random_range(0..peers.len())].public();
         let bytes: Arc<[u8]> = bytes.into();
-        if case % 4 == 1 {
-            engine.handle(Duration::ZERO, Input::GossipReceived { from, bytes });
+        let input = if case % 4 == 1 {
+            Input::GossipReceived {
+                author: from,
+                relayer: from,
+                bytes,
+            }
         } else {
-            engine.handle(Duration::ZERO, Input::UpdateReceived { from, bytes });
-        }
+            Input::UpdateReceived { from, bytes }
+        };
+        engine
+            .handle(Duration::ZERO, input)
+            .expect("peers' input is never the caller's error");
         while engine.poll().is_some() {}
     }
     let largest = LARGEST.load(Ordering::Relaxed);

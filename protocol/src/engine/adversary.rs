@@ -1,13 +1,20 @@
 //! The sending step of a Byzantine engine. What goes out is planned by [`crate::attack`]; the
 //! protocol's own signing and framing carry it, so only what a real attacker could send is sent.
 
-use super::{Adversary, Engine, Output};
+use super::{Adversary, Engine};
 use crate::attack::{self, Attack, Plan};
 use crate::sign::PeerKey;
 use crate::wire;
 use std::sync::Arc;
 
 impl Engine {
+    /// The run's size and Byzantine count as the attacker believes them: the configured values,
+    /// or the peers it is connected to plus itself, and 1.
+    pub(super) fn believed_size(&self, adv: &Adversary) -> (usize, usize) {
+        let n = adv.n.unwrap_or_else(|| self.peers.connected().len() + 1);
+        (n, adv.f.unwrap_or(1))
+    }
+
     /// A Byzantine node's sending step: the attack decides what goes out; the protocol's own
     /// signing and framing are used, so only what a real attacker could send is sent. It sees
     /// what a real attacker sees: the models its peers sent it last round.
@@ -15,12 +22,13 @@ impl Engine {
         if let Attack::Dissensus { .. } = adv.attack {
             return self.send_dissensus(adv, targets, samples);
         }
+        let (n, f) = self.believed_size(adv);
         let honest: Vec<&[f32]> = self.last_received.values().map(Vec::as_slice).collect();
         let view = attack::View {
             own: &self.model,
             honest: &honest,
-            n: adv.n,
-            f: adv.f,
+            n,
+            f,
             victim: None,
         };
         let plan = adv.attack.plan(&view, &mut self.rng);
@@ -51,7 +59,7 @@ impl Engine {
                     self.send(to, if i % 2 == 0 { a.clone() } else { b.clone() });
                 }
                 let ann: Arc<[u8]> = wire::encode_announcement(&signed_a).into();
-                self.outputs.push_back(Output::Broadcast { bytes: ann });
+                self.broadcast(ann);
                 return self.remember(a);
             }
             Plan::Stale => {
@@ -69,6 +77,7 @@ impl Engine {
     /// victim's model is its last update, its good neighbours are the other models received, and
     /// the weights are those of a node that mixes `wait_for + 1` models uniformly.
     fn send_dissensus(&mut self, adv: &Adversary, targets: &[PeerKey], samples: u64) {
+        let (n, f) = self.believed_size(adv);
         let w = 1.0 / (self.config.wait_for as f64 + 1.0);
         for &to in targets {
             let victim_model = self.last_received.get(&to).cloned();
@@ -88,8 +97,8 @@ impl Engine {
             let view = attack::View {
                 own: &self.model,
                 honest: &good,
-                n: adv.n,
-                f: adv.f,
+                n,
+                f,
                 victim,
             };
             let forged = match adv.attack.plan(&view, &mut self.rng) {

@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 /// max-staleness = 4        # updates more than this many rounds behind are stale
 /// aggregation = { rule = "clipped-gossip" }
 /// outlier-factor = 2.5     # screen out models this many times farther than the median; 0 = off
+/// join-peers = 3           # peers a joining or restarted node fetches models from; 0 = none
+/// join-timeout-ms = 5000   # longest wait for their answers
+/// checkpoint-every = 5     # ask for a checkpoint at least this many rounds apart; 0 = never
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
@@ -39,6 +42,17 @@ pub struct Config {
     pub max_peers: usize,
     /// Penalty points at which a peer is banned. Default 100.
     pub ban_threshold: u32,
+    /// Peers a node that joins a run in progress, or restarts with peers to join through,
+    /// fetches the latest signed models of before its first round; it starts from their median
+    /// (see the engine's start-up). 0: never fetch, start at once. Default 3.
+    pub join_peers: usize,
+    /// Longest wait for those answers, in milliseconds; then the node starts from what it has.
+    /// Default 5000.
+    pub join_timeout_ms: u64,
+    /// Ask for a checkpoint when at least this many rounds have completed since the last one,
+    /// and when the configured rounds are done; 0: never (a node still saves one when it is
+    /// stopped). Default 5.
+    pub checkpoint_every: u64,
     /// Stop after this many rounds; unset runs until stopped.
     pub rounds: Option<u64>,
 }
@@ -57,6 +71,9 @@ impl Default for Config {
             outlier_factor: DEFAULT_OUTLIER_FACTOR,
             max_peers: 4096,
             ban_threshold: 100,
+            join_peers: 3,
+            join_timeout_ms: 5000,
+            checkpoint_every: 5,
             rounds: None,
         }
     }
@@ -120,6 +137,13 @@ impl Config {
         }
         if self.ban_threshold == 0 {
             return bad("ban-threshold", &self.ban_threshold, "must be at least 1");
+        }
+        if self.join_peers > 0 && self.join_timeout_ms == 0 {
+            return bad(
+                "join-timeout-ms",
+                &self.join_timeout_ms,
+                "must be at least 1 when join-peers is above 0",
+            );
         }
         if self.rounds == Some(0) {
             return bad("rounds", &0, "must be at least 1 when set");

@@ -1,36 +1,56 @@
-//! The state machine of one node.
+//! The state machine of one node, for its whole life.
 //!
-//! [`Engine`] decides everything a node decides: when to train, whom to send to, which updates
-//! to accept, how to mix them, whom to penalise. It never touches a socket or a clock: the caller
-//! feeds it [`Input`]s with the current time, drains [`Output`]s with [`Engine::poll`], and wakes it
-//! at [`Engine::poll_timeout`] with [`Input::Tick`]. The real node and the simulator run exactly
-//! this loop:
+//! [`Engine`] decides everything a node decides: where it starts (a fresh model, its checkpoint,
+//! or its peers' models), when to train, whom to send to, which updates to accept, how to mix
+//! them, when to checkpoint, whom to penalise and ban. It never touches a socket or a clock: the
+//! caller feeds it [`Input`]s with the current time, drains [`Output`]s with [`Engine::poll`],
+//! and wakes it at [`Engine::poll_timeout`] with [`Input::Tick`]. The real node and the simulator
+//! run exactly this loop:
 //!
 //! ```text
-//! engine.handle(now, Input::UpdateReceived { from, bytes });   // also PeerUp, PeerDown, Trained, Tick
-//! while let Some(out) = engine.poll() { /* Train, SetModel, Send, Broadcast, Penalize, Ban, ... */ }
+//! let mut engine = Engine::new(setup)?;
+//! engine.handle(now, Input::Start { resume, join })?;          // once, first
+//! engine.handle(now, Input::UpdateReceived { from, bytes })?;   // PeerUp, Fetched, Trained, Tick, ...
+//! while let Some(out) = engine.poll() { /* Started, Train, Mixed, Send, Fetch, Serve, Ban, ... */ }
 //! let wake = engine.poll_timeout();
 //! ```
 //!
-//! Rounds are asynchronous; there is no global barrier. In round `r` a node trains locally
-//! ([`Output::Train`], answered by [`Input::Trained`]), signs its model and sends it to `fanout`
-//! peers drawn afresh from the connected ones (Epidemic Learning, de Vos et al., NeurIPS 2023),
-//! then collects fresh updates from others until it has `wait_for` of them or `round_timeout_ms`
-//! passes, mixes its own model with them by the configured robust rule ([`crate::aggregate`]) and
-//! starts round `r + 1`. Updates arriving at any time are checked at once (signature, run,
-//! version, sender, size, dimension, finiteness, replay, equivocation) and buffered, one per peer.
-//! A failed check drops the update and penalises the sender with the reason; enough penalty points
-//! ban it, and equivocation bans at once and is broadcast as transferable evidence.
+//! **Start-up** ([`Input::Start`], module `join`). The caller says what the node remembers from
+//! earlier lives ([`Resume`]: its checkpoint's round, the highest round it ever signed, the peers
+//! it banned) and whether it was given peers to join through. Without peers the node starts at
+//! once; with them it first fetches the latest signed updates of up to `join-peers` peers, drawn
+//! at random ([`Output::Fetch`], answered by [`Input::Fetched`]), and starts from their
+//! coordinate-wise median, unless its own checkpoint is recent enough. Either way it starts past
+//! every round it ever signed, so a restart never equivocates. [`Output::Started`] says how.
+//!
+//! **Rounds** (module `round`). Rounds are asynchronous; there is no global barrier. In round
+//! `r` a node trains locally ([`Output::Train`], answered by [`Input::Trained`]), signs its model
+//! and sends it to `fanout` peers drawn afresh from the connected ones (Epidemic Learning, de Vos
+//! et al., NeurIPS 2023), then collects fresh updates from others until it has `wait_for` of them
+//! or `round_timeout_ms` passes, mixes its own model with them by the configured robust rule
+//! ([`crate::aggregate`]), hands the result to the trainer ([`Output::Mixed`]) and starts round
+//! `r + 1`. Every `checkpoint-every` rounds it asks for a checkpoint ([`Output::Checkpoint`]).
+//!
+//! **Receiving** (module `receive`). Updates arriving at any time are checked at once (signature,
+//! run, version, sender, size, dimension, finiteness, replay, equivocation) and buffered, one per
+//! peer. A failed check drops the update and penalises the sender with the reason; enough penalty
+//! points ban it ([`Output::Ban`]: the caller disconnects it and refuses it from then on), and
+//! equivocation bans at once and is broadcast as transferable evidence. A peer asking for this
+//! node's latest signed update ([`Input::FetchRequested`]) is answered with [`Output::Serve`].
+//!
+//! Errors: input from peers never fails, it becomes penalties. [`Engine::handle`] returns an
+//! [`InputError`] only for the caller's own mistakes (a training result nobody asked for, of the
+//! wrong round or size, or a second start).
 
 mod adversary;
-pub mod bootstrap;
 mod config;
+mod join;
 mod peers;
+mod receive;
 mod rejection;
+mod round;
 mod screen;
 
-#[cfg(test)]
-mod harness;
 #[cfg(test)]
 mod tests;
 
@@ -39,12 +59,11 @@ pub use rejection::Rejection;
 
 use crate::aggregate::Aggregator;
 use crate::attack::Attack;
-use crate::evidence::Equivocation;
-use crate::replay::{self, Window};
+use crate::replay::Window;
 use crate::sign::{Identity, PeerKey, RunId};
-use crate::topology::sample_peers;
-use crate::wire::{self, Codec, SignedHeader};
-use peers::{Peers, Standing};
+use crate::wire;
+use join::Joining;
+use peers::Peers;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, VecDeque};
@@ -54,6 +73,16 @@ use std::time::Duration;
 /// Something that happened to the node.
 #[derive(Debug, Clone)]
 pub enum Input {
+    /// The node starts: what it remembers from earlier lives, and whether to fetch its peers'
+    /// models first. Given once, before anything but [`Input::PeerUp`] and [`Input::PeerDown`].
+    Start {
+        /// The checkpoint round, last signed round and bans of earlier lives.
+        resume: Resume,
+        /// The node was given peers to join through (bootstrap addresses, or a simulated
+        /// late joiner or restart): fetch their models before the first round. A node that
+        /// starts a network alone passes false and starts at once.
+        join: bool,
+    },
     /// A connection to `peer` is up: it may be chosen as a target.
     PeerUp {
         /// The peer.
@@ -64,19 +93,38 @@ pub enum Input {
         /// The peer.
         peer: PeerKey,
     },
-    /// An update (or any point-to-point message) arrived from `from`.
+    /// An update pushed by `from`.
     UpdateReceived {
         /// The transport-authenticated sender.
         from: PeerKey,
         /// The message bytes, unchecked.
         bytes: Arc<[u8]>,
     },
-    /// A gossip message (announcement or evidence) arrived, relayed by `from`.
+    /// A gossip message (announcement or evidence) published by `author` and delivered by
+    /// `relayer` (the same peer when it did not travel through another).
     GossipReceived {
-        /// The peer that relayed it.
-        from: PeerKey,
+        /// The peer that published the message (authenticated by the gossip layer).
+        author: PeerKey,
+        /// The peer that delivered it to this node.
+        relayer: PeerKey,
         /// The message bytes, unchecked.
         bytes: Arc<[u8]>,
+    },
+    /// `from` asks for this node's latest signed update; answer it with [`Output::Serve`]
+    /// carrying the same `request`.
+    FetchRequested {
+        /// The transport-authenticated asker.
+        from: PeerKey,
+        /// The caller's handle of the request, echoed in the answer.
+        request: u64,
+    },
+    /// The answer to an [`Output::Fetch`] of `peer`: its latest signed update, or `None` if it
+    /// had none or the request failed.
+    Fetched {
+        /// The peer that was asked.
+        peer: PeerKey,
+        /// Its answer, unchecked.
+        update: Option<Arc<[u8]>>,
     },
     /// Local training for `round` finished with these parameters.
     Trained {
@@ -91,18 +139,83 @@ pub enum Input {
     Tick,
 }
 
+/// What a node remembers from its earlier lives (its data directory, or the simulator's record
+/// of a node that left).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Resume {
+    /// The round of the checkpoint the setup's model comes from; `None` when the model is the
+    /// run's initial model.
+    pub checkpoint: Option<u64>,
+    /// The highest round this node ever signed an update for (0 if none).
+    pub signed: u64,
+    /// Peers it banned, with the reason.
+    pub bans: Vec<(PeerKey, Rejection)>,
+}
+
+/// How a node started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// From the run's initial model.
+    Fresh,
+    /// From its own checkpoint.
+    Checkpoint,
+    /// A late joiner, from the median of its peers' models.
+    Joined,
+    /// A restart whose checkpoint was more than `max-staleness` rounds behind its peers: from
+    /// the median of their models.
+    CaughtUp,
+}
+
+impl Origin {
+    /// A stable name, for events and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Fresh => "fresh",
+            Origin::Checkpoint => "checkpoint",
+            Origin::Joined => "joined",
+            Origin::CaughtUp => "caught-up",
+        }
+    }
+}
+
 /// Something the node must do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
+    /// The node has started; rounds begin with `round`.
+    Started {
+        /// How.
+        origin: Origin,
+        /// The first round it trains.
+        round: u64,
+        /// The model to start from when it is not the setup's (a join or a catch-up): give it
+        /// to the trainer.
+        model: Option<Vec<f32>>,
+        /// Peers whose models the start was made from.
+        peers: usize,
+    },
     /// Run local training for `round` from the current model; answer with [`Input::Trained`].
     Train {
         /// The round number.
         round: u64,
     },
-    /// Replace the trainer's parameters with these (after mixing).
-    SetModel {
-        /// Flat parameters.
+    /// Round `round` was mixed: the trainer continues from `params`.
+    Mixed {
+        /// The round that ended.
+        round: u64,
+        /// The mixed model (the own model when the mix was skipped).
         params: Vec<f32>,
+        /// Models mixed, the node's own included.
+        inputs: usize,
+        /// Inputs the rule clipped or discarded.
+        clipped: usize,
+        /// True when too few inputs arrived for the rule and the own model was kept.
+        skipped: bool,
+    },
+    /// Save the trainer's state (the model of the last [`Output::Mixed`] and the optimiser) as
+    /// the checkpoint of `round`.
+    Checkpoint {
+        /// The completed round it is the checkpoint of.
+        round: u64,
     },
     /// Deliver a signed update to one peer.
     Send {
@@ -116,7 +229,21 @@ pub enum Output {
         /// The message.
         bytes: Arc<[u8]>,
     },
-    /// A peer's update was rejected; its penalty points are now `points`.
+    /// Ask `peer` for its latest signed update; answer with [`Input::Fetched`].
+    Fetch {
+        /// The peer.
+        peer: PeerKey,
+    },
+    /// Answer the fetch `request` of `to`.
+    Serve {
+        /// The asker.
+        to: PeerKey,
+        /// The request's handle, from [`Input::FetchRequested`].
+        request: u64,
+        /// This node's latest signed update, or `None` before its first.
+        update: Option<Arc<[u8]>>,
+    },
+    /// A peer's message was rejected; its penalty points are now `points`.
     Penalize {
         /// The peer.
         peer: PeerKey,
@@ -125,26 +252,40 @@ pub enum Output {
         /// Its penalty points after this one.
         points: u32,
     },
-    /// Disconnect `peer` and refuse it from now on.
+    /// Disconnect `peer` now and refuse it from then on (also given at start for the bans of
+    /// [`Resume::bans`]).
     Ban {
         /// The peer.
         peer: PeerKey,
         /// The rejection that crossed the threshold (or equivocation).
         reason: Rejection,
     },
-    /// A round was mixed.
-    Mixed {
-        /// The round that ended.
-        round: u64,
-        /// Models mixed, the node's own included.
-        inputs: usize,
-        /// Inputs the rule clipped or discarded.
-        clipped: usize,
-        /// True when too few inputs arrived for the rule and the own model was kept.
-        skipped: bool,
-    },
     /// The configured number of rounds is done.
     Finished,
+}
+
+/// A mistake of the caller, not of a peer: the engine's state is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InputError {
+    /// [`Input::Start`] was given twice.
+    #[error("the engine was already started")]
+    AlreadyStarted,
+    /// A training result when none was asked for, or for another round.
+    #[error("a training result for round {round}, but {expected}")]
+    UnexpectedTraining {
+        /// The round of the result.
+        round: u64,
+        /// What the engine waits for.
+        expected: String,
+    },
+    /// A training result of the wrong size.
+    #[error("trained parameters have {got} values, the model has {expected}")]
+    Dimension {
+        /// The model's size.
+        expected: usize,
+        /// The result's size.
+        got: usize,
+    },
 }
 
 /// Running counts, for metrics and reports.
@@ -164,10 +305,27 @@ pub struct Stats {
     pub clipped: u64,
     /// Updates sent.
     pub updates_sent: u64,
-    /// Bytes of updates and gossip sent.
+    /// Bytes of updates, answers to fetches and gossip sent.
     pub bytes_sent: u64,
-    /// Peers banned.
+    /// Peers banned (not counting bans carried over from earlier lives).
     pub bans: u64,
+}
+
+impl Stats {
+    /// Adds the counts of `other` (an earlier life of the same node).
+    pub fn add(&mut self, other: &Stats) {
+        self.accepted += other.accepted;
+        for (r, c) in &other.rejected {
+            *self.rejected.entry(*r).or_default() += c;
+        }
+        self.mixes += other.mixes;
+        self.skipped_mixes += other.skipped_mixes;
+        self.inputs_mixed += other.inputs_mixed;
+        self.clipped += other.clipped;
+        self.updates_sent += other.updates_sent;
+        self.bytes_sent += other.bytes_sent;
+        self.bans += other.bans;
+    }
 }
 
 /// A Byzantine behaviour for this engine (the simulator's attackers and a red-team node).
@@ -175,13 +333,14 @@ pub struct Stats {
 pub struct Adversary {
     /// What to do.
     pub attack: Attack,
-    /// Nodes in the run, as the attacker believes (for ALIE's z).
-    pub n: usize,
-    /// Byzantine nodes in the run, as the attacker believes.
-    pub f: usize,
+    /// Nodes in the run, as the attacker believes (for ALIE's z); unset: the peers it is
+    /// connected to, plus itself.
+    pub n: Option<usize>,
+    /// Byzantine nodes in the run, as the attacker believes; unset: 1.
+    pub f: Option<usize>,
 }
 
-/// Everything an engine starts from.
+/// Everything an engine is built from.
 #[derive(Debug, Clone)]
 pub struct Setup {
     /// The node's signing identity.
@@ -190,11 +349,12 @@ pub struct Setup {
     pub run: RunId,
     /// Round rules.
     pub config: Config,
-    /// The starting model (the run's initial model, or a checkpoint's).
+    /// The starting model: the run's initial model, or the checkpoint's (see
+    /// [`Resume::checkpoint`]).
     pub model: Vec<f32>,
-    /// The last completed round (0 for a fresh start; a checkpoint's round when resuming).
-    pub round: u64,
-    /// Seed of the engine's random choices (peer sampling, bucketing, attacks).
+    /// The run's seed. The engine's random choices (peer sampling, whom a joiner asks,
+    /// bucketing, attacks) come from a generator derived from it, the node's key and what the
+    /// node resumes from, so nodes and restarts draw differently.
     pub seed: u64,
     /// Set to make this node Byzantine.
     pub adversary: Option<Adversary>,
@@ -206,10 +366,17 @@ struct Pending {
     params: Vec<f32>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug)]
 enum Phase {
+    /// Built, waiting for [`Input::Start`].
+    Created,
+    /// Fetching peers' models before the first round.
+    Joining(Box<Joining>),
+    /// Waiting for the trainer's result of the current round.
     Training,
+    /// Trained and sent; collecting peers' updates until `deadline` or `wait_for` of them.
     Collecting { deadline: Duration },
+    /// The configured rounds are done.
     Finished,
 }
 
@@ -223,10 +390,17 @@ pub struct Engine {
     me: PeerKey,
     run: RunId,
     config: Config,
+    seed: u64,
     dim: usize,
     limit: usize,
     model: Vec<f32>,
+    /// The round being trained or collected; before the first round and when finished, the
+    /// last completed round.
     round: u64,
+    /// The highest round this node signed, in this life or an earlier one.
+    signed: u64,
+    /// The round of the last checkpoint asked for (or restored).
+    checkpointed: u64,
     phase: Phase,
     aggregator: Aggregator,
     window: Window,
@@ -243,14 +417,13 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Validates the setup and starts the first round: the first output is [`Output::Train`].
+    /// Validates the setup. Nothing happens until [`Input::Start`].
     pub fn new(setup: Setup) -> Result<Self, ConfigError> {
         let Setup {
             identity,
             run,
             config,
             model,
-            round,
             seed,
             adversary,
         } = setup;
@@ -265,31 +438,33 @@ impl Engine {
         }
         let dim = model.len();
         let aggregator = Aggregator::new(&config.aggregation, dim)?;
-        let mut engine = Engine {
-            me: identity.public(),
+        let me = identity.public();
+        Ok(Engine {
+            rng: derive_rng(seed, &me, &Resume::default()),
+            me,
             identity,
             run,
-            limit: wire::PREFIX + wire::MAX_HEADER + Codec::F32Le.payload_len(dim),
+            limit: wire::max_update_len(dim),
             dim,
             window: Window::new(config.max_peers),
             peers: Peers::new(config.ban_threshold, config.max_peers),
             config,
+            seed,
             model,
-            round,
-            phase: Phase::Training,
+            round: 0,
+            signed: 0,
+            checkpointed: 0,
+            phase: Phase::Created,
             aggregator,
             pending: BTreeMap::new(),
             outputs: VecDeque::new(),
-            rng: ChaCha8Rng::seed_from_u64(seed),
             stats: Stats::default(),
             adversary,
             sent: VecDeque::new(),
             last_received: BTreeMap::new(),
             last_update: None,
             scratch: vec![0.0; dim],
-        };
-        engine.start_round();
-        Ok(engine)
+        })
     }
 
     /// This node's public key.
@@ -297,9 +472,24 @@ impl Engine {
         self.me
     }
 
-    /// The round being trained or collected (the last completed round plus one).
+    /// The round being trained or collected; before the first round and once finished, the last
+    /// completed round.
     pub fn round(&self) -> u64 {
         self.round
+    }
+
+    /// The last round whose mix is done (a checkpoint of it is complete): what a node that
+    /// stops now resumes after.
+    pub fn completed_round(&self) -> u64 {
+        match self.phase {
+            Phase::Training | Phase::Collecting { .. } => self.round.saturating_sub(1),
+            Phase::Created | Phase::Joining(_) | Phase::Finished => self.round,
+        }
+    }
+
+    /// The highest round this node ever signed an update for (its earlier lives included).
+    pub fn signed_round(&self) -> u64 {
+        self.signed
     }
 
     /// The current model: after mixing, or after local training while collecting.
@@ -312,14 +502,14 @@ impl Engine {
         self.dim
     }
 
-    /// Largest update message accepted, in bytes.
+    /// Largest update message accepted, in bytes ([`wire::max_update_len`]).
     pub fn max_update_bytes(&self) -> usize {
         self.limit
     }
 
     /// The last signed update this node sent out (its trained model of its latest round, or
-    /// what its attack sent), for a late joiner's [`bootstrap::join`]. `None` before the first
-    /// round's training is done.
+    /// what its attack sent): what it serves to a peer's fetch. `None` before the first round's
+    /// training is done.
     pub fn last_update(&self) -> Option<Arc<[u8]>> {
         self.last_update.clone()
     }
@@ -339,9 +529,9 @@ impl Engine {
         self.peers.is_banned(peer)
     }
 
-    /// Banned peers in key order.
-    pub fn banned(&self) -> Vec<PeerKey> {
-        self.peers.banned().copied().collect()
+    /// Banned peers with the reason, in key order (what a restart passes in [`Resume::bans`]).
+    pub fn banned(&self) -> Vec<(PeerKey, Rejection)> {
+        self.peers.banned().collect()
     }
 
     /// Connected, unbanned peers in key order.
@@ -349,9 +539,14 @@ impl Engine {
         self.peers.connected()
     }
 
+    /// Whether [`Input::Start`] was given and the start-up (a join or catch-up) is over.
+    pub fn is_started(&self) -> bool {
+        !matches!(self.phase, Phase::Created | Phase::Joining(_))
+    }
+
     /// Whether the configured number of rounds is done.
     pub fn is_finished(&self) -> bool {
-        self.phase == Phase::Finished
+        matches!(self.phase, Phase::Finished)
     }
 
     /// The next output, if any.
@@ -361,15 +556,18 @@ impl Engine {
 
     /// When to call [`Engine::handle`] with [`Input::Tick`] next, if a timer is running.
     pub fn poll_timeout(&self) -> Option<Duration> {
-        match self.phase {
-            Phase::Collecting { deadline } => Some(deadline),
-            _ => None,
+        match &self.phase {
+            Phase::Collecting { deadline } => Some(*deadline),
+            Phase::Joining(j) => Some(j.wake()),
+            Phase::Created | Phase::Training | Phase::Finished => None,
         }
     }
 
-    /// Feeds one input at time `now` (any monotonic clock, the same for every call).
-    pub fn handle(&mut self, now: Duration, input: Input) {
+    /// Feeds one input at time `now` (any monotonic clock, the same for every call). Peers'
+    /// input never fails; an error is the caller's mistake and changes nothing.
+    pub fn handle(&mut self, now: Duration, input: Input) -> Result<(), InputError> {
         match input {
+            Input::Start { resume, join } => self.on_start(now, resume, join)?,
             Input::PeerUp { peer } => {
                 if peer != self.me
                     && let Some(reason) = self.peers.up(peer)
@@ -377,291 +575,95 @@ impl Engine {
                     self.outputs.push_back(Output::Ban { peer, reason });
                 }
             }
-            Input::PeerDown { peer } => self.peers.down(&peer),
+            Input::PeerDown { peer } => {
+                self.peers.down(&peer);
+                self.pending_fetch_failed(&peer);
+            }
             Input::UpdateReceived { from, bytes } => self.on_update(from, &bytes),
-            Input::GossipReceived { from, bytes } => self.on_gossip(from, &bytes),
+            Input::GossipReceived {
+                author: _,
+                relayer,
+                bytes,
+            } => self.on_gossip(relayer, &bytes),
+            Input::FetchRequested { from, request } => self.serve(from, request),
+            Input::Fetched { peer, update } => self.on_fetched(peer, update.as_deref()),
             Input::Trained {
                 round,
                 params,
                 samples,
-            } => self.on_trained(now, round, params, samples),
+            } => self.on_trained(now, round, params, samples)?,
             Input::Tick => {}
         }
-        if let Phase::Collecting { deadline } = self.phase
-            && (now >= deadline || self.fresh_count() >= self.config.wait_for)
-        {
-            self.mix();
-        }
+        self.advance(now);
+        Ok(())
     }
 
-    fn start_round(&mut self) {
-        if self.config.rounds.is_some_and(|r| self.round >= r) {
-            self.phase = Phase::Finished;
-            self.outputs.push_back(Output::Finished);
-            return;
-        }
-        self.round += 1;
-        self.phase = Phase::Training;
-        self.outputs.push_back(Output::Train { round: self.round });
-    }
-
-    fn reject(&mut self, peer: PeerKey, reason: Rejection) {
-        *self.stats.rejected.entry(reason).or_default() += 1;
-        if reason.penalty(self.config.ban_threshold) == 0 {
-            return;
-        }
-        match self.peers.penalize(peer, reason) {
-            Standing::Penalized(points) => {
-                self.outputs.push_back(Output::Penalize {
-                    peer,
-                    reason,
-                    points,
-                });
-            }
-            Standing::Banned => {
-                self.stats.bans += 1;
-                self.pending.remove(&peer);
-                self.outputs.push_back(Output::Ban { peer, reason });
-            }
-            Standing::AlreadyBanned => {}
-        }
-    }
-
-    fn on_update(&mut self, from: PeerKey, bytes: &[u8]) {
-        if self.peers.is_banned(&from) {
-            return;
-        }
-        let update = match wire::decode_update(bytes, self.limit) {
-            Ok(u) => u,
-            Err(e) => return self.reject(from, Rejection::of(&e)),
-        };
-        let h = update.header();
-        if h.sender != from {
-            return self.reject(from, Rejection::Impersonation);
-        }
-        if h.run != self.run {
-            return self.reject(from, Rejection::WrongRun);
-        }
-        if h.round + self.config.max_staleness < self.round {
-            return self.reject(from, Rejection::Lagging);
-        }
-        match self.window.check(&update.signed) {
-            replay::Verdict::Fresh => {}
-            replay::Verdict::Stale { .. } => return self.reject(from, Rejection::Stale),
-            replay::Verdict::Duplicate => return self.reject(from, Rejection::Duplicate),
-            replay::Verdict::Equivocation(ev) => return self.on_equivocation(*ev),
-        }
-        let mut params = Vec::new();
-        if let Err(e) = update.params_into(self.dim, &mut params) {
-            return self.reject(from, Rejection::of(&e));
-        }
-        let round = update.header().round;
-        self.window.accept(update.signed);
-        self.peers.credit(&from);
-        self.stats.accepted += 1;
-        if self.pending.len() >= self.config.max_peers && !self.pending.contains_key(&from) {
-            // Bounded buffer: drop the oldest pending update to make room.
-            if let Some(oldest) = self
-                .pending
-                .iter()
-                .min_by_key(|(_, p)| p.round)
-                .map(|(k, _)| *k)
+    /// Moves on when the phase's condition holds: a join that has its answers or whose time
+    /// is up, a round that has its updates or whose time is up.
+    fn advance(&mut self, now: Duration) {
+        match &self.phase {
+            Phase::Joining(_) => self.join_step(now),
+            Phase::Collecting { deadline }
+                if now >= *deadline || self.fresh_count() >= self.config.wait_for =>
             {
-                self.pending.remove(&oldest);
+                self.mix();
             }
+            _ => {}
         }
-        self.pending.insert(from, Pending { round, params });
     }
 
-    fn on_gossip(&mut self, from: PeerKey, bytes: &[u8]) {
-        if self.peers.is_banned(&from) {
-            return;
+    fn on_start(&mut self, now: Duration, resume: Resume, join: bool) -> Result<(), InputError> {
+        if !matches!(self.phase, Phase::Created) {
+            return Err(InputError::AlreadyStarted);
         }
-        if wire::is_announcement(bytes) {
-            match wire::decode_announcement(bytes) {
-                Ok(signed) if signed.header.run != self.run => {
-                    self.reject(from, Rejection::WrongRun)
-                }
-                Ok(signed) => match self.window.check(&signed) {
-                    replay::Verdict::Equivocation(ev) => self.on_equivocation(*ev),
-                    // Remembered, so a conflicting update that arrives later is caught too.
-                    replay::Verdict::Fresh => {
-                        if let Some(ev) = self.window.announce(signed) {
-                            self.on_equivocation(ev);
-                        }
-                    }
-                    replay::Verdict::Stale { .. } | replay::Verdict::Duplicate => {}
-                },
-                Err(e) => self.reject(from, Rejection::of(&e)),
-            }
-        } else if wire::is_evidence(bytes) {
-            match Equivocation::decode(bytes) {
-                Ok(ev) if ev.a.header.run == self.run => {
-                    if !self.peers.is_banned(&ev.offender()) {
-                        self.on_equivocation(ev);
-                    }
-                }
-                Ok(_) => self.reject(from, Rejection::WrongRun),
-                Err(e) => self.reject(from, Rejection::of(&e)),
-            }
+        self.rng = derive_rng(self.seed, &self.me, &resume);
+        self.signed = resume.signed;
+        self.round = resume.checkpoint.unwrap_or(0);
+        self.checkpointed = self.round;
+        for &(peer, reason) in &resume.bans {
+            self.peers.ban(peer, reason);
+            self.pending.remove(&peer);
+            self.outputs.push_back(Output::Ban { peer, reason });
+        }
+        if join && self.config.join_peers > 0 {
+            self.phase = Phase::Joining(Box::new(Joining::new(now, &self.config, resume)));
         } else {
-            self.reject(from, Rejection::Malformed);
+            let origin = match resume.checkpoint {
+                Some(_) => Origin::Checkpoint,
+                None => Origin::Fresh,
+            };
+            self.begin(origin, self.round, None, 0);
         }
+        Ok(())
     }
 
-    fn on_equivocation(&mut self, ev: Equivocation) {
-        let offender = ev.offender();
-        *self
-            .stats
-            .rejected
-            .entry(Rejection::Equivocation)
-            .or_default() += 1;
-        self.pending.remove(&offender);
-        if self.peers.ban(offender, Rejection::Equivocation) {
-            self.stats.bans += 1;
-            self.outputs.push_back(Output::Ban {
-                peer: offender,
-                reason: Rejection::Equivocation,
-            });
-            let bytes: Arc<[u8]> = ev.encode().into();
-            self.stats.bytes_sent += bytes.len() as u64;
-            self.outputs.push_back(Output::Broadcast { bytes });
+    /// Leaves start-up: rounds go on from `base` (a completed round), or from past the last
+    /// signed round if that is later, so no round is ever signed twice.
+    fn begin(&mut self, origin: Origin, base: u64, model: Option<Vec<f32>>, peers: usize) {
+        self.round = base.max(self.signed);
+        if let Some(m) = &model {
+            self.model.copy_from_slice(m);
+            self.aggregator.reset();
         }
-    }
-
-    fn on_trained(&mut self, now: Duration, round: u64, params: Vec<f32>, samples: u64) {
-        if self.phase != Phase::Training || round != self.round || params.len() != self.dim {
-            return; // a late answer to an earlier request; the driver's mistake, not a peer's
-        }
-        self.model = params;
-        let targets = sample_peers(&self.peers.connected(), self.config.fanout, &mut self.rng);
-        match self.adversary.clone() {
-            None => {
-                let (bytes, signed) = self.sign(&self.model, samples);
-                self.send_all(&targets, &bytes, &signed);
-            }
-            Some(adv) => self.send_forged(&adv, &targets, samples),
-        }
-        let timeout = Duration::from_millis(self.config.round_timeout_ms);
-        self.phase = Phase::Collecting {
-            deadline: now + timeout,
-        };
-    }
-
-    fn sign(&self, params: &[f32], samples: u64) -> (Arc<[u8]>, SignedHeader) {
-        let payload = wire::encode_params(params);
-        let (bytes, signed) = wire::encode_update(
-            &self.identity,
-            self.run,
-            self.round,
-            samples,
-            Codec::F32Le,
-            &payload,
-        );
-        (bytes.into(), signed)
-    }
-
-    fn send_all(&mut self, targets: &[PeerKey], bytes: &Arc<[u8]>, signed: &SignedHeader) {
-        self.last_update = Some(bytes.clone());
-        for &to in targets {
-            self.send(to, bytes.clone());
-        }
-        let ann: Arc<[u8]> = wire::encode_announcement(signed).into();
-        self.stats.bytes_sent += ann.len() as u64;
-        self.outputs.push_back(Output::Broadcast { bytes: ann });
-    }
-
-    fn send(&mut self, to: PeerKey, bytes: Arc<[u8]>) {
-        self.stats.updates_sent += 1;
-        self.stats.bytes_sent += bytes.len() as u64;
-        self.outputs.push_back(Output::Send { to, bytes });
-    }
-
-    fn remember(&mut self, bytes: Arc<[u8]>) {
-        self.last_update = Some(bytes.clone());
-        if self.sent.len() == REPLAY_HISTORY {
-            self.sent.pop_front();
-        }
-        self.sent.push_back(bytes);
-    }
-
-    fn fresh_count(&self) -> usize {
-        let floor = self.round.saturating_sub(self.config.max_staleness);
-        self.pending.values().filter(|p| p.round >= floor).count()
-    }
-
-    /// Drops the received models the outlier screen flags, penalises their senders, and returns
-    /// how many were dropped.
-    fn screen(&mut self, received: &mut BTreeMap<PeerKey, Vec<f32>>) -> usize {
-        let inputs: Vec<&[f32]> = received.values().map(Vec::as_slice).collect();
-        let flagged = screen::outliers(&self.model, &inputs, self.config.outlier_factor);
-        drop(inputs);
-        let keys: Vec<PeerKey> = received.keys().copied().collect();
-        for &i in &flagged {
-            received.remove(&keys[i]);
-            self.reject(keys[i], Rejection::Outlier);
-        }
-        flagged.len()
-    }
-
-    fn mix(&mut self) {
-        let floor = self.round.saturating_sub(self.config.max_staleness);
-        let pending = std::mem::take(&mut self.pending);
-        let fresh: Vec<(PeerKey, Pending)> = pending
-            .into_iter()
-            .filter(|(_, p)| p.round >= floor)
-            .collect();
-        let mut rounds: Vec<u64> = fresh.iter().map(|(_, p)| p.round).collect();
-        rounds.push(self.round);
-        rounds.sort_unstable();
-        let median_round = rounds[rounds.len() / 2];
-        let mut received: BTreeMap<PeerKey, Vec<f32>> =
-            fresh.into_iter().map(|(k, p)| (k, p.params)).collect();
-        let screened = self.screen(&mut received);
-        let mut inputs: Vec<&[f32]> = Vec::with_capacity(received.len() + 1);
-        inputs.push(&self.model);
-        inputs.extend(received.values().map(Vec::as_slice));
-        let n = inputs.len();
-        let (clipped, skipped) = if n >= self.aggregator.min_inputs() {
-            match self.aggregator.aggregate_screened(
-                &self.model,
-                &inputs,
-                &[],
-                screened,
-                &mut self.rng,
-                &mut self.scratch,
-            ) {
-                Ok(report) => (report.clipped, false),
-                Err(_) => (0, true), // inputs are checked on receipt; keep the own model
-            }
-        } else {
-            (0, true)
-        };
-        drop(inputs);
-        if skipped {
-            self.stats.skipped_mixes += 1;
-        } else {
-            std::mem::swap(&mut self.model, &mut self.scratch);
-            self.stats.mixes += 1;
-            self.stats.inputs_mixed += n as u64;
-            self.stats.clipped += clipped as u64;
-        }
-        if self.adversary.is_some() {
-            self.last_received = received;
-        }
-        self.outputs.push_back(Output::Mixed {
-            round: self.round,
-            inputs: n,
-            clipped,
-            skipped,
+        self.phase = Phase::Training;
+        self.outputs.push_back(Output::Started {
+            origin,
+            round: self.round + 1,
+            model,
+            peers,
         });
-        self.outputs.push_back(Output::SetModel {
-            params: self.model.clone(),
-        });
-        // Catch up: a node that fell behind the peers it mixes with continues from the median
-        // of their rounds (its own included), so slow nodes are not left lagging for ever; the
-        // median keeps a Byzantine minority from pushing the round counter.
-        self.round = self.round.max(median_round);
         self.start_round();
     }
+}
+
+/// The engine's generator: a function of the run's seed, the node's key and what it resumes
+/// from (a restarted node does not repeat its earlier draws).
+fn derive_rng(seed: u64, me: &PeerKey, resume: &Resume) -> ChaCha8Rng {
+    let mut h = blake3::Hasher::new();
+    h.update(b"murmur/engine-rng/v1");
+    h.update(&seed.to_le_bytes());
+    h.update(&me.0);
+    h.update(&resume.signed.to_le_bytes());
+    h.update(&resume.checkpoint.map_or(u64::MAX, |c| c).to_le_bytes());
+    ChaCha8Rng::from_seed(*h.finalize().as_bytes())
 }

@@ -99,7 +99,7 @@ impl Peers {
         self.banned.insert(peer, reason).is_none()
     }
 
-    pub(crate) fn banned(&self) -> impl Iterator<Item = &PeerKey> {
-        self.banned.keys()
+    pub(crate) fn banned(&self) -> impl Iterator<Item = (PeerKey, Rejection)> + '_ {
+        self.banned.iter().map(|(k, r)| (*k, *r))
     }
 }

@@ -1,5 +1,8 @@
-use super::harness::{self, Harness};
 use super::*;
+use crate::cluster::toy::{self, Quadratic};
+use crate::cluster::Cluster;
+use crate::evidence::Equivocation;
+use crate::wire::Codec;
 use crate::aggregate::{self, Rule, Tau};
 use crate::wire::encode_params;
 
@@ -33,47 +36,58 @@ fn clipped_gossip() -> Rule {
 }
 
 /// Runs `n` nodes of which the last `byzantine` use `attack`; returns the honest models' worst
-/// distance to the honest optimum.
+/// distance to the honest optimum, the cluster, and the honest nodes.
 fn run(
     rule: Rule,
     n: usize,
     byzantine: usize,
     attack: Option<Attack>,
     seed: u64,
-) -> (f32, Harness) {
-    let targets = harness::targets(n, DIM, 5.0, 1.0, seed);
+) -> (f32, Cluster<Quadratic>, Vec<usize>) {
+    run_with(config(rule, ROUNDS), n, byzantine, attack, seed)
+}
+
+fn run_with(
+    config: Config,
+    n: usize,
+    byzantine: usize,
+    attack: Option<Attack>,
+    seed: u64,
+) -> (f32, Cluster<Quadratic>, Vec<usize>) {
+    let targets = toy::targets(n, DIM, 5.0, 1.0, seed);
     let adversaries = (0..n)
         .map(|i| {
             (i >= n - byzantine).then(|| Adversary {
                 attack: attack.clone().expect("an attack for Byzantine nodes"),
-                n,
-                f: byzantine,
+                n: Some(n),
+                f: Some(byzantine),
             })
         })
         .collect();
-    let mut h = Harness::new(&config(rule, ROUNDS), targets, adversaries, seed);
-    h.run(Duration::from_secs(3600));
-    for i in h.honest() {
+    let mut c = toy::cluster(&config, targets, adversaries, seed);
+    let honest: Vec<usize> = (0..n - byzantine).collect();
+    toy::run(&mut c, &honest, Duration::from_secs(3600));
+    for &i in &honest {
         assert!(
-            h.engines[i].is_finished(),
+            c.engine(i).is_finished(),
             "seed {seed}: node {i} did not finish"
         );
     }
-    let d = h.worst_distance(&h.honest_optimum());
-    (d, h)
+    let d = toy::worst_distance(&c, &honest, &toy::optimum(c.world(), &honest));
+    (d, c, honest)
 }
 
 #[test]
 fn honest_engines_converge_to_the_mean_of_their_optima() {
     for seed in [1, 2] {
         for (rule, tolerance) in [(Rule::Mean, 0.05), (clipped_gossip(), 0.1)] {
-            let (d, h) = run(rule, 8, 0, None, seed);
+            let (d, h, honest) = run(rule, 8, 0, None, seed);
             // Optima are spread over a box of side 2 around 5; the decaying step size brings every
             // node close to their mean. ClippedGossip clips the two farthest inputs even when they
             // are honest, which slows the last stretch.
             assert!(d < tolerance, "seed {seed}, {rule:?}: worst distance {d}");
-            for i in h.honest() {
-                let rejected = &h.engines[i].stats().rejected;
+            for &i in &honest {
+                let rejected = &h.engine(i).stats().rejected;
                 assert!(
                     rejected.keys().all(|r| *r == Rejection::Lagging),
                     "seed {seed}: honest updates rejected: {rejected:?}"
@@ -94,13 +108,13 @@ fn robust_rules_resist_two_byzantine_of_ten_and_the_mean_does_not() {
     for seed in [3, 4] {
         for attack in &attacks {
             for rule in [trimmed(), clipped_gossip()] {
-                let (d, _) = run(rule, 10, 2, Some(attack.clone()), seed);
+                let (d, _, _) = run(rule, 10, 2, Some(attack.clone()), seed);
                 assert!(
                     d < 0.75,
                     "seed {seed}, {attack:?} vs {rule:?}: worst distance {d}"
                 );
             }
-            let (d, _) = run(Rule::Mean, 10, 2, Some(attack.clone()), seed);
+            let (d, _, _) = run(Rule::Mean, 10, 2, Some(attack.clone()), seed);
             // NaN (divergence) counts as not converging.
             assert!(
                 d.is_nan() || d > 5.0,
@@ -119,23 +133,11 @@ fn the_outlier_screen_bans_sign_flippers_so_even_the_mean_converges() {
         let mut c = config(Rule::Mean, ROUNDS);
         c.outlier_factor = crate::engine::config::DEFAULT_OUTLIER_FACTOR;
         let n = 10;
-        let targets = harness::targets(n, DIM, 5.0, 1.0, seed);
-        let adversaries = (0..n)
-            .map(|i| {
-                (i >= n - 2).then_some(Adversary {
-                    attack: Attack::SignFlip,
-                    n,
-                    f: 2,
-                })
-            })
-            .collect();
-        let mut h = Harness::new(&c, targets, adversaries, seed);
-        h.run(Duration::from_secs(3600));
-        let d = h.worst_distance(&h.honest_optimum());
+        let (d, h, honest) = run_with(c, n, 2, Some(Attack::SignFlip), seed);
         assert!(d < 0.75, "seed {seed}: worst distance {d} with the screen");
-        let byzantine: Vec<PeerKey> = (n - 2..n).map(|i| h.engines[i].id()).collect();
-        for i in h.honest() {
-            let e = &h.engines[i];
+        let byzantine: Vec<PeerKey> = (n - 2..n).map(|i| h.engine(i).id()).collect();
+        for &i in &honest {
+            let e = h.engine(i);
             for b in &byzantine {
                 assert!(e.is_banned(b), "seed {seed}: node {i} did not ban {b:?}");
             }
@@ -154,22 +156,24 @@ fn same_seed_same_models() {
     let a = run(clipped_gossip(), 6, 1, Some(Attack::SignFlip), 9).1;
     let b = run(clipped_gossip(), 6, 1, Some(Attack::SignFlip), 9).1;
     for i in 0..6 {
-        assert_eq!(a.engines[i].model(), b.engines[i].model());
-        assert_eq!(a.engines[i].stats(), b.engines[i].stats());
+        assert_eq!(a.engine(i).model(), b.engine(i).model());
+        assert_eq!(a.engine(i).stats(), b.engine(i).stats());
     }
+    assert_eq!(a.counters(), b.counters());
 }
 
+/// A started engine with no peers (its first outputs are left to drain).
 fn lone_engine(rule: Rule) -> Engine {
-    Engine::new(Setup {
-        identity: harness::identity(0),
-        run: harness::run_id(),
-        config: config(rule, 10),
-        model: vec![0.0; DIM],
-        round: 0,
-        seed: 0,
-        adversary: None,
-    })
-    .unwrap()
+    let mut e = Engine::new(toy::setup(0, &config(rule, 10), DIM, 0)).unwrap();
+    e.handle(
+        Duration::ZERO,
+        Input::Start {
+            resume: Resume::default(),
+            join: false,
+        },
+    )
+    .unwrap();
+    e
 }
 
 fn drain(e: &mut Engine) -> Vec<Output> {
@@ -192,13 +196,13 @@ fn every_bad_update_is_rejected_by_reason_and_penalised() {
     drain(&mut e);
     let t = Duration::ZERO;
     let good = [1.0; DIM];
-    let run = harness::run_id();
+    let run = toy::run_id();
     let nan = [1.0, f32::NAN, 1.0, 1.0, 1.0];
     let cases: Vec<(usize, Arc<[u8]>, Rejection)> = vec![
         (
             1,
             update(
-                &harness::identity(1),
+                &toy::identity(1),
                 RunId::derive(b"another run"),
                 1,
                 &good,
@@ -207,17 +211,17 @@ fn every_bad_update_is_rejected_by_reason_and_penalised() {
         ),
         (
             2,
-            update(&harness::identity(2), run, 1, &[1.0; DIM + 1]),
+            update(&toy::identity(2), run, 1, &[1.0; DIM + 1]),
             Rejection::WrongDimension,
         ),
         (
             3,
-            update(&harness::identity(3), run, 1, &nan),
+            update(&toy::identity(3), run, 1, &nan),
             Rejection::NonFinite,
         ),
         (
             4,
-            update(&harness::identity(9), run, 1, &good),
+            update(&toy::identity(9), run, 1, &good),
             Rejection::Impersonation,
         ),
         (
@@ -228,8 +232,8 @@ fn every_bad_update_is_rejected_by_reason_and_penalised() {
         (6, vec![1u8; 10].into(), Rejection::Malformed),
     ];
     for (i, bytes, reason) in cases {
-        let from = harness::identity(i).public();
-        e.handle(t, Input::UpdateReceived { from, bytes });
+        let from = toy::identity(i).public();
+        e.handle(t, Input::UpdateReceived { from, bytes }).unwrap();
         assert_eq!(rejected(&e, reason), 1, "{reason}");
         let out = drain(&mut e);
         assert!(
@@ -238,16 +242,16 @@ fn every_bad_update_is_rejected_by_reason_and_penalised() {
         );
     }
     // A forged signature: flip a byte of the signature.
-    let mut forged = update(&harness::identity(7), harness::run_id(), 1, &good).to_vec();
+    let mut forged = update(&toy::identity(7), toy::run_id(), 1, &good).to_vec();
     forged[40] ^= 1;
-    let forger = harness::identity(7).public();
+    let forger = toy::identity(7).public();
     e.handle(
         t,
         Input::UpdateReceived {
             from: forger,
             bytes: forged.clone().into(),
         },
-    );
+    ).unwrap();
     assert_eq!(rejected(&e, Rejection::BadSignature), 1);
     // Twice is a ban (half the threshold each); after that the peer is ignored.
     e.handle(
@@ -256,7 +260,7 @@ fn every_bad_update_is_rejected_by_reason_and_penalised() {
             from: forger,
             bytes: forged.clone().into(),
         },
-    );
+    ).unwrap();
     assert!(drain(&mut e).contains(&Output::Ban {
         peer: forger,
         reason: Rejection::BadSignature
@@ -268,9 +272,9 @@ fn every_bad_update_is_rejected_by_reason_and_penalised() {
             from: forger,
             bytes: forged.into(),
         },
-    );
+    ).unwrap();
     assert_eq!(rejected(&e, Rejection::BadSignature), 2);
-    e.handle(t, Input::PeerUp { peer: forger });
+    e.handle(t, Input::PeerUp { peer: forger }).unwrap();
     assert!(drain(&mut e).contains(&Output::Ban {
         peer: forger,
         reason: Rejection::BadSignature
@@ -282,16 +286,16 @@ fn stale_duplicate_and_equivocating_updates() {
     let mut e = lone_engine(Rule::Mean);
     drain(&mut e);
     let t = Duration::ZERO;
-    let peer = harness::identity(1);
+    let peer = toy::identity(1);
     let from = peer.public();
-    let run = harness::run_id();
+    let run = toy::run_id();
     e.handle(
         t,
         Input::UpdateReceived {
             from,
             bytes: update(&peer, run, 3, &[1.0; DIM]),
         },
-    );
+    ).unwrap();
     assert_eq!(e.stats().accepted, 1);
     e.handle(
         t,
@@ -299,7 +303,7 @@ fn stale_duplicate_and_equivocating_updates() {
             from,
             bytes: update(&peer, run, 3, &[1.0; DIM]),
         },
-    );
+    ).unwrap();
     assert_eq!(rejected(&e, Rejection::Duplicate), 1);
     e.handle(
         t,
@@ -307,7 +311,7 @@ fn stale_duplicate_and_equivocating_updates() {
             from,
             bytes: update(&peer, run, 2, &[1.0; DIM]),
         },
-    );
+    ).unwrap();
     assert_eq!(rejected(&e, Rejection::Stale), 1);
     drain(&mut e);
     e.handle(
@@ -316,7 +320,7 @@ fn stale_duplicate_and_equivocating_updates() {
             from,
             bytes: update(&peer, run, 3, &[2.0; DIM]),
         },
-    );
+    ).unwrap();
     assert_eq!(rejected(&e, Rejection::Equivocation), 1);
     let out = drain(&mut e);
     assert!(out.contains(&Output::Ban {
@@ -336,14 +340,15 @@ fn stale_duplicate_and_equivocating_updates() {
     // Another node that never saw the conflict bans on the evidence alone.
     let mut other = lone_engine(Rule::Mean);
     drain(&mut other);
-    let relay = harness::identity(5).public();
+    let relay = toy::identity(5).public();
     other.handle(
         t,
         Input::GossipReceived {
-            from: relay,
+            author: relay,
+            relayer: relay,
             bytes: evidence,
         },
-    );
+    ).unwrap();
     assert!(other.is_banned(&from));
     assert!(!other.is_banned(&relay));
 }
@@ -362,21 +367,21 @@ fn far_behind_updates_are_counted_as_lagging_without_penalty() {
                 params: vec![0.0; DIM],
                 samples: 1,
             },
-        );
+        ).unwrap();
         now += Duration::from_secs(1);
-        e.handle(now, Input::Tick);
+        e.handle(now, Input::Tick).unwrap();
     }
     assert_eq!(e.round(), 7);
     drain(&mut e);
-    let peer = harness::identity(1);
-    let bytes = update(&peer, harness::run_id(), 2, &[1.0; DIM]);
+    let peer = toy::identity(1);
+    let bytes = update(&peer, toy::run_id(), 2, &[1.0; DIM]);
     e.handle(
         now,
         Input::UpdateReceived {
             from: peer.public(),
             bytes,
         },
-    );
+    ).unwrap();
     assert_eq!(rejected(&e, Rejection::Lagging), 1);
     assert_eq!(drain(&mut e), vec![], "lagging costs no points");
 }
@@ -384,10 +389,21 @@ fn far_behind_updates_are_counted_as_lagging_without_penalty() {
 #[test]
 fn mixes_after_wait_for_updates_or_the_timeout() {
     let mut e = lone_engine(Rule::Mean);
-    assert_eq!(drain(&mut e), vec![Output::Train { round: 1 }]);
-    let peers: Vec<Identity> = (1..=4).map(harness::identity).collect();
+    assert_eq!(
+        drain(&mut e),
+        vec![
+            Output::Started {
+                origin: Origin::Fresh,
+                round: 1,
+                model: None,
+                peers: 0
+            },
+            Output::Train { round: 1 }
+        ]
+    );
+    let peers: Vec<Identity> = (1..=4).map(toy::identity).collect();
     for p in &peers {
-        e.handle(Duration::ZERO, Input::PeerUp { peer: p.public() });
+        e.handle(Duration::ZERO, Input::PeerUp { peer: p.public() }).unwrap();
     }
     e.handle(
         Duration::ZERO,
@@ -396,7 +412,7 @@ fn mixes_after_wait_for_updates_or_the_timeout() {
             params: vec![0.0; DIM],
             samples: 1,
         },
-    );
+    ).unwrap();
     let sends = drain(&mut e)
         .iter()
         .filter(|o| matches!(o, Output::Send { .. }))
@@ -409,22 +425,20 @@ fn mixes_after_wait_for_updates_or_the_timeout() {
             Duration::from_millis(50),
             Input::UpdateReceived {
                 from: p.public(),
-                bytes: update(p, harness::run_id(), 1, &v),
+                bytes: update(p, toy::run_id(), 1, &v),
             },
-        );
+        ).unwrap();
     }
     assert_eq!(e.round(), 1, "three of four: still collecting");
-    e.handle(Duration::from_millis(200), Input::Tick);
+    e.handle(Duration::from_millis(200), Input::Tick).unwrap();
     let out = drain(&mut e);
+    // Mean of 0, 5, 10, 15.
     assert!(out.contains(&Output::Mixed {
         round: 1,
+        params: vec![7.5; DIM],
         inputs: 4,
         clipped: 0,
         skipped: false
-    }));
-    // Mean of 0, 5, 10, 15.
-    assert!(out.contains(&Output::SetModel {
-        params: vec![7.5; DIM]
     }));
     assert_eq!(out.last(), Some(&Output::Train { round: 2 }));
 }
@@ -440,11 +454,12 @@ fn rules_that_need_more_inputs_keep_the_own_model() {
             params: vec![3.0; DIM],
             samples: 1,
         },
-    );
-    e.handle(Duration::from_secs(1), Input::Tick);
+    ).unwrap();
+    e.handle(Duration::from_secs(1), Input::Tick).unwrap();
     let out = drain(&mut e);
     assert!(out.contains(&Output::Mixed {
         round: 1,
+        params: vec![3.0; DIM],
         inputs: 1,
         clipped: 0,
         skipped: true
@@ -471,14 +486,14 @@ fn equivocation_non_finite_and_replay_are_caught_in_a_network() {
         (Attack::Replay { lag: 2 }, Rejection::Stale, false),
     ];
     for (attack, reason, banned) in cases {
-        let (_, h) = run(clipped_gossip(), 6, 1, Some(attack.clone()), 11);
-        let byzantine = h.engines[5].id();
-        let rejected: u64 = h.honest().map(|i| rejected(&h.engines[i], reason)).sum();
+        let (_, h, honest) = run(clipped_gossip(), 6, 1, Some(attack.clone()), 11);
+        let byzantine = h.engine(5).id();
+        let rejected: u64 = honest.iter().map(|&i| rejected(h.engine(i), reason)).sum();
         assert!(rejected > 0, "{attack:?}: no {reason} rejections");
         if banned {
-            for i in h.honest() {
+            for &i in &honest {
                 assert!(
-                    h.engines[i].is_banned(&byzantine),
+                    h.engine(i).is_banned(&byzantine),
                     "{attack:?}: node {i} did not ban"
                 );
             }
@@ -487,24 +502,53 @@ fn equivocation_non_finite_and_replay_are_caught_in_a_network() {
 }
 
 #[test]
-fn last_update_is_the_signed_trained_model_a_joiner_can_start_from() {
+fn a_fetch_is_answered_with_the_last_signed_update() {
     let mut e = lone_engine(Rule::Mean);
     drain(&mut e);
-    assert_eq!(e.last_update(), None, "nothing trained yet");
-    let trained = vec![3.0; DIM];
+    let asker = toy::identity(3).public();
+    e.handle(
+        Duration::ZERO,
+        Input::FetchRequested {
+            from: asker,
+            request: 7,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        drain(&mut e),
+        vec![Output::Serve {
+            to: asker,
+            request: 7,
+            update: None
+        }],
+        "nothing trained yet"
+    );
     e.handle(
         Duration::ZERO,
         Input::Trained {
             round: 1,
-            params: trained.clone(),
+            params: vec![3.0; DIM],
             samples: 1,
         },
-    );
-    let bytes = e.last_update().expect("signed after training");
-    let start = super::bootstrap::join(harness::run_id(), DIM, [(e.id(), &bytes[..])]);
-    assert_eq!(start.model, Some(trained));
-    assert_eq!(start.round, 1);
-    assert_eq!(start.accepted, vec![e.id()]);
+    )
+    .unwrap();
+    drain(&mut e);
+    e.handle(
+        Duration::ZERO,
+        Input::FetchRequested {
+            from: asker,
+            request: 8,
+        },
+    )
+    .unwrap();
+    let served = drain(&mut e);
+    let [Output::Serve { update: Some(bytes), request: 8, .. }] = &served[..] else {
+        panic!("{served:?}");
+    };
+    assert_eq!(Some(bytes.clone()), e.last_update());
+    let u = wire::decode_update(bytes, e.max_update_bytes()).unwrap();
+    assert_eq!(u.header().round, 1);
+    assert_eq!(u.params(DIM).unwrap(), vec![3.0; DIM]);
 }
 
 #[test]
@@ -512,13 +556,21 @@ fn an_announcement_that_arrives_first_still_catches_equivocation() {
     let mut e = lone_engine(Rule::Mean);
     drain(&mut e);
     let t = Duration::ZERO;
-    let peer = harness::identity(1);
+    let peer = toy::identity(1);
     let from = peer.public();
-    let run = harness::run_id();
+    let run = toy::run_id();
     let payload = encode_params(&[1.0; DIM]);
     let (_, signed) = wire::encode_update(&peer, run, 3, 1, Codec::F32Le, &payload);
     let ann: Arc<[u8]> = wire::encode_announcement(&signed).into();
-    e.handle(t, Input::GossipReceived { from, bytes: ann });
+    e.handle(
+        t,
+        Input::GossipReceived {
+            author: from,
+            relayer: from,
+            bytes: ann,
+        },
+    )
+    .unwrap();
     assert!(!e.is_banned(&from));
     e.handle(
         t,
@@ -526,10 +578,12 @@ fn an_announcement_that_arrives_first_still_catches_equivocation() {
             from,
             bytes: update(&peer, run, 3, &[2.0; DIM]),
         },
-    );
+    ).unwrap();
     assert!(
         e.is_banned(&from),
         "the update conflicts with the announcement"
     );
     assert_eq!(rejected(&e, Rejection::Equivocation), 1);
 }
+
+mod lifecycle;

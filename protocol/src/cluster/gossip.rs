@@ -1,0 +1,88 @@
+//! Gossip as gossipsub spreads it: a mesh of peers per node, forwarding with a hop budget, and a
+//! cache of the messages a node has seen.
+
+use rand::Rng;
+use std::collections::{HashSet, VecDeque};
+use std::time::Duration;
+
+/// How gossip spreads in a cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gossip {
+    /// Peers a node publishes or forwards a message to, drawn per message among its connected
+    /// peers (gossipsub's mesh degree, 6 by default); 0: all of them.
+    pub mesh: usize,
+    /// Times a message is forwarded after its author's own send: `None` until every node has
+    /// seen it (gossipsub), `Some(0)` not at all (only the author's mesh receives it; no seen
+    /// cache is kept then).
+    pub hops: Option<u32>,
+    /// How long a node remembers a message it has seen and drops copies of it (gossipsub's
+    /// duplicate cache keeps them 60 s).
+    pub seen_for: Duration,
+}
+
+impl Default for Gossip {
+    fn default() -> Self {
+        Gossip {
+            mesh: 6,
+            hops: None,
+            seen_for: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Gossip {
+    /// The hop budget of a copy forwarded by a node that received it with `hops` left, or
+    /// `None` when it is not forwarded.
+    pub(super) fn next_hop(&self, hops: Option<u32>) -> Option<Option<u32>> {
+        match hops {
+            None => Some(None),
+            Some(0) => None,
+            Some(h) => Some(Some(h - 1)),
+        }
+    }
+
+    /// Whether messages are forwarded at all (then nodes keep a seen cache).
+    pub(super) fn relays(&self) -> bool {
+        self.hops != Some(0)
+    }
+
+    /// The peers (of `peers`, sorted) a message goes to.
+    pub(super) fn mesh_of(&self, peers: &[usize], rng: &mut impl Rng) -> Vec<usize> {
+        if self.mesh == 0 || self.mesh >= peers.len() {
+            return peers.to_vec();
+        }
+        crate::topology::sample_peers(peers, self.mesh, rng)
+    }
+}
+
+/// A message's identity: the first 8 bytes of the BLAKE3 hash of its bytes (gossipsub's message
+/// id is a hash of the data here too).
+pub(super) fn id(bytes: &[u8]) -> u64 {
+    let h = blake3::hash(bytes);
+    u64::from_le_bytes(h.as_bytes()[..8].try_into().expect("8 bytes"))
+}
+
+/// The messages one node has seen, forgotten after a while.
+#[derive(Debug, Default)]
+pub(super) struct Seen {
+    order: VecDeque<(Duration, u64)>,
+    ids: HashSet<u64>,
+}
+
+impl Seen {
+    /// Records `id` at `now`, forgetting what is older than `keep`; false if it was seen.
+    pub(super) fn insert(&mut self, now: Duration, id: u64, keep: Duration) -> bool {
+        while let Some(&(at, old)) = self.order.front() {
+            if at + keep > now {
+                break;
+            }
+            self.order.pop_front();
+            self.ids.remove(&old);
+        }
+        if !self.ids.insert(id) {
+            return false;
+        }
+        self.order.push_back((now, id));
+        true
+    }
+}

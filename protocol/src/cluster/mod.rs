@@ -1,0 +1,876 @@
+//! A cluster of engines in virtual time: the one event loop that runs many nodes.
+//!
+//! [`Cluster`] owns N [`Engine`]s, a virtual clock and an event queue ordered by (time,
+//! scheduling sequence). It pops the earliest event, feeds it to one engine, and carries out that
+//! engine's outputs as a node's driver does: [`Output::Train`] becomes a training job that
+//! finishes after the world's compute time, [`Output::Send`], [`Output::Fetch`] and
+//! [`Output::Serve`] become messages that arrive after the world's link time, [`Output::Broadcast`]
+//! is published and relayed as gossipsub relays it, [`Output::Ban`] closes the connection for
+//! good, the engine's timer becomes a tick. It makes no protocol decision: who is sent what, what
+//! is accepted, when a round ends and whom to ban are the engines'.
+//!
+//! What the cluster does not know is plugged in through a [`World`]: the training (and how long
+//! it takes) and how long a message takes on its link. murmur-sim plugs in burn trainers and its
+//! network model; the protocol's tests plug in a toy objective. The cluster itself stays pure (no
+//! threads, no clock): it hands the world every training job that is ready at once
+//! ([`World::train`]), so a world may run a batch on worker threads, and results are read back in
+//! event order.
+//!
+//! **Connections.** Nodes are linked by [`Cluster::link`] (who may connect to whom). A link is up
+//! when both nodes are online, neither has banned the other, and no fault cuts it; every change
+//! reaches both engines as [`Input::PeerUp`] / [`Input::PeerDown`], as a transport would report
+//! it. Faults ([`Cluster::cut`], [`Cluster::isolate`], [`Cluster::partition`], [`Cluster::heal`])
+//! take links down until healed; [`Cluster::set_drop`] loses a fraction of messages.
+//!
+//! **Gossip** ([`Gossip`]). A published message goes to `mesh` of the author's connected peers
+//! (gossipsub's mesh degree; all of them with 0); a node that receives it for the first time hands
+//! it to its engine with the author and the relayer ([`Input::GossipReceived`]) and forwards it to
+//! `mesh` of its own peers, except the one it came from, until `hops` forwards have been made.
+//! Each node remembers the messages it has seen for `seen_for` (gossipsub's duplicate cache) and
+//! drops copies.
+//!
+//! **Lifecycle.** [`Cluster::start`] brings nodes online for the first time ([`Input::Start`]),
+//! [`Cluster::leave`] takes one offline (its work in flight is lost), [`Cluster::restart`] brings
+//! it back as a restarted process: a new engine from its last checkpoint (the model of its last
+//! [`Output::Checkpoint`], kept for the nodes [`Cluster::keep_checkpoints`] names), the highest
+//! round it signed, and its bans, with peers to join through.
+//!
+//! **Determinism.** Ties in time are broken by the order events were scheduled; losses and mesh
+//! draws come from one seeded generator drawn in event order. The same nodes, world and calls give
+//! the same run.
+
+mod faults;
+mod gossip;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+pub(crate) mod toy;
+
+use crate::engine::{ConfigError, Engine, Input, Origin, Output, Rejection, Resume, Setup, Stats};
+use crate::sign::PeerKey;
+use faults::Faults;
+pub use gossip::Gossip;
+use gossip::Seen;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What the cluster leaves to its user: training, and the time things take.
+pub trait World {
+    /// How long `node`'s next local training job takes, in virtual time.
+    fn train_time(&mut self, node: usize) -> Duration;
+    /// Runs one local training job for each of `nodes` (ascending, distinct), each from the
+    /// model the node was last given. The batch holds every job that is queued and not yet run,
+    /// so the world may run them in parallel; each result is read back with [`World::trained`]
+    /// when its job's virtual time comes.
+    fn train(&mut self, nodes: &[usize]);
+    /// The parameters and the number of samples of `node`'s finished job.
+    fn trained(&mut self, node: usize) -> (Vec<f32>, u64);
+    /// `node`'s trainer continues from `params` (a mix, a join, or a restart's checkpoint).
+    fn set_model(&mut self, node: usize, params: &[f32]);
+    /// When a message of `bytes` bytes that `from` sends to `to` at `now` arrives.
+    fn arrival(&mut self, now: Duration, from: usize, to: usize, bytes: usize) -> Duration;
+}
+
+/// Something the cluster's user may want to see, returned by [`Cluster::step`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// An event of [`Cluster::schedule`] is due.
+    Scheduled(u64),
+    /// A node started (its first start, or a restart).
+    Started {
+        /// The node.
+        node: usize,
+        /// How.
+        origin: Origin,
+        /// The first round it trains.
+        round: u64,
+        /// Peers whose models it started from.
+        peers: usize,
+        /// What it resumed from.
+        resume: Resume,
+    },
+    /// A node mixed a round.
+    Mixed {
+        /// The node.
+        node: usize,
+        /// The round that ended.
+        round: u64,
+        /// Its completed round now (later than `round` if it caught up).
+        completed: u64,
+        /// Models mixed, its own included.
+        inputs: usize,
+        /// Inputs the rule clipped or discarded.
+        clipped: usize,
+        /// Whether it kept its own model for lack of inputs.
+        skipped: bool,
+    },
+    /// `node` banned `peer`.
+    Banned {
+        /// The node.
+        node: usize,
+        /// The peer it banned.
+        peer: usize,
+        /// Why.
+        reason: Rejection,
+    },
+    /// A node finished its configured rounds.
+    Finished {
+        /// The node.
+        node: usize,
+    },
+}
+
+/// Running counts of a cluster.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Counters {
+    /// Events handled.
+    pub events: u64,
+    /// Messages handed to an engine.
+    pub delivered: u64,
+    /// Messages lost, cut by a fault, or sent over a connection that closed.
+    pub dropped: u64,
+    /// Gossip messages handed to an engine (part of `delivered`).
+    pub gossip_delivered: u64,
+    /// Gossip copies dropped because the node had seen the message.
+    pub duplicates: u64,
+    /// Messages handed to an engine from a peer it had banned: 0, since a ban closes the
+    /// connection (counted to show it).
+    pub from_banned: u64,
+    /// Training jobs run.
+    pub train_jobs: u64,
+    /// Batches they ran in.
+    pub train_batches: u64,
+}
+
+/// Bytes a fetch request and an empty answer take on the wire (framing and the protocol name).
+const FETCH_OVERHEAD: usize = 64;
+
+#[derive(Debug)]
+enum Message {
+    Update(Arc<[u8]>),
+    Gossip {
+        author: usize,
+        id: u64,
+        hops: Option<u32>,
+        bytes: Arc<[u8]>,
+    },
+    FetchRequest {
+        request: u64,
+    },
+    FetchAnswer {
+        update: Option<Arc<[u8]>>,
+    },
+}
+
+impl Message {
+    fn len(&self) -> usize {
+        match self {
+            Message::Update(b) | Message::Gossip { bytes: b, .. } => b.len(),
+            Message::FetchRequest { .. } => FETCH_OVERHEAD,
+            Message::FetchAnswer { update } => {
+                FETCH_OVERHEAD + update.as_ref().map_or(0, |u| u.len())
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Event {
+    Deliver {
+        to: usize,
+        from: usize,
+        /// The receiver's incarnation when sent: a restart closes its connections.
+        epoch: u64,
+        message: Message,
+    },
+    TrainDone {
+        node: usize,
+        round: u64,
+        epoch: u64,
+    },
+    Tick {
+        node: usize,
+        epoch: u64,
+    },
+    /// A fetch of `node` from `peer` failed (the request or the answer could not go).
+    FetchFailed {
+        node: usize,
+        peer: usize,
+        epoch: u64,
+    },
+    Scheduled(u64),
+}
+
+#[derive(Debug)]
+struct Entry {
+    at: Duration,
+    seq: u64,
+    event: Event,
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Entry {}
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Entry {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+/// One node of the cluster.
+#[derive(Debug)]
+struct Member {
+    /// What its engines are built from.
+    setup: Setup,
+    engine: Engine,
+    online: bool,
+    /// Incarnation: bumped when the node leaves, so the events of its earlier life are ignored.
+    epoch: u64,
+    /// The timer deadline already queued.
+    armed: Option<Duration>,
+    /// Whether its checkpoints are kept (it may restart).
+    keeps_checkpoints: bool,
+    /// Its last checkpoint: round and model.
+    checkpoint: Option<(u64, Vec<f32>)>,
+    /// Gossip messages seen.
+    seen: Seen,
+    /// What its current engine resumed from.
+    resume: Resume,
+    /// The counts of its earlier engines.
+    lives: Stats,
+}
+
+/// N engines, their connections, and the events between them. See the module documentation.
+#[derive(Debug)]
+pub struct Cluster<W> {
+    world: W,
+    members: Vec<Member>,
+    index: BTreeMap<PeerKey, usize>,
+    /// Who may connect to whom, sorted.
+    links: Vec<Vec<usize>>,
+    /// Pairs `(low, high)` closed by a ban.
+    banned: BTreeSet<(usize, usize)>,
+    faults: Faults,
+    gossip: Gossip,
+    queue: BinaryHeap<Reverse<Entry>>,
+    seq: u64,
+    now: Duration,
+    rng: ChaCha8Rng,
+    /// Training jobs queued and not yet run: (node, epoch).
+    jobs: Vec<(usize, u64)>,
+    /// Jobs run whose results are not yet delivered.
+    ready: BTreeSet<(usize, u64)>,
+    next_request: u64,
+    steps: VecDeque<Step>,
+    counters: Counters,
+}
+
+fn pair(a: usize, b: usize) -> (usize, usize) {
+    (a.min(b), a.max(b))
+}
+
+impl<W: World> Cluster<W> {
+    /// An empty cluster; `seed` drives its losses and gossip draws.
+    pub fn new(world: W, seed: u64, gossip: Gossip) -> Self {
+        Cluster {
+            world,
+            members: Vec::new(),
+            index: BTreeMap::new(),
+            links: Vec::new(),
+            banned: BTreeSet::new(),
+            faults: Faults::default(),
+            gossip,
+            queue: BinaryHeap::new(),
+            seq: 0,
+            now: Duration::ZERO,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            jobs: Vec::new(),
+            ready: BTreeSet::new(),
+            next_request: 0,
+            steps: VecDeque::new(),
+            counters: Counters::default(),
+        }
+    }
+
+    /// Adds a node, offline until [`Cluster::start`]; returns its index.
+    pub fn add(&mut self, setup: Setup) -> Result<usize, ConfigError> {
+        let engine = Engine::new(setup.clone())?;
+        let i = self.members.len();
+        self.index.insert(engine.id(), i);
+        self.members.push(Member {
+            setup,
+            engine,
+            online: false,
+            epoch: 0,
+            armed: None,
+            keeps_checkpoints: false,
+            checkpoint: None,
+            seen: Seen::default(),
+            resume: Resume::default(),
+            lives: Stats::default(),
+        });
+        self.links.push(Vec::new());
+        Ok(i)
+    }
+
+    /// Lets `a` and `b` connect (both ways) whenever both are online and nothing cuts them.
+    pub fn link(&mut self, a: usize, b: usize) {
+        if a == b {
+            return;
+        }
+        for (x, y) in [(a, b), (b, a)] {
+            if let Err(k) = self.links[x].binary_search(&y) {
+                self.links[x].insert(k, y);
+            }
+        }
+    }
+
+    /// Keeps `node`'s checkpoints (a model per checkpoint asked for), so that it can restart
+    /// from them.
+    pub fn keep_checkpoints(&mut self, node: usize) {
+        self.members[node].keeps_checkpoints = true;
+    }
+
+    /// Schedules [`Step::Scheduled`]`(tag)` at `at`.
+    pub fn schedule(&mut self, at: Duration, tag: u64) {
+        self.push(at, Event::Scheduled(tag));
+    }
+
+    /// The world.
+    pub fn world(&self) -> &W {
+        &self.world
+    }
+
+    /// The world, mutably.
+    pub fn world_mut(&mut self) -> &mut W {
+        &mut self.world
+    }
+
+    /// Virtual time now.
+    pub fn now(&self) -> Duration {
+        self.now
+    }
+
+    /// Number of nodes.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Whether the cluster has no nodes.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// Node `i`'s current engine.
+    pub fn engine(&self, i: usize) -> &Engine {
+        &self.members[i].engine
+    }
+
+    /// The counts of node `i`'s engines before its current one (earlier lives).
+    pub fn earlier_lives(&self, i: usize) -> &Stats {
+        &self.members[i].lives
+    }
+
+    /// Whether node `i` is online.
+    pub fn is_online(&self, i: usize) -> bool {
+        self.members[i].online
+    }
+
+    /// The node with this key.
+    pub fn node_of(&self, key: &PeerKey) -> Option<usize> {
+        self.index.get(key).copied()
+    }
+
+    /// Running counts.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Whether the connection between `a` and `b` is up.
+    pub fn connected(&self, a: usize, b: usize) -> bool {
+        a != b
+            && self.members[a].online
+            && self.members[b].online
+            && self.links[a].binary_search(&b).is_ok()
+            && !self.banned.contains(&pair(a, b))
+            && !self.faults.cuts(a, b)
+    }
+
+    /// Node `i`'s peers whose connection to it is up, in index order.
+    pub fn peers_of(&self, i: usize) -> Vec<usize> {
+        self.links[i]
+            .iter()
+            .copied()
+            .filter(|&j| self.connected(i, j))
+            .collect()
+    }
+
+    /// Brings `nodes` online for the first time: their connections come up, then each engine
+    /// starts ([`Input::Start`] with nothing to resume, fetching its peers' models first when
+    /// `join`).
+    pub fn start(&mut self, nodes: &[usize], join: bool) {
+        self.rewire(Some(nodes), |c| {
+            for &i in nodes {
+                c.members[i].online = true;
+            }
+        });
+        for &i in nodes {
+            let resume = Resume::default();
+            self.feed(i, Input::Start { resume, join });
+        }
+    }
+
+    /// Takes node `i` offline: its peers see the connection drop, its work in flight is lost.
+    pub fn leave(&mut self, i: usize) {
+        if !self.members[i].online {
+            return;
+        }
+        self.rewire(Some(&[i]), |c| {
+            let m = &mut c.members[i];
+            m.online = false;
+            m.epoch += 1;
+            m.armed = None;
+        });
+        self.ready.retain(|(node, _)| *node != i);
+    }
+
+    /// Brings node `i` back as a restarted process: a new engine from its last checkpoint (or
+    /// the setup's model without one), with the highest round it signed and its bans, fetching
+    /// its peers' models first.
+    pub fn restart(&mut self, i: usize) {
+        if self.members[i].online {
+            return;
+        }
+        let m = &mut self.members[i];
+        let (model, checkpoint) = match &m.checkpoint {
+            Some((round, model)) => (model.clone(), Some(*round)),
+            None => (m.setup.model.clone(), None),
+        };
+        let resume = Resume {
+            checkpoint,
+            signed: m.engine.signed_round(),
+            bans: m.engine.banned(),
+        };
+        let setup = Setup {
+            model,
+            ..m.setup.clone()
+        };
+        let engine = Engine::new(setup).expect("the setup was valid when the node was added");
+        let old = std::mem::replace(&mut m.engine, engine);
+        m.lives.add(old.stats());
+        m.resume = resume.clone();
+        self.world.set_model(i, self.members[i].engine.model());
+        self.rewire(Some(&[i]), |c| c.members[i].online = true);
+        self.feed(i, Input::Start { resume, join: true });
+    }
+
+    /// Cuts the link between `a` and `b` until [`Cluster::heal`].
+    pub fn cut(&mut self, a: usize, b: usize) {
+        self.rewire(Some(&[a, b]), |c| c.faults.cut(a, b));
+    }
+
+    /// Cuts every link of `node` until [`Cluster::heal`].
+    pub fn isolate(&mut self, node: usize) {
+        self.rewire(Some(&[node]), |c| c.faults.isolate(node));
+    }
+
+    /// Splits the network: `groups[i]` is node `i`'s side; links across sides are cut until
+    /// [`Cluster::heal`].
+    pub fn partition(&mut self, groups: Vec<usize>) {
+        self.rewire(None, |c| c.faults.partition(groups));
+    }
+
+    /// Heals every cut, isolation and partition (bans stay).
+    pub fn heal(&mut self) {
+        self.rewire(None, |c| c.faults.heal());
+    }
+
+    /// Loses each message with probability `fraction` from now on.
+    pub fn set_drop(&mut self, fraction: f64) {
+        self.faults.drop = fraction;
+    }
+
+    /// Handles events until something the caller wants to see happens, and returns it. `None`
+    /// when nothing is left to happen, or the next event is after `limit` (then the clock is at
+    /// `limit`).
+    pub fn step(&mut self, limit: Duration) -> Option<Step> {
+        loop {
+            if let Some(s) = self.steps.pop_front() {
+                return Some(s);
+            }
+            let Reverse(next) = self.queue.peek()?;
+            if next.at > limit {
+                self.now = self.now.max(limit);
+                return None;
+            }
+            let Reverse(Entry { at, event, .. }) = self.queue.pop().expect("peeked");
+            self.now = at;
+            self.counters.events += 1;
+            self.handle(event);
+        }
+    }
+
+    fn push(&mut self, at: Duration, event: Event) {
+        self.seq += 1;
+        self.queue.push(Reverse(Entry {
+            at,
+            seq: self.seq,
+            event,
+        }));
+    }
+
+    fn live(&self, node: usize, epoch: u64) -> bool {
+        self.members[node].online && self.members[node].epoch == epoch
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Deliver {
+                to,
+                from,
+                epoch,
+                message,
+            } => self.deliver(to, from, epoch, message),
+            Event::TrainDone { node, round, epoch } => {
+                if !self.live(node, epoch) {
+                    return;
+                }
+                if !self.ready.contains(&(node, epoch)) {
+                    self.run_jobs();
+                }
+                if self.ready.remove(&(node, epoch)) {
+                    let (params, samples) = self.world.trained(node);
+                    self.feed(
+                        node,
+                        Input::Trained {
+                            round,
+                            params,
+                            samples,
+                        },
+                    );
+                }
+            }
+            Event::Tick { node, epoch } => {
+                if self.live(node, epoch) {
+                    self.members[node].armed = None;
+                    self.feed(node, Input::Tick);
+                }
+            }
+            Event::FetchFailed { node, peer, epoch } => {
+                if self.live(node, epoch) {
+                    let peer = self.members[peer].engine.id();
+                    self.feed(node, Input::Fetched { peer, update: None });
+                }
+            }
+            Event::Scheduled(tag) => self.steps.push_back(Step::Scheduled(tag)),
+        }
+    }
+
+    fn deliver(&mut self, to: usize, from: usize, epoch: u64, message: Message) {
+        if !self.live(to, epoch) || !self.connected(from, to) {
+            self.counters.dropped += 1;
+            if let Message::FetchRequest { .. } = message {
+                // The asker learns that its request failed.
+                let epoch = self.members[from].epoch;
+                self.push(self.now, Event::FetchFailed { node: from, peer: to, epoch });
+            }
+            return;
+        }
+        let key = self.members[from].engine.id();
+        if self.members[to].engine.is_banned(&key) {
+            self.counters.from_banned += 1;
+        }
+        let input = match message {
+            Message::Update(bytes) => Input::UpdateReceived { from: key, bytes },
+            Message::Gossip {
+                author,
+                id,
+                hops,
+                bytes,
+            } => {
+                if self.gossip.relays()
+                    && !self.members[to].seen.insert(self.now, id, self.gossip.seen_for)
+                {
+                    self.counters.duplicates += 1;
+                    return;
+                }
+                if let Some(next) = self.gossip.next_hop(hops) {
+                    self.forward(to, author, Some(from), id, next, bytes.clone());
+                }
+                self.counters.gossip_delivered += 1;
+                Input::GossipReceived {
+                    author: self.members[author].engine.id(),
+                    relayer: key,
+                    bytes,
+                }
+            }
+            Message::FetchRequest { request } => Input::FetchRequested { from: key, request },
+            Message::FetchAnswer { update } => Input::Fetched { peer: key, update },
+        };
+        self.counters.delivered += 1;
+        self.feed(to, input);
+    }
+
+    /// Puts a message on the link from `from` to `to`; false if it cannot go or is lost.
+    fn transmit(&mut self, from: usize, to: usize, message: Message) -> bool {
+        if !self.connected(from, to) || self.faults.loses(&mut self.rng) {
+            self.counters.dropped += 1;
+            return false;
+        }
+        let at = self.world.arrival(self.now, from, to, message.len());
+        let epoch = self.members[to].epoch;
+        self.push(
+            at,
+            Event::Deliver {
+                to,
+                from,
+                epoch,
+                message,
+            },
+        );
+        true
+    }
+
+    /// Sends a gossip message on from `at` to its mesh, except `except` and the author.
+    fn forward(
+        &mut self,
+        at: usize,
+        author: usize,
+        except: Option<usize>,
+        id: u64,
+        hops: Option<u32>,
+        bytes: Arc<[u8]>,
+    ) {
+        let peers: Vec<usize> = self
+            .peers_of(at)
+            .into_iter()
+            .filter(|&j| Some(j) != except && j != author)
+            .collect();
+        for j in self.gossip.mesh_of(&peers, &mut self.rng) {
+            let message = Message::Gossip {
+                author,
+                id,
+                hops,
+                bytes: bytes.clone(),
+            };
+            self.transmit(at, j, message);
+        }
+    }
+
+    /// Runs every queued training job of a node still in the same life, as one batch.
+    fn run_jobs(&mut self) {
+        let jobs = std::mem::take(&mut self.jobs);
+        let mut nodes: Vec<(usize, u64)> = jobs
+            .into_iter()
+            .filter(|&(node, epoch)| self.live(node, epoch))
+            .collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        let batch: Vec<usize> = nodes.iter().map(|&(n, _)| n).collect();
+        self.world.train(&batch);
+        self.counters.train_batches += 1;
+        self.counters.train_jobs += batch.len() as u64;
+        self.ready.extend(nodes);
+    }
+
+    fn feed(&mut self, i: usize, input: Input) {
+        let now = self.now;
+        if let Err(e) = self.members[i].engine.handle(now, input) {
+            panic!("node {i}: the cluster fed its engine a wrong input: {e}");
+        }
+        self.drain(i);
+    }
+
+    /// Carries out node `i`'s outputs, and arms its timer.
+    fn drain(&mut self, i: usize) {
+        while let Some(out) = self.members[i].engine.poll() {
+            self.carry_out(i, out);
+        }
+        let m = &mut self.members[i];
+        if let Some(deadline) = m.engine.poll_timeout()
+            && m.online
+            && m.armed != Some(deadline)
+        {
+            m.armed = Some(deadline);
+            let (epoch, at) = (m.epoch, deadline.max(self.now));
+            self.push(at, Event::Tick { node: i, epoch });
+        }
+    }
+
+    fn carry_out(&mut self, i: usize, out: Output) {
+        match out {
+            Output::Started {
+                origin,
+                round,
+                model,
+                peers,
+            } => {
+                if let Some(model) = &model {
+                    self.world.set_model(i, model);
+                }
+                let resume = self.members[i].resume.clone();
+                self.steps.push_back(Step::Started {
+                    node: i,
+                    origin,
+                    round,
+                    peers,
+                    resume,
+                });
+            }
+            Output::Train { round } => {
+                let epoch = self.members[i].epoch;
+                self.jobs.push((i, epoch));
+                let at = self.now + self.world.train_time(i);
+                self.push(
+                    at,
+                    Event::TrainDone {
+                        node: i,
+                        round,
+                        epoch,
+                    },
+                );
+            }
+            Output::Mixed {
+                round,
+                params,
+                inputs,
+                clipped,
+                skipped,
+            } => {
+                self.world.set_model(i, &params);
+                self.steps.push_back(Step::Mixed {
+                    node: i,
+                    round,
+                    completed: self.members[i].engine.completed_round(),
+                    inputs,
+                    clipped,
+                    skipped,
+                });
+            }
+            Output::Checkpoint { round } => {
+                let m = &mut self.members[i];
+                if m.keeps_checkpoints {
+                    m.checkpoint = Some((round, m.engine.model().to_vec()));
+                }
+            }
+            Output::Send { to, bytes } => {
+                if let Some(j) = self.node_of(&to) {
+                    self.transmit(i, j, Message::Update(bytes));
+                }
+            }
+            Output::Broadcast { bytes } => {
+                let id = gossip::id(&bytes);
+                if self.gossip.relays() {
+                    let seen_for = self.gossip.seen_for;
+                    self.members[i].seen.insert(self.now, id, seen_for);
+                }
+                self.forward(i, i, None, id, self.gossip.hops, bytes);
+            }
+            Output::Fetch { peer } => {
+                // Engines only name peers they were told are connected: members.
+                let Some(j) = self.node_of(&peer) else { return };
+                self.next_request += 1;
+                let request = self.next_request;
+                if !self.transmit(i, j, Message::FetchRequest { request }) {
+                    let epoch = self.members[i].epoch;
+                    self.push(
+                        self.now,
+                        Event::FetchFailed {
+                            node: i,
+                            peer: j,
+                            epoch,
+                        },
+                    );
+                }
+            }
+            Output::Serve { to, update, .. } => {
+                if let Some(j) = self.node_of(&to)
+                    && !self.transmit(i, j, Message::FetchAnswer { update })
+                {
+                    let epoch = self.members[j].epoch;
+                    self.push(
+                        self.now,
+                        Event::FetchFailed {
+                            node: j,
+                            peer: i,
+                            epoch,
+                        },
+                    );
+                }
+            }
+            Output::Ban { peer, reason } => {
+                let Some(j) = self.node_of(&peer) else { return };
+                let was = self.connected(i, j);
+                self.banned.insert(pair(i, j));
+                if was {
+                    let me = self.members[i].engine.id();
+                    self.feed(j, Input::PeerDown { peer: me });
+                }
+                self.steps.push_back(Step::Banned {
+                    node: i,
+                    peer: j,
+                    reason,
+                });
+            }
+            Output::Penalize { .. } => {}
+            Output::Finished => self.steps.push_back(Step::Finished { node: i }),
+        }
+    }
+
+    /// Applies `change` and tells both ends of every link (of `nodes`, or all) whose state it
+    /// changed, in link order.
+    fn rewire(&mut self, nodes: Option<&[usize]>, change: impl FnOnce(&mut Self)) {
+        let edges: Vec<(usize, usize)> = match nodes {
+            None => (0..self.members.len())
+                .flat_map(|a| self.links[a].iter().filter(move |&&b| b > a).map(move |&b| (a, b)))
+                .collect(),
+            Some(nodes) => {
+                let set: BTreeSet<(usize, usize)> = nodes
+                    .iter()
+                    .flat_map(|&a| self.links[a].iter().map(move |&b| pair(a, b)))
+                    .collect();
+                set.into_iter().collect()
+            }
+        };
+        let before: Vec<bool> = edges.iter().map(|&(a, b)| self.connected(a, b)).collect();
+        change(self);
+        let mut touched = BTreeSet::new();
+        for (&(a, b), was) in edges.iter().zip(before) {
+            let up = self.connected(a, b);
+            if up == was {
+                continue;
+            }
+            for (x, y) in [(a, b), (b, a)] {
+                if !self.members[x].online {
+                    continue;
+                }
+                let peer = self.members[y].engine.id();
+                let input = if up {
+                    Input::PeerUp { peer }
+                } else {
+                    Input::PeerDown { peer }
+                };
+                let now = self.now;
+                if let Err(e) = self.members[x].engine.handle(now, input) {
+                    panic!("node {x}: {e}");
+                }
+                touched.insert(x);
+            }
+        }
+        for x in touched {
+            self.drain(x);
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! The cluster's own behaviour: connections and faults, bans, gossip relaying, restarts and
+//! late joins, on the toy world.
+
+use super::toy::{self, Quadratic};
+use super::*;
+use crate::aggregate::{self, Rule};
+use crate::attack::{Attack, NonFinite};
+use crate::engine::{Adversary, Config};
+
+const DIM: usize = 3;
+
+fn config(rounds: u64) -> Config {
+    Config {
+        fanout: 2,
+        wait_for: 2,
+        round_timeout_ms: 200,
+        rounds: Some(rounds),
+        aggregation: aggregate::Config {
+            rule: Rule::Mean,
+            pre: Vec::new(),
+        },
+        outlier_factor: 0.0,
+        ..Config::default()
+    }
+}
+
+/// `n` toy nodes linked as `edges`, none started.
+fn cluster(n: usize, edges: &[(usize, usize)], config: &Config, gossip: Gossip) -> Cluster<Quadratic> {
+    let targets = toy::targets(n, DIM, 1.0, 1.0, 5);
+    let mut c = Cluster::new(Quadratic::new(targets), 5, gossip);
+    for i in 0..n {
+        c.add(toy::setup(i, config, DIM, 5)).unwrap();
+    }
+    for &(a, b) in edges {
+        c.link(a, b);
+    }
+    c
+}
+
+fn line(n: usize) -> Vec<(usize, usize)> {
+    (1..n).map(|i| (i - 1, i)).collect()
+}
+
+fn steps(c: &mut Cluster<Quadratic>, limit: Duration) -> Vec<Step> {
+    std::iter::from_fn(|| c.step(limit)).collect()
+}
+
+#[test]
+fn links_come_up_and_go_down_with_faults_and_heal() {
+    let mut c = cluster(4, &[(0, 1), (1, 2), (2, 3), (0, 3)], &config(5), Gossip::default());
+    c.start(&[0, 1, 2, 3], false);
+    let key = |c: &Cluster<Quadratic>, i: usize| c.engine(i).id();
+    let peers = |c: &Cluster<Quadratic>, i: usize| c.engine(i).connected();
+    assert_eq!(peers(&c, 0).len(), 2);
+    c.cut(0, 1);
+    assert!(!c.connected(0, 1));
+    assert!(!peers(&c, 0).contains(&key(&c, 1)) && !peers(&c, 1).contains(&key(&c, 0)));
+    c.isolate(2);
+    assert!(peers(&c, 2).is_empty() && peers(&c, 3) == vec![key(&c, 0)]);
+    c.heal();
+    assert_eq!(peers(&c, 2).len(), 2);
+    assert!(c.connected(0, 1));
+    c.partition(vec![0, 0, 1, 1]);
+    assert_eq!(c.peers_of(0), vec![1]);
+    assert_eq!(c.peers_of(3), vec![2]);
+    c.heal();
+    c.set_drop(1.0);
+    steps(&mut c, Duration::from_secs(1));
+    assert_eq!(c.counters().delivered, 0, "everything lost");
+    assert!(c.counters().dropped > 0);
+}
+
+/// A node sending non-finite models is banned after two of them by every honest peer; each ban
+/// closes the connection, so nothing it sends afterwards reaches the node that banned it, and a
+/// heal or its restart does not reconnect them.
+#[test]
+fn a_ban_closes_the_connection_for_good() {
+    let n = 4;
+    let edges: Vec<(usize, usize)> = (0..n)
+        .flat_map(|a| (a + 1..n).map(move |b| (a, b)))
+        .collect();
+    let mut c = cluster(n, &edges, &config(40), Gossip::default());
+    let liar = 3;
+    // Rebuild the liar as an attacker.
+    let mut attack = toy::setup(liar, &config(40), DIM, 5);
+    attack.adversary = Some(Adversary {
+        attack: Attack::NonFinite {
+            value: NonFinite::Nan,
+        },
+        n: None,
+        f: None,
+    });
+    let targets = toy::targets(n, DIM, 1.0, 1.0, 5);
+    let mut c2 = Cluster::new(Quadratic::new(targets), 5, Gossip::default());
+    for i in 0..n {
+        let s = if i == liar { attack.clone() } else { toy::setup(i, &config(40), DIM, 5) };
+        c2.add(s).unwrap();
+    }
+    for &(a, b) in &edges {
+        c2.link(a, b);
+    }
+    std::mem::swap(&mut c, &mut c2);
+    c.keep_checkpoints(liar);
+    c.start(&[0, 1, 2, 3], false);
+    let mut bans = Vec::new();
+    for s in steps(&mut c, Duration::from_secs(2)) {
+        if let Step::Banned { node, peer, .. } = s {
+            bans.push((node, peer));
+        }
+    }
+    bans.sort();
+    assert_eq!(bans, vec![(0, liar), (1, liar), (2, liar)]);
+    for i in 0..3 {
+        assert!(!c.connected(i, liar));
+        assert!(c.engine(i).is_banned(&c.engine(liar).id()));
+    }
+    assert!(c.engine(liar).connected().is_empty(), "its connections closed");
+    c.partition(vec![0, 0, 1, 1]);
+    c.heal();
+    c.leave(liar);
+    c.restart(liar);
+    steps(&mut c, Duration::from_secs(20));
+    for i in 0..3 {
+        assert!(!c.connected(i, liar));
+    }
+    assert_eq!(c.counters().from_banned, 0);
+    let nan: u64 = (0..3)
+        .map(|i| c.engine(i).stats().rejected[&Rejection::NonFinite])
+        .sum();
+    assert_eq!(nan, 6, "two models each, then nothing more");
+}
+
+#[test]
+fn gossip_is_relayed_to_every_node_once_and_not_without_hops() {
+    // One round: each of the 5 nodes of a line publishes one announcement.
+    for (gossip, expected) in [
+        (Gossip::default(), 5 * 4),
+        (
+            Gossip {
+                hops: Some(0),
+                ..Gossip::default()
+            },
+            2 + 3 * 2,
+        ),
+    ] {
+        let mut c = cluster(5, &line(5), &config(1), gossip.clone());
+        c.start(&[0, 1, 2, 3, 4], false);
+        steps(&mut c, Duration::from_secs(10));
+        assert_eq!(c.counters().gossip_delivered, expected, "{gossip:?}");
+    }
+    // On a ring every message reaches each node twice: the second copy is dropped.
+    let ring: Vec<(usize, usize)> = (0..5).map(|i| (i, (i + 1) % 5)).collect();
+    let mut c = cluster(5, &ring, &config(1), Gossip::default());
+    c.start(&[0, 1, 2, 3, 4], false);
+    steps(&mut c, Duration::from_secs(10));
+    assert_eq!(c.counters().gossip_delivered, 5 * 4);
+    assert!(c.counters().duplicates > 0);
+}
+
+/// An equivocator on a square: the node across the square from it never receives its updates,
+/// but bans it on the evidence another node publishes and a third relays.
+#[test]
+fn evidence_relayed_through_peers_bans_an_equivocator_out_of_reach() {
+    let square = [(0, 1), (1, 2), (2, 3), (3, 0)];
+    let cfg = config(3);
+    let targets = toy::targets(4, DIM, 1.0, 1.0, 5);
+    let mut c = Cluster::new(Quadratic::new(targets), 5, Gossip::default());
+    for i in 0..4 {
+        let mut s = toy::setup(i, &cfg, DIM, 5);
+        if i == 1 {
+            s.adversary = Some(Adversary {
+                attack: Attack::Equivocate,
+                n: None,
+                f: None,
+            });
+        }
+        c.add(s).unwrap();
+    }
+    for (a, b) in square {
+        c.link(a, b);
+    }
+    c.start(&[0, 1, 2, 3], false);
+    steps(&mut c, Duration::from_secs(10));
+    let liar = c.engine(1).id();
+    for i in [0, 2, 3] {
+        assert!(c.engine(i).is_banned(&liar), "node {i}");
+    }
+}
+
+#[test]
+fn a_restart_resumes_from_its_checkpoint_and_a_late_joiner_from_its_peers() {
+    let mut cfg = config(1000);
+    cfg.checkpoint_every = 3;
+    cfg.join_peers = 2;
+    cfg.join_timeout_ms = 200;
+    let n = 5;
+    let edges: Vec<(usize, usize)> = (0..n)
+        .flat_map(|a| (a + 1..n).map(move |b| (a, b)))
+        .collect();
+    let mut c = cluster(n, &edges, &cfg, Gossip::default());
+    c.keep_checkpoints(0);
+    c.start(&[0, 1, 2, 3], false);
+    steps(&mut c, Duration::from_secs(3));
+    let signed = c.engine(0).signed_round();
+    c.leave(0);
+    c.start(&[4], true);
+    c.restart(0);
+    let mut started = Vec::new();
+    for s in steps(&mut c, Duration::from_secs(5)) {
+        if let Step::Started {
+            node,
+            origin,
+            round,
+            peers,
+            resume,
+        } = s
+        {
+            started.push((node, origin, round, peers, resume));
+        }
+    }
+    let restarted = started.iter().find(|s| s.0 == 0).expect("node 0 started");
+    let resume = &restarted.4;
+    assert_eq!(resume.signed, signed);
+    let checkpoint = resume.checkpoint.expect("a checkpoint was kept");
+    assert!(checkpoint % 3 == 0 && checkpoint + 3 > signed, "{resume:?}");
+    assert_eq!(restarted.1, Origin::Checkpoint, "peers are not far ahead");
+    assert_eq!(restarted.2, checkpoint.max(signed) + 1);
+    let joined = started.iter().find(|s| s.0 == 4).expect("node 4 started");
+    assert_eq!((joined.1, joined.3), (Origin::Joined, 2));
+    assert!(joined.2 > 5, "it starts near its peers' rounds: {joined:?}");
+}

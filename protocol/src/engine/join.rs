@@ -1,0 +1,232 @@
+//! Start-up with peers: a late joiner, or a restart catching up, fetches its peers' latest
+//! signed updates and starts from their median.
+//!
+//! The node asks up to `join-peers` connected peers for their latest signed update
+//! ([`Output::Fetch`]), in an order drawn from its own generator (never in key order: an attacker
+//! could grind keys to be asked first). It waits until `ASK_FACTOR` times as many peers are
+//! connected, or a quarter of `join-timeout-ms` has passed, before drawing, so that the first peers
+//! to connect are not the ones asked. A peer that answers nothing (it has no model yet), fails,
+//! or sends an update that fails the checks makes room to ask another, up to `ASK_FACTOR` times
+//! `join-peers` peers in all; a bad update also costs its sender the usual penalty. The join ends
+//! when `join-peers` updates passed the checks, when no more peers can be asked, or at the
+//! deadline.
+//!
+//! Every answer is checked as a pushed update is (size, signature, sender, run, dimension,
+//! finiteness, replay, equivocation), except that it may be any number of rounds ahead. The
+//! survivors are mixed by the coordinate-wise median (Yin et al. 2018), whose breakdown point is
+//! 1/2: fewer than half of the answering peers lying cannot move any coordinate outside the range
+//! of the honest answers. The starting round is the lower median of the answers' rounds, so a
+//! lying minority cannot push the node far ahead or behind either. Cost: O(k d log² k) for k
+//! answers of d parameters.
+//!
+//! What the node starts from ([`Output::Started`]):
+//! - no checkpoint: the median of the answers ([`Origin::Joined`]); with no valid answer, the
+//!   run's initial model ([`Origin::Fresh`]);
+//! - a checkpoint: its own model ([`Origin::Checkpoint`]), unless the answers' round is more than
+//!   `max-staleness` rounds ahead of it, when its updates would only be dropped as lagging: then
+//!   the median of the answers ([`Origin::CaughtUp`]).
+//!
+//! In every case rounds go on past the highest round the node ever signed.
+
+use super::receive::Checked;
+use super::{Config, Engine, Origin, Output, Phase, Resume};
+use crate::aggregate::{self, Aggregator};
+use crate::sign::PeerKey;
+use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// At most this many times `join-peers` peers are asked, and the draw waits for this many times
+/// `join-peers` candidates (or a quarter of the timeout).
+pub const ASK_FACTOR: usize = 4;
+
+/// A peer's answer to the join's fetch.
+#[derive(Debug)]
+enum Answer {
+    /// Asked, no answer yet.
+    Waiting,
+    /// No model, a failed request, or a model that failed the checks.
+    Nothing,
+    /// A checked model of `round`.
+    Model { round: u64, params: Vec<f32> },
+}
+
+/// The state of a join in progress.
+#[derive(Debug)]
+pub(super) struct Joining {
+    /// Draw whom to ask from this time on even with few candidates.
+    draw_at: Duration,
+    /// Whether drawing has begun.
+    drawing: bool,
+    /// Start with what has come at this time.
+    deadline: Duration,
+    want: usize,
+    asked: BTreeMap<PeerKey, Answer>,
+    resume: Resume,
+}
+
+impl Joining {
+    pub(super) fn new(now: Duration, config: &Config, resume: Resume) -> Self {
+        let timeout = Duration::from_millis(config.join_timeout_ms);
+        Joining {
+            draw_at: now + timeout / 4,
+            drawing: false,
+            deadline: now + timeout,
+            want: config.join_peers,
+            asked: BTreeMap::new(),
+            resume,
+        }
+    }
+
+    /// When the engine must be woken: the draw, then the deadline.
+    pub(super) fn wake(&self) -> Duration {
+        if self.drawing {
+            self.deadline
+        } else {
+            self.draw_at
+        }
+    }
+
+    fn models(&self) -> usize {
+        self.asked
+            .values()
+            .filter(|a| matches!(a, Answer::Model { .. }))
+            .count()
+    }
+
+    fn waiting(&self) -> usize {
+        self.asked
+            .values()
+            .filter(|a| matches!(a, Answer::Waiting))
+            .count()
+    }
+
+    fn may_ask_more(&self) -> bool {
+        self.asked.len() < ASK_FACTOR * self.want
+    }
+
+    fn wants_more(&self) -> bool {
+        self.models() + self.waiting() < self.want && self.may_ask_more()
+    }
+
+    fn done(&self, now: Duration, candidates: usize) -> bool {
+        now >= self.deadline
+            || self.models() >= self.want
+            || (self.waiting() == 0 && !self.asked.is_empty() && (!self.may_ask_more() || candidates == 0))
+    }
+}
+
+impl Engine {
+    fn joining(&mut self) -> Option<&mut Joining> {
+        match &mut self.phase {
+            Phase::Joining(j) => Some(j),
+            _ => None,
+        }
+    }
+
+    /// Asks more peers while answers are wanted, and starts when the join is done.
+    pub(super) fn join_step(&mut self, now: Duration) {
+        let connected = self.peers.connected();
+        let Phase::Joining(j) = &mut self.phase else {
+            return;
+        };
+        let mut candidates: Vec<PeerKey> = connected
+            .into_iter()
+            .filter(|p| !j.asked.contains_key(p))
+            .collect();
+        j.drawing |= now >= j.draw_at || candidates.len() >= ASK_FACTOR * j.want;
+        if j.drawing {
+            while j.wants_more() && !candidates.is_empty() {
+                let pick = self.rng.random_range(0..candidates.len());
+                let peer = candidates.swap_remove(pick);
+                j.asked.insert(peer, Answer::Waiting);
+                self.outputs.push_back(Output::Fetch { peer });
+            }
+        }
+        if j.done(now, candidates.len()) {
+            self.finish_join();
+        }
+    }
+
+    /// A peer's answer to a fetch: checked at once; a bad one is penalised.
+    pub(super) fn on_fetched(&mut self, peer: PeerKey, update: Option<&[u8]>) {
+        let waiting = self
+            .joining()
+            .is_some_and(|j| matches!(j.asked.get(&peer), Some(Answer::Waiting)));
+        if !waiting {
+            return; // not asked, or already answered: nothing to do
+        }
+        let answer = match update {
+            None => Answer::Nothing,
+            Some(bytes) => match self.check(peer, bytes, 0) {
+                Ok(Checked { round, params }) => Answer::Model { round, params },
+                Err(reason) => {
+                    if reason != super::Rejection::Equivocation {
+                        self.reject(peer, reason);
+                    }
+                    Answer::Nothing
+                }
+            },
+        };
+        if let Some(j) = self.joining() {
+            j.asked.insert(peer, answer);
+        }
+    }
+
+    /// A peer went down while its answer was awaited: it answers nothing.
+    pub(super) fn pending_fetch_failed(&mut self, peer: &PeerKey) {
+        if let Some(j) = self.joining()
+            && let Some(a @ Answer::Waiting) = j.asked.get_mut(peer)
+        {
+            *a = Answer::Nothing;
+        }
+    }
+
+    fn finish_join(&mut self) {
+        let Phase::Joining(j) = std::mem::replace(&mut self.phase, Phase::Training) else {
+            return;
+        };
+        let Joining { asked, resume, .. } = *j;
+        let models: Vec<(u64, Vec<f32>)> = asked
+            .into_values()
+            .filter_map(|a| match a {
+                Answer::Model { round, params } => Some((round, params)),
+                _ => None,
+            })
+            .collect();
+        let joined = self.median(&models);
+        let peers = models.len();
+        match (resume.checkpoint, joined) {
+            (None, Some((round, model))) => self.begin(Origin::Joined, round, Some(model), peers),
+            (None, None) => self.begin(Origin::Fresh, 0, None, 0),
+            (Some(c), Some((round, model)))
+                if round > c.saturating_add(self.config.max_staleness) =>
+            {
+                self.begin(Origin::CaughtUp, round, Some(model), peers)
+            }
+            (Some(c), _) => self.begin(Origin::Checkpoint, c, None, 0),
+        }
+    }
+
+    /// The lower median of the answers' rounds and the coordinate-wise median of their models.
+    fn median(&self, models: &[(u64, Vec<f32>)]) -> Option<(u64, Vec<f32>)> {
+        if models.is_empty() {
+            return None;
+        }
+        let mut rounds: Vec<u64> = models.iter().map(|(r, _)| *r).collect();
+        rounds.sort_unstable();
+        let round = rounds[(rounds.len() - 1) / 2];
+        let inputs: Vec<&[f32]> = models.iter().map(|(_, m)| m.as_slice()).collect();
+        let config = aggregate::Config {
+            rule: aggregate::Rule::Median,
+            pre: Vec::new(),
+        };
+        let mut agg = Aggregator::new(&config, self.dim).ok()?;
+        let mut out = vec![0.0; self.dim];
+        // The median draws no randomness; the generator only satisfies the signature.
+        let mut rng = rand_chacha::ChaCha8Rng::from_seed([0; 32]);
+        agg.aggregate(inputs[0], &inputs, &[], &mut rng, &mut out)
+            .ok()?;
+        Some((round, out))
+    }
+}

@@ -1,0 +1,368 @@
+//! A node's life around its rounds: start, resume, join, catch up, checkpoints, and the
+//! caller's mistakes.
+
+use super::*;
+
+fn engine(config: Config) -> Engine {
+    Engine::new(toy::setup(0, &config, DIM, 0)).unwrap()
+}
+
+fn start(e: &mut Engine, now: Duration, resume: Resume, join: bool) {
+    e.handle(now, Input::Start { resume, join }).unwrap();
+}
+
+fn trained(e: &mut Engine, now: Duration, round: u64, value: f32) {
+    let params = vec![value; DIM];
+    e.handle(
+        now,
+        Input::Trained {
+            round,
+            params,
+            samples: 1,
+        },
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_restart_resumes_past_its_checkpoint_and_signed_round_with_its_bans() {
+    let liar = toy::identity(9).public();
+    let mut e = engine(config(Rule::Mean, 100));
+    let resume = Resume {
+        checkpoint: Some(7),
+        signed: 9,
+        bans: vec![(liar, Rejection::BadSignature)],
+    };
+    start(&mut e, Duration::ZERO, resume.clone(), false);
+    assert_eq!(
+        drain(&mut e),
+        vec![
+            Output::Ban {
+                peer: liar,
+                reason: Rejection::BadSignature
+            },
+            Output::Started {
+                origin: Origin::Checkpoint,
+                round: 10,
+                model: None,
+                peers: 0
+            },
+            Output::Train { round: 10 },
+        ],
+        "rounds 8 and 9 were signed before: never again"
+    );
+    assert!(e.is_banned(&liar));
+    assert_eq!(e.banned(), resume.bans);
+    assert_eq!(e.stats().bans, 0, "bans of earlier lives are not new");
+    e.handle(Duration::ZERO, Input::PeerUp { peer: liar })
+        .unwrap();
+    assert_eq!(
+        drain(&mut e),
+        vec![Output::Ban {
+            peer: liar,
+            reason: Rejection::BadSignature
+        }],
+        "a banned peer stays out"
+    );
+    assert_eq!(
+        e.handle(
+            Duration::ZERO,
+            Input::Start {
+                resume,
+                join: false
+            }
+        ),
+        Err(InputError::AlreadyStarted)
+    );
+
+    let mut fresh = engine(config(Rule::Mean, 100));
+    start(&mut fresh, Duration::ZERO, Resume::default(), false);
+    assert_eq!(fresh.round(), 1);
+    let mut signed_only = engine(config(Rule::Mean, 100));
+    let resume = Resume {
+        signed: 4,
+        ..Resume::default()
+    };
+    start(&mut signed_only, Duration::ZERO, resume, false);
+    assert_eq!(signed_only.round(), 5, "no checkpoint, but round 4 was signed");
+    assert_eq!(signed_only.completed_round(), 4);
+}
+
+#[test]
+fn training_results_of_another_round_or_size_are_the_callers_errors() {
+    let mut e = engine(config(Rule::Mean, 100));
+    let early = e.handle(
+        Duration::ZERO,
+        Input::Trained {
+            round: 1,
+            params: vec![0.0; DIM],
+            samples: 1,
+        },
+    );
+    assert!(
+        matches!(early, Err(InputError::UnexpectedTraining { round: 1, .. })),
+        "{early:?}"
+    );
+    start(&mut e, Duration::ZERO, Resume::default(), false);
+    drain(&mut e);
+    let wrong_round = e.handle(
+        Duration::ZERO,
+        Input::Trained {
+            round: 2,
+            params: vec![0.0; DIM],
+            samples: 1,
+        },
+    );
+    assert!(
+        matches!(wrong_round, Err(InputError::UnexpectedTraining { round: 2, .. })),
+        "{wrong_round:?}"
+    );
+    let wrong_size = e.handle(
+        Duration::ZERO,
+        Input::Trained {
+            round: 1,
+            params: vec![0.0; DIM + 1],
+            samples: 1,
+        },
+    );
+    assert_eq!(
+        wrong_size,
+        Err(InputError::Dimension {
+            expected: DIM,
+            got: DIM + 1
+        })
+    );
+    assert_eq!(drain(&mut e), vec![], "nothing happened");
+    trained(&mut e, Duration::ZERO, 1, 1.0);
+    assert!(e.poll_timeout().is_some(), "the right answer is taken");
+}
+
+#[test]
+fn checkpoints_are_asked_every_n_rounds_and_at_the_end() {
+    let mut c = config(Rule::Mean, 7);
+    c.checkpoint_every = 3;
+    let mut e = engine(c);
+    start(&mut e, Duration::ZERO, Resume::default(), false);
+    let mut checkpoints = Vec::new();
+    let mut now = Duration::ZERO;
+    while !e.is_finished() {
+        let round = e.round();
+        trained(&mut e, now, round, round as f32);
+        now += Duration::from_secs(1);
+        e.handle(now, Input::Tick).unwrap();
+        for out in drain(&mut e) {
+            if let Output::Checkpoint { round } = out {
+                assert_eq!(e.completed_round(), round.max(e.completed_round()));
+                checkpoints.push(round);
+            }
+        }
+    }
+    assert_eq!(checkpoints, vec![3, 6, 7]);
+    assert_eq!(e.completed_round(), 7);
+}
+
+/// A joiner's config: join 3 peers, 4 s to do it.
+fn joiner() -> Config {
+    Config {
+        join_peers: 3,
+        join_timeout_ms: 4000,
+        ..config(Rule::Mean, 100)
+    }
+}
+
+fn fetched(out: &[Output]) -> Vec<PeerKey> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Fetch { peer } => Some(*peer),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_joiner_asks_peers_in_a_drawn_order_and_starts_from_the_median() {
+    let ids: Vec<Identity> = (1..=12).map(toy::identity).collect();
+    let mut lowest_first = 0;
+    for seed in 0..8 {
+        let mut e = Engine::new(toy::setup(0, &joiner(), DIM, seed)).unwrap();
+        for id in &ids {
+            e.handle(Duration::ZERO, Input::PeerUp { peer: id.public() })
+                .unwrap();
+        }
+        start(&mut e, Duration::ZERO, Resume::default(), true);
+        let asked = fetched(&drain(&mut e));
+        assert_eq!(asked.len(), 3, "12 candidates: the draw is at once");
+        let lowest = ids.iter().map(Identity::public).min().unwrap();
+        lowest_first += usize::from(asked.contains(&lowest));
+        if seed > 0 {
+            continue;
+        }
+        let run = toy::run_id();
+        let by_key = |k: PeerKey| ids.iter().find(|id| id.public() == k).unwrap();
+        // Two honest answers, one from another run (penalised, replaced), then a liar with a
+        // huge model and round: the median keeps the honest range.
+        let t = Duration::from_millis(10);
+        e.handle(
+            t,
+            Input::Fetched {
+                peer: asked[0],
+                update: Some(update(by_key(asked[0]), run, 10, &[1.0; DIM])),
+            },
+        )
+        .unwrap();
+        e.handle(
+            t,
+            Input::Fetched {
+                peer: asked[1],
+                update: Some(update(by_key(asked[1]), run, 12, &[1.2; DIM])),
+            },
+        )
+        .unwrap();
+        let other = RunId::derive(b"another run");
+        e.handle(
+            t,
+            Input::Fetched {
+                peer: asked[2],
+                update: Some(update(by_key(asked[2]), other, 11, &[1.1; DIM])),
+            },
+        )
+        .unwrap();
+        let out = drain(&mut e);
+        assert!(out.iter().any(|o| matches!(o,
+            Output::Penalize { peer, reason: Rejection::WrongRun, .. } if *peer == asked[2])));
+        let replacement = fetched(&out);
+        assert_eq!(replacement.len(), 1, "room made for another peer: {out:?}");
+        assert!(!asked.contains(&replacement[0]));
+        e.handle(
+            t,
+            Input::Fetched {
+                peer: replacement[0],
+                update: Some(update(by_key(replacement[0]), run, 1000, &[1e6; DIM])),
+            },
+        )
+        .unwrap();
+        let out = drain(&mut e);
+        assert_eq!(
+            out[0],
+            Output::Started {
+                origin: Origin::Joined,
+                round: 13,
+                model: Some(vec![1.2; DIM]),
+                peers: 3
+            },
+            "lower median of rounds 10, 12, 1000; coordinate median of the models"
+        );
+        assert_eq!(out[1], Output::Train { round: 13 });
+        assert_eq!(e.model(), &[1.2; DIM]);
+    }
+    assert!(
+        (1..8).contains(&lowest_first),
+        "the lowest key was asked in {lowest_first} of 8 draws of 3 among 12"
+    );
+}
+
+#[test]
+fn a_joiner_with_few_peers_waits_for_the_draw_and_starts_fresh_without_models() {
+    let mut e = Engine::new(toy::setup(0, &joiner(), DIM, 3)).unwrap();
+    start(&mut e, Duration::ZERO, Resume::default(), true);
+    let a = toy::identity(1).public();
+    let b = toy::identity(2).public();
+    for peer in [a, b] {
+        e.handle(Duration::ZERO, Input::PeerUp { peer }).unwrap();
+    }
+    assert_eq!(drain(&mut e), vec![], "two candidates: wait for more");
+    assert_eq!(e.poll_timeout(), Some(Duration::from_secs(1)), "a quarter of 4 s");
+    e.handle(Duration::from_secs(1), Input::Tick).unwrap();
+    let mut asked = fetched(&drain(&mut e));
+    asked.sort();
+    assert_eq!(asked, vec![a.min(b), a.max(b)]);
+    assert_eq!(e.poll_timeout(), Some(Duration::from_secs(4)), "the deadline");
+    // Neither has a model yet (the first nodes of a run); nobody else to ask.
+    let t = Duration::from_millis(1100);
+    e.handle(t, Input::Fetched { peer: a, update: None }).unwrap();
+    e.handle(t, Input::PeerDown { peer: b }).unwrap();
+    let out = drain(&mut e);
+    assert_eq!(
+        out[0],
+        Output::Started {
+            origin: Origin::Fresh,
+            round: 1,
+            model: None,
+            peers: 0
+        }
+    );
+}
+
+#[test]
+fn a_restart_catches_up_only_when_its_checkpoint_is_stale() {
+    let peer = toy::identity(1);
+    for (their_round, origin, first) in [
+        (20, Origin::CaughtUp, 21),
+        // Within max-staleness (4) of the checkpoint: keep the own model; round 4 was signed.
+        (7, Origin::Checkpoint, 5),
+    ] {
+        let mut e = Engine::new(toy::setup(0, &joiner(), DIM, 1)).unwrap();
+        e.handle(
+            Duration::ZERO,
+            Input::PeerUp {
+                peer: peer.public(),
+            },
+        )
+        .unwrap();
+        let resume = Resume {
+            checkpoint: Some(3),
+            signed: 4,
+            bans: Vec::new(),
+        };
+        start(&mut e, Duration::ZERO, resume, true);
+        e.handle(Duration::from_secs(1), Input::Tick).unwrap();
+        assert_eq!(fetched(&drain(&mut e)), vec![peer.public()]);
+        let bytes = update(&peer, toy::run_id(), their_round, &[2.0; DIM]);
+        e.handle(
+            Duration::from_secs(1),
+            Input::Fetched {
+                peer: peer.public(),
+                update: Some(bytes),
+            },
+        )
+        .unwrap();
+        let out = drain(&mut e);
+        let Output::Started {
+            origin: o,
+            round,
+            model,
+            ..
+        } = &out[0]
+        else {
+            panic!("{out:?}");
+        };
+        assert_eq!((*o, *round), (origin, first), "peers at {their_round}");
+        assert_eq!(model.is_some(), origin == Origin::CaughtUp);
+    }
+}
+
+#[test]
+fn an_attacker_believes_the_run_is_its_peers_unless_told() {
+    let mut e = engine(config(Rule::Mean, 10));
+    for i in 1..=5 {
+        e.handle(
+            Duration::ZERO,
+            Input::PeerUp {
+                peer: toy::identity(i).public(),
+            },
+        )
+        .unwrap();
+    }
+    let guess = Adversary {
+        attack: Attack::SignFlip,
+        n: None,
+        f: None,
+    };
+    assert_eq!(e.believed_size(&guess), (6, 1));
+    let told = Adversary {
+        n: Some(16),
+        f: Some(3),
+        ..guess
+    };
+    assert_eq!(e.believed_size(&told), (16, 3));
+}
