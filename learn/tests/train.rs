@@ -73,18 +73,24 @@ fn identical_seeds_give_identical_parameters() {
     let trainer = Trainer::new(&setup, shard, 3, 11).unwrap();
     let worker = Worker::spawn(trainer, 2).unwrap();
     worker
-        .send(Command::Train {
-            round: 4,
-            params: None,
-            steps: 15,
-        })
+        .send(
+            41,
+            Command::Train {
+                round: 4,
+                params: None,
+                steps: 15,
+            },
+        )
         .unwrap();
     match worker.recv().unwrap() {
-        Reply::Trained {
-            round,
-            params,
-            report,
-        } => {
+        (
+            41,
+            Reply::Trained {
+                round,
+                params,
+                report,
+            },
+        ) => {
             assert_eq!(round, 4);
             assert_eq!(bits(&params), bits(&a));
             assert_eq!(report.steps, 15);
@@ -92,25 +98,40 @@ fn identical_seeds_give_identical_parameters() {
         other => panic!("unexpected reply {other:?}"),
     }
     worker
-        .send(Command::Train {
-            round: 5,
-            params: Some(vec![0.0; 3]),
-            steps: 1,
-        })
+        .send(
+            42,
+            Command::Train {
+                round: 5,
+                params: Some(vec![0.0; 3]),
+                steps: 1,
+            },
+        )
         .unwrap();
     assert!(matches!(
         worker.recv().unwrap(),
-        Reply::Failed { round: 5, .. }
+        (42, Reply::Failed { round: 5, .. })
     ));
     worker
-        .send(Command::Evaluate {
-            round: 6,
-            data: split.test.clone(),
-        })
+        .send(
+            43,
+            Command::Set {
+                params: vec![0.0; 3],
+            },
+        )
+        .unwrap();
+    assert!(matches!(worker.recv().unwrap(), (43, Reply::Failed { .. })));
+    worker
+        .send(
+            44,
+            Command::Evaluate {
+                round: 6,
+                data: split.test.clone(),
+            },
+        )
         .unwrap();
     assert!(matches!(
         worker.recv().unwrap(),
-        Reply::Evaluated { round: 6, .. }
+        (44, Reply::Evaluated { round: 6, .. })
     ));
     let back = worker.shutdown().unwrap();
     assert_eq!(bits(back.params()), bits(&a));

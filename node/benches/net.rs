@@ -54,7 +54,7 @@ async fn pair(run: RunId, dim: usize, stack: link::Stack) -> Pair {
         tcp_stack: stack,
         ..net::Config::default()
     };
-    let limit = net::codec_limit(dim);
+    let limit = murmur_protocol::wire::max_update_len(dim);
     let (addr_tx, addr_rx) = std::sync::mpsc::channel::<(Multiaddr, PeerId)>();
     let b_cfg = cfg.clone();
     let name = format!("receiver-{stack:?}");
@@ -228,19 +228,18 @@ fn worker_throughput(
     let worker = Worker::spawn(trainer, 2).unwrap();
     let (mut samples, mut secs) = (0usize, 0f64);
     for round in 0..rounds as u64 {
-        worker
-            .send(Command::Train {
-                round,
-                params: None,
-                steps,
-            })
-            .unwrap();
+        let command = Command::Train {
+            round,
+            params: None,
+            steps,
+        };
+        worker.send(round, command).unwrap();
         match worker.recv().unwrap() {
-            Reply::Trained { report, .. } if round > 0 => {
+            (_, Reply::Trained { report, .. }) if round > 0 => {
                 samples += report.samples;
                 secs += report.elapsed.as_secs_f64();
             }
-            Reply::Trained { .. } => {}
+            (_, Reply::Trained { .. }) => {}
             other => panic!("{other:?}"),
         }
         if let Some(t) = &tick {

@@ -11,11 +11,12 @@ use crate::config::{Config, Overrides};
 use crate::{driver, identity, net, status};
 use murmur_learn::checkpoint::Checkpoint;
 
-/// `murmur-node run`: run a node until SIGINT or SIGTERM (then checkpoint and exit).
+/// `murmur-node run`: run a node until SIGINT or SIGTERM (then checkpoint and exit). After the
+/// configured rounds it keeps serving its model to late joiners, unless `--exit-when-finished`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// The node's TOML config (see configs/node.toml).
-    #[arg(long, value_name = "FILE")]
+    #[arg(value_name = "CONFIG")]
     pub config: PathBuf,
     /// Listen on this multiaddr instead of `network.listen` (repeatable), e.g.
     /// /ip4/0.0.0.0/tcp/7070 or /ip4/0.0.0.0/udp/7070/quic-v1.
@@ -25,10 +26,14 @@ pub struct RunArgs {
     /// /ip4/10.0.0.1/tcp/7070/p2p/12D3KooW....
     #[arg(long, value_name = "MULTIADDR")]
     pub bootstrap: Vec<String>,
-    /// Directory for the key, checkpoints and state, instead of `node.data-dir`
-    /// (default murmur-data).
+    /// Directory of the node's state (key, checkpoint, signed-round record, bans), instead of
+    /// `node.state-dir` (default murmur-state).
     #[arg(long, value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
+    /// Directory of MNIST-format files, replacing the config's `learning.data.dir` (for
+    /// `data = { kind = "mnist" }` or `"fashion-mnist"`).
+    #[arg(long, value_name = "DIR")]
+    pub dataset_dir: Option<PathBuf>,
     /// Train on this partition of the training set instead of `node.index` (below
     /// `run.partitions`).
     #[arg(long)]
@@ -47,6 +52,10 @@ pub struct RunArgs {
     /// Do not use mDNS, whatever `network.mdns` says.
     #[arg(long)]
     pub no_mdns: bool,
+    /// Exit after the configured rounds (once the final checkpoint is written) instead of
+    /// serving the model to late joiners until stopped.
+    #[arg(long)]
+    pub exit_when_finished: bool,
     /// Log format on standard error (filter with RUST_LOG, default info).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -108,17 +117,19 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let overrides = Overrides {
         listen: args.listen,
         bootstrap: args.bootstrap,
-        data_dir: args.data_dir,
+        state_dir: args.state_dir,
+        dataset_dir: args.dataset_dir,
         index: args.index,
         attack: args.attack,
         metrics: args.metrics,
         rounds: args.rounds,
         no_mdns: args.no_mdns,
+        exit_when_finished: args.exit_when_finished,
     };
     let resolved = config.resolve(overrides, &args.config)?;
-    std::fs::create_dir_all(&resolved.data_dir)
-        .with_context(|| format!("creating {}", resolved.data_dir.display()))?;
-    let saved = resolved.data_dir.join("node.resolved.toml");
+    std::fs::create_dir_all(&resolved.state_dir)
+        .with_context(|| format!("creating {}", resolved.state_dir.display()))?;
+    let saved = resolved.state_dir.join("node.resolved.toml");
     std::fs::write(&saved, toml::to_string(&resolved.config)?)
         .with_context(|| format!("writing {}", saved.display()))?;
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -4,13 +4,11 @@
 //! Tables (see `configs/node.toml` for a fully commented example):
 //! - `[run]`: what identifies the run (name, seed, number of data partitions). Every node of a
 //!   run must have the same `[run]` and `[learning]`; the run id is a hash of both.
-//! - `[node]`: this node (its data directory, key file, partition index, attack).
+//! - `[node]`: this node (its state directory, key file, partition index, attack).
 //! - `[learning]`: model, data, partition, optimiser, batch size, local steps ([`train::Spec`]).
-//! - `[engine]`: the round rules ([`engine::Config`]).
+//! - `[engine]`: the round rules, joining and checkpoints ([`engine::Config`]).
 //! - `[network]`: listen and bootstrap addresses, discovery, limits ([`net::Config`]).
 //! - `[metrics]`: the HTTP endpoint for Prometheus metrics and status, and evaluation.
-//! - `[checkpoint]`: how often the model is saved.
-//! - `[join]`: how a late joiner fetches its starting model.
 
 use std::path::{Path, PathBuf};
 
@@ -43,12 +41,6 @@ pub struct Config {
     /// Metrics and status.
     #[serde(default)]
     pub metrics: Metrics,
-    /// Checkpoints.
-    #[serde(default)]
-    pub checkpoint: Checkpoint,
-    /// Late joining.
-    #[serde(default)]
-    pub join: Join,
 }
 
 /// `[run]`: what the nodes of one run share.
@@ -78,18 +70,24 @@ impl Default for Run {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
 pub struct Node {
-    /// Directory for the key, checkpoints, the signed-round record and the resolved config.
-    /// Default `murmur-data`. Relative paths are relative to the working directory.
-    pub data_dir: Option<PathBuf>,
-    /// The key file. Default `<data-dir>/node.key`, created if missing.
+    /// Directory of the node's state: its key, checkpoint, signed-round record, bans and the
+    /// resolved config. Default `murmur-state`. Relative paths are relative to the working
+    /// directory.
+    pub state_dir: Option<PathBuf>,
+    /// The key file. Default `<state-dir>/node.key`, created if missing.
     pub key: Option<PathBuf>,
     /// Which partition of the training set this node trains on, below `run.partitions`.
     /// Default 0.
     pub index: usize,
     /// Make this node Byzantine (red-team testing), e.g. `{ kind = "alie" }`.
     pub attack: Option<Attack>,
-    /// Byzantine nodes the attacker assumes are in the run (for ALIE's z). Default 1.
+    /// Nodes the attacker assumes are in the run (for ALIE's z). Default: its peers plus itself.
+    pub attack_n: Option<usize>,
+    /// Byzantine nodes the attacker assumes are in the run. Default 1.
     pub attack_f: Option<usize>,
+    /// Exit once the configured rounds are done (after the final checkpoint), instead of
+    /// serving the model to late joiners until stopped. Default false.
+    pub exit_when_finished: bool,
 }
 
 /// `[metrics]`: the HTTP endpoint and evaluation.
@@ -99,8 +97,8 @@ pub struct Metrics {
     /// Address of the HTTP endpoint serving `/metrics` (Prometheus text) and `/status` (JSON);
     /// port 0 picks a free port. Default `127.0.0.1:9464`. Empty disables it.
     pub listen: String,
-    /// Evaluate the local and the mixed model on the test set every this many rounds; 0 never.
-    /// Default 5.
+    /// Evaluate the local and the mixed model on the test set when at least this many rounds
+    /// have passed since the last evaluation, and at the end; 0 never. Default 5.
     pub eval_every: u64,
 }
 
@@ -109,44 +107,6 @@ impl Default for Metrics {
         Self {
             listen: "127.0.0.1:9464".into(),
             eval_every: 5,
-        }
-    }
-}
-
-/// `[checkpoint]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
-pub struct Checkpoint {
-    /// Save the mixed model and optimiser state every this many rounds; 0 only on shutdown.
-    /// Default 5.
-    pub every: u64,
-}
-
-impl Default for Checkpoint {
-    fn default() -> Self {
-        Self { every: 5 }
-    }
-}
-
-/// `[join]`: how a node without a checkpoint that has bootstrap peers starts.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
-pub struct Join {
-    /// Fetch models from peers and start from their median. Default true.
-    pub enabled: bool,
-    /// Peers to ask. Default 3.
-    pub peers: usize,
-    /// Longest wait for their answers, in milliseconds; then the node starts from what it has
-    /// (the run's initial model if no peer had a model yet). Default 5000.
-    pub timeout_ms: u64,
-}
-
-impl Default for Join {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            peers: 3,
-            timeout_ms: 5000,
         }
     }
 }
@@ -189,8 +149,10 @@ pub struct Overrides {
     pub listen: Vec<String>,
     /// Add to `network.bootstrap`.
     pub bootstrap: Vec<String>,
-    /// Replace `node.data-dir`.
-    pub data_dir: Option<PathBuf>,
+    /// Replace `node.state-dir`.
+    pub state_dir: Option<PathBuf>,
+    /// Replace the directory of file-based datasets (`learning.data.dir`).
+    pub dataset_dir: Option<PathBuf>,
     /// Replace `node.index`.
     pub index: Option<usize>,
     /// Replace `node.attack`.
@@ -201,6 +163,8 @@ pub struct Overrides {
     pub rounds: Option<u64>,
     /// Replace `network.mdns` with false.
     pub no_mdns: bool,
+    /// Replace `node.exit-when-finished` with true.
+    pub exit_when_finished: bool,
 }
 
 /// A validated configuration, with paths resolved.
@@ -210,8 +174,8 @@ pub struct Resolved {
     pub config: Config,
     /// The run id.
     pub run: RunId,
-    /// The data directory.
-    pub data_dir: PathBuf,
+    /// The state directory.
+    pub state_dir: PathBuf,
     /// The key file.
     pub key: PathBuf,
     /// Listen addresses.
@@ -225,12 +189,17 @@ pub struct Resolved {
 impl Resolved {
     /// The checkpoint file.
     pub fn checkpoint_path(&self) -> PathBuf {
-        self.data_dir.join("checkpoint.safetensors")
+        self.state_dir.join("checkpoint.safetensors")
     }
 
     /// The record of the highest round this node has signed.
     pub fn signed_round_path(&self) -> PathBuf {
-        self.data_dir.join("signed-round")
+        self.state_dir.join("signed-round")
+    }
+
+    /// The record of the peers this node banned.
+    pub fn bans_path(&self) -> PathBuf {
+        self.state_dir.join("bans")
     }
 }
 
@@ -272,8 +241,11 @@ impl Config {
             self.network.listen = overrides.listen;
         }
         self.network.bootstrap.extend(overrides.bootstrap);
-        if let Some(d) = overrides.data_dir {
-            self.node.data_dir = Some(d);
+        if let Some(d) = overrides.state_dir {
+            self.node.state_dir = Some(d);
+        }
+        if let Some(d) = overrides.dataset_dir {
+            self.learning.data.set_dir(d);
         }
         if let Some(i) = overrides.index {
             self.node.index = i;
@@ -290,9 +262,15 @@ impl Config {
         if overrides.no_mdns {
             self.network.mdns = false;
         }
+        if overrides.exit_when_finished {
+            self.node.exit_when_finished = true;
+        }
         self.engine
             .validate()
             .map_err(|e| invalid("engine", e.to_string()))?;
+        self.learning
+            .check()
+            .map_err(|e| invalid("learning", e.to_string()))?;
         if let Some(a) = &self.node.attack {
             a.validate()
                 .map_err(|e| invalid("node.attack", e.to_string()))?;
@@ -336,9 +314,9 @@ impl Config {
             }
         }
         for (field, v) in [
-            ("network.random-walk-secs", n.random_walk_secs),
-            ("network.request-timeout-secs", n.request_timeout_secs),
-            ("network.idle-timeout-secs", n.idle_timeout_secs),
+            ("network.random-walk-ms", n.random_walk_ms),
+            ("network.request-timeout-ms", n.request_timeout_ms),
+            ("network.idle-timeout-ms", n.idle_timeout_ms),
         ] {
             if v == 0 {
                 return Err(invalid(field, "must be at least 1".into()));
@@ -350,9 +328,6 @@ impl Config {
                 "limits must be at least 1".into(),
             ));
         }
-        if self.join.enabled && self.join.peers == 0 {
-            return Err(invalid("join.peers", "must be at least 1".into()));
-        }
         let metrics = if self.metrics.listen.is_empty() {
             None
         } else {
@@ -360,20 +335,20 @@ impl Config {
                 invalid("metrics.listen", format!("{:?}: {e}", self.metrics.listen))
             })?)
         };
-        let data_dir = self
+        let state_dir = self
             .node
-            .data_dir
+            .state_dir
             .clone()
-            .unwrap_or_else(|| PathBuf::from("murmur-data"));
+            .unwrap_or_else(|| PathBuf::from("murmur-state"));
         let key = self
             .node
             .key
             .clone()
-            .unwrap_or_else(|| data_dir.join("node.key"));
+            .unwrap_or_else(|| state_dir.join("node.key"));
         Ok(Resolved {
             run: self.run_id(),
             config: self,
-            data_dir,
+            state_dir,
             key,
             listen,
             bootstrap,
@@ -394,7 +369,7 @@ mod tests {
         let c = Config::read(&path).unwrap();
         let r = c.clone().resolve(Overrides::default(), &path).unwrap();
         assert!(!r.listen.is_empty());
-        assert_eq!(r.key, r.data_dir.join("node.key"));
+        assert_eq!(r.key, r.state_dir.join("node.key"));
         // The engine keys shown there are the defaults.
         assert_eq!(
             engine::Config {
@@ -471,6 +446,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("node.index"), "{e}");
+        let e = Config::parse(&format!("{MINIMAL}batch-size = 0\n"), p)
+            .unwrap()
+            .resolve(Overrides::default(), p)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("x.toml: `learning`: batch-size"), "{e}");
+        let e = Config::parse(&format!("{MINIMAL}[engine]\nfanout = 0\n"), p)
+            .unwrap()
+            .resolve(Overrides::default(), p)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("x.toml: `engine`: `fanout`"), "{e}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod config;
 pub mod driver;
+pub mod event;
 pub mod identity;
 pub mod metrics;
 pub mod net;

@@ -32,8 +32,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run a node: train, gossip with peers and mix robustly until SIGINT/SIGTERM or the last
-    /// round (then write a checkpoint and exit).
+    /// Run a node: train, gossip with peers and mix robustly until SIGINT or SIGTERM (then
+    /// write a checkpoint and exit). After the configured rounds it keeps serving its model to
+    /// late joiners, unless --exit-when-finished.
     Run(RunArgs),
     /// Create a key file: the node's libp2p identity and update-signing key.
     Keygen(KeygenArgs),

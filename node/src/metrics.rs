@@ -1,14 +1,68 @@
 //! What a running node reports: the figures behind the Prometheus endpoint and the JSON status.
 //!
 //! The driver updates one [`Metrics`] value as things happen; the HTTP endpoint
-//! ([`crate::status`]) renders it on request, as Prometheus text exposition format 0.0.4
+//! ([`crate::status`]) renders it on request, as OpenMetrics text through `prometheus-client`
 //! ([`Metrics::prometheus`]) or as JSON ([`Metrics::status`]).
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
 
 use murmur_protocol::engine::{Rejection, Stats};
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::{Registry, Unit};
 use serde::{Deserialize, Serialize};
+
+/// Upper bounds of the aggregation-time histogram's buckets, in seconds.
+pub const AGGREGATION_BUCKETS: [f64; 10] =
+    [0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0];
+
+/// How long aggregations took: a histogram over [`AGGREGATION_BUCKETS`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Timings {
+    /// Seconds, summed.
+    pub sum: f64,
+    /// Aggregations timed.
+    pub count: u64,
+    /// Aggregations at or below each bucket's bound (not cumulative).
+    pub buckets: Vec<u64>,
+}
+
+impl Timings {
+    /// Records one aggregation of `seconds`.
+    pub fn observe(&mut self, seconds: f64) {
+        self.buckets.resize(AGGREGATION_BUCKETS.len(), 0);
+        self.sum += seconds;
+        self.count += 1;
+        if let Some(k) = AGGREGATION_BUCKETS.iter().position(|&b| seconds <= b) {
+            self.buckets[k] += 1;
+        }
+    }
+}
+
+impl TypedMetric for Timings {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for Timings {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        // Per-bucket counts: the encoder makes them cumulative.
+        let mut buckets: Vec<(f64, u64)> = AGGREGATION_BUCKETS
+            .iter()
+            .enumerate()
+            .map(|(k, &bound)| (bound, self.buckets.get(k).copied().unwrap_or(0)))
+            .collect();
+        let counted: u64 = buckets.iter().map(|(_, c)| c).sum();
+        buckets.push((f64::INFINITY, self.count - counted));
+        encoder.encode_histogram::<NoLabelSet>(self.sum, self.count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
 
 /// The node's figures.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -23,14 +77,16 @@ pub struct Metrics {
     pub round: u64,
     /// Whether the configured rounds are done.
     pub finished: bool,
-    /// The round the node started from (a checkpoint's, a joiner's, or 0).
+    /// The first round the node trained after it started.
     pub started_round: u64,
-    /// How the node started: `fresh`, `checkpoint` or `joined`.
+    /// How the node started: `fresh`, `checkpoint`, `joined` or `caught-up`.
     pub start: String,
     /// Accuracy of the locally trained model at the last evaluation.
     pub local_accuracy: Option<f64>,
     /// Accuracy of the mixed model at the last evaluation.
     pub mixed_accuracy: Option<f64>,
+    /// Mean test loss at the last evaluation.
+    pub loss: Option<f64>,
     /// Round of the last evaluation.
     pub evaluated_round: Option<u64>,
     /// Peers connected (same run, identified).
@@ -51,10 +107,8 @@ pub struct Metrics {
     pub updates_sent: u64,
     /// Model requests dropped because too many were in flight to the peer or it failed.
     pub sends_dropped: u64,
-    /// Total seconds spent aggregating.
-    pub aggregation_seconds: f64,
-    /// Aggregations timed.
-    pub aggregations: u64,
+    /// Time spent aggregating.
+    pub aggregation: Timings,
     /// Training samples processed.
     pub samples: u64,
     /// Samples per second of the last local training.
@@ -86,133 +140,112 @@ impl Metrics {
         serde_json::to_string_pretty(self).expect("plain data")
     }
 
-    /// Prometheus text exposition.
+    /// The metrics in the OpenMetrics text format, every name prefixed `murmur_`.
     pub fn prometheus(&self) -> String {
-        let mut out = String::new();
-        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
-            let _ = writeln!(out, "# HELP murmur_{name} {help}");
-            let _ = writeln!(out, "# TYPE murmur_{name} {kind}");
-            for (labels, v) in samples {
-                let _ = writeln!(out, "murmur_{name}{labels} {v}");
-            }
+        let mut registry = Registry::with_prefix("murmur");
+        let gauge = |r: &mut Registry, name: &str, help: &str, v: f64| {
+            r.register(name, help, ConstGauge::new(v));
         };
-        let one = |v: f64| vec![(String::new(), v)];
-        metric(
+        let counter = |r: &mut Registry, name: &str, help: &str, v: u64| {
+            r.register(name, help, ConstCounter::new(v));
+        };
+        let r = &mut registry;
+        gauge(
+            r,
             "round",
-            "gauge",
             "Round being trained or collected.",
-            &one(self.round as f64),
+            self.round as f64,
         );
         if let Some(a) = self.local_accuracy {
-            metric(
+            gauge(
+                r,
                 "local_accuracy",
-                "gauge",
                 "Test accuracy of the locally trained model at the last evaluation.",
-                &one(a),
+                a,
             );
         }
         if let Some(a) = self.mixed_accuracy {
-            metric(
+            gauge(
+                r,
                 "mixed_accuracy",
-                "gauge",
                 "Test accuracy of the mixed model at the last evaluation.",
-                &one(a),
+                a,
             );
         }
-        metric(
+        if let Some(l) = self.loss {
+            gauge(r, "loss", "Mean test loss at the last evaluation.", l);
+        }
+        gauge(
+            r,
             "peers_connected",
-            "gauge",
             "Peers of the run connected.",
-            &one(self.peers as f64),
+            self.peers as f64,
         );
-        metric(
-            "bytes_in_total",
-            "counter",
+        counter(
+            r,
+            "bytes_in",
             "Bytes of model payloads and gossip received.",
-            &one(self.bytes_in as f64),
+            self.bytes_in,
         );
-        metric(
-            "bytes_out_total",
-            "counter",
+        counter(
+            r,
+            "bytes_out",
             "Bytes of model payloads and gossip sent.",
-            &one(self.bytes_out as f64),
+            self.bytes_out,
         );
-        metric(
-            "updates_accepted_total",
-            "counter",
-            "Updates accepted.",
-            &one(self.accepted as f64),
-        );
-        let rejected: Vec<(String, f64)> = self
-            .rejected
-            .iter()
-            .map(|(r, c)| (format!("{{reason=\"{r}\"}}"), *c as f64))
-            .collect();
-        metric(
-            "updates_rejected_total",
-            "counter",
+        counter(r, "updates_accepted", "Updates accepted.", self.accepted);
+        let rejected = Family::<Vec<(String, String)>, Counter>::default();
+        for (reason, &c) in &self.rejected {
+            rejected
+                .get_or_create(&vec![("reason".to_owned(), reason.clone())])
+                .inc_by(c);
+        }
+        r.register(
+            "updates_rejected",
             "Messages rejected, by reason.",
-            &rejected,
+            rejected,
         );
-        metric(
-            "updates_sent_total",
-            "counter",
-            "Updates sent.",
-            &one(self.updates_sent as f64),
-        );
-        metric(
-            "sends_dropped_total",
-            "counter",
+        counter(r, "updates_sent", "Updates sent.", self.updates_sent);
+        counter(
+            r,
+            "sends_dropped",
             "Sends dropped: too many requests in flight, or failed.",
-            &one(self.sends_dropped as f64),
+            self.sends_dropped,
         );
-        metric(
-            "mixes_total",
-            "counter",
-            "Rounds mixed.",
-            &one(self.mixes as f64),
+        counter(r, "mixes", "Rounds mixed.", self.mixes);
+        counter(r, "bans", "Peers banned.", self.bans);
+        r.register_with_unit(
+            "aggregation",
+            "Time spent mixing one round.",
+            Unit::Seconds,
+            self.aggregation.clone(),
         );
-        metric(
-            "bans_total",
-            "counter",
-            "Peers banned.",
-            &one(self.bans as f64),
-        );
-        metric(
-            "aggregation_seconds_sum",
-            "counter",
-            "Seconds spent aggregating.",
-            &one(self.aggregation_seconds),
-        );
-        metric(
-            "aggregation_seconds_count",
-            "counter",
-            "Aggregations timed.",
-            &one(self.aggregations as f64),
-        );
-        metric(
-            "training_samples_total",
-            "counter",
+        counter(
+            r,
+            "training_samples",
             "Training samples processed.",
-            &one(self.samples as f64),
+            self.samples,
         );
-        metric(
+        gauge(
+            r,
             "training_samples_per_second",
-            "gauge",
             "Samples per second of the last local training.",
-            &one(self.samples_per_sec),
+            self.samples_per_sec,
         );
-        metric(
+        gauge(
+            r,
             "finished",
-            "gauge",
             "1 when the configured rounds are done.",
-            &one(f64::from(u8::from(self.finished))),
+            f64::from(u8::from(self.finished)),
         );
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &registry)
+            .expect("writing to a string");
         out
     }
 }
 
-/// Reads one sample from Prometheus text: the value of `name` (with its labels, e.g.
+/// Reads one sample from the metrics text: the value of `name` (with its labels, e.g.
 /// `murmur_updates_rejected_total{reason="wrong_run"}`).
 pub fn sample(text: &str, name: &str) -> Option<f64> {
     text.lines()
@@ -225,7 +258,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn prometheus_text_has_every_reason_and_reads_back() {
+    fn metrics_text_has_every_reason_and_reads_back() {
         let mut stats = Stats::default();
         stats.rejected.insert(Rejection::WrongRun, 3);
         stats.accepted = 7;
@@ -235,6 +268,8 @@ mod tests {
             ..Metrics::default()
         };
         m.update_from(&stats);
+        m.aggregation.observe(0.002);
+        m.aggregation.observe(5.0);
         let text = m.prometheus();
         assert_eq!(sample(&text, "murmur_round"), Some(12.0));
         assert_eq!(sample(&text, "murmur_mixed_accuracy"), Some(0.93));
@@ -251,7 +286,66 @@ mod tests {
             Some(0.0)
         );
         assert_eq!(sample(&text, "murmur_updates_accepted_total"), Some(7.0));
+        assert_eq!(sample(&text, "murmur_aggregation_seconds_count"), Some(2.0));
+        assert_eq!(
+            sample(&text, "murmur_aggregation_seconds_bucket{le=\"0.003\"}"),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(&text, "murmur_aggregation_seconds_bucket{le=\"+Inf\"}"),
+            Some(2.0)
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
         let back: Metrics = serde_json::from_str(&m.status()).unwrap();
         assert_eq!(back, m);
+    }
+
+    /// Every family has one `# TYPE` line, its samples carry its name (with the suffixes its
+    /// type allows), and names and label names are valid.
+    #[test]
+    fn every_family_is_well_formed() {
+        let mut m = Metrics {
+            local_accuracy: Some(0.5),
+            mixed_accuracy: Some(0.6),
+            loss: Some(1.0),
+            ..Metrics::default()
+        };
+        m.update_from(&Stats::default());
+        m.aggregation.observe(0.01);
+        let text = m.prometheus();
+        let mut families: BTreeMap<String, String> = BTreeMap::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').unwrap();
+                assert!(
+                    families.insert(name.into(), kind.into()).is_none(),
+                    "{name} twice"
+                );
+                continue;
+            }
+            if line.starts_with('#') {
+                continue;
+            }
+            let name = line.split(['{', ' ']).next().unwrap();
+            assert!(
+                name.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+                "{line}"
+            );
+            let family = families
+                .iter()
+                .filter(|(f, _)| name.starts_with(f.as_str()))
+                .max_by_key(|(f, _)| f.len())
+                .unwrap_or_else(|| panic!("{line}: no # TYPE before it"));
+            let suffix = &name[family.0.len()..];
+            let allowed: &[&str] = match family.1.as_str() {
+                "counter" => &["_total"],
+                "gauge" => &[""],
+                "histogram" => &["_bucket", "_sum", "_count"],
+                other => panic!("unexpected type {other}"),
+            };
+            assert!(allowed.contains(&suffix), "{line} in {family:?}");
+        }
+        assert!(families.len() >= 15, "{families:?}");
     }
 }

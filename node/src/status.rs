@@ -1,22 +1,17 @@
-//! The node's HTTP endpoint: `GET /metrics` (Prometheus text) and `GET /status` (JSON), and a
-//! small blocking client for `murmur-node status` and tests.
-//!
-//! The server answers one request per connection (HTTP/1.0 style, `Connection: close`), reads
-//! at most [`MAX_REQUEST`] bytes of request head, and never blocks the driver: it renders a
-//! snapshot of the shared [`Metrics`] under a short lock.
+//! The node's HTTP endpoint: `GET /metrics` (OpenMetrics text) and `GET /status` (JSON), served
+//! by `tiny_http` on a thread of its own, and a small blocking client for `murmur-node status`
+//! and tests. Each request renders a snapshot of the shared [`Metrics`] under a short lock, so
+//! the endpoint never blocks the driver.
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-
 use crate::metrics::Metrics;
 
-/// Largest request head read.
-pub const MAX_REQUEST: usize = 8 * 1024;
+/// Content type of `/metrics`.
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Why the status could not be fetched.
 #[derive(Debug, thiserror::Error)]
@@ -39,60 +34,37 @@ pub enum StatusError {
     },
 }
 
-/// Binds the endpoint; serve it with [`serve`].
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
-}
-
-/// Serves `/metrics` and `/status` from `metrics` until the task is dropped.
-pub async fn serve(listener: TcpListener, metrics: Arc<Mutex<Metrics>>) {
-    loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; MAX_REQUEST];
-            let mut used = 0;
-            let read = tokio::time::timeout(Duration::from_secs(5), async {
-                while used < buf.len() {
-                    let n = stream.read(&mut buf[used..]).await?;
-                    if n == 0 {
-                        break;
+/// Binds `addr` and serves `/metrics` and `/status` from `metrics` on a background thread for
+/// the rest of the process; returns the bound address (port 0 picks a free port).
+pub fn serve(addr: SocketAddr, metrics: Arc<Mutex<Metrics>>) -> std::io::Result<SocketAddr> {
+    let server = tiny_http::Server::http(addr).map_err(std::io::Error::other)?;
+    let bound = server
+        .server_addr()
+        .to_ip()
+        .ok_or_else(|| std::io::Error::other("not an IP address"))?;
+    std::thread::Builder::new()
+        .name("murmur-http".into())
+        .spawn(move || {
+            for request in server.incoming_requests() {
+                let (code, kind, body) = {
+                    let m = metrics.lock().expect("metrics lock");
+                    match (request.method(), request.url()) {
+                        (tiny_http::Method::Get, "/metrics") => (200, OPENMETRICS, m.prometheus()),
+                        (tiny_http::Method::Get, "/status") => {
+                            (200, "application/json", m.status())
+                        }
+                        _ => (404, "text/plain", "try GET /metrics or /status\n".into()),
                     }
-                    used += n;
-                    if buf[..used].windows(4).any(|w| w == b"\r\n\r\n") {
-                        break;
-                    }
-                }
-                Ok::<_, std::io::Error>(())
-            })
-            .await;
-            if !matches!(read, Ok(Ok(()))) {
-                return;
+                };
+                let header =
+                    tiny_http::Header::from_bytes("Content-Type", kind).expect("a valid header");
+                let response = tiny_http::Response::from_string(body)
+                    .with_status_code(code)
+                    .with_header(header);
+                let _ = request.respond(response);
             }
-            let head = String::from_utf8_lossy(&buf[..used]);
-            let path = head.split_whitespace().nth(1).unwrap_or("");
-            let (code, kind, body) = {
-                let m = metrics.lock().expect("metrics lock");
-                match path {
-                    "/metrics" => ("200 OK", "text/plain; version=0.0.4", m.prometheus()),
-                    "/status" => ("200 OK", "application/json", m.status()),
-                    _ => (
-                        "404 Not Found",
-                        "text/plain",
-                        "try /metrics or /status\n".into(),
-                    ),
-                }
-            };
-            let response = format!(
-                "HTTP/1.1 {code}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = stream.write_all(response.as_bytes()).await;
-            let _ = stream.shutdown().await;
-        });
-    }
+        })?;
+    Ok(bound)
 }
 
 /// Fetches `path` from the endpoint at `addr` (blocking, 10 s timeout) and returns the body.
@@ -126,4 +98,26 @@ pub fn fetch(addr: &str, path: &str) -> Result<String, StatusError> {
         });
     }
     Ok(body.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serves_metrics_and_status_and_404_elsewhere() {
+        let metrics = Arc::new(Mutex::new(Metrics {
+            round: 3,
+            ..Metrics::default()
+        }));
+        let addr = serve("127.0.0.1:0".parse().unwrap(), metrics.clone()).unwrap();
+        let a = addr.to_string();
+        let status: Metrics = serde_json::from_str(&fetch(&a, "/status").unwrap()).unwrap();
+        assert_eq!(status.round, 3);
+        metrics.lock().unwrap().round = 4;
+        let text = fetch(&a, "/metrics").unwrap();
+        assert_eq!(crate::metrics::sample(&text, "murmur_round"), Some(4.0));
+        let e = fetch(&a, "/nothing").unwrap_err().to_string();
+        assert!(e.contains("404"), "{e}");
+    }
 }

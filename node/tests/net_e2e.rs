@@ -19,9 +19,10 @@ fn six_processes_bootstrapping_from_one_reach_ninety_percent_despite_alie() {
         NODES,
         &format!(
             "fanout = 3\nwait-for = 3\nround-timeout-ms = 3000\nrounds = {ROUNDS}\n\
-             aggregation = {{ rule = \"clipped-gossip\", adaptive-f = 1 }}"
+             aggregation = {{ rule = \"clipped-gossip\", adaptive-f = 1 }}\n\
+             checkpoint-every = 10\njoin-timeout-ms = 3000"
         ),
-        "[metrics]\neval-every = 10\n[checkpoint]\nevery = 10\n[join]\ntimeout-ms = 3000\n",
+        "[metrics]\neval-every = 10\n",
     );
     let mut nodes = vec![spawn(&config, &dir.path().join("n0"), 0, &[])];
     let boot = nodes[0].addr.clone();

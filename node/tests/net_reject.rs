@@ -137,7 +137,8 @@ fn disconnected(id: &Identity, run: RunId, target: &Multiaddr) -> bool {
             mdns: false,
             ..net::Config::default()
         };
-        let mut swarm = net::build(id, &run, &cfg, net::codec_limit(DIM)).unwrap();
+        let mut swarm =
+            net::build(id, &run, &cfg, murmur_protocol::wire::max_update_len(DIM)).unwrap();
         swarm.dial(target.clone()).unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
@@ -178,7 +179,8 @@ fn exchange(id: &Identity, run: RunId, target: &Multiaddr, messages: Vec<Vec<u8>
             mdns: false,
             ..net::Config::default()
         };
-        let mut swarm = net::build(id, &run, &cfg, net::codec_limit(DIM)).unwrap();
+        let mut swarm =
+            net::build(id, &run, &cfg, murmur_protocol::wire::max_update_len(DIM)).unwrap();
         swarm.dial(target.clone()).unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         let mut acked = 0;

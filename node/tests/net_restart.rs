@@ -23,8 +23,8 @@ fn a_killed_node_resumes_from_its_checkpoint_and_rejoins() {
     let config = write_config(
         dir.path(),
         3,
-        &engine(),
-        "[metrics]\neval-every = 2\n[checkpoint]\nevery = 2\n[join]\ntimeout-ms = 3000\n",
+        &format!("{}\ncheckpoint-every = 2\njoin-timeout-ms = 3000", engine()),
+        "[metrics]\neval-every = 2\n",
     );
     let n0 = spawn(&config, &dir.path().join("n0"), 0, &[]);
     let boot = n0.addr.clone();
@@ -78,8 +78,8 @@ fn a_late_joiner_starts_from_the_median_of_its_peers_models() {
     let config = write_config(
         dir.path(),
         4,
-        &engine(),
-        "[metrics]\neval-every = 2\n[join]\npeers = 3\ntimeout-ms = 3000\n",
+        &format!("{}\njoin-peers = 3\njoin-timeout-ms = 3000", engine()),
+        "[metrics]\neval-every = 2\n",
     );
     let mut n0 = spawn(&config, &dir.path().join("n0"), 0, &[]);
     let boot = n0.addr.clone();

@@ -25,5 +25,8 @@ fn engine_example_shows_the_defaults() {
             "{path} does not show `{key}`"
         );
     }
-    assert!(text.contains("# rounds = "), "{path} does not show `rounds`");
+    assert!(
+        text.contains("# rounds = "),
+        "{path} does not show `rounds`"
+    );
 }

@@ -30,7 +30,6 @@ pub use report::Report;
 pub use scenario::{Scenario, ScenarioError};
 pub use simulation::Error;
 
-use murmur_learn::data;
 use std::path::PathBuf;
 
 /// How to run a scenario (what does not change the results).
@@ -41,7 +40,7 @@ pub struct Options {
     /// Progress display.
     pub progress: Mode,
     /// Replaces the directory of file-based datasets (MNIST, Fashion-MNIST) in the scenario.
-    pub data_dir: Option<PathBuf>,
+    pub dataset_dir: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -49,13 +48,13 @@ impl Default for Options {
         Options {
             threads: std::thread::available_parallelism().map_or(1, usize::from),
             progress: Mode::Quiet,
-            data_dir: None,
+            dataset_dir: None,
         }
     }
 }
 
 /// Fills in what the scenario leaves to defaults that depend on other keys (the evaluation
-/// schedule), and applies `options.data_dir`; the result is what the run writes as
+/// schedule), and applies `options.dataset_dir`; the result is what the run writes as
 /// `scenario.toml`.
 pub fn resolve(scenario: &Scenario, options: &Options) -> Scenario {
     let mut s = scenario.clone();
@@ -66,11 +65,8 @@ pub fn resolve(scenario: &Scenario, options: &Options) -> Scenario {
             (None, None) => {}
         }
     }
-    if let Some(dir) = &options.data_dir {
-        match &mut s.learning.data {
-            data::Spec::Mnist { dir: d } | data::Spec::FashionMnist { dir: d } => *d = dir.clone(),
-            _ => {}
-        }
+    if let Some(dir) = &options.dataset_dir {
+        s.learning.data.set_dir(dir.clone());
     }
     s
 }

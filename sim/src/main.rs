@@ -60,7 +60,7 @@ enum Command {
         seed: Option<u64>,
         /// Directory of MNIST-format files, replacing the scenario's `learning.data.dir`.
         #[arg(long)]
-        data_dir: Option<PathBuf>,
+        dataset_dir: Option<PathBuf>,
         /// No progress output.
         #[arg(long)]
         quiet: bool,
@@ -79,7 +79,7 @@ enum Command {
         seconds: f64,
         /// Directory of MNIST-format files, replacing the scenario's `learning.data.dir`.
         #[arg(long)]
-        data_dir: Option<PathBuf>,
+        dataset_dir: Option<PathBuf>,
     },
     /// The robustness table: the scenario against every attack under every rule, written into
     /// the marked section of a Markdown file.
@@ -94,7 +94,7 @@ enum Command {
         threads: Option<usize>,
         /// Directory of MNIST-format files, replacing the scenario's `learning.data.dir`.
         #[arg(long)]
-        data_dir: Option<PathBuf>,
+        dataset_dir: Option<PathBuf>,
     },
 }
 
@@ -106,7 +106,7 @@ fn main() -> anyhow::Result<()> {
             out,
             threads,
             seed,
-            data_dir,
+            dataset_dir,
             quiet,
         } => {
             let mut scenario = Scenario::load(&config)?;
@@ -115,7 +115,7 @@ fn main() -> anyhow::Result<()> {
             }
             let mut options = Options {
                 progress: if quiet { Mode::Quiet } else { Mode::auto() },
-                data_dir,
+                dataset_dir,
                 ..Options::default()
             };
             if let Some(t) = threads {
@@ -138,11 +138,11 @@ fn main() -> anyhow::Result<()> {
             config,
             threads,
             seconds,
-            data_dir,
+            dataset_dir,
         } => {
             let scenario = Scenario::load(&config)?;
             let mut options = Options {
-                data_dir,
+                dataset_dir,
                 ..Options::default()
             };
             if let Some(t) = threads {
@@ -184,11 +184,11 @@ fn main() -> anyhow::Result<()> {
             config,
             results,
             threads,
-            data_dir,
+            dataset_dir,
         } => {
             let base = Scenario::load(&config)?;
             let mut options = Options {
-                data_dir,
+                dataset_dir,
                 ..Options::default()
             };
             if let Some(t) = threads {

@@ -2,8 +2,9 @@
 //! arrives at all, who is connected to whom, and how long local training takes.
 //!
 //! Every draw is seeded: link latencies are a pure function of `(seed, pair)`, so a link keeps
-//! its latency for the whole run; losses and gossip targets come from one generator drawn in
-//! event order, which is the same for any number of worker threads.
+//! its latency for the whole run. Losses, partitions and gossip targets are the cluster's
+//! (`murmur_protocol::cluster`), drawn from its generator in event order, which is the same for
+//! any number of worker threads.
 
 use crate::scenario::{Compute, Latency, Network, Speed};
 use rand::Rng;
@@ -22,7 +23,7 @@ pub(crate) mod stream {
     pub const SPEED: u64 = 103;
     /// Link latencies (the index is the pair).
     pub const LATENCY: u64 = 104;
-    /// Losses and gossip targets.
+    /// The cluster's losses and gossip targets.
     pub const NETWORK: u64 = 105;
     /// Connection sets.
     pub const CONNECTIONS: u64 = 106;
@@ -30,8 +31,6 @@ pub(crate) mod stream {
     pub const CHURN: u64 = 107;
     /// Which honest nodes are evaluated.
     pub const EVAL: u64 = 108;
-    /// Engines' own generators (the index is the node).
-    pub const ENGINE: u64 = 109;
 
     /// A generator for `purpose` and `index` under `seed`.
     pub fn rng(seed: u64, purpose: u64, index: u64) -> rand_chacha::ChaCha8Rng {
@@ -42,39 +41,26 @@ pub(crate) mod stream {
     }
 }
 
-/// The state of the links: uplink queues, the current partition, the loss generator.
+/// The links' timing: per-pair latency and the senders' uplink queues. (Losses, cuts and
+/// partitions are the cluster's faults.)
 #[derive(Debug)]
 pub(crate) struct Links {
     seed: u64,
-    n: usize,
     latency: Latency,
     /// Bytes per second, if limited.
     bandwidth: Option<f64>,
     shared_uplink: bool,
-    loss: f64,
-    gossip_peers: usize,
     uplink_free: Vec<Duration>,
-    rng: ChaCha8Rng,
-    /// Sides of the partition in force, if any.
-    sides: Option<usize>,
-    /// Messages lost or cut by a partition.
-    pub dropped: u64,
 }
 
 impl Links {
     pub(crate) fn new(net: &Network, n: usize, seed: u64) -> Links {
         Links {
             seed,
-            n,
             latency: net.latency,
             bandwidth: net.bandwidth_mbps.map(|m| m * 1e6 / 8.0),
             shared_uplink: net.shared_uplink,
-            loss: net.loss,
-            gossip_peers: net.gossip_peers,
             uplink_free: vec![Duration::ZERO; n],
-            rng: stream::rng(seed, stream::NETWORK, 0),
-            sides: None,
-            dropped: 0,
         }
     }
 
@@ -100,36 +86,16 @@ impl Links {
         Duration::from_secs_f64(ms / 1e3)
     }
 
-    /// Starts a partition into `sides` blocks, or heals it (`None`).
-    pub(crate) fn set_partition(&mut self, sides: Option<usize>) {
-        self.sides = sides;
-    }
-
-    /// The block of node `i` under `sides` blocks.
-    pub(crate) fn side(&self, i: usize, sides: usize) -> usize {
-        i * sides / self.n
-    }
-
-    /// Whether the partition in force separates `a` and `b`.
-    pub(crate) fn cut(&self, a: usize, b: usize) -> bool {
-        self.sides
-            .is_some_and(|s| self.side(a, s) != self.side(b, s))
-    }
-
-    /// Puts `bytes` bytes from `from` to `to` on the wire at `now`; the arrival time, or `None`
-    /// if the message is lost or cut. With `shared-uplink`, a sender's messages (updates and
-    /// gossip alike) leave one after the other, in the order the engine emitted them.
-    pub(crate) fn transmit(
+    /// When `bytes` bytes that `from` puts on the wire at `now` reach `to`: after the sender's
+    /// uplink has carried them (with `shared-uplink`, a sender's messages, updates and gossip
+    /// alike, leave one after the other in the order they were sent), and the link's latency.
+    pub(crate) fn arrival(
         &mut self,
         now: Duration,
         from: usize,
         to: usize,
         bytes: usize,
-    ) -> Option<Duration> {
-        if self.cut(from, to) || (self.loss > 0.0 && self.rng.random::<f64>() < self.loss) {
-            self.dropped += 1;
-            return None;
-        }
+    ) -> Duration {
         let transfer = self.bandwidth.map_or(Duration::ZERO, |b| {
             Duration::from_secs_f64(bytes as f64 / b)
         });
@@ -140,19 +106,7 @@ impl Links {
         } else {
             now + transfer
         };
-        Some(sent + self.latency(from, to))
-    }
-
-    /// The peers a gossip message from a node with these connected peers reaches.
-    pub(crate) fn gossip_targets(&mut self, connected: &[usize]) -> Vec<usize> {
-        if self.gossip_peers == 0 || self.gossip_peers >= connected.len() {
-            return connected.to_vec();
-        }
-        let mut pool = connected.to_vec();
-        pool.partial_shuffle(&mut self.rng, self.gossip_peers);
-        pool.truncate(self.gossip_peers);
-        pool.sort_unstable();
-        pool
+        sent + self.latency(from, to)
     }
 }
 
@@ -247,14 +201,16 @@ mod tests {
             ..Network::default()
         };
         let mut l = Links::new(&net, 4, 1);
-        let a = l.transmit(Duration::ZERO, 0, 1, 1_000_000).unwrap();
-        let b = l.transmit(Duration::ZERO, 0, 2, 1_000_000).unwrap();
+        let a = l.arrival(Duration::ZERO, 0, 1, 1_000_000);
+        let b = l.arrival(Duration::ZERO, 0, 2, 1_000_000);
         assert_eq!(a, Duration::from_millis(1010));
         assert_eq!(b, Duration::from_millis(2010));
-        l.set_partition(Some(2));
-        assert!(l.transmit(Duration::ZERO, 0, 3, 10).is_none());
-        assert!(l.transmit(Duration::ZERO, 0, 1, 10).is_some());
-        assert_eq!(l.dropped, 1);
+        let other = l.arrival(Duration::ZERO, 3, 2, 1_000_000);
+        assert_eq!(
+            other,
+            Duration::from_millis(1010),
+            "another sender's uplink is free"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 use murmur_protocol::engine::Rejection;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -55,7 +56,9 @@ pub struct Row {
     pub bytes_sent: u64,
     /// Messages lost, cut by a partition, or sent to an offline node so far.
     pub dropped: u64,
-    /// Messages rejected by honest nodes so far, in [`Rejection::ALL`] order.
+    /// Messages rejected by honest nodes so far, in [`Rejection::ALL`] order (see
+    /// [`Row::rejected_by_reason`]).
+    #[serde(skip)]
     pub rejected: Vec<u64>,
     /// Fraction of the peer updates mixed by honest nodes since the previous point that the
     /// rule clipped or discarded.
@@ -67,6 +70,17 @@ pub struct Row {
     pub bans_of_honest: u64,
     /// Training samples processed by all nodes so far.
     pub samples: u64,
+}
+
+impl Row {
+    /// The rejection counts named by reason.
+    pub fn rejected_by_reason(&self) -> BTreeMap<&'static str, u64> {
+        Rejection::ALL
+            .iter()
+            .zip(&self.rejected)
+            .map(|(r, c)| (r.as_str(), *c))
+            .collect()
+    }
 }
 
 /// The end of a run, for `summary.json`.
@@ -90,8 +104,12 @@ pub struct Summary {
     pub wall_s: f64,
     /// Events processed.
     pub events: u64,
-    /// Messages delivered.
+    /// Messages handed to an engine.
     pub delivered: u64,
+    /// Gossip copies a node dropped because it had seen the message.
+    pub gossip_duplicates: u64,
+    /// Messages handed to a node from a peer it had banned (0: a ban closes the connection).
+    pub from_banned: u64,
     /// Local training jobs run.
     pub train_jobs: u64,
     /// Batches of jobs run in parallel.
@@ -108,10 +126,32 @@ pub struct Summary {
     pub peak_rss_bytes: u64,
     /// Peak RSS divided by nodes.
     pub rss_per_node_bytes: u64,
+    /// Messages rejected by honest nodes over the run, by reason.
+    pub rejected: BTreeMap<&'static str, u64>,
     /// The last evaluation point.
     pub last: Row,
-    /// Names of the `rejected` columns.
-    pub rejection_reasons: Vec<&'static str>,
+    /// Nodes that came back after leaving, and where they resumed.
+    pub restarts: Vec<Restart>,
+}
+
+/// A node that came back after leaving: a restarted process.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Restart {
+    /// The node.
+    pub node: usize,
+    /// When it started again (after its start-up), virtual seconds.
+    pub virtual_s: f64,
+    /// The round of the checkpoint it restarted from (none if it had none).
+    pub checkpoint: Option<u64>,
+    /// The highest round it had signed.
+    pub signed: u64,
+    /// How it started: `checkpoint`, `caught-up` (its checkpoint was too old: from its peers'
+    /// models), or `fresh`.
+    pub origin: &'static str,
+    /// The first round it trained.
+    pub round: u64,
+    /// Peers whose models it fetched and started from.
+    pub peers: usize,
 }
 
 /// A run's report: every evaluation point and the summary.

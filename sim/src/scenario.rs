@@ -193,10 +193,16 @@ pub struct Network {
     /// set (made symmetric), as a real node keeps a bounded number of connections. Default 64.
     #[serde(default = "d_max_connections")]
     pub max_connections: usize,
-    /// Peers a gossip message (announcement, evidence) reaches, drawn per message among the
-    /// connected; 0 means every connected peer. Default 0.
-    #[serde(default)]
+    /// Peers a node publishes or forwards a gossip message (announcement, evidence) to, drawn
+    /// per message among its connected peers (gossipsub's mesh degree); 0 means every connected
+    /// peer. Default 6.
+    #[serde(default = "d_gossip_peers")]
     pub gossip_peers: usize,
+    /// Times a gossip message is forwarded after its author's own send. Unset (the default): as
+    /// gossipsub, until every node has seen it, each node dropping the copies it has seen. 0:
+    /// only the author's mesh receives it (cheaper for very large runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gossip_hops: Option<u32>,
     /// Network partitions on a schedule.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub partitions: Vec<Split>,
@@ -214,6 +220,10 @@ fn d_max_connections() -> usize {
     64
 }
 
+fn d_gossip_peers() -> usize {
+    6
+}
+
 impl Default for Network {
     fn default() -> Self {
         Network {
@@ -222,7 +232,8 @@ impl Default for Network {
             shared_uplink: true,
             loss: 0.0,
             max_connections: d_max_connections(),
-            gossip_peers: 0,
+            gossip_peers: d_gossip_peers(),
+            gossip_hops: None,
             partitions: Vec::new(),
         }
     }
@@ -363,6 +374,22 @@ pub enum ScenarioError {
         /// The parser's message, naming the key.
         message: String,
     },
+    /// A value out of range, in a file.
+    #[error("{path}: {error}")]
+    InFile {
+        /// The file (or `<string>`).
+        path: PathBuf,
+        /// What is wrong, naming the key.
+        error: Box<ScenarioError>,
+    },
+    /// A value of the `[engine]` or `[learning]` table out of range.
+    #[error("`{table}`: {message}")]
+    Table {
+        /// The table.
+        table: &'static str,
+        /// The table's own error, naming its key.
+        message: String,
+    },
     /// A value out of range.
     #[error("`{key}` = {value}: {why}")]
     Value {
@@ -399,7 +426,10 @@ impl Scenario {
             path: path.to_owned(),
             message: e.to_string().trim_end().to_owned(),
         })?;
-        scenario.validate()?;
+        scenario.validate().map_err(|error| ScenarioError::InFile {
+            path: path.to_owned(),
+            error: Box::new(error),
+        })?;
         Ok(scenario)
     }
 
@@ -416,10 +446,16 @@ impl Scenario {
             .sum()
     }
 
-    /// Checks every value that serde's types do not, naming the first bad key. Values that need
-    /// the data or the engine (model sizes, aggregation parameters) are checked when the run is
-    /// built, with the same naming.
+    /// Checks every value that serde's types do not, naming the first bad key: the scenario's
+    /// own tables, and the `[engine]` and `[learning]` tables as a node checks them. What needs
+    /// the data (the model's fit to its shape) is checked when the run is built.
     pub fn validate(&self) -> Result<(), ScenarioError> {
+        let table = |table, e: &dyn std::fmt::Display| ScenarioError::Table {
+            table,
+            message: e.to_string(),
+        };
+        self.engine.validate().map_err(|e| table("engine", &e))?;
+        self.learning.check().map_err(|e| table("learning", &e))?;
         if self.nodes == 0 {
             return bad("nodes", self.nodes, "must be at least 1");
         }
@@ -658,7 +694,37 @@ model = { kind = "logistic-regression" }
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(&format!("`{key}`")), "{extra}: {err}");
+            assert!(err.starts_with("test.toml: "), "{err}");
         }
+        for (extra, table, key) in [
+            ("[engine]\nfanout = 0", "engine", "fanout"),
+            (
+                "[engine]\nwait-for = 2\njoin-peers = 2\njoin-timeout-ms = 0",
+                "engine",
+                "join-timeout-ms",
+            ),
+            (
+                "[engine]\naggregation = { rule = \"centered-clipping\", tau = -1.0, iterations = 1 }",
+                "aggregation",
+                "tau",
+            ),
+        ] {
+            let err = parse(&format!("{MINIMAL}\n{extra}\n"))
+                .unwrap_err()
+                .to_string();
+            // Values serde checks while parsing are named by the parser (with the line).
+            assert!(
+                err.starts_with("test.toml: ") && err.contains(table) && err.contains(key),
+                "{extra}: {err}"
+            );
+        }
+        let err = parse(&MINIMAL.replace("logistic-regression\" }", "mlp\", hidden = [] }"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("test.toml: `learning`: ") && err.contains("hidden"),
+            "{err}"
+        );
         let err =
             parse("seed = 1\nnodes = 2\n[learning]\nmodel = { kind = \"logistic-regression\" }")
                 .unwrap_err()

@@ -8,16 +8,21 @@ use murmur_protocol::wire::{self, Codec};
 use std::time::Duration;
 
 fn engine(run: RunId, key: murmur_protocol::Identity) -> Engine {
-    Engine::new(Setup {
+    let mut e = Engine::new(Setup {
         identity: key,
         run,
         config: Config::default(),
         model: vec![0.0; 8],
-        round: 0,
         seed: 7,
         adversary: None,
     })
-    .unwrap()
+    .unwrap();
+    let start = Input::Start {
+        resume: Default::default(),
+        join: false,
+    };
+    e.handle(Duration::ZERO, start).unwrap();
+    e
 }
 
 #[test]
@@ -37,7 +42,8 @@ fn a_key_file_signs_updates_another_engine_accepts() {
             from: sender.public(),
             bytes: bytes.into(),
         },
-    );
+    )
+    .unwrap();
     assert_eq!(e.stats().accepted, 1);
 
     let (bytes, _) = wire::encode_update(
@@ -54,7 +60,8 @@ fn a_key_file_signs_updates_another_engine_accepts() {
             from: sender.public(),
             bytes: bytes.into(),
         },
-    );
+    )
+    .unwrap();
     assert_eq!(e.stats().rejected.get(&Rejection::WrongRun), Some(&1));
     assert!(matches!(
         e.poll(),

@@ -194,6 +194,27 @@ fn the_default_screen_bans_gross_attackers_and_no_honest_peer() {
     assert_eq!(calm.rows.last().unwrap().bans_of_honest, 0);
 }
 
+/// Nodes that send non-finite models are banned by every honest node after two of them; a ban
+/// closes the connection, so nothing a banned node sends reaches the node that banned it again.
+#[test]
+fn a_banned_peer_is_never_heard_again_by_the_node_that_banned_it() {
+    let seed = seed(13);
+    let text = text(
+        "rounds = 15",
+        "[[attackers]]\ncount = 2\nattack = { kind = \"non-finite\" }\n[eval]\nevery-rounds = 5\n",
+    );
+    let r = run(&scenario(&text, seed), 2);
+    let last = r.rows.last().unwrap();
+    let context = format!("seed {seed}\n{}", r.rounds_csv());
+    // Most of the 8 honest x 2 attacker pairs met twice in 15 rounds of 3-peer sampling.
+    assert!(last.bans_of_byzantine >= 12, "{context}");
+    assert_eq!(last.bans_of_honest, 0, "{context}");
+    // Nothing reached a node from a peer it had banned: each ban closed the connection.
+    assert_eq!(r.summary.from_banned, 0, "{context}");
+    // Two models cost a peer its standing (half the threshold each); no third one arrives.
+    assert!(r.summary.rejected["non_finite"] <= 2 * 16, "{context}");
+}
+
 #[test]
 fn consensus_distance_grows_while_split_and_shrinks_after_the_heal() {
     let seed = seed(3);

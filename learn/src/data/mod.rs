@@ -356,6 +356,14 @@ fn check_fraction(f: f64) -> Result<(), DataError> {
 }
 
 impl Spec {
+    /// Replaces the directory of a file-based dataset (MNIST, Fashion-MNIST); other sources
+    /// are left as they are.
+    pub fn set_dir(&mut self, dir: PathBuf) {
+        if let Spec::Mnist { dir: d } | Spec::FashionMnist { dir: d } = self {
+            *d = dir;
+        }
+    }
+
     /// Loads (or generates) the data. `seed` drives the test split and synthetic draws.
     pub fn load(&self, seed: u64) -> Result<Split, DataError> {
         match self {

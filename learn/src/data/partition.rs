@@ -74,6 +74,23 @@ pub enum PartitionError {
 }
 
 impl Partition {
+    /// Checks the parameters, whatever the data.
+    pub fn check(&self) -> Result<(), PartitionError> {
+        match *self {
+            Partition::Shards { per_node: 0 } => Err(PartitionError::Invalid {
+                field: "per-node",
+                reason: "must be at least 1".into(),
+            }),
+            Partition::Dirichlet { alpha } if !(alpha.is_finite() && alpha > 0.0) => {
+                Err(PartitionError::Invalid {
+                    field: "alpha",
+                    reason: format!("must be finite and > 0, got {alpha}"),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Index lists for `nodes` nodes over a dataset with these `labels` (`classes` classes).
     pub fn split(
         &self,
@@ -82,6 +99,7 @@ impl Partition {
         nodes: usize,
         seed: u64,
     ) -> Result<Vec<Vec<u32>>, PartitionError> {
+        self.check()?;
         let n = labels.len();
         if nodes == 0 || nodes > n {
             return Err(PartitionError::TooFew {
@@ -98,12 +116,6 @@ impl Partition {
             }
             Partition::LabelSorted => chunks(&by_label(labels), nodes),
             Partition::Shards { per_node } => {
-                if per_node == 0 {
-                    return Err(PartitionError::Invalid {
-                        field: "per-node",
-                        reason: "must be at least 1".into(),
-                    });
-                }
                 let total = nodes * per_node;
                 if total > n {
                     return Err(PartitionError::TooFew {
@@ -118,15 +130,7 @@ impl Partition {
                     .map(|mine| mine.iter().flat_map(|&s| shards[s].clone()).collect())
                     .collect()
             }
-            Partition::Dirichlet { alpha } => {
-                if !(alpha.is_finite() && alpha > 0.0) {
-                    return Err(PartitionError::Invalid {
-                        field: "alpha",
-                        reason: format!("must be finite and > 0, got {alpha}"),
-                    });
-                }
-                dirichlet(labels, classes, nodes, alpha, &mut rng)?
-            }
+            Partition::Dirichlet { alpha } => dirichlet(labels, classes, nodes, alpha, &mut rng)?,
         };
         for p in &mut parts {
             p.sort_unstable();

@@ -55,6 +55,31 @@ pub enum Spec {
     },
 }
 
+impl Spec {
+    /// Checks the sizes, whatever the data (the fit to the data's shape is checked by
+    /// [`Arch::new`]).
+    pub fn check(&self) -> Result<(), ModelError> {
+        let invalid = |field, reason: &str| {
+            Err(ModelError::Invalid {
+                field,
+                reason: reason.into(),
+            })
+        };
+        match self {
+            Spec::LogisticRegression => Ok(()),
+            Spec::Mlp { hidden } if hidden.is_empty() || hidden.contains(&0) => {
+                invalid("hidden", "needs at least one layer, each at least 1 wide")
+            }
+            Spec::Mlp { .. } => Ok(()),
+            Spec::Cnn { channels, .. } if channels.contains(&0) => {
+                invalid("channels", "each convolution needs at least 1 channel")
+            }
+            Spec::Cnn { hidden: 0, .. } => invalid("hidden", "must be at least 1"),
+            Spec::Cnn { .. } => Ok(()),
+        }
+    }
+}
+
 fn default_cnn_channels() -> [usize; 2] {
     [8, 16]
 }
@@ -154,18 +179,13 @@ impl Arch {
                 reason: format!("need at least 2 classes, the data has {classes}"),
             });
         }
+        spec.check()?;
         let d_in = input.len();
         let mut convs = Vec::new();
         let mut dense = Vec::new();
         match spec {
             Spec::LogisticRegression => dense.push((d_in, classes)),
             Spec::Mlp { hidden } => {
-                if hidden.is_empty() || hidden.contains(&0) {
-                    return Err(ModelError::Invalid {
-                        field: "hidden",
-                        reason: "needs at least one layer, each at least 1 wide".into(),
-                    });
-                }
                 let mut prev = d_in;
                 for &h in hidden {
                     dense.push((prev, h));
@@ -174,18 +194,6 @@ impl Arch {
                 dense.push((prev, classes));
             }
             Spec::Cnn { channels, hidden } => {
-                if channels.contains(&0) {
-                    return Err(ModelError::Invalid {
-                        field: "channels",
-                        reason: "each convolution needs at least 1 channel".into(),
-                    });
-                }
-                if *hidden == 0 {
-                    return Err(ModelError::Invalid {
-                        field: "hidden",
-                        reason: "must be at least 1".into(),
-                    });
-                }
                 if input.height < 4
                     || input.width < 4
                     || !input.height.is_multiple_of(4)

@@ -175,10 +175,13 @@ pub struct Setup {
 }
 
 impl Spec {
-    /// Validates every field against the loaded data.
-    pub fn validate(&self, data: &Split) -> Result<Setup, ConfigError> {
-        let arch = Arch::new(&self.model, data.train.shape(), data.train.classes())?;
-        let (rule, schedule) = self.optimizer.validate()?;
+    /// Checks every value that can be checked without the data: sizes, the optimiser, the
+    /// partition's parameters, the backend. (A config file is checked with this when it is
+    /// read; the model's fit to the data when the data is loaded.)
+    pub fn check(&self) -> Result<(), ConfigError> {
+        self.model.check()?;
+        self.partition.check()?;
+        self.optimizer.validate()?;
         for (field, v) in [
             ("batch-size", self.batch_size),
             ("local-steps", self.local_steps),
@@ -193,6 +196,14 @@ impl Spec {
         if !self.backend.available() {
             self.backend.device()?;
         }
+        Ok(())
+    }
+
+    /// Validates every field against the loaded data.
+    pub fn validate(&self, data: &Split) -> Result<Setup, ConfigError> {
+        self.check()?;
+        let arch = Arch::new(&self.model, data.train.shape(), data.train.classes())?;
+        let (rule, schedule) = self.optimizer.validate()?;
         Ok(Setup {
             spec: self.clone(),
             arch,

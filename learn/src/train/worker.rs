@@ -1,8 +1,9 @@
 //! A [`Trainer`] on its own thread, driven through bounded channels.
 //!
-//! The node's async runtime never runs a training step: it sends a [`Command`] and later
-//! receives the matching [`Reply`] (tagged with the command's round). Both channels are
-//! bounded, so a slow trainer applies back-pressure instead of queueing without limit.
+//! The node's async runtime never runs a training step: it sends a [`Command`] with a request id
+//! of its choosing and later receives the [`Reply`] with the same id. Commands are carried out in
+//! order. Both channels are bounded, so a slow trainer applies back-pressure instead of queueing
+//! without limit.
 
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
@@ -17,6 +18,11 @@ use crate::data::Dataset;
 /// A request to the training thread.
 #[derive(Debug)]
 pub enum Command {
+    /// Replace the parameters (a mixed model, or the model a node starts from).
+    Set {
+        /// The new parameters, in flat order.
+        params: Vec<f32>,
+    },
     /// Optionally replace the parameters, then take `steps` local steps.
     Train {
         /// Round this work belongs to (echoed in the reply).
@@ -47,6 +53,8 @@ pub enum Command {
 /// The training thread's answer to one [`Command`].
 #[derive(Debug)]
 pub enum Reply {
+    /// The parameters were replaced.
+    Set,
     /// Local steps done.
     Trained {
         /// The command's round.
@@ -87,8 +95,8 @@ pub struct WorkerGone;
 /// Handle to a trainer running on a dedicated thread.
 #[derive(Debug)]
 pub struct Worker {
-    commands: Option<SyncSender<Command>>,
-    replies: Receiver<Reply>,
+    commands: Option<SyncSender<(u64, Command)>>,
+    replies: Receiver<(u64, Reply)>,
     thread: Option<JoinHandle<Trainer>>,
 }
 
@@ -108,27 +116,27 @@ impl Worker {
         })
     }
 
-    /// Queues a command, blocking while the queue is full.
-    pub fn send(&self, command: Command) -> Result<(), WorkerGone> {
+    /// Queues command `id`, blocking while the queue is full.
+    pub fn send(&self, id: u64, command: Command) -> Result<(), WorkerGone> {
         let tx = self.commands.as_ref().ok_or(WorkerGone)?;
-        tx.send(command).map_err(|_| WorkerGone)
+        tx.send((id, command)).map_err(|_| WorkerGone)
     }
 
-    /// Queues a command if there is room; gives it back if the queue is full.
-    pub fn try_send(&self, command: Command) -> Result<(), TrySendError<Command>> {
+    /// Queues command `id` if there is room; gives it back if the queue is full.
+    pub fn try_send(&self, id: u64, command: Command) -> Result<(), TrySendError<(u64, Command)>> {
         match &self.commands {
-            Some(tx) => tx.try_send(command),
-            None => Err(TrySendError::Disconnected(command)),
+            Some(tx) => tx.try_send((id, command)),
+            None => Err(TrySendError::Disconnected((id, command))),
         }
     }
 
-    /// Waits for the next reply.
-    pub fn recv(&self) -> Result<Reply, WorkerGone> {
+    /// Waits for the next reply, with the id of its command.
+    pub fn recv(&self) -> Result<(u64, Reply), WorkerGone> {
         self.replies.recv().map_err(|_| WorkerGone)
     }
 
     /// The next reply if one is ready.
-    pub fn try_recv(&self) -> Option<Reply> {
+    pub fn try_recv(&self) -> Option<(u64, Reply)> {
         self.replies.try_recv().ok()
     }
 
@@ -145,9 +153,20 @@ impl Worker {
     }
 }
 
-fn run(mut trainer: Trainer, inbox: Receiver<Command>, outbox: SyncSender<Reply>) -> Trainer {
-    while let Ok(command) = inbox.recv() {
+fn run(
+    mut trainer: Trainer,
+    inbox: Receiver<(u64, Command)>,
+    outbox: SyncSender<(u64, Reply)>,
+) -> Trainer {
+    while let Ok((id, command)) = inbox.recv() {
         let reply = match command {
+            Command::Set { params } => match trainer.set_params(&params) {
+                Ok(()) => Reply::Set,
+                Err(e) => Reply::Failed {
+                    round: 0,
+                    error: e.to_string(),
+                },
+            },
             Command::Train {
                 round,
                 params,
@@ -181,7 +200,7 @@ fn run(mut trainer: Trainer, inbox: Receiver<Command>, outbox: SyncSender<Reply>
                 }
             }
         };
-        if outbox.send(reply).is_err() {
+        if outbox.send((id, reply)).is_err() {
             break;
         }
     }

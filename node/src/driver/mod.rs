@@ -1,38 +1,41 @@
 //! The driver: one loop that feeds the protocol engine from the swarm, its timer and the
 //! training thread, and carries out what the engine asks. It decides nothing about the
-//! protocol: every output of [`Engine::poll`] is one `match` arm that moves bytes, sets a timer
-//! or queues a training command.
+//! protocol: where the node starts, whom it asks for models, when rounds end, whom it bans are
+//! the engine's; every output of [`Engine::poll`] is one `match` arm that moves bytes, sets a
+//! timer, writes a file or queues a training command.
 //!
-//! Start-up ([`run`]): load the key, data and trainer ([`start::load`]); resume from the
-//! checkpoint in the data directory if there is one; otherwise, with bootstrap peers, join the
-//! run in progress by fetching signed models from several peers and starting from their median
-//! ([`join`], [`murmur_protocol::engine::bootstrap`]). The engine starts past the highest round
-//! the node ever signed, so a restart never equivocates.
+//! Start-up ([`run`]): load the key, data, trainer and what the state directory remembers
+//! ([`start::load`]: checkpoint, signed-round record, bans), build the engine and start it
+//! ([`Input::Start`]), with peers to join through when bootstrap addresses are given.
 //!
-//! Standard output carries one JSON object per line for scripts and tests (`listening`, `http`,
-//! `started`, `eval`, `checkpoint`, `finished`); logs go to standard error through `tracing`.
+//! Standard output carries one JSON object per line ([`crate::event::Event`]); logs go to
+//! standard error through `tracing`.
 
-mod bridge;
-mod join;
 pub mod start;
 mod swarm;
+mod trainer;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use libp2p::request_response::{OutboundRequestId, ResponseChannel};
 use libp2p::{PeerId, Swarm};
+use murmur_learn::data::Dataset;
+use murmur_learn::train::{Command, Reply};
 use murmur_protocol::engine::{self, Adversary, Engine, Input, Output};
 use murmur_protocol::sign::PeerKey;
+use murmur_protocol::wire;
 use tracing::{info, warn};
 
 use crate::config::Resolved;
+use crate::event::Event;
 use crate::metrics::Metrics;
+use crate::net::codec::Response;
 use crate::net::{self, Behaviour, Names};
-pub use bridge::{Bridge, BridgeError};
-use murmur_learn::train::{Command, Reply};
+pub use trainer::{Bridge, BridgeError};
 
 /// Why a node stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +55,9 @@ pub enum Error {
     /// The engine's config.
     #[error("engine: {0}")]
     Engine(#[from] engine::ConfigError),
+    /// The engine was fed something it did not ask for (a bug of the driver).
+    #[error("engine: {0}")]
+    EngineInput(#[from] engine::InputError),
     /// The swarm.
     #[error(transparent)]
     Net(#[from] net::Error),
@@ -69,31 +75,35 @@ pub enum Error {
     Training(String),
 }
 
-/// Prints one event line on standard output.
-fn event(value: serde_json::Value) {
-    println!("{value}");
-}
-
-/// What the next reply from the training thread answers.
+/// What a command to the training thread was for.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Expect {
+enum Purpose {
     /// Local training for the engine.
     Train,
-    /// Setting the mixed parameters (a zero-step training call).
+    /// Setting the model the engine mixed or started from.
     Set,
-    /// Evaluating the locally trained model.
-    EvalLocal,
-    /// Evaluating the mixed model.
-    EvalMixed,
+    /// Evaluating the locally trained (`false`) or the mixed (`true`) model.
+    Eval { mixed: bool },
     /// Writing a checkpoint.
     Checkpoint,
 }
 
 /// A request in flight on the model protocol.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Sent {
-    Update { bytes: usize },
-    Fetch,
+enum Outbound {
+    Update { peer: PeerId, bytes: usize },
+    Fetch { peer: PeerId },
+}
+
+/// Where the node is in its life.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Phase {
+    /// Starting and running rounds.
+    Running,
+    /// The configured rounds are done: it serves its model to late joiners until stopped.
+    Serving,
+    /// The configured rounds are done and the node exits once the trainer is idle.
+    Exiting,
 }
 
 /// The running node.
@@ -101,27 +111,38 @@ struct Driver {
     r: Resolved,
     names: Names,
     swarm: Swarm<Behaviour>,
-    engine: Option<Engine>,
-    joining: Option<join::Joining>,
-    bridge: Option<Bridge>,
-    local: Option<start::Local>,
-    expect: VecDeque<Expect>,
+    engine: Engine,
+    trainer: Bridge,
+    phase: Phase,
+    /// Commands to the training thread not yet answered, by request id.
+    commands: BTreeMap<u64, Purpose>,
+    next_command: u64,
     metrics: Arc<Mutex<Metrics>>,
     clock: Instant,
     /// Identified peers of this run, with their keys.
     up: BTreeMap<PeerId, PeerKey>,
-    in_flight: BTreeMap<libp2p::request_response::OutboundRequestId, (PeerId, Sent)>,
+    outbound: BTreeMap<OutboundRequestId, Outbound>,
+    /// Fetches of peers waiting for the engine's answer, by the engine's request handle.
+    serving: BTreeMap<u64, ResponseChannel<Response>>,
+    next_serving: u64,
     per_peer: BTreeMap<PeerId, usize>,
     dialing: BTreeSet<PeerId>,
-    last_mixed: u64,
-    test: murmur_learn::data::Dataset,
+    test: Dataset,
     local_steps: usize,
+    /// Rounds of the last evaluations of the local and the mixed model.
+    evaluated: (Option<u64>, Option<u64>),
+    checkpoint_round: Option<u64>,
+    /// The last round mixed.
+    last_mixed: u64,
+    /// The bans record as last written.
+    bans_written: Vec<(PeerKey, engine::Rejection)>,
 }
 
-/// Runs a node until `shutdown` resolves (then checkpoints and returns) or an error occurs.
+/// Runs a node until `shutdown` resolves (then checkpoints and returns), until it is done with
+/// `exit-when-finished`, or until an error occurs.
 pub async fn run(r: Resolved, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
     let local = start::load(&r)?;
-    let max_payload = net::codec_limit(local.trainer.params().len());
+    let max_payload = wire::max_update_len(local.trainer.params().len());
     let mut swarm = net::build(&local.identity, &r.run, &r.config.network, max_payload)?;
     for addr in &r.listen {
         swarm
@@ -134,39 +155,71 @@ pub async fn run(r: Resolved, shutdown: impl Future<Output = ()>) -> Result<(), 
         ..Metrics::default()
     }));
     if let Some(addr) = r.metrics {
-        let listener = crate::status::bind(addr)
-            .await
-            .map_err(|e| Error::Metrics(addr, e))?;
-        let bound = listener.local_addr().map_err(|e| Error::Metrics(addr, e))?;
+        let bound =
+            crate::status::serve(addr, metrics.clone()).map_err(|e| Error::Metrics(addr, e))?;
         info!(%bound, "metrics and status endpoint");
-        event(serde_json::json!({"event": "http", "addr": bound.to_string()}));
-        tokio::spawn(crate::status::serve(listener, metrics.clone()));
+        Event::Http {
+            addr: bound.to_string(),
+        }
+        .emit();
     }
     swarm::dial_bootstrap(&mut swarm, &r.bootstrap);
-    let joins = local.checkpoint.is_none() && !r.bootstrap.is_empty() && r.config.join.enabled;
+    let engine = engine(&r, &local)?;
     let mut d = Driver {
         names: Names::of(&r.run),
         test: local.test.clone(),
         local_steps: local.setup.local_steps,
-        joining: joins.then(|| join::Joining::new(&r.config.join)),
-        r,
+        trainer: Bridge::spawn(local.trainer)?,
+        engine,
+        phase: Phase::Running,
+        commands: BTreeMap::new(),
+        next_command: 0,
         swarm,
-        engine: None,
-        bridge: None,
-        local: Some(local),
-        expect: VecDeque::new(),
         metrics,
         clock: Instant::now(),
         up: BTreeMap::new(),
-        in_flight: BTreeMap::new(),
+        outbound: BTreeMap::new(),
+        serving: BTreeMap::new(),
+        next_serving: 0,
         per_peer: BTreeMap::new(),
         dialing: BTreeSet::new(),
+        evaluated: (None, None),
+        checkpoint_round: local.resume.checkpoint,
         last_mixed: 0,
+        bans_written: local.resume.bans.clone(),
+        r,
     };
-    if d.joining.is_none() {
-        d.start(None)?;
-    }
+    let join = !d.r.bootstrap.is_empty();
+    info!(
+        checkpoint = ?local.resume.checkpoint,
+        signed = local.resume.signed,
+        bans = local.resume.bans.len(),
+        join,
+        "starting"
+    );
+    d.feed(Input::Start {
+        resume: local.resume,
+        join,
+    })?;
     d.run(shutdown).await
+}
+
+/// The node's engine, from its config and what it loaded (not started yet: the driver gives it
+/// [`Input::Start`] with `local.resume`).
+pub fn engine(r: &Resolved, local: &start::Local) -> Result<Engine, Error> {
+    let c = &r.config;
+    Ok(Engine::new(engine::Setup {
+        identity: local.identity.clone(),
+        run: r.run,
+        config: c.engine.clone(),
+        model: local.trainer.params().to_vec(),
+        seed: c.run.seed,
+        adversary: c.node.attack.clone().map(|attack| Adversary {
+            attack,
+            n: c.node.attack_n,
+            f: c.node.attack_f,
+        }),
+    })?)
 }
 
 impl Driver {
@@ -178,232 +231,70 @@ impl Driver {
         self.metrics.lock().expect("metrics lock")
     }
 
-    /// Builds the engine (from the checkpoint, a joiner's start, or the initial model), starts
-    /// the training thread and tells the engine about the peers already up.
-    fn start(&mut self, joined: Option<engine::bootstrap::Start>) -> Result<(), Error> {
-        let mut local = self.local.take().expect("started once");
-        let c = &self.r.config;
-        let (how, mut round) = match (&local.checkpoint, &joined) {
-            (Some(r), _) => ("checkpoint", *r),
-            (None, Some(s)) if s.model.is_some() => ("joined", s.round),
-            _ => ("fresh", 0),
-        };
-        if let Some(model) = joined.as_ref().and_then(|s| s.model.as_ref())
-            && local.checkpoint.is_none()
-        {
-            local
-                .trainer
-                .set_params(model)
-                .map_err(|e| Error::Training(e.to_string()))?;
-        }
-        let resumed_from = round;
-        round = round.max(local.signed_round);
-        let me = local.identity.public();
-        let seed = c.run.seed ^ u64::from_le_bytes(me.0[..8].try_into().expect("8 bytes"));
-        let adversary = c.node.attack.clone().map(|attack| Adversary {
-            attack,
-            n: c.run.partitions.max(2),
-            f: c.node.attack_f.unwrap_or(1),
-        });
-        let engine = Engine::new(engine::Setup {
-            identity: local.identity.clone(),
-            run: self.r.run,
-            config: c.engine.clone(),
-            model: local.trainer.params().to_vec(),
-            round,
-            seed,
-            adversary,
-        })?;
-        info!(
-            how,
-            round,
-            resumed_from,
-            signed = local.signed_round,
-            "engine started"
-        );
-        event(serde_json::json!({
-            "event": "started", "start": how, "round": round, "checkpoint": local.checkpoint,
-            "joined_from": joined.as_ref().map(|s| s.accepted.len()).unwrap_or(0),
-        }));
-        {
-            let mut m = self.metrics();
-            m.start = how.into();
-            m.started_round = round;
-        }
-        self.bridge = Some(Bridge::spawn(local.trainer)?);
-        self.engine = Some(engine);
-        let now = self.now();
-        let peers: Vec<PeerKey> = self.up.values().copied().collect();
-        let engine = self.engine.as_mut().expect("just set");
-        for peer in peers {
-            engine.handle(now, Input::PeerUp { peer });
-        }
-        self.drain()
-    }
-
     async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
         use futures::StreamExt;
         tokio::pin!(shutdown);
-        let walk_every = Duration::from_secs(self.r.config.network.random_walk_secs);
+        let walk_every = Duration::from_millis(self.r.config.network.random_walk_ms);
         let mut walk = tokio::time::interval(walk_every);
         walk.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            let wake = self.wake();
-            let has_bridge = self.bridge.is_some();
+        while !(self.phase == Phase::Exiting && self.commands.is_empty()) {
+            let wake = self
+                .engine
+                .poll_timeout()
+                .map(|at| tokio::time::Instant::from_std(self.clock + at));
             tokio::select! {
                 ev = self.swarm.select_next_some() => self.on_swarm(ev)?,
-                reply = recv(&mut self.bridge), if has_bridge => match reply {
-                    Some(reply) => self.on_reply(reply)?,
+                reply = self.trainer.replies.recv() => match reply {
+                    Some((id, reply)) => self.on_reply(id, reply)?,
                     None => return Err(Error::Trainer(BridgeError::Gone)),
                 },
-                () = sleep_until(wake) => self.on_timer()?,
+                () = sleep_until(wake) => self.feed(Input::Tick)?,
                 _ = walk.tick() => swarm::random_walk(&mut self.swarm),
-                () = &mut shutdown => break,
+                () = &mut shutdown => return self.stop().await,
             }
         }
-        self.stop().await
+        info!("finished the configured rounds: exiting");
+        self.trainer_close().await
     }
 
-    /// When the engine's or the join's timer fires next.
-    fn wake(&self) -> Option<tokio::time::Instant> {
-        let at = match (&self.engine, &self.joining) {
-            (Some(e), _) => e.poll_timeout(),
-            (None, Some(j)) => Some(j.deadline),
-            _ => None,
-        }?;
-        Some(tokio::time::Instant::from_std(self.clock + at))
-    }
-
-    fn on_timer(&mut self) -> Result<(), Error> {
-        if self.engine.is_some() {
-            return self.feed(Input::Tick);
-        }
-        self.maybe_finish_join(true)
-    }
-
-    /// Feeds an input to the engine (if running) and carries out its outputs. A call that
-    /// mixed a round is timed as the aggregation time.
+    /// Feeds an input to the engine and carries out its outputs. A call that mixed a round is
+    /// timed as the aggregation time.
     fn feed(&mut self, input: Input) -> Result<(), Error> {
         let now = self.now();
-        let Some(e) = self.engine.as_mut() else {
-            return Ok(());
-        };
-        let mixes = e.stats().mixes;
+        let mixes = self.engine.stats().mixes;
         let started = Instant::now();
-        e.handle(now, input);
-        if e.stats().mixes > mixes {
-            let mut m = self.metrics();
-            m.aggregation_seconds += started.elapsed().as_secs_f64();
-            m.aggregations += 1;
+        self.engine.handle(now, input)?;
+        if self.engine.stats().mixes > mixes {
+            self.metrics()
+                .aggregation
+                .observe(started.elapsed().as_secs_f64());
         }
         self.drain()
     }
 
-    fn queue(&mut self, command: Command, expect: Expect) -> Result<(), Error> {
-        self.bridge
-            .as_ref()
-            .ok_or(BridgeError::Gone)?
-            .send(command)?;
-        self.expect.push_back(expect);
+    fn queue(&mut self, command: Command, purpose: Purpose) -> Result<(), Error> {
+        self.next_command += 1;
+        self.trainer.send(self.next_command, command)?;
+        self.commands.insert(self.next_command, purpose);
         Ok(())
     }
 
-    fn eval_due(&self, round: u64) -> bool {
+    /// Queues an evaluation of the local (`mixed` false) or mixed model of `round` when at least
+    /// `eval-every` rounds passed since the last one (or `force`).
+    fn evaluate(&mut self, round: u64, mixed: bool, force: bool) -> Result<(), Error> {
         let every = self.r.config.metrics.eval_every;
-        every > 0 && round.is_multiple_of(every)
-    }
-
-    /// Carries out every pending output of the engine.
-    fn drain(&mut self) -> Result<(), Error> {
-        while let Some(out) = self.engine.as_mut().and_then(Engine::poll) {
-            match out {
-                Output::Train { round } => {
-                    self.queue(
-                        Command::Train {
-                            round,
-                            params: None,
-                            steps: self.local_steps,
-                        },
-                        Expect::Train,
-                    )?;
-                    if self.eval_due(round) {
-                        let data = self.test.clone();
-                        self.queue(Command::Evaluate { round, data }, Expect::EvalLocal)?;
-                    }
-                }
-                Output::SetModel { params } => {
-                    let round = self.last_mixed;
-                    self.queue(
-                        Command::Train {
-                            round,
-                            params: Some(params),
-                            steps: 0,
-                        },
-                        Expect::Set,
-                    )?;
-                    if self.eval_due(round) {
-                        let data = self.test.clone();
-                        self.queue(Command::Evaluate { round, data }, Expect::EvalMixed)?;
-                    }
-                    let every = self.r.config.checkpoint.every;
-                    if every > 0 && round.is_multiple_of(every) {
-                        self.checkpoint(round)?;
-                    }
-                }
-                Output::Send { to, bytes } => self.send_update(to, bytes),
-                Output::Broadcast { bytes } => {
-                    let topic = self.names.topic.clone();
-                    self.metrics().bytes_out += bytes.len() as u64;
-                    if let Err(e) = self
-                        .swarm
-                        .behaviour_mut()
-                        .gossip
-                        .publish(topic, bytes.to_vec())
-                    {
-                        tracing::debug!(%e, "gossip not published");
-                    }
-                }
-                Output::Penalize {
-                    peer,
-                    reason,
-                    points,
-                } => info!(%peer, %reason, points, "peer penalised"),
-                Output::Ban { peer, reason } => {
-                    warn!(%peer, %reason, "peer banned");
-                    if let Some(id) = net::peer_id(&peer) {
-                        self.swarm.behaviour_mut().blocked.block_peer(id);
-                        self.up.remove(&id);
-                        self.metrics().peers = self.up.len();
-                    }
-                }
-                Output::Mixed {
-                    round,
-                    inputs,
-                    clipped,
-                    skipped,
-                } => {
-                    self.last_mixed = round;
-                    tracing::debug!(round, inputs, clipped, skipped, "mixed");
-                }
-                Output::Finished => {
-                    info!(round = self.last_mixed, "finished the configured rounds");
-                    self.metrics().finished = true;
-                    let round = self.last_mixed;
-                    let data = self.test.clone();
-                    if !self.eval_due(round) {
-                        self.queue(Command::Evaluate { round, data }, Expect::EvalMixed)?;
-                    }
-                    self.checkpoint(round)?;
-                }
-            }
+        let last = if mixed {
+            &mut self.evaluated.1
+        } else {
+            &mut self.evaluated.0
+        };
+        let due = every > 0 && last.is_none_or(|l| round >= l.saturating_add(every));
+        if !(due || force) || *last == Some(round) {
+            return Ok(());
         }
-        if let Some(e) = &self.engine {
-            let (round, stats) = (e.round(), e.stats().clone());
-            let mut m = self.metrics();
-            m.round = round;
-            m.update_from(&stats);
-        }
-        Ok(())
+        *last = Some(round);
+        let data = self.test.clone();
+        self.queue(Command::Evaluate { round, data }, Purpose::Eval { mixed })
     }
 
     fn checkpoint(&mut self, round: u64) -> Result<(), Error> {
@@ -412,7 +303,136 @@ impl Driver {
             run: self.r.run,
             path: self.r.checkpoint_path(),
         };
-        self.queue(command, Expect::Checkpoint)
+        self.queue(command, Purpose::Checkpoint)
+    }
+
+    /// Carries out every pending output of the engine.
+    fn drain(&mut self) -> Result<(), Error> {
+        while let Some(out) = self.engine.poll() {
+            self.carry_out(out)?;
+        }
+        let (round, stats) = (self.engine.round(), self.engine.stats().clone());
+        let mut m = self.metrics();
+        m.round = round;
+        m.update_from(&stats);
+        Ok(())
+    }
+
+    fn carry_out(&mut self, out: Output) -> Result<(), Error> {
+        match out {
+            Output::Started {
+                origin,
+                round,
+                model,
+                peers,
+            } => {
+                if let Some(params) = model {
+                    self.queue(Command::Set { params }, Purpose::Set)?;
+                }
+                info!(start = origin.as_str(), round, peers, "started");
+                Event::Started {
+                    start: origin.as_str(),
+                    round,
+                    checkpoint: self.checkpoint_round,
+                    joined_from: peers,
+                }
+                .emit();
+                let mut m = self.metrics();
+                m.start = origin.as_str().into();
+                m.started_round = round;
+            }
+            Output::Train { round } => {
+                let steps = self.local_steps;
+                let command = Command::Train {
+                    round,
+                    params: None,
+                    steps,
+                };
+                self.queue(command, Purpose::Train)?;
+                self.evaluate(round, false, false)?;
+            }
+            Output::Mixed {
+                round,
+                params,
+                inputs,
+                clipped,
+                skipped,
+            } => {
+                tracing::debug!(round, inputs, clipped, skipped, "mixed");
+                self.last_mixed = round;
+                self.queue(Command::Set { params }, Purpose::Set)?;
+                self.evaluate(round, true, false)?;
+            }
+            Output::Checkpoint { round } => self.checkpoint(round)?,
+            Output::Send { to, bytes } => self.send_update(to, bytes),
+            Output::Broadcast { bytes } => {
+                let topic = self.names.topic.clone();
+                self.metrics().bytes_out += bytes.len() as u64;
+                if let Err(e) = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossip
+                    .publish(topic, bytes.to_vec())
+                {
+                    tracing::debug!(%e, "gossip not published");
+                }
+            }
+            Output::Fetch { peer } => self.fetch(peer)?,
+            Output::Serve {
+                request, update, ..
+            } => {
+                if let Some(channel) = self.serving.remove(&request) {
+                    let n = update.as_ref().map_or(0, |u| u.len());
+                    let models = &mut self.swarm.behaviour_mut().models;
+                    if models
+                        .send_response(channel, Response::Model(update))
+                        .is_ok()
+                    {
+                        self.metrics().bytes_out += n as u64;
+                    }
+                }
+            }
+            Output::Penalize {
+                peer,
+                reason,
+                points,
+            } => info!(%peer, %reason, points, "peer penalised"),
+            Output::Ban { peer, reason } => self.ban(peer, reason)?,
+            Output::Finished => {
+                let round = self.last_mixed;
+                info!(round, "finished the configured rounds");
+                self.metrics().finished = true;
+                self.evaluate(round, true, true)?;
+                self.phase = if self.r.config.node.exit_when_finished {
+                    Phase::Exiting
+                } else {
+                    Phase::Serving
+                };
+            }
+        }
+        Ok(())
+    }
+
+    /// Disconnects a banned peer, refuses it from now on, and records the bans.
+    fn ban(&mut self, peer: PeerKey, reason: engine::Rejection) -> Result<(), Error> {
+        if let Some(id) = net::peer_id(&peer) {
+            self.swarm.behaviour_mut().blocked.block_peer(id);
+            if self.up.remove(&id).is_some() {
+                warn!(peer = %id, %reason, "peer banned");
+                Event::Banned {
+                    peer: id.to_string(),
+                    reason: reason.as_str(),
+                }
+                .emit();
+            }
+            self.metrics().peers = self.up.len();
+        }
+        let bans = self.engine.banned();
+        if bans != self.bans_written {
+            start::write_bans(&self.r.bans_path(), &bans)?;
+            self.bans_written = bans;
+        }
+        Ok(())
     }
 
     fn send_update(&mut self, to: PeerKey, bytes: Arc<[u8]>) {
@@ -431,17 +451,35 @@ impl Driver {
             .behaviour_mut()
             .models
             .send_request(&peer, net::codec::Request::Update(bytes));
-        self.in_flight
-            .insert(id, (peer, Sent::Update { bytes: len }));
+        self.outbound
+            .insert(id, Outbound::Update { peer, bytes: len });
     }
 
-    fn on_reply(&mut self, reply: Reply) -> Result<(), Error> {
-        let Some(expect) = self.expect.pop_front() else {
-            return Err(Error::Training("a reply nobody asked for".into()));
+    fn fetch(&mut self, key: PeerKey) -> Result<(), Error> {
+        let Some(peer) = net::peer_id(&key) else {
+            return self.feed(Input::Fetched {
+                peer: key,
+                update: None,
+            });
         };
-        match (expect, reply) {
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .models
+            .send_request(&peer, net::codec::Request::Fetch);
+        self.outbound.insert(id, Outbound::Fetch { peer });
+        Ok(())
+    }
+
+    fn on_reply(&mut self, id: u64, reply: Reply) -> Result<(), Error> {
+        let Some(purpose) = self.commands.remove(&id) else {
+            return Err(Error::Training(format!(
+                "a reply to command {id}, which is not outstanding"
+            )));
+        };
+        match (purpose, reply) {
             (
-                Expect::Train,
+                Purpose::Train,
                 Reply::Trained {
                     round,
                     params,
@@ -461,98 +499,93 @@ impl Driver {
                     samples: report.samples as u64,
                 })?;
             }
-            (Expect::Set, Reply::Trained { .. }) => {}
-            (kind @ (Expect::EvalLocal | Expect::EvalMixed), Reply::Evaluated { round, eval }) => {
-                let (name, finished) = {
+            (Purpose::Set, Reply::Set) => {}
+            (Purpose::Eval { mixed }, Reply::Evaluated { round, eval }) => {
+                let model = if mixed { "mixed" } else { "local" };
+                let finished = {
                     let mut m = self.metrics();
                     m.evaluated_round = Some(round);
-                    if kind == Expect::EvalLocal {
-                        m.local_accuracy = Some(eval.accuracy);
-                        ("local", false)
-                    } else {
+                    if mixed {
                         m.mixed_accuracy = Some(eval.accuracy);
-                        ("mixed", m.finished)
+                    } else {
+                        m.local_accuracy = Some(eval.accuracy);
                     }
+                    m.loss = Some(eval.loss);
+                    mixed && m.finished
                 };
                 info!(
                     round,
-                    model = name,
+                    model,
                     accuracy = eval.accuracy,
                     loss = eval.loss,
                     "evaluated"
                 );
-                event(serde_json::json!({
-                    "event": "eval", "round": round, "model": name, "accuracy": eval.accuracy,
-                }));
+                Event::Eval {
+                    round,
+                    model,
+                    accuracy: eval.accuracy,
+                    loss: eval.loss,
+                }
+                .emit();
                 if finished {
-                    event(serde_json::json!({
-                        "event": "finished", "round": round, "accuracy": eval.accuracy,
-                    }));
+                    Event::Finished {
+                        round,
+                        accuracy: eval.accuracy,
+                    }
+                    .emit();
                 }
             }
-            (Expect::Checkpoint, Reply::Checkpointed { round, path }) => {
+            (Purpose::Checkpoint, Reply::Checkpointed { round, path }) => {
+                self.checkpoint_round = Some(round);
                 self.metrics().checkpoint_round = Some(round);
                 tracing::debug!(round, path = %path.display(), "checkpoint written");
-                event(serde_json::json!({"event": "checkpoint", "round": round}));
+                Event::Checkpoint { round }.emit();
             }
             (_, Reply::Failed { round, error }) => {
-                return Err(Error::Training(format!("round {round}: {error}")));
-            }
-            (expect, reply) => {
                 return Err(Error::Training(format!(
-                    "expected {expect:?}, got {reply:?}"
+                    "{purpose:?} (round {round}): {error}"
+                )));
+            }
+            (purpose, reply) => {
+                return Err(Error::Training(format!(
+                    "command {id} was {purpose:?}, the reply is {reply:?}"
                 )));
             }
         }
         Ok(())
     }
 
-    /// Checkpoints the last completed round and stops the training thread.
+    /// Checkpoints the last completed round, waits for the trainer and stops it.
     async fn stop(mut self) -> Result<(), Error> {
-        let Some(engine) = &self.engine else {
-            return Ok(());
-        };
-        let round = if engine.is_finished() {
-            engine.round()
-        } else {
-            engine.round().saturating_sub(1)
-        };
+        let round = self.engine.completed_round();
         info!(round, "stopping: writing a checkpoint");
         self.checkpoint(round)?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-        while !self.expect.is_empty() {
-            let Ok(reply) = tokio::time::timeout_at(deadline, recv(&mut self.bridge)).await else {
+        while !self.commands.is_empty() {
+            let Ok(reply) = tokio::time::timeout_at(deadline, self.trainer.replies.recv()).await
+            else {
                 warn!("the trainer did not finish in time; exiting without a checkpoint");
                 break;
             };
-            let Some(reply) = reply else { break };
-            let last = self.expect.len() == 1;
-            match (last, reply) {
-                (true, Reply::Checkpointed { round, .. }) => {
-                    self.expect.pop_front();
-                    event(serde_json::json!({"event": "checkpoint", "round": round}));
+            let Some((id, reply)) = reply else { break };
+            match (self.commands.remove(&id), reply) {
+                (Some(Purpose::Checkpoint), Reply::Checkpointed { round, .. }) => {
+                    Event::Checkpoint { round }.emit();
                 }
-                (true, Reply::Failed { error, .. }) => {
+                (Some(Purpose::Checkpoint), Reply::Failed { error, .. }) => {
                     return Err(Error::Training(format!("final checkpoint: {error}")));
                 }
-                _ => {
-                    self.expect.pop_front();
-                }
+                _ => {}
             }
         }
-        if let Some(b) = self.bridge.take() {
-            tokio::task::spawn_blocking(move || b.close())
-                .await
-                .map_err(|e| Error::Training(e.to_string()))?;
-        }
-        Ok(())
+        self.trainer_close().await
     }
-}
 
-async fn recv(bridge: &mut Option<Bridge>) -> Option<Reply> {
-    match bridge {
-        Some(b) => b.replies.recv().await,
-        None => std::future::pending().await,
+    async fn trainer_close(self) -> Result<(), Error> {
+        let bridge = self.trainer;
+        tokio::task::spawn_blocking(move || bridge.close())
+            .await
+            .map_err(|e| Error::Training(e.to_string()))
     }
 }
 

@@ -1,16 +1,20 @@
-//! What a node loads before it joins the network: its key, data, trainer, and where it resumes.
+//! What a node loads before it runs: its key, data and trainer, and what it remembers from
+//! earlier lives in its state directory (checkpoint, signed-round record, bans). Where it resumes
+//! is the engine's decision ([`murmur_protocol::engine::Input::Start`]); this module only reads
+//! and writes the files.
 
 use std::path::Path;
 
+use murmur_learn::checkpoint::Checkpoint;
+use murmur_learn::data::{Dataset, Shard};
+use murmur_learn::train::{Setup, Trainer};
 use murmur_protocol::attack;
-use murmur_protocol::sign::Identity;
+use murmur_protocol::engine::{Rejection, Resume};
+use murmur_protocol::sign::{Identity, PeerKey};
 
 use super::Error;
 use crate::config::Resolved;
 use crate::identity;
-use murmur_learn::checkpoint::Checkpoint;
-use murmur_learn::data::{Dataset, Shard};
-use murmur_learn::train::{Setup, Trainer};
 
 /// A node's local pieces, ready to be driven.
 #[derive(Debug)]
@@ -23,16 +27,15 @@ pub struct Local {
     pub setup: Setup,
     /// The test set.
     pub test: Dataset,
-    /// The checkpoint's round, when one was restored.
-    pub checkpoint: Option<u64>,
-    /// The highest round this node has ever signed (from the data directory), 0 if none.
-    pub signed_round: u64,
+    /// What the node remembers from earlier lives.
+    pub resume: Resume,
 }
 
-/// Loads the key (creating it if missing), the data and this node's shard, the trainer, and the
-/// checkpoint in the data directory if there is one (a checkpoint of another run is an error).
+/// Loads the key (creating it if missing), the data and this node's shard, the trainer, the
+/// checkpoint in the state directory if there is one (a checkpoint of another run is an error),
+/// the signed-round record and the bans.
 pub fn load(r: &Resolved) -> Result<Local, Error> {
-    std::fs::create_dir_all(&r.data_dir).map_err(|e| Error::Io(r.data_dir.clone(), e))?;
+    std::fs::create_dir_all(&r.state_dir).map_err(|e| Error::Io(r.state_dir.clone(), e))?;
     let identity = identity::load_or_create(&r.key)?;
     let c = &r.config;
     let (setup, split) = c.learning.load(c.run.seed)?;
@@ -69,8 +72,11 @@ pub fn load(r: &Resolved) -> Result<Local, Error> {
         trainer,
         setup,
         test: split.test,
-        checkpoint,
-        signed_round: read_signed_round(&r.signed_round_path())?,
+        resume: Resume {
+            checkpoint,
+            signed: read_signed_round(&r.signed_round_path())?,
+            bans: read_bans(&r.bans_path())?,
+        },
     })
 }
 
@@ -89,31 +95,80 @@ fn flipped(data: &Dataset) -> Dataset {
     Dataset::new(features, labels, data.shape(), classes)
 }
 
-/// Reads the signed-round record; a missing file is round 0.
-pub fn read_signed_round(path: &Path) -> Result<u64, Error> {
+fn invalid(path: &Path, why: String) -> Error {
+    Error::Io(
+        path.to_owned(),
+        std::io::Error::new(std::io::ErrorKind::InvalidData, why),
+    )
+}
+
+/// Reads a small text file; a missing one is `None`.
+fn read_text(path: &Path) -> Result<Option<String>, Error> {
     match std::fs::read_to_string(path) {
-        Ok(text) => text.trim().parse().map_err(|_| {
-            Error::Io(
-                path.to_owned(),
-                std::io::Error::new(std::io::ErrorKind::InvalidData, "not a round number"),
-            )
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::Io(path.to_owned(), e)),
     }
 }
 
+/// Reads the signed-round record; a missing file is round 0.
+pub fn read_signed_round(path: &Path) -> Result<u64, Error> {
+    let Some(text) = read_text(path)? else {
+        return Ok(0);
+    };
+    text.trim()
+        .parse()
+        .map_err(|_| invalid(path, format!("{:?} is not a round number", text.trim())))
+}
+
 /// Records that `round` has been signed, before anything signed for it leaves the node: a node
 /// restarted from an older checkpoint must never sign a second, different update for a round it
-/// already signed (peers would hold proof of equivocation and ban it). Written through a
-/// temporary file and a rename, and synced.
+/// already signed (peers would hold proof of equivocation and ban it).
 pub fn write_signed_round(path: &Path, round: u64) -> Result<(), Error> {
+    write_atomically(path, &format!("{round}\n"))
+}
+
+/// Reads the bans record: one `<peer key hex> <reason>` per line; a missing file is no bans.
+pub fn read_bans(path: &Path) -> Result<Vec<(PeerKey, Rejection)>, Error> {
+    let Some(text) = read_text(path)? else {
+        return Ok(Vec::new());
+    };
+    let mut bans = Vec::new();
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let bad = |why: &str| invalid(path, format!("line {}: {why}: {line:?}", n + 1));
+        let (key, reason) = line
+            .trim()
+            .split_once(' ')
+            .ok_or_else(|| bad("expected a peer key and a reason"))?;
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(key, &mut bytes).map_err(|_| bad("not 64 hex digits"))?;
+        let reason = Rejection::from_name(reason).ok_or_else(|| bad("unknown reason"))?;
+        bans.push((PeerKey(bytes), reason));
+    }
+    Ok(bans)
+}
+
+/// Writes the bans record (see [`read_bans`]).
+pub fn write_bans(path: &Path, bans: &[(PeerKey, Rejection)]) -> Result<(), Error> {
+    let text: String = bans
+        .iter()
+        .map(|(k, r)| format!("{} {}\n", hex::encode(k.0), r.as_str()))
+        .collect();
+    write_atomically(path, &text)
+}
+
+/// Writes `text` through a temporary file, synced, then renamed over `path`.
+fn write_atomically(path: &Path, text: &str) -> Result<(), Error> {
     let io = |e| Error::Io(path.to_owned(), e);
     let tmp = path.with_extension("tmp");
     {
         use std::io::Write;
         let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        writeln!(f, "{round}").map_err(io)?;
+        f.write_all(text.as_bytes()).map_err(io)?;
         f.sync_data().map_err(io)?;
     }
     std::fs::rename(&tmp, path).map_err(io)
@@ -131,6 +186,23 @@ mod tests {
         write_signed_round(&p, 17).unwrap();
         assert_eq!(read_signed_round(&p).unwrap(), 17);
         std::fs::write(&p, "x").unwrap();
-        assert!(read_signed_round(&p).is_err());
+        let e = read_signed_round(&p).unwrap_err().to_string();
+        assert!(e.contains("signed-round") && e.contains("\"x\""), "{e}");
+    }
+
+    #[test]
+    fn bans_record_round_trips_and_names_a_bad_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("bans");
+        assert!(read_bans(&p).unwrap().is_empty());
+        let bans = vec![
+            (PeerKey([1; 32]), Rejection::Equivocation),
+            (PeerKey([2; 32]), Rejection::Outlier),
+        ];
+        write_bans(&p, &bans).unwrap();
+        assert_eq!(read_bans(&p).unwrap(), bans);
+        std::fs::write(&p, format!("{} no_such_reason\n", hex::encode([3u8; 32]))).unwrap();
+        let e = read_bans(&p).unwrap_err().to_string();
+        assert!(e.contains("line 1") && e.contains("unknown reason"), "{e}");
     }
 }

@@ -9,7 +9,8 @@ use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify, kad, mdns, request_r
 use murmur_protocol::engine::Input;
 use tracing::{debug, info};
 
-use super::{Driver, Error, Sent, event};
+use super::{Driver, Error, Outbound};
+use crate::event::Event;
 use crate::net::codec::{Request, Response};
 use crate::net::{self, Behaviour, BehaviourEvent};
 
@@ -65,7 +66,10 @@ impl Driver {
                     .expect("own id");
                 info!(addr = %full, "listening");
                 self.metrics().listen.push(full.to_string());
-                event(serde_json::json!({"event": "listening", "addr": full.to_string()}));
+                Event::Listening {
+                    addr: full.to_string(),
+                }
+                .emit();
             }
             SwarmEvent::ConnectionEstablished { peer_id, .. } => {
                 self.dialing.remove(&peer_id);
@@ -127,9 +131,18 @@ impl Driver {
                 ..
             }) => {
                 self.metrics().bytes_in += message.data.len() as u64;
-                if let Some(from) = self.up.get(&propagation_source).copied() {
+                // The author is the message's signed source (gossipsub checks the signature);
+                // the relayer is the peer that delivered it.
+                let author = message.source.as_ref().and_then(net::peer_key);
+                if let (Some(author), Some(relayer)) =
+                    (author, self.up.get(&propagation_source).copied())
+                {
                     let bytes: Arc<[u8]> = message.data.into();
-                    self.feed(Input::GossipReceived { from, bytes })?;
+                    self.feed(Input::GossipReceived {
+                        author,
+                        relayer,
+                        bytes,
+                    })?;
                 }
             }
             BehaviourEvent::Models(ev) => self.on_models(ev)?,
@@ -158,7 +171,6 @@ impl Driver {
         }
         debug!(%peer, "peer up");
         self.metrics().peers = self.up.len();
-        self.join_ask();
         self.feed(Input::PeerUp { peer: key })
     }
 
@@ -173,23 +185,24 @@ impl Driver {
                     },
                 ..
             } => {
-                let models = &mut self.swarm.behaviour_mut().models;
+                // The sender is the transport-authenticated peer id; it spoke this run's model
+                // protocol, so it is heard even before identify is done.
+                let Some(from) = self.up.get(&peer).copied().or_else(|| net::peer_key(&peer))
+                else {
+                    return Ok(());
+                };
                 match request {
                     Request::Update(bytes) => {
+                        let models = &mut self.swarm.behaviour_mut().models;
                         let _ = models.send_response(channel, Response::Ack);
                         self.metrics().bytes_in += bytes.len() as u64;
-                        // The sender is the transport-authenticated peer id; it spoke this
-                        // run's model protocol, so it is checked even before identify is done.
-                        let from = self.up.get(&peer).copied().or_else(|| net::peer_key(&peer));
-                        if let Some(from) = from {
-                            self.feed(Input::UpdateReceived { from, bytes })?;
-                        }
+                        self.feed(Input::UpdateReceived { from, bytes })?;
                     }
                     Request::Fetch => {
-                        let model = self.engine.as_ref().and_then(|e| e.last_update());
-                        let n = model.as_ref().map_or(0, |m| m.len());
-                        let _ = models.send_response(channel, Response::Model(model));
-                        self.metrics().bytes_out += n as u64;
+                        self.next_serving += 1;
+                        let request = self.next_serving;
+                        self.serving.insert(request, channel);
+                        self.feed(Input::FetchRequested { from, request })?;
                     }
                 }
             }
@@ -201,14 +214,16 @@ impl Driver {
                         response,
                     },
                 ..
-            } => match (self.in_flight.remove(&request_id), response) {
-                (Some((_, Sent::Update { bytes })), _) => {
+            } => match (self.outbound.remove(&request_id), response) {
+                (Some(Outbound::Update { bytes, .. }), _) => {
                     self.request_done(peer);
                     self.metrics().bytes_out += bytes as u64;
                 }
-                (Some((_, Sent::Fetch)), Response::Model(model)) => {
-                    self.metrics().bytes_in += model.as_ref().map_or(0, |m| m.len()) as u64;
-                    self.join_answer(peer, model)?;
+                (Some(Outbound::Fetch { .. }), Response::Model(update)) => {
+                    self.metrics().bytes_in += update.as_ref().map_or(0, |m| m.len()) as u64;
+                    if let Some(key) = net::peer_key(&peer) {
+                        self.feed(Input::Fetched { peer: key, update })?;
+                    }
                 }
                 _ => {}
             },
@@ -219,12 +234,19 @@ impl Driver {
                 ..
             } => {
                 debug!(%peer, %error, "model request failed");
-                match self.in_flight.remove(&request_id) {
-                    Some((_, Sent::Update { .. })) => {
+                match self.outbound.remove(&request_id) {
+                    Some(Outbound::Update { .. }) => {
                         self.request_done(peer);
                         self.metrics().sends_dropped += 1;
                     }
-                    Some((_, Sent::Fetch)) => self.join_answer(peer, None)?,
+                    Some(Outbound::Fetch { .. }) => {
+                        if let Some(key) = net::peer_key(&peer) {
+                            self.feed(Input::Fetched {
+                                peer: key,
+                                update: None,
+                            })?;
+                        }
+                    }
                     None => {}
                 }
             }

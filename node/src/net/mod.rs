@@ -43,8 +43,8 @@ pub struct Config {
     pub bootstrap: Vec<String>,
     /// Discover peers on the local network with mDNS. Default true.
     pub mdns: bool,
-    /// Seconds between Kademlia random walks that look for more peers. Default 30.
-    pub random_walk_secs: u64,
+    /// Milliseconds between Kademlia random walks that look for more peers. Default 30000.
+    pub random_walk_ms: u64,
     /// Dial newly discovered peers while fewer than this many are connected. Default 16.
     pub target_peers: usize,
     /// Most established connections in total. Default 128.
@@ -58,10 +58,10 @@ pub struct Config {
     pub max_pending_requests: usize,
     /// Most concurrent request-response streams per connection. Default 16.
     pub max_streams: usize,
-    /// Seconds before a model request without an answer fails. Default 60.
-    pub request_timeout_secs: u64,
-    /// Seconds an idle connection is kept open. Default 3600.
-    pub idle_timeout_secs: u64,
+    /// Milliseconds before a model request without an answer fails. Default 60000.
+    pub request_timeout_ms: u64,
+    /// Milliseconds an idle connection is kept open. Default 3600000.
+    pub idle_timeout_ms: u64,
     /// The stack offered first when dialing over TCP: `murmur-link` (default; falls back to
     /// noise and yamux for peers without it) or `noise-yamux`. Both are accepted when dialed.
     pub tcp_stack: link::Stack,
@@ -76,15 +76,15 @@ impl Default for Config {
             ],
             bootstrap: Vec::new(),
             mdns: true,
-            random_walk_secs: 30,
+            random_walk_ms: 30_000,
             target_peers: 16,
             max_connections: 128,
             max_connections_per_peer: 2,
             max_pending_connections: 32,
             max_pending_requests: 4,
             max_streams: 16,
-            request_timeout_secs: 60,
-            idle_timeout_secs: 3600,
+            request_timeout_ms: 60_000,
+            idle_timeout_ms: 3_600_000,
             tcp_stack: link::Stack::default(),
         }
     }
@@ -181,13 +181,6 @@ pub enum Error {
     Subscribe(String),
 }
 
-/// Largest model frame for a model of `dim` parameters: the largest valid update (the engine
-/// refuses anything bigger on receipt anyway).
-pub fn codec_limit(dim: usize) -> usize {
-    use murmur_protocol::wire;
-    wire::PREFIX + wire::MAX_HEADER + wire::Codec::F32Le.payload_len(dim)
-}
-
 /// Largest gossip message: announcements and evidence are a few hundred bytes.
 pub const MAX_GOSSIP_BYTES: usize = 16 * 1024;
 
@@ -245,7 +238,7 @@ pub fn build(
                 None
             };
             let rr_config = request_response::Config::default()
-                .with_request_timeout(Duration::from_secs(c.request_timeout_secs))
+                .with_request_timeout(Duration::from_millis(c.request_timeout_ms))
                 .with_max_concurrent_streams(c.max_streams);
             let limits = connection_limits::ConnectionLimits::default()
                 .with_max_established(Some(c.max_connections))
@@ -275,7 +268,7 @@ pub fn build(
         })
         .map_err(|e| Error::Behaviour(e.to_string()))?
         .with_swarm_config(|s| {
-            s.with_idle_connection_timeout(Duration::from_secs(config.idle_timeout_secs))
+            s.with_idle_connection_timeout(Duration::from_millis(config.idle_timeout_ms))
         })
         .build();
     swarm

@@ -57,7 +57,7 @@ local-steps = 10
 
 [network]
 mdns = false
-random-walk-secs = 1
+random-walk-ms = 1000
 
 {extra}
 "#
@@ -74,9 +74,8 @@ pub fn spawn(config: &Path, dir: &Path, index: usize, args: &[&str]) -> Node {
     let log = std::fs::File::create(dir.join("stderr.log")).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_murmur-node"))
         .arg("run")
-        .arg("--config")
         .arg(config)
-        .arg("--data-dir")
+        .arg("--state-dir")
         .arg(dir)
         .args(["--index", &index.to_string()])
         .args(["--listen", "/ip4/127.0.0.1/tcp/0"])

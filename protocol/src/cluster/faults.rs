@@ -22,10 +22,7 @@ impl Faults {
         self.cut.contains(&(a.min(b), a.max(b)))
             || self.isolated.contains(&a)
             || self.isolated.contains(&b)
-            || self
-                .groups
-                .as_ref()
-                .is_some_and(|g| g.get(a) != g.get(b))
+            || self.groups.as_ref().is_some_and(|g| g.get(a) != g.get(b))
     }
 
     pub(super) fn cut(&mut self, a: usize, b: usize) {

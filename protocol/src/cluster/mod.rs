@@ -584,7 +584,14 @@ impl<W: World> Cluster<W> {
             if let Message::FetchRequest { .. } = message {
                 // The asker learns that its request failed.
                 let epoch = self.members[from].epoch;
-                self.push(self.now, Event::FetchFailed { node: from, peer: to, epoch });
+                self.push(
+                    self.now,
+                    Event::FetchFailed {
+                        node: from,
+                        peer: to,
+                        epoch,
+                    },
+                );
             }
             return;
         }
@@ -601,7 +608,9 @@ impl<W: World> Cluster<W> {
                 bytes,
             } => {
                 if self.gossip.relays()
-                    && !self.members[to].seen.insert(self.now, id, self.gossip.seen_for)
+                    && !self.members[to]
+                        .seen
+                        .insert(self.now, id, self.gossip.seen_for)
                 {
                     self.counters.duplicates += 1;
                     return;
@@ -834,7 +843,12 @@ impl<W: World> Cluster<W> {
     fn rewire(&mut self, nodes: Option<&[usize]>, change: impl FnOnce(&mut Self)) {
         let edges: Vec<(usize, usize)> = match nodes {
             None => (0..self.members.len())
-                .flat_map(|a| self.links[a].iter().filter(move |&&b| b > a).map(move |&b| (a, b)))
+                .flat_map(|a| {
+                    self.links[a]
+                        .iter()
+                        .filter(move |&&b| b > a)
+                        .map(move |&b| (a, b))
+                })
                 .collect(),
             Some(nodes) => {
                 let set: BTreeSet<(usize, usize)> = nodes

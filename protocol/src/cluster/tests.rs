@@ -25,7 +25,12 @@ fn config(rounds: u64) -> Config {
 }
 
 /// `n` toy nodes linked as `edges`, none started.
-fn cluster(n: usize, edges: &[(usize, usize)], config: &Config, gossip: Gossip) -> Cluster<Quadratic> {
+fn cluster(
+    n: usize,
+    edges: &[(usize, usize)],
+    config: &Config,
+    gossip: Gossip,
+) -> Cluster<Quadratic> {
     let targets = toy::targets(n, DIM, 1.0, 1.0, 5);
     let mut c = Cluster::new(Quadratic::new(targets), 5, gossip);
     for i in 0..n {
@@ -47,7 +52,12 @@ fn steps(c: &mut Cluster<Quadratic>, limit: Duration) -> Vec<Step> {
 
 #[test]
 fn links_come_up_and_go_down_with_faults_and_heal() {
-    let mut c = cluster(4, &[(0, 1), (1, 2), (2, 3), (0, 3)], &config(5), Gossip::default());
+    let mut c = cluster(
+        4,
+        &[(0, 1), (1, 2), (2, 3), (0, 3)],
+        &config(5),
+        Gossip::default(),
+    );
     c.start(&[0, 1, 2, 3], false);
     let key = |c: &Cluster<Quadratic>, i: usize| c.engine(i).id();
     let peers = |c: &Cluster<Quadratic>, i: usize| c.engine(i).connected();
@@ -93,7 +103,11 @@ fn a_ban_closes_the_connection_for_good() {
     let targets = toy::targets(n, DIM, 1.0, 1.0, 5);
     let mut c2 = Cluster::new(Quadratic::new(targets), 5, Gossip::default());
     for i in 0..n {
-        let s = if i == liar { attack.clone() } else { toy::setup(i, &config(40), DIM, 5) };
+        let s = if i == liar {
+            attack.clone()
+        } else {
+            toy::setup(i, &config(40), DIM, 5)
+        };
         c2.add(s).unwrap();
     }
     for &(a, b) in &edges {
@@ -114,7 +128,10 @@ fn a_ban_closes_the_connection_for_good() {
         assert!(!c.connected(i, liar));
         assert!(c.engine(i).is_banned(&c.engine(liar).id()));
     }
-    assert!(c.engine(liar).connected().is_empty(), "its connections closed");
+    assert!(
+        c.engine(liar).connected().is_empty(),
+        "its connections closed"
+    );
     c.partition(vec![0, 0, 1, 1]);
     c.heal();
     c.leave(liar);

@@ -148,6 +148,7 @@ impl Config {
         if self.rounds == Some(0) {
             return bad("rounds", &0, "must be at least 1 when set");
         }
+        self.aggregation.validate()?;
         Ok(())
     }
 }

@@ -8,11 +8,12 @@
 //! to connect are not the ones asked. A peer that answers nothing (it has no model yet), fails,
 //! or sends an update that fails the checks makes room to ask another, up to `ASK_FACTOR` times
 //! `join-peers` peers in all; a bad update also costs its sender the usual penalty. The join ends
-//! when `join-peers` updates passed the checks, when no more peers can be asked, or at the
-//! deadline.
+//! when `join-peers` updates passed the checks, when every peer it may ask has answered, or at
+//! the deadline (peers keep connecting while a node joins: one with few peers waits for more).
 //!
 //! Every answer is checked as a pushed update is (size, signature, sender, run, dimension,
-//! finiteness, replay, equivocation), except that it may be any number of rounds ahead. The
+//! finiteness, equivocation), except that it may be any number of rounds ahead, and may be an
+//! update the node already received pushed (peers push to a joiner as soon as it connects). The
 //! survivors are mixed by the coordinate-wise median (Yin et al. 2018), whose breakdown point is
 //! 1/2: fewer than half of the answering peers lying cannot move any coordinate outside the range
 //! of the honest answers. The starting round is the lower median of the answers' rounds, so a
@@ -109,10 +110,12 @@ impl Joining {
         self.models() + self.waiting() < self.want && self.may_ask_more()
     }
 
-    fn done(&self, now: Duration, candidates: usize) -> bool {
+    /// Done when enough models passed the checks, when every peer it may ask has answered, or
+    /// at the deadline. With fewer peers than it wants it waits: more may connect.
+    fn done(&self, now: Duration) -> bool {
         now >= self.deadline
             || self.models() >= self.want
-            || (self.waiting() == 0 && !self.asked.is_empty() && (!self.may_ask_more() || candidates == 0))
+            || (self.waiting() == 0 && !self.may_ask_more())
     }
 }
 
@@ -143,7 +146,7 @@ impl Engine {
                 self.outputs.push_back(Output::Fetch { peer });
             }
         }
-        if j.done(now, candidates.len()) {
+        if j.done(now) {
             self.finish_join();
         }
     }
@@ -158,7 +161,7 @@ impl Engine {
         }
         let answer = match update {
             None => Answer::Nothing,
-            Some(bytes) => match self.check(peer, bytes, 0) {
+            Some(bytes) => match self.check(peer, bytes, 0, true) {
                 Ok(Checked { round, params }) => Answer::Model { round, params },
                 Err(reason) => {
                     if reason != super::Rejection::Equivocation {

@@ -37,14 +37,17 @@ impl Engine {
         }
     }
 
-    /// Runs every check of a signed update from `from` (pushed or fetched) and records it in the
-    /// replay window; an update of a round below `floor` is `lagging`. A failure is returned with
-    /// its reason, for the caller to penalise; equivocation is handled here.
+    /// Runs every check of a signed update from `from` and records it in the replay window; an
+    /// update of a round below `floor` is `lagging`. A `fetched` update (the answer to this
+    /// node's own request) may be one the window already holds, or older: it is the peer's latest
+    /// as far as the peer knows, not a replay pushed at this node. A failure is returned with its
+    /// reason, for the caller to penalise; equivocation is handled here.
     pub(super) fn check(
         &mut self,
         from: PeerKey,
         bytes: &[u8],
         floor: u64,
+        fetched: bool,
     ) -> Result<Checked, Rejection> {
         let update = wire::decode_update(bytes, self.limit).map_err(|e| Rejection::of(&e))?;
         let h = update.header();
@@ -58,21 +61,24 @@ impl Engine {
         if round < floor {
             return Err(Rejection::Lagging);
         }
-        match self.window.check(&update.signed) {
-            replay::Verdict::Fresh => {}
+        let fresh = match self.window.check(&update.signed) {
+            replay::Verdict::Fresh => true,
+            replay::Verdict::Stale { .. } | replay::Verdict::Duplicate if fetched => false,
             replay::Verdict::Stale { .. } => return Err(Rejection::Stale),
             replay::Verdict::Duplicate => return Err(Rejection::Duplicate),
             replay::Verdict::Equivocation(ev) => {
                 self.on_equivocation(*ev);
                 return Err(Rejection::Equivocation);
             }
-        }
+        };
         let mut params = Vec::new();
         update
             .params_into(self.dim, &mut params)
             .map_err(|e| Rejection::of(&e))?;
-        self.window.accept(update.signed);
-        self.peers.credit(&from);
+        if fresh {
+            self.window.accept(update.signed);
+            self.peers.credit(&from);
+        }
         Ok(Checked { round, params })
     }
 
@@ -81,7 +87,7 @@ impl Engine {
             return;
         }
         let floor = self.round.saturating_sub(self.config.max_staleness);
-        let Checked { round, params } = match self.check(from, bytes, floor) {
+        let Checked { round, params } = match self.check(from, bytes, floor, false) {
             Ok(c) => c,
             // Counted where the proof was handled.
             Err(Rejection::Equivocation) => return,

@@ -92,6 +92,11 @@ impl Rejection {
         }
     }
 
+    /// The reason whose [`Rejection::as_str`] is `name`.
+    pub fn from_name(name: &str) -> Option<Rejection> {
+        Rejection::ALL.into_iter().find(|r| r.as_str() == name)
+    }
+
     pub(crate) fn of(e: &wire::Error) -> Rejection {
         use wire::Error as E;
         match e {

@@ -1,19 +1,24 @@
 //! Building a simulation from a scenario: data, shards, trainers, identities, engines,
-//! connections, attackers, and the scheduled events (partitions, churn, evaluations).
+//! connections, attackers, and the scheduled events (splits, churn, evaluations).
 
-use super::{Error, Event, Node, Queue, Simulation};
+use super::world::World;
+use super::{Error, Scheduled, Simulation};
 use crate::network::{self, Links, stream};
+use crate::report::Window;
 use crate::scenario::Scenario;
 use murmur_learn::data::{Dataset, Shard, Split};
 use murmur_learn::train::{Setup as Learning, Trainer};
 use murmur_protocol::attack::{self, Attack};
-use murmur_protocol::engine::{self, Adversary, Engine, Setup};
+use murmur_protocol::cluster::{Cluster, Gossip};
+use murmur_protocol::engine::{Adversary, Setup};
 use murmur_protocol::sign::{Identity, RunId};
 use murmur_protocol::topology::{Graph, Topology};
 use rand::RngCore;
 use rand::seq::SliceRandom;
-use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// The tag of time-scheduled evaluations: the first entry of the schedule.
+pub(super) const EVAL_TAG: u64 = 0;
 
 /// The identity of node `i` of a run with `seed`.
 pub(crate) fn identity(seed: u64, i: usize) -> Identity {
@@ -98,9 +103,9 @@ impl Simulation {
         let peers = neighbours(s)?;
         let model = learning.arch.init(s.seed);
         let run = RunId::derive(format!("murmur-sim {} seed {}", s.name, s.seed).as_bytes());
-        let joiners = n - s.churn.joiners;
-        let mut nodes = Vec::with_capacity(n);
-        let mut index = BTreeMap::new();
+        let mut trainers = Vec::with_capacity(n);
+        let mut setups = Vec::with_capacity(n);
+        let mut byzantine = Vec::with_capacity(n);
         for (i, (shard, attack)) in shards.into_iter().zip(attacks).enumerate() {
             let shard = match (&attack, &flipped_data) {
                 (Some(a), Some(data)) if a.flips_labels() => Shard {
@@ -109,39 +114,26 @@ impl Simulation {
                 },
                 _ => shard,
             };
-            let trainer =
-                Trainer::new(&learning, shard, i as u32, s.seed).map_err(Error::Learning)?;
+            trainers
+                .push(Trainer::new(&learning, shard, i as u32, s.seed).map_err(Error::Learning)?);
             let mut config = s.engine.clone();
             config.rounds = s.rounds;
-            match s.topology {
-                Topology::Sample { s } => config.fanout = s,
-                _ => config.fanout = peers[i].len().max(1),
-            }
-            let adversary = attack.map(|attack| Adversary { attack, n, f });
-            let identity = identity(s.seed, i);
-            index.insert(identity.public(), i);
-            let setup = Setup {
-                identity,
+            config.fanout = match s.topology {
+                Topology::Sample { s } => s,
+                _ => peers[i].len().max(1),
+            };
+            byzantine.push(attack.is_some());
+            setups.push(Setup {
+                identity: identity(s.seed, i),
                 run,
                 config,
                 model: model.clone(),
-                round: 0,
-                seed: network::rng(s.seed, stream::ENGINE, i as u64).next_u64(),
-                adversary,
-            };
-            let engine = Engine::new(setup.clone()).map_err(Error::Engine)?;
-            nodes.push(Node {
-                key: engine.id(),
-                byzantine: setup.adversary.is_some(),
-                setup,
-                engine,
-                trainer,
-                online: i < joiners,
-                epoch: 0,
-                armed: None,
-                finished: false,
-                completed: 0,
-                carried: engine::Stats::default(),
+                seed: s.seed,
+                adversary: attack.map(|attack| Adversary {
+                    attack,
+                    n: Some(n),
+                    f: Some(f),
+                }),
             });
         }
         let speed = network::speed_factors(&s.compute, n, s.seed);
@@ -151,6 +143,23 @@ impl Simulation {
             .map(|&k| step.mul_f64(k * learning.local_steps as f64))
             .collect();
         let links = Links::new(&s.network, n, s.seed);
+        let world = World::new(trainers, compute, links, learning.local_steps, threads);
+        let gossip = Gossip {
+            mesh: s.network.gossip_peers,
+            hops: s.network.gossip_hops,
+            ..Gossip::default()
+        };
+        let seed = network::rng(s.seed, stream::NETWORK, 0).next_u64();
+        let mut cluster = Cluster::new(world, seed, gossip);
+        for setup in setups {
+            cluster.add(setup).map_err(Error::Engine)?;
+        }
+        for (i, out) in peers.iter().enumerate() {
+            for &j in out {
+                cluster.link(i, j);
+            }
+        }
+        cluster.set_drop(s.network.loss);
         let mut test = split.test;
         if let Some(k) = s.eval.test_samples
             && k < test.len()
@@ -158,43 +167,60 @@ impl Simulation {
             let first: Vec<u32> = (0..k as u32).collect();
             test = test.select(&first);
         }
-        let mut sim = Simulation::new(
-            scenario, learning, test, nodes, index, peers, compute, links, threads,
-        )?;
+        let mut sim = Simulation {
+            learning,
+            test,
+            cluster,
+            finished: vec![false; n],
+            restarting: vec![false; n],
+            completed: vec![0; n],
+            honest_online: 0,
+            honest_finished: 0,
+            byzantine,
+            schedule: vec![Scheduled::Eval],
+            threads: threads.max(1),
+            pending_churn: 0,
+            next_eval_round: scenario.eval.every_rounds,
+            behind: 0,
+            window: Window::default(),
+            rows: Vec::new(),
+            restarts: Vec::new(),
+            eval_wall: Duration::ZERO,
+            started: Instant::now(),
+            events_at_eval: u64::MAX,
+            scenario,
+        };
         sim.schedule_start();
         Ok(sim)
     }
 
-    /// Connects the online nodes, drains their first outputs, and queues the scheduled events.
+    fn at(&mut self, at: f64, event: Scheduled) {
+        let tag = self.schedule.len() as u64;
+        self.schedule.push(event);
+        self.cluster.schedule(Duration::from_secs_f64(at), tag);
+    }
+
+    /// Starts the nodes online at the beginning and schedules splits, churn and evaluations.
     fn schedule_start(&mut self) {
-        let n = self.nodes.len();
-        for i in 0..n {
-            if self.nodes[i].online {
-                self.connect(i);
-            }
+        let n = self.cluster.len();
+        let c = self.scenario.churn.clone();
+        let first: Vec<usize> = (0..n - c.joiners).collect();
+        self.honest_online = first.iter().filter(|&&i| !self.byzantine[i]).count();
+        let splits = self.scenario.network.partitions.clone();
+        for (k, p) in splits.iter().enumerate() {
+            self.at(p.start_s, Scheduled::Split(k));
+            self.at(p.heal_s, Scheduled::Heal);
         }
-        for i in 0..n {
-            if self.nodes[i].online {
-                self.drain(i);
-            }
-        }
-        let s = &self.scenario;
-        let secs = Duration::from_secs_f64;
-        let mut events = Vec::new();
-        for (k, p) in s.network.partitions.iter().enumerate() {
-            events.push((secs(p.start_s), Event::Partition(Some(k))));
-            events.push((secs(p.heal_s), Event::Partition(None)));
-        }
-        let c = &s.churn;
-        if c.joiners > 0 {
-            for i in n - c.joiners..n {
-                events.push((secs(c.join_s), Event::Join(i)));
-            }
+        for i in n - c.joiners..n {
+            self.at(c.join_s, Scheduled::Join(i));
+            self.pending_churn += 1;
         }
         if c.leave_fraction > 0.0 {
-            let mut rng = network::rng(s.seed, stream::CHURN, 0);
-            let mut honest: Vec<usize> = (0..n - c.joiners)
-                .filter(|&i| !self.nodes[i].byzantine)
+            let mut rng = network::rng(self.scenario.seed, stream::CHURN, 0);
+            let mut honest: Vec<usize> = first
+                .iter()
+                .copied()
+                .filter(|&i| !self.byzantine[i])
                 .collect();
             honest.shuffle(&mut rng);
             let count = (c.leave_fraction * honest.len() as f64).round() as usize;
@@ -206,41 +232,17 @@ impl Simulation {
                 } else {
                     c.leave_from_s
                 };
-                events.push((secs(at), Event::Leave(i)));
-                events.push((secs(at + c.downtime_s), Event::Join(i)));
+                self.cluster.keep_checkpoints(i);
+                self.at(at, Scheduled::Leave(i));
+                self.at(at + c.downtime_s, Scheduled::Restart(i));
+                self.pending_churn += 1;
             }
         }
-        if let Some(every) = s.eval.every_s {
-            events.push((secs(every), Event::Eval));
+        if let Some(every) = self.scenario.eval.every_s {
+            self.cluster
+                .schedule(Duration::from_secs_f64(every), super::build::EVAL_TAG);
         }
-        self.pending_churn = events
-            .iter()
-            .filter(|(_, e)| matches!(e, Event::Join(_)))
-            .count();
-        for (at, e) in events {
-            self.queue.push(at, e);
-        }
+        self.cluster.start(&first, false);
         self.recount_behind();
-    }
-}
-
-/// An event queue ordered by (time, insertion sequence): ties are broken by the order events
-/// were scheduled, which is the same in every run.
-impl Queue {
-    pub(crate) fn push(&mut self, at: Duration, event: Event) {
-        self.seq += 1;
-        self.heap.push(std::cmp::Reverse(super::Entry {
-            at,
-            seq: self.seq,
-            event,
-        }));
-    }
-
-    pub(crate) fn pop(&mut self) -> Option<(Duration, Event)> {
-        self.heap.pop().map(|std::cmp::Reverse(e)| (e.at, e.event))
-    }
-
-    pub(crate) fn peek_time(&self) -> Option<Duration> {
-        self.heap.peek().map(|std::cmp::Reverse(e)| e.at)
     }
 }

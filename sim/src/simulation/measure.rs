@@ -2,7 +2,6 @@
 //! counters, as one [`Row`].
 
 use super::Simulation;
-use super::churn::add_stats;
 use crate::network::{self, stream};
 use crate::pool;
 use crate::report::Row;
@@ -14,14 +13,15 @@ impl Simulation {
     /// Evaluates the online honest nodes now and appends a row.
     pub(super) fn evaluate(&mut self) {
         let start = Instant::now();
-        let honest: Vec<usize> = (0..self.nodes.len())
-            .filter(|&i| self.nodes[i].online && !self.nodes[i].byzantine)
+        let n = self.cluster.len();
+        let honest: Vec<usize> = (0..n)
+            .filter(|&i| self.cluster.is_online(i) && !self.byzantine[i])
             .collect();
         let dim = self.learning.arch.num_params();
         // The honest average model and the mean squared distance to it, in f64, in node order.
         let mut sum = vec![0f64; dim];
         for &i in &honest {
-            for (s, &x) in sum.iter_mut().zip(self.nodes[i].engine.model()) {
+            for (s, &x) in sum.iter_mut().zip(self.cluster.engine(i).model()) {
                 *s += f64::from(x);
             }
         }
@@ -30,8 +30,8 @@ impl Simulation {
         let consensus = honest
             .iter()
             .map(|&i| {
-                self.nodes[i]
-                    .engine
+                self.cluster
+                    .engine(i)
                     .model()
                     .iter()
                     .zip(&sum)
@@ -53,7 +53,7 @@ impl Simulation {
         }
         let mut models: Vec<&[f32]> = sample
             .iter()
-            .map(|&i| self.nodes[i].engine.model())
+            .map(|&i| self.cluster.engine(i).model())
             .collect();
         models.push(&average);
         let device = self
@@ -72,32 +72,26 @@ impl Simulation {
         let accs: Vec<f64> = nodes.iter().map(|e| e.accuracy).collect();
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
         let mut stats = Stats::default();
-        for &i in (0..self.nodes.len())
-            .filter(|&i| !self.nodes[i].byzantine)
-            .collect::<Vec<_>>()
-            .iter()
-        {
-            add_stats(&mut stats, &self.nodes[i].carried);
-            add_stats(&mut stats, self.nodes[i].engine.stats());
+        for i in (0..n).filter(|&i| !self.byzantine[i]) {
+            stats.add(self.cluster.earlier_lives(i));
+            stats.add(self.cluster.engine(i).stats());
         }
-        let byzantine: std::collections::BTreeMap<_, bool> =
-            self.nodes.iter().map(|n| (n.key, n.byzantine)).collect();
         let (mut bans_of_byzantine, mut bans_of_honest) = (0, 0);
         for &i in &honest {
-            for peer in self.nodes[i].engine.banned() {
-                match byzantine.get(&peer) {
+            for (peer, _) in self.cluster.engine(i).banned() {
+                match self.cluster.node_of(&peer).map(|j| self.byzantine[j]) {
                     Some(true) => bans_of_byzantine += 1,
                     _ => bans_of_honest += 1,
                 }
             }
         }
-        let rounds: Vec<u64> = honest.iter().map(|&i| self.nodes[i].completed).collect();
+        let rounds: Vec<u64> = honest.iter().map(|&i| self.completed[i]).collect();
         let window = std::mem::take(&mut self.window);
-        self.counters.eval_wall += start.elapsed();
-        self.events_at_eval = self.counters.events;
+        self.eval_wall += start.elapsed();
+        self.events_at_eval = self.cluster.counters().events;
         self.rows.push(Row {
             point,
-            virtual_s: self.now.as_secs_f64(),
+            virtual_s: self.now().as_secs_f64(),
             wall_s: self.started.elapsed().as_secs_f64(),
             round_min: rounds.iter().copied().min().unwrap_or(0),
             round_mean: mean(&rounds.iter().map(|&r| r as f64).collect::<Vec<_>>()),
@@ -111,7 +105,7 @@ impl Simulation {
             loss_mean: mean(&nodes.iter().map(|e| e.loss).collect::<Vec<_>>()),
             consensus,
             bytes_sent: stats.bytes_sent,
-            dropped: self.links.dropped,
+            dropped: self.cluster.counters().dropped,
             rejected: Rejection::ALL
                 .iter()
                 .map(|r| stats.rejected.get(r).copied().unwrap_or(0))
@@ -123,7 +117,7 @@ impl Simulation {
             },
             bans_of_byzantine,
             bans_of_honest,
-            samples: self.counters.samples,
+            samples: self.cluster.world().work.samples,
         });
     }
 }

@@ -84,7 +84,11 @@ fn a_restart_resumes_past_its_checkpoint_and_signed_round_with_its_bans() {
         ..Resume::default()
     };
     start(&mut signed_only, Duration::ZERO, resume, false);
-    assert_eq!(signed_only.round(), 5, "no checkpoint, but round 4 was signed");
+    assert_eq!(
+        signed_only.round(),
+        5,
+        "no checkpoint, but round 4 was signed"
+    );
     assert_eq!(signed_only.completed_round(), 4);
 }
 
@@ -114,7 +118,10 @@ fn training_results_of_another_round_or_size_are_the_callers_errors() {
         },
     );
     assert!(
-        matches!(wrong_round, Err(InputError::UnexpectedTraining { round: 2, .. })),
+        matches!(
+            wrong_round,
+            Err(InputError::UnexpectedTraining { round: 2, .. })
+        ),
         "{wrong_round:?}"
     );
     let wrong_size = e.handle(
@@ -262,7 +269,7 @@ fn a_joiner_asks_peers_in_a_drawn_order_and_starts_from_the_median() {
 }
 
 #[test]
-fn a_joiner_with_few_peers_waits_for_the_draw_and_starts_fresh_without_models() {
+fn a_joiner_with_few_peers_waits_for_the_draw_then_the_deadline_and_starts_fresh() {
     let mut e = Engine::new(toy::setup(0, &joiner(), DIM, 3)).unwrap();
     start(&mut e, Duration::ZERO, Resume::default(), true);
     let a = toy::identity(1).public();
@@ -271,16 +278,37 @@ fn a_joiner_with_few_peers_waits_for_the_draw_and_starts_fresh_without_models() 
         e.handle(Duration::ZERO, Input::PeerUp { peer }).unwrap();
     }
     assert_eq!(drain(&mut e), vec![], "two candidates: wait for more");
-    assert_eq!(e.poll_timeout(), Some(Duration::from_secs(1)), "a quarter of 4 s");
+    assert_eq!(
+        e.poll_timeout(),
+        Some(Duration::from_secs(1)),
+        "a quarter of 4 s"
+    );
     e.handle(Duration::from_secs(1), Input::Tick).unwrap();
     let mut asked = fetched(&drain(&mut e));
     asked.sort();
     assert_eq!(asked, vec![a.min(b), a.max(b)]);
-    assert_eq!(e.poll_timeout(), Some(Duration::from_secs(4)), "the deadline");
-    // Neither has a model yet (the first nodes of a run); nobody else to ask.
+    assert_eq!(
+        e.poll_timeout(),
+        Some(Duration::from_secs(4)),
+        "the deadline"
+    );
+    // Neither has a model yet (the first nodes of a run); nobody else connects.
     let t = Duration::from_millis(1100);
-    e.handle(t, Input::Fetched { peer: a, update: None }).unwrap();
+    e.handle(
+        t,
+        Input::Fetched {
+            peer: a,
+            update: None,
+        },
+    )
+    .unwrap();
     e.handle(t, Input::PeerDown { peer: b }).unwrap();
+    assert_eq!(
+        drain(&mut e),
+        vec![],
+        "more peers may connect before the deadline"
+    );
+    e.handle(Duration::from_secs(4), Input::Tick).unwrap();
     let out = drain(&mut e);
     assert_eq!(
         out[0],
@@ -326,6 +354,8 @@ fn a_restart_catches_up_only_when_its_checkpoint_is_stale() {
             },
         )
         .unwrap();
+        // One answer of the three wanted: the node starts at the deadline.
+        e.handle(Duration::from_secs(4), Input::Tick).unwrap();
         let out = drain(&mut e);
         let Output::Started {
             origin: o,
@@ -365,4 +395,52 @@ fn an_attacker_believes_the_run_is_its_peers_unless_told() {
         ..guess
     };
     assert_eq!(e.believed_size(&told), (16, 3));
+}
+
+/// Peers push their updates to a joiner as soon as it connects: the same update fetched a
+/// moment later is a good answer, not a duplicate to penalise.
+#[test]
+fn a_joiner_takes_a_fetched_update_it_already_received_pushed() {
+    let peer = toy::identity(1);
+    let mut e = Engine::new(toy::setup(0, &joiner(), DIM, 2)).unwrap();
+    start(&mut e, Duration::ZERO, Resume::default(), true);
+    e.handle(
+        Duration::ZERO,
+        Input::PeerUp {
+            peer: peer.public(),
+        },
+    )
+    .unwrap();
+    let bytes = update(&peer, toy::run_id(), 5, &[2.0; DIM]);
+    e.handle(
+        Duration::from_millis(10),
+        Input::UpdateReceived {
+            from: peer.public(),
+            bytes: bytes.clone(),
+        },
+    )
+    .unwrap();
+    e.handle(Duration::from_secs(1), Input::Tick).unwrap();
+    assert_eq!(fetched(&drain(&mut e)), vec![peer.public()]);
+    e.handle(
+        Duration::from_secs(1),
+        Input::Fetched {
+            peer: peer.public(),
+            update: Some(bytes),
+        },
+    )
+    .unwrap();
+    assert_eq!(drain(&mut e), vec![], "no penalty");
+    e.handle(Duration::from_secs(4), Input::Tick).unwrap();
+    let out = drain(&mut e);
+    assert_eq!(
+        out[0],
+        Output::Started {
+            origin: Origin::Joined,
+            round: 6,
+            model: Some(vec![2.0; DIM]),
+            peers: 1
+        }
+    );
+    assert!(e.stats().rejected.is_empty(), "{:?}", e.stats().rejected);
 }

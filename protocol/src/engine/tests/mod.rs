@@ -1,9 +1,9 @@
 use super::*;
-use crate::cluster::toy::{self, Quadratic};
+use crate::aggregate::{self, Rule, Tau};
 use crate::cluster::Cluster;
+use crate::cluster::toy::{self, Quadratic};
 use crate::evidence::Equivocation;
 use crate::wire::Codec;
-use crate::aggregate::{self, Rule, Tau};
 use crate::wire::encode_params;
 
 const DIM: usize = 5;
@@ -201,12 +201,7 @@ fn every_bad_update_is_rejected_by_reason_and_penalised() {
     let cases: Vec<(usize, Arc<[u8]>, Rejection)> = vec![
         (
             1,
-            update(
-                &toy::identity(1),
-                RunId::derive(b"another run"),
-                1,
-                &good,
-            ),
+            update(&toy::identity(1), RunId::derive(b"another run"), 1, &good),
             Rejection::WrongRun,
         ),
         (
@@ -251,7 +246,8 @@ fn every_bad_update_is_rejected_by_reason_and_penalised() {
             from: forger,
             bytes: forged.clone().into(),
         },
-    ).unwrap();
+    )
+    .unwrap();
     assert_eq!(rejected(&e, Rejection::BadSignature), 1);
     // Twice is a ban (half the threshold each); after that the peer is ignored.
     e.handle(
@@ -260,7 +256,8 @@ fn every_bad_update_is_rejected_by_reason_and_penalised() {
             from: forger,
             bytes: forged.clone().into(),
         },
-    ).unwrap();
+    )
+    .unwrap();
     assert!(drain(&mut e).contains(&Output::Ban {
         peer: forger,
         reason: Rejection::BadSignature
@@ -272,7 +269,8 @@ fn every_bad_update_is_rejected_by_reason_and_penalised() {
             from: forger,
             bytes: forged.into(),
         },
-    ).unwrap();
+    )
+    .unwrap();
     assert_eq!(rejected(&e, Rejection::BadSignature), 2);
     e.handle(t, Input::PeerUp { peer: forger }).unwrap();
     assert!(drain(&mut e).contains(&Output::Ban {
@@ -295,7 +293,8 @@ fn stale_duplicate_and_equivocating_updates() {
             from,
             bytes: update(&peer, run, 3, &[1.0; DIM]),
         },
-    ).unwrap();
+    )
+    .unwrap();
     assert_eq!(e.stats().accepted, 1);
     e.handle(
         t,
@@ -303,7 +302,8 @@ fn stale_duplicate_and_equivocating_updates() {
             from,
             bytes: update(&peer, run, 3, &[1.0; DIM]),
         },
-    ).unwrap();
+    )
+    .unwrap();
     assert_eq!(rejected(&e, Rejection::Duplicate), 1);
     e.handle(
         t,
@@ -311,7 +311,8 @@ fn stale_duplicate_and_equivocating_updates() {
             from,
             bytes: update(&peer, run, 2, &[1.0; DIM]),
         },
-    ).unwrap();
+    )
+    .unwrap();
     assert_eq!(rejected(&e, Rejection::Stale), 1);
     drain(&mut e);
     e.handle(
@@ -320,7 +321,8 @@ fn stale_duplicate_and_equivocating_updates() {
             from,
             bytes: update(&peer, run, 3, &[2.0; DIM]),
         },
-    ).unwrap();
+    )
+    .unwrap();
     assert_eq!(rejected(&e, Rejection::Equivocation), 1);
     let out = drain(&mut e);
     assert!(out.contains(&Output::Ban {
@@ -341,14 +343,16 @@ fn stale_duplicate_and_equivocating_updates() {
     let mut other = lone_engine(Rule::Mean);
     drain(&mut other);
     let relay = toy::identity(5).public();
-    other.handle(
-        t,
-        Input::GossipReceived {
-            author: relay,
-            relayer: relay,
-            bytes: evidence,
-        },
-    ).unwrap();
+    other
+        .handle(
+            t,
+            Input::GossipReceived {
+                author: relay,
+                relayer: relay,
+                bytes: evidence,
+            },
+        )
+        .unwrap();
     assert!(other.is_banned(&from));
     assert!(!other.is_banned(&relay));
 }
@@ -367,7 +371,8 @@ fn far_behind_updates_are_counted_as_lagging_without_penalty() {
                 params: vec![0.0; DIM],
                 samples: 1,
             },
-        ).unwrap();
+        )
+        .unwrap();
         now += Duration::from_secs(1);
         e.handle(now, Input::Tick).unwrap();
     }
@@ -381,7 +386,8 @@ fn far_behind_updates_are_counted_as_lagging_without_penalty() {
             from: peer.public(),
             bytes,
         },
-    ).unwrap();
+    )
+    .unwrap();
     assert_eq!(rejected(&e, Rejection::Lagging), 1);
     assert_eq!(drain(&mut e), vec![], "lagging costs no points");
 }
@@ -403,7 +409,8 @@ fn mixes_after_wait_for_updates_or_the_timeout() {
     );
     let peers: Vec<Identity> = (1..=4).map(toy::identity).collect();
     for p in &peers {
-        e.handle(Duration::ZERO, Input::PeerUp { peer: p.public() }).unwrap();
+        e.handle(Duration::ZERO, Input::PeerUp { peer: p.public() })
+            .unwrap();
     }
     e.handle(
         Duration::ZERO,
@@ -412,7 +419,8 @@ fn mixes_after_wait_for_updates_or_the_timeout() {
             params: vec![0.0; DIM],
             samples: 1,
         },
-    ).unwrap();
+    )
+    .unwrap();
     let sends = drain(&mut e)
         .iter()
         .filter(|o| matches!(o, Output::Send { .. }))
@@ -427,7 +435,8 @@ fn mixes_after_wait_for_updates_or_the_timeout() {
                 from: p.public(),
                 bytes: update(p, toy::run_id(), 1, &v),
             },
-        ).unwrap();
+        )
+        .unwrap();
     }
     assert_eq!(e.round(), 1, "three of four: still collecting");
     e.handle(Duration::from_millis(200), Input::Tick).unwrap();
@@ -454,7 +463,8 @@ fn rules_that_need_more_inputs_keep_the_own_model() {
             params: vec![3.0; DIM],
             samples: 1,
         },
-    ).unwrap();
+    )
+    .unwrap();
     e.handle(Duration::from_secs(1), Input::Tick).unwrap();
     let out = drain(&mut e);
     assert!(out.contains(&Output::Mixed {
@@ -542,7 +552,14 @@ fn a_fetch_is_answered_with_the_last_signed_update() {
     )
     .unwrap();
     let served = drain(&mut e);
-    let [Output::Serve { update: Some(bytes), request: 8, .. }] = &served[..] else {
+    let [
+        Output::Serve {
+            update: Some(bytes),
+            request: 8,
+            ..
+        },
+    ] = &served[..]
+    else {
         panic!("{served:?}");
     };
     assert_eq!(Some(bytes.clone()), e.last_update());
@@ -578,7 +595,8 @@ fn an_announcement_that_arrives_first_still_catches_equivocation() {
             from,
             bytes: update(&peer, run, 3, &[2.0; DIM]),
         },
-    ).unwrap();
+    )
+    .unwrap();
     assert!(
         e.is_banned(&from),
         "the update conflicts with the announcement"

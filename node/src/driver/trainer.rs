@@ -2,9 +2,9 @@
 //!
 //! The trainer runs on its own thread ([`Worker`]); a second plain thread, the bridge, owns the
 //! worker, takes one [`Command`] at a time from a bounded channel, waits for its [`Reply`] and
-//! forwards it into a bounded tokio channel the driver awaits. Training therefore never runs on
-//! the async runtime, and the driver never blocks: it queues with `try_send` and knows how many
-//! commands are outstanding.
+//! forwards it into a bounded tokio channel the driver awaits. Every command carries a request
+//! id that its reply echoes. Training therefore never runs on the async runtime, and the driver
+//! never blocks: it queues with `try_send` and knows how many commands are outstanding.
 
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::thread::JoinHandle;
@@ -19,9 +19,9 @@ pub const CAPACITY: usize = 16;
 /// Handle to the trainer thread, from the driver's side.
 #[derive(Debug)]
 pub struct Bridge {
-    commands: Option<SyncSender<Command>>,
-    /// Replies, in command order.
-    pub replies: tmpsc::Receiver<Reply>,
+    commands: Option<SyncSender<(u64, Command)>>,
+    /// Replies with their command's id, in command order.
+    pub replies: tmpsc::Receiver<(u64, Reply)>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -43,13 +43,13 @@ impl Bridge {
     /// Starts the worker and the bridge threads.
     pub fn spawn(trainer: Trainer) -> Result<Self, BridgeError> {
         let worker = Worker::spawn(trainer, 1).map_err(BridgeError::Spawn)?;
-        let (commands, inbox) = mpsc::sync_channel::<Command>(CAPACITY);
+        let (commands, inbox) = mpsc::sync_channel::<(u64, Command)>(CAPACITY);
         let (outbox, replies) = tmpsc::channel(CAPACITY);
         let thread = std::thread::Builder::new()
             .name("murmur-bridge".into())
             .spawn(move || {
-                while let Ok(command) = inbox.recv() {
-                    if worker.send(command).is_err() {
+                while let Ok((id, command)) = inbox.recv() {
+                    if worker.send(id, command).is_err() {
                         break;
                     }
                     let Ok(reply) = worker.recv() else { break };
@@ -67,10 +67,10 @@ impl Bridge {
         })
     }
 
-    /// Queues a command without blocking.
-    pub fn send(&self, command: Command) -> Result<(), BridgeError> {
+    /// Queues command `id` without blocking.
+    pub fn send(&self, id: u64, command: Command) -> Result<(), BridgeError> {
         let tx = self.commands.as_ref().ok_or(BridgeError::Gone)?;
-        tx.try_send(command).map_err(|e| match e {
+        tx.try_send((id, command)).map_err(|e| match e {
             TrySendError::Full(_) => BridgeError::Full,
             TrySendError::Disconnected(_) => BridgeError::Gone,
         })

@@ -1,0 +1,96 @@
+//! What the cluster of engines leaves to the simulator: the burn trainers (run in batches on
+//! worker threads), the compute model, and the link model.
+
+use crate::network::Links;
+use crate::pool;
+use murmur_learn::train::Trainer;
+use murmur_protocol::cluster;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// Counts of the training work, for the report.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Work {
+    /// Training samples processed.
+    pub samples: u64,
+    /// Wall time inside training jobs, summed over jobs.
+    pub train_cpu: Duration,
+    /// Wall time of the training batches (what the event loop waited for).
+    pub train_wall: Duration,
+}
+
+/// The simulator's [`cluster::World`].
+#[derive(Debug)]
+pub(crate) struct World {
+    pub trainers: Vec<Trainer>,
+    /// Virtual time of one node's training job.
+    compute: Vec<Duration>,
+    pub links: Links,
+    local_steps: usize,
+    threads: usize,
+    /// Samples of the jobs run and not yet delivered.
+    done: BTreeMap<usize, u64>,
+    pub work: Work,
+}
+
+impl World {
+    pub(crate) fn new(
+        trainers: Vec<Trainer>,
+        compute: Vec<Duration>,
+        links: Links,
+        local_steps: usize,
+        threads: usize,
+    ) -> World {
+        World {
+            trainers,
+            compute,
+            links,
+            local_steps,
+            threads: threads.max(1),
+            done: BTreeMap::new(),
+            work: Work::default(),
+        }
+    }
+}
+
+impl cluster::World for World {
+    fn train_time(&mut self, node: usize) -> Duration {
+        self.compute[node]
+    }
+
+    /// Runs the batch on the worker threads. Each job depends only on its own trainer, so the
+    /// results are the same bits for any number of threads. The trained parameters stay in the
+    /// trainers until they are read back, so a batch of N jobs holds no extra copies.
+    fn train(&mut self, nodes: &[usize]) {
+        let mut wanted = nodes.iter().copied().peekable();
+        let trainers: Vec<&mut Trainer> = self
+            .trainers
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, t)| wanted.next_if_eq(&i).map(|_| t))
+            .collect();
+        let start = Instant::now();
+        let out = pool::train(trainers, self.local_steps, self.threads);
+        self.work.train_wall += start.elapsed();
+        for (&node, t) in nodes.iter().zip(out) {
+            self.work.samples += t.samples;
+            self.work.train_cpu += t.elapsed;
+            self.done.insert(node, t.samples);
+        }
+    }
+
+    fn trained(&mut self, node: usize) -> (Vec<f32>, u64) {
+        let samples = self.done.remove(&node).unwrap_or(0);
+        (self.trainers[node].params().to_vec(), samples)
+    }
+
+    fn set_model(&mut self, node: usize, params: &[f32]) {
+        self.trainers[node]
+            .set_params(params)
+            .expect("the engine keeps the model's dimension");
+    }
+
+    fn arrival(&mut self, now: Duration, from: usize, to: usize, bytes: usize) -> Duration {
+        self.links.arrival(now, from, to, bytes)
+    }
+}
