@@ -3,7 +3,8 @@
 //! The simulator runs the same protocol [`Engine`](murmur_protocol::engine::Engine) and the same
 //! burn [`Trainer`](murmur_learn::train::Trainer) as a real node and replaces only the network and
 //! the clock: a discrete-event loop ([`simulation`]) over N engines, a network model
-//! ([`network`]: per-link latency, bandwidth, loss, partitions, bounded connection sets), a
+//! ([`links`]: per-link latency, bandwidth and uplink queues, bounded connection sets; the
+//! cluster adds losses, splits and gossip relaying), a
 //! compute model (per-step time, per-node speed factors, stragglers), churn, and Byzantine nodes
 //! that are engines with an [`Adversary`](murmur_protocol::engine::Adversary) from
 //! [`murmur_protocol::attack`]. Scenarios are TOML ([`scenario`]); a run produces a
@@ -16,7 +17,7 @@
 //! how to mix, when a round ends, and what an attacker sends are the engine's.
 
 pub mod bench;
-pub mod network;
+pub mod links;
 pub mod plot;
 mod pool;
 pub mod progress;
@@ -58,10 +59,10 @@ impl Default for Options {
 /// `scenario.toml`.
 pub fn resolve(scenario: &Scenario, options: &Options) -> Scenario {
     let mut s = scenario.clone();
-    if s.eval.every_rounds.is_none() && s.eval.every_s.is_none() {
-        match (s.rounds, s.duration_s) {
+    if s.eval.every_rounds.is_none() && s.eval.every_ms.is_none() {
+        match (s.rounds, s.duration_ms) {
             (Some(r), _) => s.eval.every_rounds = Some((r / 10).max(1)),
-            (None, Some(d)) => s.eval.every_s = Some(d / 10.0),
+            (None, Some(d)) => s.eval.every_ms = Some(d / 10.0),
             (None, None) => {}
         }
     }

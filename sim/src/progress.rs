@@ -50,7 +50,9 @@ impl Progress {
     fn fraction(sim: &Simulation, round: u64) -> f64 {
         let s = &sim.scenario;
         let by_rounds = s.rounds.map_or(0.0, |r| round as f64 / r as f64);
-        let by_time = s.duration_s.map_or(0.0, |d| sim.now().as_secs_f64() / d);
+        let by_time = s
+            .duration_ms
+            .map_or(0.0, |d| sim.now().as_secs_f64() * 1e3 / d);
         by_rounds.max(by_time).clamp(0.0, 1.0)
     }
 

@@ -48,9 +48,9 @@ pub struct Scenario {
     /// Rounds every honest node runs; the run ends when all online honest nodes are done.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rounds: Option<u64>,
-    /// Longest simulated duration, in seconds of virtual time.
+    /// Longest simulated duration, in milliseconds of virtual time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duration_s: Option<f64>,
+    pub duration_ms: Option<f64>,
     /// Who may send to whom. `sample` (the default, s = 4) connects every node to every other
     /// (up to `network.max-connections`) and sets the engine's fanout to `s`; a fixed graph
     /// connects each node to its out-neighbours and sets its fanout to its out-degree.
@@ -67,7 +67,7 @@ pub struct Scenario {
     /// Local training time.
     #[serde(default)]
     pub compute: Compute,
-    /// Links: latency, bandwidth, loss, partitions.
+    /// Links: latency, bandwidth, loss, gossip, splits.
     #[serde(default)]
     pub network: Network,
     /// Nodes leaving, coming back, and joining late.
@@ -173,7 +173,7 @@ pub struct Stragglers {
 
 /// The network model. Every message takes `bytes / bandwidth` on the sender's uplink (messages
 /// from one sender, updates and gossip, queue behind each other when `shared-uplink`), then the link's latency; a
-/// message is lost with probability `loss`; messages across a partition are dropped.
+/// message is lost with probability `loss`; messages across a split are dropped.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Network {
@@ -203,9 +203,10 @@ pub struct Network {
     /// only the author's mesh receives it (cheaper for very large runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gossip_hops: Option<u32>,
-    /// Network partitions on a schedule.
+    /// Network splits on a schedule (the data's partition across nodes is
+    /// `learning.partition`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub partitions: Vec<Split>,
+    pub splits: Vec<Split>,
 }
 
 fn d_bandwidth() -> Option<f64> {
@@ -234,7 +235,7 @@ impl Default for Network {
             max_connections: d_max_connections(),
             gossip_peers: d_gossip_peers(),
             gossip_hops: None,
-            partitions: Vec::new(),
+            splits: Vec::new(),
         }
     }
 }
@@ -275,16 +276,16 @@ impl Default for Latency {
     }
 }
 
-/// A partition of the network into `sides` contiguous blocks of node indices, from `start-s`
-/// until `heal-s` (virtual seconds). While split, connections across blocks are down and
+/// A split of the network into `sides` contiguous blocks of node indices, from `start-ms` until
+/// `heal-ms` (virtual milliseconds). While split, connections across blocks are down and
 /// messages across them are dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Split {
     /// When the split starts, >= 0.
-    pub start_s: f64,
-    /// When it heals, > start-s.
-    pub heal_s: f64,
+    pub start_ms: f64,
+    /// When it heals, > start-ms.
+    pub heal_ms: f64,
     /// Number of blocks, >= 2. Default 2.
     #[serde(default = "d_sides")]
     pub sides: usize,
@@ -301,24 +302,27 @@ pub struct Churn {
     /// Fraction of the honest nodes (drawn by the seed) that leave once, in [0, 1].
     #[serde(default)]
     pub leave_fraction: f64,
-    /// Leaving times are uniform in `[leave-from-s, leave-until-s]`.
+    /// Leaving times are uniform in `[leave-from-ms, leave-until-ms]`.
     #[serde(default)]
-    pub leave_from_s: f64,
-    /// See `leave-from-s`.
+    pub leave_from_ms: f64,
+    /// See `leave-from-ms`.
     #[serde(default)]
-    pub leave_until_s: f64,
-    /// Time offline before coming back, in seconds. A node comes back as a restarted process:
-    /// from its last model and round, with fresh connections.
+    pub leave_until_ms: f64,
+    /// Time offline before coming back, in milliseconds. A node comes back as a restarted process
+    /// (the node's own restart, run by its engine): from its last checkpoint (taken every
+    /// `engine.checkpoint-every` rounds), past the last round it signed, with its bans and fresh
+    /// connections; if its checkpoint is more than `engine.max-staleness` rounds behind its
+    /// peers, it starts from the median of their models instead.
     #[serde(default)]
-    pub downtime_s: f64,
-    /// Honest nodes (the highest indices) that are offline at the start and join at `join-s`,
-    /// starting from the median of up to 8 reachable peers' latest updates (the engine's
-    /// bootstrap) and catching up from there.
+    pub downtime_ms: f64,
+    /// Honest nodes (the highest indices) that are offline at the start and join at `join-ms`,
+    /// as a node joins a run in progress: from the median of `engine.join-peers` peers' latest
+    /// updates, fetched from a seeded draw of the peers it connects to.
     #[serde(default)]
     pub joiners: usize,
     /// When the joiners join.
     #[serde(default)]
-    pub join_s: f64,
+    pub join_ms: f64,
 }
 
 /// When and how the honest models are evaluated.
@@ -328,9 +332,9 @@ pub struct Eval {
     /// Evaluate whenever every online honest node has completed another `every-rounds` rounds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub every_rounds: Option<u64>,
-    /// Evaluate every `every-s` seconds of virtual time.
+    /// Evaluate every `every-ms` milliseconds of virtual time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub every_s: Option<f64>,
+    pub every_ms: Option<f64>,
     /// Honest nodes whose models are evaluated at each point (a seeded sample when there are
     /// more); the honest average model is always evaluated too. Default 16.
     #[serde(default = "d_sample")]
@@ -348,7 +352,7 @@ impl Default for Eval {
     fn default() -> Self {
         Eval {
             every_rounds: None,
-            every_s: None,
+            every_ms: None,
             sample: d_sample(),
             test_samples: None,
         }
@@ -459,11 +463,11 @@ impl Scenario {
         if self.nodes == 0 {
             return bad("nodes", self.nodes, "must be at least 1");
         }
-        match (self.rounds, self.duration_s) {
-            (None, None) => return bad("rounds", "unset", "set `rounds` or `duration-s`"),
+        match (self.rounds, self.duration_ms) {
+            (None, None) => return bad("rounds", "unset", "set `rounds` or `duration-ms`"),
             (Some(0), _) => return bad("rounds", 0, "must be at least 1"),
             (_, Some(d)) if !(d.is_finite() && d > 0.0) => {
-                return bad("duration-s", d, "must be finite and > 0");
+                return bad("duration-ms", d, "must be finite and > 0");
             }
             _ => {}
         }
@@ -526,10 +530,10 @@ impl Scenario {
         if e.every_rounds == Some(0) {
             return bad("eval.every-rounds", 0, "must be at least 1");
         }
-        if let Some(s) = e.every_s
+        if let Some(s) = e.every_ms
             && !(s.is_finite() && s > 0.0)
         {
-            return bad("eval.every-s", s, "must be finite and > 0");
+            return bad("eval.every-ms", s, "must be finite and > 0");
         }
         if e.test_samples == Some(0) {
             return bad("eval.test-samples", 0, "must be at least 1");
@@ -573,13 +577,13 @@ impl Scenario {
         if n.max_connections == 0 {
             return bad("network.max-connections", 0, "must be at least 1");
         }
-        for (k, p) in n.partitions.iter().enumerate() {
-            let key = |f: &str| format!("network.partitions[{k}].{f}");
-            if !ok(p.start_s) {
-                return bad(&key("start-s"), p.start_s, "must be finite and >= 0");
+        for (k, p) in n.splits.iter().enumerate() {
+            let key = |f: &str| format!("network.splits[{k}].{f}");
+            if !ok(p.start_ms) {
+                return bad(&key("start-ms"), p.start_ms, "must be finite and >= 0");
             }
-            if !(p.heal_s.is_finite() && p.heal_s > p.start_s) {
-                return bad(&key("heal-s"), p.heal_s, "must be after start-s");
+            if !(p.heal_ms.is_finite() && p.heal_ms > p.start_ms) {
+                return bad(&key("heal-ms"), p.heal_ms, "must be after start-ms");
             }
             if p.sides < 2 || p.sides > self.nodes {
                 return bad(&key("sides"), p.sides, "must be in 2..=nodes");
@@ -598,18 +602,22 @@ impl Scenario {
                 "must be in [0, 1]",
             );
         }
-        if !(ok(c.leave_from_s) && ok(c.leave_until_s) && c.leave_until_s >= c.leave_from_s) {
+        if !(ok(c.leave_from_ms) && ok(c.leave_until_ms) && c.leave_until_ms >= c.leave_from_ms) {
             return bad(
-                "churn.leave-until-s",
-                c.leave_until_s,
-                "need 0 <= leave-from-s <= leave-until-s",
+                "churn.leave-until-ms",
+                c.leave_until_ms,
+                "need 0 <= leave-from-ms <= leave-until-ms",
             );
         }
-        if !ok(c.downtime_s) {
-            return bad("churn.downtime-s", c.downtime_s, "must be finite and >= 0");
+        if !ok(c.downtime_ms) {
+            return bad(
+                "churn.downtime-ms",
+                c.downtime_ms,
+                "must be finite and >= 0",
+            );
         }
-        if !ok(c.join_s) {
-            return bad("churn.join-s", c.join_s, "must be finite and >= 0");
+        if !ok(c.join_ms) {
+            return bad("churn.join-ms", c.join_ms, "must be finite and >= 0");
         }
         if c.joiners + self.byzantine() >= self.nodes {
             return bad(
@@ -677,8 +685,8 @@ model = { kind = "logistic-regression" }
             ("[network]\nloss = 1.5", "network.loss"),
             ("[compute]\nstep-ms = -1.0", "compute.step-ms"),
             (
-                "[[network.partitions]]\nstart-s = 5.0\nheal-s = 2.0",
-                "network.partitions[0].heal-s",
+                "[[network.splits]]\nstart-ms = 5000.0\nheal-ms = 2000.0",
+                "network.splits[0].heal-ms",
             ),
             (
                 "[[attackers]]\nnodes = [9]\nattack = { kind = \"alie\" }",

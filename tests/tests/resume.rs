@@ -60,7 +60,7 @@ fn the_simulator_and_the_node_resume_at_the_same_round() {
     let mut s = Scenario::load(&path).unwrap();
     // Back after a few rounds: within max-staleness of their peers, restarted nodes resume from
     // their own checkpoint (after a longer absence they would catch up from their peers).
-    s.churn.downtime_s = 0.15;
+    s.churn.downtime_ms = 150.0;
     if let Some(seed) = std::env::var("MURMUR_SIM_SEED")
         .ok()
         .and_then(|v| v.parse().ok())

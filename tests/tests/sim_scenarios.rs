@@ -68,16 +68,16 @@ stragglers = { fraction = 0.2, slowdown = 3.0 }
 latency = { kind = "lognormal", median-ms = 20.0, sigma = 0.5 }
 bandwidth-mbps = 50.0
 loss = 0.05
-partitions = [{ start-s = 0.3, heal-s = 0.8 }]
+splits = [{ start-ms = 300.0, heal-ms = 800.0 }]
 [churn]
 leave-fraction = 0.2
-leave-from-s = 0.2
-leave-until-s = 0.6
-downtime-s = 0.4
+leave-from-ms = 200.0
+leave-until-ms = 600.0
+downtime-ms = 400.0
 joiners = 1
-join-s = 0.5
+join-ms = 500.0
 [eval]
-every-s = 0.25
+every-ms = 250.0
 "#,
     );
     let s = scenario(&text, seed);
@@ -219,13 +219,13 @@ fn a_banned_peer_is_never_heard_again_by_the_node_that_banned_it() {
 fn consensus_distance_grows_while_split_and_shrinks_after_the_heal() {
     let seed = seed(3);
     let text = text(
-        "duration-s = 3.5",
+        "duration-ms = 3500.0",
         r#"
 [network]
 latency = { kind = "fixed", ms = 10.0 }
-partitions = [{ start-s = 1.0, heal-s = 2.0 }]
+splits = [{ start-ms = 1000.0, heal-ms = 2000.0 }]
 [eval]
-every-s = 0.25
+every-ms = 250.0
 "#,
     );
     let r = run(&scenario(&text, seed), 2);

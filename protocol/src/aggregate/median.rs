@@ -2,13 +2,13 @@
 //! "Byzantine-robust distributed learning: towards optimal statistical rates").
 //!
 //! Both are order statistics of each coordinate. They are computed [`WIDTH`] coordinates at a time:
-//! the n values of a block are gathered into a small transposed buffer, and a comparator network
-//! (Batcher's odd–even merge sort, pruned to the positions the statistic reads; see
-//! `network`) is applied to all columns at once with branch-free min/max. The network is
-//! built once per input count and kept in the workspace.
+//! the n values of a block are gathered into a small transposed buffer, and a sorting network
+//! (Batcher's odd–even merge sort, pruned to the positions the statistic reads; see `sorting`)
+//! is applied to all columns at once with branch-free min/max. The sorting network is built once
+//! per input count and kept in the workspace.
 
 use super::kernels::{NonFinite, Rows};
-use super::network::{self, Comparator};
+use super::sorting::{self, Comparator};
 
 /// Coordinates per block: the columns processed together by one pass of the network.
 pub(crate) const WIDTH: usize = 16;
@@ -40,7 +40,7 @@ impl Workspace {
         if self.key == Some((n, stat)) {
             return;
         }
-        network::batcher(n, &mut self.net);
+        sorting::batcher(n, &mut self.net);
         self.labels.clear();
         self.labels.resize(n, 0);
         match stat {
@@ -56,7 +56,7 @@ impl Workspace {
                 }
             }
         }
-        network::prune(&mut self.net, &mut self.labels);
+        sorting::prune(&mut self.net, &mut self.labels);
         self.block.clear();
         self.block.resize(n, [0.0; WIDTH]);
         self.key = Some((n, stat));
@@ -213,7 +213,7 @@ where
                 check[k] += col[k] * 0.0;
             }
         }
-        network::apply(net, block);
+        sorting::apply(net, block);
         let mut o = [0.0; WIDTH];
         finish(block, &mut o);
         tail.copy_from_slice(&o[..tail.len()]);
@@ -227,7 +227,7 @@ where
                 check[k] += src[k] * 0.0;
             }
         }
-        network::apply(net, block);
+        sorting::apply(net, block);
         finish(block, o);
     }
     if check.iter().all(|&c| c == 0.0) {

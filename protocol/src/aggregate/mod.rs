@@ -25,8 +25,8 @@ mod krum;
 mod mean;
 mod median;
 mod monna;
-mod network;
 mod pre;
+mod sorting;
 
 #[cfg(test)]
 mod tests;

@@ -3,7 +3,7 @@
 
 use super::world::World;
 use super::{Error, Scheduled, Simulation};
-use crate::network::{self, Links, stream};
+use crate::links::{self, Links, stream};
 use crate::report::Window;
 use crate::scenario::Scenario;
 use murmur_learn::data::{Dataset, Shard, Split};
@@ -19,6 +19,11 @@ use std::time::{Duration, Instant};
 
 /// The tag of time-scheduled evaluations: the first entry of the schedule.
 pub(super) const EVAL_TAG: u64 = 0;
+
+/// A duration of `ms` milliseconds (a scenario's times).
+pub(super) fn ms(ms: f64) -> Duration {
+    Duration::from_secs_f64(ms / 1e3)
+}
 
 /// The identity of node `i` of a run with `seed`.
 pub(crate) fn identity(seed: u64, i: usize) -> Identity {
@@ -38,7 +43,7 @@ pub(crate) fn assign_attackers(s: &Scenario) -> Vec<Option<Attack>> {
     }
     let eligible = s.nodes - s.churn.joiners;
     let mut free: Vec<usize> = (0..eligible).filter(|&i| out[i].is_none()).collect();
-    free.shuffle(&mut network::rng(s.seed, stream::ATTACKERS, 0));
+    free.shuffle(&mut links::rng(s.seed, stream::ATTACKERS, 0));
     let mut free = free.into_iter();
     for a in s.attackers.iter().filter(|a| a.nodes.is_none()) {
         for i in free.by_ref().take(a.count) {
@@ -67,13 +72,13 @@ fn neighbours(s: &Scenario) -> Result<Vec<Vec<usize>>, Error> {
         Topology::Sample { s: 0 } => Err(Error::Topology(
             murmur_protocol::topology::Error::SampleSize,
         )),
-        Topology::Sample { .. } => Ok(network::connections(
+        Topology::Sample { .. } => Ok(links::connections(
             s.nodes,
             s.network.max_connections,
             s.seed,
         )),
         ref t => {
-            let mut rng = network::rng(s.seed, stream::CONNECTIONS, u64::MAX);
+            let mut rng = links::rng(s.seed, stream::CONNECTIONS, u64::MAX);
             let g = Graph::build(t, s.nodes, &mut rng).map_err(Error::Topology)?;
             Ok((0..s.nodes).map(|i| g.out_neighbours(i).to_vec()).collect())
         }
@@ -136,7 +141,7 @@ impl Simulation {
                 }),
             });
         }
-        let speed = network::speed_factors(&s.compute, n, s.seed);
+        let speed = links::speed_factors(&s.compute, n, s.seed);
         let step = Duration::from_secs_f64(s.compute.step_ms / 1e3);
         let compute: Vec<Duration> = speed
             .iter()
@@ -149,7 +154,7 @@ impl Simulation {
             hops: s.network.gossip_hops,
             ..Gossip::default()
         };
-        let seed = network::rng(s.seed, stream::NETWORK, 0).next_u64();
+        let seed = links::rng(s.seed, stream::NETWORK, 0).next_u64();
         let mut cluster = Cluster::new(world, seed, gossip);
         for setup in setups {
             cluster.add(setup).map_err(Error::Engine)?;
@@ -194,10 +199,11 @@ impl Simulation {
         Ok(sim)
     }
 
+    /// Schedules `event` at `at` virtual milliseconds.
     fn at(&mut self, at: f64, event: Scheduled) {
         let tag = self.schedule.len() as u64;
         self.schedule.push(event);
-        self.cluster.schedule(Duration::from_secs_f64(at), tag);
+        self.cluster.schedule(ms(at), tag);
     }
 
     /// Starts the nodes online at the beginning and schedules splits, churn and evaluations.
@@ -206,17 +212,17 @@ impl Simulation {
         let c = self.scenario.churn.clone();
         let first: Vec<usize> = (0..n - c.joiners).collect();
         self.honest_online = first.iter().filter(|&&i| !self.byzantine[i]).count();
-        let splits = self.scenario.network.partitions.clone();
+        let splits = self.scenario.network.splits.clone();
         for (k, p) in splits.iter().enumerate() {
-            self.at(p.start_s, Scheduled::Split(k));
-            self.at(p.heal_s, Scheduled::Heal);
+            self.at(p.start_ms, Scheduled::Split(k));
+            self.at(p.heal_ms, Scheduled::Heal);
         }
         for i in n - c.joiners..n {
-            self.at(c.join_s, Scheduled::Join(i));
+            self.at(c.join_ms, Scheduled::Join(i));
             self.pending_churn += 1;
         }
         if c.leave_fraction > 0.0 {
-            let mut rng = network::rng(self.scenario.seed, stream::CHURN, 0);
+            let mut rng = links::rng(self.scenario.seed, stream::CHURN, 0);
             let mut honest: Vec<usize> = first
                 .iter()
                 .copied()
@@ -227,20 +233,19 @@ impl Simulation {
             let mut chosen = honest[..count].to_vec();
             chosen.sort_unstable();
             for i in chosen {
-                let at = if c.leave_until_s > c.leave_from_s {
-                    rand::Rng::random_range(&mut rng, c.leave_from_s..c.leave_until_s)
+                let at = if c.leave_until_ms > c.leave_from_ms {
+                    rand::Rng::random_range(&mut rng, c.leave_from_ms..c.leave_until_ms)
                 } else {
-                    c.leave_from_s
+                    c.leave_from_ms
                 };
                 self.cluster.keep_checkpoints(i);
                 self.at(at, Scheduled::Leave(i));
-                self.at(at + c.downtime_s, Scheduled::Restart(i));
+                self.at(at + c.downtime_ms, Scheduled::Restart(i));
                 self.pending_churn += 1;
             }
         }
-        if let Some(every) = self.scenario.eval.every_s {
-            self.cluster
-                .schedule(Duration::from_secs_f64(every), super::build::EVAL_TAG);
+        if let Some(every) = self.scenario.eval.every_ms {
+            self.cluster.schedule(ms(every), EVAL_TAG);
         }
         self.cluster.start(&first, false);
         self.recount_behind();

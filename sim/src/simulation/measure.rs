@@ -2,7 +2,7 @@
 //! counters, as one [`Row`].
 
 use super::Simulation;
-use crate::network::{self, stream};
+use crate::links::{self, stream};
 use crate::pool;
 use crate::report::Row;
 use murmur_protocol::engine::{Rejection, Stats};
@@ -46,7 +46,7 @@ impl Simulation {
         let point = self.rows.len();
         let mut sample = honest.clone();
         if sample.len() > self.scenario.eval.sample {
-            let mut rng = network::rng(self.scenario.seed, stream::EVAL, point as u64);
+            let mut rng = links::rng(self.scenario.seed, stream::EVAL, point as u64);
             sample.shuffle(&mut rng);
             sample.truncate(self.scenario.eval.sample);
             sample.sort_unstable();

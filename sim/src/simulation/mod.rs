@@ -1,11 +1,11 @@
 //! A simulation: the protocol's cluster of engines with burn trainers and the link model
-//! plugged in, a schedule of partitions, churn and evaluations, and the report.
+//! plugged in, a schedule of network splits, churn and evaluations, and the report.
 //!
 //! Every node is a protocol [`Engine`](murmur_protocol::engine::Engine) (the same state machine
 //! a real node runs, with its start-up, joins, restarts and bans) and a burn
 //! [`Trainer`](murmur_learn::train::Trainer) (the same trainer). The event loop is the protocol's
 //! [`Cluster`]: it feeds the engines and carries out their outputs; this module only schedules
-//! what the scenario says happens (partitions, nodes leaving and coming back, late joiners,
+//! what the scenario says happens (network splits, nodes leaving and coming back, late joiners,
 //! evaluations) and watches the steps the cluster reports. It makes no protocol decision.
 //!
 //! Training is lazy and parallel: the cluster queues each job and, when the earliest job's
@@ -99,10 +99,7 @@ impl Simulation {
     /// and once at the end.
     pub fn run(&mut self, progress: &mut Progress) {
         self.started = Instant::now();
-        let limit = self
-            .scenario
-            .duration_s
-            .map_or(Duration::MAX, Duration::from_secs_f64);
+        let limit = self.scenario.duration_ms.map_or(Duration::MAX, build::ms);
         self.evaluate();
         progress.point(self, self.rows.last().expect("evaluated"));
         while !self.done() {
@@ -182,14 +179,14 @@ impl Simulation {
     fn scheduled(&mut self, event: Scheduled) -> bool {
         match event {
             Scheduled::Eval => {
-                if let Some(every) = self.scenario.eval.every_s {
-                    let at = self.now() + Duration::from_secs_f64(every);
+                if let Some(every) = self.scenario.eval.every_ms {
+                    let at = self.now() + build::ms(every);
                     self.cluster.schedule(at, build::EVAL_TAG);
                 }
                 return true;
             }
             Scheduled::Split(k) => {
-                let sides = self.scenario.network.partitions[k].sides;
+                let sides = self.scenario.network.splits[k].sides;
                 let n = self.cluster.len();
                 self.cluster
                     .partition((0..n).map(|i| i * sides / n).collect());

@@ -1,7 +1,7 @@
 //! What the cluster of engines leaves to the simulator: the burn trainers (run in batches on
 //! worker threads), the compute model, and the link model.
 
-use crate::network::Links;
+use crate::links::Links;
 use crate::pool;
 use murmur_learn::train::Trainer;
 use murmur_protocol::cluster;

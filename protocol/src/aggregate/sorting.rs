@@ -1,4 +1,4 @@
-//! Comparator networks for the coordinate-wise order statistics.
+//! Sorting networks (fixed lists of comparators) for the coordinate-wise order statistics.
 //!
 //! A network is a fixed list of compare-exchange steps `(a, b)`, `a < b`, after which position
 //! `a` holds the smaller value. Because the list does not depend on the data, it can be applied to
