@@ -1,9 +1,9 @@
 //! `murmur-sim`: runs many murmur nodes in one process, in virtual time.
 //!
 //! ```text
-//! murmur-sim run CONFIG [--out DIR] [--threads N] [--seed S] [--data-dir DIR] [--quiet]
-//! murmur-sim bench CONFIG [--threads N] [--seconds S] [--data-dir DIR]
-//! murmur-sim robustness CONFIG [--results docs/results.md] [--threads N] [--data-dir DIR]
+//! murmur-sim run CONFIG [--out DIR] [--overwrite] [--threads N] [--seed S] [--dataset-dir DIR] [--quiet]
+//! murmur-sim bench CONFIG [--threads N] [--seconds S] [--dataset-dir DIR]
+//! murmur-sim robustness CONFIG [--out DIR] [--overwrite] [--splice FILE] [--threads N] [--dataset-dir DIR]
 //! ```
 
 use anyhow::Context;
@@ -49,9 +49,12 @@ enum Command {
     Run {
         /// The scenario file (TOML, see configs/sim/).
         config: PathBuf,
-        /// Output directory (default: runs/<name>-seed<seed>).
+        /// Output directory (default: runs/<name>-seed<seed>); it must be empty or missing.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Replace the files of a run already in the output directory.
+        #[arg(long)]
+        overwrite: bool,
         /// Worker threads for training and evaluation (default: the available cores).
         #[arg(long)]
         threads: Option<usize>,
@@ -81,14 +84,21 @@ enum Command {
         #[arg(long)]
         dataset_dir: Option<PathBuf>,
     },
-    /// The robustness table: the scenario against every attack under every rule, written into
-    /// the marked section of a Markdown file.
+    /// The robustness table: the scenario against every attack under every rule. Prints the
+    /// table, then writes robustness.md and robustness.csv into the output directory.
     Robustness {
         /// The base scenario (its attacker count is used; see configs/sim/robustness.toml).
         config: PathBuf,
-        /// The Markdown file whose robustness section is replaced.
-        #[arg(long, default_value = "docs/results.md")]
-        results: PathBuf,
+        /// Output directory (default: runs/robustness-seed<seed>); it must be empty or missing.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Replace the files of a table already in the output directory.
+        #[arg(long)]
+        overwrite: bool,
+        /// Also replace the marked robustness section of this Markdown file (for example
+        /// docs/results.md) with the table.
+        #[arg(long, value_name = "FILE")]
+        splice: Option<PathBuf>,
         /// Worker threads (default: the available cores).
         #[arg(long)]
         threads: Option<usize>,
@@ -98,12 +108,36 @@ enum Command {
     },
 }
 
+/// `dir` when it can take a run's outputs: missing, empty, or `overwrite` given.
+fn output_dir(dir: PathBuf, overwrite: bool) -> anyhow::Result<PathBuf> {
+    let used = std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some());
+    anyhow::ensure!(
+        !used || overwrite,
+        "{} is not empty: choose another --out, or pass --overwrite to replace its files",
+        dir.display()
+    );
+    Ok(dir)
+}
+
+fn options(threads: Option<usize>, dataset_dir: Option<PathBuf>) -> anyhow::Result<Options> {
+    let mut options = Options {
+        dataset_dir,
+        ..Options::default()
+    };
+    if let Some(t) = threads {
+        anyhow::ensure!(t >= 1, "--threads must be at least 1");
+        options.threads = t;
+    }
+    Ok(options)
+}
+
 fn main() -> anyhow::Result<()> {
     keep_freed_pages();
     match Cli::parse().command {
         Command::Run {
             config,
             out,
+            overwrite,
             threads,
             seed,
             dataset_dir,
@@ -113,24 +147,18 @@ fn main() -> anyhow::Result<()> {
             if let Some(seed) = seed {
                 scenario.seed = seed;
             }
-            let mut options = Options {
-                progress: if quiet { Mode::Quiet } else { Mode::auto() },
-                dataset_dir,
-                ..Options::default()
-            };
-            if let Some(t) = threads {
-                anyhow::ensure!(t >= 1, "--threads must be at least 1");
-                options.threads = t;
-            }
             let out = out.unwrap_or_else(|| {
                 PathBuf::from("runs").join(format!("{}-seed{}", scenario.name, scenario.seed))
             });
+            let out = output_dir(out, overwrite)?;
+            let mut options = options(threads, dataset_dir)?;
+            options.progress = if quiet { Mode::Quiet } else { Mode::auto() };
             let report = murmur_sim::run(&scenario, &options)
                 .with_context(|| format!("scenario {}", config.display()))?;
-            report.write(&out)?;
             // A closed pipe (`| head`) is not an error worth a panic.
             let mut stdout = std::io::stdout().lock();
             let _ = write!(stdout, "{}", report.table());
+            report.write(&out)?;
             let _ = writeln!(stdout, "outputs in {}", out.display());
             Ok(())
         }
@@ -141,14 +169,7 @@ fn main() -> anyhow::Result<()> {
             dataset_dir,
         } => {
             let scenario = Scenario::load(&config)?;
-            let mut options = Options {
-                dataset_dir,
-                ..Options::default()
-            };
-            if let Some(t) = threads {
-                anyhow::ensure!(t >= 1, "--threads must be at least 1");
-                options.threads = t;
-            }
+            let options = options(threads, dataset_dir)?;
             let e = murmur_sim::bench::efficiency(
                 &scenario,
                 &options,
@@ -182,19 +203,18 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Robustness {
             config,
-            results,
+            out,
+            overwrite,
+            splice,
             threads,
             dataset_dir,
         } => {
             let base = Scenario::load(&config)?;
-            let mut options = Options {
-                dataset_dir,
-                ..Options::default()
-            };
-            if let Some(t) = threads {
-                anyhow::ensure!(t >= 1, "--threads must be at least 1");
-                options.threads = t;
-            }
+            let out = out.unwrap_or_else(|| {
+                PathBuf::from("runs").join(format!("robustness-seed{}", base.seed))
+            });
+            let out = output_dir(out, overwrite)?;
+            let options = options(threads, dataset_dir)?;
             let cells = murmur_sim::robustness::run(&base, &options, |cell, report| {
                 eprintln!(
                     "{:<30} {:<14} {:>6.2}% (worst {:>6.2}%) in {:.1}s",
@@ -209,10 +229,25 @@ fn main() -> anyhow::Result<()> {
             })?;
             let command = format!("murmur-sim robustness {}", config.display());
             let section = murmur_sim::robustness::section(&base, &cells, &command);
-            let old = std::fs::read_to_string(&results).unwrap_or_default();
-            std::fs::write(&results, murmur_sim::robustness::splice(&old, &section))
-                .with_context(|| format!("writing {}", results.display()))?;
+            // Printed first: the table is not lost if a write fails.
             print!("{section}");
+            let _ = std::io::stdout().flush();
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            for (name, text) in [
+                ("robustness.md", section.clone()),
+                ("robustness.csv", murmur_sim::robustness::csv(&cells)?),
+            ] {
+                let path = out.join(name);
+                std::fs::write(&path, text)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            if let Some(file) = splice {
+                let old = std::fs::read_to_string(&file)
+                    .with_context(|| format!("reading {}", file.display()))?;
+                std::fs::write(&file, murmur_sim::robustness::splice(&old, &section))
+                    .with_context(|| format!("writing {}", file.display()))?;
+            }
+            eprintln!("table in {}", out.display());
             Ok(())
         }
     }

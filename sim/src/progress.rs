@@ -1,9 +1,11 @@
-//! Progress while a simulation runs: a bar with an ETA on a terminal, plain lines otherwise.
+//! Progress while a simulation runs: an `indicatif` bar with an ETA on a terminal, one line per
+//! evaluation point otherwise.
 
 use crate::report::Row;
 use crate::simulation::Simulation;
-use std::io::{IsTerminal, Write};
-use std::time::{Duration, Instant};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
+use std::time::Instant;
 
 /// How progress is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,7 +14,7 @@ pub enum Mode {
     Quiet,
     /// One line per evaluation point.
     Lines,
-    /// A redrawn bar with an ETA.
+    /// A bar with an ETA, and a line per evaluation point above it.
     Bar,
 }
 
@@ -27,22 +29,35 @@ impl Mode {
     }
 }
 
+/// Steps of the bar: the fraction done, in thousandths.
+const STEPS: u64 = 1000;
+
 /// The progress reporter of one run.
 #[derive(Debug)]
 pub struct Progress {
     mode: Mode,
+    bar: Option<ProgressBar>,
     start: Instant,
-    last_draw: Instant,
 }
 
 impl Progress {
     /// A reporter in `mode`.
     pub fn new(mode: Mode) -> Progress {
-        let now = Instant::now();
+        let bar = (mode == Mode::Bar).then(|| {
+            let bar = ProgressBar::with_draw_target(Some(STEPS), ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "[{bar:30}] {percent:>3}% {elapsed_precise} eta {eta_precise} {msg}",
+                )
+                .expect("a valid template")
+                .progress_chars("#>-"),
+            );
+            bar
+        });
         Progress {
             mode,
-            start: now,
-            last_draw: now,
+            bar,
+            start: Instant::now(),
         }
     }
 
@@ -56,19 +71,11 @@ impl Progress {
         by_rounds.max(by_time).clamp(0.0, 1.0)
     }
 
-    fn eta(&self, fraction: f64) -> String {
-        let spent = self.start.elapsed().as_secs_f64();
-        if fraction <= 0.0 {
-            return "?".into();
-        }
-        format!("{:.0}s", spent * (1.0 - fraction) / fraction)
-    }
-
     /// Reports an evaluation point.
     pub(crate) fn point(&mut self, sim: &Simulation, row: &Row) {
         let f = Self::fraction(sim, row.round_min);
         let line = format!(
-            "[{:>5.1}%] t={:.1}s round {} acc {:.2}% (worst {:.2}%) consensus {:.3e} wall {:.1}s eta {}",
+            "[{:>5.1}%] t={:.1}s round {} acc {:.2}% (worst {:.2}%) consensus {:.3e} wall {:.1}s",
             100.0 * f,
             row.virtual_s,
             row.round_min,
@@ -76,51 +83,38 @@ impl Progress {
             100.0 * row.acc_worst,
             row.consensus,
             self.start.elapsed().as_secs_f64(),
-            self.eta(f)
         );
-        match self.mode {
-            Mode::Quiet => {}
-            Mode::Lines => eprintln!("{line}"),
-            Mode::Bar => {
-                eprint!("\r\x1b[2K");
-                eprintln!("{line}");
-                self.draw(f);
+        match (&self.bar, self.mode) {
+            (Some(bar), _) => {
+                bar.println(line);
+                bar.set_position((f * STEPS as f64) as u64);
+                bar.set_message(format!(
+                    "round {} acc {:.1}%",
+                    row.round_min,
+                    100.0 * row.acc_mean
+                ));
             }
+            (None, Mode::Lines) => eprintln!("{line}"),
+            (None, _) => {}
         }
     }
 
-    /// Redraws the bar (at most ten times a second).
+    /// Moves the bar on between evaluation points.
     pub(crate) fn tick(&mut self, sim: &Simulation) {
-        if self.mode != Mode::Bar || self.last_draw.elapsed() < Duration::from_millis(100) {
-            return;
+        if let Some(bar) = &self.bar {
+            let round = sim.rows.last().map_or(0, |r| r.round_min);
+            let f = Self::fraction(sim, round).max(Self::fraction(sim, 0));
+            bar.set_position((f * STEPS as f64) as u64);
         }
-        let f = Self::fraction(sim, sim.rows.last().map_or(0, |r| r.round_min));
-        let f = f.max(Self::fraction(sim, 0));
-        self.draw(f);
-    }
-
-    fn draw(&mut self, f: f64) {
-        self.last_draw = Instant::now();
-        let width = 30;
-        let full = (f * width as f64).round() as usize;
-        eprint!(
-            "\r\x1b[2K[{}{}] {:>5.1}% eta {}",
-            "#".repeat(full),
-            "-".repeat(width - full),
-            100.0 * f,
-            self.eta(f)
-        );
-        let _ = std::io::stderr().flush();
     }
 
     /// Ends the bar.
     pub(crate) fn finish(&mut self, _sim: &Simulation) {
-        if self.mode == Mode::Bar {
-            eprintln!(
-                "\r\x1b[2K[{}] done in {:.1}s",
-                "#".repeat(30),
+        if let Some(bar) = &self.bar {
+            bar.finish_with_message(format!(
+                "done in {:.1}s",
                 self.start.elapsed().as_secs_f64()
-            );
+            ));
         }
     }
 }

@@ -163,6 +163,8 @@ pub struct Report {
     pub summary: Summary,
     /// The resolved scenario, as TOML.
     pub scenario_toml: String,
+    /// The network splits, `(start, heal)` in virtual seconds (shaded in the plot).
+    pub splits: Vec<(f64, f64)>,
 }
 
 /// An output file that could not be written.
@@ -242,7 +244,10 @@ impl Report {
             ("rounds.csv", self.rounds_csv()),
             ("timing.csv", self.timing_csv()),
             ("summary.json", self.summary_json()),
-            ("plot.svg", crate::plot::svg(&self.rows, &self.summary.name)),
+            (
+                "plot.svg",
+                crate::plot::svg(&self.rows, &self.summary.name, &self.splits),
+            ),
         ] {
             let path = dir.join(name);
             std::fs::write(&path, text).map_err(io(path.clone()))?;

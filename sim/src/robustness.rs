@@ -282,6 +282,33 @@ pub fn section(base: &Scenario, cells: &[Cell], command: &str) -> String {
     s
 }
 
+/// The cells as CSV: one line per cell with the rule, the attack (`none` without), the honest
+/// nodes' mean and worst accuracy in [0, 1], and the bans by honest nodes of Byzantine and of
+/// honest peers.
+pub fn csv(cells: &[Cell]) -> Result<String, csv::Error> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "rule",
+        "attack",
+        "accuracy",
+        "worst",
+        "bans_of_byzantine",
+        "bans_of_honest",
+    ])?;
+    for c in cells {
+        w.write_record([
+            c.rule.to_owned(),
+            c.attack.as_ref().map_or("none".to_owned(), column),
+            format!("{:.6}", c.accuracy),
+            format!("{:.6}", c.worst),
+            c.bans_of_byzantine.to_string(),
+            c.bans_of_honest.to_string(),
+        ])?;
+    }
+    let bytes = w.into_inner().map_err(|e| e.into_error())?;
+    Ok(String::from_utf8(bytes).expect("the fields are UTF-8"))
+}
+
 /// `text` with the section between [`MARKERS`] replaced by `section` (appended if absent).
 pub fn splice(text: &str, section: &str) -> String {
     match (text.find(MARKERS.0), text.find(MARKERS.1)) {
@@ -319,6 +346,36 @@ mod tests {
             parse_rule(r#"rule = "clipped-gossip", adaptive-f = 2"#)
         );
         assert!(DEFAULT_ROW.contains(&format!("(factor {})", c.outlier_factor)));
+    }
+
+    #[test]
+    fn csv_has_a_line_per_cell_and_quotes_what_needs_it() {
+        let cells = vec![
+            Cell {
+                rule: "mean",
+                attack: None,
+                accuracy: 0.5,
+                worst: 0.25,
+                bans_of_byzantine: 0,
+                bans_of_honest: 0,
+            },
+            Cell {
+                rule: "a, b",
+                attack: Some(Attack::Alie { z: Some(3.0) }),
+                accuracy: 0.75,
+                worst: 0.5,
+                bans_of_byzantine: 2,
+                bans_of_honest: 1,
+            },
+        ];
+        let text = csv(&cells).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "rule,attack,accuracy,worst,bans_of_byzantine,bans_of_honest"
+        );
+        assert_eq!(lines[1], "mean,none,0.500000,0.250000,0,0");
+        assert_eq!(lines[2], "\"a, b\",alie (z=3),0.750000,0.500000,2,1");
     }
 
     #[test]

@@ -308,6 +308,13 @@ impl Simulation {
             },
             rows: self.rows.clone(),
             scenario_toml: self.scenario.to_toml(),
+            splits: self
+                .scenario
+                .network
+                .splits
+                .iter()
+                .map(|p| (p.start_ms / 1e3, p.heal_ms / 1e3))
+                .collect(),
         }
     }
 }

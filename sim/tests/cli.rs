@@ -1,0 +1,67 @@
+//! `murmur-sim run` from the command line: it writes its outputs, refuses a folder that holds
+//! other files unless told to overwrite, and names the file and key of a bad scenario.
+
+use std::process::Command;
+
+const SCENARIO: &str = r#"
+name = "cli"
+seed = 2
+nodes = 4
+rounds = 2
+[learning]
+model = { kind = "logistic-regression" }
+local-steps = 2
+"#;
+
+fn run(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_murmur-sim"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn run_writes_its_outputs_and_refuses_a_used_folder_unless_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cli.toml");
+    std::fs::write(&config, SCENARIO).unwrap();
+    let out = dir.path().join("out");
+    let (config, out_arg) = (config.to_str().unwrap(), out.to_str().unwrap());
+    let first = run(&["run", config, "--out", out_arg, "--quiet"]);
+    assert!(first.status.success(), "{first:?}");
+    for name in [
+        "rounds.csv",
+        "timing.csv",
+        "summary.json",
+        "plot.svg",
+        "scenario.toml",
+    ] {
+        assert!(out.join(name).is_file(), "{name}");
+    }
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(
+        summary["rejected"]["bad_signature"], 0,
+        "counts named by reason"
+    );
+
+    let again = run(&["run", config, "--out", out_arg, "--quiet"]);
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(!again.status.success());
+    assert!(
+        stderr.contains(out_arg) && stderr.contains("--overwrite"),
+        "{stderr}"
+    );
+    let forced = run(&["run", config, "--out", out_arg, "--quiet", "--overwrite"]);
+    assert!(forced.status.success(), "{forced:?}");
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, format!("{SCENARIO}[engine]\nfanout = 0\n")).unwrap();
+    let refused = run(&["run", bad.to_str().unwrap(), "--quiet"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("bad.toml") && stderr.contains("`engine`") && stderr.contains("`fanout`"),
+        "{stderr}"
+    );
+}
