@@ -1,29 +1,28 @@
-//! Checkpoints: a node's parameters and optimiser state in one safetensors file.
+//! Checkpoints: a node's parameters and optimiser state in one safetensors file
+//! (<https://github.com/huggingface/safetensors>), read and written with the `safetensors` crate,
+//! so any safetensors reader (PyTorch's `safetensors.torch.load_file`, `safetensors.numpy`) loads
+//! them.
 //!
-//! Format (<https://github.com/huggingface/safetensors>): an 8-byte little-endian header length
-//! `N`, `N` bytes of JSON header (padded with spaces to a multiple of 8), then the tensors'
-//! little-endian bytes, back to back with no gaps. The header maps each tensor name to
-//! `{"dtype": "F32", "shape": [...], "data_offsets": [begin, end]}` and holds string metadata
-//! under `__metadata__`. Any safetensors reader (PyTorch's `safetensors.torch.load_file`,
-//! `safetensors.numpy`) can load the tensors.
+//! Tensors: `model.<name>` for every model tensor ([`crate::model`] names, in PyTorch's layouts:
+//! dense weights `[d_out, d_in]` as `nn.Linear` stores them, convolutions `[out, in, k, k]` as
+//! `nn.Conv2d`), then the optimiser state in the same layouts, `optimizer.m.<name>` (SGD momentum
+//! or Adam first moment) and `optimizer.v.<name>` (Adam second moment) where the optimiser has
+//! them. Without the `model.` prefix the model tensors are the state dict of the PyTorch module
+//! in `docs/pytorch.md` (`murmur-node export --torch` writes just those).
 //!
-//! Tensors: `model.<name>` for every model tensor ([`crate::model`] names and shapes, in flat
-//! order), then the optimiser state `optimizer.m.<name>` (SGD momentum or Adam first moment)
-//! and `optimizer.v.<name>` (Adam second moment) where the optimiser has them.
-//!
-//! Metadata: `format` = `murmur-checkpoint`, `version` = `1`, `run-id` (64 hex digits),
+//! Metadata: `format` = `murmur-checkpoint`, `version` = `2`, `run-id` (64 hex digits),
 //! `round`, `step` (optimiser steps taken), `model` (the model config as JSON), `input`
-//! (`CxHxW`), `classes`. Loading a checkpoint whose run id is not the expected one is refused
-//! ([`CheckpointError::ForeignRun`]).
+//! (`CxHxW`), `classes`. Version 1 files (dense weights `[d_in, d_out]`) are still read. Loading a
+//! checkpoint whose run id is not the expected one is refused ([`CheckpointError::ForeignRun`]).
 //!
 //! The batch generator's position is not saved: a restored trainer continues with the batch
 //! order of the trainer it is restored into.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use murmur_protocol::sign::RunId;
-use serde_json::{Value, json};
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 use crate::data::InputShape;
 use crate::model::{self, Arch};
@@ -32,10 +31,8 @@ use crate::train::optim::State;
 
 /// Value of the `format` metadata key.
 pub const FORMAT: &str = "murmur-checkpoint";
-/// Value of the `version` metadata key.
-pub const VERSION: &str = "1";
-/// Largest header accepted when reading (the spec's limit is 100 MB; ours are a few kB).
-const MAX_HEADER: u64 = 100 << 20;
+/// Value of the `version` metadata key: 2, dense weights as PyTorch stores them.
+pub const VERSION: &str = "2";
 
 /// A checkpoint that cannot be written, read or used.
 #[derive(Debug, thiserror::Error)]
@@ -121,18 +118,7 @@ impl Checkpoint {
     pub fn to_bytes(&self) -> Vec<u8> {
         let arch = self.arch().expect("checkpoint of a valid model");
         let layout = arch.layout();
-        let mut header = serde_json::Map::new();
-        let mut data: Vec<u8> = Vec::with_capacity(4 * (self.params.len() * 3));
-        let mut add = |name: String, shape: &[usize], values: &[f32]| {
-            let begin = data.len();
-            for v in values {
-                data.extend_from_slice(&v.to_le_bytes());
-            }
-            header.insert(
-                name,
-                json!({"dtype": "F32", "shape": shape, "data_offsets": [begin, data.len()]}),
-            );
-        };
+        let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
         for (prefix, values) in [
             ("model.", &self.params),
             ("optimizer.m.", &self.optim.m),
@@ -142,14 +128,15 @@ impl Checkpoint {
                 continue;
             }
             for slot in &layout {
-                add(
-                    format!("{prefix}{}", slot.name),
-                    &slot.shape,
-                    &values[slot.range()],
-                );
+                let bytes = slot
+                    .to_torch(&values[slot.range()])
+                    .iter()
+                    .flat_map(|v| v.to_le_bytes())
+                    .collect();
+                tensors.push((format!("{prefix}{}", slot.name), slot.torch_shape(), bytes));
             }
         }
-        let meta: BTreeMap<&str, String> = BTreeMap::from([
+        let meta: HashMap<String, String> = [
             ("format", FORMAT.to_owned()),
             ("version", VERSION.to_owned()),
             ("run-id", hex::encode(self.run.0)),
@@ -161,17 +148,16 @@ impl Checkpoint {
             ),
             ("input", self.input.to_string()),
             ("classes", self.classes.to_string()),
-        ]);
-        header.insert("__metadata__".into(), json!(meta));
-        let mut head = serde_json::to_vec(&Value::Object(header)).expect("header serialises");
-        while !head.len().is_multiple_of(8) {
-            head.push(b' ');
-        }
-        let mut out = Vec::with_capacity(8 + head.len() + data.len());
-        out.extend_from_slice(&(head.len() as u64).to_le_bytes());
-        out.extend_from_slice(&head);
-        out.extend_from_slice(&data);
-        out
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let views = tensors.iter().map(|(name, shape, bytes)| {
+            let view = TensorView::new(Dtype::F32, shape.clone(), bytes)
+                .expect("the shape matches the bytes");
+            (name.clone(), view)
+        });
+        safetensors::serialize(views, Some(meta)).expect("a checkpoint serialises")
     }
 
     /// Writes the checkpoint to `path` (through a temporary file and a rename).
@@ -207,19 +193,32 @@ impl Checkpoint {
 
     /// Parses checkpoint bytes; `path` is only used in errors.
     pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self, CheckpointError> {
-        let (header, data) = parse(bytes, path)?;
+        let file = SafeTensors::deserialize(bytes)
+            .map_err(|e| format_err(path, format!("not a safetensors file: {e}")))?;
+        let (_, header) = SafeTensors::read_metadata(bytes)
+            .map_err(|e| format_err(path, format!("not a safetensors file: {e}")))?;
         let meta = header
-            .get("__metadata__")
-            .and_then(Value::as_object)
+            .metadata()
+            .as_ref()
             .ok_or_else(|| format_err(path, "no __metadata__"))?;
         let field = |key: &str| -> Result<&str, CheckpointError> {
             meta.get(key)
-                .and_then(Value::as_str)
+                .map(String::as_str)
                 .ok_or_else(|| format_err(path, format!("metadata has no {key:?}")))
         };
-        if field("format")? != FORMAT || field("version")? != VERSION {
-            return Err(format_err(path, "not a murmur checkpoint of version 1"));
+        if field("format")? != FORMAT {
+            return Err(format_err(path, "not a murmur checkpoint"));
         }
+        let torch_layout = match field("version")? {
+            "1" => false,
+            "2" => true,
+            v => {
+                return Err(format_err(
+                    path,
+                    format!("version {v}; this murmur reads versions 1 and 2"),
+                ));
+            }
+        };
         let number = |key: &str| -> Result<u64, CheckpointError> {
             field(key)?
                 .parse()
@@ -240,10 +239,35 @@ impl Checkpoint {
             let mut out = Vec::new();
             for slot in &layout {
                 let name = format!("{prefix}{}", slot.name);
-                match tensor(&header, data, &name, &slot.shape, path)? {
-                    Some(values) => out.extend(values),
-                    None if !required && out.is_empty() => return Ok(Vec::new()),
-                    None => return Err(format_err(path, format!("missing tensor {name}"))),
+                let view = match file.tensor(&name) {
+                    Ok(v) => v,
+                    Err(_) if !required && out.is_empty() => return Ok(Vec::new()),
+                    Err(_) => return Err(format_err(path, format!("missing tensor {name}"))),
+                };
+                let shape = if torch_layout {
+                    slot.torch_shape()
+                } else {
+                    slot.shape.clone()
+                };
+                if view.dtype() != Dtype::F32 || view.shape() != shape.as_slice() {
+                    return Err(format_err(
+                        path,
+                        format!(
+                            "tensor {name} is {:?} {:?}, expected F32 {shape:?}",
+                            view.dtype(),
+                            view.shape()
+                        ),
+                    ));
+                }
+                let values: Vec<f32> = view
+                    .data()
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+                    .collect();
+                if torch_layout {
+                    out.extend(slot.from_torch(&values));
+                } else {
+                    out.extend(values);
                 }
             }
             Ok(out)
@@ -263,6 +287,42 @@ impl Checkpoint {
             params,
             optim,
         })
+    }
+
+    /// The model alone as PyTorch's state dict: the `model.*` tensors without the prefix, in
+    /// PyTorch's layouts, with the model config, input shape and class count as metadata.
+    pub fn torch_state_dict(&self) -> Vec<u8> {
+        let arch = self.arch().expect("checkpoint of a valid model");
+        let tensors: Vec<(String, Vec<usize>, Vec<u8>)> = arch
+            .layout()
+            .iter()
+            .map(|slot| {
+                let bytes = slot
+                    .to_torch(&self.params[slot.range()])
+                    .iter()
+                    .flat_map(|v| v.to_le_bytes())
+                    .collect();
+                (slot.name.clone(), slot.torch_shape(), bytes)
+            })
+            .collect();
+        let meta: HashMap<String, String> = [
+            (
+                "model",
+                serde_json::to_string(&self.model).expect("model spec serialises"),
+            ),
+            ("input", self.input.to_string()),
+            ("classes", self.classes.to_string()),
+            ("round", self.round.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let views = tensors.iter().map(|(name, shape, bytes)| {
+            let view = TensorView::new(Dtype::F32, shape.clone(), bytes)
+                .expect("the shape matches the bytes");
+            (name.clone(), view)
+        });
+        safetensors::serialize(views, Some(meta)).expect("a state dict serialises")
     }
 
     /// Loads the parameters and optimiser state into `trainer`, whose model must be the
@@ -295,96 +355,4 @@ fn parse_shape(s: &str) -> Option<InputShape> {
         width: it.next()??,
     };
     it.next().is_none().then_some(shape)
-}
-
-/// Splits a safetensors file into its header and its byte buffer, checking that the tensors
-/// tile the buffer exactly (as the format requires).
-fn parse<'a>(
-    bytes: &'a [u8],
-    path: &Path,
-) -> Result<(serde_json::Map<String, Value>, &'a [u8]), CheckpointError> {
-    if bytes.len() < 8 {
-        return Err(format_err(path, "shorter than the 8-byte header length"));
-    }
-    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
-    if n > MAX_HEADER || 8 + n > bytes.len() as u64 {
-        return Err(format_err(
-            path,
-            format!("header length {n} exceeds the file"),
-        ));
-    }
-    let (head, data) = bytes[8..].split_at(n as usize);
-    let header: serde_json::Map<String, Value> = serde_json::from_slice(head)
-        .map_err(|e| format_err(path, format!("header is not a JSON object: {e}")))?;
-    let mut spans: Vec<(u64, u64)> = Vec::new();
-    for (name, info) in &header {
-        if name == "__metadata__" {
-            continue;
-        }
-        let offsets = info
-            .get("data_offsets")
-            .and_then(Value::as_array)
-            .and_then(|a| Some((a.first()?.as_u64()?, a.get(1)?.as_u64()?)))
-            .ok_or_else(|| format_err(path, format!("tensor {name} has no data_offsets")))?;
-        spans.push(offsets);
-    }
-    spans.sort_unstable();
-    let mut at = 0;
-    for (begin, end) in spans {
-        if begin != at || end < begin {
-            return Err(format_err(path, "tensor data has gaps or overlaps"));
-        }
-        at = end;
-    }
-    if at != data.len() as u64 {
-        return Err(format_err(
-            path,
-            format!("tensors cover {at} bytes, the file has {}", data.len()),
-        ));
-    }
-    Ok((header, data))
-}
-
-/// The values of tensor `name`, checked to be F32 of `shape`; `None` if absent.
-fn tensor(
-    header: &serde_json::Map<String, Value>,
-    data: &[u8],
-    name: &str,
-    shape: &[usize],
-    path: &Path,
-) -> Result<Option<Vec<f32>>, CheckpointError> {
-    let Some(info) = header.get(name) else {
-        return Ok(None);
-    };
-    if info.get("dtype").and_then(Value::as_str) != Some("F32") {
-        return Err(format_err(path, format!("tensor {name} is not F32")));
-    }
-    let found: Option<Vec<usize>> = info.get("shape").and_then(Value::as_array).map(|a| {
-        a.iter()
-            .map(|d| d.as_u64().map_or(usize::MAX, |d| d as usize))
-            .collect()
-    });
-    if found.as_deref() != Some(shape) {
-        return Err(format_err(
-            path,
-            format!("tensor {name} has shape {found:?}, expected {shape:?}"),
-        ));
-    }
-    let offsets = &info["data_offsets"];
-    let (begin, end) = (
-        offsets[0].as_u64().unwrap_or(0) as usize,
-        offsets[1].as_u64().unwrap_or(0) as usize,
-    );
-    if end - begin != 4 * shape.iter().product::<usize>() {
-        return Err(format_err(
-            path,
-            format!("tensor {name} has the wrong byte length"),
-        ));
-    }
-    Ok(Some(
-        data[begin..end]
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
-            .collect(),
-    ))
 }

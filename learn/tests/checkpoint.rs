@@ -1,5 +1,6 @@
-//! Checkpoints: safetensors layout checked byte for byte against the format, a Python load
-//! when the `safetensors` package is installed, restore, and refusal of another run's file.
+//! Checkpoints: safetensors layout checked byte for byte against the format (PyTorch's layouts),
+//! a Python load when the `safetensors` package is installed, restore, version 1 files, and
+//! refusal of another run's file.
 
 use std::path::Path;
 
@@ -35,11 +36,12 @@ fn checkpoint_bytes_follow_the_safetensors_format() {
 
     let meta = &header["__metadata__"];
     assert_eq!(meta["format"], "murmur-checkpoint");
+    assert_eq!(meta["version"], "2");
     assert_eq!(meta["run-id"], hex::encode(run.0));
     assert_eq!(meta["round"], "9");
     assert_eq!(meta["step"], "5");
 
-    // Tensors tile the data buffer exactly; model.* hold the flat parameters in order.
+    // Tensors tile the data buffer exactly; model.* hold the parameters in PyTorch's layouts.
     let mut spans = Vec::new();
     for (name, info) in header.as_object().unwrap() {
         if name == "__metadata__" {
@@ -71,12 +73,72 @@ fn checkpoint_bytes_follow_the_safetensors_format() {
     let params = trainer.params();
     for slot in arch.layout() {
         let info = &header[format!("model.{}", slot.name)];
+        let shape: Vec<usize> = info["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_u64().unwrap() as usize)
+            .collect();
+        assert_eq!(shape, slot.torch_shape(), "{}", slot.name);
         let b = info["data_offsets"][0].as_u64().unwrap() as usize;
-        for (k, want) in params[slot.range()].iter().enumerate() {
+        for (k, want) in slot.to_torch(&params[slot.range()]).iter().enumerate() {
             let got = f32::from_le_bytes(data[b + 4 * k..b + 4 * k + 4].try_into().unwrap());
             assert_eq!(got.to_bits(), want.to_bits());
         }
     }
+    // nn.Linear(64, 16).weight is [16, 64]: row o holds the weights into output o.
+    let w = &arch.layout()[0];
+    assert_eq!(w.name, "dense.0.weight");
+    assert_eq!(w.torch_shape(), vec![16, 64]);
+    let torch = w.to_torch(&params[w.range()]);
+    let (i, o) = (5, 3);
+    assert_eq!(torch[o * 64 + i], params[w.range()][i * 16 + o]);
+    assert_eq!(w.from_torch(&torch), params[w.range()]);
+}
+
+/// A file of version 1 (dense weights as `[d_in, d_out]`) is still read.
+#[test]
+fn version_one_checkpoints_are_read() {
+    let trainer = trained("{ kind = \"sgd\", lr = 0.05 }");
+    let run = RunId::derive(b"v1");
+    let arch = trainer.arch();
+    let tensors: Vec<(String, Vec<usize>, Vec<u8>)> = arch
+        .layout()
+        .iter()
+        .map(|slot| {
+            let bytes = trainer.params()[slot.range()]
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect();
+            (format!("model.{}", slot.name), slot.shape.clone(), bytes)
+        })
+        .collect();
+    let meta: std::collections::HashMap<String, String> = [
+        ("format", "murmur-checkpoint".to_owned()),
+        ("version", "1".to_owned()),
+        ("run-id", hex::encode(run.0)),
+        ("round", "4".to_owned()),
+        ("step", "5".to_owned()),
+        ("model", serde_json::to_string(&arch.spec).unwrap()),
+        ("input", arch.input.to_string()),
+        ("classes", arch.classes.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let views = tensors.iter().map(|(n, shape, bytes)| {
+        let v = safetensors::tensor::TensorView::new(
+            safetensors::tensor::Dtype::F32,
+            shape.clone(),
+            bytes,
+        )
+        .unwrap();
+        (n.clone(), v)
+    });
+    let bytes = safetensors::serialize(views, Some(meta)).unwrap();
+    let c = Checkpoint::from_bytes(&bytes, Path::new("v1.safetensors")).unwrap();
+    assert_eq!(c.params, trainer.params());
+    assert_eq!(c.round, 4);
 }
 
 #[test]
@@ -142,6 +204,10 @@ fn python_safetensors_loads_a_checkpoint_when_installed() {
         .status()
         .is_ok_and(|s| s.success());
     if !has_safetensors {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI needs python3 with numpy and safetensors (pip install numpy safetensors)"
+        );
         eprintln!(
             "python3 with the safetensors package not found; format checked byte for byte instead"
         );
@@ -158,7 +224,7 @@ fn python_safetensors_loads_a_checkpoint_when_installed() {
         "import safetensors.numpy as s\n\
          t = s.load_file({path:?})\n\
          assert sorted(k for k in t if k.startswith('model.')) == ['model.dense.0.bias', 'model.dense.0.weight', 'model.dense.1.bias', 'model.dense.1.weight']\n\
-         assert t['model.dense.0.weight'].shape == (64, 16)\n\
+         assert t['model.dense.0.weight'].shape == (16, 64)\n\
          total = sum(float(v.astype('float64').sum()) for k, v in t.items() if k.startswith('model.'))\n\
          assert abs(total - {sum}) < 1e-6 * max(1.0, abs({sum})), total\n",
         path = path.display().to_string()

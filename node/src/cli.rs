@@ -96,6 +96,17 @@ pub struct InspectArgs {
     pub checkpoint: PathBuf,
 }
 
+/// `murmur-node export`: write a checkpoint's model for another framework.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The checkpoint (a safetensors file).
+    pub checkpoint: PathBuf,
+    /// Write the model as a PyTorch state dict (safetensors; see docs/pytorch.md for the module
+    /// it loads into) to this file. An existing file is replaced.
+    #[arg(long, value_name = "FILE")]
+    pub torch: PathBuf,
+}
+
 /// Sets up `tracing` on standard error with `RUST_LOG` (default `info`).
 pub fn init_logs(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
@@ -172,6 +183,24 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
     if !body.ends_with('\n') {
         println!();
     }
+    Ok(())
+}
+
+/// Writes a checkpoint's model as a PyTorch state dict.
+pub fn export(args: ExportArgs) -> anyhow::Result<()> {
+    let bytes = std::fs::read(&args.checkpoint)
+        .with_context(|| format!("reading {}", args.checkpoint.display()))?;
+    let c = Checkpoint::from_bytes(&bytes, &args.checkpoint)?;
+    std::fs::write(&args.torch, c.torch_state_dict())
+        .with_context(|| format!("writing {}", args.torch.display()))?;
+    eprintln!(
+        "wrote {} ({:?} on {} inputs, {} classes, round {})",
+        args.torch.display(),
+        c.model,
+        c.input,
+        c.classes,
+        c.round
+    );
     Ok(())
 }
 

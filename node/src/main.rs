@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use murmur_learn::data::{self, fetch};
 use murmur_learn::model;
 use murmur_learn::train::{self, Backend, bench};
-use murmur_node::cli::{self, InspectArgs, KeygenArgs, RunArgs, StatusArgs};
+use murmur_node::cli::{self, ExportArgs, InspectArgs, KeygenArgs, RunArgs, StatusArgs};
 
 // Large per-step allocations page-fault with glibc's allocator and make training speed swing
 // from one process to the next; mimalloc keeps them steady (measured, see the README).
@@ -42,6 +42,8 @@ enum Command {
     Status(StatusArgs),
     /// Describe a checkpoint file: run id, round, model and parameter summary.
     Inspect(InspectArgs),
+    /// Write a checkpoint's model for another framework (`--torch FILE`: a PyTorch state dict).
+    Export(ExportArgs),
     /// Manage datasets.
     Data {
         #[command(subcommand)]
@@ -138,6 +140,7 @@ fn main() -> anyhow::Result<()> {
         Command::Keygen(args) => cli::keygen(args),
         Command::Status(args) => cli::status(args),
         Command::Inspect(args) => cli::inspect(args),
+        Command::Export(args) => cli::export(args),
         Command::Data {
             command: DataCommand::Fetch(args),
         } => data_fetch(args),

@@ -5,8 +5,6 @@
 //! `digits.csv.gz`: 1,797 rows of 64 pixel counts in 0..=16 followed by the label 0..=9, no
 //! header.
 
-use std::io::Read;
-
 use super::{Dataset, InputShape};
 
 const DIGITS_CSV_GZ: &[u8] = include_bytes!("../../data/digits.csv.gz");
@@ -19,19 +17,17 @@ pub const LEN: usize = 1797;
 /// # Panics
 /// Never for the file shipped in the binary (checked by tests).
 pub fn load() -> Dataset {
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(DIGITS_CSV_GZ)
-        .read_to_string(&mut text)
-        .expect("embedded digits decompress");
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(flate2::read::GzDecoder::new(DIGITS_CSV_GZ));
     let mut features = Vec::with_capacity(LEN * 64);
     let mut labels = Vec::with_capacity(LEN);
-    for line in text.lines().filter(|l| !l.is_empty()) {
-        let mut cells = line.split(',').map(|c| c.trim().parse::<u32>());
-        for _ in 0..64 {
-            let v = cells.next().expect("64 pixels").expect("integer pixel");
-            features.push(v as f32 / 16.0);
-        }
-        labels.push(cells.next().expect("label").expect("integer label"));
+    for record in reader.records() {
+        let record = record.expect("the embedded digits are valid CSV");
+        assert_eq!(record.len(), 65, "64 pixels and a label per row");
+        let value = |i: usize| -> u32 { record[i].trim().parse().expect("an integer") };
+        features.extend((0..64).map(|i| value(i) as f32 / 16.0));
+        labels.push(value(64));
     }
     assert_eq!(labels.len(), LEN);
     Dataset::new(

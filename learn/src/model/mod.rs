@@ -8,9 +8,11 @@
 //!    then `bias` `[out_channels]`;
 //! 2. the dense layers in order, each `weight` `[d_in, d_out]` then `bias` `[d_out]`.
 //!
-//! Every tensor is row-major (C order). Dense weights are stored as `[d_in, d_out]` (burn's
-//! layout, the transpose of `torch.nn.Linear.weight`). The tensor names ([`Slot::name`]) are the
-//! burn module paths, e.g. `conv.0.weight`, `dense.1.bias`.
+//! Every tensor is row-major (C order). Dense weights are stored as `[d_in, d_out]` in the flat
+//! vector (burn's layout, the transpose of `torch.nn.Linear.weight`); checkpoints store them as
+//! PyTorch does ([`Slot::torch_shape`], [`Slot::to_torch`]). The tensor names ([`Slot::name`])
+//! are the module paths, e.g. `conv.0.weight`, `dense.1.bias`: the names of a PyTorch module with
+//! `conv` and `dense` as `nn.ModuleList`s of `nn.Conv2d` and `nn.Linear`.
 //!
 //! Initial parameters are a pure function of the run seed ([`Arch::init`]), drawn with a ChaCha8
 //! stream independent of burn's own random state, so every node of a run starts from the same
@@ -168,6 +170,50 @@ impl Slot {
     pub fn range(&self) -> std::ops::Range<usize> {
         self.offset..self.offset + self.len()
     }
+
+    /// Whether this is a dense layer's weight, stored `[d_in, d_out]` in the flat vector.
+    fn is_dense_weight(&self) -> bool {
+        self.name.starts_with("dense.") && self.shape.len() == 2
+    }
+
+    /// The shape PyTorch gives this tensor: `nn.Linear` stores its weight `[d_out, d_in]`, the
+    /// transpose of the flat layout; convolutions and biases are the same.
+    pub fn torch_shape(&self) -> Vec<usize> {
+        if self.is_dense_weight() {
+            vec![self.shape[1], self.shape[0]]
+        } else {
+            self.shape.clone()
+        }
+    }
+
+    /// This tensor's values (`flat`, of [`Slot::len`]) in PyTorch's layout ([`Slot::torch_shape`]).
+    pub fn to_torch(&self, flat: &[f32]) -> Vec<f32> {
+        if self.is_dense_weight() {
+            transpose(flat, self.shape[0], self.shape[1])
+        } else {
+            flat.to_vec()
+        }
+    }
+
+    /// The inverse of [`Slot::to_torch`].
+    pub fn from_torch(&self, torch: &[f32]) -> Vec<f32> {
+        if self.is_dense_weight() {
+            transpose(torch, self.shape[1], self.shape[0])
+        } else {
+            torch.to_vec()
+        }
+    }
+}
+
+/// The transpose of a row-major `rows x cols` matrix.
+fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0; m.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = m[r * cols + c];
+        }
+    }
+    out
 }
 
 impl Arch {

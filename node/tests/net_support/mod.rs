@@ -179,3 +179,20 @@ impl Node {
         matches!(self.child.wait(), Ok(s) if s.success())
     }
 }
+
+impl Node {
+    /// Waits (at most `timeout`) for the process to exit by itself; returns whether it exited
+    /// successfully.
+    pub fn wait_exit(mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(v) => self.backlog.push(v),
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => return false,
+            }
+        }
+        matches!(self.child.wait(), Ok(s) if s.success())
+    }
+}
