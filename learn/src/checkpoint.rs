@@ -116,40 +116,57 @@ impl Checkpoint {
 
     /// The file's bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let arch = self.arch().expect("checkpoint of a valid model");
-        let layout = arch.layout();
-        let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+        let mut tensors = Vec::new();
         for (prefix, values) in [
             ("model.", &self.params),
             ("optimizer.m.", &self.optim.m),
             ("optimizer.v.", &self.optim.v),
         ] {
-            if values.is_empty() {
-                continue;
+            if !values.is_empty() {
+                tensors.extend(self.torch_tensors(prefix, values));
             }
-            for slot in &layout {
+        }
+        let meta = [
+            ("format", FORMAT.to_owned()),
+            ("version", VERSION.to_owned()),
+            ("run-id", hex::encode(self.run.0)),
+            ("step", self.optim.step.to_string()),
+        ];
+        self.serialize(&tensors, meta)
+    }
+
+    /// `values` (a flat vector of the model's length) as named tensors in PyTorch's layouts.
+    fn torch_tensors(&self, prefix: &str, values: &[f32]) -> Vec<(String, Vec<usize>, Vec<u8>)> {
+        let arch = self.arch().expect("checkpoint of a valid model");
+        arch.layout()
+            .iter()
+            .map(|slot| {
                 let bytes = slot
                     .to_torch(&values[slot.range()])
                     .iter()
                     .flat_map(|v| v.to_le_bytes())
                     .collect();
-                tensors.push((format!("{prefix}{}", slot.name), slot.torch_shape(), bytes));
-            }
-        }
+                (format!("{prefix}{}", slot.name), slot.torch_shape(), bytes)
+            })
+            .collect()
+    }
+
+    /// A safetensors file of `tensors` (F32), with the model's description and the round in
+    /// the metadata, and `extra` metadata.
+    fn serialize<const N: usize>(
+        &self,
+        tensors: &[(String, Vec<usize>, Vec<u8>)],
+        extra: [(&str, String); N],
+    ) -> Vec<u8> {
+        let model = serde_json::to_string(&self.model).expect("model spec serialises");
         let meta: HashMap<String, String> = [
-            ("format", FORMAT.to_owned()),
-            ("version", VERSION.to_owned()),
-            ("run-id", hex::encode(self.run.0)),
-            ("round", self.round.to_string()),
-            ("step", self.optim.step.to_string()),
-            (
-                "model",
-                serde_json::to_string(&self.model).expect("model spec serialises"),
-            ),
+            ("model", model),
             ("input", self.input.to_string()),
             ("classes", self.classes.to_string()),
+            ("round", self.round.to_string()),
         ]
         .into_iter()
+        .chain(extra)
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
         let views = tensors.iter().map(|(name, shape, bytes)| {
@@ -157,7 +174,7 @@ impl Checkpoint {
                 .expect("the shape matches the bytes");
             (name.clone(), view)
         });
-        safetensors::serialize(views, Some(meta)).expect("a checkpoint serialises")
+        safetensors::serialize(views, Some(meta)).expect("F32 tensors serialise")
     }
 
     /// Writes the checkpoint to `path` (through a temporary file and a rename).
@@ -290,39 +307,9 @@ impl Checkpoint {
     }
 
     /// The model alone as PyTorch's state dict: the `model.*` tensors without the prefix, in
-    /// PyTorch's layouts, with the model config, input shape and class count as metadata.
+    /// PyTorch's layouts, with the model config, input shape, class count and round as metadata.
     pub fn torch_state_dict(&self) -> Vec<u8> {
-        let arch = self.arch().expect("checkpoint of a valid model");
-        let tensors: Vec<(String, Vec<usize>, Vec<u8>)> = arch
-            .layout()
-            .iter()
-            .map(|slot| {
-                let bytes = slot
-                    .to_torch(&self.params[slot.range()])
-                    .iter()
-                    .flat_map(|v| v.to_le_bytes())
-                    .collect();
-                (slot.name.clone(), slot.torch_shape(), bytes)
-            })
-            .collect();
-        let meta: HashMap<String, String> = [
-            (
-                "model",
-                serde_json::to_string(&self.model).expect("model spec serialises"),
-            ),
-            ("input", self.input.to_string()),
-            ("classes", self.classes.to_string()),
-            ("round", self.round.to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-        let views = tensors.iter().map(|(name, shape, bytes)| {
-            let view = TensorView::new(Dtype::F32, shape.clone(), bytes)
-                .expect("the shape matches the bytes");
-            (name.clone(), view)
-        });
-        safetensors::serialize(views, Some(meta)).expect("a state dict serialises")
+        self.serialize(&self.torch_tensors("", &self.params), [])
     }
 
     /// Loads the parameters and optimiser state into `trainer`, whose model must be the

@@ -164,19 +164,10 @@ impl Node {
     }
 
     /// Sends SIGTERM and waits (at most `timeout`) for a clean exit; returns whether it was.
-    pub fn terminate(mut self, timeout: Duration) -> bool {
+    pub fn terminate(self, timeout: Duration) -> bool {
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.events.recv_timeout(left) {
-                Ok(v) => self.backlog.push(v),
-                Err(RecvTimeoutError::Disconnected) => break,
-                Err(RecvTimeoutError::Timeout) => return false,
-            }
-        }
-        matches!(self.child.wait(), Ok(s) if s.success())
+        self.wait_exit(timeout)
     }
 }
 
