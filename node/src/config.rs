@@ -85,6 +85,9 @@ pub struct Node {
     pub attack_n: Option<usize>,
     /// Byzantine nodes the attacker assumes are in the run. Default 1.
     pub attack_f: Option<usize>,
+    /// The attacker also pushes its forgeries at every connected peer every round, unasked.
+    /// Default false.
+    pub attack_push: bool,
     /// Exit once the configured rounds are done (after the final checkpoint), instead of
     /// serving the model to late joiners until stopped. Default false.
     pub exit_when_finished: bool,

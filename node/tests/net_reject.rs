@@ -1,5 +1,6 @@
-//! A live node rejects updates with a forged signature, another run's id, a wrong dimension and
-//! non-finite values, counts each by reason in its metrics, and keeps training.
+//! A live node rejects answers to its fetches with a forged signature, another run's id, a wrong
+//! dimension and non-finite values, and updates pushed at it unasked; it counts each by reason in
+//! its metrics, and keeps training.
 
 mod net_support;
 
@@ -18,6 +19,9 @@ use net_support::{spawn, write_config};
 
 /// Parameters of the test config's model: MLP 64-32-10.
 const DIM: usize = 64 * 32 + 32 + 32 * 10 + 10;
+
+/// What the hostile peer answers to one of the node's fetches, given the round asked for.
+type Answer = Box<dyn Fn(u64) -> Vec<u8>>;
 
 fn update(id: &Identity, run: RunId, round: u64, params: &[f32]) -> Vec<u8> {
     wire::encode_update(
@@ -47,36 +51,50 @@ fn forged_foreign_misshapen_and_non_finite_updates_are_rejected_by_reason() {
 
     let me = Identity::from_secret([42; 32]);
     let second = Identity::from_secret([43; 32]);
-    let mut forged = update(&me, run, 1, &vec![0.1; DIM]);
-    forged[40] ^= 0xff; // inside the signature
-    let bad = [
-        ("bad_signature", forged),
-        (
-            "wrong_run",
-            update(&me, RunId::derive(b"another run"), 1, &vec![0.1; DIM]),
-        ),
-        // Rounds far ahead, so that neither counts as lagging however far the node has got.
-        (
-            "wrong_dimension",
-            update(&me, run, 1_000_000, &vec![0.1; DIM - 1]),
-        ),
-        (
-            "non_finite",
-            update(&second, run, 1_000_001, &vec![f32::NAN; DIM]),
-        ),
-    ];
-    // Forgery and poison cost half the ban threshold each: two peers send, so that neither is
-    // banned (which would cut the connection before the last answer).
+    // Answers signed for the round the node asks for, so none is stale, lagging or ahead.
+    let forged = {
+        let me = me.clone();
+        move |r| {
+            let mut b = update(&me, run, r, &vec![0.1; DIM]);
+            b[40] ^= 0xff; // inside the signature
+            b
+        }
+    };
+    let foreign = {
+        let me = me.clone();
+        move |r| update(&me, RunId::derive(b"another run"), r, &vec![0.1; DIM])
+    };
+    let misshapen = {
+        let me = me.clone();
+        move |r| update(&me, run, r, &vec![0.1; DIM - 1])
+    };
+    let poisoned = {
+        let second = second.clone();
+        move |r| update(&second, run, r, &vec![f32::NAN; DIM])
+    };
+    // Forgery and poison cost half the ban threshold each: two peers answer, so that neither is
+    // banned (which would cut the connection before the last answer). `me` also pushes one
+    // update unasked.
     let target: Multiaddr = node.addr.parse().unwrap();
-    send(
-        &me,
-        run,
-        &target,
-        bad[..3].iter().map(|(_, b)| b.clone()).collect(),
+    let answers: Vec<Answer> = vec![Box::new(forged), Box::new(foreign), Box::new(misshapen)];
+    let push = update(&me, run, 1, &vec![0.1; DIM]);
+    assert_eq!(
+        exchange(&me, run, &target, answers, vec![push]),
+        Outcome::Answered
     );
-    send(&second, run, &target, vec![bad[3].1.clone()]);
+    let answers: Vec<Answer> = vec![Box::new(poisoned)];
+    assert_eq!(
+        exchange(&second, run, &target, answers, vec![]),
+        Outcome::Answered
+    );
     let text = node.prometheus();
-    for (reason, _) in &bad {
+    for reason in [
+        "bad_signature",
+        "wrong_run",
+        "wrong_dimension",
+        "non_finite",
+        "unsolicited",
+    ] {
         let name = format!("murmur_updates_rejected_total{{reason=\"{reason}\"}}");
         let count = sample(&text, &name).unwrap_or(0.0);
         println!("{name} {count}");
@@ -95,18 +113,24 @@ fn forged_foreign_misshapen_and_non_finite_updates_are_rejected_by_reason() {
 
     // Two forgeries ban a peer; it is then refused at connection time.
     let third = Identity::from_secret([44; 32]);
-    let forgeries: Vec<Vec<u8>> = (0..2u64)
-        .map(|i| {
-            let mut b = update(&third, run, 2_000_000 + i, &vec![0.2; DIM]);
-            b[40] ^= 0xff;
-            b
+    let forgeries: Vec<Answer> = (0..2)
+        .map(|_| {
+            let third = third.clone();
+            Box::new(move |r| {
+                let mut b = update(&third, run, r, &vec![0.2; DIM]);
+                b[40] ^= 0xff;
+                b
+            }) as Answer
         })
         .collect();
-    // The answers may or may not get out before the ban closes the connection.
-    let outcome = exchange(&third, run, &target, forgeries);
+    // The second answer bans it: the connection closes, perhaps before the node asks again.
+    let outcome = exchange(&third, run, &target, forgeries, vec![]);
     assert_ne!(outcome, Outcome::Refused);
     assert_eq!(node.status().bans, 1);
-    assert_eq!(exchange(&third, run, &target, Vec::new()), Outcome::Refused);
+    assert_eq!(
+        exchange(&third, run, &target, vec![], vec![]),
+        Outcome::Refused
+    );
     let text = node.prometheus();
     assert_eq!(
         sample(
@@ -154,22 +178,27 @@ fn disconnected(id: &Identity, run: RunId, target: &Multiaddr) -> bool {
 /// How an exchange with the node ended.
 #[derive(Debug, PartialEq)]
 enum Outcome {
-    /// The node identified itself and answered every message.
+    /// The node identified itself, took every answer and push, and asked again after the last
+    /// answer (so it has handled it).
     Answered,
-    /// The node identified itself, then the connection closed before every answer came.
+    /// The node identified itself, then the connection closed before that.
     Cut,
     /// The connection closed (or failed) before the node identified itself.
     Refused,
 }
 
-fn send(id: &Identity, run: RunId, target: &Multiaddr, messages: Vec<Vec<u8>>) {
-    assert_eq!(exchange(id, run, target, messages), Outcome::Answered);
-}
-
-/// Connects to `target` as `id`, sends each message as an update once the node has identified
-/// itself, and waits (at most 60 s) until every one is acknowledged or the connection ends.
-/// With no messages, the exchange is answered once the node has identified itself.
-fn exchange(id: &Identity, run: RunId, target: &Multiaddr, messages: Vec<Vec<u8>>) -> Outcome {
+/// Connects to `target` as `id`, answers the node's fetches with `answers` in order (each built
+/// for the round asked; `None` once they are used up), pushes `pushes` unasked once the node has
+/// identified itself, and waits (at most 60 s) until every push is acknowledged and the node has
+/// fetched once more after the last answer, or the connection ends. With nothing to send, the
+/// exchange is answered once the node has identified itself.
+fn exchange(
+    id: &Identity,
+    run: RunId,
+    target: &Multiaddr,
+    answers: Vec<Answer>,
+    pushes: Vec<Vec<u8>>,
+) -> Outcome {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -183,10 +212,17 @@ fn exchange(id: &Identity, run: RunId, target: &Multiaddr, messages: Vec<Vec<u8>
             net::build(id, &run, &cfg, murmur_protocol::wire::max_update_len(DIM)).unwrap();
         swarm.dial(target.clone()).unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        let mut acked = 0;
+        let (mut acked, mut served) = (0, 0);
         let mut identified = false;
+        // With answers to give, the node must ask once more after the last one.
+        let asks_needed = if answers.is_empty() {
+            0
+        } else {
+            answers.len() + 1
+        };
+        let mut asked = 0;
         loop {
-            if identified && acked == messages.len() {
+            if identified && acked == pushes.len() && asked >= asks_needed {
                 return Outcome::Answered;
             }
             let ev = tokio::time::timeout_at(deadline, swarm.select_next_some())
@@ -198,12 +234,41 @@ fn exchange(id: &Identity, run: RunId, target: &Multiaddr, messages: Vec<Vec<u8>
                     ..
                 })) if !identified => {
                     identified = true;
-                    for bytes in &messages {
+                    for bytes in &pushes {
                         swarm
                             .behaviour_mut()
                             .models
                             .send_request(&peer_id, Request::Update(bytes.as_slice().into()));
                     }
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Models(
+                    request_response::Event::Message {
+                        message:
+                            request_response::Message::Request {
+                                request, channel, ..
+                            },
+                        ..
+                    },
+                )) => {
+                    let Request::Fetch(round) = request else {
+                        panic!("the node pushed an update: {request:?}");
+                    };
+                    let answer = match round {
+                        Some(r) if served < answers.len() => {
+                            served += 1;
+                            asked += 1;
+                            Some(answers[served - 1](r).into())
+                        }
+                        Some(_) => {
+                            asked += 1;
+                            None
+                        }
+                        None => None,
+                    };
+                    let _ = swarm
+                        .behaviour_mut()
+                        .models
+                        .send_response(channel, Response::Model(answer));
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Models(
                     request_response::Event::Message {

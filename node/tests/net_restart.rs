@@ -39,7 +39,17 @@ fn a_killed_node_resumes_from_its_checkpoint_and_rejoins() {
     let mut n2 = spawn(&config, &data, 2, &["--bootstrap", &boot]);
     let started = n2.wait(WAIT, |e| e["event"] == "started");
     println!("checkpoint at round {saved}; restarted: {started}");
-    assert_eq!(started["start"], "checkpoint");
+    // It read its checkpoint; it starts from it, or, if its peers went more than
+    // `max-staleness` rounds on while it was down (models move by pull: two nodes alone do not
+    // wait for the third), from theirs. Either way past every round it signed.
+    assert!(
+        started["checkpoint"].as_u64().is_some_and(|c| c >= saved),
+        "{started}"
+    );
+    assert!(
+        started["start"] == "checkpoint" || started["start"] == "caught-up",
+        "{started}"
+    );
     let round = started["round"].as_u64().unwrap();
     assert!(round >= saved, "resumed at {round}, checkpoint was {saved}");
     // It rejoins: it mixes updates from its peers in rounds after the restart.

@@ -3,9 +3,12 @@
 //! An update at or below a sender's highest accepted round is stale or replayed. A second update
 //! for the same round with a different digest is equivocation, and the stored header together
 //! with the new one is the proof. Memory is bounded by `capacity` senders; when a new sender
-//! arrives at capacity, the least recently accepted sender is forgotten and its round raises a
-//! global floor, so forgetting never lets an old update back in: a sender this window does not
-//! know must be above the floor.
+//! arrives at capacity, the least recently accepted sender is forgotten and its round raises the
+//! floor of its bucket, so forgetting never lets an old update back in: a sender this window does
+//! not know must be above its bucket's floor. Senders fall into [`FLOOR_BUCKETS`] buckets by a
+//! hash keyed with the window's secret, so identities evicted with high rounds raise the floors
+//! of their own buckets only, and cannot aim at an honest sender's bucket (they cannot compute
+//! it): one global floor let a few evicted Sybils make every forgotten honest sender look stale.
 
 use crate::evidence::Equivocation;
 use crate::sign::PeerKey;
@@ -34,6 +37,9 @@ struct Entry {
     touched: u64,
 }
 
+/// Buckets of the floors left by forgotten senders.
+pub const FLOOR_BUCKETS: usize = 256;
+
 /// Highest accepted round per sender.
 #[derive(Clone, Debug)]
 pub struct Window {
@@ -41,21 +47,35 @@ pub struct Window {
     entries: BTreeMap<PeerKey, Entry>,
     by_age: BTreeMap<u64, PeerKey>,
     clock: u64,
-    floor: Option<u64>,
+    /// Per bucket, the highest round of a forgotten sender (0: none).
+    floors: Vec<u64>,
+    secret: [u8; 32],
     announced: BTreeMap<PeerKey, SignedHeader>,
 }
 
 impl Window {
-    /// A window remembering at most `capacity` senders (at least 1).
+    /// A window remembering at most `capacity` senders (at least 1), with a fixed bucket key.
     pub fn new(capacity: usize) -> Self {
+        Window::keyed(capacity, [0; 32])
+    }
+
+    /// A window whose floor buckets are keyed with `secret` (keep it from peers).
+    pub fn keyed(capacity: usize, secret: [u8; 32]) -> Self {
         Window {
             capacity: capacity.max(1),
             entries: BTreeMap::new(),
             by_age: BTreeMap::new(),
             clock: 0,
-            floor: None,
+            floors: vec![0; FLOOR_BUCKETS],
+            secret,
             announced: BTreeMap::new(),
         }
+    }
+
+    fn bucket(&self, sender: &PeerKey) -> usize {
+        let h = blake3::keyed_hash(&self.secret, &sender.0);
+        let b = h.as_bytes();
+        usize::from(u16::from_le_bytes([b[0], b[1]])) % FLOOR_BUCKETS
     }
 
     /// Number of senders remembered.
@@ -89,6 +109,13 @@ impl Window {
             },
             other => other,
         }
+    }
+
+    /// Whether this very header (sender, round and digest) was announced already.
+    pub fn is_announced(&self, h: &SignedHeader) -> bool {
+        self.announced.get(&h.header.sender).is_some_and(|prev| {
+            prev.header.round == h.header.round && prev.header.digest == h.header.digest
+        })
     }
 
     /// Remembers an announced header that is fresh but not yet backed by an update, so that a
@@ -134,8 +161,8 @@ impl Window {
                     }
                 }
             }
-            None => match self.floor {
-                Some(floor) if round <= floor => Verdict::Stale { highest: floor },
+            None => match self.floors[self.bucket(&h.header.sender)] {
+                floor if floor > 0 && round <= floor => Verdict::Stale { highest: floor },
                 _ => Verdict::Fresh,
             },
         }
@@ -158,8 +185,8 @@ impl Window {
             && let Some((_, victim)) = self.by_age.pop_first()
         {
             let e = self.entries.remove(&victim).expect("indexes agree");
-            let r = e.last.header.round;
-            self.floor = Some(self.floor.map_or(r, |f| f.max(r)));
+            let bucket = self.bucket(&victim);
+            self.floors[bucket] = self.floors[bucket].max(e.last.header.round);
         }
         self.by_age.insert(self.clock, sender);
         self.entries.insert(
@@ -213,7 +240,9 @@ mod tests {
         let id = Identity::from_secret([1; 32]);
         let mut w = Window::new(8);
         assert_eq!(w.check(&h(&id, 5, 0.0)), Verdict::Fresh);
+        assert!(!w.is_announced(&h(&id, 5, 0.0)));
         assert_eq!(w.announce(h(&id, 5, 0.0)), None);
+        assert!(w.is_announced(&h(&id, 5, 0.0)));
         // The announced update itself is still fresh and accepted.
         assert_eq!(w.check(&h(&id, 5, 0.0)), Verdict::Fresh);
         // A different update for the announced round is equivocation.
@@ -235,21 +264,48 @@ mod tests {
             w.accept(h(id, 10 + i as u64, 0.0));
             assert!(w.len() <= 3);
         }
-        // ids[0] (round 10) and ids[1] (round 11) were forgotten: the floor is 11.
+        // ids[0] (round 10) and ids[1] (round 11) were forgotten: their buckets' floors hold
+        // their rounds.
         assert_eq!(w.highest(&ids[0].public()), None);
-        assert_eq!(
+        assert!(matches!(
             w.check(&h(&ids[0], 10, 0.0)),
-            Verdict::Stale { highest: 11 }
-        );
-        assert_eq!(
-            w.check(&h(&ids[0], 11, 0.0)),
-            Verdict::Stale { highest: 11 }
-        );
+            Verdict::Stale { highest } if highest >= 10
+        ));
+        assert!(matches!(
+            w.check(&h(&ids[1], 11, 0.0)),
+            Verdict::Stale { highest } if highest >= 11
+        ));
         assert_eq!(w.check(&h(&ids[0], 12, 0.0)), Verdict::Fresh);
         // A remembered sender refreshed is not evicted first.
         w.accept(h(&ids[2], 20, 0.0));
         w.accept(h(&ids[0], 30, 0.0));
         assert_eq!(w.highest(&ids[2].public()), Some(20));
         assert_eq!(w.highest(&ids[3].public()), None);
+    }
+
+    /// Sybils accepted with high rounds and then evicted raise the floors of their own buckets
+    /// only: an honest sender the window has forgotten, or never met, in another bucket is still
+    /// fresh at its real round (with one floor for all, it looked stale until round 1,000,000).
+    #[test]
+    fn evicted_sybils_with_high_rounds_do_not_make_honest_senders_stale() {
+        let mut w = Window::keyed(4, [7; 32]);
+        let sybils: Vec<Identity> = (100..140u8)
+            .map(|i| Identity::from_secret([i; 32]))
+            .collect();
+        for (i, s) in sybils.iter().enumerate() {
+            w.accept(h(s, 1_000_000 + i as u64, 0.0));
+        }
+        let poisoned: std::collections::BTreeSet<usize> =
+            sybils.iter().map(|s| w.bucket(&s.public())).collect();
+        let honest = (1..=255u8)
+            .map(|i| Identity::from_secret([i; 32]))
+            .find(|id| !poisoned.contains(&w.bucket(&id.public())))
+            .expect("a bucket no Sybil fell in");
+        assert_eq!(w.check(&h(&honest, 12, 0.0)), Verdict::Fresh);
+        assert!(
+            poisoned.len() < FLOOR_BUCKETS / 4,
+            "{} buckets",
+            poisoned.len()
+        );
     }
 }

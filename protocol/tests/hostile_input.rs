@@ -9,7 +9,7 @@
 //! single allocation made while decoding.
 #![allow(unsafe_code)] // the counting allocator
 
-use murmur_protocol::engine::{Config, Engine, Input, Setup};
+use murmur_protocol::engine::{Config, Engine, Input, Output, Setup};
 use murmur_protocol::evidence::Equivocation;
 use murmur_protocol::wire::{self, Codec};
 use murmur_protocol::{Identity, RunId};
@@ -143,6 +143,28 @@ fn a_million_hostile_inputs_neither_panic_nor_over_allocate() {
     let mut accepted = 0usize;
     let mut peers: Vec<Identity> = (10..20).map(identity).collect();
     peers.push(identity(1));
+    // Half the inputs answer the engine's own fetches (the path models take), so the engine
+    // must be kept training and asking: `asked` holds the peers it is waiting on.
+    let mut now = Duration::ZERO;
+    let (mut asked, mut train) = (Vec::new(), None);
+    let record = |engine: &mut Engine, asked: &mut Vec<_>, train: &mut Option<u64>| {
+        while let Some(out) = engine.poll() {
+            match out {
+                Output::Train { round } => *train = Some(round),
+                Output::Fetch {
+                    peer,
+                    round: Some(_),
+                } => asked.push(peer),
+                _ => {}
+            }
+        }
+    };
+    for p in &peers {
+        engine
+            .handle(now, Input::PeerUp { peer: p.public() })
+            .unwrap();
+    }
+    record(&mut engine, &mut asked, &mut train);
     for case in 0..cases {
         let bytes = if case % 2 == 0 {
             let len = match rng.random_range(0..4) {
@@ -171,19 +193,44 @@ fn a_million_hostile_inputs_neither_panic_nor_over_allocate() {
         }
         let from = peers[rng.random_range(0..peers.len())].public();
         let bytes: Arc<[u8]> = bytes.into();
-        let input = if case % 4 == 1 {
-            Input::GossipReceived {
+        let input = match case % 4 {
+            1 => Input::GossipReceived {
                 author: from,
                 relayer: from,
+                message: case as u64,
                 bytes,
+            },
+            3 => Input::UpdateReceived { from, bytes },
+            _ => {
+                if asked.is_empty() {
+                    let wake = match train.take() {
+                        Some(round) => Input::Trained {
+                            round,
+                            params: vec![0.0; DIM],
+                            samples: 1,
+                        },
+                        None => {
+                            now += Duration::from_secs(10);
+                            Input::Tick
+                        }
+                    };
+                    engine.handle(now, wake).unwrap();
+                    record(&mut engine, &mut asked, &mut train);
+                }
+                match asked.pop() {
+                    Some(peer) => Input::Fetched {
+                        peer,
+                        update: Some(bytes),
+                    },
+                    // Every peer banned: what is left to try is pushing.
+                    None => Input::UpdateReceived { from, bytes },
+                }
             }
-        } else {
-            Input::UpdateReceived { from, bytes }
         };
         engine
-            .handle(Duration::ZERO, input)
+            .handle(now, input)
             .expect("peers' input is never the caller's error");
-        while engine.poll().is_some() {}
+        record(&mut engine, &mut asked, &mut train);
     }
     let largest = LARGEST.load(Ordering::Relaxed);
     println!(

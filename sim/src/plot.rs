@@ -260,6 +260,7 @@ mod tests {
             dropped: 0,
             rejected: Vec::new(),
             clipped_fraction: 0.0,
+            byzantine_share: 0.0,
             bans_of_byzantine: 0,
             bans_of_honest: 0,
             samples: 0,

@@ -18,6 +18,8 @@ pub(crate) struct Window {
     pub received: u64,
     /// Of which the rule clipped or discarded.
     pub clipped: u64,
+    /// Of which came from Byzantine peers.
+    pub byzantine: u64,
 }
 
 /// The state of the honest nodes at one evaluation point.
@@ -63,6 +65,9 @@ pub struct Row {
     /// Fraction of the peer updates mixed by honest nodes since the previous point that the
     /// rule clipped or discarded.
     pub clipped_fraction: f64,
+    /// Fraction of the peer updates mixed by honest nodes since the previous point that came
+    /// from Byzantine peers.
+    pub byzantine_share: f64,
     /// Bans in force by honest nodes against Byzantine peers (pairs of banning node and
     /// banned peer).
     pub bans_of_byzantine: u64,
@@ -187,7 +192,7 @@ impl Report {
         for r in Rejection::ALL {
             let _ = write!(s, ",rejected_{}", r.as_str());
         }
-        s.push_str(",clipped_fraction,bans_of_byzantine,bans_of_honest,samples\n");
+        s.push_str(",clipped_fraction,byzantine_share,bans_of_byzantine,bans_of_honest,samples\n");
         for r in &self.rows {
             let _ = write!(
                 s,
@@ -213,8 +218,12 @@ impl Report {
             }
             let _ = writeln!(
                 s,
-                ",{:.6},{},{},{}",
-                r.clipped_fraction, r.bans_of_byzantine, r.bans_of_honest, r.samples
+                ",{:.6},{:.6},{},{},{}",
+                r.clipped_fraction,
+                r.byzantine_share,
+                r.bans_of_byzantine,
+                r.bans_of_honest,
+                r.samples
             );
         }
         s

@@ -122,6 +122,7 @@ pub fn cell_scenario(base: &Scenario, rule: Option<&str>, attack: Option<&Attack
             count: f,
             nodes: None,
             attack: a.clone(),
+            push: false,
         }],
         None => Vec::new(),
     };

@@ -99,6 +99,10 @@ pub struct Attackers {
     pub nodes: Option<Vec<usize>>,
     /// What they do.
     pub attack: Attack,
+    /// Also push their forgeries at every connected peer every round, unasked, as fast as the
+    /// protocol lets anyone send. Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub push: bool,
 }
 
 /// Local training time: `local-steps x step-ms x` the node's speed factor.

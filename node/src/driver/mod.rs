@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use libp2p::request_response::{OutboundRequestId, ResponseChannel};
-use libp2p::{PeerId, Swarm};
+use libp2p::{PeerId, Swarm, gossipsub};
 use murmur_learn::data::Dataset;
 use murmur_learn::train::{Command, Reply};
 use murmur_protocol::engine::{self, Adversary, Engine, Input, Output};
@@ -125,6 +125,10 @@ struct Driver {
     /// Fetches of peers waiting for the engine's answer, by the engine's request handle.
     serving: BTreeMap<u64, ResponseChannel<Response>>,
     next_serving: u64,
+    /// Gossip messages the engine is checking, by handle: the id and the peer that delivered
+    /// each, for gossipsub's validation report.
+    checking: BTreeMap<u64, (gossipsub::MessageId, PeerId)>,
+    next_gossip: u64,
     per_peer: BTreeMap<PeerId, usize>,
     dialing: BTreeSet<PeerId>,
     test: Dataset,
@@ -181,6 +185,8 @@ pub async fn run(r: Resolved, shutdown: impl Future<Output = ()>) -> Result<(), 
         outbound: BTreeMap::new(),
         serving: BTreeMap::new(),
         next_serving: 0,
+        checking: BTreeMap::new(),
+        next_gossip: 0,
         per_peer: BTreeMap::new(),
         dialing: BTreeSet::new(),
         evaluated: (None, None),
@@ -218,6 +224,7 @@ pub fn engine(r: &Resolved, local: &start::Local) -> Result<Engine, Error> {
             attack,
             n: c.node.attack_n,
             f: c.node.attack_f,
+            push: c.node.attack_push,
         }),
     })?)
 }
@@ -357,6 +364,7 @@ impl Driver {
                 inputs,
                 clipped,
                 skipped,
+                ..
             } => {
                 tracing::debug!(round, inputs, clipped, skipped, "mixed");
                 self.last_mixed = round;
@@ -377,7 +385,7 @@ impl Driver {
                     tracing::debug!(%e, "gossip not published");
                 }
             }
-            Output::Fetch { peer } => self.fetch(peer)?,
+            Output::Fetch { peer, round } => self.fetch(peer, round)?,
             Output::Serve {
                 request, update, ..
             } => {
@@ -397,6 +405,19 @@ impl Driver {
                 reason,
                 points,
             } => info!(%peer, %reason, points, "peer penalised"),
+            Output::GossipChecked { message, verdict } => {
+                if let Some((id, source)) = self.checking.remove(&message) {
+                    let acceptance = match verdict {
+                        engine::GossipVerdict::Accept => gossipsub::MessageAcceptance::Accept,
+                        engine::GossipVerdict::Ignore => gossipsub::MessageAcceptance::Ignore,
+                        engine::GossipVerdict::Reject => gossipsub::MessageAcceptance::Reject,
+                    };
+                    self.swarm
+                        .behaviour_mut()
+                        .gossip
+                        .report_message_validation_result(&id, &source, acceptance);
+                }
+            }
             Output::Ban { peer, reason } => self.ban(peer, reason)?,
             Output::Finished => {
                 let round = self.last_mixed;
@@ -455,7 +476,7 @@ impl Driver {
             .insert(id, Outbound::Update { peer, bytes: len });
     }
 
-    fn fetch(&mut self, key: PeerKey) -> Result<(), Error> {
+    fn fetch(&mut self, key: PeerKey, round: Option<u64>) -> Result<(), Error> {
         let Some(peer) = net::peer_id(&key) else {
             return self.feed(Input::Fetched {
                 peer: key,
@@ -466,7 +487,7 @@ impl Driver {
             .swarm
             .behaviour_mut()
             .models
-            .send_request(&peer, net::codec::Request::Fetch);
+            .send_request(&peer, net::codec::Request::Fetch(round));
         self.outbound.insert(id, Outbound::Fetch { peer });
         Ok(())
     }

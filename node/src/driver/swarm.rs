@@ -1,7 +1,5 @@
 //! Swarm events, turned into engine inputs; discovery (bootstrap, random walks, mDNS).
 
-use std::sync::Arc;
-
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::SwarmEvent;
 use libp2p::swarm::dial_opts::DialOpts;
@@ -127,23 +125,34 @@ impl Driver {
             }
             BehaviourEvent::Gossip(gossipsub::Event::Message {
                 propagation_source,
+                message_id,
                 message,
-                ..
             }) => {
                 self.metrics().bytes_in += message.data.len() as u64;
                 // The author is the message's signed source (gossipsub checks the signature);
-                // the relayer is the peer that delivered it.
+                // the relayer is the peer that delivered it. Gossipsub forwards nothing before
+                // the engine's verdict, which comes back as `Output::GossipChecked`.
                 let author = message.source.as_ref().and_then(net::peer_key);
-                if let (Some(author), Some(relayer)) =
-                    (author, self.up.get(&propagation_source).copied())
-                {
-                    let bytes: Arc<[u8]> = message.data.into();
-                    self.feed(Input::GossipReceived {
-                        author,
-                        relayer,
-                        bytes,
-                    })?;
-                }
+                let relayer = net::peer_key(&propagation_source);
+                let (Some(author), Some(relayer)) = (author, relayer) else {
+                    let gossip = &mut self.swarm.behaviour_mut().gossip;
+                    gossip.report_message_validation_result(
+                        &message_id,
+                        &propagation_source,
+                        gossipsub::MessageAcceptance::Reject,
+                    );
+                    return Ok(());
+                };
+                self.next_gossip += 1;
+                let handle = self.next_gossip;
+                self.checking
+                    .insert(handle, (message_id, propagation_source));
+                self.feed(Input::GossipReceived {
+                    author,
+                    relayer,
+                    message: handle,
+                    bytes: message.data.into(),
+                })?;
             }
             BehaviourEvent::Models(ev) => self.on_models(ev)?,
             _ => {}
@@ -198,11 +207,15 @@ impl Driver {
                         self.metrics().bytes_in += bytes.len() as u64;
                         self.feed(Input::UpdateReceived { from, bytes })?;
                     }
-                    Request::Fetch => {
+                    Request::Fetch(round) => {
                         self.next_serving += 1;
                         let request = self.next_serving;
                         self.serving.insert(request, channel);
-                        self.feed(Input::FetchRequested { from, request })?;
+                        self.feed(Input::FetchRequested {
+                            from,
+                            request,
+                            round,
+                        })?;
                     }
                 }
             }

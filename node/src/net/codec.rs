@@ -1,9 +1,11 @@
 //! The request-response protocol that carries model payloads.
 //!
-//! Frames: one tag byte, a 4-byte big-endian length, then that many bytes. A request is an
-//! update ([`Request::Update`], answered by [`Response::Ack`]) or a fetch of the peer's latest
-//! signed update for a late joiner ([`Request::Fetch`], answered by [`Response::Model`]). Every
-//! read is bounded by the codec's `max_bytes` before anything is allocated.
+//! Frames: one tag byte, a 4-byte big-endian length, then that many bytes. A request is a fetch
+//! of the peer's latest signed update ([`Request::Fetch`], with the round wanted at least as 8
+//! big-endian bytes, or none; answered by [`Response::Model`]) or an update pushed unasked
+//! ([`Request::Update`], answered by [`Response::Ack`]: models move by pull, so only an attacker
+//! pushes, and the engine penalises it). Frames that carry nothing must have length 0, a fetch 0
+//! or 8, and every read is bounded by the codec's `max_bytes` before anything is allocated.
 //!
 //! Payloads are `Arc<[u8]>`, as the engine takes and gives them: one signed update goes to
 //! several peers without a copy, and a received one is read straight into the buffer the engine
@@ -25,10 +27,10 @@ const TAG_NONE: u8 = 5;
 /// A request to a peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
-    /// A signed update (unchecked bytes, checked by the engine on receipt).
+    /// A signed update pushed unasked (unchecked bytes).
     Update(Arc<[u8]>),
-    /// Ask for the peer's latest signed update.
-    Fetch,
+    /// Ask for the peer's latest signed update, of this round or later if given.
+    Fetch(Option<u64>),
 }
 
 /// A peer's answer.
@@ -89,6 +91,13 @@ async fn write_frame<T: AsyncWrite + Unpin + Send>(
     io.close().await
 }
 
+fn bad_length(tag: u8, len: usize) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("frame tag {tag} cannot carry {len} bytes"),
+    )
+}
+
 fn bad_tag(tag: u8) -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidData,
@@ -107,7 +116,13 @@ impl request_response::Codec for Codec {
     {
         match read_frame(io, self.max_bytes).await? {
             (TAG_UPDATE, body) => Ok(Request::Update(body)),
-            (TAG_FETCH, _) => Ok(Request::Fetch),
+            (TAG_FETCH, body) => match *body {
+                [] => Ok(Request::Fetch(None)),
+                [a, b, c, d, e, f, g, h] => Ok(Request::Fetch(Some(u64::from_be_bytes([
+                    a, b, c, d, e, f, g, h,
+                ])))),
+                _ => Err(bad_length(TAG_FETCH, body.len())),
+            },
             (tag, _) => Err(bad_tag(tag)),
         }
     }
@@ -117,9 +132,10 @@ impl request_response::Codec for Codec {
         T: AsyncRead + Unpin + Send,
     {
         match read_frame(io, self.max_bytes).await? {
-            (TAG_ACK, _) => Ok(Response::Ack),
+            (TAG_ACK, body) if body.is_empty() => Ok(Response::Ack),
             (TAG_MODEL, body) => Ok(Response::Model(Some(body))),
-            (TAG_NONE, _) => Ok(Response::Model(None)),
+            (TAG_NONE, body) if body.is_empty() => Ok(Response::Model(None)),
+            (tag @ (TAG_ACK | TAG_NONE), body) => Err(bad_length(tag, body.len())),
             (tag, _) => Err(bad_tag(tag)),
         }
     }
@@ -135,7 +151,8 @@ impl request_response::Codec for Codec {
     {
         match req {
             Request::Update(bytes) => write_frame(io, TAG_UPDATE, &bytes).await,
-            Request::Fetch => write_frame(io, TAG_FETCH, &[]).await,
+            Request::Fetch(None) => write_frame(io, TAG_FETCH, &[]).await,
+            Request::Fetch(Some(round)) => write_frame(io, TAG_FETCH, &round.to_be_bytes()).await,
         }
     }
 

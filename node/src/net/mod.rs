@@ -213,6 +213,9 @@ pub fn build(
             let gossip_config = gossipsub::ConfigBuilder::default()
                 .max_transmit_size(MAX_GOSSIP_BYTES)
                 .validation_mode(gossipsub::ValidationMode::Strict)
+                // Nothing is forwarded before the engine has checked it (the driver reports
+                // accept, ignore or reject), so junk stops at the first honest node.
+                .validate_messages()
                 .message_id_fn(|m: &gossipsub::Message| {
                     use sha2::Digest;
                     gossipsub::MessageId::from(sha2::Sha256::digest(&m.data).to_vec())

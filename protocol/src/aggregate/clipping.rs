@@ -11,12 +11,41 @@
 use super::config::Tau;
 use super::kernels::{self, NonFinite, Rows};
 
-/// Distances and coefficients, reused between calls.
+/// How many of ClippedGossip's recent adaptive radii are remembered.
+const RADII: usize = 16;
+
+/// Distances and coefficients, reused between calls, and ClippedGossip's recent adaptive radii.
 #[derive(Debug, Default)]
 pub(crate) struct Workspace {
     dists: Vec<f64>,
     sorted: Vec<f64>,
     coefs: Vec<f32>,
+    /// The adaptive radii of the last [`RADII`] mixes that received a model, oldest first.
+    radii: std::collections::VecDeque<f64>,
+    /// Scratch for their median.
+    scratch: Vec<f64>,
+}
+
+impl Workspace {
+    /// Forgets the recent adaptive radii (the model was replaced).
+    pub(crate) fn forget(&mut self) {
+        self.radii.clear();
+    }
+
+    /// The median of the remembered radii (the upper one of an even count), if any.
+    fn radius_median(&mut self) -> Option<f64> {
+        self.scratch.clear();
+        self.scratch.extend(self.radii.iter().copied());
+        self.scratch.sort_unstable_by(f64::total_cmp);
+        self.scratch.get(self.scratch.len() / 2).copied()
+    }
+
+    fn remember(&mut self, radius: f64) {
+        if self.radii.len() == RADII {
+            self.radii.pop_front();
+        }
+        self.radii.push_back(radius);
+    }
 }
 
 impl Workspace {
@@ -107,12 +136,20 @@ pub(crate) fn centered_clipping<R: Rows + ?Sized>(
 /// mixing matrix); inputs equal to `own` contribute `w_j · own`, so passing the node's own model
 /// among the inputs gives it its self-weight.
 ///
-/// Radius: [`Tau::Fixed`], or [`Tau::Adaptive`] `{ f }`: `tau` is the (f + 1)-th largest distance
-/// `||x_j - own||` over the inputs, so exactly the f farthest inputs are clipped (fewer on ties);
-/// with at most f inputs it is the smallest distance, so all but the nearest are clipped (a
-/// single input is not clipped). With f = 1 this is the reference code of He,
-/// Karimireddy and Jaggi (`SelfCenteredClipping` with `tau=None`: the second-largest neighbour
-/// distance). The node's own model among the inputs counts as a distance of 0.
+/// Radius: [`Tau::Fixed`], or [`Tau::Adaptive`] `{ f }`, computed from the received models only
+/// (the inputs at a distance above 0 from `own`: the own model among the inputs, or a copy of
+/// it, takes no part). With k received models:
+/// - k > f: `tau` is the (f + 1)-th largest distance `||x_j - own||`, so exactly the f farthest
+///   received models are clipped (fewer on ties). With f = 1 this is the reference code of He,
+///   Karimireddy and Jaggi (`SelfCenteredClipping` with `tau=None`: the second-largest
+///   neighbour distance).
+/// - 0 < k <= f (a sparse graph, or a round where few models arrived): every received model may
+///   be Byzantine, so none sets the radius alone: `tau` is the smallest received distance, but
+///   at most twice the median of the radii of the last 16 mixes. A round whose few answers all
+///   came from attackers is clipped to what honest rounds looked like; on a ring the nearer
+///   neighbour counts in full and the farther is clipped to its distance.
+///
+/// Every mix that received a model remembers its radius (the model's replacement forgets them).
 ///
 /// Breakdown point: not a fixed fraction of the inputs; He et al. 2022 prove convergence when the
 /// total gossip weight of a node's Byzantine neighbours is small compared with the spectral gap
@@ -128,17 +165,26 @@ pub(crate) fn clipped_gossip<R: Rows + ?Sized>(
     ws: &mut Workspace,
     out: &mut [f32],
 ) -> Result<usize, NonFinite> {
-    let n = rows.count();
-    ws.dists.resize(n, 0.0);
+    ws.dists.resize(rows.count(), 0.0);
     kernels::sq_dists_to(rows, own, &mut ws.dists);
     ws.verify(rows, own)?;
     let tau = match tau {
         Tau::Fixed(t) => f64::from(t),
         Tau::Adaptive { f } => {
             ws.sorted.clear();
-            ws.sorted.extend(ws.dists.iter().map(|d| d.sqrt()));
+            ws.sorted
+                .extend(ws.dists.iter().filter(|&&d| d > 0.0).map(|d| d.sqrt()));
             ws.sorted.sort_unstable_by(|a, b| b.total_cmp(a));
-            ws.sorted[f.min(n - 1)]
+            let tau = match ws.sorted.len() {
+                0 => return Ok(ws.step(rows, w, 0.0, own, out)), // every input is the own model
+                k if k > f => ws.sorted[f],
+                k => {
+                    let nearest = ws.sorted[k - 1];
+                    ws.radius_median().map_or(nearest, |m| nearest.min(2.0 * m))
+                }
+            };
+            ws.remember(tau);
+            tau
         }
     };
     Ok(ws.step(rows, w, tau, own, out))
@@ -189,16 +235,71 @@ mod tests {
         assert_eq!(c, Ok(2));
         // tau = 3: -4 -> -3, 50 -> 3.
         assert!((out[0] - 0.2 * (1.0 - 2.0 + 3.0 - 3.0 + 3.0)).abs() < 1e-6);
-        // With a single input there is nothing to clip against.
+        // The own model among the inputs takes no part in the radius: with it and one received
+        // model (f = 2), the radius is that model's distance (10), at most twice the median of
+        // the remembered radii (3): 6.
+        let far = [10.0f32];
+        let rows = [&own[..], &far[..]];
         let c = clipped_gossip(
-            &rows[..1],
-            &[1.0],
+            &rows[..],
+            &[0.5, 0.5],
             &own,
-            Tau::Adaptive { f: 1 },
+            Tau::Adaptive { f: 2 },
             &mut ws,
             &mut out,
         );
-        assert_eq!((c, out[0]), (Ok(0), 1.0));
+        assert_eq!((c, out[0]), (Ok(1), 3.0));
+        // With nothing remembered, the nearest received model counts in full and the others
+        // are clipped to its distance.
+        ws.forget();
+        let near = [-2.0f32];
+        let rows = [&own[..], &near[..], &far[..]];
+        let c = clipped_gossip(
+            &rows[..],
+            &[1.0 / 3.0; 3],
+            &own,
+            Tau::Adaptive { f: 2 },
+            &mut ws,
+            &mut out,
+        );
+        // tau = 2: -2 stays, 10 -> 2.
+        assert_eq!(c, Ok(1));
+        assert!(out[0].abs() < 1e-6, "{out:?}");
+    }
+
+    /// Rounds where every answer came from attackers (all far) are clipped to the radius that
+    /// honest rounds had, not to the attackers' own distance.
+    #[test]
+    fn a_round_of_only_far_answers_is_clipped_to_the_recent_radii() {
+        let own = [0.0f32];
+        let mut ws = Workspace::default();
+        let mut out = [0.0; 1];
+        let honest = [[1.0f32], [-1.5]];
+        for _ in 0..5 {
+            let rows = [&own[..], &honest[0][..], &honest[1][..]];
+            clipped_gossip(
+                &rows[..],
+                &[1.0 / 3.0; 3],
+                &own,
+                Tau::Adaptive { f: 2 },
+                &mut ws,
+                &mut out,
+            )
+            .unwrap();
+        }
+        let bad = [[-40.0f32], [-41.0]];
+        let rows = [&own[..], &bad[0][..], &bad[1][..]];
+        let c = clipped_gossip(
+            &rows[..],
+            &[1.0 / 3.0; 3],
+            &own,
+            Tau::Adaptive { f: 2 },
+            &mut ws,
+            &mut out,
+        );
+        // Radius 2 x 1 (the nearer honest distance each time): both clipped to -2.
+        assert_eq!(c, Ok(2));
+        assert!((out[0] + 4.0 / 3.0).abs() < 1e-5, "{out:?}");
     }
 
     #[test]

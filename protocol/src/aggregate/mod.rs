@@ -90,7 +90,8 @@ pub struct Report {
 pub struct Aggregator {
     config: Config,
     dim: usize,
-    /// Centered clipping's previous aggregate (its starting point), zero at first.
+    /// Centered clipping's previous aggregate (its starting point): zero at first, or what
+    /// [`Aggregator::reset_to`] set.
     momentum: Vec<f32>,
     /// The result of the rules that check their inputs as they go, copied to the caller's
     /// output once the whole pass has found them finite.
@@ -143,10 +144,21 @@ impl Aggregator {
         &self.config
     }
 
-    /// Forgets the rule's state: centered clipping starts again from zero. Call it when the
-    /// model is replaced (e.g. after a resynchronisation); other rules have no state.
+    /// Forgets the rule's state: centered clipping starts again from zero, ClippedGossip
+    /// forgets its last adaptive radius. Other rules have no state.
     pub fn reset(&mut self) {
         self.momentum.fill(0.0);
+        self.ws.clipping.forget();
+    }
+
+    /// [`Aggregator::reset`], with centered clipping starting again from `center` (a node's own
+    /// model: its first clipping step is then around what it holds, not around zero). Call it
+    /// when the model is set or replaced (a start, a join, a catch-up).
+    pub fn reset_to(&mut self, center: &[f32]) {
+        self.reset();
+        if self.momentum.len() == center.len() {
+            self.momentum.copy_from_slice(center);
+        }
     }
 
     /// The vector length this aggregator accepts.

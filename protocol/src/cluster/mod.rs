@@ -24,8 +24,9 @@
 //!
 //! **Gossip** ([`Gossip`]). A published message goes to `mesh` of the author's connected peers
 //! (gossipsub's mesh degree; all of them with 0); a node that receives it for the first time hands
-//! it to its engine with the author and the relayer ([`Input::GossipReceived`]) and forwards it to
-//! `mesh` of its own peers, except the one it came from, until `hops` forwards have been made.
+//! it to its engine with the author and the relayer ([`Input::GossipReceived`]) and, if the
+//! engine accepts it ([`Output::GossipChecked`]), forwards it to `mesh` of its own peers, except
+//! the one it came from, until `hops` forwards have been made.
 //! Each node remembers the messages it has seen for `seen_for` (gossipsub's duplicate cache) and
 //! drops copies.
 //!
@@ -46,7 +47,9 @@ mod tests;
 #[cfg(test)]
 pub(crate) mod toy;
 
-use crate::engine::{ConfigError, Engine, Input, Origin, Output, Rejection, Resume, Setup, Stats};
+use crate::engine::{
+    ConfigError, Engine, GossipVerdict, Input, Origin, Output, Rejection, Resume, Setup, Stats,
+};
 use crate::sign::PeerKey;
 use faults::Faults;
 pub use gossip::Gossip;
@@ -101,6 +104,8 @@ pub enum Step {
         round: u64,
         /// Its completed round now (later than `round` if it caught up).
         completed: u64,
+        /// The nodes whose models it mixed.
+        peers: Vec<usize>,
         /// Models mixed, its own included.
         inputs: usize,
         /// Inputs the rule clipped or discarded.
@@ -137,6 +142,8 @@ pub struct Counters {
     pub gossip_delivered: u64,
     /// Gossip copies dropped because the node had seen the message.
     pub duplicates: u64,
+    /// Gossip messages a node's engine did not accept, and so did not forward.
+    pub gossip_refused: u64,
     /// Messages handed to an engine from a peer it had banned: 0, since a ban closes the
     /// connection (counted to show it).
     pub from_banned: u64,
@@ -160,6 +167,7 @@ enum Message {
     },
     FetchRequest {
         request: u64,
+        round: Option<u64>,
     },
     FetchAnswer {
         update: Option<Arc<[u8]>>,
@@ -275,6 +283,19 @@ pub struct Cluster<W> {
     next_request: u64,
     steps: VecDeque<Step>,
     counters: Counters,
+    /// The gossip message an engine is checking: forwarded once it is accepted.
+    checking: Option<Relay>,
+}
+
+/// A gossip message to forward from `at` if its engine accepts it.
+#[derive(Debug)]
+struct Relay {
+    at: usize,
+    author: usize,
+    from: usize,
+    id: u64,
+    hops: Option<u32>,
+    bytes: Arc<[u8]>,
 }
 
 fn pair(a: usize, b: usize) -> (usize, usize) {
@@ -301,6 +322,7 @@ impl<W: World> Cluster<W> {
             next_request: 0,
             steps: VecDeque::new(),
             counters: Counters::default(),
+            checking: None,
         }
     }
 
@@ -497,6 +519,12 @@ impl<W: World> Cluster<W> {
         self.rewire(None, |c| c.faults.heal());
     }
 
+    /// Node `i` publishes `bytes` as gossip now, whatever its engine would do (an attacker's
+    /// junk, replayed or forged announcements; the red team's tool). Relayed like any message.
+    pub fn publish(&mut self, i: usize, bytes: Arc<[u8]>) {
+        self.carry_out(i, Output::Broadcast { bytes });
+    }
+
     /// Loses each message with probability `fraction` from now on.
     pub fn set_drop(&mut self, fraction: f64) {
         self.faults.drop = fraction;
@@ -615,17 +643,28 @@ impl<W: World> Cluster<W> {
                     self.counters.duplicates += 1;
                     return;
                 }
-                if let Some(next) = self.gossip.next_hop(hops) {
-                    self.forward(to, author, Some(from), id, next, bytes.clone());
-                }
+                // As gossipsub with validation: forwarded only once the engine accepts it.
+                self.checking = Some(Relay {
+                    at: to,
+                    author,
+                    from,
+                    id,
+                    hops,
+                    bytes: bytes.clone(),
+                });
                 self.counters.gossip_delivered += 1;
                 Input::GossipReceived {
                     author: self.members[author].engine.id(),
                     relayer: key,
+                    message: id,
                     bytes,
                 }
             }
-            Message::FetchRequest { request } => Input::FetchRequested { from: key, request },
+            Message::FetchRequest { request, round } => Input::FetchRequested {
+                from: key,
+                request,
+                round,
+            },
             Message::FetchAnswer { update } => Input::Fetched { peer: key, update },
         };
         self.counters.delivered += 1;
@@ -754,15 +793,18 @@ impl<W: World> Cluster<W> {
             Output::Mixed {
                 round,
                 params,
+                peers,
                 inputs,
                 clipped,
                 skipped,
             } => {
                 self.world.set_model(i, &params);
+                let peers = peers.iter().filter_map(|k| self.node_of(k)).collect();
                 self.steps.push_back(Step::Mixed {
                     node: i,
                     round,
                     completed: self.members[i].engine.completed_round(),
+                    peers,
                     inputs,
                     clipped,
                     skipped,
@@ -787,12 +829,12 @@ impl<W: World> Cluster<W> {
                 }
                 self.forward(i, i, None, id, self.gossip.hops, bytes);
             }
-            Output::Fetch { peer } => {
+            Output::Fetch { peer, round } => {
                 // Engines only name peers they were told are connected: members.
                 let Some(j) = self.node_of(&peer) else { return };
                 self.next_request += 1;
                 let request = self.next_request;
-                if !self.transmit(i, j, Message::FetchRequest { request }) {
+                if !self.transmit(i, j, Message::FetchRequest { request, round }) {
                     let epoch = self.members[i].epoch;
                     self.push(
                         self.now,
@@ -834,6 +876,17 @@ impl<W: World> Cluster<W> {
                 });
             }
             Output::Penalize { .. } => {}
+            Output::GossipChecked { message, verdict } => {
+                let relay = self.checking.take();
+                match relay {
+                    Some(r) if r.at == i && r.id == message && verdict == GossipVerdict::Accept => {
+                        if let Some(next) = self.gossip.next_hop(r.hops) {
+                            self.forward(i, r.author, Some(r.from), r.id, next, r.bytes);
+                        }
+                    }
+                    _ => self.counters.gossip_refused += 1,
+                }
+            }
             Output::Finished => self.steps.push_back(Step::Finished { node: i }),
         }
     }

@@ -99,6 +99,7 @@ fn a_ban_closes_the_connection_for_good() {
         },
         n: None,
         f: None,
+        push: false,
     });
     let targets = toy::targets(n, DIM, 1.0, 1.0, 5);
     let mut c2 = Cluster::new(Quadratic::new(targets), 5, Gossip::default());
@@ -189,6 +190,7 @@ fn evidence_relayed_through_peers_bans_an_equivocator_out_of_reach() {
                 attack: Attack::Equivocate,
                 n: None,
                 f: None,
+                push: false,
             });
         }
         c.add(s).unwrap();
@@ -245,4 +247,27 @@ fn a_restart_resumes_from_its_checkpoint_and_a_late_joiner_from_its_peers() {
     let joined = started.iter().find(|s| s.0 == 4).expect("node 4 started");
     assert_eq!((joined.1, joined.3), (Origin::Joined, 2));
     assert!(joined.2 > 5, "it starts near its peers' rounds: {joined:?}");
+}
+
+/// Junk gossip stops at the first honest node: it rejects the message, penalises its author
+/// and does not forward it, so the honest node beyond never sees it and never blames the honest
+/// relayer in between (before, each junk message cost the relayer half the ban threshold).
+#[test]
+fn junk_gossip_costs_its_author_and_never_the_relayer() {
+    let mut c = cluster(3, &line(3), &config(1000), Gossip::default());
+    c.start(&[0, 1, 2], false);
+    steps(&mut c, Duration::from_millis(300));
+    for k in 0..3u8 {
+        c.publish(0, vec![0xEE, k, 1, 2, 3].into());
+    }
+    steps(&mut c, Duration::from_secs(2));
+    let (junker, relayer) = (c.engine(0).id(), c.engine(1).id());
+    assert!(c.engine(1).is_banned(&junker), "the author is banned");
+    assert!(!c.engine(2).is_banned(&relayer), "the relayer is not");
+    assert!(
+        c.engine(2).stats().rejected.is_empty(),
+        "{:?}",
+        c.engine(2).stats().rejected
+    );
+    assert!(c.counters().gossip_refused >= 2, "{:?}", c.counters());
 }

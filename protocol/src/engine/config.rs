@@ -7,10 +7,11 @@ use serde::{Deserialize, Serialize};
 /// How one node runs its rounds. TOML keys are kebab-case; every key has a default.
 ///
 /// ```toml
-/// fanout = 4               # peers each update is sent to per round (s)
-/// wait-for = 4             # fresh updates to collect before mixing (m)
+/// fanout = 4               # peers drawn each round whose models are fetched and mixed (s)
+/// wait-for = 4             # answers to collect before mixing (m)
 /// round-timeout-ms = 2000  # longest wait for them after local training
-/// max-staleness = 4        # updates more than this many rounds behind are stale
+/// max-staleness = 4        # models more than this many rounds behind are not mixed
+/// max-ahead = 1000         # models more than this many rounds ahead are not mixed
 /// aggregation = { rule = "clipped-gossip" }
 /// outlier-factor = 2.5     # screen out models this many times farther than the median; 0 = off
 /// join-peers = 3           # peers a joining or restarted node fetches models from; 0 = none
@@ -20,17 +21,24 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
 pub struct Config {
-    /// Peers each signed update is sent to after local training (the `s` of random s-peer
-    /// sampling). Peers are drawn afresh every round from the connected ones. Default 4.
+    /// Peers whose models a node fetches and mixes each round, after its local training (the
+    /// `s` of random s-peer sampling): drawn afresh every round from the connected ones.
+    /// Default 4.
     pub fanout: usize,
-    /// Fresh updates to wait for before mixing (`m`). Default 4.
+    /// Answers to wait for before mixing (`m`), at most as many as peers were drawn; the node
+    /// also mixes once every drawn peer has answered. Default 4.
     pub wait_for: usize,
-    /// Longest wait for `wait_for` updates after local training, in milliseconds; when it passes
-    /// the node mixes what it has. Default 2000.
+    /// Longest wait for the answers after local training, in milliseconds; when it passes the
+    /// node mixes what it has. A node holds a peer's fetch for a round it has not signed yet for
+    /// at most half of it. Default 2000.
     pub round_timeout_ms: u64,
-    /// An update whose round is more than this many rounds behind the node's own is stale and
-    /// is not mixed. Default 4.
+    /// A model whose round is more than this many rounds behind the node's own is not mixed
+    /// (`lagging`), and one catch-up to its peers' rounds moves at most this many rounds.
+    /// Default 4.
     pub max_staleness: u64,
+    /// A model whose round is more than this many rounds ahead of the node's own is not mixed
+    /// (`ahead`, no penalty: this node may be the slow one). Default 1000.
+    pub max_ahead: u64,
     /// The robust mixing rule. Default: ClippedGossip.
     pub aggregation: aggregate::Config,
     /// The outlier screen before mixing: a received model more than this many times farther
@@ -67,6 +75,7 @@ impl Default for Config {
             wait_for: 4,
             round_timeout_ms: 2000,
             max_staleness: 4,
+            max_ahead: 1000,
             aggregation: aggregate::Config::default(),
             outlier_factor: DEFAULT_OUTLIER_FACTOR,
             max_peers: 4096,
@@ -116,6 +125,9 @@ impl Config {
         if self.fanout == 0 {
             return bad("fanout", &self.fanout, "must be at least 1");
         }
+        if self.wait_for == 0 {
+            return bad("wait-for", &self.wait_for, "must be at least 1");
+        }
         if self.round_timeout_ms == 0 {
             return bad(
                 "round-timeout-ms",
@@ -149,6 +161,15 @@ impl Config {
             return bad("rounds", &0, "must be at least 1 when set");
         }
         self.aggregation.validate()?;
+        let need = self.aggregation.min_inputs();
+        if need > self.wait_for + 1 {
+            return Err(ConfigError::Value {
+                key: "aggregation",
+                value: self.aggregation.name(),
+                why: "needs more models than `wait-for` answers and the own model can give: \
+                      raise `wait-for` or lower the rule's f",
+            });
+        }
         Ok(())
     }
 }

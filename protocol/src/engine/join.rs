@@ -143,7 +143,7 @@ impl Engine {
                 let pick = self.rng.random_range(0..candidates.len());
                 let peer = candidates.swap_remove(pick);
                 j.asked.insert(peer, Answer::Waiting);
-                self.outputs.push_back(Output::Fetch { peer });
+                self.outputs.push_back(Output::Fetch { peer, round: None });
             }
         }
         if j.done(now) {
@@ -161,7 +161,7 @@ impl Engine {
         }
         let answer = match update {
             None => Answer::Nothing,
-            Some(bytes) => match self.check(peer, bytes, 0, true) {
+            Some(bytes) => match self.check(peer, bytes, (0, u64::MAX), true) {
                 Ok(Checked { round, params }) => Answer::Model { round, params },
                 Err(reason) => {
                     if reason != super::Rejection::Equivocation {

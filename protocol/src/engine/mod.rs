@@ -10,7 +10,7 @@
 //! ```text
 //! let mut engine = Engine::new(setup)?;
 //! engine.handle(now, Input::Start { resume, join })?;          // once, first
-//! engine.handle(now, Input::UpdateReceived { from, bytes })?;   // PeerUp, Fetched, Trained, Tick, ...
+//! engine.handle(now, Input::Fetched { peer, update })?;       // PeerUp, FetchRequested, Trained, Tick, ...
 //! while let Some(out) = engine.poll() { /* Started, Train, Mixed, Send, Fetch, Serve, Ban, ... */ }
 //! let wake = engine.poll_timeout();
 //! ```
@@ -23,21 +23,29 @@
 //! coordinate-wise median, unless its own checkpoint is recent enough. Either way it starts past
 //! every round it ever signed, so a restart never equivocates. [`Output::Started`] says how.
 //!
-//! **Rounds** (module `round`). Rounds are asynchronous; there is no global barrier. In round
-//! `r` a node trains locally ([`Output::Train`], answered by [`Input::Trained`]), signs its model
-//! and sends it to `fanout` peers drawn afresh from the connected ones (Epidemic Learning, de Vos
-//! et al., NeurIPS 2023), then collects fresh updates from others until it has `wait_for` of them
-//! or `round_timeout_ms` passes, mixes its own model with them by the configured robust rule
-//! ([`crate::aggregate`]), hands the result to the trainer ([`Output::Mixed`]) and starts round
-//! `r + 1`. Every `checkpoint-every` rounds it asks for a checkpoint ([`Output::Checkpoint`]).
+//! **Rounds** (module `round`). Rounds are asynchronous; there is no global barrier, and models
+//! move by pull. In round `r` a node trains locally ([`Output::Train`], answered by
+//! [`Input::Trained`]), signs its model, draws `fanout` peers afresh from the connected ones with
+//! its own seeded generator (Epidemic Learning's s-peer sampling, de Vos et al., NeurIPS 2023,
+//! turned into pulls) and fetches each one's update of round `r` ([`Output::Fetch`], answered by
+//! [`Input::Fetched`]); a peer that connects while fewer than `fanout` were drawn is drawn too.
+//! It mixes when `wait_for` answers have come, every drawn peer has answered, or
+//! `round_timeout_ms` has passed, by the configured robust rule ([`crate::aggregate`]), hands the
+//! result and its round to the trainer ([`Output::Mixed`]) and starts round `r + 1`, or a later
+//! one if its answers were ahead (the median round of the answers that passed every check and the
+//! screen, at most `max_staleness` rounds on). Every `checkpoint-every` rounds it asks for a
+//! checkpoint ([`Output::Checkpoint`]).
 //!
-//! **Receiving** (module `receive`). Updates arriving at any time are checked at once (signature,
-//! run, version, sender, size, dimension, finiteness, replay, equivocation) and buffered, one per
-//! peer. A failed check drops the update and penalises the sender with the reason; enough penalty
-//! points ban it ([`Output::Ban`]: the caller disconnects it and refuses it from then on), and
-//! equivocation bans at once and is broadcast as transferable evidence. A peer asking for this
-//! node's latest signed update ([`Input::FetchRequested`]) is answered with [`Output::Serve`].
-//!
+//! **Receiving** (module `receive`). Answers are checked at once (signature, run, version,
+//! sender, size, dimension, finiteness, replay, equivocation, round bounds); only answers of
+//! drawn peers are kept, one per peer. A failed check drops the update and penalises the sender
+//! with the reason; enough penalty points ban it ([`Output::Ban`]: the caller disconnects it and
+//! refuses it from then on), and equivocation bans at once and is broadcast as transferable
+//! evidence. Updates pushed unasked ([`Input::UpdateReceived`]) are never mixed and cost their
+//! sender points. A peer asking for this node's update ([`Input::FetchRequested`]) is answered
+//! with [`Output::Serve`]; asked for a round it has not signed yet, the node holds the request up
+//! to half a round timeout and answers as soon as it signs.
+
 //! Errors: input from peers never fails, it becomes penalties. [`Engine::handle`] returns an
 //! [`InputError`] only for the caller's own mistakes (a training result nobody asked for, of the
 //! wrong round or size, or a second start).
@@ -62,10 +70,12 @@ use crate::attack::Attack;
 use crate::replay::Window;
 use crate::sign::{Identity, PeerKey, RunId};
 use crate::wire;
+use adversary::Menu;
 use join::Joining;
 use peers::Peers;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use receive::Held;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,7 +103,8 @@ pub enum Input {
         /// The peer.
         peer: PeerKey,
     },
-    /// An update pushed by `from`.
+    /// An update `from` pushed without being asked. Models move by pull: a pushed update is
+    /// never mixed, and costs its sender `unsolicited` points (only an attacker pushes).
     UpdateReceived {
         /// The transport-authenticated sender.
         from: PeerKey,
@@ -101,12 +112,17 @@ pub enum Input {
         bytes: Arc<[u8]>,
     },
     /// A gossip message (announcement or evidence) published by `author` and delivered by
-    /// `relayer` (the same peer when it did not travel through another).
+    /// `relayer` (the same peer when it did not travel through another). The engine answers at
+    /// once with [`Output::GossipChecked`] for `message`; the caller forwards the message only
+    /// if it is accepted. A bad message costs its author points, never the relayer: an honest
+    /// relayer cannot know what it carries before its own engine has looked.
     GossipReceived {
         /// The peer that published the message (authenticated by the gossip layer).
         author: PeerKey,
-        /// The peer that delivered it to this node.
+        /// The peer that delivered it to this node (for the caller's records; never penalised).
         relayer: PeerKey,
+        /// The caller's handle on the message, echoed in the verdict.
+        message: u64,
         /// The message bytes, unchecked.
         bytes: Arc<[u8]>,
     },
@@ -117,6 +133,9 @@ pub enum Input {
         from: PeerKey,
         /// The caller's handle of the request, echoed in the answer.
         request: u64,
+        /// The round the asker wants at least: the answer waits (at most half a round
+        /// timeout) until this node has signed it. `None`: whatever it has now.
+        round: Option<u64>,
     },
     /// The answer to an [`Output::Fetch`] of `peer`: its latest signed update, or `None` if it
     /// had none or the request failed.
@@ -204,6 +223,8 @@ pub enum Output {
         round: u64,
         /// The mixed model (the own model when the mix was skipped).
         params: Vec<f32>,
+        /// The peers whose models were mixed, in key order.
+        peers: Vec<PeerKey>,
         /// Models mixed, the node's own included.
         inputs: usize,
         /// Inputs the rule clipped or discarded.
@@ -233,6 +254,8 @@ pub enum Output {
     Fetch {
         /// The peer.
         peer: PeerKey,
+        /// The round wanted at least (see [`Input::FetchRequested`]); `None`: whatever it has.
+        round: Option<u64>,
     },
     /// Answer the fetch `request` of `to`.
     Serve {
@@ -260,8 +283,28 @@ pub enum Output {
         /// The rejection that crossed the threshold (or equivocation).
         reason: Rejection,
     },
+    /// The verdict on the gossip message `message` ([`Input::GossipReceived`]): the gossip layer
+    /// forwards it only when accepted.
+    GossipChecked {
+        /// The caller's handle on the message.
+        message: u64,
+        /// What to do with it.
+        verdict: GossipVerdict,
+    },
     /// The configured number of rounds is done.
     Finished,
+}
+
+/// What the gossip layer does with a message the engine has checked (gossipsub's validation
+/// result).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GossipVerdict {
+    /// Valid and new: deliver and forward it.
+    Accept,
+    /// Harmless but not worth forwarding (already known, stale, from a banned peer).
+    Ignore,
+    /// Invalid: drop it; its author has been penalised.
+    Reject,
 }
 
 /// A mistake of the caller, not of a peer: the engine's state is unchanged.
@@ -338,6 +381,9 @@ pub struct Adversary {
     pub n: Option<usize>,
     /// Byzantine nodes in the run, as the attacker believes; unset: 1.
     pub f: Option<usize>,
+    /// Also push the forged update to every connected peer every round, unasked (the honest
+    /// nodes refuse pushes and penalise them, but the attacker spends their CPU and tries).
+    pub push: bool,
 }
 
 /// Everything an engine is built from.
@@ -405,7 +451,16 @@ pub struct Engine {
     aggregator: Aggregator,
     window: Window,
     peers: Peers,
-    pending: BTreeMap<PeerKey, Pending>,
+    /// The peers drawn this round, and whether each has answered.
+    asked: BTreeMap<PeerKey, bool>,
+    /// Their usable answers.
+    answers: BTreeMap<PeerKey, Pending>,
+    /// Peers' fetches waiting for this node to sign the round they ask for.
+    held: BTreeMap<PeerKey, Held>,
+    /// The round of the update this node serves now.
+    served_round: Option<u64>,
+    /// What an attacker serves this round.
+    menu: Menu,
     outputs: VecDeque<Output>,
     rng: ChaCha8Rng,
     stats: Stats,
@@ -439,6 +494,12 @@ impl Engine {
         let dim = model.len();
         let aggregator = Aggregator::new(&config.aggregation, dim)?;
         let me = identity.public();
+        // The replay window's bucket key: what only this node can compute (its signature of a
+        // fixed message), so peers cannot aim at a bucket.
+        let floor_key = blake3::derive_key(
+            "murmur replay floor buckets v1",
+            &identity.sign(b"murmur replay floor key", &[]),
+        );
         Ok(Engine {
             rng: derive_rng(seed, &me, &Resume::default()),
             me,
@@ -446,7 +507,7 @@ impl Engine {
             run,
             limit: wire::max_update_len(dim),
             dim,
-            window: Window::new(config.max_peers),
+            window: Window::keyed(config.max_peers, floor_key),
             peers: Peers::new(config.ban_threshold, config.max_peers),
             config,
             seed,
@@ -456,7 +517,11 @@ impl Engine {
             checkpointed: 0,
             phase: Phase::Created,
             aggregator,
-            pending: BTreeMap::new(),
+            asked: BTreeMap::new(),
+            answers: BTreeMap::new(),
+            held: BTreeMap::new(),
+            served_round: None,
+            menu: Menu::default(),
             outputs: VecDeque::new(),
             stats: Stats::default(),
             adversary,
@@ -556,10 +621,14 @@ impl Engine {
 
     /// When to call [`Engine::handle`] with [`Input::Tick`] next, if a timer is running.
     pub fn poll_timeout(&self) -> Option<Duration> {
-        match &self.phase {
+        let phase = match &self.phase {
             Phase::Collecting { deadline } => Some(*deadline),
             Phase::Joining(j) => Some(j.wake()),
             Phase::Created | Phase::Training | Phase::Finished => None,
+        };
+        match (phase, self.held_until()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
@@ -569,30 +638,46 @@ impl Engine {
         match input {
             Input::Start { resume, join } => self.on_start(now, resume, join)?,
             Input::PeerUp { peer } => {
-                if peer != self.me
-                    && let Some(reason) = self.peers.up(peer)
-                {
-                    self.outputs.push_back(Output::Ban { peer, reason });
+                if peer != self.me {
+                    match self.peers.up(peer) {
+                        Some(reason) => self.outputs.push_back(Output::Ban { peer, reason }),
+                        None => self.draw_late(peer),
+                    }
                 }
             }
             Input::PeerDown { peer } => {
                 self.peers.down(&peer);
+                self.held.remove(&peer);
                 self.pending_fetch_failed(&peer);
+                self.answer_failed(&peer);
             }
-            Input::UpdateReceived { from, bytes } => self.on_update(from, &bytes),
+            Input::UpdateReceived { from, bytes: _ } => self.on_push(from),
             Input::GossipReceived {
-                author: _,
-                relayer,
+                author,
+                relayer: _,
+                message,
                 bytes,
-            } => self.on_gossip(relayer, &bytes),
-            Input::FetchRequested { from, request } => self.serve(from, request),
-            Input::Fetched { peer, update } => self.on_fetched(peer, update.as_deref()),
+            } => {
+                let verdict = self.on_gossip(author, &bytes);
+                self.outputs
+                    .push_back(Output::GossipChecked { message, verdict });
+            }
+            Input::FetchRequested {
+                from,
+                request,
+                round,
+            } => self.on_fetch_request(now, from, request, round),
+            Input::Fetched { peer, update } => match self.phase {
+                Phase::Joining(_) => self.on_fetched(peer, update.as_deref()),
+                Phase::Collecting { .. } => self.on_answer(peer, update.as_deref()),
+                _ => {}
+            },
             Input::Trained {
                 round,
                 params,
                 samples,
             } => self.on_trained(now, round, params, samples)?,
-            Input::Tick => {}
+            Input::Tick => self.answer_held(now, true),
         }
         self.advance(now);
         Ok(())
@@ -603,11 +688,7 @@ impl Engine {
     fn advance(&mut self, now: Duration) {
         match &self.phase {
             Phase::Joining(_) => self.join_step(now),
-            Phase::Collecting { deadline }
-                if now >= *deadline || self.fresh_count() >= self.config.wait_for =>
-            {
-                self.mix();
-            }
+            Phase::Collecting { deadline } if self.ready(now, *deadline) => self.mix(),
             _ => {}
         }
     }
@@ -622,7 +703,6 @@ impl Engine {
         self.checkpointed = self.round;
         for &(peer, reason) in &resume.bans {
             self.peers.ban(peer, reason);
-            self.pending.remove(&peer);
             self.outputs.push_back(Output::Ban { peer, reason });
         }
         if join && self.config.join_peers > 0 {
@@ -643,8 +723,10 @@ impl Engine {
         self.round = base.max(self.signed);
         if let Some(m) = &model {
             self.model.copy_from_slice(m);
-            self.aggregator.reset();
         }
+        // Stateful rules start from what the node holds now (centered clipping around its own
+        // model, not around zero).
+        self.aggregator.reset_to(&self.model);
         self.phase = Phase::Training;
         self.outputs.push_back(Output::Started {
             origin,

@@ -1,12 +1,14 @@
-//! Messages from peers: pushed updates, gossip, and the checks every signed update passes.
+//! Messages from peers: fetches to answer, pushed updates, gossip, and the checks every signed
+//! update passes.
 
 use super::peers::Standing;
-use super::{Engine, Output, Pending, Rejection};
+use super::{Engine, GossipVerdict, Output, Phase, Rejection};
 use crate::evidence::Equivocation;
 use crate::replay;
 use crate::sign::PeerKey;
 use crate::wire;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A signed update that passed every check: its round and parameters.
 pub(super) struct Checked {
@@ -30,7 +32,8 @@ impl Engine {
             }
             Standing::Banned => {
                 self.stats.bans += 1;
-                self.pending.remove(&peer);
+                self.answers.remove(&peer);
+                self.held.remove(&peer);
                 self.outputs.push_back(Output::Ban { peer, reason });
             }
             Standing::AlreadyBanned => {}
@@ -39,14 +42,14 @@ impl Engine {
 
     /// Runs every check of a signed update from `from` and records it in the replay window; an
     /// update of a round below `floor` is `lagging`. A `fetched` update (the answer to this
-    /// node's own request) may be one the window already holds, or older: it is the peer's latest
-    /// as far as the peer knows, not a replay pushed at this node. A failure is returned with its
-    /// reason, for the caller to penalise; equivocation is handled here.
+    /// node's own request) may be the one the window already holds from that peer: a peer that
+    /// has not signed a newer one serves it again. A failure is returned with its reason, for
+    /// the caller to penalise; equivocation is handled here.
     pub(super) fn check(
         &mut self,
         from: PeerKey,
         bytes: &[u8],
-        floor: u64,
+        (floor, ceiling): (u64, u64),
         fetched: bool,
     ) -> Result<Checked, Rejection> {
         let update = wire::decode_update(bytes, self.limit).map_err(|e| Rejection::of(&e))?;
@@ -61,9 +64,15 @@ impl Engine {
         if round < floor {
             return Err(Rejection::Lagging);
         }
+        // Before the replay window records anything: a round far ahead is not remembered.
+        if round > ceiling {
+            return Err(Rejection::Ahead);
+        }
         let fresh = match self.window.check(&update.signed) {
             replay::Verdict::Fresh => true,
-            replay::Verdict::Stale { .. } | replay::Verdict::Duplicate if fetched => false,
+            // A peer serves its newest update: the one it served before, when it has not signed
+            // another since (never an older one: that is a replay).
+            replay::Verdict::Duplicate if fetched => false,
             replay::Verdict::Stale { .. } => return Err(Rejection::Stale),
             replay::Verdict::Duplicate => return Err(Rejection::Duplicate),
             replay::Verdict::Equivocation(ev) => {
@@ -82,65 +91,76 @@ impl Engine {
         Ok(Checked { round, params })
     }
 
-    pub(super) fn on_update(&mut self, from: PeerKey, bytes: &[u8]) {
-        if self.peers.is_banned(&from) {
-            return;
+    /// An update pushed at this node unasked: never mixed, and not even checked (checking costs
+    /// a hash and a signature; that is what a flood would spend). It costs the transport-
+    /// authenticated sender `unsolicited` points.
+    pub(super) fn on_push(&mut self, from: PeerKey) {
+        if !self.peers.is_banned(&from) {
+            self.reject(from, Rejection::Unsolicited);
         }
-        let floor = self.round.saturating_sub(self.config.max_staleness);
-        let Checked { round, params } = match self.check(from, bytes, floor, false) {
-            Ok(c) => c,
-            // Counted where the proof was handled.
-            Err(Rejection::Equivocation) => return,
-            Err(reason) => return self.reject(from, reason),
-        };
-        self.stats.accepted += 1;
-        if self.pending.len() >= self.config.max_peers && !self.pending.contains_key(&from) {
-            // Bounded buffer: drop the oldest pending update to make room.
-            if let Some(oldest) = self
-                .pending
-                .iter()
-                .min_by_key(|(_, p)| p.round)
-                .map(|(k, _)| *k)
-            {
-                self.pending.remove(&oldest);
-            }
-        }
-        self.pending.insert(from, Pending { round, params });
     }
 
-    pub(super) fn on_gossip(&mut self, from: PeerKey, bytes: &[u8]) {
-        if self.peers.is_banned(&from) {
-            return;
+    /// Checks a gossip message published by `author`: an announcement must be its author's own,
+    /// of this run, and new; evidence must prove an equivocation of this run. Anything that fails
+    /// to decode, or names another run or another sender, is rejected and costs the author.
+    pub(super) fn on_gossip(&mut self, author: PeerKey, bytes: &[u8]) -> GossipVerdict {
+        if self.peers.is_banned(&author) {
+            return GossipVerdict::Ignore;
         }
+        let rejected = |e: &mut Self, reason| {
+            e.reject(author, reason);
+            GossipVerdict::Reject
+        };
         if wire::is_announcement(bytes) {
             match wire::decode_announcement(bytes) {
-                Ok(signed) if signed.header.run != self.run => {
-                    self.reject(from, Rejection::WrongRun)
+                Ok(signed) if signed.header.run != self.run => rejected(self, Rejection::WrongRun),
+                // Honest nodes publish only their own announcements.
+                Ok(signed) if signed.header.sender != author => {
+                    rejected(self, Rejection::Impersonation)
+                }
+                // Not remembered: it would hold a slot of the bounded announcement table.
+                Ok(signed)
+                    if signed.header.round > self.round.saturating_add(self.config.max_ahead) =>
+                {
+                    GossipVerdict::Ignore
                 }
                 Ok(signed) => match self.window.check(&signed) {
-                    replay::Verdict::Equivocation(ev) => self.on_equivocation(*ev),
-                    // Remembered, so a conflicting update that arrives later is caught too.
-                    replay::Verdict::Fresh => {
-                        if let Some(ev) = self.window.announce(signed) {
-                            self.on_equivocation(ev);
-                        }
+                    replay::Verdict::Equivocation(ev) => {
+                        self.on_equivocation(*ev);
+                        GossipVerdict::Ignore
                     }
-                    replay::Verdict::Stale { .. } | replay::Verdict::Duplicate => {}
+                    // Remembered, so a conflicting update that arrives later is caught too.
+                    replay::Verdict::Fresh if self.window.is_announced(&signed) => {
+                        GossipVerdict::Ignore
+                    }
+                    replay::Verdict::Fresh => match self.window.announce(signed) {
+                        Some(ev) => {
+                            self.on_equivocation(ev);
+                            GossipVerdict::Ignore
+                        }
+                        None => GossipVerdict::Accept,
+                    },
+                    replay::Verdict::Stale { .. } | replay::Verdict::Duplicate => {
+                        GossipVerdict::Ignore
+                    }
                 },
-                Err(e) => self.reject(from, Rejection::of(&e)),
+                Err(e) => rejected(self, Rejection::of(&e)),
             }
         } else if wire::is_evidence(bytes) {
             match Equivocation::decode(bytes) {
                 Ok(ev) if ev.a.header.run == self.run => {
-                    if !self.peers.is_banned(&ev.offender()) {
+                    if self.peers.is_banned(&ev.offender()) {
+                        GossipVerdict::Ignore
+                    } else {
                         self.on_equivocation(ev);
+                        GossipVerdict::Accept
                     }
                 }
-                Ok(_) => self.reject(from, Rejection::WrongRun),
-                Err(e) => self.reject(from, Rejection::of(&e)),
+                Ok(_) => rejected(self, Rejection::WrongRun),
+                Err(e) => rejected(self, Rejection::of(&e)),
             }
         } else {
-            self.reject(from, Rejection::Malformed);
+            rejected(self, Rejection::Malformed)
         }
     }
 
@@ -151,7 +171,8 @@ impl Engine {
             .rejected
             .entry(Rejection::Equivocation)
             .or_default() += 1;
-        self.pending.remove(&offender);
+        self.answers.remove(&offender);
+        self.held.remove(&offender);
         if self.peers.ban(offender, Rejection::Equivocation) {
             self.stats.bans += 1;
             self.outputs.push_back(Output::Ban {
@@ -163,20 +184,84 @@ impl Engine {
         }
     }
 
-    /// Answers a peer's fetch with the latest signed update.
-    pub(super) fn serve(&mut self, from: PeerKey, request: u64) {
-        let update = if self.peers.is_banned(&from) {
+    /// A peer asks for this node's update of `round` or later: answered at once when it has
+    /// signed that round (or the asker wants whatever there is, or this node trains no more
+    /// rounds), otherwise held until it has, or for half a round timeout. One request per peer
+    /// is held (a newer one answers the older at once), and at most `max-peers` in all.
+    pub(super) fn on_fetch_request(
+        &mut self,
+        now: Duration,
+        from: PeerKey,
+        request: u64,
+        round: Option<u64>,
+    ) {
+        let waits = round.is_some_and(|r| self.served_round.is_none_or(|have| have < r))
+            // A node still joining holds too: it will sign soon, and answering "nothing" at once
+            // would let the asker race on alone.
+            && !matches!(self.phase, Phase::Finished)
+            && !self.peers.is_banned(&from);
+        if !waits || (self.held.len() >= self.config.max_peers && !self.held.contains_key(&from)) {
+            return self.answer(from, request);
+        }
+        let hold = Duration::from_millis(self.config.round_timeout_ms / 2);
+        let held = Held {
+            request,
+            round: round.unwrap_or(0),
+            until: now.checked_add(hold).unwrap_or(Duration::MAX),
+        };
+        if let Some(older) = self.held.insert(from, held) {
+            self.answer(from, older.request);
+        }
+    }
+
+    /// Answers the held requests this node can answer now: those for a round it has signed,
+    /// and, when `expired`, those whose time is up.
+    pub(super) fn answer_held(&mut self, now: Duration, expired: bool) {
+        let have = self.served_round.unwrap_or(0);
+        let due: Vec<(PeerKey, u64)> = self
+            .held
+            .iter()
+            .filter(|(_, h)| h.round <= have || (expired && now >= h.until))
+            .map(|(k, h)| (*k, h.request))
+            .collect();
+        for (peer, request) in due {
+            self.held.remove(&peer);
+            self.answer(peer, request);
+        }
+    }
+
+    /// When the earliest held request expires.
+    pub(super) fn held_until(&self) -> Option<Duration> {
+        self.held.values().map(|h| h.until).min()
+    }
+
+    /// Answers a fetch with this node's latest signed update (what its attack makes of it, for
+    /// an attacker), or nothing for a banned peer.
+    fn answer(&mut self, to: PeerKey, request: u64) {
+        let update = if self.peers.is_banned(&to) {
             None
         } else {
-            self.last_update.clone()
+            match self.adversary.clone() {
+                Some(adv) => self.forged_for(&adv, to),
+                None => self.last_update.clone(),
+            }
         };
         if let Some(u) = &update {
+            self.stats.updates_sent += 1;
             self.stats.bytes_sent += u.len() as u64;
         }
         self.outputs.push_back(Output::Serve {
-            to: from,
+            to,
             request,
             update,
         });
     }
+}
+
+/// A fetch waiting for this node to sign the round it asks for.
+#[derive(Debug, Clone)]
+pub(super) struct Held {
+    request: u64,
+    round: u64,
+    until: Duration,
 }

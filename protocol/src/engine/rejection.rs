@@ -30,6 +30,12 @@ pub enum Rejection {
     Malformed,
     /// Signed by someone other than the peer that sent it.
     Impersonation,
+    /// An update pushed without being asked for: models move by pull, only an attacker pushes.
+    /// Costs a twentieth of the threshold, without checking the update.
+    Unsolicited,
+    /// More than `max-ahead` rounds ahead of this node. Counted, but costs no points: this node
+    /// may be the slow one.
+    Ahead,
     /// A valid model far out of line with the others of the round (see `outlier-factor`).
     /// Costs a quarter of the threshold: a peer that is an outlier round after round is banned,
     /// one that is far now and then earns the points back.
@@ -38,7 +44,7 @@ pub enum Rejection {
 
 impl Rejection {
     /// Every reason, for metrics.
-    pub const ALL: [Rejection; 13] = [
+    pub const ALL: [Rejection; 15] = [
         Rejection::BadSignature,
         Rejection::Lagging,
         Rejection::WrongRun,
@@ -52,6 +58,8 @@ impl Rejection {
         Rejection::Malformed,
         Rejection::Impersonation,
         Rejection::Outlier,
+        Rejection::Unsolicited,
+        Rejection::Ahead,
     ];
 
     /// A stable snake_case name, for metrics labels and logs.
@@ -70,6 +78,8 @@ impl Rejection {
             Rejection::Malformed => "malformed",
             Rejection::Impersonation => "impersonation",
             Rejection::Outlier => "outlier",
+            Rejection::Unsolicited => "unsolicited",
+            Rejection::Ahead => "ahead",
         }
     }
 
@@ -86,9 +96,11 @@ impl Rejection {
             | Rejection::Impersonation => threshold.div_ceil(2),
             Rejection::WrongDimension => threshold.div_ceil(5),
             Rejection::Outlier => threshold.div_ceil(4),
+            // Honest nodes never push: a pusher wastes the receiver's bandwidth on purpose.
+            Rejection::Unsolicited => threshold.div_ceil(10),
             Rejection::WrongRun | Rejection::WrongVersion => threshold.div_ceil(20),
             Rejection::Stale | Rejection::Duplicate => 1,
-            Rejection::Lagging => 0,
+            Rejection::Lagging | Rejection::Ahead => 0,
         }
     }
 

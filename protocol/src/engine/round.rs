@@ -1,5 +1,20 @@
-//! The round schedule: train, sign and send, collect, screen and mix, checkpoint, next round.
+//! The round schedule: train, sign, pull the models of the peers the node draws, screen and mix,
+//! checkpoint, next round.
+//!
+//! Models move by pull. After its local training for round `r` a node signs its model, announces
+//! it by gossip, and asks `fanout` peers drawn at random from the connected ones for their
+//! update of round `r` or later ([`Output::Fetch`]). A peer that has not signed round `r` yet holds
+//! the request until it has, or for half a round timeout, then answers with the newest update it
+//! has (see `receive`). The node mixes when `wait-for` of the drawn peers have answered with a
+//! usable model (or all of them have answered), or at the round's deadline. Updates pushed at it
+//! unasked are never mixed.
+//!
+//! So the share of a mix that Byzantine peers hold is bounded by the node's own draw: with `b` of
+//! its `c` connected peers Byzantine, the number of Byzantine models among the `s` it draws is
+//! hypergeometric, `P(k) = C(b, k) C(c - b, s - k) / C(c, s)`, with mean `s b / c`, however fast,
+//! however often, and under however many names the attackers send.
 
+use super::receive::Checked;
 use super::{Engine, InputError, Output, Pending, Phase, REPLAY_HISTORY, Rejection, screen};
 use crate::sign::PeerKey;
 use crate::topology::sample_peers;
@@ -52,17 +67,30 @@ impl Engine {
         self.model = params;
         // Whatever goes out now is signed for this round.
         self.signed = self.signed.max(self.round);
-        let targets = sample_peers(&self.peers.connected(), self.config.fanout, &mut self.rng);
         match self.adversary.clone() {
             None => {
                 let (bytes, signed) = self.sign(&self.model, samples);
-                self.send_all(&targets, &bytes, &signed);
+                self.last_update = Some(bytes);
+                self.announce(&signed);
             }
-            Some(adv) => self.send_forged(&adv, &targets, samples),
+            Some(adv) => self.plan_round(&adv, samples),
+        }
+        self.served_round = Some(self.round);
+        self.answer_held(now, false);
+        // Draw the peers to mix with, and ask each for its update of this round.
+        let drawn = sample_peers(&self.peers.connected(), self.config.fanout, &mut self.rng);
+        self.asked.clear();
+        self.answers.clear();
+        for peer in drawn {
+            self.asked.insert(peer, false);
+            self.outputs.push_back(Output::Fetch {
+                peer,
+                round: Some(self.round),
+            });
         }
         let timeout = Duration::from_millis(self.config.round_timeout_ms);
         self.phase = Phase::Collecting {
-            deadline: now + timeout,
+            deadline: now.checked_add(timeout).unwrap_or(Duration::MAX),
         };
         Ok(())
     }
@@ -82,21 +110,14 @@ impl Engine {
         (bytes.into(), signed)
     }
 
-    pub(super) fn send_all(
-        &mut self,
-        targets: &[PeerKey],
-        bytes: &Arc<[u8]>,
-        signed: &SignedHeader,
-    ) {
-        self.last_update = Some(bytes.clone());
-        for &to in targets {
-            self.send(to, bytes.clone());
-        }
+    /// Announces a signed header by gossip (round and digest: peers detect equivocation).
+    pub(super) fn announce(&mut self, signed: &SignedHeader) {
         let ann: Arc<[u8]> = wire::encode_announcement(signed).into();
         self.broadcast(ann);
     }
 
-    pub(super) fn send(&mut self, to: PeerKey, bytes: Arc<[u8]>) {
+    /// Pushes an update to a peer unasked (only an attacker does).
+    pub(super) fn push(&mut self, to: PeerKey, bytes: Arc<[u8]>) {
         self.stats.updates_sent += 1;
         self.stats.bytes_sent += bytes.len() as u64;
         self.outputs.push_back(Output::Send { to, bytes });
@@ -115,15 +136,78 @@ impl Engine {
         self.sent.push_back(bytes);
     }
 
-    pub(super) fn fresh_count(&self) -> usize {
-        let floor = self.round.saturating_sub(self.config.max_staleness);
-        self.pending.values().filter(|p| p.round >= floor).count()
+    /// The lowest round a model may be of to be mixed in the current round.
+    fn floor(&self) -> u64 {
+        self.round.saturating_sub(self.config.max_staleness)
+    }
+
+    /// Usable answers of this round.
+    fn fresh_count(&self) -> usize {
+        let floor = self.floor();
+        self.answers.values().filter(|p| p.round >= floor).count()
+    }
+
+    /// Whether the round can be mixed at `now`: `wait-for` usable answers (or as many as peers
+    /// were drawn), every drawn peer answered, or the deadline.
+    pub(super) fn ready(&self, now: Duration, deadline: Duration) -> bool {
+        if now >= deadline {
+            return true;
+        }
+        // Nobody to ask yet: wait for a peer to connect (see `draw_late`) or the deadline.
+        if self.asked.is_empty() {
+            return false;
+        }
+        let want = self.config.wait_for.min(self.asked.len());
+        self.fresh_count() >= want || self.asked.values().all(|answered| *answered)
+    }
+
+    /// A peer that connects while this round has drawn fewer than `fanout` peers is drawn too,
+    /// so a node that was alone, or short of peers, mixes with those that arrive in time.
+    pub(super) fn draw_late(&mut self, peer: PeerKey) {
+        if matches!(self.phase, Phase::Collecting { .. })
+            && self.asked.len() < self.config.fanout
+            && !self.asked.contains_key(&peer)
+            && !self.peers.is_banned(&peer)
+        {
+            self.asked.insert(peer, false);
+            self.outputs.push_back(Output::Fetch {
+                peer,
+                round: Some(self.round),
+            });
+        }
+    }
+
+    /// A drawn peer's answer to this round's fetch, checked at once; a bad one is penalised.
+    pub(super) fn on_answer(&mut self, peer: PeerKey, update: Option<&[u8]>) {
+        match self.asked.get_mut(&peer) {
+            Some(answered @ false) => *answered = true,
+            _ => return, // not drawn this round, or answered already
+        }
+        let Some(bytes) = update else { return };
+        let floor = self.floor();
+        let ceiling = self.round.saturating_add(self.config.max_ahead);
+        match self.check(peer, bytes, (floor, ceiling), true) {
+            Ok(Checked { round, params }) => {
+                self.stats.accepted += 1;
+                self.answers.insert(peer, Pending { round, params });
+            }
+            // Counted where the proof was handled.
+            Err(Rejection::Equivocation) => {}
+            Err(reason) => self.reject(peer, reason),
+        }
+    }
+
+    /// A drawn peer went down before answering: it answers nothing.
+    pub(super) fn answer_failed(&mut self, peer: &PeerKey) {
+        if let Some(answered) = self.asked.get_mut(peer) {
+            *answered = true;
+        }
     }
 
     /// Drops the received models the outlier screen flags, penalises their senders, and returns
     /// how many were dropped.
-    fn screen(&mut self, received: &mut BTreeMap<PeerKey, Vec<f32>>) -> usize {
-        let inputs: Vec<&[f32]> = received.values().map(Vec::as_slice).collect();
+    fn screen(&mut self, received: &mut BTreeMap<PeerKey, Pending>) -> usize {
+        let inputs: Vec<&[f32]> = received.values().map(|p| p.params.as_slice()).collect();
         let flagged = screen::outliers(&self.model, &inputs, self.config.outlier_factor);
         drop(inputs);
         let keys: Vec<PeerKey> = received.keys().copied().collect();
@@ -135,24 +219,25 @@ impl Engine {
     }
 
     pub(super) fn mix(&mut self) {
-        let floor = self.round.saturating_sub(self.config.max_staleness);
-        let pending = std::mem::take(&mut self.pending);
-        let fresh: Vec<(PeerKey, Pending)> = pending
+        let floor = self.floor();
+        let mut received: BTreeMap<PeerKey, Pending> = std::mem::take(&mut self.answers)
             .into_iter()
             .filter(|(_, p)| p.round >= floor)
             .collect();
-        let mut rounds: Vec<u64> = fresh.iter().map(|(_, p)| p.round).collect();
+        self.asked.clear();
+        let screened = self.screen(&mut received);
+        // The catch-up is taken from what passed every check and the screen.
+        let mut rounds: Vec<u64> = received.values().map(|p| p.round).collect();
         rounds.push(self.round);
         rounds.sort_unstable();
         let median_round = rounds[rounds.len() / 2];
-        let mut received: BTreeMap<PeerKey, Vec<f32>> =
-            fresh.into_iter().map(|(k, p)| (k, p.params)).collect();
-        let screened = self.screen(&mut received);
         let mut inputs: Vec<&[f32]> = Vec::with_capacity(received.len() + 1);
         inputs.push(&self.model);
-        inputs.extend(received.values().map(Vec::as_slice));
+        inputs.extend(received.values().map(|p| p.params.as_slice()));
         let n = inputs.len();
-        let (clipped, skipped) = if n >= self.aggregator.min_inputs() {
+        let (clipped, skipped) = if received.is_empty() || n < self.aggregator.min_inputs() {
+            (0, true)
+        } else {
             match self.aggregator.aggregate_screened(
                 &self.model,
                 &inputs,
@@ -164,8 +249,6 @@ impl Engine {
                 Ok(report) => (report.clipped, false),
                 Err(_) => (0, true), // inputs are checked on receipt; keep the own model
             }
-        } else {
-            (0, true)
         };
         drop(inputs);
         if skipped {
@@ -176,24 +259,32 @@ impl Engine {
             self.stats.inputs_mixed += n as u64;
             self.stats.clipped += clipped as u64;
         }
-        if self.adversary.is_some() {
-            self.last_received = received;
-        }
         self.outputs.push_back(Output::Mixed {
             round: self.round,
             params: self.model.clone(),
+            peers: if skipped {
+                Vec::new()
+            } else {
+                received.keys().copied().collect()
+            },
             inputs: n,
             clipped,
             skipped,
         });
+        if self.adversary.is_some() {
+            self.last_received = received.into_iter().map(|(k, p)| (k, p.params)).collect();
+        }
         let every = self.config.checkpoint_every;
         if every > 0 && self.round >= self.checkpointed.saturating_add(every) {
             self.checkpoint(self.round);
         }
-        // Catch up: a node that fell behind the peers it mixes with continues from the median
-        // of their rounds (its own included), so slow nodes are not left lagging for ever; the
-        // median keeps a Byzantine minority from pushing the round counter.
-        self.round = self.round.max(median_round);
+        // Catch up: a node that fell behind the peers it mixes with continues with the median of
+        // their rounds (its own included), so slow nodes are not left lagging for ever; the
+        // median keeps a Byzantine minority from pushing the round counter, and one catch-up
+        // moves it at most `max-staleness` rounds. The next round is that median itself: a node
+        // one round behind trains the round its peers are on, and skips no training of its own.
+        let cap = self.round.saturating_add(self.config.max_staleness);
+        self.round = self.round.max(median_round.saturating_sub(1).min(cap));
         self.start_round();
     }
 }

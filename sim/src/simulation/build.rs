@@ -32,13 +32,14 @@ pub(crate) fn identity(seed: u64, i: usize) -> Identity {
     Identity::from_secret(secret)
 }
 
-/// Which attack each node runs, if any: explicit `nodes` first, then `count` drawn by the seed
-/// among the nodes left (joiners excluded: they are honest by definition).
-pub(crate) fn assign_attackers(s: &Scenario) -> Vec<Option<Attack>> {
-    let mut out: Vec<Option<Attack>> = vec![None; s.nodes];
+/// Which attack each node runs, if any, and whether it pushes: explicit `nodes` first, then
+/// `count` drawn by the seed among the nodes left (joiners excluded: they are honest by
+/// definition).
+pub(crate) fn assign_attackers(s: &Scenario) -> Vec<Option<(Attack, bool)>> {
+    let mut out: Vec<Option<(Attack, bool)>> = vec![None; s.nodes];
     for a in &s.attackers {
         for &i in a.nodes.iter().flatten() {
-            out[i] = Some(a.attack.clone());
+            out[i] = Some((a.attack.clone(), a.push));
         }
     }
     let eligible = s.nodes - s.churn.joiners;
@@ -47,7 +48,7 @@ pub(crate) fn assign_attackers(s: &Scenario) -> Vec<Option<Attack>> {
     let mut free = free.into_iter();
     for a in s.attackers.iter().filter(|a| a.nodes.is_none()) {
         for i in free.by_ref().take(a.count) {
-            out[i] = Some(a.attack.clone());
+            out[i] = Some((a.attack.clone(), a.push));
         }
     }
     out
@@ -103,7 +104,7 @@ impl Simulation {
         let flipped_data = attacks
             .iter()
             .flatten()
-            .any(Attack::flips_labels)
+            .any(|(a, _)| a.flips_labels())
             .then(|| flipped(&split.train));
         let peers = neighbours(s)?;
         let model = learning.arch.init(s.seed);
@@ -113,7 +114,7 @@ impl Simulation {
         let mut byzantine = Vec::with_capacity(n);
         for (i, (shard, attack)) in shards.into_iter().zip(attacks).enumerate() {
             let shard = match (&attack, &flipped_data) {
-                (Some(a), Some(data)) if a.flips_labels() => Shard {
+                (Some((a, _)), Some(data)) if a.flips_labels() => Shard {
                     data: data.clone(),
                     indices: shard.indices,
                 },
@@ -134,10 +135,11 @@ impl Simulation {
                 config,
                 model: model.clone(),
                 seed: s.seed,
-                adversary: attack.map(|attack| Adversary {
+                adversary: attack.map(|(attack, push)| Adversary {
                     attack,
                     n: Some(n),
                     f: Some(f),
+                    push,
                 }),
             });
         }

@@ -110,11 +110,8 @@ impl Simulation {
                 .iter()
                 .map(|r| stats.rejected.get(r).copied().unwrap_or(0))
                 .collect(),
-            clipped_fraction: if window.received == 0 {
-                0.0
-            } else {
-                window.clipped as f64 / window.received as f64
-            },
+            clipped_fraction: window.clipped as f64 / window.received.max(1) as f64,
+            byzantine_share: window.byzantine as f64 / window.received.max(1) as f64,
             bans_of_byzantine,
             bans_of_honest,
             samples: self.cluster.world().work.samples,

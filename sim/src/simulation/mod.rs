@@ -154,14 +154,17 @@ impl Simulation {
             Step::Mixed {
                 node,
                 completed,
-                inputs,
+                peers,
                 clipped,
+                skipped,
                 ..
             } => {
                 self.set_completed(node, completed);
-                if !self.byzantine[node] {
-                    self.window.received += inputs.saturating_sub(1) as u64;
+                if !self.byzantine[node] && !skipped {
+                    self.window.received += peers.len() as u64;
                     self.window.clipped += clipped as u64;
+                    self.window.byzantine +=
+                        peers.iter().filter(|&&j| self.byzantine[j]).count() as u64;
                 }
             }
             Step::Finished { node } => {

@@ -180,7 +180,7 @@ fn joiner() -> Config {
 fn fetched(out: &[Output]) -> Vec<PeerKey> {
     out.iter()
         .filter_map(|o| match o {
-            Output::Fetch { peer } => Some(*peer),
+            Output::Fetch { peer, .. } => Some(*peer),
             _ => None,
         })
         .collect()
@@ -387,20 +387,22 @@ fn an_attacker_believes_the_run_is_its_peers_unless_told() {
         attack: Attack::SignFlip,
         n: None,
         f: None,
+        push: false,
     };
     assert_eq!(e.believed_size(&guess), (6, 1));
     let told = Adversary {
         n: Some(16),
         f: Some(3),
+        push: false,
         ..guess
     };
     assert_eq!(e.believed_size(&told), (16, 3));
 }
 
-/// Peers push their updates to a joiner as soon as it connects: the same update fetched a
-/// moment later is a good answer, not a duplicate to penalise.
+/// Updates move by pull: one pushed at a joiner unasked is refused as unsolicited (and not
+/// kept), and the same update fetched a moment later is a good answer, not a duplicate.
 #[test]
-fn a_joiner_takes_a_fetched_update_it_already_received_pushed() {
+fn a_joiner_refuses_a_pushed_update_and_takes_it_fetched() {
     let peer = toy::identity(1);
     let mut e = Engine::new(toy::setup(0, &joiner(), DIM, 2)).unwrap();
     start(&mut e, Duration::ZERO, Resume::default(), true);
@@ -420,6 +422,13 @@ fn a_joiner_takes_a_fetched_update_it_already_received_pushed() {
         },
     )
     .unwrap();
+    drain(&mut e);
+    assert_eq!(
+        e.stats().rejected.get(&Rejection::Unsolicited),
+        Some(&1),
+        "{:?}",
+        e.stats().rejected
+    );
     e.handle(Duration::from_secs(1), Input::Tick).unwrap();
     assert_eq!(fetched(&drain(&mut e)), vec![peer.public()]);
     e.handle(
@@ -442,5 +451,44 @@ fn a_joiner_takes_a_fetched_update_it_already_received_pushed() {
             peers: 1
         }
     );
-    assert!(e.stats().rejected.is_empty(), "{:?}", e.stats().rejected);
+    assert_eq!(e.stats().rejected.len(), 1, "{:?}", e.stats().rejected);
+}
+
+/// A node one round behind the peers it mixes with trains the round they are on next, not the
+/// one after: catching up skips no training of its own. Far behind, one catch-up moves it at
+/// most `max-staleness` rounds.
+#[test]
+fn a_node_one_round_behind_does_not_skip_a_round() {
+    let mut c = config(Rule::Mean, 100);
+    c.fanout = 4;
+    let mut e = engine(c);
+    start(&mut e, Duration::ZERO, Resume::default(), false);
+    let peers: Vec<Identity> = (1..=4).map(toy::identity).collect();
+    for p in &peers {
+        e.handle(Duration::ZERO, Input::PeerUp { peer: p.public() })
+            .unwrap();
+    }
+    let answer_all = |e: &mut Engine, now: Duration, round: u64| {
+        for p in &peers {
+            let input = Input::Fetched {
+                peer: p.public(),
+                update: Some(update(p, toy::run_id(), round, &[1.0; DIM])),
+            };
+            e.handle(now, input).unwrap();
+        }
+        drain(e)
+    };
+    trained(&mut e, Duration::ZERO, 1, 0.0);
+    drain(&mut e);
+    // Its peers are a round ahead: their answers are of round 2.
+    let out = answer_all(&mut e, Duration::from_millis(10), 2);
+    assert!(
+        out.contains(&Output::Train { round: 2 }),
+        "trains round 2 next: {out:?}"
+    );
+    // Far behind (its peers at round 12): it moves 4 rounds (max-staleness) at once.
+    trained(&mut e, Duration::from_millis(20), 2, 0.0);
+    drain(&mut e);
+    let out = answer_all(&mut e, Duration::from_millis(30), 12);
+    assert!(out.contains(&Output::Train { round: 7 }), "{out:?}");
 }

@@ -61,6 +61,7 @@ fn run_with(
                 attack: attack.clone().expect("an attack for Byzantine nodes"),
                 n: Some(n),
                 f: Some(byzantine),
+                push: false,
             })
         })
         .collect();
@@ -191,268 +192,6 @@ fn rejected(e: &Engine, r: Rejection) -> u64 {
 }
 
 #[test]
-fn every_bad_update_is_rejected_by_reason_and_penalised() {
-    let mut e = lone_engine(Rule::Mean);
-    drain(&mut e);
-    let t = Duration::ZERO;
-    let good = [1.0; DIM];
-    let run = toy::run_id();
-    let nan = [1.0, f32::NAN, 1.0, 1.0, 1.0];
-    let cases: Vec<(usize, Arc<[u8]>, Rejection)> = vec![
-        (
-            1,
-            update(&toy::identity(1), RunId::derive(b"another run"), 1, &good),
-            Rejection::WrongRun,
-        ),
-        (
-            2,
-            update(&toy::identity(2), run, 1, &[1.0; DIM + 1]),
-            Rejection::WrongDimension,
-        ),
-        (
-            3,
-            update(&toy::identity(3), run, 1, &nan),
-            Rejection::NonFinite,
-        ),
-        (
-            4,
-            update(&toy::identity(9), run, 1, &good),
-            Rejection::Impersonation,
-        ),
-        (
-            5,
-            vec![0u8; e.max_update_bytes() + 1].into(),
-            Rejection::Oversize,
-        ),
-        (6, vec![1u8; 10].into(), Rejection::Malformed),
-    ];
-    for (i, bytes, reason) in cases {
-        let from = toy::identity(i).public();
-        e.handle(t, Input::UpdateReceived { from, bytes }).unwrap();
-        assert_eq!(rejected(&e, reason), 1, "{reason}");
-        let out = drain(&mut e);
-        assert!(
-            out.iter().any(|o| matches!(o, Output::Penalize { peer, reason: r, .. } | Output::Ban { peer, reason: r } if *peer == from && *r == reason)),
-            "{reason}: {out:?}"
-        );
-    }
-    // A forged signature: flip a byte of the signature.
-    let mut forged = update(&toy::identity(7), toy::run_id(), 1, &good).to_vec();
-    forged[40] ^= 1;
-    let forger = toy::identity(7).public();
-    e.handle(
-        t,
-        Input::UpdateReceived {
-            from: forger,
-            bytes: forged.clone().into(),
-        },
-    )
-    .unwrap();
-    assert_eq!(rejected(&e, Rejection::BadSignature), 1);
-    // Twice is a ban (half the threshold each); after that the peer is ignored.
-    e.handle(
-        t,
-        Input::UpdateReceived {
-            from: forger,
-            bytes: forged.clone().into(),
-        },
-    )
-    .unwrap();
-    assert!(drain(&mut e).contains(&Output::Ban {
-        peer: forger,
-        reason: Rejection::BadSignature
-    }));
-    assert!(e.is_banned(&forger));
-    e.handle(
-        t,
-        Input::UpdateReceived {
-            from: forger,
-            bytes: forged.into(),
-        },
-    )
-    .unwrap();
-    assert_eq!(rejected(&e, Rejection::BadSignature), 2);
-    e.handle(t, Input::PeerUp { peer: forger }).unwrap();
-    assert!(drain(&mut e).contains(&Output::Ban {
-        peer: forger,
-        reason: Rejection::BadSignature
-    }));
-}
-
-#[test]
-fn stale_duplicate_and_equivocating_updates() {
-    let mut e = lone_engine(Rule::Mean);
-    drain(&mut e);
-    let t = Duration::ZERO;
-    let peer = toy::identity(1);
-    let from = peer.public();
-    let run = toy::run_id();
-    e.handle(
-        t,
-        Input::UpdateReceived {
-            from,
-            bytes: update(&peer, run, 3, &[1.0; DIM]),
-        },
-    )
-    .unwrap();
-    assert_eq!(e.stats().accepted, 1);
-    e.handle(
-        t,
-        Input::UpdateReceived {
-            from,
-            bytes: update(&peer, run, 3, &[1.0; DIM]),
-        },
-    )
-    .unwrap();
-    assert_eq!(rejected(&e, Rejection::Duplicate), 1);
-    e.handle(
-        t,
-        Input::UpdateReceived {
-            from,
-            bytes: update(&peer, run, 2, &[1.0; DIM]),
-        },
-    )
-    .unwrap();
-    assert_eq!(rejected(&e, Rejection::Stale), 1);
-    drain(&mut e);
-    e.handle(
-        t,
-        Input::UpdateReceived {
-            from,
-            bytes: update(&peer, run, 3, &[2.0; DIM]),
-        },
-    )
-    .unwrap();
-    assert_eq!(rejected(&e, Rejection::Equivocation), 1);
-    let out = drain(&mut e);
-    assert!(out.contains(&Output::Ban {
-        peer: from,
-        reason: Rejection::Equivocation
-    }));
-    let evidence = out
-        .iter()
-        .find_map(|o| match o {
-            Output::Broadcast { bytes } => Some(bytes.clone()),
-            _ => None,
-        })
-        .expect("evidence broadcast");
-    let ev = Equivocation::decode(&evidence).unwrap();
-    assert_eq!(ev.offender(), from);
-
-    // Another node that never saw the conflict bans on the evidence alone.
-    let mut other = lone_engine(Rule::Mean);
-    drain(&mut other);
-    let relay = toy::identity(5).public();
-    other
-        .handle(
-            t,
-            Input::GossipReceived {
-                author: relay,
-                relayer: relay,
-                bytes: evidence,
-            },
-        )
-        .unwrap();
-    assert!(other.is_banned(&from));
-    assert!(!other.is_banned(&relay));
-}
-
-#[test]
-fn far_behind_updates_are_counted_as_lagging_without_penalty() {
-    let mut e = lone_engine(Rule::Mean);
-    drain(&mut e);
-    // Advance the lone engine to round 7 (it mixes alone at each timeout).
-    let mut now = Duration::ZERO;
-    for round in 1..=6 {
-        e.handle(
-            now,
-            Input::Trained {
-                round,
-                params: vec![0.0; DIM],
-                samples: 1,
-            },
-        )
-        .unwrap();
-        now += Duration::from_secs(1);
-        e.handle(now, Input::Tick).unwrap();
-    }
-    assert_eq!(e.round(), 7);
-    drain(&mut e);
-    let peer = toy::identity(1);
-    let bytes = update(&peer, toy::run_id(), 2, &[1.0; DIM]);
-    e.handle(
-        now,
-        Input::UpdateReceived {
-            from: peer.public(),
-            bytes,
-        },
-    )
-    .unwrap();
-    assert_eq!(rejected(&e, Rejection::Lagging), 1);
-    assert_eq!(drain(&mut e), vec![], "lagging costs no points");
-}
-
-#[test]
-fn mixes_after_wait_for_updates_or_the_timeout() {
-    let mut e = lone_engine(Rule::Mean);
-    assert_eq!(
-        drain(&mut e),
-        vec![
-            Output::Started {
-                origin: Origin::Fresh,
-                round: 1,
-                model: None,
-                peers: 0
-            },
-            Output::Train { round: 1 }
-        ]
-    );
-    let peers: Vec<Identity> = (1..=4).map(toy::identity).collect();
-    for p in &peers {
-        e.handle(Duration::ZERO, Input::PeerUp { peer: p.public() })
-            .unwrap();
-    }
-    e.handle(
-        Duration::ZERO,
-        Input::Trained {
-            round: 1,
-            params: vec![0.0; DIM],
-            samples: 1,
-        },
-    )
-    .unwrap();
-    let sends = drain(&mut e)
-        .iter()
-        .filter(|o| matches!(o, Output::Send { .. }))
-        .count();
-    assert_eq!(sends, 4);
-    assert_eq!(e.poll_timeout(), Some(Duration::from_millis(200)));
-    for (i, p) in peers.iter().enumerate().take(3) {
-        let v = [5.0 * (i + 1) as f32; DIM];
-        e.handle(
-            Duration::from_millis(50),
-            Input::UpdateReceived {
-                from: p.public(),
-                bytes: update(p, toy::run_id(), 1, &v),
-            },
-        )
-        .unwrap();
-    }
-    assert_eq!(e.round(), 1, "three of four: still collecting");
-    e.handle(Duration::from_millis(200), Input::Tick).unwrap();
-    let out = drain(&mut e);
-    // Mean of 0, 5, 10, 15.
-    assert!(out.contains(&Output::Mixed {
-        round: 1,
-        params: vec![7.5; DIM],
-        inputs: 4,
-        clipped: 0,
-        skipped: false
-    }));
-    assert_eq!(out.last(), Some(&Output::Train { round: 2 }));
-}
-
-#[test]
 fn rules_that_need_more_inputs_keep_the_own_model() {
     let mut e = lone_engine(trimmed());
     drain(&mut e);
@@ -472,7 +211,8 @@ fn rules_that_need_more_inputs_keep_the_own_model() {
         params: vec![3.0; DIM],
         inputs: 1,
         clipped: 0,
-        skipped: true
+        skipped: true,
+        peers: vec![],
     }));
     assert_eq!(e.model(), &[3.0; DIM]);
     assert_eq!(e.stats().skipped_mixes, 1);
@@ -521,6 +261,7 @@ fn a_fetch_is_answered_with_the_last_signed_update() {
         Input::FetchRequested {
             from: asker,
             request: 7,
+            round: None,
         },
     )
     .unwrap();
@@ -548,6 +289,7 @@ fn a_fetch_is_answered_with_the_last_signed_update() {
         Input::FetchRequested {
             from: asker,
             request: 8,
+            round: None,
         },
     )
     .unwrap();
@@ -568,40 +310,5 @@ fn a_fetch_is_answered_with_the_last_signed_update() {
     assert_eq!(u.params(DIM).unwrap(), vec![3.0; DIM]);
 }
 
-#[test]
-fn an_announcement_that_arrives_first_still_catches_equivocation() {
-    let mut e = lone_engine(Rule::Mean);
-    drain(&mut e);
-    let t = Duration::ZERO;
-    let peer = toy::identity(1);
-    let from = peer.public();
-    let run = toy::run_id();
-    let payload = encode_params(&[1.0; DIM]);
-    let (_, signed) = wire::encode_update(&peer, run, 3, 1, Codec::F32Le, &payload);
-    let ann: Arc<[u8]> = wire::encode_announcement(&signed).into();
-    e.handle(
-        t,
-        Input::GossipReceived {
-            author: from,
-            relayer: from,
-            bytes: ann,
-        },
-    )
-    .unwrap();
-    assert!(!e.is_banned(&from));
-    e.handle(
-        t,
-        Input::UpdateReceived {
-            from,
-            bytes: update(&peer, run, 3, &[2.0; DIM]),
-        },
-    )
-    .unwrap();
-    assert!(
-        e.is_banned(&from),
-        "the update conflicts with the announcement"
-    );
-    assert_eq!(rejected(&e, Rejection::Equivocation), 1);
-}
-
+mod exchange;
 mod lifecycle;

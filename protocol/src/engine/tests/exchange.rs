@@ -1,0 +1,538 @@
+//! The per-round exchange: what a node asks for, what it accepts of the answers and why, when it
+//! mixes, what it does with pushes, and how it answers others.
+
+use super::*;
+
+/// An engine that has trained round 1 and asked each of `peers` (all drawn: the fanout is their
+/// number, and so is `wait-for`) for its model. Returns it with the time it trained at.
+fn asking(rule: Rule, peers: &[Identity]) -> Engine {
+    let mut c = config(rule, 100);
+    c.fanout = peers.len().max(1);
+    c.wait_for = peers.len().max(1);
+    let mut e = Engine::new(toy::setup(0, &c, DIM, 0)).unwrap();
+    let start = Input::Start {
+        resume: Resume::default(),
+        join: false,
+    };
+    e.handle(Duration::ZERO, start).unwrap();
+    for p in peers {
+        e.handle(Duration::ZERO, Input::PeerUp { peer: p.public() })
+            .unwrap();
+    }
+    train(&mut e, Duration::ZERO, 1, 0.0);
+    e
+}
+
+fn train(e: &mut Engine, now: Duration, round: u64, value: f32) -> Vec<Output> {
+    let input = Input::Trained {
+        round,
+        params: vec![value; DIM],
+        samples: 1,
+    };
+    e.handle(now, input).unwrap();
+    drain(e)
+}
+
+fn answer(e: &mut Engine, now: Duration, from: &Identity, bytes: Arc<[u8]>) -> Vec<Output> {
+    let input = Input::Fetched {
+        peer: from.public(),
+        update: Some(bytes),
+    };
+    e.handle(now, input).unwrap();
+    drain(e)
+}
+
+fn asked(out: &[Output]) -> Vec<(PeerKey, Option<u64>)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Fetch { peer, round } => Some((*peer, *round)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn penalised(out: &[Output], who: PeerKey, why: Rejection) -> bool {
+    out.iter().any(|o| {
+        matches!(o, Output::Penalize { peer, reason, .. } | Output::Ban { peer, reason }
+            if *peer == who && *reason == why)
+    })
+}
+
+#[test]
+fn a_node_asks_the_peers_it_draws_for_the_round_it_trained() {
+    let peers: Vec<Identity> = (1..=6).map(toy::identity).collect();
+    let mut c = config(Rule::Mean, 100);
+    c.fanout = 3;
+    let mut e = Engine::new(toy::setup(0, &c, DIM, 4)).unwrap();
+    let start = Input::Start {
+        resume: Resume::default(),
+        join: false,
+    };
+    e.handle(Duration::ZERO, start).unwrap();
+    for p in &peers {
+        e.handle(Duration::ZERO, Input::PeerUp { peer: p.public() })
+            .unwrap();
+    }
+    let out = train(&mut e, Duration::ZERO, 1, 0.0);
+    let fetches = asked(&out);
+    assert_eq!(fetches.len(), 3, "{out:?}");
+    assert!(fetches.iter().all(|(_, r)| *r == Some(1)));
+    assert!(
+        out.iter().any(|o| matches!(o, Output::Broadcast { .. })),
+        "the update is announced"
+    );
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::Send { .. })),
+        "nothing is pushed"
+    );
+    assert!(e.last_update().is_some(), "signed, and served when asked");
+}
+
+#[test]
+fn every_bad_answer_is_rejected_by_reason_and_penalised() {
+    let peers: Vec<Identity> = (1..=7).map(toy::identity).collect();
+    let mut e = asking(Rule::Mean, &peers);
+    let t = Duration::from_millis(10);
+    let good = [1.0; DIM];
+    let run = toy::run_id();
+    let nan = [1.0, f32::NAN, 1.0, 1.0, 1.0];
+    let cases: Vec<(usize, Arc<[u8]>, Rejection)> = vec![
+        (
+            0,
+            update(&peers[0], RunId::derive(b"another run"), 1, &good),
+            Rejection::WrongRun,
+        ),
+        (
+            1,
+            update(&peers[1], run, 1, &[1.0; DIM + 1]),
+            Rejection::WrongDimension,
+        ),
+        (2, update(&peers[2], run, 1, &nan), Rejection::NonFinite),
+        (
+            3,
+            update(&toy::identity(9), run, 1, &good),
+            Rejection::Impersonation,
+        ),
+        (
+            4,
+            vec![0u8; e.max_update_bytes() + 1].into(),
+            Rejection::Oversize,
+        ),
+        (5, vec![1u8; 10].into(), Rejection::Malformed),
+    ];
+    for (i, bytes, reason) in cases {
+        let out = answer(&mut e, t, &peers[i], bytes);
+        assert_eq!(rejected(&e, reason), 1, "{reason}");
+        assert!(
+            penalised(&out, peers[i].public(), reason),
+            "{reason}: {out:?}"
+        );
+    }
+    // A forged signature, two rounds in a row: half the threshold each, then a ban.
+    let forger = &peers[6];
+    let mut forged = update(forger, run, 1, &good).to_vec();
+    forged[40] ^= 1;
+    let out = answer(&mut e, t, forger, forged.clone().into());
+    assert!(penalised(&out, forger.public(), Rejection::BadSignature));
+    assert!(
+        out.contains(&Output::Train { round: 2 }),
+        "all answered: mixed"
+    );
+    let out = train(&mut e, t, 2, 0.0);
+    assert!(asked(&out).iter().any(|(p, _)| *p == forger.public()));
+    let mut forged = update(forger, run, 2, &good).to_vec();
+    forged[40] ^= 1;
+    let out = answer(&mut e, t, forger, forged.into());
+    assert!(out.contains(&Output::Ban {
+        peer: forger.public(),
+        reason: Rejection::BadSignature
+    }));
+    assert!(e.is_banned(&forger.public()));
+    e.handle(
+        t,
+        Input::PeerUp {
+            peer: forger.public(),
+        },
+    )
+    .unwrap();
+    assert!(drain(&mut e).contains(&Output::Ban {
+        peer: forger.public(),
+        reason: Rejection::BadSignature
+    }));
+}
+
+#[test]
+fn unasked_answers_and_pushes_are_not_mixed_and_pushes_cost_points() {
+    let peers: Vec<Identity> = (1..=2).map(toy::identity).collect();
+    let mut e = asking(Rule::Mean, &peers);
+    let stranger = toy::identity(5);
+    let t = Duration::from_millis(10);
+    let out = answer(
+        &mut e,
+        t,
+        &stranger,
+        update(&stranger, toy::run_id(), 1, &[9.0; DIM]),
+    );
+    assert_eq!(out, vec![], "an answer nobody asked for is ignored");
+    let push = Input::UpdateReceived {
+        from: stranger.public(),
+        bytes: update(&stranger, toy::run_id(), 1, &[9.0; DIM]),
+    };
+    e.handle(t, push).unwrap();
+    let out = drain(&mut e);
+    assert!(penalised(&out, stranger.public(), Rejection::Unsolicited));
+    assert_eq!(e.stats().accepted, 0);
+    // Twenty pushes are a ban (a twentieth of the threshold each).
+    for _ in 1..20 {
+        let push = Input::UpdateReceived {
+            from: stranger.public(),
+            bytes: vec![0u8; 4].into(),
+        };
+        e.handle(t, push).unwrap();
+    }
+    assert!(e.is_banned(&stranger.public()));
+    // The drawn peers' answers are what is mixed: the mean of 0, 1 and 2.
+    answer(
+        &mut e,
+        t,
+        &peers[0],
+        update(&peers[0], toy::run_id(), 1, &[1.0; DIM]),
+    );
+    let out = answer(
+        &mut e,
+        t,
+        &peers[1],
+        update(&peers[1], toy::run_id(), 1, &[2.0; DIM]),
+    );
+    let mut keys = vec![peers[0].public(), peers[1].public()];
+    keys.sort();
+    assert!(out.contains(&Output::Mixed {
+        round: 1,
+        params: vec![1.0; DIM],
+        peers: keys,
+        inputs: 3,
+        clipped: 0,
+        skipped: false
+    }));
+}
+
+#[test]
+fn replayed_equivocating_lagging_and_far_ahead_answers() {
+    let peers: Vec<Identity> = (1..=4).map(toy::identity).collect();
+    let run = toy::run_id();
+    let mut e = asking(Rule::Mean, &peers);
+    let t = Duration::from_millis(10);
+    // Round 1: every peer answers with an update of round 3.
+    for p in &peers {
+        answer(&mut e, t, p, update(p, run, 3, &[1.0; DIM]));
+    }
+    assert_eq!(e.stats().accepted, 4);
+    // Caught up to round 3 (the median), it trains round 3 and asks again.
+    assert_eq!(e.round(), 3);
+    let now = Duration::from_millis(20);
+    train(&mut e, now, 3, 0.0);
+    // The same update again: a peer that has not signed a newer one serves it again.
+    let out = answer(
+        &mut e,
+        now,
+        &peers[0],
+        update(&peers[0], run, 3, &[1.0; DIM]),
+    );
+    assert!(
+        !penalised(&out, peers[0].public(), Rejection::Duplicate),
+        "{out:?}"
+    );
+    // An older one is a replay.
+    let out = answer(
+        &mut e,
+        now,
+        &peers[1],
+        update(&peers[1], run, 2, &[1.0; DIM]),
+    );
+    assert!(
+        penalised(&out, peers[1].public(), Rejection::Stale),
+        "{out:?}"
+    );
+    // Another model for round 3: proof of equivocation, banned and broadcast.
+    let out = answer(
+        &mut e,
+        now,
+        &peers[2],
+        update(&peers[2], run, 3, &[2.0; DIM]),
+    );
+    assert!(out.contains(&Output::Ban {
+        peer: peers[2].public(),
+        reason: Rejection::Equivocation
+    }));
+    let evidence = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Broadcast { bytes } => Some(bytes.clone()),
+            _ => None,
+        })
+        .expect("evidence broadcast");
+    assert_eq!(
+        Equivocation::decode(&evidence).unwrap().offender(),
+        peers[2].public()
+    );
+    // Far ahead: counted, not mixed, no points.
+    let out = answer(
+        &mut e,
+        now,
+        &peers[3],
+        update(&peers[3], run, 5000, &[1.0; DIM]),
+    );
+    assert_eq!(rejected(&e, Rejection::Ahead), 1);
+    assert!(!out.iter().any(|o| matches!(o, Output::Penalize { .. })));
+    assert_eq!(e.round(), 4, "mixed round 3, training round 4");
+
+    // Another node that never saw the conflict bans on the evidence alone.
+    let mut other = lone_engine(Rule::Mean);
+    drain(&mut other);
+    let relay = toy::identity(5).public();
+    let gossip = Input::GossipReceived {
+        author: relay,
+        relayer: relay,
+        message: 1,
+        bytes: evidence,
+    };
+    other.handle(t, gossip).unwrap();
+    assert!(other.is_banned(&peers[2].public()));
+    assert!(!other.is_banned(&relay));
+
+    // Far behind: counted as lagging, no points.
+    let mut e = asking(Rule::Mean, &peers[..1]);
+    for round in 1..=6 {
+        let now = Duration::from_secs(round);
+        e.handle(now, Input::Tick).unwrap(); // nobody answers: the deadline mixes
+        train(&mut e, now, round + 1, 0.0);
+    }
+    assert_eq!(e.round(), 7);
+    let out = answer(
+        &mut e,
+        Duration::from_secs(7),
+        &peers[0],
+        update(&peers[0], run, 2, &[1.0; DIM]),
+    );
+    assert_eq!(rejected(&e, Rejection::Lagging), 1);
+    assert!(!out.iter().any(|o| matches!(o, Output::Penalize { .. })));
+}
+
+#[test]
+fn mixes_after_wait_for_answers_all_answers_or_the_timeout() {
+    let peers: Vec<Identity> = (1..=4).map(toy::identity).collect();
+    let mut e = asking(Rule::Mean, &peers);
+    assert_eq!(e.poll_timeout(), Some(Duration::from_millis(200)));
+    let t = Duration::from_millis(50);
+    for (i, p) in peers.iter().enumerate().take(3) {
+        let v = [5.0 * (i + 1) as f32; DIM];
+        answer(&mut e, t, p, update(p, toy::run_id(), 1, &v));
+    }
+    assert_eq!(e.round(), 1, "three of four: still collecting");
+    e.handle(Duration::from_millis(200), Input::Tick).unwrap();
+    let out = drain(&mut e);
+    // Mean of 0, 5, 10, 15.
+    assert!(
+        out.iter().any(|o| matches!(o, Output::Mixed { round: 1, params, inputs: 4, skipped: false, .. } if *params == vec![7.5; DIM])),
+        "{out:?}"
+    );
+    assert_eq!(out.last(), Some(&Output::Train { round: 2 }));
+    // A peer with nothing to give counts as answered: no waiting for the timeout.
+    train(&mut e, t, 2, 0.0);
+    for p in &peers {
+        let input = Input::Fetched {
+            peer: p.public(),
+            update: None,
+        };
+        e.handle(Duration::from_millis(60), input).unwrap();
+    }
+    let out = drain(&mut e);
+    assert!(
+        out.iter().any(|o| matches!(
+            o,
+            Output::Mixed {
+                round: 2,
+                skipped: true,
+                ..
+            }
+        )),
+        "nothing received: a skipped mix, reported as such: {out:?}"
+    );
+}
+
+#[test]
+fn a_fetch_for_a_round_not_signed_yet_waits_for_it_or_half_a_timeout() {
+    let mut e = lone_engine(Rule::Mean);
+    drain(&mut e);
+    let asker = toy::identity(3).public();
+    let other = toy::identity(4).public();
+    let request = |from, request, round| Input::FetchRequested {
+        from,
+        request,
+        round,
+    };
+    // Round 1 is being trained: a fetch for round 1 waits, one for whatever is answered now.
+    e.handle(Duration::ZERO, request(asker, 1, Some(1)))
+        .unwrap();
+    e.handle(Duration::ZERO, request(other, 2, None)).unwrap();
+    assert_eq!(
+        drain(&mut e),
+        vec![Output::Serve {
+            to: other,
+            request: 2,
+            update: None
+        }]
+    );
+    assert_eq!(
+        e.poll_timeout(),
+        Some(Duration::from_millis(100)),
+        "half of 200 ms"
+    );
+    let out = {
+        let input = Input::Trained {
+            round: 1,
+            params: vec![3.0; DIM],
+            samples: 1,
+        };
+        e.handle(Duration::from_millis(30), input).unwrap();
+        drain(&mut e)
+    };
+    let served = out.iter().find_map(|o| match o {
+        Output::Serve {
+            to,
+            request: 1,
+            update: Some(bytes),
+        } if *to == asker => Some(bytes.clone()),
+        _ => None,
+    });
+    let bytes = served.expect("answered once round 1 is signed");
+    let u = wire::decode_update(&bytes, e.max_update_bytes()).unwrap();
+    assert_eq!(u.header().round, 1);
+    assert_eq!(u.params(DIM).unwrap(), vec![3.0; DIM]);
+    // A fetch for round 2 while collecting round 1 times out after 100 ms with round 1's.
+    e.handle(Duration::from_millis(40), request(asker, 3, Some(2)))
+        .unwrap();
+    assert_eq!(drain(&mut e), vec![]);
+    e.handle(Duration::from_millis(140), Input::Tick).unwrap();
+    let out = drain(&mut e);
+    assert!(
+        out.iter().any(|o| matches!(
+            o,
+            Output::Serve {
+                request: 3,
+                update: Some(_),
+                ..
+            }
+        )),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn an_announcement_that_arrives_first_still_catches_equivocation() {
+    let peers = [toy::identity(1)];
+    let mut e = asking(Rule::Mean, &peers);
+    let t = Duration::ZERO;
+    let from = peers[0].public();
+    let run = toy::run_id();
+    let payload = encode_params(&[1.0; DIM]);
+    let (_, signed) = wire::encode_update(&peers[0], run, 1, 1, Codec::F32Le, &payload);
+    let ann: Arc<[u8]> = wire::encode_announcement(&signed).into();
+    let gossip = Input::GossipReceived {
+        author: from,
+        relayer: from,
+        message: 1,
+        bytes: ann,
+    };
+    e.handle(t, gossip).unwrap();
+    assert!(!e.is_banned(&from));
+    answer(&mut e, t, &peers[0], update(&peers[0], run, 1, &[2.0; DIM]));
+    assert!(
+        e.is_banned(&from),
+        "the update conflicts with the announcement"
+    );
+    assert_eq!(rejected(&e, Rejection::Equivocation), 1);
+}
+
+/// A node with nobody to ask waits for the round's timeout rather than racing through rounds
+/// alone, and a peer that connects meanwhile is drawn and asked at once.
+#[test]
+fn a_node_alone_waits_and_asks_a_peer_that_connects_in_time() {
+    let mut e = asking(Rule::Mean, &[]);
+    assert!(e.poll_timeout().is_some(), "waits for peers or the timeout");
+    let late = toy::identity(5);
+    e.handle(
+        Duration::from_millis(10),
+        Input::PeerUp {
+            peer: late.public(),
+        },
+    )
+    .unwrap();
+    assert_eq!(asked(&drain(&mut e)), vec![(late.public(), Some(1))]);
+    let bytes = update(&late, toy::run_id(), 1, &[2.0; DIM]);
+    let out = answer(&mut e, Duration::from_millis(20), &late, bytes);
+    assert!(
+        out.iter().any(|o| matches!(
+            o,
+            Output::Mixed {
+                round: 1,
+                inputs: 2,
+                skipped: false,
+                ..
+            }
+        )),
+        "{out:?}"
+    );
+}
+
+/// Gossip is judged on its author: junk relayed by an honest peer costs the author (by its
+/// authenticated key) and is rejected, so the gossip layer does not forward it; an announcement
+/// published by anyone but its signer is impersonation; a new announcement is accepted and a
+/// repeated one ignored.
+#[test]
+fn gossip_verdicts_name_and_penalise_the_author_only() {
+    let mut e = lone_engine(Rule::Mean);
+    drain(&mut e);
+    let (author, relayer) = (toy::identity(1), toy::identity(2));
+    let verdict = |e: &mut Engine, from: &Identity, bytes: Arc<[u8]>| {
+        let input = Input::GossipReceived {
+            author: from.public(),
+            relayer: relayer.public(),
+            message: 9,
+            bytes,
+        };
+        e.handle(Duration::ZERO, input).unwrap();
+        let out = drain(e);
+        let v = out.iter().find_map(|o| match o {
+            Output::GossipChecked {
+                message: 9,
+                verdict,
+            } => Some(*verdict),
+            _ => None,
+        });
+        (v.expect("a verdict"), out)
+    };
+    let (v, out) = verdict(&mut e, &author, vec![0xEE, 0, 1].into());
+    assert_eq!(v, GossipVerdict::Reject);
+    assert!(penalised(&out, author.public(), Rejection::Malformed));
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o, Output::Penalize { peer, .. } if *peer == relayer.public()))
+    );
+
+    let payload = encode_params(&[1.0; DIM]);
+    let (_, signed) = wire::encode_update(&author, toy::run_id(), 1, 1, Codec::F32Le, &payload);
+    let ann: Arc<[u8]> = wire::encode_announcement(&signed).into();
+    let (v, out) = verdict(&mut e, &relayer, ann.clone());
+    assert_eq!(
+        v,
+        GossipVerdict::Reject,
+        "published by another than its signer"
+    );
+    assert!(penalised(&out, relayer.public(), Rejection::Impersonation));
+    assert_eq!(
+        verdict(&mut e, &author, ann.clone()).0,
+        GossipVerdict::Accept
+    );
+    assert_eq!(verdict(&mut e, &author, ann).0, GossipVerdict::Ignore);
+}
