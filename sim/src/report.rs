@@ -137,6 +137,11 @@ pub struct Summary {
     pub last: Row,
     /// Nodes that came back after leaving, and where they resumed.
     pub restarts: Vec<Restart>,
+    /// Bans of an honest peer by an honest node over the whole run, ended or not (the rows
+    /// count the bans in force).
+    pub honest_bans_total: u64,
+    /// Bans that ended (on the outlier screen's evidence alone, they last a while).
+    pub unbans: u64,
 }
 
 /// A node that came back after leaving: a restarted process.

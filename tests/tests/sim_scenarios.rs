@@ -372,3 +372,34 @@ fn churn_of_thirty_percent_stays_within_two_points_of_no_churn() {
         without.acc_mean
     );
 }
+
+/// A long non-IID run with the default engine (ClippedGossip and the outlier screen), no
+/// attacker: no honest node ever bans an honest peer, not even for a while. Dirichlet(0.1) gives
+/// each node a few labels, so honest models are far apart and the screen is tempted. (The
+/// 2,000-round version over seeds 1-10 is `murmur-sim run configs/sim/honest-bans.toml`.)
+#[test]
+fn a_long_non_iid_run_bans_no_honest_peer() {
+    let seed = seed(1);
+    let text = format!(
+        "name = \"ci\"\nseed = 1\nnodes = 16\nrounds = 300\n{}",
+        r#"
+topology = { kind = "sample", s = 4 }
+[learning]
+model = { kind = "mlp", hidden = [32] }
+data = { kind = "digits" }
+partition = { kind = "dirichlet", alpha = 0.1 }
+optimizer = { kind = "sgd", lr = 0.05, momentum = 0.9 }
+local-steps = 4
+[eval]
+every-rounds = 100
+"#
+    );
+    let r = run(&scenario(&text, seed), 2);
+    let context = format!("seed {seed}\n{}", r.rounds_csv());
+    println!(
+        "outlier drops {}, bans ended {}",
+        r.summary.rejected["outlier"], r.summary.unbans
+    );
+    assert_eq!(r.summary.honest_bans_total, 0, "{context}");
+    assert_eq!(r.summary.last.round_min, 300, "{context}");
+}

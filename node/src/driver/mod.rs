@@ -419,6 +419,13 @@ impl Driver {
                 }
             }
             Output::Ban { peer, reason } => self.ban(peer, reason)?,
+            Output::Unban { peer } => {
+                if let Some(id) = net::peer_id(&peer) {
+                    self.swarm.behaviour_mut().blocked.unblock_peer(id);
+                    info!(peer = %id, "ban ended");
+                }
+                self.write_bans()?;
+            }
             Output::Finished => {
                 let round = self.last_mixed;
                 info!(round, "finished the configured rounds");
@@ -448,6 +455,11 @@ impl Driver {
             }
             self.metrics().peers = self.up.len();
         }
+        self.write_bans()
+    }
+
+    /// Persists the bans in force when they changed.
+    fn write_bans(&mut self) -> Result<(), Error> {
         let bans = self.engine.banned();
         if bans != self.bans_written {
             start::write_bans(&self.r.bans_path(), &bans)?;

@@ -5,8 +5,8 @@
 //! engine's outputs as a node's driver does: [`Output::Train`] becomes a training job that
 //! finishes after the world's compute time, [`Output::Send`], [`Output::Fetch`] and
 //! [`Output::Serve`] become messages that arrive after the world's link time, [`Output::Broadcast`]
-//! is published and relayed as gossipsub relays it, [`Output::Ban`] closes the connection for
-//! good, the engine's timer becomes a tick. It makes no protocol decision: who is sent what, what
+//! is published and relayed as gossipsub relays it, [`Output::Ban`] closes the connection (until
+//! an [`Output::Unban`]), the engine's timer becomes a tick. It makes no protocol decision: who is sent what, what
 //! is accepted, when a round ends and whom to ban are the engines'.
 //!
 //! What the cluster does not know is plugged in through a [`World`]: the training (and how long
@@ -121,6 +121,14 @@ pub enum Step {
         peer: usize,
         /// Why.
         reason: Rejection,
+    },
+    /// `node` lifted its ban on `peer` (a ban on the outlier screen's evidence alone ended); the
+    /// connection comes back unless the peer bans the node.
+    Unbanned {
+        /// The node.
+        node: usize,
+        /// The peer let back in.
+        peer: usize,
     },
     /// A node finished its configured rounds.
     Finished {
@@ -874,6 +882,16 @@ impl<W: World> Cluster<W> {
                     peer: j,
                     reason,
                 });
+            }
+            Output::Unban { peer } => {
+                let Some(j) = self.node_of(&peer) else { return };
+                let me = self.members[i].engine.id();
+                if !self.members[j].engine.is_banned(&me) {
+                    self.rewire(Some(&[i]), |c| {
+                        c.banned.remove(&pair(i, j));
+                    });
+                }
+                self.steps.push_back(Step::Unbanned { node: i, peer: j });
             }
             Output::Penalize { .. } => {}
             Output::GossipChecked { message, verdict } => {

@@ -126,16 +126,29 @@ pub(crate) fn cluster(
 }
 
 /// Runs until every honest node finished, or `limit` virtual time passed.
-pub(crate) fn run(c: &mut Cluster<Quadratic>, honest: &[usize], limit: Duration) {
+/// Returns every ban made on the way, as (node, banned peer), ended or not.
+pub(crate) fn run(
+    c: &mut Cluster<Quadratic>,
+    honest: &[usize],
+    limit: Duration,
+) -> std::collections::BTreeSet<(usize, usize)> {
     let mut finished = vec![false; c.len()];
+    let mut bans = std::collections::BTreeSet::new();
     while let Some(step) = c.step(limit) {
-        if let Step::Finished { node } = step {
-            finished[node] = true;
-            if honest.iter().all(|&i| finished[i]) {
-                break;
+        match step {
+            Step::Banned { node, peer, .. } => {
+                bans.insert((node, peer));
             }
+            Step::Finished { node } => {
+                finished[node] = true;
+                if honest.iter().all(|&i| finished[i]) {
+                    break;
+                }
+            }
+            _ => {}
         }
     }
+    bans
 }
 
 /// Optima around `centre` with spread `spread`, from a seed.

@@ -283,6 +283,12 @@ pub enum Output {
         /// The rejection that crossed the threshold (or equivocation).
         reason: Rejection,
     },
+    /// The ban on `peer` has ended (bans on the outlier screen's evidence alone last a while,
+    /// not for good): let it connect again.
+    Unban {
+        /// The peer.
+        peer: PeerKey,
+    },
     /// The verdict on the gossip message `message` ([`Input::GossipReceived`]): the gossip layer
     /// forwards it only when accepted.
     GossipChecked {
@@ -702,7 +708,10 @@ impl Engine {
         self.round = resume.checkpoint.unwrap_or(0);
         self.checkpointed = self.round;
         for &(peer, reason) in &resume.bans {
-            self.peers.ban(peer, reason);
+            // A ban on the screen's word runs again from here (its end is not persisted).
+            let until = (reason == Rejection::Outlier)
+                .then(|| self.round.saturating_add(peers::SCREEN_BAN_ROUNDS));
+            self.peers.ban_until(peer, reason, until);
             self.outputs.push_back(Output::Ban { peer, reason });
         }
         if join && self.config.join_peers > 0 {

@@ -7,6 +7,11 @@ use std::collections::{BTreeMap, BTreeSet};
 /// Points a peer earns back per accepted update, and the most it can bank.
 const CREDIT: u32 = 2;
 
+/// Rounds a ban on screen evidence alone lasts. The outlier screen judges distances, which
+/// colluders can skew and non-IID data can stretch: it may drop a model from a mix, but it never
+/// banishes a peer for good.
+pub(crate) const SCREEN_BAN_ROUNDS: u64 = 50;
+
 /// What happened to a peer's standing after a rejection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Standing {
@@ -18,11 +23,32 @@ pub(crate) enum Standing {
     AlreadyBanned,
 }
 
+/// A peer's penalty points: from proofs of misbehaviour (`hard`: a bad signature, poison, a
+/// replay...) and from the outlier screen (`soft`: a judgement on distances, which decays).
+#[derive(Debug, Clone, Copy, Default)]
+struct Score {
+    hard: u32,
+    soft: u32,
+}
+
+impl Score {
+    fn total(&self) -> u32 {
+        self.hard.saturating_add(self.soft)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Ban {
+    reason: Rejection,
+    /// The round it ends at; `None`: for good.
+    until: Option<u64>,
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct Peers {
     connected: BTreeSet<PeerKey>,
-    points: BTreeMap<PeerKey, u32>,
-    banned: BTreeMap<PeerKey, Rejection>,
+    points: BTreeMap<PeerKey, Score>,
+    banned: BTreeMap<PeerKey, Ban>,
     threshold: u32,
     capacity: usize,
 }
@@ -44,8 +70,8 @@ impl Peers {
 
     /// Records a connection; if the peer is banned it stays out and the ban's reason is returned.
     pub(crate) fn up(&mut self, peer: PeerKey) -> Option<Rejection> {
-        if let Some(reason) = self.banned.get(&peer) {
-            return Some(*reason);
+        if let Some(ban) = self.banned.get(&peer) {
+            return Some(ban.reason);
         }
         if self.connected.len() < self.capacity {
             self.connected.insert(peer);
@@ -63,43 +89,162 @@ impl Peers {
     }
 
     pub(crate) fn credit(&mut self, peer: &PeerKey) {
-        if let Some(p) = self.points.get_mut(peer) {
-            *p = p.saturating_sub(CREDIT);
-            if *p == 0 {
+        if let Some(s) = self.points.get_mut(peer) {
+            let from_soft = CREDIT.min(s.soft);
+            s.soft -= from_soft;
+            s.hard = s.hard.saturating_sub(CREDIT - from_soft);
+            if s.total() == 0 {
                 self.points.remove(peer);
             }
         }
     }
 
-    pub(crate) fn penalize(&mut self, peer: PeerKey, reason: Rejection) -> Standing {
+    /// Charges `reason`'s points to `peer` in round `round`; a ban on screen evidence alone
+    /// ends after [`SCREEN_BAN_ROUNDS`]. When the table is full, the peer with the fewest points
+    /// makes room (a flood of identities cannot make a newcomer's first penalty a ban).
+    pub(crate) fn penalize(&mut self, peer: PeerKey, reason: Rejection, round: u64) -> Standing {
         if self.is_banned(&peer) {
             return Standing::AlreadyBanned;
         }
-        let threshold = self.threshold;
-        let full = self.points.len() >= self.capacity && !self.points.contains_key(&peer);
-        let points = if full { threshold } else { 0 };
-        let p = self.points.entry(peer).or_insert(points);
-        *p = p.saturating_add(reason.penalty(threshold));
-        if *p >= threshold {
-            self.ban(peer, reason);
+        if self.points.len() >= self.capacity
+            && !self.points.contains_key(&peer)
+            && let Some(least) = self
+                .points
+                .iter()
+                .min_by_key(|(k, s)| (s.total(), **k))
+                .map(|(k, _)| *k)
+        {
+            self.points.remove(&least);
+        }
+        let s = self.points.entry(peer).or_default();
+        let points = reason.penalty(self.threshold);
+        if reason == Rejection::Outlier {
+            s.soft = s.soft.saturating_add(points);
+        } else {
+            s.hard = s.hard.saturating_add(points);
+        }
+        let (total, hard) = (s.total(), s.hard);
+        if total >= self.threshold {
+            let until = (hard == 0).then(|| round.saturating_add(SCREEN_BAN_ROUNDS));
+            self.ban_until(peer, reason, until);
             Standing::Banned
         } else {
-            Standing::Penalized(*p)
+            Standing::Penalized(total)
         }
     }
 
-    /// Bans a peer. The ban list is bounded by the capacity too: past it, the lowest key is
-    /// forgotten (a Sybil flood of fresh keys cannot grow memory without bound).
+    /// Bans a peer for good (equivocation; a ban of an earlier life on a proof).
     pub(crate) fn ban(&mut self, peer: PeerKey, reason: Rejection) -> bool {
+        self.ban_until(peer, reason, None)
+    }
+
+    /// Bans a peer until round `until` (for good with `None`). The ban list is bounded by the
+    /// capacity too: past it, the lowest key is forgotten (a Sybil flood of fresh keys cannot
+    /// grow memory without bound).
+    pub(crate) fn ban_until(
+        &mut self,
+        peer: PeerKey,
+        reason: Rejection,
+        until: Option<u64>,
+    ) -> bool {
         self.points.remove(&peer);
         self.connected.remove(&peer);
         if self.banned.len() >= self.capacity && !self.banned.contains_key(&peer) {
             self.banned.pop_first();
         }
-        self.banned.insert(peer, reason).is_none()
+        self.banned.insert(peer, Ban { reason, until }).is_none()
+    }
+
+    /// A new round: every peer's screen points decay by a hundredth of the threshold (at least
+    /// 1), and bans that end at `round` or before are lifted. Returns the peers let back in.
+    pub(crate) fn tick(&mut self, round: u64) -> Vec<PeerKey> {
+        let decay = self.threshold.div_ceil(100).max(1);
+        self.points.retain(|_, s| {
+            s.soft = s.soft.saturating_sub(decay);
+            s.total() > 0
+        });
+        let lifted: Vec<PeerKey> = self
+            .banned
+            .iter()
+            .filter(|(_, b)| b.until.is_some_and(|u| u <= round))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in &lifted {
+            self.banned.remove(k);
+        }
+        lifted
     }
 
     pub(crate) fn banned(&self) -> impl Iterator<Item = (PeerKey, Rejection)> + '_ {
-        self.banned.iter().map(|(k, r)| (*k, *r))
+        self.banned.iter().map(|(k, b)| (*k, b.reason))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(i: u8) -> PeerKey {
+        crate::sign::Identity::from_secret([i; 32]).public()
+    }
+
+    /// Four screen flags ban a peer, but only for SCREEN_BAN_ROUNDS; a proof of misbehaviour
+    /// among the points makes the ban permanent.
+    #[test]
+    fn a_ban_on_screen_evidence_alone_expires() {
+        let mut p = Peers::new(100, 16);
+        for _ in 0..4 {
+            p.penalize(key(1), Rejection::Outlier, 10);
+        }
+        assert!(p.is_banned(&key(1)));
+        p.penalize(key(2), Rejection::Malformed, 10);
+        for _ in 0..2 {
+            p.penalize(key(2), Rejection::Outlier, 10);
+        }
+        assert!(p.is_banned(&key(2)));
+        assert!(p.tick(10 + SCREEN_BAN_ROUNDS - 1).is_empty());
+        assert_eq!(p.tick(10 + SCREEN_BAN_ROUNDS), vec![key(1)]);
+        assert!(!p.is_banned(&key(1)) && p.is_banned(&key(2)));
+    }
+
+    /// Screen points decay a little every round, so rare flags on an honest peer never add up;
+    /// points for proofs do not.
+    #[test]
+    fn points_decay_every_round() {
+        let mut p = Peers::new(100, 16);
+        for round in 0..200u64 {
+            if round % 26 == 0 {
+                assert_eq!(
+                    p.penalize(key(1), Rejection::Outlier, round),
+                    Standing::Penalized(25)
+                );
+            }
+            p.tick(round);
+        }
+        assert!(!p.is_banned(&key(1)));
+        p.penalize(key(2), Rejection::NonFinite, 0);
+        for round in 1..200 {
+            p.tick(round);
+        }
+        assert_eq!(
+            p.penalize(key(2), Rejection::NonFinite, 200),
+            Standing::Banned
+        );
+    }
+
+    /// With the table full of flooded identities, a newcomer's first small penalty does not ban
+    /// it (before, a full table started newcomers at the threshold).
+    #[test]
+    fn a_full_table_does_not_ban_a_newcomer_on_its_first_penalty() {
+        let mut p = Peers::new(100, 4);
+        for i in 10..14 {
+            p.penalize(key(i), Rejection::WrongRun, 1);
+        }
+        assert_eq!(
+            p.penalize(key(1), Rejection::Stale, 1),
+            Standing::Penalized(1)
+        );
+        assert!(!p.is_banned(&key(1)));
+        assert_eq!(p.points.len(), 4);
     }
 }

@@ -22,7 +22,7 @@ impl Engine {
         if reason.penalty(self.config.ban_threshold) == 0 {
             return;
         }
-        match self.peers.penalize(peer, reason) {
+        match self.peers.penalize(peer, reason, self.round) {
             Standing::Penalized(points) => {
                 self.outputs.push_back(Output::Penalize {
                     peer,

@@ -35,6 +35,9 @@ impl Engine {
             return;
         }
         self.round += 1;
+        for peer in self.peers.tick(self.round) {
+            self.outputs.push_back(Output::Unban { peer });
+        }
         self.phase = Phase::Training;
         self.outputs.push_back(Output::Train { round: self.round });
     }

@@ -192,6 +192,8 @@ impl Simulation {
             window: Window::default(),
             rows: Vec::new(),
             restarts: Vec::new(),
+            honest_bans_total: 0,
+            unbans: 0,
             eval_wall: Duration::ZERO,
             started: Instant::now(),
             events_at_eval: u64::MAX,

@@ -83,6 +83,9 @@ pub(crate) struct Simulation {
     window: Window,
     pub rows: Vec<Row>,
     pub restarts: Vec<Restart>,
+    /// Bans of honest peers by honest nodes, ended or not; bans that ended.
+    honest_bans_total: u64,
+    unbans: u64,
     eval_wall: Duration,
     started: Instant,
     events_at_eval: u64,
@@ -174,7 +177,12 @@ impl Simulation {
                     self.honest_finished += 1;
                 }
             }
-            Step::Banned { .. } => {}
+            Step::Banned { node, peer, .. } => {
+                if !self.byzantine[node] && !self.byzantine[peer] {
+                    self.honest_bans_total += 1;
+                }
+            }
+            Step::Unbanned { .. } => self.unbans += 1,
         }
         false
     }
@@ -308,6 +316,8 @@ impl Simulation {
                 rejected: last.rejected_by_reason(),
                 last,
                 restarts: self.restarts.clone(),
+                honest_bans_total: self.honest_bans_total,
+                unbans: self.unbans,
             },
             rows: self.rows.clone(),
             scenario_toml: self.scenario.to_toml(),
