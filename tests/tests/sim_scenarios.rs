@@ -403,3 +403,47 @@ every-rounds = 100
     assert_eq!(r.summary.honest_bans_total, 0, "{context}");
     assert_eq!(r.summary.last.round_min, 300, "{context}");
 }
+
+/// On sparse static graphs, with no attacker, the default rule (ClippedGossip and the screen)
+/// learns as plain gossip does: with in-degree 2 (ring) or 4 (torus) a node receives no more
+/// models than `adaptive-f` allows, and before the radius came from received models only it
+/// clipped every input to nothing and stopped mixing.
+#[test]
+fn the_default_rule_mixes_like_plain_gossip_on_a_ring_and_a_torus() {
+    let seed = seed(2);
+    for topology in ["{ kind = \"ring\" }", "{ kind = \"torus\", rows = 4 }"] {
+        let with_rule = |plain: bool| {
+            let text = format!(
+                "name = \"ci\"\nseed = 1\nnodes = 16\nrounds = 40\ntopology = {topology}\n{}",
+                r#"
+[learning]
+model = { kind = "mlp", hidden = [32] }
+data = { kind = "digits" }
+optimizer = { kind = "sgd", lr = 0.05, momentum = 0.9 }
+local-steps = 8
+[eval]
+every-rounds = 20
+"#
+            );
+            let mut s = scenario(&text, seed);
+            if plain {
+                s.engine.aggregation = toml::from_str("rule = \"mean\"").unwrap();
+                s.engine.outlier_factor = 0.0;
+            }
+            run(&s, 2)
+        };
+        let (default, plain) = (with_rule(false), with_rule(true));
+        let (d, p) = (default.rows.last().unwrap(), plain.rows.last().unwrap());
+        let context = format!(
+            "seed {seed}, {topology}\ndefault:\n{}plain:\n{}",
+            default.rounds_csv(),
+            plain.rounds_csv()
+        );
+        println!(
+            "{topology}: accuracy {:.4} vs {:.4}, consensus {:.4} vs {:.4}, clipped {:.3}",
+            d.acc_mean, p.acc_mean, d.consensus, p.consensus, d.clipped_fraction
+        );
+        assert!(d.acc_mean >= p.acc_mean - 0.01, "{context}");
+        assert!(d.consensus <= 1.5 * p.consensus, "{context}");
+    }
+}

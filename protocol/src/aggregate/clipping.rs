@@ -11,28 +11,30 @@
 use super::config::Tau;
 use super::kernels::{self, NonFinite, Rows};
 
-/// How many of ClippedGossip's recent adaptive radii are remembered.
+/// How many of ClippedGossip's recent nearest received distances are remembered.
 const RADII: usize = 16;
 
-/// Distances and coefficients, reused between calls, and ClippedGossip's recent adaptive radii.
+/// Distances and coefficients, reused between calls, and ClippedGossip's recent nearest received
+/// distances.
 #[derive(Debug, Default)]
 pub(crate) struct Workspace {
     dists: Vec<f64>,
     sorted: Vec<f64>,
     coefs: Vec<f32>,
-    /// The adaptive radii of the last [`RADII`] mixes that received a model, oldest first.
+    /// The nearest received distance of each of the last [`RADII`] mixes that received a
+    /// model, oldest first.
     radii: std::collections::VecDeque<f64>,
     /// Scratch for their median.
     scratch: Vec<f64>,
 }
 
 impl Workspace {
-    /// Forgets the recent adaptive radii (the model was replaced).
+    /// Forgets the recent distances (the model was replaced).
     pub(crate) fn forget(&mut self) {
         self.radii.clear();
     }
 
-    /// The median of the remembered radii (the upper one of an even count), if any.
+    /// The median of the remembered distances (the upper one of an even count), if any.
     fn radius_median(&mut self) -> Option<f64> {
         self.scratch.clear();
         self.scratch.extend(self.radii.iter().copied());
@@ -144,12 +146,13 @@ pub(crate) fn centered_clipping<R: Rows + ?Sized>(
 ///   Karimireddy and Jaggi (`SelfCenteredClipping` with `tau=None`: the second-largest
 ///   neighbour distance).
 /// - 0 < k <= f (a sparse graph, or a round where few models arrived): every received model may
-///   be Byzantine, so none sets the radius alone: `tau` is the smallest received distance, but
-///   at most twice the median of the radii of the last 16 mixes. A round whose few answers all
-///   came from attackers is clipped to what honest rounds looked like; on a ring the nearer
-///   neighbour counts in full and the farther is clipped to its distance.
+///   be Byzantine, so none sets the radius alone: `tau` is twice the median of the nearest
+///   received distance of the last 16 mixes (before any, this mix's nearest). A round whose few
+///   answers all came from attackers is clipped to what honest rounds looked like; on a ring,
+///   honest neighbours within twice the usual distance count in full.
 ///
-/// Every mix that received a model remembers its radius (the model's replacement forgets them).
+/// Every mix that received a model remembers its nearest received distance (the model's
+/// replacement forgets them).
 ///
 /// Breakdown point: not a fixed fraction of the inputs; He et al. 2022 prove convergence when the
 /// total gossip weight of a node's Byzantine neighbours is small compared with the spectral gap
@@ -175,15 +178,17 @@ pub(crate) fn clipped_gossip<R: Rows + ?Sized>(
             ws.sorted
                 .extend(ws.dists.iter().filter(|&&d| d > 0.0).map(|d| d.sqrt()));
             ws.sorted.sort_unstable_by(|a, b| b.total_cmp(a));
-            let tau = match ws.sorted.len() {
-                0 => return Ok(ws.step(rows, w, 0.0, own, out)), // every input is the own model
-                k if k > f => ws.sorted[f],
-                k => {
-                    let nearest = ws.sorted[k - 1];
-                    ws.radius_median().map_or(nearest, |m| nearest.min(2.0 * m))
-                }
+            let k = ws.sorted.len();
+            if k == 0 {
+                return Ok(ws.step(rows, w, 0.0, own, out)); // every input is the own model
+            }
+            let nearest = ws.sorted[k - 1];
+            let tau = if k > f {
+                ws.sorted[f]
+            } else {
+                ws.radius_median().map_or(nearest, |m| 2.0 * m)
             };
-            ws.remember(tau);
+            ws.remember(nearest);
             tau
         }
     };
@@ -236,8 +241,8 @@ mod tests {
         // tau = 3: -4 -> -3, 50 -> 3.
         assert!((out[0] - 0.2 * (1.0 - 2.0 + 3.0 - 3.0 + 3.0)).abs() < 1e-6);
         // The own model among the inputs takes no part in the radius: with it and one received
-        // model (f = 2), the radius is that model's distance (10), at most twice the median of
-        // the remembered radii (3): 6.
+        // model (f = 2), the radius is twice the median of the remembered nearest distances
+        // (the last mix's: 1): 2.
         let far = [10.0f32];
         let rows = [&own[..], &far[..]];
         let c = clipped_gossip(
@@ -248,7 +253,7 @@ mod tests {
             &mut ws,
             &mut out,
         );
-        assert_eq!((c, out[0]), (Ok(1), 3.0));
+        assert_eq!((c, out[0]), (Ok(1), 1.0));
         // With nothing remembered, the nearest received model counts in full and the others
         // are clipped to its distance.
         ws.forget();

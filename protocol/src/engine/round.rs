@@ -207,16 +207,22 @@ impl Engine {
         }
     }
 
-    /// Drops the received models the outlier screen flags, penalises their senders, and returns
-    /// how many were dropped.
+    /// Drops the received models the outlier screen flags and returns how many were dropped.
+    /// Only gross outliers (more than twice the factor out) cost their senders points: under
+    /// non-IID data honest models stray past the factor now and then, never by that much, while
+    /// sign-flipped, scaled or noised models are far beyond it.
     fn screen(&mut self, received: &mut BTreeMap<PeerKey, Pending>) -> usize {
         let inputs: Vec<&[f32]> = received.values().map(|p| p.params.as_slice()).collect();
         let flagged = screen::outliers(&self.model, &inputs, self.config.outlier_factor);
         drop(inputs);
         let keys: Vec<PeerKey> = received.keys().copied().collect();
-        for &i in &flagged {
+        for &(i, gross) in &flagged {
             received.remove(&keys[i]);
-            self.reject(keys[i], Rejection::Outlier);
+            if gross {
+                self.reject(keys[i], Rejection::Outlier);
+            } else {
+                *self.stats.rejected.entry(Rejection::Outlier).or_default() += 1;
+            }
         }
         flagged.len()
     }

@@ -6,10 +6,10 @@
 //! rule's bound every round, which adds up under non-IID data. The screen measures every received
 //! model's distance to the node's own model and compares it with the lower median of those
 //! distances: a model more than `factor` times farther than that reference is an outlier. It is
-//! dropped from this round's mix and costs its sender
-//! [`Rejection::Outlier`](super::Rejection::Outlier) points, so a peer that is an outlier round
-//! after round is banned, while an honest peer that is occasionally far earns its points back
-//! with its accepted updates.
+//! dropped from this round's mix; one more than twice `factor` out (a gross outlier) also costs
+//! its sender [`Rejection::Outlier`](super::Rejection::Outlier) points, so a peer that sends gross
+//! outliers round after round is banned (for a while: see `peers`), while an honest peer that is
+//! now and then far under non-IID data loses only that round's say.
 //!
 //! The reference is the lower median of the received distances, so it stays an honest distance
 //! while fewer than half of one round's inputs are Byzantine; with fewer than two received models
@@ -21,9 +21,10 @@
 use crate::aggregate::distance;
 
 /// Indices into `inputs` of the models more than `factor` times farther from `own` than the lower
-/// median of all their distances to `own`, in increasing order. Empty when `factor` is 0
-/// (screen off) or fewer than two inputs are given.
-pub(crate) fn outliers(own: &[f32], inputs: &[&[f32]], factor: f64) -> Vec<usize> {
+/// median of all their distances to `own`, in increasing order, each with whether it is gross
+/// (more than twice `factor` out). Empty when `factor` is 0 (screen off) or fewer than two
+/// inputs are given.
+pub(crate) fn outliers(own: &[f32], inputs: &[&[f32]], factor: f64) -> Vec<(usize, bool)> {
     if factor <= 0.0 || inputs.len() < 2 {
         return Vec::new();
     }
@@ -37,7 +38,10 @@ pub(crate) fn outliers(own: &[f32], inputs: &[&[f32]], factor: f64) -> Vec<usize
         return Vec::new();
     }
     let limit = factor * reference;
-    (0..inputs.len()).filter(|&i| dists[i] > limit).collect()
+    (0..inputs.len())
+        .filter(|&i| dists[i] > limit)
+        .map(|i| (i, dists[i] > 2.0 * limit))
+        .collect()
 }
 
 #[cfg(test)]
@@ -52,7 +56,8 @@ mod tests {
         let c = [0.0f32, 0.0, -0.9, 0.0];
         let far = [0.0f32, 0.0, 0.0, 10.0];
         let inputs: Vec<&[f32]> = vec![&a, &far, &b, &c];
-        assert_eq!(outliers(&own, &inputs, 4.0), vec![1]);
+        assert_eq!(outliers(&own, &inputs, 4.0), vec![(1, true)]);
+        assert_eq!(outliers(&own, &inputs, 6.0), vec![(1, false)]);
         // 10 is within 12 times the reference 1.0.
         assert!(outliers(&own, &inputs, 12.0).is_empty());
         assert!(outliers(&own, &inputs, 0.0).is_empty(), "factor 0 is off");
@@ -63,7 +68,7 @@ mod tests {
         let own = [0.0f32; 2];
         let honest = [1.0f32, 0.0];
         let flipped = [-40.0f32, 0.0];
-        assert_eq!(outliers(&own, &[&honest, &flipped], 4.0), vec![1]);
+        assert_eq!(outliers(&own, &[&honest, &flipped], 4.0), vec![(1, true)]);
         assert!(outliers(&own, &[&flipped], 4.0).is_empty());
     }
 
