@@ -143,6 +143,30 @@ pub enum ConfigError {
         /// What is wrong.
         reason: String,
     },
+    /// A command-line flag's value is wrong (not the file's fault).
+    #[error("{flag} {value:?}: {reason}")]
+    Flag {
+        /// The flag, e.g. `--bootstrap`.
+        flag: &'static str,
+        /// The value given.
+        value: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Checks that every value of a flag is a multiaddr, naming the flag (not the config file).
+fn flag_addrs(flag: &'static str, values: &[String]) -> Result<(), ConfigError> {
+    for v in values {
+        if let Err(e) = v.parse::<libp2p::Multiaddr>() {
+            return Err(ConfigError::Flag {
+                flag,
+                value: v.clone(),
+                reason: e.to_string(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Command-line overrides of the file.
@@ -240,6 +264,8 @@ impl Config {
             field,
             reason,
         };
+        flag_addrs("--listen", &overrides.listen)?;
+        flag_addrs("--bootstrap", &overrides.bootstrap)?;
         if !overrides.listen.is_empty() {
             self.network.listen = overrides.listen;
         }
@@ -437,7 +463,10 @@ mod tests {
             )
             .unwrap_err()
             .to_string();
-        assert!(e.contains("network.bootstrap"), "{e}");
+        assert!(
+            e.contains("--bootstrap") && e.contains("not an address") && !e.contains("x.toml"),
+            "a flag's error names the flag, not the file: {e}"
+        );
         let e = c
             .resolve(
                 Overrides {

@@ -18,6 +18,14 @@ pub enum Event {
         /// The address.
         addr: String,
     },
+    /// A bootstrap address could not be reached (the node goes on with the peers it finds
+    /// otherwise, perhaps none).
+    BootstrapFailed {
+        /// The address.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
     /// The HTTP endpoint (`/metrics`, `/status`) is bound to `addr`.
     Http {
         /// The address.

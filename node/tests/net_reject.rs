@@ -292,3 +292,60 @@ fn exchange(
         }
     })
 }
+
+/// Failures a user must see: a listen port already in use is an error with its reason (libp2p
+/// would share the port silently), an unreachable bootstrap address is reported as an event, and
+/// a malformed `--bootstrap` flag is blamed on the flag, not on the config file.
+#[test]
+fn a_port_in_use_an_unreachable_bootstrap_and_a_bad_flag_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), 1, "round-timeout-ms = 300", "");
+    let node = spawn(&config, &dir.path().join("n0"), 0, &[]);
+    let taken: Multiaddr = node.addr.parse().unwrap();
+    let taken: Multiaddr = taken
+        .iter()
+        .filter(|p| !matches!(p, libp2p::multiaddr::Protocol::P2p(_)))
+        .collect();
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_murmur-node"))
+            .arg("run")
+            .arg(&config)
+            .args(["--metrics", "127.0.0.1:0", "--no-mdns"])
+            .args(args)
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .expect("run murmur-node")
+    };
+    let state = dir.path().join("n1");
+    let state = state.to_str().unwrap();
+    let out = run(&["--state-dir", state, "--listen", &taken.to_string()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&format!("listen on {taken}: ")) && err.contains("in use"),
+        "{err}"
+    );
+    let out = run(&["--state-dir", state, "--bootstrap", "not an address"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("--bootstrap \"not an address\"") && !err.contains("node.toml"),
+        "{err}"
+    );
+    drop(node);
+
+    let mut lonely = spawn(
+        &config,
+        &dir.path().join("n2"),
+        0,
+        &["--bootstrap", "/ip4/127.0.0.1/tcp/1"],
+    );
+    let failed = lonely.wait(Duration::from_secs(60), |e| {
+        e["event"] == "bootstrap_failed"
+    });
+    assert_eq!(failed["addr"], "/ip4/127.0.0.1/tcp/1");
+    assert!(
+        failed["reason"].as_str().unwrap().contains("refused"),
+        "{failed}"
+    );
+}

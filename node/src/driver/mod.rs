@@ -131,6 +131,8 @@ struct Driver {
     next_gossip: u64,
     per_peer: BTreeMap<PeerId, usize>,
     dialing: BTreeSet<PeerId>,
+    /// Bootstrap dials under way, to name the address if one fails.
+    bootstrap_dials: BTreeMap<libp2p::swarm::ConnectionId, libp2p::Multiaddr>,
     test: Dataset,
     local_steps: usize,
     /// Rounds of the last evaluations of the local and the mixed model.
@@ -149,9 +151,10 @@ pub async fn run(r: Resolved, shutdown: impl Future<Output = ()>) -> Result<(), 
     let max_payload = wire::max_update_len(local.trainer.params().len());
     let mut swarm = net::build(&local.identity, &r.run, &r.config.network, max_payload)?;
     for addr in &r.listen {
+        port_free(addr).map_err(|e| Error::Listen(addr.clone(), causes(&e)))?;
         swarm
             .listen_on(addr.clone())
-            .map_err(|e| Error::Listen(addr.clone(), e.to_string()))?;
+            .map_err(|e| Error::Listen(addr.clone(), causes(&e)))?;
     }
     let metrics = Arc::new(Mutex::new(Metrics {
         peer_id: swarm.local_peer_id().to_string(),
@@ -167,7 +170,7 @@ pub async fn run(r: Resolved, shutdown: impl Future<Output = ()>) -> Result<(), 
         }
         .emit();
     }
-    swarm::dial_bootstrap(&mut swarm, &r.bootstrap);
+    let bootstrap_dials = swarm::dial_bootstrap(&mut swarm, &r.bootstrap);
     let engine = engine(&r, &local)?;
     let mut d = Driver {
         names: Names::of(&r.run),
@@ -189,6 +192,7 @@ pub async fn run(r: Resolved, shutdown: impl Future<Output = ()>) -> Result<(), 
         next_gossip: 0,
         per_peer: BTreeMap::new(),
         dialing: BTreeSet::new(),
+        bootstrap_dials,
         evaluated: (None, None),
         checkpoint_round: local.resume.checkpoint,
         last_mixed: 0,
@@ -627,4 +631,49 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
+}
+
+/// An error with every cause in its chain, skipping empty messages (libp2p's transport errors
+/// print nothing themselves: the reason is in their source).
+pub(crate) fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let text = err.to_string();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = err.source();
+    }
+    if parts.is_empty() {
+        format!("{e:?}")
+    } else {
+        parts.join(": ")
+    }
+}
+
+/// Checks that a fixed TCP or UDP port of `addr` is free. libp2p binds its listeners with
+/// SO_REUSEPORT, so a second node on a port already in use would share it silently (the kernel
+/// then splits the incoming connections between the two) instead of failing.
+fn port_free(addr: &libp2p::Multiaddr) -> std::io::Result<()> {
+    use libp2p::multiaddr::Protocol;
+    let mut ip = None;
+    for p in addr.iter() {
+        match p {
+            Protocol::Ip4(a) => ip = Some(std::net::IpAddr::V4(a)),
+            Protocol::Ip6(a) => ip = Some(std::net::IpAddr::V6(a)),
+            Protocol::Tcp(port) if port != 0 => {
+                if let Some(ip) = ip {
+                    std::net::TcpListener::bind((ip, port))?;
+                }
+            }
+            Protocol::Udp(port) if port != 0 => {
+                if let Some(ip) = ip {
+                    std::net::UdpSocket::bind((ip, port))?;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }

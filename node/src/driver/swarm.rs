@@ -1,10 +1,11 @@
 //! Swarm events, turned into engine inputs; discovery (bootstrap, random walks, mDNS).
 
 use libp2p::multiaddr::Protocol;
-use libp2p::swarm::SwarmEvent;
 use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify, kad, mdns, request_response};
 use murmur_protocol::engine::Input;
+use std::collections::BTreeMap;
 use tracing::{debug, info};
 
 use super::{Driver, Error, Outbound};
@@ -12,18 +13,38 @@ use crate::event::Event;
 use crate::net::codec::{Request, Response};
 use crate::net::{self, Behaviour, BehaviourEvent};
 
-/// Dials every bootstrap address; those ending in `/p2p/ID` also seed Kademlia.
-pub(super) fn dial_bootstrap(swarm: &mut Swarm<Behaviour>, addrs: &[Multiaddr]) {
+/// Dials every bootstrap address; those ending in `/p2p/ID` also seed Kademlia. Returns the
+/// dials under way, so that a failure can name its address.
+pub(super) fn dial_bootstrap(
+    swarm: &mut Swarm<Behaviour>,
+    addrs: &[Multiaddr],
+) -> BTreeMap<ConnectionId, Multiaddr> {
+    let mut dials = BTreeMap::new();
     for addr in addrs {
         if let Some(Protocol::P2p(peer)) = addr.iter().last() {
             let mut bare = addr.clone();
             bare.pop();
             swarm.behaviour_mut().kad.add_address(&peer, bare);
         }
-        if let Err(e) = swarm.dial(addr.clone()) {
-            tracing::warn!(%addr, %e, "bootstrap dial failed");
+        let opts = DialOpts::unknown_peer_id().address(addr.clone()).build();
+        let id = opts.connection_id();
+        match swarm.dial(opts) {
+            Ok(()) => {
+                dials.insert(id, addr.clone());
+            }
+            Err(e) => bootstrap_failed(addr, &super::causes(&e)),
         }
     }
+    dials
+}
+
+fn bootstrap_failed(addr: &Multiaddr, reason: &str) {
+    tracing::warn!(%addr, reason, "bootstrap peer unreachable");
+    Event::BootstrapFailed {
+        addr: addr.to_string(),
+        reason: reason.to_owned(),
+    }
+    .emit();
 }
 
 /// Starts a Kademlia query for a random key: its iterative lookup meets peers not yet known.
@@ -69,14 +90,25 @@ impl Driver {
                 }
                 .emit();
             }
-            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
-                self.dialing.remove(&peer_id);
-            }
-            SwarmEvent::OutgoingConnectionError {
-                peer_id: Some(peer),
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
                 ..
             } => {
-                self.dialing.remove(&peer);
+                self.dialing.remove(&peer_id);
+                self.bootstrap_dials.remove(&connection_id);
+            }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id,
+                connection_id,
+                error,
+            } => {
+                if let Some(peer) = peer_id {
+                    self.dialing.remove(&peer);
+                }
+                if let Some(addr) = self.bootstrap_dials.remove(&connection_id) {
+                    bootstrap_failed(&addr, &super::causes(&error));
+                }
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
@@ -155,6 +187,16 @@ impl Driver {
                 })?;
             }
             BehaviourEvent::Models(ev) => self.on_models(ev)?,
+            // A failed ping is a dead link: close it now rather than after a minute of timeouts,
+            // so the engine hears the peer is down.
+            BehaviourEvent::Ping(libp2p::ping::Event {
+                peer,
+                connection,
+                result: Err(e),
+            }) => {
+                debug!(%peer, error = %e, "ping failed: closing the connection");
+                self.swarm.close_connection(connection);
+            }
             _ => {}
         }
         Ok(())
