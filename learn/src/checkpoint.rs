@@ -177,7 +177,8 @@ impl Checkpoint {
         safetensors::serialize(views, Some(meta)).expect("F32 tensors serialise")
     }
 
-    /// Writes the checkpoint to `path` (through a temporary file and a rename).
+    /// Writes the checkpoint to `path` (through a synced temporary file and a rename, with the
+    /// directory synced).
     pub fn save(&self, path: &Path) -> Result<(), CheckpointError> {
         let io = |source| CheckpointError::Io {
             path: path.to_owned(),
@@ -187,8 +188,21 @@ impl Checkpoint {
             .file_name()
             .map_or("checkpoint".into(), |n| n.to_string_lossy());
         let tmp = path.with_file_name(format!(".{name}.tmp"));
-        std::fs::write(&tmp, self.to_bytes()).map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp).map_err(io)?;
+            f.write_all(&self.to_bytes()).map_err(io)?;
+            f.sync_data().map_err(io)?;
+        }
+        std::fs::rename(&tmp, path).map_err(io)?;
+        // The rename survives a crash only once the directory is synced.
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)
     }
 
     /// Reads a checkpoint of run `expected` from `path`; a checkpoint of another run is refused.

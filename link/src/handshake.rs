@@ -107,9 +107,11 @@ where
     let (mut hs, payload) = start(key, false)?;
     let mut buf = [0u8; MAX_MESSAGE];
     let mut msg = [0u8; MAX_MESSAGE];
-    // <- e
+    // <- e (an initiator sends no payload here: one is refused, not ignored)
     let m = recv(io, &mut msg).await?;
-    hs.read_message(&msg[..m], &mut buf)?;
+    if hs.read_message(&msg[..m], &mut buf)? != 0 {
+        return Err(Error::Identity("a payload in the first handshake message"));
+    }
     // -> e, ee, s, es (+ identity)
     let n = hs.write_message(&payload, &mut msg)?;
     send(io, &msg[..n]).await?;
@@ -168,15 +170,20 @@ fn verify(payload: &[u8], remote_static: Option<&[u8]>) -> Result<PeerId, Error>
     }
     let remote_static = remote_static.ok_or(Error::Identity("no static key"))?;
     let (public, signature) = payload.split_at(32);
+    let key: [u8; 32] = public.try_into().expect("split at 32");
+    let signature: [u8; 64] = signature.try_into().expect("96 - 32 bytes");
+    // verify_strict, as for updates: no small-order keys, no malleable signatures.
+    let strict = ed25519_dalek::VerifyingKey::from_bytes(&key)
+        .map_err(|_| Error::Identity("not an ed25519 public key"))?;
+    strict
+        .verify_strict(
+            &[STATIC_KEY_DOMAIN, remote_static].concat(),
+            &ed25519_dalek::Signature::from_bytes(&signature),
+        )
+        .map_err(|_| Error::Identity("signature over the static key does not verify"))?;
     let public = identity::ed25519::PublicKey::try_from_bytes(public)
         .map_err(|_| Error::Identity("not an ed25519 public key"))?;
-    let public = identity::PublicKey::from(public);
-    if !public.verify(&[STATIC_KEY_DOMAIN, remote_static].concat(), signature) {
-        return Err(Error::Identity(
-            "signature over the static key does not verify",
-        ));
-    }
-    Ok(public.to_peer_id())
+    Ok(identity::PublicKey::from(public).to_peer_id())
 }
 
 async fn send<S: AsyncWrite + Unpin>(io: &mut S, msg: &[u8]) -> Result<(), Error> {
@@ -277,8 +284,10 @@ impl Dh for X25519 {
             .and_then(|p| p.try_into().ok())
             .ok_or(snow::Error::Dh)?;
         let shared = x25519_dalek::x25519(self.secret, public);
-        // A low-order point gives the all-zero secret: refuse it.
-        if shared == [0u8; 32] {
+        // A low-order point gives the all-zero secret: refuse it. Compared without an early
+        // exit, so the time taken says nothing about the secret.
+        let any = std::hint::black_box(shared.iter().fold(0u8, |acc, b| acc | b));
+        if any == 0 {
             return Err(snow::Error::Dh);
         }
         out[..32].copy_from_slice(&shared);
@@ -337,5 +346,24 @@ mod tests {
         ));
         let () = sent;
         assert!(matches!(got, Err(Error::TooLong(65535))), "{got:?}");
+    }
+
+    /// The initiator's first message carries only its ephemeral key: a payload there (which
+    /// nothing would read) is refused.
+    #[test]
+    fn a_payload_in_the_first_message_is_refused() {
+        let (mut a, mut b) = pipe(1 << 16);
+        let key = keypair(6);
+        let (sent, got) = block_on(join(
+            async {
+                let (mut hs, _) = start(&keypair(7), true).unwrap();
+                let mut msg = [0u8; MAX_MESSAGE];
+                let n = hs.write_message(b"smuggled", &mut msg).unwrap();
+                send(&mut a, &msg[..n]).await.unwrap();
+            },
+            responder(&mut b, &key),
+        ));
+        let () = sent;
+        assert!(matches!(got, Err(Error::Identity(_))), "{got:?}");
     }
 }

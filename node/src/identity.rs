@@ -73,6 +73,19 @@ pub fn create(path: &Path) -> Result<Identity, KeyError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         fs::create_dir_all(dir).map_err(io(dir))?;
     }
+    if path.exists() {
+        return Err(KeyError::Exists {
+            path: path.to_path_buf(),
+        });
+    }
+    // Written whole to a temporary file, synced, then linked into place (which, unlike a
+    // rename, refuses an existing file) and the directory synced: a crash leaves either no key
+    // file or a complete one, never a truncated one that the next start refuses as corrupt.
+    let name = path
+        .file_name()
+        .map_or("key".into(), |n| n.to_string_lossy());
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    let _ = fs::remove_file(&tmp);
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -80,7 +93,14 @@ pub fn create(path: &Path) -> Result<Identity, KeyError> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options.open(path).map_err(|e| match e.kind() {
+    let mut file = options.open(&tmp).map_err(io(&tmp))?;
+    file.write_all(keyfile::format(&identity).as_bytes())
+        .map_err(io(&tmp))?;
+    file.sync_all().map_err(io(&tmp))?;
+    drop(file);
+    let linked = fs::hard_link(&tmp, path);
+    let _ = fs::remove_file(&tmp);
+    linked.map_err(|e| match e.kind() {
         std::io::ErrorKind::AlreadyExists => KeyError::Exists {
             path: path.to_path_buf(),
         },
@@ -89,10 +109,16 @@ pub fn create(path: &Path) -> Result<Identity, KeyError> {
             source: e,
         },
     })?;
-    file.write_all(keyfile::format(&identity).as_bytes())
-        .map_err(io(path))?;
-    file.sync_all().map_err(io(path))?;
+    sync_dir(path).map_err(io(path))?;
     Ok(identity)
+}
+
+/// Syncs the directory holding `path`, so that a file created or renamed in it survives a crash.
+pub fn sync_dir(path: &Path) -> std::io::Result<()> {
+    match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => fs::File::open(dir)?.sync_all(),
+        None => fs::File::open(".")?.sync_all(),
+    }
 }
 
 /// Loads the key file at `path`, refusing one that group or others can access.

@@ -178,24 +178,59 @@ impl Update {
 
     /// Decodes the payload into `out` (cleared first), as exactly `dim` finite parameters.
     pub fn params_into(&self, dim: usize, out: &mut Vec<f32>) -> Result<(), Error> {
-        let Codec::F32Le = self.header().codec;
-        if !self.payload.len().is_multiple_of(4) || self.payload.len() / 4 != dim {
-            return Err(Error::Dimension {
-                expected: dim,
-                got: self.payload.len() / 4,
-            });
-        }
-        out.clear();
-        out.reserve(dim);
-        for (index, chunk) in self.payload.chunks_exact(4).enumerate() {
-            let v = f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
-            if !v.is_finite() {
-                return Err(Error::NonFinite { index });
-            }
-            out.push(v);
+        params_from(self.header().codec, &self.payload, dim, out)
+    }
+}
+
+/// An update whose header is decoded and its signature verified, with the payload still in the
+/// received bytes and its digest not yet checked: the cheap checks (run, sender, round, replay)
+/// come first, and only an update that passes them costs a hash of its payload.
+#[derive(Debug)]
+pub struct UpdateRef<'a> {
+    /// The verified signed header.
+    pub signed: SignedHeader,
+    payload: &'a [u8],
+}
+
+impl UpdateRef<'_> {
+    /// The header.
+    pub fn header(&self) -> &Header {
+        &self.signed.header
+    }
+
+    /// Checks the payload against the signed digest.
+    pub fn verify_payload(&self) -> Result<(), Error> {
+        if blake3::hash(self.payload).as_bytes() != &self.signed.header.digest {
+            return Err(Error::Digest);
         }
         Ok(())
     }
+
+    /// Decodes the payload into `out` (cleared first), as exactly `dim` finite parameters.
+    /// Call [`UpdateRef::verify_payload`] first.
+    pub fn params_into(&self, dim: usize, out: &mut Vec<f32>) -> Result<(), Error> {
+        params_from(self.header().codec, self.payload, dim, out)
+    }
+}
+
+fn params_from(codec: Codec, payload: &[u8], dim: usize, out: &mut Vec<f32>) -> Result<(), Error> {
+    let Codec::F32Le = codec;
+    if !payload.len().is_multiple_of(4) || payload.len() / 4 != dim {
+        return Err(Error::Dimension {
+            expected: dim,
+            got: payload.len() / 4,
+        });
+    }
+    out.clear();
+    out.reserve(dim);
+    for (index, chunk) in payload.chunks_exact(4).enumerate() {
+        let v = f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        if !v.is_finite() {
+            return Err(Error::NonFinite { index });
+        }
+        out.push(v);
+    }
+    Ok(())
 }
 
 fn decode_header(bytes: &[u8]) -> Result<Header, Error> {
@@ -325,6 +360,17 @@ pub(crate) fn decode_signed(bytes: &[u8], kind: u8) -> Result<(SignedHeader, &[u
 
 /// Decodes and verifies an update. `limit` bounds the whole message; it is checked first.
 pub fn decode_update(bytes: &[u8], limit: usize) -> Result<Update, Error> {
+    let update = decode_update_ref(bytes, limit)?;
+    update.verify_payload()?;
+    Ok(Update {
+        signed: update.signed,
+        payload: update.payload.to_vec(),
+    })
+}
+
+/// Decodes an update's header and verifies its signature and payload length, leaving the
+/// payload's digest to [`UpdateRef::verify_payload`] (see [`UpdateRef`]).
+pub fn decode_update_ref(bytes: &[u8], limit: usize) -> Result<UpdateRef<'_>, Error> {
     if bytes.len() > limit {
         return Err(Error::Oversize {
             got: bytes.len(),
@@ -339,13 +385,7 @@ pub fn decode_update(bytes: &[u8], limit: usize) -> Result<Update, Error> {
             got: payload.len(),
         });
     }
-    if blake3::hash(payload).as_bytes() != &signed.header.digest {
-        return Err(Error::Digest);
-    }
-    Ok(Update {
-        signed,
-        payload: payload.to_vec(),
-    })
+    Ok(UpdateRef { signed, payload })
 }
 
 /// Decodes and verifies an announcement (a signed header with no payload).
@@ -457,6 +497,11 @@ mod tests {
         let mut b = bytes.clone();
         *b.last_mut().unwrap() ^= 1;
         assert_eq!(decode_update(&b, 1 << 20), Err(Error::Digest));
+        // The header is judged before the payload is hashed: the reference decodes, and the
+        // digest fails only when asked.
+        let r = decode_update_ref(&b, 1 << 20).unwrap();
+        assert_eq!(r.header().round, update.header().round);
+        assert_eq!(r.verify_payload(), Err(Error::Digest));
         let mut b = bytes.clone();
         b.push(0);
         assert!(matches!(

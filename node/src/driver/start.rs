@@ -161,7 +161,8 @@ pub fn write_bans(path: &Path, bans: &[(PeerKey, Rejection)]) -> Result<(), Erro
     write_atomically(path, &text)
 }
 
-/// Writes `text` through a temporary file, synced, then renamed over `path`.
+/// Writes `text` through a temporary file, synced, then renamed over `path`, and syncs the
+/// directory so the rename itself survives a crash.
 fn write_atomically(path: &Path, text: &str) -> Result<(), Error> {
     let io = |e| Error::Io(path.to_owned(), e);
     let tmp = path.with_extension("tmp");
@@ -171,7 +172,8 @@ fn write_atomically(path: &Path, text: &str) -> Result<(), Error> {
         f.write_all(text.as_bytes()).map_err(io)?;
         f.sync_data().map_err(io)?;
     }
-    std::fs::rename(&tmp, path).map_err(io)
+    std::fs::rename(&tmp, path).map_err(io)?;
+    crate::identity::sync_dir(path).map_err(io)
 }
 
 #[cfg(test)]

@@ -52,7 +52,9 @@ impl Engine {
         (floor, ceiling): (u64, u64),
         fetched: bool,
     ) -> Result<Checked, Rejection> {
-        let update = wire::decode_update(bytes, self.limit).map_err(|e| Rejection::of(&e))?;
+        // Header and signature first; the payload's hash and copy only for an update that
+        // passes the cheap checks below.
+        let update = wire::decode_update_ref(bytes, self.limit).map_err(|e| Rejection::of(&e))?;
         let h = update.header();
         if h.sender != from {
             return Err(Rejection::Impersonation);
@@ -80,6 +82,7 @@ impl Engine {
                 return Err(Rejection::Equivocation);
             }
         };
+        update.verify_payload().map_err(|e| Rejection::of(&e))?;
         let mut params = Vec::new();
         update
             .params_into(self.dim, &mut params)

@@ -536,3 +536,28 @@ fn gossip_verdicts_name_and_penalise_the_author_only() {
     );
     assert_eq!(verdict(&mut e, &author, ann).0, GossipVerdict::Ignore);
 }
+
+/// The cheap checks come before the payload's hash: a replay of an old round is `stale` even
+/// when its payload is corrupt (the node did not spend a hash on it).
+#[test]
+fn a_stale_answer_is_refused_before_its_payload_is_hashed() {
+    let peer = toy::identity(1);
+    let mut e = asking(Rule::Mean, std::slice::from_ref(&peer));
+    let run = toy::run_id();
+    let first = update(&peer, run, 1, &[1.0; DIM]);
+    answer(&mut e, Duration::ZERO, &peer, first.clone());
+    train(&mut e, Duration::from_secs(1), 2, 0.0);
+    let second = update(&peer, run, 2, &[1.0; DIM]);
+    answer(&mut e, Duration::from_secs(1), &peer, second);
+    train(&mut e, Duration::from_secs(2), 3, 0.0);
+    let mut old = first.to_vec();
+    *old.last_mut().unwrap() ^= 0xff;
+    answer(&mut e, Duration::from_secs(2), &peer, old.into());
+    assert_eq!(
+        rejected(&e, Rejection::Stale),
+        1,
+        "{:?}",
+        e.stats().rejected
+    );
+    assert_eq!(rejected(&e, Rejection::Malformed), 0);
+}
