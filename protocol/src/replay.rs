@@ -50,7 +50,9 @@ pub struct Window {
     /// Per bucket, the highest round of a forgotten sender (0: none).
     floors: Vec<u64>,
     secret: [u8; 32],
-    announced: BTreeMap<PeerKey, SignedHeader>,
+    /// Announcements not yet backed by an update, with when they came, and by age.
+    announced: BTreeMap<PeerKey, (SignedHeader, u64)>,
+    announced_by_age: BTreeMap<u64, PeerKey>,
 }
 
 impl Window {
@@ -69,6 +71,7 @@ impl Window {
             floors: vec![0; FLOOR_BUCKETS],
             secret,
             announced: BTreeMap::new(),
+            announced_by_age: BTreeMap::new(),
         }
     }
 
@@ -97,7 +100,7 @@ impl Window {
     pub fn check(&self, h: &SignedHeader) -> Verdict {
         match self.check_accepted(h) {
             Verdict::Fresh => match self.announced.get(&h.header.sender) {
-                Some(a)
+                Some((a, _))
                     if a.header.round == h.header.round && a.header.digest != h.header.digest =>
                 {
                     match Equivocation::new(a.clone(), h.clone()) {
@@ -113,18 +116,21 @@ impl Window {
 
     /// Whether this very header (sender, round and digest) was announced already.
     pub fn is_announced(&self, h: &SignedHeader) -> bool {
-        self.announced.get(&h.header.sender).is_some_and(|prev| {
-            prev.header.round == h.header.round && prev.header.digest == h.header.digest
-        })
+        self.announced
+            .get(&h.header.sender)
+            .is_some_and(|(prev, _)| {
+                prev.header.round == h.header.round && prev.header.digest == h.header.digest
+            })
     }
 
     /// Remembers an announced header that is fresh but not yet backed by an update, so that a
     /// conflicting update or announcement for the same round is caught whichever arrives first.
     /// Returns the proof when it conflicts with an earlier announcement. Bounded like the rest:
-    /// past `capacity` senders with pending announcements, new ones are not remembered.
+    /// past `capacity` senders with pending announcements, the oldest announcement makes room
+    /// (a flood of identities cannot stop the table from taking new ones).
     pub fn announce(&mut self, h: SignedHeader) -> Option<Equivocation> {
         let sender = h.header.sender;
-        if let Some(prev) = self.announced.get(&sender) {
+        if let Some((prev, _)) = self.announced.get(&sender) {
             if prev.header.round == h.header.round {
                 if prev.header.digest != h.header.digest {
                     return Equivocation::new(prev.clone(), h).ok();
@@ -134,11 +140,23 @@ impl Window {
             if prev.header.round > h.header.round {
                 return None;
             }
-        } else if self.announced.len() >= self.capacity {
-            return None;
+        } else if self.announced.len() >= self.capacity
+            && let Some((_, oldest)) = self.announced_by_age.pop_first()
+        {
+            self.announced.remove(&oldest);
         }
-        self.announced.insert(sender, h);
+        self.clock += 1;
+        if let Some((_, old)) = self.announced.insert(sender, (h, self.clock)) {
+            self.announced_by_age.remove(&old);
+        }
+        self.announced_by_age.insert(self.clock, sender);
         None
+    }
+
+    fn forget_announcement(&mut self, sender: &PeerKey) {
+        if let Some((_, at)) = self.announced.remove(sender) {
+            self.announced_by_age.remove(&at);
+        }
     }
 
     fn check_accepted(&self, h: &SignedHeader) -> Verdict {
@@ -175,9 +193,9 @@ impl Window {
         if self
             .announced
             .get(&sender)
-            .is_some_and(|a| a.header.round <= h.header.round)
+            .is_some_and(|(a, _)| a.header.round <= h.header.round)
         {
-            self.announced.remove(&sender);
+            self.forget_announcement(&sender);
         }
         if let Some(old) = self.entries.remove(&sender) {
             self.by_age.remove(&old.touched);
@@ -307,5 +325,24 @@ mod tests {
             "{} buckets",
             poisoned.len()
         );
+    }
+
+    /// A full announcement table takes new announcements by forgetting the oldest, so a flood
+    /// of identities cannot stop it from catching an equivocation of a sender it meets later.
+    #[test]
+    fn a_full_announcement_table_forgets_the_oldest() {
+        let ids: Vec<Identity> = (1..=4).map(|i| Identity::from_secret([i; 32])).collect();
+        let mut w = Window::new(3);
+        for id in &ids[..3] {
+            assert_eq!(w.announce(h(id, 5, 0.0)), None);
+        }
+        let late = &ids[3];
+        assert_eq!(w.announce(h(late, 7, 0.0)), None);
+        assert!(w.is_announced(&h(late, 7, 0.0)), "taken");
+        assert!(!w.is_announced(&h(&ids[0], 5, 0.0)), "the oldest made room");
+        assert!(matches!(
+            w.check(&h(late, 7, 1.0)),
+            Verdict::Equivocation(_)
+        ));
     }
 }

@@ -5,14 +5,16 @@
 //! big-endian bytes, or none; answered by [`Response::Model`]) or an update pushed unasked
 //! ([`Request::Update`], answered by [`Response::Ack`]: models move by pull, so only an attacker
 //! pushes, and the engine penalises it). Frames that carry nothing must have length 0, a fetch 0
-//! or 8, and every read is bounded by the codec's `max_bytes` before anything is allocated.
+//! or 8, and every length is checked against its tag and `max_bytes` before anything is read.
 //!
 //! Payloads are `Arc<[u8]>`, as the engine takes and gives them: one signed update goes to
-//! several peers without a copy, and a received one is read straight into the buffer the engine
-//! keeps.
+//! several peers without a copy. A received body is read in 64 KiB steps (memory follows the
+//! bytes a peer really sends, not the length it announces), under a node-wide budget of bytes
+//! being read at once.
 
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::prelude::*;
 use libp2p::StreamProtocol;
@@ -42,37 +44,106 @@ pub enum Response {
     Model(Option<Arc<[u8]>>),
 }
 
-/// Frames requests and responses, refusing any frame over `max_bytes`.
+/// Frames requests and responses, refusing any frame over `max_bytes`, and bounding the bytes
+/// being read at once across the whole node.
 #[derive(Debug, Clone)]
 pub struct Codec {
     max_bytes: usize,
+    /// Bytes of frames being read now, by every connection of the node (shared by the clones
+    /// the swarm makes per connection), and the most allowed.
+    inflight: Arc<AtomicUsize>,
+    budget: usize,
 }
 
+/// A frame's body is read in steps of this many bytes: memory grows with what a peer actually
+/// sends, not with the length it announces.
+const STEP: usize = 64 * 1024;
+
 impl Codec {
-    /// A codec accepting frames of at most `max_bytes` payload bytes.
+    /// A codec accepting frames of at most `max_bytes` payload bytes, with room for eight such
+    /// frames (at least 64 MiB) being read at once across the node.
     pub fn new(max_bytes: usize) -> Self {
-        Self { max_bytes }
+        Self::with_budget(max_bytes, max_bytes.saturating_mul(8).max(64 << 20))
+    }
+
+    /// [`Codec::new`] with an explicit node-wide budget of bytes being read at once.
+    pub fn with_budget(max_bytes: usize, budget: usize) -> Self {
+        Self {
+            max_bytes,
+            inflight: Arc::new(AtomicUsize::new(0)),
+            budget,
+        }
+    }
+}
+
+/// Bytes taken from the node-wide budget, given back when the read ends either way.
+struct Reserved<'a> {
+    inflight: &'a AtomicUsize,
+    bytes: usize,
+}
+
+impl Reserved<'_> {
+    fn take(&mut self, n: usize, budget: usize) -> io::Result<()> {
+        let before = self.inflight.fetch_add(n, Ordering::Relaxed);
+        self.bytes += n;
+        if before.saturating_add(n) > budget {
+            return Err(io::Error::new(
+                io::ErrorKind::OutOfMemory,
+                format!("over the node's {budget} bytes of frames being read at once"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        self.inflight.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
+
+/// The longest body a frame of this tag may carry: frames that carry nothing must say 0, a
+/// fetch 0 or 8, models and updates at most `max`.
+fn allowed(tag: u8, len: usize, max: usize) -> io::Result<()> {
+    let ok = match tag {
+        TAG_UPDATE | TAG_MODEL => len <= max,
+        TAG_FETCH => len == 0 || len == 8,
+        TAG_ACK | TAG_NONE => len == 0,
+        _ => return Err(bad_tag(tag)),
+    };
+    if ok {
+        Ok(())
+    } else if len > max {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes over the limit of {max}"),
+        ))
+    } else {
+        Err(bad_length(tag, len))
     }
 }
 
 async fn read_frame<T: AsyncRead + Unpin + Send>(
     io: &mut T,
-    max: usize,
+    codec: &Codec,
 ) -> io::Result<(u8, Arc<[u8]>)> {
     let mut head = [0u8; 5];
     io.read_exact(&mut head).await?;
     let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-    if len > max {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("frame of {len} bytes over the limit of {max}"),
-        ));
+    allowed(head[0], len, codec.max_bytes)?;
+    let mut reserved = Reserved {
+        inflight: &codec.inflight,
+        bytes: 0,
+    };
+    let mut body = Vec::with_capacity(len.min(STEP));
+    while body.len() < len {
+        let n = STEP.min(len - body.len());
+        reserved.take(n, codec.budget)?;
+        let start = body.len();
+        body.resize(start + n, 0);
+        io.read_exact(&mut body[start..]).await?;
     }
-    // Allocated once, zeroed in place, and read into: no copy on the way to the engine.
-    let mut body: Arc<[u8]> = std::iter::repeat_n(0u8, len).collect();
-    io.read_exact(Arc::get_mut(&mut body).expect("not shared yet"))
-        .await?;
-    Ok((head[0], body))
+    Ok((head[0], body.into()))
 }
 
 async fn write_frame<T: AsyncWrite + Unpin + Send>(
@@ -114,7 +185,7 @@ impl request_response::Codec for Codec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        match read_frame(io, self.max_bytes).await? {
+        match read_frame(io, self).await? {
             (TAG_UPDATE, body) => Ok(Request::Update(body)),
             (TAG_FETCH, body) => match *body {
                 [] => Ok(Request::Fetch(None)),
@@ -131,7 +202,7 @@ impl request_response::Codec for Codec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        match read_frame(io, self.max_bytes).await? {
+        match read_frame(io, self).await? {
             (TAG_ACK, body) if body.is_empty() => Ok(Response::Ack),
             (TAG_MODEL, body) => Ok(Response::Model(Some(body))),
             (TAG_NONE, body) if body.is_empty() => Ok(Response::Model(None)),
@@ -211,6 +282,43 @@ mod tests {
 
             let err = c.read_request(&proto(), &mut &[9u8, 0, 0, 0, 0][..]).await;
             assert!(err.is_err(), "unknown tag");
+        });
+    }
+
+    /// A header announcing a large frame costs nothing until its bytes come; frames that carry
+    /// nothing must say so; and the node-wide budget refuses a read that would pass it, then
+    /// recovers once reads end.
+    #[test]
+    fn lengths_are_checked_by_tag_and_reads_stay_within_the_budget() {
+        block_on(async {
+            let c = Codec::with_budget(1 << 30, 200 * 1024);
+            // Announces 1 GiB, sends 3 bytes: an early end, not a 1 GiB buffer.
+            let mut lying = vec![TAG_UPDATE];
+            lying.extend_from_slice(&(1u32 << 30).to_be_bytes());
+            lying.extend_from_slice(&[1, 2, 3]);
+            let err = read_frame(&mut &lying[..], &c).await.unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+            assert_eq!(c.inflight.load(Ordering::Relaxed), 0, "given back");
+            // An ack or a fetch that claims a body.
+            for (tag, len) in [(TAG_ACK, 1u32), (TAG_NONE, 4), (TAG_FETCH, 5)] {
+                let mut f = vec![tag];
+                f.extend_from_slice(&len.to_be_bytes());
+                f.resize(5 + len as usize, 0);
+                let err = read_frame(&mut &f[..], &c).await.unwrap_err();
+                assert_eq!(err.kind(), io::ErrorKind::InvalidData, "tag {tag}");
+            }
+            // 300 KiB is over the 200 KiB budget: refused once the budget is spent.
+            let mut big = vec![TAG_MODEL];
+            big.extend_from_slice(&(300u32 * 1024).to_be_bytes());
+            big.resize(5 + 300 * 1024, 7);
+            let err = read_frame(&mut &big[..], &c).await.unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::OutOfMemory);
+            assert_eq!(c.inflight.load(Ordering::Relaxed), 0);
+            let mut fits = vec![TAG_MODEL];
+            fits.extend_from_slice(&(100u32 * 1024).to_be_bytes());
+            fits.resize(5 + 100 * 1024, 7);
+            let (_, body) = read_frame(&mut &fits[..], &c).await.unwrap();
+            assert_eq!(body.len(), 100 * 1024);
         });
     }
 }
