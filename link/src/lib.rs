@@ -40,8 +40,9 @@ use serde::{Deserialize, Serialize};
 pub const PROTOCOL: &str = "/murmur/link/1";
 const NOISE: &str = "/noise";
 const YAMUX: &str = "/yamux/1.0.0";
-/// Longest time from a TCP connection to an established link.
-pub const UPGRADE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Longest time from a TCP connection to an established link: a handshake takes a few round
+/// trips, and a connection that does not finish one in this time holds a slot for nothing.
+pub const UPGRADE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The stack a node offers first when it dials over TCP (the `tcp-stack` key). Either way it
 /// accepts both when dialed.

@@ -349,3 +349,88 @@ fn a_port_in_use_an_unreachable_bootstrap_and_a_bad_flag_are_reported() {
         "{failed}"
     );
 }
+
+/// Slots held by idle sockets: a process keeps 40 TCP connections to a node open from one
+/// address, never finishing a handshake and reopening each one the node closes. A newcomer
+/// bootstrapping from that node still joins: one address holds at most a few handshake slots.
+#[test]
+fn idle_sockets_from_one_address_do_not_keep_a_newcomer_out() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        2,
+        "fanout = 2\nwait-for = 1\nround-timeout-ms = 300\njoin-peers = 1\njoin-timeout-ms = 8000",
+        "",
+    );
+    let n0 = spawn(&config, &dir.path().join("n0"), 0, &[]);
+    let target: Multiaddr = n0.addr.parse().unwrap();
+    let port = target
+        .iter()
+        .find_map(|p| match p {
+            libp2p::multiaddr::Protocol::Tcp(port) => Some(port),
+            _ => None,
+        })
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let hostile = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let mut tasks = Vec::new();
+                for _ in 0..40 {
+                    let (stop, held_tx) = (stop.clone(), held_tx.clone());
+                    tasks.push(tokio::spawn(async move {
+                        let mut first = true;
+                        while !stop.load(Ordering::Relaxed) {
+                            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                            socket.bind("127.0.0.9:0".parse().unwrap()).unwrap();
+                            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+                            let Ok(mut conn) = socket.connect(addr).await else {
+                                continue;
+                            };
+                            if std::mem::take(&mut first) {
+                                let _ = held_tx.send(());
+                            }
+                            // Idle until the node closes it (or the test ends).
+                            let mut buf = [0u8; 256];
+                            loop {
+                                use tokio::io::AsyncReadExt;
+                                let read = tokio::time::timeout(
+                                    Duration::from_millis(200),
+                                    conn.read(&mut buf),
+                                );
+                                match read.await {
+                                    Ok(Ok(0)) | Ok(Err(_)) => break,
+                                    _ if stop.load(Ordering::Relaxed) => return,
+                                    _ => {}
+                                }
+                            }
+                        }
+                    }));
+                }
+                for t in tasks {
+                    let _ = t.await;
+                }
+            });
+        })
+    };
+    // Every one of the 40 holds a connection before the newcomer comes.
+    for _ in 0..40 {
+        held_rx.recv_timeout(Duration::from_secs(60)).unwrap();
+    }
+    let boot = n0.addr.clone();
+    let mut n1 = spawn(&config, &dir.path().join("n1"), 1, &["--bootstrap", &boot]);
+    let started = n1.wait(Duration::from_secs(60), |e| e["event"] == "started");
+    stop.store(true, Ordering::Relaxed);
+    hostile.join().unwrap();
+    println!("newcomer: {started}");
+    assert_eq!(started["start"], "joined", "{started}");
+    assert!(started["joined_from"].as_u64().unwrap() >= 1, "{started}");
+}

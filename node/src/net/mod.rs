@@ -18,6 +18,7 @@
 //! [`PeerId`] and its [`PeerKey`] name the same key ([`peer_key`], [`peer_id`]).
 
 pub mod codec;
+pub mod per_ip;
 pub use murmur_link as link;
 
 use std::time::Duration;
@@ -147,6 +148,8 @@ pub struct Behaviour {
     pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     /// Connection limits.
     pub limits: connection_limits::Behaviour,
+    /// Handshakes in progress per remote IP.
+    pub per_ip: per_ip::Behaviour,
     /// Run check and address exchange.
     pub identify: identify::Behaviour,
     /// Liveness.
@@ -245,12 +248,16 @@ pub fn build(
                 .with_max_concurrent_streams(c.max_streams);
             let limits = connection_limits::ConnectionLimits::default()
                 .with_max_established(Some(c.max_connections))
+                // A quarter of the slots stay for the node's own dials, however many peers
+                // connect to it.
+                .with_max_established_incoming(Some(c.max_connections - c.max_connections / 4))
                 .with_max_established_per_peer(Some(c.max_connections_per_peer))
                 .with_max_pending_incoming(Some(c.max_pending_connections))
                 .with_max_pending_outgoing(Some(c.max_pending_connections));
             Ok(Behaviour {
                 blocked: Default::default(),
                 limits: connection_limits::Behaviour::new(limits),
+                per_ip: per_ip::Behaviour::default(),
                 identify: identify::Behaviour::new(
                     identify::Config::new(names.identify.clone(), key.public())
                         .with_agent_version(format!("murmur-node/{}", env!("CARGO_PKG_VERSION"))),
