@@ -145,6 +145,25 @@ impl Node {
         );
     }
 
+    /// The process's peak resident memory so far, in KiB (Linux's VmHWM).
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc/PID/status")
+    }
+
+    /// The peers this node has banned, as hex keys (its bans file).
+    pub fn banned_keys(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.join("bans"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+            .collect()
+    }
+
     /// The node's JSON status.
     pub fn status(&self) -> Metrics {
         let body = murmur_node::status::fetch(&self.http, "/status").unwrap();
