@@ -214,6 +214,7 @@ fn exchange(
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         let (mut acked, mut served) = (0, 0);
         let mut identified = false;
+        let mut node = None;
         // With answers to give, the node must ask once more after the last one.
         let asks_needed = if answers.is_empty() {
             0
@@ -234,12 +235,7 @@ fn exchange(
                     ..
                 })) if !identified => {
                     identified = true;
-                    for bytes in &pushes {
-                        swarm
-                            .behaviour_mut()
-                            .models
-                            .send_request(&peer_id, Request::Update(bytes.as_slice().into()));
-                    }
+                    node = Some(peer_id);
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Models(
                     request_response::Event::Message {
@@ -253,6 +249,15 @@ fn exchange(
                     let Request::Fetch(round) = request else {
                         panic!("the node pushed an update: {request:?}");
                     };
+                    // It asks only peers it has identified: now a push reaches its engine.
+                    if let Some(peer_id) = node.take() {
+                        for bytes in &pushes {
+                            swarm
+                                .behaviour_mut()
+                                .models
+                                .send_request(&peer_id, Request::Update(bytes.as_slice().into()));
+                        }
+                    }
                     let answer = match round {
                         Some(r) if served < answers.len() => {
                             served += 1;

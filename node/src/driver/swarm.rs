@@ -236,10 +236,17 @@ impl Driver {
                     },
                 ..
             } => {
-                // The sender is the transport-authenticated peer id; it spoke this run's model
-                // protocol, so it is heard even before identify is done.
-                let Some(from) = self.up.get(&peer).copied().or_else(|| net::peer_key(&peer))
-                else {
+                // The sender is the transport-authenticated peer id. Only identified peers of
+                // this run are heard: anyone else gets an empty answer (or an ack) and nothing
+                // reaches the engine, so a connection that never identified cannot make the
+                // node hash, hold or serve anything.
+                let Some(from) = self.up.get(&peer).copied() else {
+                    let models = &mut self.swarm.behaviour_mut().models;
+                    let empty = match request {
+                        Request::Update(_) => Response::Ack,
+                        Request::Fetch(_) => Response::Model(None),
+                    };
+                    let _ = models.send_response(channel, empty);
                     return Ok(());
                 };
                 match request {

@@ -465,6 +465,8 @@ pub struct Engine {
     held: BTreeMap<PeerKey, Held>,
     /// The round of the update this node serves now.
     served_round: Option<u64>,
+    /// Fetches served to each peer in the current round (see `FETCHES_PER_ROUND`).
+    fetches: BTreeMap<PeerKey, u32>,
     /// What an attacker serves this round.
     menu: Menu,
     outputs: VecDeque<Output>,
@@ -527,6 +529,7 @@ impl Engine {
             answers: BTreeMap::new(),
             held: BTreeMap::new(),
             served_round: None,
+            fetches: BTreeMap::new(),
             menu: Menu::default(),
             outputs: VecDeque::new(),
             stats: Stats::default(),

@@ -10,6 +10,9 @@ use crate::wire;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Fetches of this node's model a peer gets answered in one round.
+pub(super) const FETCHES_PER_ROUND: u32 = 8;
+
 /// A signed update that passed every check: its round and parameters.
 pub(super) struct Checked {
     pub round: u64,
@@ -198,6 +201,20 @@ impl Engine {
         request: u64,
         round: Option<u64>,
     ) {
+        // A model is the largest thing a node sends: a peer may have it a few times a round
+        // (an honest one asks once; a faster one, or a joiner, a few times), and after that
+        // gets nothing until the next round.
+        let full = self.fetches.len() >= self.config.max_peers && !self.fetches.contains_key(&from);
+        let served = self.fetches.entry(from).or_default();
+        *served += 1;
+        if *served > FETCHES_PER_ROUND || full {
+            self.outputs.push_back(Output::Serve {
+                to: from,
+                request,
+                update: None,
+            });
+            return;
+        }
         let waits = round.is_some_and(|r| self.served_round.is_none_or(|have| have < r))
             // A node still joining holds too: it will sign soon, and answering "nothing" at once
             // would let the asker race on alone.

@@ -35,6 +35,7 @@ impl Engine {
             return;
         }
         self.round += 1;
+        self.fetches.clear();
         for peer in self.peers.tick(self.round) {
             self.outputs.push_back(Output::Unban { peer });
         }

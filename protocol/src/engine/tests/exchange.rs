@@ -561,3 +561,28 @@ fn a_stale_answer_is_refused_before_its_payload_is_hashed() {
     );
     assert_eq!(rejected(&e, Rejection::Malformed), 0);
 }
+
+/// A peer gets this node's model a few times a round, then nothing until the next round: the
+/// model is the largest thing a node sends.
+#[test]
+fn a_peer_that_fetches_too_often_gets_nothing_until_the_next_round() {
+    let mut e = lone_engine(Rule::Mean);
+    drain(&mut e);
+    train(&mut e, Duration::ZERO, 1, 1.0);
+    let greedy = toy::identity(4).public();
+    let served: Vec<bool> = (0..10)
+        .map(|request| {
+            let input = Input::FetchRequested {
+                from: greedy,
+                request,
+                round: None,
+            };
+            e.handle(Duration::ZERO, input).unwrap();
+            drain(&mut e).iter().any(
+                |o| matches!(o, Output::Serve { request: r, update: Some(_), .. } if *r == request),
+            )
+        })
+        .collect();
+    assert_eq!(served.iter().filter(|s| **s).count(), 8, "{served:?}");
+    assert!(!served[8] && !served[9]);
+}
