@@ -232,6 +232,9 @@ pub fn build(
             .map_err(str::to_string)?;
             let mut kad_config = kad::Config::new(names.kad.clone());
             kad_config.set_query_timeout(Duration::from_secs(30));
+            // murmur stores nothing in the DHT: records and provider announcements peers push
+            // are handed to the driver (which drops them) instead of filling the store.
+            kad_config.set_record_filtering(kad::StoreInserts::FilterBoth);
             let mut kad =
                 kad::Behaviour::with_config(local, kad::store::MemoryStore::new(local), kad_config);
             kad.set_mode(Some(kad::Mode::Server));

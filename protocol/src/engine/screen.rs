@@ -6,7 +6,8 @@
 //! rule's bound every round, which adds up under non-IID data. The screen measures every received
 //! model's distance to the node's own model and compares it with the lower median of those
 //! distances: a model more than `factor` times farther than that reference is an outlier. It is
-//! dropped from this round's mix; one more than twice `factor` out (a gross outlier) also costs
+//! dropped from this round's mix; one more than twice `factor` out and farther than the own
+//! model's norm (a gross outlier) also costs
 //! its sender [`Rejection::Outlier`](super::Rejection::Outlier) points, so a peer that sends gross
 //! outliers round after round is banned (for a while: see `peers`), while an honest peer that is
 //! now and then far under non-IID data loses only that round's say.
@@ -22,8 +23,8 @@ use crate::aggregate::distance;
 
 /// Indices into `inputs` of the models more than `factor` times farther from `own` than the lower
 /// median of all their distances to `own`, in increasing order, each with whether it is gross
-/// (more than twice `factor` out). Empty when `factor` is 0 (screen off) or fewer than two
-/// inputs are given.
+/// (more than twice `factor` out, and farther from `own` than `own`'s norm). Empty when `factor`
+/// is 0 (screen off) or fewer than two inputs are given.
 pub(crate) fn outliers(own: &[f32], inputs: &[&[f32]], factor: f64) -> Vec<(usize, bool)> {
     if factor <= 0.0 || inputs.len() < 2 {
         return Vec::new();
@@ -38,9 +39,14 @@ pub(crate) fn outliers(own: &[f32], inputs: &[&[f32]], factor: f64) -> Vec<(usiz
         return Vec::new();
     }
     let limit = factor * reference;
+    // Gross: past twice the factor, and farther from the own model than the own model is from
+    // zero. Late in a long run honest models sit so close together that one a little off is
+    // many medians out; none is ever a whole model's length away, as flipped, scaled and
+    // noised models are.
+    let norm = distance(own, &vec![0.0; own.len()]);
     (0..inputs.len())
         .filter(|&i| dists[i] > limit)
-        .map(|i| (i, dists[i] > 2.0 * limit))
+        .map(|i| (i, dists[i] > 2.0 * limit && dists[i] > norm))
         .collect()
 }
 
