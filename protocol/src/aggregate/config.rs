@@ -24,9 +24,10 @@
 //! Keys: `f` (number of Byzantine inputs tolerated, an integer), `m` (inputs averaged by
 //! multi-Krum), `tau` (clipping radius, in the units of the model's parameters, > 0), `nu`
 //! (smoothing of the geometric median, > 0), `iterations` (Weiszfeld steps T, or centered-clipping
-//! steps L, >= 1), `adaptive-f` (ClippedGossip clips the `adaptive-f` farthest inputs: the radius
-//! is the (`adaptive-f` + 1)-th largest distance to the node's own model, or the smallest when
-//! there are no more inputs than `adaptive-f`; the own model among the inputs counts as 0).
+//! steps L, >= 1), `adaptive-f` (ClippedGossip clips the `adaptive-f` farthest received models:
+//! the radius is the (`adaptive-f` + 1)-th largest distance of a received model to the node's
+//! own model, or, with no more received models than `adaptive-f`, twice the median of the
+//! nearest received distances of its recent mixes; the own model among the inputs takes no part).
 //! Pre-aggregation steps run in the order listed: `{ kind = "nnm", f }`,
 //! `{ kind = "bucketing", s }` (bucket size, >= 1), `{ kind = "clipping", c }` (static clipping
 //! to norm `c` > 0), `{ kind = "arc", f }` (adaptive robust clipping). A key that the rule does not take, an unknown key, a missing parameter or a

@@ -586,3 +586,47 @@ fn a_peer_that_fetches_too_often_gets_nothing_until_the_next_round() {
     assert_eq!(served.iter().filter(|s| **s).count(), 8, "{served:?}");
     assert!(!served[8] && !served[9]);
 }
+
+/// Centered clipping's first centre is the node's own model, not zero: a first mix of models
+/// next to the node's own keeps them (before, every input was clipped towards zero, and the
+/// model shrank to the radius).
+#[test]
+fn centered_clipping_starts_from_the_own_model() {
+    let peer = toy::identity(1);
+    let mut c = config(
+        Rule::CenteredClipping {
+            tau: 1.0,
+            iterations: 1,
+        },
+        100,
+    );
+    c.fanout = 1;
+    c.wait_for = 1;
+    let mut setup = toy::setup(0, &c, DIM, 0);
+    setup.model = vec![5.0; DIM];
+    let mut e = Engine::new(setup).unwrap();
+    let start = Input::Start {
+        resume: Resume::default(),
+        join: false,
+    };
+    e.handle(Duration::ZERO, start).unwrap();
+    e.handle(
+        Duration::ZERO,
+        Input::PeerUp {
+            peer: peer.public(),
+        },
+    )
+    .unwrap();
+    train(&mut e, Duration::ZERO, 1, 5.1);
+    answer(
+        &mut e,
+        Duration::ZERO,
+        &peer,
+        update(&peer, toy::run_id(), 1, &[5.1; DIM]),
+    );
+    assert!(
+        e.model().iter().all(|&x| (x - 5.1).abs() < 0.2),
+        "{:?}",
+        e.model()
+    );
+}
