@@ -1,0 +1,279 @@
+//! The cluster's event queue and the messages on its links: events in virtual time (deliveries,
+//! training results, timers, failed fetches, the caller's scheduled tags), ordered by time and
+//! then by the order they were scheduled; how a message reaches an engine, and how gossip is
+//! relayed.
+
+use super::{Cluster, Relay, Step, World};
+use crate::engine::Input;
+use std::cmp::Reverse;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Bytes a fetch request and an empty answer take on the wire (framing and the protocol name).
+pub(super) const FETCH_OVERHEAD: usize = 64;
+
+#[derive(Debug)]
+pub(super) enum Message {
+    Update(Arc<[u8]>),
+    Gossip {
+        author: usize,
+        id: u64,
+        hops: Option<u32>,
+        bytes: Arc<[u8]>,
+    },
+    FetchRequest {
+        request: u64,
+        round: Option<u64>,
+    },
+    FetchAnswer {
+        update: Option<Arc<[u8]>>,
+    },
+}
+
+impl Message {
+    pub(super) fn len(&self) -> usize {
+        match self {
+            Message::Update(b) | Message::Gossip { bytes: b, .. } => b.len(),
+            Message::FetchRequest { .. } => FETCH_OVERHEAD,
+            Message::FetchAnswer { update } => {
+                FETCH_OVERHEAD + update.as_ref().map_or(0, |u| u.len())
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(super) enum Event {
+    Deliver {
+        to: usize,
+        from: usize,
+        /// The receiver's incarnation when sent: a restart closes its connections.
+        epoch: u64,
+        message: Message,
+    },
+    TrainDone {
+        node: usize,
+        round: u64,
+        epoch: u64,
+    },
+    Tick {
+        node: usize,
+        epoch: u64,
+    },
+    /// A fetch of `node` from `peer` failed (the request or the answer could not go).
+    FetchFailed {
+        node: usize,
+        peer: usize,
+        epoch: u64,
+    },
+    Scheduled(u64),
+}
+
+#[derive(Debug)]
+pub(super) struct Entry {
+    pub(super) at: Duration,
+    pub(super) seq: u64,
+    pub(super) event: Event,
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Entry {}
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Entry {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+impl<W: World> Cluster<W> {
+    pub(super) fn push(&mut self, at: Duration, event: Event) {
+        self.seq += 1;
+        self.queue.push(Reverse(Entry {
+            at,
+            seq: self.seq,
+            event,
+        }));
+    }
+
+    pub(super) fn live(&self, node: usize, epoch: u64) -> bool {
+        self.members[node].online && self.members[node].epoch == epoch
+    }
+
+    pub(super) fn handle(&mut self, event: Event) {
+        match event {
+            Event::Deliver {
+                to,
+                from,
+                epoch,
+                message,
+            } => self.deliver(to, from, epoch, message),
+            Event::TrainDone { node, round, epoch } => {
+                if !self.live(node, epoch) {
+                    return;
+                }
+                if !self.ready.contains(&(node, epoch)) {
+                    self.run_jobs();
+                }
+                if self.ready.remove(&(node, epoch)) {
+                    let (params, samples) = self.world.trained(node);
+                    self.feed(
+                        node,
+                        Input::Trained {
+                            round,
+                            params,
+                            samples,
+                        },
+                    );
+                }
+            }
+            Event::Tick { node, epoch } => {
+                if self.live(node, epoch) {
+                    self.members[node].armed = None;
+                    self.feed(node, Input::Tick);
+                }
+            }
+            Event::FetchFailed { node, peer, epoch } => {
+                if self.live(node, epoch) {
+                    let peer = self.members[peer].engine.id();
+                    self.feed(node, Input::Fetched { peer, update: None });
+                }
+            }
+            Event::Scheduled(tag) => self.steps.push_back(Step::Scheduled(tag)),
+        }
+    }
+
+    pub(super) fn deliver(&mut self, to: usize, from: usize, epoch: u64, message: Message) {
+        if !self.live(to, epoch) || !self.connected(from, to) {
+            self.counters.dropped += 1;
+            if let Message::FetchRequest { .. } = message {
+                // The asker learns that its request failed.
+                let epoch = self.members[from].epoch;
+                self.push(
+                    self.now,
+                    Event::FetchFailed {
+                        node: from,
+                        peer: to,
+                        epoch,
+                    },
+                );
+            }
+            return;
+        }
+        let key = self.members[from].engine.id();
+        if self.members[to].engine.is_banned(&key) {
+            self.counters.from_banned += 1;
+        }
+        let input = match message {
+            Message::Update(bytes) => Input::UpdateReceived { from: key, bytes },
+            Message::Gossip {
+                author,
+                id,
+                hops,
+                bytes,
+            } => {
+                if self.gossip.relays()
+                    && !self.members[to]
+                        .seen
+                        .insert(self.now, id, self.gossip.seen_for)
+                {
+                    self.counters.duplicates += 1;
+                    return;
+                }
+                // As gossipsub with validation: forwarded only once the engine accepts it.
+                self.checking = Some(Relay {
+                    at: to,
+                    author,
+                    from,
+                    id,
+                    hops,
+                    bytes: bytes.clone(),
+                });
+                self.counters.gossip_delivered += 1;
+                Input::GossipReceived {
+                    author: self.members[author].engine.id(),
+                    relayer: key,
+                    message: id,
+                    bytes,
+                }
+            }
+            Message::FetchRequest { request, round } => Input::FetchRequested {
+                from: key,
+                request,
+                round,
+            },
+            Message::FetchAnswer { update } => Input::Fetched { peer: key, update },
+        };
+        self.counters.delivered += 1;
+        self.feed(to, input);
+    }
+
+    /// Puts a message on the link from `from` to `to`; false if it cannot go or is lost.
+    pub(super) fn transmit(&mut self, from: usize, to: usize, message: Message) -> bool {
+        if !self.connected(from, to) || self.faults.loses(&mut self.rng) {
+            self.counters.dropped += 1;
+            return false;
+        }
+        let at = self.world.arrival(self.now, from, to, message.len());
+        let epoch = self.members[to].epoch;
+        self.push(
+            at,
+            Event::Deliver {
+                to,
+                from,
+                epoch,
+                message,
+            },
+        );
+        true
+    }
+
+    /// Sends a gossip message on from `at` to its mesh, except `except` and the author.
+    pub(super) fn forward(
+        &mut self,
+        at: usize,
+        author: usize,
+        except: Option<usize>,
+        id: u64,
+        hops: Option<u32>,
+        bytes: Arc<[u8]>,
+    ) {
+        let peers: Vec<usize> = self
+            .peers_of(at)
+            .into_iter()
+            .filter(|&j| Some(j) != except && j != author)
+            .collect();
+        for j in self.gossip.mesh_of(&peers, &mut self.rng) {
+            let message = Message::Gossip {
+                author,
+                id,
+                hops,
+                bytes: bytes.clone(),
+            };
+            self.transmit(at, j, message);
+        }
+    }
+
+    /// Runs every queued training job of a node still in the same life, as one batch.
+    pub(super) fn run_jobs(&mut self) {
+        let jobs = std::mem::take(&mut self.jobs);
+        let mut nodes: Vec<(usize, u64)> = jobs
+            .into_iter()
+            .filter(|&(node, epoch)| self.live(node, epoch))
+            .collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        let batch: Vec<usize> = nodes.iter().map(|&(n, _)| n).collect();
+        self.world.train(&batch);
+        self.counters.train_batches += 1;
+        self.counters.train_jobs += batch.len() as u64;
+        self.ready.extend(nodes);
+    }
+}

@@ -1,0 +1,227 @@
+//! Carrying out an engine's outputs as a driver does: training jobs, messages, gossip, fetches,
+//! bans and unbans, checkpoints kept for restarts, timers; and telling both ends of a link when
+//! it comes up or goes down.
+
+use super::{Cluster, Event, Message, Step, World, gossip, pair};
+use crate::engine::{GossipVerdict, Input, Output};
+use std::collections::BTreeSet;
+
+impl<W: World> Cluster<W> {
+    pub(super) fn feed(&mut self, i: usize, input: Input) {
+        let now = self.now;
+        if let Err(e) = self.members[i].engine.handle(now, input) {
+            panic!("node {i}: the cluster fed its engine a wrong input: {e}");
+        }
+        self.drain(i);
+    }
+
+    /// Carries out node `i`'s outputs, and arms its timer.
+    pub(super) fn drain(&mut self, i: usize) {
+        while let Some(out) = self.members[i].engine.poll() {
+            self.carry_out(i, out);
+        }
+        let m = &mut self.members[i];
+        if let Some(deadline) = m.engine.poll_timeout()
+            && m.online
+            && m.armed != Some(deadline)
+        {
+            m.armed = Some(deadline);
+            let (epoch, at) = (m.epoch, deadline.max(self.now));
+            self.push(at, Event::Tick { node: i, epoch });
+        }
+    }
+
+    pub(super) fn carry_out(&mut self, i: usize, out: Output) {
+        match out {
+            Output::Started {
+                origin,
+                round,
+                model,
+                peers,
+            } => {
+                if let Some(model) = &model {
+                    self.world.set_model(i, model);
+                }
+                let resume = self.members[i].resume.clone();
+                self.steps.push_back(Step::Started {
+                    node: i,
+                    origin,
+                    round,
+                    peers,
+                    resume,
+                });
+            }
+            Output::Train { round } => {
+                let epoch = self.members[i].epoch;
+                self.jobs.push((i, epoch));
+                let at = self.now + self.world.train_time(i);
+                self.push(
+                    at,
+                    Event::TrainDone {
+                        node: i,
+                        round,
+                        epoch,
+                    },
+                );
+            }
+            Output::Mixed {
+                round,
+                params,
+                peers,
+                inputs,
+                clipped,
+                skipped,
+            } => {
+                self.world.set_model(i, &params);
+                let peers = peers.iter().filter_map(|k| self.node_of(k)).collect();
+                self.steps.push_back(Step::Mixed {
+                    node: i,
+                    round,
+                    completed: self.members[i].engine.completed_round(),
+                    peers,
+                    inputs,
+                    clipped,
+                    skipped,
+                });
+            }
+            Output::Checkpoint { round } => {
+                let m = &mut self.members[i];
+                if m.keeps_checkpoints {
+                    m.checkpoint = Some((round, m.engine.model().to_vec()));
+                }
+            }
+            Output::Send { to, bytes } => {
+                if let Some(j) = self.node_of(&to) {
+                    self.transmit(i, j, Message::Update(bytes));
+                }
+            }
+            Output::Broadcast { bytes } => {
+                let id = gossip::id(&bytes);
+                if self.gossip.relays() {
+                    let seen_for = self.gossip.seen_for;
+                    self.members[i].seen.insert(self.now, id, seen_for);
+                }
+                self.forward(i, i, None, id, self.gossip.hops, bytes);
+            }
+            Output::Fetch { peer, round } => {
+                // Engines only name peers they were told are connected: members.
+                let Some(j) = self.node_of(&peer) else { return };
+                self.next_request += 1;
+                let request = self.next_request;
+                if !self.transmit(i, j, Message::FetchRequest { request, round }) {
+                    let epoch = self.members[i].epoch;
+                    self.push(
+                        self.now,
+                        Event::FetchFailed {
+                            node: i,
+                            peer: j,
+                            epoch,
+                        },
+                    );
+                }
+            }
+            Output::Serve { to, update, .. } => {
+                if let Some(j) = self.node_of(&to)
+                    && !self.transmit(i, j, Message::FetchAnswer { update })
+                {
+                    let epoch = self.members[j].epoch;
+                    self.push(
+                        self.now,
+                        Event::FetchFailed {
+                            node: j,
+                            peer: i,
+                            epoch,
+                        },
+                    );
+                }
+            }
+            Output::Ban { peer, reason } => {
+                let Some(j) = self.node_of(&peer) else { return };
+                let was = self.connected(i, j);
+                self.banned.insert(pair(i, j));
+                if was {
+                    let me = self.members[i].engine.id();
+                    self.feed(j, Input::PeerDown { peer: me });
+                }
+                self.steps.push_back(Step::Banned {
+                    node: i,
+                    peer: j,
+                    reason,
+                });
+            }
+            Output::Unban { peer } => {
+                let Some(j) = self.node_of(&peer) else { return };
+                let me = self.members[i].engine.id();
+                if !self.members[j].engine.is_banned(&me) {
+                    self.rewire(Some(&[i]), |c| {
+                        c.banned.remove(&pair(i, j));
+                    });
+                }
+                self.steps.push_back(Step::Unbanned { node: i, peer: j });
+            }
+            Output::Penalize { .. } => {}
+            Output::GossipChecked { message, verdict } => {
+                let relay = self.checking.take();
+                match relay {
+                    Some(r) if r.at == i && r.id == message && verdict == GossipVerdict::Accept => {
+                        if let Some(next) = self.gossip.next_hop(r.hops) {
+                            self.forward(i, r.author, Some(r.from), r.id, next, r.bytes);
+                        }
+                    }
+                    _ => self.counters.gossip_refused += 1,
+                }
+            }
+            Output::Finished => self.steps.push_back(Step::Finished { node: i }),
+        }
+    }
+
+    /// Applies `change` and tells both ends of every link (of `nodes`, or all) whose state it
+    /// changed, in link order.
+    pub(super) fn rewire(&mut self, nodes: Option<&[usize]>, change: impl FnOnce(&mut Self)) {
+        let edges: Vec<(usize, usize)> = match nodes {
+            None => (0..self.members.len())
+                .flat_map(|a| {
+                    self.links[a]
+                        .iter()
+                        .filter(move |&&b| b > a)
+                        .map(move |&b| (a, b))
+                })
+                .collect(),
+            Some(nodes) => {
+                let set: BTreeSet<(usize, usize)> = nodes
+                    .iter()
+                    .flat_map(|&a| self.links[a].iter().map(move |&b| pair(a, b)))
+                    .collect();
+                set.into_iter().collect()
+            }
+        };
+        let before: Vec<bool> = edges.iter().map(|&(a, b)| self.connected(a, b)).collect();
+        change(self);
+        let mut touched = BTreeSet::new();
+        for (&(a, b), was) in edges.iter().zip(before) {
+            let up = self.connected(a, b);
+            if up == was {
+                continue;
+            }
+            for (x, y) in [(a, b), (b, a)] {
+                if !self.members[x].online {
+                    continue;
+                }
+                let peer = self.members[y].engine.id();
+                let input = if up {
+                    Input::PeerUp { peer }
+                } else {
+                    Input::PeerDown { peer }
+                };
+                let now = self.now;
+                if let Err(e) = self.members[x].engine.handle(now, input) {
+                    panic!("node {x}: {e}");
+                }
+                touched.insert(x);
+            }
+        }
+        for x in touched {
+            self.drain(x);
+        }
+    }
+}
