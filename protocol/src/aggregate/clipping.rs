@@ -12,7 +12,7 @@ use super::config::Tau;
 use super::kernels::{self, NonFinite, Rows};
 
 /// How many of ClippedGossip's recent nearest received distances are remembered.
-const RADII: usize = 16;
+const NEAREST_KEPT: usize = 16;
 
 /// Distances and coefficients, reused between calls, and ClippedGossip's recent nearest received
 /// distances.
@@ -21,9 +21,9 @@ pub(crate) struct Workspace {
     dists: Vec<f64>,
     sorted: Vec<f64>,
     coefs: Vec<f32>,
-    /// The nearest received distance of each of the last [`RADII`] mixes that received a
+    /// The nearest received distance of each of the last [`NEAREST_KEPT`] mixes that received a
     /// model, oldest first.
-    radii: std::collections::VecDeque<f64>,
+    nearest: std::collections::VecDeque<f64>,
     /// Scratch for their median.
     scratch: Vec<f64>,
 }
@@ -31,22 +31,22 @@ pub(crate) struct Workspace {
 impl Workspace {
     /// Forgets the recent distances (the model was replaced).
     pub(crate) fn forget(&mut self) {
-        self.radii.clear();
+        self.nearest.clear();
     }
 
     /// The median of the remembered distances (the upper one of an even count), if any.
-    fn radius_median(&mut self) -> Option<f64> {
+    fn nearest_median(&mut self) -> Option<f64> {
         self.scratch.clear();
-        self.scratch.extend(self.radii.iter().copied());
+        self.scratch.extend(self.nearest.iter().copied());
         self.scratch.sort_unstable_by(f64::total_cmp);
         self.scratch.get(self.scratch.len() / 2).copied()
     }
 
-    fn remember(&mut self, radius: f64) {
-        if self.radii.len() == RADII {
-            self.radii.pop_front();
+    fn remember(&mut self, distance: f64) {
+        if self.nearest.len() == NEAREST_KEPT {
+            self.nearest.pop_front();
         }
-        self.radii.push_back(radius);
+        self.nearest.push_back(distance);
     }
 }
 
@@ -186,7 +186,7 @@ pub(crate) fn clipped_gossip<R: Rows + ?Sized>(
             let tau = if k > f {
                 ws.sorted[f]
             } else {
-                ws.radius_median().map_or(nearest, |m| 2.0 * m)
+                ws.nearest_median().map_or(nearest, |m| 2.0 * m)
             };
             ws.remember(nearest);
             tau
