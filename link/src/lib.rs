@@ -11,8 +11,9 @@
 //!   authenticated as with libp2p's noise;
 //! - [`record`]: AES-256-GCM records of up to 256 KiB under the handshake's keys (AES runs in
 //!   hardware on current CPUs), sealed and opened in place;
-//! - [`mux`]: streams framed directly inside the records, with per-stream flow control and
-//!   bounded buffers, several records per system call.
+//! - [`mux`]: streams framed directly inside the records, with per-stream flow control,
+//!   bounded buffers per connection and a receive budget shared by the node's links, several
+//!   records per system call.
 //!
 //! Connections negotiate with multistream-select like any libp2p upgrade. A dialer offers the
 //! link first and noise second ([`Stack`]); a listener accepts either, and after noise it
@@ -158,7 +159,11 @@ where
     } else {
         multistream_select::listener_select_proto(io, [YAMUX]).await?
     };
-    let yamux = yamux::Config::default();
+    // yamux gives each stream a 256 KiB window and grows one only as fast as it is read: with
+    // as many streams as a link has of its own, a yamux peer can make the node buffer no more
+    // than a link peer can without drawing on the node's shared budget.
+    let mut yamux = yamux::Config::default();
+    yamux.set_max_num_streams(config.own_streams.max(1));
     let muxer = if dialer {
         yamux.upgrade_outbound(io, YAMUX).await
     } else {

@@ -346,6 +346,12 @@ impl Config {
             ("network.random-walk-ms", n.random_walk_ms),
             ("network.request-timeout-ms", n.request_timeout_ms),
             ("network.idle-timeout-ms", n.idle_timeout_ms),
+            ("network.ping-interval-ms", n.ping_interval_ms),
+            ("network.ping-timeout-ms", n.ping_timeout_ms),
+            (
+                "network.receive-buffer-mib",
+                u64::from(n.receive_buffer_mib),
+            ),
         ] {
             if v == 0 {
                 return Err(invalid(field, "must be at least 1".into()));

@@ -176,13 +176,22 @@ pub(super) fn handle_frames(
                     )));
                 }
                 streams.last_remote = id;
+                let window = config.initial_window as usize;
+                let own = streams.open() < config.own_streams;
                 if streams.inbound_open >= config.max_inbound_streams
                     || streams.inbound.len() >= config.max_pending_inbound
                 {
                     tracing::debug!(stream = id, "refusing a stream over the limit");
                     out.frame(sealer, RESET, id, 0, &[])?;
+                } else if !own && !config.shared.take(window) {
+                    tracing::debug!(stream = id, "refusing a stream: the node's budget is spent");
+                    out.frame(sealer, RESET, id, 0, &[])?;
                 } else {
-                    streams.map.insert(id, State::new(config.initial_window));
+                    let mut st = State::new(config.initial_window);
+                    if !own {
+                        st.shared = window;
+                    }
+                    streams.map.insert(id, st);
                     streams.inbound_open += 1;
                     streams.inbound.push_back(id);
                     wake(&mut streams.inbound_waker);

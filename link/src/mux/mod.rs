@@ -18,7 +18,12 @@
 //! has the window doubled, up to [`Config::max_window`], while the connection's windows together
 //! stay within [`Config::window_budget`]; so what a peer can make a node buffer is bounded by the
 //! windows of at most [`Config::max_inbound_streams`] and [`Config::max_outbound_streams`]
-//! streams. What a node queues to send is bounded too: writers wait above
+//! streams. Across the links of a node, only the first [`Config::own_streams`] open streams of
+//! each link have their initial windows of right; every further window, and every window's
+//! growth, is drawn from the node-wide [`Budget`] ([`Config::shared`]), and a stream the peer
+//! opens when that is spent is reset. So a node buffers at most `own_streams` initial windows per
+//! connection plus the shared budget, however many peers connect. What a node queues to send is
+//! bounded too: writers wait above
 //! [`Config::high_water`], and above twice that (a peer that sends frames which need an answer
 //! but does not read the answers) the connection stops reading until the queue drains.
 //!
@@ -37,6 +42,7 @@
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
@@ -80,7 +86,84 @@ pub struct Config {
     pub max_pending_inbound: usize,
     /// Sealed bytes waiting for the socket above which writers wait. Default 1 MiB.
     pub high_water: usize,
+    /// Open streams (opened by either side) whose initial windows a link promises on its own;
+    /// further streams' windows come out of [`Config::shared`]. Default 16.
+    pub own_streams: usize,
+    /// Receive-window bytes the links of a node promise together beyond their own streams:
+    /// clones of a config share it. Default 256 MiB.
+    pub shared: Budget,
 }
+
+/// Receive-window bytes shared by the links of a node. Clones share one budget.
+#[derive(Clone)]
+pub struct Budget(Arc<BudgetState>);
+
+struct BudgetState {
+    limit: usize,
+    used: AtomicUsize,
+}
+
+impl Budget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: usize) -> Self {
+        Self(Arc::new(BudgetState {
+            limit,
+            used: AtomicUsize::new(0),
+        }))
+    }
+
+    /// The budget's size.
+    pub fn limit(&self) -> usize {
+        self.0.limit
+    }
+
+    /// Bytes promised now.
+    pub fn used(&self) -> usize {
+        self.0.used.load(Ordering::Relaxed)
+    }
+
+    /// Takes `n` bytes if they are left.
+    fn take(&self, n: usize) -> bool {
+        let limit = self.0.limit;
+        self.0
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                u.checked_add(n).filter(|&t| t <= limit)
+            })
+            .is_ok()
+    }
+
+    /// Takes `n` bytes whether or not they are left (for streams this side opens, whose number
+    /// its own behaviours bound).
+    fn force(&self, n: usize) {
+        self.0.used.fetch_add(n, Ordering::AcqRel);
+    }
+
+    /// Gives `n` taken bytes back.
+    fn give(&self, n: usize) {
+        if n > 0 {
+            self.0.used.fetch_sub(n, Ordering::AcqRel);
+        }
+    }
+}
+
+impl std::fmt::Debug for Budget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Budget")
+            .field("limit", &self.limit())
+            .field("used", &self.used())
+            .finish()
+    }
+}
+
+/// Two budgets are equal when they are the same budget.
+impl PartialEq for Budget {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Budget {}
 
 impl Default for Config {
     fn default() -> Self {
@@ -92,6 +175,8 @@ impl Default for Config {
             max_outbound_streams: 128,
             max_pending_inbound: 64,
             high_water: 1024 * 1024,
+            own_streams: 16,
+            shared: Budget::new(256 * 1024 * 1024),
         }
     }
 }
@@ -466,7 +551,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> StreamMuxer for Link<S> {
         };
         c.streams.next_local = next;
         let window = c.config.initial_window;
-        c.streams.map.insert(id, State::new(window));
+        let mut st = State::new(window);
+        if c.streams.open() >= c.config.own_streams {
+            c.config.shared.force(window as usize);
+            st.shared = window as usize;
+        }
+        c.streams.map.insert(id, st);
         c.streams.outbound_open += 1;
         let Conn { out, sealer, .. } = &mut *c;
         if let Err(e) = out.frame(sealer, OPEN, id, 0, &[]) {
@@ -512,6 +602,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> StreamMuxer for Link<S> {
         cx: &mut Context<'_>,
     ) -> Poll<Result<StreamMuxerEvent, Self::Error>> {
         lock(&self.conn).poll_link(cx).map(Err)
+    }
+}
+
+/// The windows of streams still held (accepted or not) go back to the node's budget.
+impl<S> Drop for Conn<S> {
+    fn drop(&mut self) {
+        let shared = self.streams.map.values().map(|st| st.shared).sum();
+        self.config.shared.give(shared);
     }
 }
 

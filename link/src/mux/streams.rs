@@ -22,6 +22,8 @@ pub(super) struct State {
     pub(super) unacked: u64,
     /// The current window.
     pub(super) window: u32,
+    /// Bytes of the window drawn from the node's shared budget.
+    pub(super) shared: usize,
     /// Bytes received in all.
     pub(super) received: u64,
     pub(super) remote_closed: bool,
@@ -41,6 +43,7 @@ impl State {
             recv_allowed: u64::from(window),
             unacked: 0,
             window,
+            shared: 0,
             received: 0,
             remote_closed: false,
             reset: false,
@@ -96,6 +99,11 @@ impl Streams {
             outbound_open: 0,
             lingering: VecDeque::new(),
         }
+    }
+
+    /// Streams open now, whoever opened them.
+    pub(super) fn open(&self) -> usize {
+        self.inbound_open + self.outbound_open
     }
 
     pub(super) fn is_remote(&self, id: u32) -> bool {
@@ -175,8 +183,10 @@ impl<S> Conn<S> {
                 if extra > 0
                     && st.received >= 2 * u64::from(st.window)
                     && *window_extra + extra <= config.window_budget
+                    && config.shared.take(extra)
                 {
                     *window_extra += extra;
+                    st.shared += extra;
                     grant += extra as u64;
                     st.window = grown;
                 }
@@ -292,6 +302,7 @@ impl<S> Conn<S> {
         };
         let streams = &mut self.streams;
         streams.window_extra -= (st.window - self.config.initial_window) as usize;
+        self.config.shared.give(st.shared);
         if streams.is_remote(id) {
             streams.inbound_open -= 1;
         } else {

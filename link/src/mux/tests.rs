@@ -28,10 +28,15 @@ struct Net {
 }
 
 fn net(config: Config) -> Net {
+    net2(config.clone(), config)
+}
+
+/// Two links, the dialer `a` with config `ca` and the listener `b` with `cb`.
+fn net2(ca: Config, cb: Config) -> Net {
     let (x, y) = pipe(1 << 20);
     Net {
-        a: Link::new(x, &K1, &K2, true, config.clone()),
-        b: Link::new(y, &K2, &K1, false, config),
+        a: Link::new(x, &K1, &K2, true, ca),
+        b: Link::new(y, &K2, &K1, false, cb),
         a_in: Rc::default(),
         b_in: Rc::default(),
         a_err: None,
@@ -204,15 +209,16 @@ fn a_reader_that_stops_holds_up_only_its_own_stream() {
     );
 }
 
-#[test]
-fn a_busy_stream_grows_its_window_within_the_budget() {
-    let mut n = net(Config::default());
+/// Sends `len` bytes over one stream of a link with `config` on both sides; returns the link
+/// and the receiver's largest window at the end.
+fn transfer(config: Config, len: usize) -> (Net, u32) {
+    let mut n = net(config);
     let mut s = open(&mut n.a);
     let b_in = n.b_in.clone();
     let b_conn = n.b.conn.clone();
     let window = n.run(async {
         let mut r = accept(&b_in).await;
-        let data = pattern(20_000_000, 5);
+        let data = pattern(len, 5);
         let send = async {
             s.write_all(&data).await.unwrap();
             s.close().await.unwrap();
@@ -226,14 +232,29 @@ fn a_busy_stream_grows_its_window_within_the_budget() {
         let c = lock(&b_conn);
         c.streams.map.values().map(|st| st.window).max().unwrap()
     });
+    (n, window)
+}
+
+#[test]
+fn a_busy_stream_grows_its_window_within_the_budget() {
+    let (n, window) = transfer(Config::default(), 20_000_000);
     assert_eq!(
         window,
         Config::default().max_window,
         "grown to the largest window"
     );
-    drop(s);
     let c = lock(&n.b.conn);
     assert!(c.streams.window_extra <= c.config.window_budget);
+}
+
+#[test]
+fn windows_grow_only_out_of_the_nodes_budget() {
+    let config = Config {
+        shared: Budget::new(0),
+        ..Config::default()
+    };
+    let (_, window) = transfer(config, 4_000_000);
+    assert_eq!(window, Config::default().initial_window, "no room to grow");
 }
 
 #[test]
@@ -259,6 +280,68 @@ fn streams_over_the_pending_limit_are_reset() {
     });
     assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
     assert_eq!(lock(&n.b.conn).streams.inbound.len(), 2);
+}
+
+/// Whether the stream `s` of `n.a` is accepted by `n.b`: it writes, and either `n.b` accepts it
+/// or `n.a` reads the reset.
+fn accepted(n: &mut Net, s: &mut Stream<End>) -> Option<Stream<End>> {
+    let b_in = n.b_in.clone();
+    n.run(async {
+        if let Err(e) = s.write_all(b"hello").await {
+            assert_eq!(e.kind(), io::ErrorKind::ConnectionReset);
+            return None;
+        }
+        let mut buf = [0u8; 8];
+        let reset = async {
+            let err = s.read(&mut buf).await.unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
+            None
+        };
+        let accept = async { Some(accept(&b_in).await) };
+        futures::pin_mut!(reset, accept);
+        futures::future::select(reset, accept)
+            .await
+            .factor_first()
+            .0
+    })
+}
+
+#[test]
+fn streams_beyond_a_links_own_share_the_nodes_budget_and_are_refused_once_it_is_spent() {
+    let window = Config::default().initial_window as usize;
+    let node = Config {
+        own_streams: 1,
+        shared: Budget::new(window),
+        ..Config::default()
+    };
+    let budget = node.shared.clone();
+    // Two peers connect to one node: the node's sides share its budget.
+    let mut p1 = net2(Config::default(), node.clone());
+    let mut p2 = net2(Config::default(), node);
+    let mut s1 = open(&mut p1.a);
+    let mut s2 = open(&mut p1.a);
+    let _r1 = accepted(&mut p1, &mut s1).expect("the link's own stream");
+    let r2 = accepted(&mut p1, &mut s2).expect("a stream on the shared budget");
+    assert_eq!(budget.used(), window);
+    let mut t1 = open(&mut p2.a);
+    let mut t2 = open(&mut p2.a);
+    let _q1 = accepted(&mut p2, &mut t1).expect("the other link's own stream");
+    assert!(
+        accepted(&mut p2, &mut t2).is_none(),
+        "the node's budget is spent: the stream is reset"
+    );
+    assert_eq!(budget.used(), window);
+    // The first peer's second stream ends: its window goes back to the node.
+    drop(r2);
+    assert_eq!(budget.used(), 0);
+    let mut t3 = open(&mut p2.a);
+    let _q3 = accepted(&mut p2, &mut t3).expect("the budget is free again");
+    assert_eq!(budget.used(), window);
+    drop(s2);
+    // A link that ends gives back the windows of streams it still held.
+    drop(_q3);
+    drop(p2);
+    assert_eq!(budget.used(), 0);
 }
 
 #[test]

@@ -5,7 +5,7 @@
 //! murmur's [`link`] (or noise and yamux, for peers without it), and QUIC. A node speaks:
 //! - identify, whose protocol version names the run ([`Names::identify`]): a peer of another
 //!   run is disconnected and never reported to the engine;
-//! - ping, to notice dead connections;
+//! - ping, to notice dead connections: one whose ping goes unanswered is closed;
 //! - Kademlia on a run-specific protocol, seeded from the bootstrap addresses, with periodic
 //!   random walks to find more peers;
 //! - mDNS on the local network (optional);
@@ -63,6 +63,16 @@ pub struct Config {
     pub request_timeout_ms: u64,
     /// Milliseconds an idle connection is kept open. Default 3600000.
     pub idle_timeout_ms: u64,
+    /// Milliseconds between pings on a connection. Default 15000.
+    pub ping_interval_ms: u64,
+    /// Milliseconds without an answer to a ping after which the connection counts as cut and
+    /// is closed (the peer is then down). Default 20000.
+    pub ping_timeout_ms: u64,
+    /// MiB that peers may send a node, over all its connections, ahead of its reading them,
+    /// beyond each link's first 16 streams: the links' receive windows draw on it (a stream a
+    /// peer opens when it is spent is refused), and each QUIC connection gets an equal share of
+    /// it (this over `max-connections`, at least 1 MiB). Default 256.
+    pub receive_buffer_mib: u32,
     /// The stack offered first when dialing over TCP: `murmur-link` (default; falls back to
     /// noise and yamux for peers without it) or `noise-yamux`. Both are accepted when dialed.
     pub tcp_stack: link::Stack,
@@ -86,6 +96,9 @@ impl Default for Config {
             max_streams: 16,
             request_timeout_ms: 60_000,
             idle_timeout_ms: 3_600_000,
+            ping_interval_ms: 15_000,
+            ping_timeout_ms: 20_000,
+            receive_buffer_mib: 256,
             tcp_stack: link::Stack::default(),
         }
     }
@@ -200,15 +213,28 @@ pub fn build(
     let local = key.public().to_peer_id();
     let mdns_on = config.mdns;
     let c = config.clone();
+    let receive = (config.receive_buffer_mib as usize) << 20;
+    let link_config = link::mux::Config {
+        shared: link::mux::Budget::new(receive),
+        ..link::mux::Config::default()
+    };
+    let quic_window =
+        (receive / config.max_connections.max(1) as usize).clamp(1 << 20, u32::MAX as usize) as u32;
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
-        .with_quic()
+        .with_quic_config(|mut q| {
+            // Bytes a QUIC peer may send ahead of the node's reading them: one connection's
+            // share of the receive budget.
+            q.max_connection_data = quic_window;
+            q.max_stream_data = q.max_stream_data.min(quic_window);
+            q
+        })
         .with_other_transport(|key| {
             link::transport(
                 key,
                 tcp::Config::default().nodelay(true),
                 c.tcp_stack,
-                link::mux::Config::default(),
+                link_config,
             )
         })
         .map_err(|e| Error::Transport(e.to_string()))?
@@ -265,7 +291,11 @@ pub fn build(
                     identify::Config::new(names.identify.clone(), key.public())
                         .with_agent_version(format!("murmur-node/{}", env!("CARGO_PKG_VERSION"))),
                 ),
-                ping: ping::Behaviour::new(ping::Config::new()),
+                ping: ping::Behaviour::new(
+                    ping::Config::new()
+                        .with_interval(Duration::from_millis(c.ping_interval_ms))
+                        .with_timeout(Duration::from_millis(c.ping_timeout_ms)),
+                ),
                 kad,
                 mdns: mdns.into(),
                 gossip,
