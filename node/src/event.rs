@@ -58,6 +58,19 @@ pub enum Event {
         /// The round.
         round: u64,
     },
+    /// A peer of this run identified itself: the node may now mix with it.
+    PeerUp {
+        /// Its peer id.
+        peer: String,
+    },
+    /// The last connection to a peer closed (bans are reported as `banned` instead).
+    PeerDown {
+        /// Its peer id.
+        peer: String,
+        /// Why: `ping failed: ...` when the link was found cut, the connection's error, or
+        /// `closed`.
+        reason: String,
+    },
     /// A peer was banned.
     Banned {
         /// Its peer id.

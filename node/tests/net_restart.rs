@@ -1,6 +1,7 @@
 //! Restarts and late joiners. A node killed with SIGKILL mid-run and restarted resumes from
 //! its checkpoint (the round continues) and rejoins; a node that joins a run in progress starts
-//! from the median of models fetched from its peers, not from the initial model.
+//! from the median of models fetched from its peers, not from the initial model. A peer that
+//! stops answering is found out by ping and reported down.
 
 mod net_support;
 
@@ -108,4 +109,41 @@ fn a_late_joiner_starts_from_the_median_of_its_peers_models() {
     let first = n3.wait(WAIT, |e| e["event"] == "eval");
     println!("joiner's first evaluation: {first}");
     assert!(first["accuracy"].as_f64().unwrap() > 0.6, "{first}");
+}
+
+/// A peer whose process stops (SIGSTOP: its sockets stay open and its kernel acknowledges data,
+/// but nothing answers) is found cut when its pings go unanswered: the node closes the connection
+/// and reports the peer down, rather than keeping a dead peer for the hour of the idle timeout.
+#[test]
+fn a_peer_that_stops_answering_is_reported_down_by_ping() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        2,
+        &engine(),
+        "ping-interval-ms = 1000\nping-timeout-ms = 5000\n",
+    );
+    let mut n0 = spawn(&config, &dir.path().join("n0"), 0, &[]);
+    let n1 = spawn(
+        &config,
+        &dir.path().join("n1"),
+        1,
+        &["--bootstrap", &n0.addr],
+    );
+    let id = n1.addr.rsplit('/').next().unwrap().to_owned();
+    n0.wait(WAIT, |e| {
+        e["event"] == "peer_up" && e["peer"] == id.as_str()
+    });
+    n1.signal("STOP");
+    let down = n0.wait(Duration::from_secs(60), |e| {
+        e["event"] == "peer_down" && e["peer"] == id.as_str()
+    });
+    n1.signal("CONT");
+    println!("{down}");
+    let reason = down["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("ping failed"),
+        "reported down for: {reason}"
+    );
+    assert_eq!(n0.status().peers, 0);
 }

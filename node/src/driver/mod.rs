@@ -130,6 +130,8 @@ struct Driver {
     checking: BTreeMap<u64, (gossipsub::MessageId, PeerId)>,
     next_gossip: u64,
     per_peer: BTreeMap<PeerId, usize>,
+    /// Peers whose ping went unanswered, with why, until their connection closes.
+    cut: BTreeMap<PeerId, String>,
     dialing: BTreeSet<PeerId>,
     /// Bootstrap dials under way, to name the address if one fails.
     bootstrap_dials: BTreeMap<libp2p::swarm::ConnectionId, libp2p::Multiaddr>,
@@ -191,6 +193,7 @@ pub async fn run(r: Resolved, shutdown: impl Future<Output = ()>) -> Result<(), 
         checking: BTreeMap::new(),
         next_gossip: 0,
         per_peer: BTreeMap::new(),
+        cut: BTreeMap::new(),
         dialing: BTreeSet::new(),
         bootstrap_dials,
         evaluated: (None, None),

@@ -113,11 +113,21 @@ impl Driver {
             SwarmEvent::ConnectionClosed {
                 peer_id,
                 num_established: 0,
+                cause,
                 ..
             } => {
                 self.per_peer.remove(&peer_id);
+                let cut = self.cut.remove(&peer_id);
                 if let Some(key) = self.up.remove(&peer_id) {
-                    debug!(peer = %peer_id, "peer down");
+                    let reason = cut
+                        .or_else(|| cause.map(|e| super::causes(&e)))
+                        .unwrap_or_else(|| "closed".into());
+                    debug!(peer = %peer_id, %reason, "peer down");
+                    Event::PeerDown {
+                        peer: peer_id.to_string(),
+                        reason,
+                    }
+                    .emit();
                     self.metrics().peers = self.up.len();
                     self.feed(Input::PeerDown { peer: key })?;
                 }
@@ -195,6 +205,8 @@ impl Driver {
                 result: Err(e),
             }) => {
                 debug!(%peer, error = %e, "ping failed: closing the connection");
+                self.cut
+                    .insert(peer, format!("ping failed: {}", super::causes(&e)));
                 self.swarm.close_connection(connection);
             }
             _ => {}
@@ -221,6 +233,10 @@ impl Driver {
             return Ok(());
         }
         debug!(%peer, "peer up");
+        Event::PeerUp {
+            peer: peer.to_string(),
+        }
+        .emit();
         self.metrics().peers = self.up.len();
         self.feed(Input::PeerUp { peer: key })
     }

@@ -182,6 +182,16 @@ impl Node {
         self.dir.clone()
     }
 
+    /// Sends the process signal `name` (`STOP`, `CONT`, ...).
+    pub fn signal(&self, name: &str) {
+        let pid = self.child.id().to_string();
+        let ok = Command::new("kill")
+            .args([&format!("-{name}"), &pid])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -{name} {pid}");
+    }
+
     /// Sends SIGTERM and waits (at most `timeout`) for a clean exit; returns whether it was.
     pub fn terminate(self, timeout: Duration) -> bool {
         let pid = self.child.id().to_string();
