@@ -439,3 +439,72 @@ fn idle_sockets_from_one_address_do_not_keep_a_newcomer_out() {
     assert_eq!(started["start"], "joined", "{started}");
     assert!(started["joined_from"].as_u64().unwrap() >= 1, "{started}");
 }
+
+/// murmur keeps nothing in Kademlia: a record a peer puts at a node is not stored, so the DHT
+/// cannot be used to fill a node's memory. The peer puts a record, then asks for it back: the
+/// node has none (with libp2p's default store it answered with the record).
+#[test]
+fn records_a_peer_puts_into_the_dht_are_not_kept() {
+    use libp2p::kad;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), 1, "round-timeout-ms = 300", "");
+    let node = spawn(&config, &dir.path().join("n0"), 0, &[]);
+    let run = Config::read(&config).unwrap().run_id();
+    let target: Multiaddr = node.addr.parse().unwrap();
+    let Some(libp2p::multiaddr::Protocol::P2p(node_id)) = target.iter().last() else {
+        panic!("{target} ends with /p2p/ID");
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let found = rt.block_on(async {
+        let cfg = net::Config {
+            mdns: false,
+            ..net::Config::default()
+        };
+        let id = Identity::from_secret([46; 32]);
+        let mut swarm = net::build(&id, &run, &cfg, wire::max_update_len(DIM)).unwrap();
+        swarm
+            .behaviour_mut()
+            .kad
+            .add_address(&node_id, target.clone());
+        let key = kad::RecordKey::new(&b"filler");
+        let record = kad::Record::new(key.clone(), vec![7; 1000]);
+        swarm
+            .behaviour_mut()
+            .kad
+            .put_record_to(record, std::iter::once(node_id), kad::Quorum::One);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let mut found = false;
+        loop {
+            let ev = tokio::time::timeout_at(deadline, swarm.select_next_some())
+                .await
+                .expect("the node answers within 60 s");
+            let SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+                result,
+                step,
+                ..
+            })) = ev
+            else {
+                continue;
+            };
+            match result {
+                kad::QueryResult::PutRecord(r) => {
+                    println!("put: {r:?}");
+                    swarm.behaviour_mut().kad.get_record(key.clone());
+                }
+                kad::QueryResult::GetRecord(Ok(kad::GetRecordOk::FoundRecord(r))) => {
+                    println!("found at {:?}", r.peer);
+                    found = true;
+                }
+                kad::QueryResult::GetRecord(r) if step.last => {
+                    println!("get: {r:?}");
+                    return found;
+                }
+                _ => {}
+            }
+        }
+    });
+    assert!(!found, "the node kept a record a peer put there");
+}
