@@ -245,6 +245,42 @@ impl Metrics {
     }
 }
 
+impl Metrics {
+    /// The metrics in Prometheus's text format 0.0.4 (what `promtool check metrics` reads, and
+    /// what scrapers that do not ask for OpenMetrics get): the OpenMetrics text with counter
+    /// families named by their `_total` samples, and without `# UNIT` and `# EOF`.
+    pub fn prometheus_text(&self) -> String {
+        let open = self.prometheus();
+        let counters: Vec<&str> = open
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+            .collect();
+        let mut out = String::with_capacity(open.len());
+        for line in open.lines() {
+            if line.starts_with("# UNIT ") || line == "# EOF" {
+                continue;
+            }
+            let meta = ["# HELP ", "# TYPE "]
+                .into_iter()
+                .find_map(|p| Some((p, line.strip_prefix(p)?)));
+            match meta {
+                Some((p, rest)) => {
+                    let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                    let total = if counters.contains(&name) {
+                        "_total"
+                    } else {
+                        ""
+                    };
+                    out.push_str(&format!("{p}{name}{total} {tail}"));
+                }
+                None => out.push_str(line),
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
 /// Reads one sample from the metrics text: the value of `name` (with its labels, e.g.
 /// `murmur_updates_rejected_total{reason="wrong_run"}`).
 pub fn sample(text: &str, name: &str) -> Option<f64> {
@@ -347,5 +383,55 @@ mod tests {
             assert!(allowed.contains(&suffix), "{line} in {family:?}");
         }
         assert!(families.len() >= 15, "{families:?}");
+        let text = m.prometheus_text();
+        assert!(
+            text.contains("# TYPE murmur_bans_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("# EOF") && !text.contains("# UNIT"),
+            "{text}"
+        );
+        for (name, kind) in &families {
+            let name = if kind == "counter" {
+                format!("{name}_total")
+            } else {
+                name.clone()
+            };
+            assert!(text.contains(&format!("# TYPE {name} {kind}\n")), "{name}");
+        }
+        promtool_check(&text);
+    }
+
+    /// `promtool check metrics` on `text`, where promtool is installed (Debian's `prometheus`).
+    fn promtool_check(text: &str) {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+        let Ok(mut child) = Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+        else {
+            println!("promtool not installed: not run");
+            return;
+        };
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && said.trim().is_empty(),
+            "promtool: {said}"
+        );
     }
 }

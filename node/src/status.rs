@@ -1,4 +1,5 @@
-//! The node's HTTP endpoint: `GET /metrics` (OpenMetrics text) and `GET /status` (JSON), served
+//! The node's HTTP endpoint: `GET /metrics` (OpenMetrics text to scrapers that accept it, as
+//! Prometheus does, else Prometheus's text format 0.0.4) and `GET /status` (JSON), served
 //! by `tiny_http` on a thread of its own, and a small blocking client for `murmur-node status`
 //! and tests. Each request renders a snapshot of the shared [`Metrics`] under a short lock, so
 //! the endpoint never blocks the driver.
@@ -10,8 +11,10 @@ use std::time::Duration;
 
 use crate::metrics::Metrics;
 
-/// Content type of `/metrics`.
+/// Content type of `/metrics` for scrapers that accept OpenMetrics.
 pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// Content type of `/metrics` otherwise.
+pub const TEXT_004: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Why the status could not be fetched.
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +52,17 @@ pub fn serve(addr: SocketAddr, metrics: Arc<Mutex<Metrics>>) -> std::io::Result<
                 let (code, kind, body) = {
                     let m = metrics.lock().expect("metrics lock");
                     match (request.method(), request.url()) {
-                        (tiny_http::Method::Get, "/metrics") => (200, OPENMETRICS, m.prometheus()),
+                        (tiny_http::Method::Get, "/metrics") => {
+                            let open = request.headers().iter().any(|h| {
+                                h.field.equiv("Accept")
+                                    && h.value.as_str().contains("application/openmetrics-text")
+                            });
+                            if open {
+                                (200, OPENMETRICS, m.prometheus())
+                            } else {
+                                (200, TEXT_004, m.prometheus_text())
+                            }
+                        }
                         (tiny_http::Method::Get, "/status") => {
                             (200, "application/json", m.status())
                         }
