@@ -264,6 +264,7 @@ mod tests {
             bans_of_byzantine: 0,
             bans_of_honest: 0,
             samples: 0,
+            screen_pulled_in: 0,
         };
         let rows = [row(0, 0.0, 0.8), row(1, 1.0, 0.85), row(2, 2.0, 0.9)];
         let svg = svg(&rows, "t", &[(0.5, 1.5)]);

@@ -75,6 +75,9 @@ pub struct Row {
     pub bans_of_honest: u64,
     /// Training samples processed by all nodes so far.
     pub samples: u64,
+    /// Received models the honest nodes' outlier screens pulled in to their limit so far
+    /// (outliers not gross enough to drop; the dropped ones are `rejected_outlier`).
+    pub screen_pulled_in: u64,
 }
 
 impl Row {
@@ -197,7 +200,10 @@ impl Report {
         for r in Rejection::ALL {
             let _ = write!(s, ",rejected_{}", r.as_str());
         }
-        s.push_str(",clipped_fraction,byzantine_share,bans_of_byzantine,bans_of_honest,samples\n");
+        s.push_str(
+            ",clipped_fraction,byzantine_share,bans_of_byzantine,bans_of_honest,samples,\
+             screen_pulled_in\n",
+        );
         for r in &self.rows {
             let _ = write!(
                 s,
@@ -223,12 +229,13 @@ impl Report {
             }
             let _ = writeln!(
                 s,
-                ",{:.6},{:.6},{},{},{}",
+                ",{:.6},{:.6},{},{},{},{}",
                 r.clipped_fraction,
                 r.byzantine_share,
                 r.bans_of_byzantine,
                 r.bans_of_honest,
-                r.samples
+                r.samples,
+                r.screen_pulled_in
             );
         }
         s

@@ -404,6 +404,58 @@ every-rounds = 100
     assert_eq!(r.summary.last.round_min, 300, "{context}");
 }
 
+/// Under non-IID data an honest node whose labels differ from all its neighbours' is far from
+/// each of them round after round. 4 honest nodes, Dirichlet(0.1) digits, everyone mixing with
+/// everyone: the default engine must learn as well as with the outlier screen off. When the
+/// screen dropped every model beyond its factor, the other three dropped the odd node's model
+/// in every mix, lost its labels for good, and ended 6-10 points lower after 1,000 rounds
+/// (seed 1: 91.2% against 97.1%; seed 4: 83.2% against 93.7%).
+#[test]
+fn the_screen_does_not_cut_an_honest_non_iid_node_out_of_the_mix() {
+    for seed in [seed(1), seed(4)] {
+        let with_screen = |on: bool| {
+            let text = r#"
+name = "ci"
+seed = 1
+nodes = 4
+rounds = 1000
+topology = { kind = "sample", s = 4 }
+[learning]
+model = { kind = "mlp", hidden = [32] }
+data = { kind = "digits" }
+partition = { kind = "dirichlet", alpha = 0.1 }
+optimizer = { kind = "sgd", lr = 0.05, momentum = 0.9 }
+local-steps = 4
+[eval]
+every-rounds = 500
+"#;
+            let mut s = scenario(text, seed);
+            if !on {
+                s.engine.outlier_factor = 0.0;
+            }
+            run(&s, 2)
+        };
+        let (on, off) = (with_screen(true), with_screen(false));
+        let context = format!(
+            "seed {seed}\nscreen on:\n{}screen off:\n{}",
+            on.rounds_csv(),
+            off.rounds_csv()
+        );
+        println!(
+            "seed {seed}: screen on {:.4} ({} pulled in, {} dropped), off {:.4}",
+            on.summary.last.acc_mean,
+            on.summary.last.screen_pulled_in,
+            on.summary.rejected["outlier"],
+            off.summary.last.acc_mean
+        );
+        assert!(
+            on.summary.last.acc_mean >= off.summary.last.acc_mean - 0.01,
+            "{context}"
+        );
+        assert_eq!(on.summary.honest_bans_total, 0, "{context}");
+    }
+}
+
 /// On sparse static graphs, with no attacker, the default rule (ClippedGossip and the screen)
 /// learns as plain gossip does: with in-degree 2 (ring) or 4 (torus) a node receives no more
 /// models than `adaptive-f` allows, and before the radius came from received models only it

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 /// max-staleness = 4        # models more than this many rounds behind are not mixed
 /// max-ahead = 1000         # models more than this many rounds ahead are not mixed
 /// aggregation = { rule = "clipped-gossip" }
-/// outlier-factor = 2.5     # screen out models this many times farther than the median; 0 = off
+/// outlier-factor = 2.5     # pull in models this many times farther than the median; 0 = off
 /// join-peers = 3           # peers a joining or restarted node fetches models from; 0 = none
 /// join-timeout-ms = 5000   # longest wait for their answers
 /// checkpoint-every = 5     # ask for a checkpoint at least this many rounds apart; 0 = never
@@ -43,8 +43,9 @@ pub struct Config {
     pub aggregation: aggregate::Config,
     /// The outlier screen before mixing: a received model more than this many times farther
     /// from the node's own model than the (lower) median distance of the round's received
-    /// models is dropped and its sender penalised (`outlier`, a quarter of `ban-threshold`).
-    /// 0 turns the screen off; otherwise it must be above 1. Default 2.5.
+    /// models is pulled in to that distance; one more than twice as far and farther than the own
+    /// model's norm is dropped and its sender penalised (`outlier`, a quarter of
+    /// `ban-threshold`). 0 turns the screen off; otherwise it must be above 1. Default 2.5.
     pub outlier_factor: f64,
     /// Peers remembered for replay protection and buffering (bounds memory). Default 4096.
     pub max_peers: usize,

@@ -352,6 +352,9 @@ pub struct Stats {
     pub inputs_mixed: u64,
     /// Inputs clipped or discarded by the rule.
     pub clipped: u64,
+    /// Received models the outlier screen pulled in to its limit (outliers not gross enough to
+    /// drop).
+    pub pulled_in: u64,
     /// Updates sent.
     pub updates_sent: u64,
     /// Bytes of updates, answers to fetches and gossip sent.
@@ -371,6 +374,7 @@ impl Stats {
         self.skipped_mixes += other.skipped_mixes;
         self.inputs_mixed += other.inputs_mixed;
         self.clipped += other.clipped;
+        self.pulled_in += other.pulled_in;
         self.updates_sent += other.updates_sent;
         self.bytes_sent += other.bytes_sent;
         self.bans += other.bans;

@@ -208,24 +208,26 @@ impl Engine {
         }
     }
 
-    /// Drops the received models the outlier screen flags and returns how many were dropped.
-    /// Only gross outliers (more than twice the factor out) cost their senders points: under
-    /// non-IID data honest models stray past the factor now and then, never by that much, while
-    /// sign-flipped, scaled or noised models are far beyond it.
+    /// Applies the outlier screen (see [`screen`]): drops the gross outliers, charging their
+    /// senders, and pulls the others in to the screen's limit. Returns how many were dropped.
     fn screen(&mut self, received: &mut BTreeMap<PeerKey, Pending>) -> usize {
         let inputs: Vec<&[f32]> = received.values().map(|p| p.params.as_slice()).collect();
         let flagged = screen::outliers(&self.model, &inputs, self.config.outlier_factor);
         drop(inputs);
         let keys: Vec<PeerKey> = received.keys().copied().collect();
-        for &(i, gross) in &flagged {
-            received.remove(&keys[i]);
-            if gross {
-                self.reject(keys[i], Rejection::Outlier);
-            } else {
-                *self.stats.rejected.entry(Rejection::Outlier).or_default() += 1;
+        let mut dropped = 0;
+        for o in flagged {
+            let key = keys[o.index];
+            if o.gross {
+                received.remove(&key);
+                self.reject(key, Rejection::Outlier);
+                dropped += 1;
+            } else if let Some(p) = received.get_mut(&key) {
+                screen::pull_in(&self.model, &mut p.params, o.scale);
+                self.stats.pulled_in += 1;
             }
         }
-        flagged.len()
+        dropped
     }
 
     pub(super) fn mix(&mut self) {

@@ -115,6 +115,7 @@ impl Simulation {
             bans_of_byzantine,
             bans_of_honest,
             samples: self.cluster.world().work.samples,
+            screen_pulled_in: stats.pulled_in,
         });
     }
 }
