@@ -101,6 +101,10 @@ pub struct Metrics {
     pub rejected: BTreeMap<String, u64>,
     /// Rounds mixed.
     pub mixes: u64,
+    /// Received models the outlier screen pulled in to its limit before mixing (far, but not
+    /// gross outliers; those are rejected as `outlier`).
+    #[serde(default)]
+    pub screen_pulled_in: u64,
     /// Peers banned.
     pub bans: u64,
     /// Updates sent.
@@ -131,6 +135,7 @@ impl Metrics {
             })
             .collect();
         self.mixes = stats.mixes;
+        self.screen_pulled_in = stats.pulled_in;
         self.bans = stats.bans;
         self.updates_sent = stats.updates_sent;
     }
@@ -213,6 +218,12 @@ impl Metrics {
             self.sends_dropped,
         );
         counter(r, "mixes", "Rounds mixed.", self.mixes);
+        counter(
+            r,
+            "screen_pulled_in",
+            "Received models the outlier screen pulled in to its limit before mixing.",
+            self.screen_pulled_in,
+        );
         counter(r, "bans", "Peers banned.", self.bans);
         r.register_with_unit(
             "aggregation",
