@@ -29,7 +29,7 @@
 use murmur_learn::train;
 use murmur_protocol::attack::Attack;
 use murmur_protocol::engine;
-use murmur_protocol::topology::Topology;
+use murmur_protocol::topology::{self, Graph, Topology};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -390,6 +390,14 @@ pub enum ScenarioError {
         /// What is wrong, naming the key.
         error: Box<ScenarioError>,
     },
+    /// The graph file of a `file` topology cannot be read or is not a valid graph.
+    #[error("topology file {path}: {message}")]
+    Graph {
+        /// The graph file.
+        path: PathBuf,
+        /// What is wrong (with the line, when one is at fault).
+        message: String,
+    },
     /// A value of the `[engine]` or `[learning]` table out of range.
     #[error("`{table}`: {message}")]
     Table {
@@ -428,17 +436,40 @@ impl Scenario {
         Scenario::parse(&text, path)
     }
 
-    /// Parses and validates scenario text; `path` only names the source in errors.
+    /// Parses and validates scenario text; `path` names the source in errors, and a `file`
+    /// topology's path is taken relative to its directory (and read, to check the graph).
     pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
-        let scenario: Scenario = toml::from_str(text).map_err(|e| ScenarioError::Parse {
+        let mut scenario: Scenario = toml::from_str(text).map_err(|e| ScenarioError::Parse {
             path: path.to_owned(),
             message: e.to_string().trim_end().to_owned(),
         })?;
-        scenario.validate().map_err(|error| ScenarioError::InFile {
+        if let Topology::File { path: graph } = &mut scenario.topology {
+            let base = path.parent().unwrap_or(Path::new(""));
+            *graph = base.join(&*graph).to_string_lossy().into_owned();
+        }
+        let in_file = |error| ScenarioError::InFile {
             path: path.to_owned(),
             error: Box::new(error),
-        })?;
+        };
+        scenario.validate().map_err(in_file)?;
+        scenario.graph().map_err(in_file)?;
         Ok(scenario)
+    }
+
+    /// The graph of a `file` topology, read from its (resolved) path; `None` for the other
+    /// kinds.
+    pub fn graph(&self) -> Result<Option<Graph>, ScenarioError> {
+        let Topology::File { path } = &self.topology else {
+            return Ok(None);
+        };
+        let fail = |message: String| ScenarioError::Graph {
+            path: PathBuf::from(path),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+        topology::parse_edge_list(&text, self.nodes)
+            .map(Some)
+            .map_err(|e| fail(e.to_string()))
     }
 
     /// The resolved scenario as TOML, every default written out.

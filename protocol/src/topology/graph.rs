@@ -50,6 +50,7 @@ impl Graph {
                 }
                 complete(n)
             }
+            Topology::File { .. } => return Err(Error::FileNotRead),
         };
         Graph::from_out_neighbours(out)
     }

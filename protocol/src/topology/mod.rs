@@ -42,6 +42,7 @@ pub const MAX_TRIES: usize = 100;
 /// topology = { kind = "dumbbell" }
 /// topology = { kind = "complete" }
 /// topology = { kind = "sample", s = 4 }            # s fresh random peers every round
+/// topology = { kind = "file", path = "graph.txt" } # an edge list, see [`parse_edge_list`]
 /// ```
 ///
 /// [`FromStr`] parses the bare kind names with default parameters.
@@ -86,6 +87,12 @@ pub enum Topology {
         /// Peers per round, at least 1. Default 4.
         s: usize,
     },
+    /// An undirected graph read from an edge list (see [`parse_edge_list`]); the caller reads
+    /// the file ([`Graph::build`] does no I/O and refuses this kind).
+    File {
+        /// The file, relative to the scenario that names it.
+        path: String,
+    },
 }
 
 /// The form [`Topology`] is read in: kinds without parameters are empty structs here so that
@@ -113,6 +120,9 @@ enum Repr {
         #[serde(default = "default_sample")]
         s: usize,
     },
+    File {
+        path: String,
+    },
 }
 
 impl From<Repr> for Topology {
@@ -126,6 +136,7 @@ impl From<Repr> for Topology {
             Repr::Dumbbell {} => Topology::Dumbbell,
             Repr::Complete {} => Topology::Complete,
             Repr::Sample { s } => Topology::Sample { s },
+            Repr::File { path } => Topology::File { path },
         }
     }
 }
@@ -164,6 +175,7 @@ impl Topology {
             Topology::Dumbbell => "dumbbell",
             Topology::Complete => "complete",
             Topology::Sample { .. } => "sample",
+            Topology::File { .. } => "file",
         }
     }
 
@@ -249,6 +261,17 @@ pub enum Error {
         /// Draws made.
         tries: usize,
     },
+    /// A file topology reaches [`Graph::build`], which reads no files.
+    #[error("a file topology is read with parse_edge_list, not built")]
+    FileNotRead,
+    /// An edge list is malformed, names a node that does not exist, or is not connected.
+    #[error("{}{message}", line.map(|l| format!("line {l}: ")).unwrap_or_default())]
+    EdgeList {
+        /// The line at fault (from 1), if one is.
+        line: Option<usize>,
+        /// What is wrong.
+        message: String,
+    },
     /// Metropolis-Hastings weights need an undirected (symmetric) graph.
     #[error("metropolis-hastings weights need a symmetric graph")]
     Asymmetric,
@@ -270,6 +293,70 @@ pub enum Error {
         /// Entries given.
         got: usize,
     },
+}
+
+/// Parses an edge list into an undirected graph on `n` nodes: one edge `i j` per line (node
+/// indices from 0, separated by blanks), `#` starting a comment, blank lines ignored. Each edge
+/// goes both ways; repeated edges count once. A line with anything but two indices, a node not
+/// below `n`, an edge from a node to itself and a graph that is not connected are errors naming
+/// the line or the node. (A third column, a mixing weight, is refused: mixing weights come from
+/// the rule.)
+pub fn parse_edge_list(text: &str, n: usize) -> Result<Graph, Error> {
+    let err = |line: Option<usize>, message: String| Error::EdgeList { line, message };
+    let mut out = vec![Vec::new(); n];
+    for (k, raw) in text.lines().enumerate() {
+        let line = Some(k + 1);
+        let body = raw.split('#').next().unwrap_or("").trim();
+        if body.is_empty() {
+            continue;
+        }
+        let fields: Vec<&str> = body.split_whitespace().collect();
+        if fields.len() == 3 {
+            return Err(err(
+                line,
+                format!(
+                    "{body:?}: a weight column is not supported (mixing weights come from the rule)"
+                ),
+            ));
+        }
+        let [a, b] = fields[..] else {
+            return Err(err(
+                line,
+                format!("{body:?}: expected two node indices `i j`"),
+            ));
+        };
+        let node = |t: &str| -> Result<usize, Error> {
+            let i: usize = t
+                .parse()
+                .map_err(|_| err(line, format!("{t:?} is not a node index")))?;
+            if i >= n {
+                return Err(err(
+                    line,
+                    format!(
+                        "node {i} does not exist: the run has {n} nodes (0 to {})",
+                        n.saturating_sub(1)
+                    ),
+                ));
+            }
+            Ok(i)
+        };
+        let (i, j) = (node(a)?, node(b)?);
+        if i == j {
+            return Err(err(line, format!("an edge from node {i} to itself")));
+        }
+        out[i].push(j);
+        out[j].push(i);
+    }
+    let g = Graph::from_out_neighbours(out)?;
+    if n > 1
+        && let Some(lonely) = (0..n).find(|&i| g.out_neighbours(i).is_empty())
+    {
+        return Err(err(None, format!("node {lonely} has no edge")));
+    }
+    if !g.is_strongly_connected() {
+        return Err(err(None, "the graph is not connected".into()));
+    }
+    Ok(g)
 }
 
 /// Per-round random peer sampling (Epidemic Learning, de Vos et al. 2023): `s` distinct peers
@@ -307,6 +394,52 @@ mod tests {
     #[derive(Debug, Deserialize, Serialize, PartialEq)]
     struct Config {
         topology: Topology,
+    }
+
+    #[test]
+    fn an_edge_list_gives_the_graph_it_lists() {
+        let ring = "# a ring of 4\n0 1\n1 2   # comment\n\n2 3\n3 0\n1 0\n";
+        let g = parse_edge_list(ring, 4).unwrap();
+        let built = Graph::build(&Topology::Ring, 4, &mut ChaCha8Rng::seed_from_u64(1)).unwrap();
+        assert_eq!(g, built, "undirected, repeated edges once");
+        let c: Config = toml::from_str("topology = { kind = \"file\", path = \"g.txt\" }").unwrap();
+        assert_eq!(
+            c.topology,
+            Topology::File {
+                path: "g.txt".into()
+            }
+        );
+        assert_eq!(
+            Graph::build(&c.topology, 4, &mut ChaCha8Rng::seed_from_u64(1)),
+            Err(Error::FileNotRead)
+        );
+    }
+
+    #[test]
+    fn a_bad_edge_list_is_refused_naming_the_line() {
+        let cases = [
+            ("0 1\n1 x\n", "line 2: \"x\" is not a node index"),
+            (
+                "0 1\n1 2 0.5\n",
+                "line 2: \"1 2 0.5\": a weight column is not supported",
+            ),
+            (
+                "0 1 2 3\n",
+                "line 1: \"0 1 2 3\": expected two node indices",
+            ),
+            (
+                "0 1\n\n1 7\n",
+                "line 3: node 7 does not exist: the run has 3 nodes (0 to 2)",
+            ),
+            ("0 1\n2 2\n", "line 2: an edge from node 2 to itself"),
+            ("0 1\n", "node 2 has no edge"),
+            ("0 1\n2 3\n", "the graph is not connected"),
+        ];
+        for (text, want) in cases {
+            let n = if text.contains("2 3") { 4 } else { 3 };
+            let got = parse_edge_list(text, n).unwrap_err().to_string();
+            assert!(got.starts_with(want), "{text:?}: {got}");
+        }
     }
 
     fn parse(s: &str) -> Result<Topology, toml::de::Error> {

@@ -78,6 +78,13 @@ fn neighbours(s: &Scenario) -> Result<Vec<Vec<usize>>, Error> {
             s.network.max_connections,
             s.seed,
         )),
+        Topology::File { .. } => {
+            let g = s
+                .graph()
+                .map_err(|e| Error::Graph(Box::new(e)))?
+                .expect("a file topology has a graph");
+            Ok((0..s.nodes).map(|i| g.out_neighbours(i).to_vec()).collect())
+        }
         ref t => {
             let mut rng = links::rng(s.seed, stream::CONNECTIONS, u64::MAX);
             let g = Graph::build(t, s.nodes, &mut rng).map_err(Error::Topology)?;

@@ -39,6 +39,9 @@ pub enum Error {
     /// The topology cannot be built.
     #[error("topology: {0}")]
     Topology(murmur_protocol::topology::Error),
+    /// The topology's graph file cannot be read or is not a valid graph.
+    #[error("{0}")]
+    Graph(Box<crate::scenario::ScenarioError>),
 }
 
 /// What the scenario schedules, by tag of [`Cluster::schedule`].
