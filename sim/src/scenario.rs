@@ -53,7 +53,9 @@ pub struct Scenario {
     pub duration_ms: Option<f64>,
     /// Who may send to whom. `sample` (the default, s = 4) connects every node to every other
     /// (up to `network.max-connections`) and sets the engine's fanout to `s`; a fixed graph
-    /// connects each node to its out-neighbours and sets its fanout to its out-degree.
+    /// connects each node to its neighbours, and every round a node asks all of them and waits
+    /// for all of them or the round timeout (its fanout and wait-for are its degree: the
+    /// engine's `fanout` and `wait-for` apply to `sample` only).
     #[serde(default = "d_topology")]
     pub topology: Topology,
     /// The learning task: model, data, partition, optimiser, batch size, local steps.

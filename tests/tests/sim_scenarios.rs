@@ -543,3 +543,44 @@ fn a_graph_file_runs_as_the_graph_it_lists_and_a_bad_one_names_its_line() {
         assert!(err.contains(file) && err.contains(want), "{err}");
     }
 }
+
+/// On a fixed graph a node mixes with every neighbour each round. Each of 10 nodes holds one
+/// label (label-sorted digits) on the complete graph with latencies of 10-50 ms: mixing only the
+/// first 4 answers to arrive weighted every mix towards the same low-latency peers, and the
+/// network agreed on a model of their labels (average model 42.3% after 150 rounds, seed 1);
+/// waiting for all 9 gives exact averaging.
+#[test]
+fn on_a_fixed_graph_every_neighbour_is_mixed_so_one_label_per_node_still_learns() {
+    let seed = seed(1);
+    let text = r#"
+name = "ci"
+seed = 1
+nodes = 10
+rounds = 150
+topology = { kind = "complete" }
+[learning]
+model = { kind = "mlp", hidden = [32] }
+data = { kind = "digits" }
+partition = { kind = "label-sorted" }
+optimizer = { kind = "sgd", lr = 0.01, momentum = 0.9 }
+batch-size = 32
+local-steps = 1
+[engine]
+wait-for = 4
+aggregation = { rule = "mean" }
+outlier-factor = 0
+[network]
+latency = { kind = "uniform", min-ms = 10.0, max-ms = 50.0 }
+[eval]
+every-rounds = 50
+"#;
+    let r = run(&scenario(text, seed), 2);
+    let last = r.rows.last().unwrap();
+    let context = format!("seed {seed}\n{}", r.rounds_csv());
+    println!(
+        "average model {:.4}, consensus {:.3e}",
+        last.acc_average, last.consensus
+    );
+    assert!(last.acc_average >= 0.80, "{context}");
+    assert_eq!(r.summary.rejected["lagging"], 0, "{context}");
+}

@@ -131,10 +131,17 @@ impl Simulation {
                 .push(Trainer::new(&learning, shard, i as u32, s.seed).map_err(Error::Learning)?);
             let mut config = s.engine.clone();
             config.rounds = s.rounds;
-            config.fanout = match s.topology {
-                Topology::Sample { s } => s,
-                _ => peers[i].len().max(1),
-            };
+            // On a fixed graph a node mixes with every neighbour, each round: it asks them all
+            // and waits for them all (or the round timeout). Mixing the first answers to arrive
+            // would weight every mix towards the same low-latency neighbours, and under non-IID
+            // data the network would settle on their data (docs/results.md, "Dumbbell").
+            if !matches!(s.topology, Topology::Sample { .. }) {
+                config.fanout = peers[i].len().max(1);
+                config.wait_for = config.fanout;
+            }
+            if let Topology::Sample { s } = s.topology {
+                config.fanout = s;
+            }
             byzantine.push(attack.is_some());
             setups.push(Setup {
                 identity: identity(s.seed, i),
