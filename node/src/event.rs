@@ -62,6 +62,8 @@ pub enum Event {
     PeerUp {
         /// Its peer id.
         peer: String,
+        /// Whether this node dialed it (rather than the peer connecting to this node).
+        outbound: bool,
     },
     /// The last connection to a peer closed (bans are reported as `banned` instead).
     PeerDown {

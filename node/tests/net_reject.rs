@@ -149,20 +149,30 @@ fn forged_foreign_misshapen_and_non_finite_updates_are_rejected_by_reason() {
     ));
 }
 
+/// A runtime for an in-process peer.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// An in-process peer of `run` as `id`, speaking what a node speaks (mDNS off); build it inside
+/// the runtime.
+fn peer(id: &Identity, run: RunId) -> libp2p::Swarm<net::Behaviour> {
+    let cfg = net::Config {
+        mdns: false,
+        ..net::Config::default()
+    };
+    net::build(id, &run, &cfg, wire::max_update_len(DIM)).unwrap()
+}
+
 /// Connects to `target` as a node of `run` and waits (at most 60 s) for the node to close the
 /// connection; false if it stays open that long.
 fn disconnected(id: &Identity, run: RunId, target: &Multiaddr) -> bool {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(async {
-        let cfg = net::Config {
-            mdns: false,
-            ..net::Config::default()
-        };
-        let mut swarm =
-            net::build(id, &run, &cfg, murmur_protocol::wire::max_update_len(DIM)).unwrap();
+        let mut swarm = peer(id, run);
         swarm.dial(target.clone()).unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
@@ -199,17 +209,9 @@ fn exchange(
     answers: Vec<Answer>,
     pushes: Vec<Vec<u8>>,
 ) -> Outcome {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(async {
-        let cfg = net::Config {
-            mdns: false,
-            ..net::Config::default()
-        };
-        let mut swarm =
-            net::build(id, &run, &cfg, murmur_protocol::wire::max_update_len(DIM)).unwrap();
+        let mut swarm = peer(id, run);
         swarm.dial(target.clone()).unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         let (mut acked, mut served) = (0, 0);
@@ -454,17 +456,9 @@ fn records_a_peer_puts_into_the_dht_are_not_kept() {
     let Some(libp2p::multiaddr::Protocol::P2p(node_id)) = target.iter().last() else {
         panic!("{target} ends with /p2p/ID");
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let found = rt.block_on(async {
-        let cfg = net::Config {
-            mdns: false,
-            ..net::Config::default()
-        };
-        let id = Identity::from_secret([46; 32]);
-        let mut swarm = net::build(&id, &run, &cfg, wire::max_update_len(DIM)).unwrap();
+        let mut swarm = peer(&Identity::from_secret([46; 32]), run);
         swarm
             .behaviour_mut()
             .kad
@@ -507,4 +501,68 @@ fn records_a_peer_puts_into_the_dht_are_not_kept() {
         }
     });
     assert!(!found, "the node kept a record a peer put there");
+}
+
+/// A node that has reached its dial target with the help of a stranger's identity (A: target 2,
+/// it dialed B, the stranger connected to it) still meets a newcomer that joins through B (C:
+/// target 1): only peers a node dialed count towards its target, and Kademlia's own lookups
+/// connect the two. `peer_up` says which side dialed.
+#[test]
+fn a_newcomer_is_met_while_a_stranger_holds_a_connection() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let config = |name: &str, target: usize| {
+        let at = dir.path().join(name);
+        std::fs::create_dir_all(&at).unwrap();
+        write_config(
+            &at,
+            3,
+            "round-timeout-ms = 300",
+            &format!("target-peers = {target}\n"),
+        )
+    };
+    let id_of = |addr: &str| addr.rsplit('/').next().unwrap().to_owned();
+    let up = |e: &serde_json::Value, id: &str| e["event"] == "peer_up" && e["peer"] == id;
+    let wait = Duration::from_secs(60);
+    let b = spawn(&config("cb", 16), &dir.path().join("b"), 0, &[]);
+    let ca = config("ca", 2);
+    let mut a = spawn(&ca, &dir.path().join("a"), 1, &["--bootstrap", &b.addr]);
+    a.wait(wait, |e| up(e, &id_of(&b.addr)));
+
+    let run = Config::read(&ca).unwrap().run_id();
+    let target: Multiaddr = a.addr.parse().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stranger = Identity::from_secret([47; 32]);
+    let stranger_id = net::peer_id(&stranger.public()).unwrap().to_string();
+    let holder = {
+        let stop = stop.clone();
+        std::thread::spawn(move || hold(&stranger, run, &target, &stop))
+    };
+    a.wait(wait, |e| up(e, &stranger_id));
+
+    let c = spawn(
+        &config("cc", 1),
+        &dir.path().join("c"),
+        2,
+        &["--bootstrap", &b.addr],
+    );
+    let found = a.wait(wait, |e| up(e, &id_of(&c.addr)));
+    println!("A meets C: {found}");
+    assert!(found["outbound"].is_boolean(), "{found}");
+    stop.store(true, Ordering::Relaxed);
+    holder.join().unwrap();
+}
+
+/// Stays connected to `target` as `id` of `run` until `stop`.
+fn hold(id: &Identity, run: RunId, target: &Multiaddr, stop: &std::sync::atomic::AtomicBool) {
+    let rt = runtime();
+    rt.block_on(async {
+        let mut swarm = peer(id, run);
+        swarm.dial(target.clone()).unwrap();
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ =
+                tokio::time::timeout(Duration::from_millis(100), swarm.select_next_some()).await;
+        }
+    });
 }

@@ -132,6 +132,8 @@ struct Driver {
     per_peer: BTreeMap<PeerId, usize>,
     /// Peers whose ping went unanswered, with why, until their connection closes.
     cut: BTreeMap<PeerId, String>,
+    /// Connections this node dialed, by peer: only these count towards `target-peers`.
+    dialed: BTreeMap<PeerId, usize>,
     dialing: BTreeSet<PeerId>,
     /// Bootstrap dials under way, to name the address if one fails.
     bootstrap_dials: BTreeMap<libp2p::swarm::ConnectionId, libp2p::Multiaddr>,
@@ -194,6 +196,7 @@ pub async fn run(r: Resolved, shutdown: impl Future<Output = ()>) -> Result<(), 
         next_gossip: 0,
         per_peer: BTreeMap::new(),
         cut: BTreeMap::new(),
+        dialed: BTreeMap::new(),
         dialing: BTreeSet::new(),
         bootstrap_dials,
         evaluated: (None, None),

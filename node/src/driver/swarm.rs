@@ -56,12 +56,15 @@ pub(super) fn random_walk(swarm: &mut Swarm<Behaviour>) {
 }
 
 impl Driver {
-    /// Dials a discovered peer while fewer than `target-peers` are connected.
+    /// Dials a discovered peer while this node has dialed fewer than `target-peers` of those
+    /// connected.
     fn discovered(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
         if peer == *self.swarm.local_peer_id()
             || self.swarm.is_connected(&peer)
             || self.dialing.contains(&peer)
-            || self.up.len() >= self.r.config.network.target_peers
+            // Only peers this node dialed count: peers that connect to it, however many
+            // identities they hold, cannot make it stop looking for others.
+            || self.dialed.len() >= self.r.config.network.target_peers
             || self
                 .swarm
                 .behaviour()
@@ -93,10 +96,14 @@ impl Driver {
             SwarmEvent::ConnectionEstablished {
                 peer_id,
                 connection_id,
+                endpoint,
                 ..
             } => {
                 self.dialing.remove(&peer_id);
                 self.bootstrap_dials.remove(&connection_id);
+                if endpoint.is_dialer() {
+                    *self.dialed.entry(peer_id).or_default() += 1;
+                }
             }
             SwarmEvent::OutgoingConnectionError {
                 peer_id,
@@ -112,10 +119,22 @@ impl Driver {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established: 0,
+                endpoint,
+                num_established,
                 cause,
                 ..
             } => {
+                if endpoint.is_dialer()
+                    && let Some(n) = self.dialed.get_mut(&peer_id)
+                {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.dialed.remove(&peer_id);
+                    }
+                }
+                if num_established > 0 {
+                    return Ok(());
+                }
                 self.per_peer.remove(&peer_id);
                 let cut = self.cut.remove(&peer_id);
                 if let Some(key) = self.up.remove(&peer_id) {
@@ -235,6 +254,7 @@ impl Driver {
         debug!(%peer, "peer up");
         Event::PeerUp {
             peer: peer.to_string(),
+            outbound: self.dialed.contains_key(&peer),
         }
         .emit();
         self.metrics().peers = self.up.len();

@@ -46,7 +46,8 @@ pub struct Config {
     pub mdns: bool,
     /// Milliseconds between Kademlia random walks that look for more peers. Default 30000.
     pub random_walk_ms: u64,
-    /// Dial newly discovered peers while fewer than this many are connected. Default 16.
+    /// Dial newly discovered peers while this node has dialed fewer than this many of the
+    /// connected ones (peers that connected to it do not count). Default 16.
     pub target_peers: usize,
     /// Most established connections in total. Default 128.
     pub max_connections: u32,
