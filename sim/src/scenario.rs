@@ -54,8 +54,8 @@ pub struct Scenario {
     /// Who may send to whom. `sample` (the default, s = 4) connects every node to every other
     /// (up to `network.max-connections`) and sets the engine's fanout to `s`; a fixed graph
     /// connects each node to its neighbours, and every round a node asks all of them and waits
-    /// for all of them or the round timeout (its fanout and wait-for are its degree: the
-    /// engine's `fanout` and `wait-for` apply to `sample` only).
+    /// for all of them or the round timeout (its fanout is its degree and its `wait-for` at least
+    /// that: the engine's `fanout` applies to `sample` only).
     #[serde(default = "d_topology")]
     pub topology: Topology,
     /// The learning task: model, data, partition, optimiser, batch size, local steps.

@@ -96,11 +96,20 @@ pub fn gaussian<R: Rng + ?Sized>(own: &[f32], sigma: f32, rng: &mut R, out: &mut
 /// Section 5. If every Byzantine neighbour of `v` sends this, plain gossip moves `v` by
 /// `(1 - epsilon)` times its honest step: `epsilon = 1` freezes the victim at `x_v`, and
 /// `epsilon > 1` pushes it away from its neighbours. A victim with no Byzantine weight (zero,
-/// negative or not finite) cannot be moved, and `out` is set to `x_v`. Good models beyond the
+/// negative or not finite) cannot be moved, and `out` is set to `x_v`, as it is when no good
+/// neighbour is known. Good models beyond the
 /// length of `victim.good_weights` are ignored. Cost O(k d).
 pub fn dissensus(victim: &Victim<'_>, epsilon: f32, out: &mut [f32]) {
     check(&[victim.model], out.len());
-    check(victim.good, out.len());
+    // No good neighbour seen (an attacker whose only neighbour is its victim): nothing pulls the
+    // victim, and the forgery is the victim's own model.
+    for m in victim.good {
+        assert_eq!(
+            m.len(),
+            out.len(),
+            "model length differs from the output length"
+        );
+    }
     let byz = victim.byzantine_weight;
     let scale = if byz > 0.0 && byz.is_finite() {
         f64::from(epsilon) / byz
@@ -129,6 +138,20 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn dissensus_without_good_neighbours_sends_the_victims_model() {
+        let x = [1.0f32, -2.0, 3.0];
+        let victim = Victim {
+            model: &x,
+            good: &[],
+            good_weights: &[],
+            byzantine_weight: 0.5,
+        };
+        let mut out = [0.0f32; 3];
+        dissensus(&victim, 1.5, &mut out);
+        assert_eq!(out, x);
+    }
 
     const H: [[f32; 2]; 3] = [[1.0, -2.0], [3.0, 0.0], [5.0, 2.0]];
 

@@ -137,7 +137,10 @@ impl Simulation {
             // data the network would settle on their data (docs/results.md, "Dumbbell").
             if !matches!(s.topology, Topology::Sample { .. }) {
                 config.fanout = peers[i].len().max(1);
-                config.wait_for = config.fanout;
+                // At least the fanout: a node mixes once every drawn peer has answered, so a
+                // larger `wait-for` also waits for all (and keeps the rule's check on the
+                // scenario's `wait-for` for nodes of small degree).
+                config.wait_for = config.wait_for.max(config.fanout);
             }
             if let Topology::Sample { s } = s.topology {
                 config.fanout = s;
