@@ -373,6 +373,27 @@ fn churn_of_thirty_percent_stays_within_two_points_of_no_churn() {
     );
 }
 
+/// `nodes` honest nodes on the digits split Dirichlet(0.1), random 4-peer sampling, `rounds`
+/// rounds, evaluated every `every` rounds (the setting of `configs/sim/honest-bans.toml`).
+fn non_iid(nodes: usize, rounds: u64, every: u64) -> String {
+    format!(
+        r#"name = "ci"
+seed = 1
+nodes = {nodes}
+rounds = {rounds}
+topology = {{ kind = "sample", s = 4 }}
+[learning]
+model = {{ kind = "mlp", hidden = [32] }}
+data = {{ kind = "digits" }}
+partition = {{ kind = "dirichlet", alpha = 0.1 }}
+optimizer = {{ kind = "sgd", lr = 0.05, momentum = 0.9 }}
+local-steps = 4
+[eval]
+every-rounds = {every}
+"#
+    )
+}
+
 /// A long non-IID run with the default engine (ClippedGossip and the outlier screen), no
 /// attacker: no honest node ever bans an honest peer, not even for a while. Dirichlet(0.1) gives
 /// each node a few labels, so honest models are far apart and the screen is tempted. (The
@@ -380,21 +401,7 @@ fn churn_of_thirty_percent_stays_within_two_points_of_no_churn() {
 #[test]
 fn a_long_non_iid_run_bans_no_honest_peer() {
     let seed = seed(1);
-    let text = format!(
-        "name = \"ci\"\nseed = 1\nnodes = 16\nrounds = 300\n{}",
-        r#"
-topology = { kind = "sample", s = 4 }
-[learning]
-model = { kind = "mlp", hidden = [32] }
-data = { kind = "digits" }
-partition = { kind = "dirichlet", alpha = 0.1 }
-optimizer = { kind = "sgd", lr = 0.05, momentum = 0.9 }
-local-steps = 4
-[eval]
-every-rounds = 100
-"#
-    );
-    let r = run(&scenario(&text, seed), 2);
+    let r = run(&scenario(&non_iid(16, 300, 100), seed), 2);
     let context = format!("seed {seed}\n{}", r.rounds_csv());
     println!(
         "outlier drops {}, bans ended {}",
@@ -414,22 +421,7 @@ every-rounds = 100
 fn the_screen_does_not_cut_an_honest_non_iid_node_out_of_the_mix() {
     for seed in [seed(1), seed(4)] {
         let with_screen = |on: bool| {
-            let text = r#"
-name = "ci"
-seed = 1
-nodes = 4
-rounds = 1000
-topology = { kind = "sample", s = 4 }
-[learning]
-model = { kind = "mlp", hidden = [32] }
-data = { kind = "digits" }
-partition = { kind = "dirichlet", alpha = 0.1 }
-optimizer = { kind = "sgd", lr = 0.05, momentum = 0.9 }
-local-steps = 4
-[eval]
-every-rounds = 500
-"#;
-            let mut s = scenario(text, seed);
+            let mut s = scenario(&non_iid(4, 1000, 500), seed);
             if !on {
                 s.engine.outlier_factor = 0.0;
             }
