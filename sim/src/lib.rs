@@ -17,10 +17,12 @@
 //! how to mix, when a round ends, and what an attacker sends are the engine's.
 
 pub mod bench;
+pub mod compare;
 pub mod links;
 pub mod plot;
 mod pool;
 pub mod progress;
+mod reference;
 pub mod report;
 pub mod robustness;
 pub mod scenario;
@@ -28,7 +30,7 @@ pub mod simulation;
 
 pub use progress::Mode;
 pub use report::Report;
-pub use scenario::{Scenario, ScenarioError};
+pub use scenario::{Method, Scenario, ScenarioError};
 pub use simulation::Error;
 
 use std::path::PathBuf;
@@ -77,8 +79,11 @@ pub fn run(scenario: &Scenario, options: &Options) -> Result<Report, Error> {
     let scenario = resolve(scenario, options);
     let (learning, split) = scenario.learning.load(scenario.seed)?;
     let threads = options.threads.max(1);
-    let mut sim = simulation::Simulation::build(scenario.clone(), learning, split, threads)?;
     let mut progress = progress::Progress::new(options.progress);
+    if !scenario.method.is_protocol() {
+        return reference::run(scenario, learning, split, threads, &mut progress);
+    }
+    let mut sim = simulation::Simulation::build(scenario, learning, split, threads)?;
     sim.run(&mut progress);
     Ok(sim.report(threads))
 }

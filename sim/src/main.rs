@@ -1,14 +1,15 @@
 //! `murmur-sim`: runs many murmur nodes in one process, in virtual time.
 //!
 //! ```text
-//! murmur-sim run CONFIG [--out DIR] [--overwrite] [--threads N] [--seed S] [--dataset-dir DIR] [--quiet]
+//! murmur-sim run CONFIG [--out DIR] [--overwrite] [--threads N] [--seed S] [--method M] [--dataset-dir DIR] [--quiet]
 //! murmur-sim bench CONFIG [--threads N] [--seconds S] [--dataset-dir DIR]
+//! murmur-sim compare CONFIG... [--methods M,..] [--seeds 6-10] [--eval-every N] [--target ACC] [--out DIR] [--overwrite] [--splice FILE] [--threads N] [--dataset-dir DIR]
 //! murmur-sim robustness CONFIG [--out DIR] [--overwrite] [--splice FILE] [--threads N] [--dataset-dir DIR]
 //! ```
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use murmur_sim::{Mode, Options, Scenario};
+use murmur_sim::{Method, Mode, Options, Scenario};
 use std::io::Write as _;
 use std::path::PathBuf;
 
@@ -61,6 +62,10 @@ enum Command {
         /// Replace the scenario's seed.
         #[arg(long)]
         seed: Option<u64>,
+        /// Replace the scenario's method: protocol, synchronous (D-PSGD, or Epidemic Learning
+        /// on `sample`), parameter-server, robust-parameter-server or all-reduce.
+        #[arg(long)]
+        method: Option<Method>,
         /// Directory of MNIST-format files, replacing the scenario's `learning.data.dir`.
         #[arg(long)]
         dataset_dir: Option<PathBuf>,
@@ -84,28 +89,101 @@ enum Command {
         #[arg(long)]
         dataset_dir: Option<PathBuf>,
     },
+    /// Scenarios under several methods (the protocol and the synchronous references) over
+    /// several seeds: accuracy, bytes sent per node, virtual time, and time to a target
+    /// accuracy. Prints the table, then writes compare.md and compare.csv into the output
+    /// directory.
+    Compare {
+        /// The scenario files.
+        #[arg(required = true)]
+        configs: Vec<PathBuf>,
+        /// Methods, comma-separated.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "protocol,synchronous,parameter-server,all-reduce"
+        )]
+        methods: Vec<Method>,
+        /// An aggregation rule for the protocol rows (and robust-parameter-server's), as
+        /// comma-separated TOML keys: `--rule 'rule = "trimmed-mean", f = 1'`. Repeat for one
+        /// row per rule; without it, each scenario's own rule.
+        #[arg(long = "rule", value_name = "KEYS")]
+        rules: Vec<String>,
+        /// Seeds: a list and/or ranges, `6-10` or `1,3,5`.
+        #[arg(long, default_value = "6-10")]
+        seeds: String,
+        /// Evaluate every this many rounds (default: each scenario's schedule); the time to the
+        /// target is read at evaluation points.
+        #[arg(long)]
+        eval_every: Option<u64>,
+        /// The accuracy, in [0, 1], whose time to reach is reported.
+        #[arg(long, default_value_t = 0.9)]
+        target: f64,
+        #[command(flatten)]
+        table: Table,
+    },
     /// The robustness table: the scenario against every attack under every rule. Prints the
     /// table, then writes robustness.md and robustness.csv into the output directory.
     Robustness {
         /// The base scenario (its attacker count is used; see configs/sim/robustness.toml).
         config: PathBuf,
-        /// Output directory (default: runs/robustness-seed<seed>); it must be empty or missing.
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Replace the files of a table already in the output directory.
-        #[arg(long)]
-        overwrite: bool,
-        /// Also replace the marked robustness section of this Markdown file (for example
-        /// docs/results.md) with the table.
-        #[arg(long, value_name = "FILE")]
-        splice: Option<PathBuf>,
-        /// Worker threads (default: the available cores).
-        #[arg(long)]
-        threads: Option<usize>,
-        /// Directory of MNIST-format files, replacing the scenario's `learning.data.dir`.
-        #[arg(long)]
-        dataset_dir: Option<PathBuf>,
+        #[command(flatten)]
+        table: Table,
     },
+}
+
+/// Where a table command writes, and how it runs.
+#[derive(clap::Args, Debug)]
+struct Table {
+    /// Output directory (default: runs/<command>-<scenario>); it must be empty or missing.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Replace the files of a table already in the output directory.
+    #[arg(long)]
+    overwrite: bool,
+    /// Also replace the table's marked section of this Markdown file (for example
+    /// docs/results.md) with the table.
+    #[arg(long, value_name = "FILE")]
+    splice: Option<PathBuf>,
+    /// Worker threads (default: the available cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Directory of MNIST-format files, replacing the scenarios' `learning.data.dir`.
+    #[arg(long)]
+    dataset_dir: Option<PathBuf>,
+}
+
+impl Table {
+    /// Prints `section`, writes it and `csv` as `<stem>.md` and `<stem>.csv` into the output
+    /// directory, and splices it into the `--splice` file with `splice`.
+    fn write(
+        &self,
+        out: &std::path::Path,
+        stem: &str,
+        section: &str,
+        csv: String,
+        splice: impl Fn(&str) -> String,
+    ) -> anyhow::Result<()> {
+        // Printed first: the table is not lost if a write fails.
+        print!("{section}");
+        let _ = std::io::stdout().flush();
+        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        for (name, text) in [
+            (format!("{stem}.md"), section.to_owned()),
+            (format!("{stem}.csv"), csv),
+        ] {
+            let path = out.join(name);
+            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        }
+        if let Some(file) = &self.splice {
+            let old = std::fs::read_to_string(file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            std::fs::write(file, splice(&old))
+                .with_context(|| format!("writing {}", file.display()))?;
+        }
+        eprintln!("table in {}", out.display());
+        Ok(())
+    }
 }
 
 /// `dir` when it can take a run's outputs: missing, empty, or `overwrite` given.
@@ -117,6 +195,17 @@ fn output_dir(dir: PathBuf, overwrite: bool) -> anyhow::Result<PathBuf> {
         dir.display()
     );
     Ok(dir)
+}
+
+/// `command` measures the protocol: a scenario naming a reference method is refused.
+fn protocol_only(scenario: &Scenario, path: &std::path::Path, command: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        scenario.method.is_protocol(),
+        "{}: `method` = \"{}\": `murmur-sim {command}` measures the protocol; remove the key",
+        path.display(),
+        scenario.method
+    );
+    Ok(())
 }
 
 fn options(threads: Option<usize>, dataset_dir: Option<PathBuf>) -> anyhow::Result<Options> {
@@ -140,6 +229,7 @@ fn main() -> anyhow::Result<()> {
             overwrite,
             threads,
             seed,
+            method,
             dataset_dir,
             quiet,
         } => {
@@ -147,8 +237,19 @@ fn main() -> anyhow::Result<()> {
             if let Some(seed) = seed {
                 scenario.seed = seed;
             }
+            if let Some(method) = method {
+                scenario.method = method;
+                scenario
+                    .validate()
+                    .with_context(|| format!("{} with --method {method}", config.display()))?;
+            }
             let out = out.unwrap_or_else(|| {
-                PathBuf::from("runs").join(format!("{}-seed{}", scenario.name, scenario.seed))
+                let method = match scenario.method {
+                    Method::Protocol => String::new(),
+                    m => format!("-{m}"),
+                };
+                PathBuf::from("runs")
+                    .join(format!("{}{method}-seed{}", scenario.name, scenario.seed))
             });
             let out = output_dir(out, overwrite)?;
             let mut options = options(threads, dataset_dir)?;
@@ -169,6 +270,7 @@ fn main() -> anyhow::Result<()> {
             dataset_dir,
         } => {
             let scenario = Scenario::load(&config)?;
+            protocol_only(&scenario, &config, "bench")?;
             let options = options(threads, dataset_dir)?;
             let e = murmur_sim::bench::efficiency(
                 &scenario,
@@ -201,20 +303,93 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Robustness {
-            config,
-            out,
-            overwrite,
-            splice,
-            threads,
-            dataset_dir,
+        Command::Compare {
+            configs,
+            methods,
+            rules,
+            seeds,
+            eval_every,
+            target,
+            table,
         } => {
+            let seeds = murmur_sim::compare::parse_seeds(&seeds).map_err(anyhow::Error::msg)?;
+            anyhow::ensure!(!seeds.is_empty(), "--seeds names no seed");
+            anyhow::ensure!((0.0..=1.0).contains(&target), "--target must be in [0, 1]");
+            anyhow::ensure!(eval_every != Some(0), "--eval-every must be at least 1");
+            let rule_configs = rules
+                .iter()
+                .map(|r| murmur_sim::compare::parse_rule(r))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(anyhow::Error::msg)?;
+            let mut bases = Vec::with_capacity(configs.len());
+            for config in &configs {
+                let base = Scenario::load(config)?;
+                for &m in &methods {
+                    murmur_sim::compare::scenario(&base, m, base.seed, eval_every)
+                        .validate()
+                        .with_context(|| format!("{} with method {m}", config.display()))?;
+                }
+                bases.push(base);
+            }
+            let entries = murmur_sim::compare::entries(&bases, &methods, &rule_configs, eval_every);
+            let out = table.out.clone().unwrap_or_else(|| {
+                PathBuf::from("runs").join(format!("compare-{}", bases[0].name))
+            });
+            let out = output_dir(out, table.overwrite)?;
+            let options = options(table.threads, table.dataset_dir.clone())?;
+            let lines = murmur_sim::compare::run(
+                &entries,
+                &seeds,
+                target,
+                &options,
+                |label, report| {
+                    let last = &report.summary.last;
+                    eprintln!(
+                        "{label:<40} seed {:>3}: {:>6.2}% (average model {:>6.2}%) at {:.1}s virtual, {:.1}s wall",
+                        report.summary.seed,
+                        100.0 * last.acc_mean,
+                        100.0 * last.acc_average,
+                        report.summary.virtual_s,
+                        report.summary.wall_s
+                    );
+                },
+            )?;
+            let paths: Vec<String> = configs.iter().map(|c| c.display().to_string()).collect();
+            let names: Vec<&str> = methods.iter().map(|m| m.name()).collect();
+            let mut command = format!(
+                "murmur-sim compare {} --methods {} --seeds {}",
+                paths.join(" "),
+                names.join(","),
+                seeds
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            for rule in &rules {
+                command += &format!(" --rule '{rule}'");
+            }
+            if let Some(every) = eval_every {
+                command += &format!(" --eval-every {every}");
+            }
+            let key = bases[0].name.clone();
+            let section = murmur_sim::compare::section(&key, &lines, &seeds, &command, target);
+            table.write(
+                &out,
+                "compare",
+                &section,
+                murmur_sim::compare::csv(&lines)?,
+                |old| murmur_sim::compare::splice(old, &key, &section),
+            )
+        }
+        Command::Robustness { config, table } => {
             let base = Scenario::load(&config)?;
-            let out = out.unwrap_or_else(|| {
+            protocol_only(&base, &config, "robustness")?;
+            let out = table.out.clone().unwrap_or_else(|| {
                 PathBuf::from("runs").join(format!("robustness-seed{}", base.seed))
             });
-            let out = output_dir(out, overwrite)?;
-            let options = options(threads, dataset_dir)?;
+            let out = output_dir(out, table.overwrite)?;
+            let options = options(table.threads, table.dataset_dir.clone())?;
             let cells = murmur_sim::robustness::run(&base, &options, |cell, report| {
                 eprintln!(
                     "{:<30} {:<14} {:>6.2}% (worst {:>6.2}%) in {:.1}s",
@@ -229,26 +404,13 @@ fn main() -> anyhow::Result<()> {
             })?;
             let command = format!("murmur-sim robustness {}", config.display());
             let section = murmur_sim::robustness::section(&base, &cells, &command);
-            // Printed first: the table is not lost if a write fails.
-            print!("{section}");
-            let _ = std::io::stdout().flush();
-            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-            for (name, text) in [
-                ("robustness.md", section.clone()),
-                ("robustness.csv", murmur_sim::robustness::csv(&cells)?),
-            ] {
-                let path = out.join(name);
-                std::fs::write(&path, text)
-                    .with_context(|| format!("writing {}", path.display()))?;
-            }
-            if let Some(file) = splice {
-                let old = std::fs::read_to_string(&file)
-                    .with_context(|| format!("reading {}", file.display()))?;
-                std::fs::write(&file, murmur_sim::robustness::splice(&old, &section))
-                    .with_context(|| format!("writing {}", file.display()))?;
-            }
-            eprintln!("table in {}", out.display());
-            Ok(())
+            table.write(
+                &out,
+                "robustness",
+                &section,
+                murmur_sim::robustness::csv(&cells)?,
+                |old| murmur_sim::robustness::splice(old, &section),
+            )
         }
     }
 }

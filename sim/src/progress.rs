@@ -2,10 +2,10 @@
 //! evaluation point otherwise.
 
 use crate::report::Row;
-use crate::simulation::Simulation;
+use crate::scenario::Scenario;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// How progress is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,18 +62,15 @@ impl Progress {
     }
 
     /// Fraction done, from rounds or from virtual time, whichever is further.
-    fn fraction(sim: &Simulation, round: u64) -> f64 {
-        let s = &sim.scenario;
+    fn fraction(s: &Scenario, now: Duration, round: u64) -> f64 {
         let by_rounds = s.rounds.map_or(0.0, |r| round as f64 / r as f64);
-        let by_time = s
-            .duration_ms
-            .map_or(0.0, |d| sim.now().as_secs_f64() * 1e3 / d);
+        let by_time = s.duration_ms.map_or(0.0, |d| now.as_secs_f64() * 1e3 / d);
         by_rounds.max(by_time).clamp(0.0, 1.0)
     }
 
-    /// Reports an evaluation point.
-    pub(crate) fn point(&mut self, sim: &Simulation, row: &Row) {
-        let f = Self::fraction(sim, row.round_min);
+    /// Reports an evaluation point of a run of `scenario` at virtual time `now`.
+    pub(crate) fn point(&mut self, scenario: &Scenario, now: Duration, row: &Row) {
+        let f = Self::fraction(scenario, now, row.round_min);
         let line = format!(
             "[{:>5.1}%] t={:.1}s round {} acc {:.2}% (worst {:.2}%) consensus {:.3e} wall {:.1}s",
             100.0 * f,
@@ -99,17 +96,16 @@ impl Progress {
         }
     }
 
-    /// Moves the bar on between evaluation points.
-    pub(crate) fn tick(&mut self, sim: &Simulation) {
+    /// Moves the bar on between evaluation points (`round`: the last point's).
+    pub(crate) fn tick(&mut self, scenario: &Scenario, now: Duration, round: u64) {
         if let Some(bar) = &self.bar {
-            let round = sim.rows.last().map_or(0, |r| r.round_min);
-            let f = Self::fraction(sim, round).max(Self::fraction(sim, 0));
+            let f = Self::fraction(scenario, now, round);
             bar.set_position((f * STEPS as f64) as u64);
         }
     }
 
     /// Ends the bar.
-    pub(crate) fn finish(&mut self, _sim: &Simulation) {
+    pub(crate) fn finish(&mut self) {
         if let Some(bar) = &self.bar {
             bar.finish_with_message(format!(
                 "done in {:.1}s",

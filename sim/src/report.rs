@@ -96,6 +96,8 @@ impl Row {
 pub struct Summary {
     /// The scenario's name.
     pub name: String,
+    /// What ran: `protocol` or a reference method (see [`crate::scenario::Method`]).
+    pub method: &'static str,
     /// Its seed.
     pub seed: u64,
     /// Nodes.
@@ -145,6 +147,9 @@ pub struct Summary {
     pub honest_bans_total: u64,
     /// Bans that ended (on the outlier screen's evidence alone, they last a while).
     pub unbans: u64,
+    /// Mixes an honest node (or a robust parameter server) skipped because the rule refused
+    /// the inputs it had (too few for its parameters).
+    pub skipped_mixes: u64,
 }
 
 /// A node that came back after leaving: a restarted process.

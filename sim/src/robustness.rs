@@ -312,9 +312,14 @@ pub fn csv(cells: &[Cell]) -> Result<String, csv::Error> {
 
 /// `text` with the section between [`MARKERS`] replaced by `section` (appended if absent).
 pub fn splice(text: &str, section: &str) -> String {
-    match (text.find(MARKERS.0), text.find(MARKERS.1)) {
+    splice_between(text, section, MARKERS)
+}
+
+/// `text` with the section between `markers` replaced by `section` (appended if absent).
+pub(crate) fn splice_between(text: &str, section: &str, markers: (&str, &str)) -> String {
+    match (text.find(markers.0), text.find(markers.1)) {
         (Some(a), Some(b)) if b > a => {
-            let end = b + MARKERS.1.len();
+            let end = b + markers.1.len();
             let rest = text[end..].strip_prefix('\n').unwrap_or(&text[end..]);
             format!("{}{}{}", &text[..a], section, rest)
         }

@@ -65,3 +65,73 @@ fn run_writes_its_outputs_and_refuses_a_used_folder_unless_told() {
         "{stderr}"
     );
 }
+
+#[test]
+fn compare_tables_methods_over_seeds_and_splices_its_section() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cli.toml");
+    std::fs::write(&config, SCENARIO).unwrap();
+    let doc = dir.path().join("results.md");
+    std::fs::write(
+        &doc,
+        "# Results\n\n<!-- compare:cli:begin -->\nold\n<!-- compare:cli:end -->\nafter\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let done = run(&[
+        "compare",
+        config.to_str().unwrap(),
+        "--methods",
+        "protocol,all-reduce",
+        "--rule",
+        r#"rule = "trimmed-mean", f = 1"#,
+        "--seeds",
+        "1-2",
+        "--out",
+        out.to_str().unwrap(),
+        "--splice",
+        doc.to_str().unwrap(),
+    ]);
+    assert!(done.status.success(), "{done:?}");
+    let md = std::fs::read_to_string(out.join("compare.md")).unwrap();
+    assert!(md.contains("| cli / protocol, trimmed-mean(f=1) |"), "{md}");
+    assert!(md.contains("| cli / all-reduce |"), "{md}");
+    let csv = std::fs::read_to_string(out.join("compare.csv")).unwrap();
+    assert_eq!(
+        csv.lines().count(),
+        1 + 2 * 2,
+        "a header and one line per run: {csv}"
+    );
+    let spliced = std::fs::read_to_string(&doc).unwrap();
+    assert!(
+        !spliced.contains("old")
+            && spliced.contains("| cli / all-reduce |")
+            && spliced.ends_with("after\n"),
+        "{spliced}"
+    );
+
+    // A reference method refuses what it cannot model, naming the key.
+    let churn = dir.path().join("churn.toml");
+    std::fs::write(&churn, format!("{SCENARIO}[churn]\njoiners = 1\n")).unwrap();
+    let refused = run(&[
+        "run",
+        churn.to_str().unwrap(),
+        "--method",
+        "synchronous",
+        "--quiet",
+    ]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("churn.toml")
+            && stderr.contains("`method` = synchronous")
+            && stderr.contains("[churn]"),
+        "{stderr}"
+    );
+    let unknown = run(&["run", churn.to_str().unwrap(), "--method", "gossip"]);
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        stderr.contains("unknown method `gossip`") && stderr.contains("all-reduce"),
+        "{stderr}"
+    );
+}

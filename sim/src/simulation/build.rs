@@ -54,6 +54,24 @@ pub(crate) fn assign_attackers(s: &Scenario) -> Vec<Option<(Attack, bool)>> {
     out
 }
 
+/// Virtual time of each node's training job of a round: `local-steps x step-ms x` its speed
+/// factor.
+pub(crate) fn compute_times(s: &Scenario, learning: &Learning) -> Vec<Duration> {
+    let step = Duration::from_secs_f64(s.compute.step_ms / 1e3);
+    links::speed_factors(&s.compute, s.nodes, s.seed)
+        .iter()
+        .map(|&k| step.mul_f64(k * learning.local_steps as f64))
+        .collect()
+}
+
+/// The test set an evaluation uses: the first `eval.test-samples` of `test`, or all of it.
+pub(crate) fn test_set(test: Dataset, s: &Scenario) -> Dataset {
+    match s.eval.test_samples {
+        Some(k) if k < test.len() => test.select(&(0..k as u32).collect::<Vec<_>>()),
+        _ => test,
+    }
+}
+
 /// A copy of `data` with every label flipped by [`attack::flip_label`].
 fn flipped(data: &Dataset) -> Dataset {
     let mut features = Vec::with_capacity(data.len() * data.shape().len());
@@ -160,12 +178,7 @@ impl Simulation {
                 }),
             });
         }
-        let speed = links::speed_factors(&s.compute, n, s.seed);
-        let step = Duration::from_secs_f64(s.compute.step_ms / 1e3);
-        let compute: Vec<Duration> = speed
-            .iter()
-            .map(|&k| step.mul_f64(k * learning.local_steps as f64))
-            .collect();
+        let compute = compute_times(s, &learning);
         let links = Links::new(&s.network, n, s.seed);
         let world = World::new(trainers, compute, links, learning.local_steps, threads);
         let gossip = Gossip {
@@ -184,13 +197,7 @@ impl Simulation {
             }
         }
         cluster.set_drop(s.network.loss);
-        let mut test = split.test;
-        if let Some(k) = s.eval.test_samples
-            && k < test.len()
-        {
-            let first: Vec<u32> = (0..k as u32).collect();
-            test = test.select(&first);
-        }
+        let test = test_set(split.test, s);
         let mut sim = Simulation {
             learning,
             test,
@@ -211,6 +218,7 @@ impl Simulation {
             restarts: Vec::new(),
             honest_bans_total: 0,
             unbans: 0,
+            skipped_mixes: 0,
             eval_wall: Duration::ZERO,
             started: Instant::now(),
             events_at_eval: u64::MAX,

@@ -5,6 +5,8 @@ use super::Simulation;
 use crate::links::{self, stream};
 use crate::pool;
 use crate::report::Row;
+use murmur_learn::data::Dataset;
+use murmur_learn::train::Setup as Learning;
 use murmur_protocol::engine::{Rejection, Stats};
 use rand::seq::SliceRandom;
 use std::time::Instant;
@@ -17,60 +19,22 @@ impl Simulation {
         let honest: Vec<usize> = (0..n)
             .filter(|&i| self.cluster.is_online(i) && !self.byzantine[i])
             .collect();
-        let dim = self.learning.arch.num_params();
-        // The honest average model and the mean squared distance to it, in f64, in node order.
-        let mut sum = vec![0f64; dim];
-        for &i in &honest {
-            for (s, &x) in sum.iter_mut().zip(self.cluster.engine(i).model()) {
-                *s += f64::from(x);
-            }
-        }
-        let k = honest.len().max(1) as f64;
-        let average: Vec<f32> = sum.iter().map(|s| (s / k) as f32).collect();
-        let consensus = honest
-            .iter()
-            .map(|&i| {
-                self.cluster
-                    .engine(i)
-                    .model()
-                    .iter()
-                    .zip(&sum)
-                    .map(|(&x, s)| {
-                        let d = f64::from(x) - s / k;
-                        d * d
-                    })
-                    .sum::<f64>()
-            })
-            .sum::<f64>()
-            / k;
-        let point = self.rows.len();
-        let mut sample = honest.clone();
-        if sample.len() > self.scenario.eval.sample {
-            let mut rng = links::rng(self.scenario.seed, stream::EVAL, point as u64);
-            sample.shuffle(&mut rng);
-            sample.truncate(self.scenario.eval.sample);
-            sample.sort_unstable();
-        }
-        let mut models: Vec<&[f32]> = sample
+        let models: Vec<&[f32]> = honest
             .iter()
             .map(|&i| self.cluster.engine(i).model())
             .collect();
-        models.push(&average);
-        let device = self
-            .learning
-            .backend
-            .device()
-            .expect("the backend was checked at load");
-        let evals = pool::evaluate(
-            &self.learning.arch,
-            models,
+        let point = self.rows.len();
+        let a = assess(
+            &models,
+            &Sampling {
+                size: self.scenario.eval.sample,
+                seed: self.scenario.seed,
+                point,
+            },
+            &self.learning,
             &self.test,
-            &device,
             self.threads,
         );
-        let (avg, nodes) = evals.split_last().expect("the average is evaluated");
-        let accs: Vec<f64> = nodes.iter().map(|e| e.accuracy).collect();
-        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
         let mut stats = Stats::default();
         for i in (0..n).filter(|&i| !self.byzantine[i]) {
             stats.add(self.cluster.earlier_lives(i));
@@ -97,13 +61,13 @@ impl Simulation {
             round_mean: mean(&rounds.iter().map(|&r| r as f64).collect::<Vec<_>>()),
             round_max: rounds.iter().copied().max().unwrap_or(0),
             online: honest.len(),
-            evaluated: nodes.len(),
-            acc_mean: mean(&accs),
-            acc_worst: accs.iter().copied().fold(f64::INFINITY, f64::min),
-            acc_best: accs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-            acc_average: avg.accuracy,
-            loss_mean: mean(&nodes.iter().map(|e| e.loss).collect::<Vec<_>>()),
-            consensus,
+            evaluated: a.evaluated,
+            acc_mean: a.acc_mean,
+            acc_worst: a.acc_worst,
+            acc_best: a.acc_best,
+            acc_average: a.acc_average,
+            loss_mean: a.loss_mean,
+            consensus: a.consensus,
             bytes_sent: stats.bytes_sent,
             dropped: self.cluster.counters().dropped,
             rejected: Rejection::ALL
@@ -118,4 +82,85 @@ impl Simulation {
             screen_pulled_in: stats.pulled_in,
         });
     }
+}
+
+/// Which of the models an evaluation point evaluates one by one: all when there are at most
+/// `size`, else a sample drawn by the run's `seed` and the `point`'s index.
+pub(crate) struct Sampling {
+    pub size: usize,
+    pub seed: u64,
+    pub point: usize,
+}
+
+/// The accuracy figures of one evaluation point.
+pub(crate) struct Assessed {
+    pub evaluated: usize,
+    pub acc_mean: f64,
+    pub acc_worst: f64,
+    pub acc_best: f64,
+    pub acc_average: f64,
+    pub loss_mean: f64,
+    pub consensus: f64,
+}
+
+/// Evaluates honest `models` on `test`: a sample of them one by one, and their average; and
+/// their consensus distance (mean squared distance to the average, in f64, in input order).
+pub(crate) fn assess(
+    models: &[&[f32]],
+    sampling: &Sampling,
+    learning: &Learning,
+    test: &Dataset,
+    threads: usize,
+) -> Assessed {
+    let dim = learning.arch.num_params();
+    let mut sum = vec![0f64; dim];
+    for m in models {
+        for (s, &x) in sum.iter_mut().zip(*m) {
+            *s += f64::from(x);
+        }
+    }
+    let k = models.len().max(1) as f64;
+    let average: Vec<f32> = sum.iter().map(|s| (s / k) as f32).collect();
+    let consensus = models
+        .iter()
+        .map(|m| {
+            m.iter()
+                .zip(&sum)
+                .map(|(&x, s)| {
+                    let d = f64::from(x) - s / k;
+                    d * d
+                })
+                .sum::<f64>()
+        })
+        .sum::<f64>()
+        / k;
+    let mut sample: Vec<usize> = (0..models.len()).collect();
+    if sample.len() > sampling.size {
+        let mut rng = links::rng(sampling.seed, stream::EVAL, sampling.point as u64);
+        sample.shuffle(&mut rng);
+        sample.truncate(sampling.size);
+        sample.sort_unstable();
+    }
+    let mut evaluated: Vec<&[f32]> = sample.iter().map(|&i| models[i]).collect();
+    evaluated.push(&average);
+    let device = learning
+        .backend
+        .device()
+        .expect("the backend was checked at load");
+    let evals = pool::evaluate(&learning.arch, evaluated, test, &device, threads);
+    let (avg, nodes) = evals.split_last().expect("the average is evaluated");
+    let accs: Vec<f64> = nodes.iter().map(|e| e.accuracy).collect();
+    Assessed {
+        evaluated: nodes.len(),
+        acc_mean: mean(&accs),
+        acc_worst: accs.iter().copied().fold(f64::INFINITY, f64::min),
+        acc_best: accs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        acc_average: avg.accuracy,
+        loss_mean: mean(&nodes.iter().map(|e| e.loss).collect::<Vec<_>>()),
+        consensus,
+    }
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len().max(1) as f64
 }

@@ -17,6 +17,9 @@ mod build;
 mod measure;
 mod world;
 
+pub(crate) use build::{assign_attackers, compute_times, test_set};
+pub(crate) use measure::{Sampling, assess};
+
 use crate::progress::Progress;
 use crate::report::{Restart, Row, Window};
 use crate::scenario::Scenario;
@@ -42,6 +45,9 @@ pub enum Error {
     /// The topology's graph file cannot be read or is not a valid graph.
     #[error("{0}")]
     Graph(Box<crate::scenario::ScenarioError>),
+    /// A reference method cannot run this scenario.
+    #[error("method: {0}")]
+    Reference(String),
 }
 
 /// What the scenario schedules, by tag of [`Cluster::schedule`].
@@ -89,6 +95,8 @@ pub(crate) struct Simulation {
     /// Bans of honest peers by honest nodes, ended or not; bans that ended.
     honest_bans_total: u64,
     unbans: u64,
+    /// Mixes honest nodes skipped.
+    skipped_mixes: u64,
     eval_wall: Duration,
     started: Instant,
     events_at_eval: u64,
@@ -107,7 +115,11 @@ impl Simulation {
         self.started = Instant::now();
         let limit = self.scenario.duration_ms.map_or(Duration::MAX, build::ms);
         self.evaluate();
-        progress.point(self, self.rows.last().expect("evaluated"));
+        progress.point(
+            &self.scenario,
+            self.now(),
+            self.rows.last().expect("evaluated"),
+        );
         while !self.done() {
             let Some(step) = self.cluster.step(limit) else {
                 break;
@@ -115,16 +127,28 @@ impl Simulation {
             let eval = self.on_step(step);
             if eval || self.round_eval_due() {
                 self.evaluate();
-                progress.point(self, self.rows.last().expect("evaluated"));
+                progress.point(
+                    &self.scenario,
+                    self.now(),
+                    self.rows.last().expect("evaluated"),
+                );
             } else if self.cluster.counters().events.is_multiple_of(256) {
-                progress.tick(self);
+                progress.tick(
+                    &self.scenario,
+                    self.now(),
+                    self.rows.last().map_or(0, |r| r.round_min),
+                );
             }
         }
         if self.events_at_eval != self.cluster.counters().events {
             self.evaluate();
-            progress.point(self, self.rows.last().expect("evaluated"));
+            progress.point(
+                &self.scenario,
+                self.now(),
+                self.rows.last().expect("evaluated"),
+            );
         }
-        progress.finish(self);
+        progress.finish();
     }
 
     fn done(&self) -> bool {
@@ -166,6 +190,9 @@ impl Simulation {
                 ..
             } => {
                 self.set_completed(node, completed);
+                if !self.byzantine[node] && skipped {
+                    self.skipped_mixes += 1;
+                }
                 if !self.byzantine[node] && !skipped {
                     self.window.received += peers.len() as u64;
                     self.window.clipped += clipped as u64;
@@ -297,6 +324,7 @@ impl Simulation {
         Report {
             summary: Summary {
                 name: self.scenario.name.clone(),
+                method: self.scenario.method.name(),
                 seed: self.scenario.seed,
                 nodes,
                 byzantine: self.byzantine.iter().filter(|b| **b).count(),
@@ -321,6 +349,7 @@ impl Simulation {
                 restarts: self.restarts.clone(),
                 honest_bans_total: self.honest_bans_total,
                 unbans: self.unbans,
+                skipped_mixes: self.skipped_mixes,
             },
             rows: self.rows.clone(),
             scenario_toml: self.scenario.to_toml(),
