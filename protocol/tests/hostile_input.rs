@@ -131,6 +131,7 @@ fn a_million_hostile_inputs_neither_panic_nor_over_allocate() {
         model: vec![0.0; DIM],
         seed: 1,
         adversary: None,
+        weights: Default::default(),
     })
     .unwrap();
     let start = Input::Start {

@@ -12,7 +12,7 @@
 //! The attackers of a scenario do not run here: a reference is the attack-free baseline of the
 //! same honest nodes, and on a fixed graph it mixes over the graph the honest nodes induce.
 
-use crate::links::{self, Links, stream};
+use crate::links::{self, Links};
 use crate::pool;
 use crate::progress::Progress;
 use crate::report::{Report, Row, Summary, peak_rss_bytes};
@@ -132,20 +132,6 @@ pub(crate) fn run(
     Ok(r.report(threads))
 }
 
-/// The graph a fixed topology gives the nodes (None for `sample`).
-fn graph(s: &Scenario) -> Result<Option<Graph>, Error> {
-    match s.topology {
-        Topology::Sample { .. } => Ok(None),
-        Topology::File { .. } => s.graph().map_err(|e| Error::Graph(Box::new(e))),
-        ref t => {
-            let mut rng = links::rng(s.seed, stream::CONNECTIONS, u64::MAX);
-            Graph::build(t, s.nodes, &mut rng)
-                .map(Some)
-                .map_err(Error::Topology)
-        }
-    }
-}
-
 /// The mixing of D-PSGD on the graph `g` induces on `nodes` (renumbered by position):
 /// Metropolis-Hastings weights when it is undirected, uniform weights when those are doubly
 /// stochastic (a directed regular graph such as the exponential graph of a power of two).
@@ -258,7 +244,7 @@ impl Reference {
         let compute = nodes.iter().map(|&i| compute[i]).collect();
         let mixer = match s.method {
             Method::Protocol => unreachable!("the protocol is run by the simulation"),
-            Method::Synchronous => match (&s.topology, graph(s)?) {
+            Method::Synchronous => match (&s.topology, simulation::fixed_graph(s)?) {
                 (Topology::Sample { s: k }, _) => {
                     let connections =
                         links::connections(s.nodes, s.network.max_connections, s.seed);
@@ -539,6 +525,7 @@ impl Reference {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::links::stream;
 
     fn rows(m: &Mixer) -> &[Vec<(usize, f64)>] {
         match m {

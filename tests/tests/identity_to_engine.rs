@@ -15,6 +15,7 @@ fn engine(run: RunId, key: murmur_protocol::Identity) -> Engine {
         model: vec![0.0; 8],
         seed: 7,
         adversary: None,
+        weights: Default::default(),
     })
     .unwrap();
     let start = Input::Start {

@@ -236,6 +236,7 @@ pub fn engine(r: &Resolved, local: &start::Local) -> Result<Engine, Error> {
             f: c.node.attack_f,
             push: c.node.attack_push,
         }),
+        weights: Default::default(),
     })?)
 }
 

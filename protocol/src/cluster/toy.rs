@@ -94,6 +94,7 @@ pub(crate) fn setup(i: usize, config: &Config, dim: usize, seed: u64) -> Setup {
         model: vec![0.0; dim],
         seed,
         adversary: None,
+        weights: Default::default(),
     }
 }
 

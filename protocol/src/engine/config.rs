@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 /// wait-for = 4             # answers to collect before mixing (m)
 /// round-timeout-ms = 2000  # longest wait for them after local training
 /// max-staleness = 4        # models more than this many rounds behind are not mixed
+/// staleness-decay = 0.5    # a model k rounds behind weighs (1 + k)^-0.5 in the mix; 0 = equal
 /// max-ahead = 1000         # models more than this many rounds ahead are not mixed
 /// aggregation = { rule = "clipped-gossip" }
 /// outlier-factor = 2.5     # pull in models this many times farther than the median; 0 = off
@@ -36,6 +37,13 @@ pub struct Config {
     /// (`lagging`), and one catch-up to its peers' rounds moves at most this many rounds.
     /// Default 4.
     pub max_staleness: u64,
+    /// How much a late model's weight in the mix falls with its age: a model `k` rounds behind
+    /// the node's own weighs `(1 + k)^-a` against 1 for the node's own model and for models of
+    /// its round or ahead (the polynomial staleness function of FedAsync, Xie et al. 2019), so a
+    /// straggler's model still counts, less than a fresh one, up to `max-staleness`. 0 weighs
+    /// every mixed model equally. Rules that take no weights (median, trimmed mean, Meamed,
+    /// Krum) ignore it. Default 0.5.
+    pub staleness_decay: f64,
     /// A model whose round is more than this many rounds ahead of the node's own is not mixed
     /// (`ahead`, no penalty: this node may be the slow one). Default 1000.
     pub max_ahead: u64,
@@ -66,6 +74,9 @@ pub struct Config {
     pub rounds: Option<u64>,
 }
 
+/// Default of [`Config::staleness_decay`].
+pub const DEFAULT_STALENESS_DECAY: f64 = 0.5;
+
 /// Default of [`Config::outlier_factor`].
 pub const DEFAULT_OUTLIER_FACTOR: f64 = 2.5;
 
@@ -76,6 +87,7 @@ impl Default for Config {
             wait_for: 4,
             round_timeout_ms: 2000,
             max_staleness: 4,
+            staleness_decay: DEFAULT_STALENESS_DECAY,
             max_ahead: 1000,
             aggregation: aggregate::Config::default(),
             outlier_factor: DEFAULT_OUTLIER_FACTOR,
@@ -143,6 +155,13 @@ impl Config {
                 "outlier-factor",
                 &self.outlier_factor,
                 "must be 0 (off) or a finite number above 1",
+            );
+        }
+        if !(self.staleness_decay.is_finite() && (0.0..=8.0).contains(&self.staleness_decay)) {
+            return bad(
+                "staleness-decay",
+                &self.staleness_decay,
+                "must be in [0, 8] (0: equal weights)",
             );
         }
         if self.max_peers == 0 {

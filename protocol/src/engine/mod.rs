@@ -414,6 +414,13 @@ pub struct Setup {
     pub seed: u64,
     /// Set to make this node Byzantine.
     pub adversary: Option<Adversary>,
+    /// Static mixing weights on a fixed graph: `W_ij` for each in-neighbour `j`, by key (for
+    /// example Metropolis-Hastings weights, which keep the network's average). The node's own
+    /// model takes what the received models do not: a neighbour that does not answer in time
+    /// leaves its weight with the node, and a late model's weight falls with its age
+    /// ([`Config::staleness_decay`]) the same way. Empty with peer sampling: the own and the
+    /// received models then weigh alike (up to their age).
+    pub weights: BTreeMap<PeerKey, f64>,
 }
 
 #[derive(Debug, Clone)]
@@ -477,6 +484,8 @@ pub struct Engine {
     rng: ChaCha8Rng,
     stats: Stats,
     adversary: Option<Adversary>,
+    /// Static mixing weights by in-neighbour (see [`Setup::weights`]).
+    weights: BTreeMap<PeerKey, f64>,
     sent: VecDeque<Arc<[u8]>>,
     last_received: BTreeMap<PeerKey, Vec<f32>>,
     last_update: Option<Arc<[u8]>>,
@@ -493,6 +502,7 @@ impl Engine {
             model,
             seed,
             adversary,
+            weights,
         } = setup;
         config.validate()?;
         if model.is_empty() {
@@ -538,6 +548,7 @@ impl Engine {
             outputs: VecDeque::new(),
             stats: Stats::default(),
             adversary,
+            weights,
             sent: VecDeque::new(),
             last_received: BTreeMap::new(),
             last_update: None,

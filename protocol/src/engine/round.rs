@@ -247,13 +247,28 @@ impl Engine {
         inputs.push(&self.model);
         inputs.extend(received.values().map(|p| p.params.as_slice()));
         let n = inputs.len();
+        let weights = if self.weights.is_empty() {
+            staleness_weights(
+                self.round,
+                received.values().map(|p| p.round),
+                self.config.staleness_decay,
+            )
+        } else {
+            graph_weights(
+                self.round,
+                received
+                    .iter()
+                    .map(|(k, p)| (self.weights.get(k).copied(), p.round)),
+                self.config.staleness_decay,
+            )
+        };
         let (clipped, skipped) = if received.is_empty() || n < self.aggregator.min_inputs() {
             (0, true)
         } else {
             match self.aggregator.aggregate_screened(
                 &self.model,
                 &inputs,
-                &[],
+                &weights,
                 screened,
                 &mut self.rng,
                 &mut self.scratch,
@@ -298,5 +313,71 @@ impl Engine {
         let cap = self.round.saturating_add(self.config.max_staleness);
         self.round = self.round.max(median_round.saturating_sub(1).min(cap));
         self.start_round();
+    }
+}
+
+/// The mix weights on a fixed graph: each received model from a peer with static weight `w` and
+/// `k` rounds behind weighs `w (1 + k)^-decay`, and the own model (first) takes the rest of 1. A
+/// received model from a peer without a static weight (not a neighbour of the graph) gets the
+/// smallest static weight of the others, so it can never outweigh a neighbour.
+pub(super) fn graph_weights(
+    round: u64,
+    received: impl Iterator<Item = (Option<f64>, u64)>,
+    decay: f64,
+) -> Vec<f32> {
+    let received: Vec<(Option<f64>, u64)> = received.collect();
+    let least = received
+        .iter()
+        .filter_map(|(w, _)| *w)
+        .fold(f64::INFINITY, f64::min);
+    let least = if least.is_finite() { least } else { 0.0 };
+    let mut w = vec![0.0f64];
+    for (static_w, r) in received {
+        let age = round.saturating_sub(r);
+        w.push(static_w.unwrap_or(least).max(0.0) * (1.0 + age as f64).powf(-decay));
+    }
+    let taken: f64 = w.iter().sum();
+    // Metropolis-Hastings rows leave the own model a positive share; keep one for any table.
+    w[0] = (1.0 - taken).max(1e-3);
+    // The rules take positive weights: a zero-weight input is kept at a negligible weight.
+    w.iter().map(|&x| x.max(1e-9) as f32).collect()
+}
+
+/// The mix weights of the own model (first, weight 1) and of received models of `rounds` at a
+/// node in round `round`: `(1 + k)^-decay` for a model `k` rounds behind, 1 for one of the
+/// round or ahead. Empty (all equal) when nothing is behind or `decay` is 0.
+pub(super) fn staleness_weights(
+    round: u64,
+    rounds: impl Iterator<Item = u64>,
+    decay: f64,
+) -> Vec<f32> {
+    let mut any_late = false;
+    let mut w = vec![1.0f32];
+    for r in rounds {
+        let age = round.saturating_sub(r);
+        any_late |= age > 0;
+        w.push((1.0 + age as f64).powf(-decay) as f32);
+    }
+    if decay == 0.0 || !any_late {
+        w.clear();
+    }
+    w
+}
+
+#[cfg(test)]
+mod staleness_tests {
+    use super::staleness_weights;
+
+    #[test]
+    fn a_late_model_weighs_less_with_its_age_and_none_weighs_more_than_the_own() {
+        let w = staleness_weights(10, [10, 9, 7, 12].into_iter(), 0.5);
+        let expect = [1.0, 1.0, 0.5f32.sqrt(), 0.5, 1.0];
+        for (a, b) in w.iter().zip(expect) {
+            assert!((a - b).abs() < 1e-6, "{w:?}");
+        }
+        assert_eq!(w.len(), 5);
+        // Nothing late, or no decay: equal weights (the empty list).
+        assert!(staleness_weights(10, [10, 11].into_iter(), 0.5).is_empty());
+        assert!(staleness_weights(10, [3].into_iter(), 0.0).is_empty());
     }
 }

@@ -11,10 +11,12 @@ use murmur_learn::train::{Setup as Learning, Trainer};
 use murmur_protocol::attack::{self, Attack};
 use murmur_protocol::cluster::{Cluster, Gossip};
 use murmur_protocol::engine::{Adversary, Setup};
+use murmur_protocol::sign::PeerKey;
 use murmur_protocol::sign::{Identity, RunId};
-use murmur_protocol::topology::{Graph, Topology};
+use murmur_protocol::topology::{Graph, Topology, Weights};
 use rand::RngCore;
 use rand::seq::SliceRandom;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// The tag of time-scheduled evaluations: the first entry of the schedule.
@@ -84,31 +86,49 @@ fn flipped(data: &Dataset) -> Dataset {
     Dataset::new(features, labels, data.shape(), data.classes())
 }
 
-/// Per-node out-neighbours: the connection set for peer sampling, the graph's out-neighbours
-/// for a fixed topology.
-fn neighbours(s: &Scenario) -> Result<Vec<Vec<usize>>, Error> {
+/// The graph of a fixed topology (`None` for peer sampling): read from its file, or built from
+/// the seed.
+pub(crate) fn fixed_graph(s: &Scenario) -> Result<Option<Graph>, Error> {
     match s.topology {
         Topology::Sample { s: 0 } => Err(Error::Topology(
             murmur_protocol::topology::Error::SampleSize,
         )),
-        Topology::Sample { .. } => Ok(links::connections(
-            s.nodes,
-            s.network.max_connections,
-            s.seed,
-        )),
-        Topology::File { .. } => {
-            let g = s
-                .graph()
-                .map_err(|e| Error::Graph(Box::new(e)))?
-                .expect("a file topology has a graph");
-            Ok((0..s.nodes).map(|i| g.out_neighbours(i).to_vec()).collect())
-        }
+        Topology::Sample { .. } => Ok(None),
+        Topology::File { .. } => s.graph().map_err(|e| Error::Graph(Box::new(e))),
         ref t => {
             let mut rng = links::rng(s.seed, stream::CONNECTIONS, u64::MAX);
-            let g = Graph::build(t, s.nodes, &mut rng).map_err(Error::Topology)?;
-            Ok((0..s.nodes).map(|i| g.out_neighbours(i).to_vec()).collect())
+            Graph::build(t, s.nodes, &mut rng)
+                .map(Some)
+                .map_err(Error::Topology)
         }
     }
+}
+
+/// Per-node out-neighbours: the connection set for peer sampling, the graph's out-neighbours
+/// for a fixed topology.
+fn neighbours(s: &Scenario, graph: Option<&Graph>) -> Vec<Vec<usize>> {
+    match graph {
+        None => links::connections(s.nodes, s.network.max_connections, s.seed),
+        Some(g) => (0..s.nodes).map(|i| g.out_neighbours(i).to_vec()).collect(),
+    }
+}
+
+/// Each node's static mixing weights on a fixed graph, by in-neighbour: Metropolis-Hastings on
+/// an undirected graph, uniform on a directed one (doubly stochastic when in- and out-degrees
+/// are all equal, as on the exponential graph). Empty for peer sampling.
+fn mixing_weights(s: &Scenario, graph: Option<&Graph>) -> Vec<BTreeMap<PeerKey, f64>> {
+    let Some(g) = graph else {
+        return vec![BTreeMap::new(); s.nodes];
+    };
+    let w = Weights::metropolis_hastings(g).unwrap_or_else(|_| Weights::uniform(g));
+    (0..s.nodes)
+        .map(|i| {
+            g.in_neighbours(i)
+                .iter()
+                .map(|&j| (identity(s.seed, j).public(), w.get(i, j)))
+                .collect()
+        })
+        .collect()
 }
 
 impl Simulation {
@@ -131,7 +151,9 @@ impl Simulation {
             .flatten()
             .any(|(a, _)| a.flips_labels())
             .then(|| flipped(&split.train));
-        let peers = neighbours(s)?;
+        let graph = fixed_graph(s)?;
+        let peers = neighbours(s, graph.as_ref());
+        let mut weights = mixing_weights(s, graph.as_ref()).into_iter();
         let model = learning.arch.init(s.seed);
         let run = RunId::derive(format!("murmur-sim {} seed {}", s.name, s.seed).as_bytes());
         let mut trainers = Vec::with_capacity(n);
@@ -176,6 +198,7 @@ impl Simulation {
                     f: Some(f),
                     push,
                 }),
+                weights: weights.next().expect("one table per node"),
             });
         }
         let compute = compute_times(s, &learning);

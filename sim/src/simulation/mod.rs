@@ -17,7 +17,7 @@ mod build;
 mod measure;
 mod world;
 
-pub(crate) use build::{assign_attackers, compute_times, test_set};
+pub(crate) use build::{assign_attackers, compute_times, fixed_graph, test_set};
 pub(crate) use measure::{Sampling, assess};
 
 use crate::progress::Progress;

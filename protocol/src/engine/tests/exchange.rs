@@ -630,3 +630,71 @@ fn centered_clipping_starts_from_the_own_model() {
         e.model()
     );
 }
+
+/// On a fixed graph a node mixes with its static weights (Metropolis-Hastings in the
+/// simulator): each neighbour's model weighs its `W_ij`, the own model the rest, and a
+/// neighbour that does not answer leaves its weight with the node instead of handing it to the
+/// others.
+#[test]
+fn static_graph_weights_weigh_the_mix_and_a_silent_neighbour_leaves_its_share_home() {
+    let peers: Vec<Identity> = (1..=2).map(toy::identity).collect();
+    let mut c = config(Rule::Mean, 100);
+    c.fanout = 2;
+    c.wait_for = 2;
+    let setup = Setup {
+        weights: [(peers[0].public(), 0.5), (peers[1].public(), 0.2)]
+            .into_iter()
+            .collect(),
+        ..toy::setup(0, &c, DIM, 0)
+    };
+    let mut e = Engine::new(setup).unwrap();
+    let start = Input::Start {
+        resume: Resume::default(),
+        join: false,
+    };
+    e.handle(Duration::ZERO, start).unwrap();
+    for p in &peers {
+        e.handle(Duration::ZERO, Input::PeerUp { peer: p.public() })
+            .unwrap();
+    }
+    let close = |params: &[f32], v: f32| params.iter().all(|x| (x - v).abs() < 1e-4);
+    let mixed = |out: &[Output], round: u64| {
+        out.iter()
+            .find_map(|o| match o {
+                Output::Mixed {
+                    round: r, params, ..
+                } if *r == round => Some(params.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no mix of round {round}: {out:?}"))
+    };
+    train(&mut e, Duration::ZERO, 1, 0.0);
+    let t = Duration::from_millis(50);
+    answer(
+        &mut e,
+        t,
+        &peers[0],
+        update(&peers[0], toy::run_id(), 1, &[10.0; DIM]),
+    );
+    let out = answer(
+        &mut e,
+        t,
+        &peers[1],
+        update(&peers[1], toy::run_id(), 1, &[20.0; DIM]),
+    );
+    // 0.3 x 0 + 0.5 x 10 + 0.2 x 20 = 9 (equal weights would give 10).
+    let m = mixed(&out, 1);
+    assert!(close(&m, 9.0), "{m:?}");
+    // Round 2: only the first neighbour answers before the timeout; the second's 0.2 stays with
+    // the node: 0.5 x 0 + 0.5 x 10 = 5 (renormalising over the answers would give 6.25).
+    train(&mut e, t, 2, 0.0);
+    answer(
+        &mut e,
+        t,
+        &peers[0],
+        update(&peers[0], toy::run_id(), 2, &[10.0; DIM]),
+    );
+    e.handle(Duration::from_secs(60), Input::Tick).unwrap();
+    let m = mixed(&drain(&mut e), 2);
+    assert!(close(&m, 5.0), "{m:?}");
+}
