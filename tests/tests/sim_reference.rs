@@ -108,8 +108,8 @@ fn the_references_run_the_honest_nodes_and_charge_what_their_algorithm_sends() {
         ar.summary.virtual_s,
         ps.summary.virtual_s
     );
-    // The same nodes train the same data: the exact average learns (from 16% at the start).
-    assert!(a.acc_mean > 0.5, "{context}");
+    // The same nodes train the same data: the exact average learns.
+    assert!(a.acc_mean > ar.rows[0].acc_mean + 0.15, "{context}");
 }
 
 #[test]
@@ -186,4 +186,69 @@ fn a_reference_refuses_churn_and_names_the_key() {
         e.contains("`method` = all-reduce") && e.contains("[churn]"),
         "{e}"
     );
+}
+
+/// The short version of the dumbbell orderings (He, Karimireddy and Jaggi's setting on the
+/// digits: two cliques of 5, label-sorted, one local step a round): on a fixed graph the
+/// protocol mixing with the plain mean learns what synchronous D-PSGD learns (the same nodes,
+/// weights and steps: within half a point on the average model), and plain gossip and
+/// ClippedGossip (tau = 1) stay well above trimmed mean (f = 1) and the geometric median (8
+/// iterations), which treat the other clique's knowledge as outliers. The MNIST version over
+/// seeds 6-10 is in docs/results.md ("Dumbbell").
+#[test]
+fn on_the_dumbbell_plain_gossip_matches_d_psgd_and_beats_trimmed_mean_and_the_median() {
+    let seed = seed(1);
+    let text = format!(
+        r#"name = "ci-dumbbell"
+seed = {seed}
+nodes = 10
+rounds = 200
+topology = {{ kind = "dumbbell" }}
+[learning]
+model = {{ kind = "mlp", hidden = [32] }}
+data = {{ kind = "digits" }}
+partition = {{ kind = "label-sorted" }}
+optimizer = {{ kind = "sgd", lr = 0.01, momentum = 0.9 }}
+local-steps = 1
+[engine]
+aggregation = {{ rule = "mean" }}
+outlier-factor = 0
+[network]
+latency = {{ kind = "uniform", min-ms = 10.0, max-ms = 50.0 }}
+[eval]
+every-rounds = 200
+"#
+    );
+    let base = Scenario::parse(&text, Path::new("test scenario")).expect("valid scenario");
+    let with_rule = |rule: &str| {
+        let mut s = base.clone();
+        s.engine.aggregation = murmur_sim::compare::parse_rule(rule).unwrap();
+        run(&s, Method::Protocol, 2)
+    };
+    let runs = [
+        ("mean", with_rule(r#"rule = "mean""#)),
+        (
+            "clipped-gossip",
+            with_rule(r#"rule = "clipped-gossip", tau = 1.0"#),
+        ),
+        ("trimmed-mean", with_rule(r#"rule = "trimmed-mean", f = 1"#)),
+        (
+            "geometric-median",
+            with_rule(r#"rule = "geometric-median", iterations = 8"#),
+        ),
+        ("d-psgd", run(&base, Method::Synchronous, 2)),
+    ];
+    let avg: Vec<f64> = runs
+        .iter()
+        .map(|(_, r)| r.rows.last().unwrap().acc_average)
+        .collect();
+    let context = runs
+        .iter()
+        .map(|(name, r)| format!("{name}:\n{}", r.rounds_csv()))
+        .collect::<String>();
+    let context = format!("seed {seed}, average models {avg:?}\n{context}");
+    assert!((avg[0] - avg[4]).abs() <= 0.005, "{context}");
+    let good = avg[0].min(avg[1]);
+    let bad = avg[2].max(avg[3]);
+    assert!(good >= bad + 0.04, "{context}");
 }
