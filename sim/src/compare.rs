@@ -39,6 +39,8 @@ pub struct Run {
     pub virtual_s: f64,
     /// Virtual seconds until the honest mean accuracy first reached the target, if it did.
     pub to_target_s: Option<f64>,
+    /// Virtual seconds until the average model's accuracy first reached the target, if it did.
+    pub avg_to_target_s: Option<f64>,
 }
 
 /// One row of the table: a scenario under one method, over the seeds.
@@ -76,6 +78,11 @@ pub fn figures(report: &Report, target: f64) -> Run {
             .rows
             .iter()
             .find(|r| r.acc_mean >= target)
+            .map(|r| r.virtual_s),
+        avg_to_target_s: report
+            .rows
+            .iter()
+            .find(|r| r.acc_average >= target)
             .map(|r| r.virtual_s),
     }
 }
@@ -179,9 +186,9 @@ fn mean_sd(v: &[f64]) -> (f64, f64) {
 /// The table, in Markdown.
 pub fn markdown(lines: &[Line], target: f64) -> String {
     let mut out = format!(
-        "| scenario / method | honest mean acc. | worst seed | average model | consensus | MB sent per node | virtual s | virtual s to {:.0}% |\n\
-         |---|---|---|---|---|---|---|---|\n",
-        100.0 * target
+        "| scenario / method | honest mean acc. | worst seed | average model | consensus | MB sent per node | virtual s | virtual s to {t:.0}%: honest mean | average model |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
+        t = 100.0 * target
     );
     for line in lines {
         let pick = |f: fn(&Run) -> f64| line.runs.iter().map(f).collect::<Vec<f64>>();
@@ -193,21 +200,11 @@ pub fn markdown(lines: &[Line], target: f64) -> String {
         let (cons, _) = mean_sd(&pick(|r| r.consensus));
         let (mb, _) = mean_sd(&pick(|r| r.bytes_per_node / 1e6));
         let (vs, _) = mean_sd(&pick(|r| r.virtual_s));
-        let reached: Vec<f64> = line.runs.iter().filter_map(|r| r.to_target_s).collect();
-        let to_target = match reached.len() {
-            0 => "not reached".to_owned(),
-            k if k == line.runs.len() => {
-                let (m, sd) = mean_sd(&reached);
-                format!("{m:.1} ± {sd:.1}")
-            }
-            k => {
-                let (m, _) = mean_sd(&reached);
-                format!("{m:.1} ({k} of {} seeds)", line.runs.len())
-            }
-        };
+        let to_target = reached(line.runs.iter().map(|r| r.to_target_s));
+        let avg_to_target = reached(line.runs.iter().map(|r| r.avg_to_target_s));
         let _ = writeln!(
             out,
-            "| {} | {:.2} ± {:.2}% | {:.2}% | {:.2} ± {:.2}% | {:.3e} | {:.1} | {:.1} | {} |",
+            "| {} | {:.2} ± {:.2}% | {:.2}% | {:.2} ± {:.2}% | {:.3e} | {:.1} | {:.1} | {} | {} |",
             line.label,
             100.0 * acc,
             100.0 * acc_sd,
@@ -217,10 +214,29 @@ pub fn markdown(lines: &[Line], target: f64) -> String {
             cons,
             mb,
             vs,
-            to_target
+            to_target,
+            avg_to_target
         );
     }
     out
+}
+
+/// The mean (± standard deviation) of the times a target was reached, over the seeds that
+/// reached it.
+fn reached(times: impl Iterator<Item = Option<f64>>) -> String {
+    let all: Vec<Option<f64>> = times.collect();
+    let got: Vec<f64> = all.iter().flatten().copied().collect();
+    match got.len() {
+        0 => "not reached".to_owned(),
+        k if k == all.len() => {
+            let (m, sd) = mean_sd(&got);
+            format!("{m:.1} ± {sd:.1}")
+        }
+        k => {
+            let (m, _) = mean_sd(&got);
+            format!("{m:.1} ({k} of {} seeds)", all.len())
+        }
+    }
 }
 
 /// The table as a section for docs named `key`: the markers, the command, the seeds, the
@@ -235,7 +251,8 @@ pub fn section(key: &str, lines: &[Line], seeds: &[u64], command: &str, target: 
     )
 }
 
-/// One line per run: `label,seed,acc_mean,acc_average,consensus,bytes_per_node,virtual_s,to_target_s`.
+/// One line per run: `label,seed,acc_mean,acc_average,consensus,bytes_per_node,virtual_s,
+/// to_target_s,avg_to_target_s`.
 pub fn csv(lines: &[Line]) -> Result<String, csv::Error> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record([
@@ -247,6 +264,7 @@ pub fn csv(lines: &[Line]) -> Result<String, csv::Error> {
         "bytes_per_node",
         "virtual_s",
         "to_target_s",
+        "avg_to_target_s",
     ])?;
     for line in lines {
         for r in &line.runs {
@@ -259,6 +277,7 @@ pub fn csv(lines: &[Line]) -> Result<String, csv::Error> {
                 r.bytes_per_node.to_string(),
                 r.virtual_s.to_string(),
                 r.to_target_s.map_or(String::new(), |t| t.to_string()),
+                r.avg_to_target_s.map_or(String::new(), |t| t.to_string()),
             ])?;
         }
     }
@@ -333,6 +352,7 @@ mod tests {
             bytes_per_node: 2e6,
             virtual_s: 10.0,
             to_target_s: to,
+            avg_to_target_s: Some(3.0),
         };
         let lines = [Line {
             label: "x / protocol".into(),
@@ -343,6 +363,9 @@ mod tests {
             md.contains("| x / protocol | 91.00 ± 1.41% | 90.00% |"),
             "{md}"
         );
-        assert!(md.contains("| 2.0 | 10.0 | 4.0 (1 of 2 seeds) |"), "{md}");
+        assert!(
+            md.contains("| 2.0 | 10.0 | 4.0 (1 of 2 seeds) | 3.0 ± 0.0 |"),
+            "{md}"
+        );
     }
 }

@@ -13,6 +13,7 @@
 //! nodes = 16
 //! rounds = 30
 //! topology = { kind = "sample", s = 4 }
+//! # method = "synchronous"        # a reference instead of the protocol, see `Method`
 //!
 //! [learning]                      # murmur-node's learning config
 //! model = { kind = "mlp", hidden = [64] }
