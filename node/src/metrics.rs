@@ -119,6 +119,16 @@ pub struct Metrics {
     pub samples_per_sec: f64,
     /// Round of the last checkpoint written.
     pub checkpoint_round: Option<u64>,
+    /// Models served to peers that the transport reported sent.
+    #[serde(default)]
+    pub served_models: u64,
+    /// Seconds those models spent leaving (queued to sent), summed.
+    #[serde(default)]
+    pub serve_seconds: f64,
+    /// Rounds in which a served model took longer to leave than the round: the uplink does not
+    /// carry what peers fetch.
+    #[serde(default)]
+    pub uplink_saturated_rounds: u64,
 }
 
 impl Metrics {
@@ -218,6 +228,23 @@ impl Metrics {
             self.sends_dropped,
         );
         counter(r, "mixes", "Rounds mixed.", self.mixes);
+        counter(
+            r,
+            "served_models",
+            "Models served to peers that the transport reported sent.",
+            self.served_models,
+        );
+        r.register(
+            "serve_seconds",
+            "Seconds served models spent leaving the node, from queued to sent, summed.",
+            ConstCounter::new(self.serve_seconds),
+        );
+        counter(
+            r,
+            "uplink_saturated_rounds",
+            "Rounds in which a served model took longer to leave than the round.",
+            self.uplink_saturated_rounds,
+        );
         counter(
             r,
             "screen_pulled_in",

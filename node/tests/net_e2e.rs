@@ -43,8 +43,17 @@ fn six_processes_bootstrapping_from_one_reach_ninety_percent_despite_alie() {
     for (i, node) in nodes.iter().enumerate() {
         let s = node.status();
         println!(
-            "node {i}: peers {} accepted {} mixes {} rejected {:?} bytes in {} out {}",
-            s.peers, s.accepted, s.mixes, s.rejected, s.bytes_in, s.bytes_out
+            "node {i}: peers {} accepted {} mixes {} rejected {:?} bytes in {} out {}, served {} \
+             models in {:.3} s, {} saturated rounds",
+            s.peers,
+            s.accepted,
+            s.mixes,
+            s.rejected,
+            s.bytes_in,
+            s.bytes_out,
+            s.served_models,
+            s.serve_seconds,
+            s.uplink_saturated_rounds
         );
         assert!(
             s.peers >= NODES - 2,
@@ -54,6 +63,11 @@ fn six_processes_bootstrapping_from_one_reach_ninety_percent_despite_alie() {
         if i < NODES - 1 {
             assert_eq!(s.round, ROUNDS, "node {i} finished its rounds");
             assert!(s.accepted > 0, "node {i} accepted updates");
+            // Its peers fetched its models, and the transport reported each one sent.
+            assert!(
+                s.served_models > 0,
+                "node {i} reported no served model sent"
+            );
         }
     }
     let mean = accuracies.iter().sum::<f64>() / accuracies.len() as f64;

@@ -14,6 +14,7 @@
 pub mod start;
 mod swarm;
 mod trainer;
+mod uplink;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -21,7 +22,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use libp2p::request_response::{OutboundRequestId, ResponseChannel};
+use libp2p::request_response::{InboundRequestId, OutboundRequestId, ResponseChannel};
 use libp2p::{PeerId, Swarm, gossipsub};
 use murmur_learn::data::Dataset;
 use murmur_learn::train::{Command, Reply};
@@ -123,8 +124,10 @@ struct Driver {
     up: BTreeMap<PeerId, PeerKey>,
     outbound: BTreeMap<OutboundRequestId, Outbound>,
     /// Fetches of peers waiting for the engine's answer, by the engine's request handle.
-    serving: BTreeMap<u64, ResponseChannel<Response>>,
+    serving: BTreeMap<u64, (ResponseChannel<Response>, InboundRequestId)>,
     next_serving: u64,
+    /// How long served models take to leave, against the round's duration.
+    uplink: uplink::Uplink<InboundRequestId>,
     /// Gossip messages the engine is checking, by handle: the id and the peer that delivered
     /// each, for gossipsub's validation report.
     checking: BTreeMap<u64, (gossipsub::MessageId, PeerId)>,
@@ -192,6 +195,7 @@ pub async fn run(r: Resolved, shutdown: impl Future<Output = ()>) -> Result<(), 
         outbound: BTreeMap::new(),
         serving: BTreeMap::new(),
         next_serving: 0,
+        uplink: uplink::Uplink::new(),
         checking: BTreeMap::new(),
         next_gossip: 0,
         per_peer: BTreeMap::new(),
@@ -241,6 +245,32 @@ pub fn engine(r: &Resolved, local: &start::Local) -> Result<Engine, Error> {
 }
 
 impl Driver {
+    /// The end of a round: warns, and counts, when serving the round's models took longer than
+    /// the round (see [`uplink`]).
+    fn round_served(&mut self, round: u64) {
+        let now = self.now();
+        if let Some(s) = self.uplink.round_end(now) {
+            tracing::warn!(
+                round,
+                slowest_s = s.slowest.as_secs_f64(),
+                round_s = s.round.as_secs_f64(),
+                served = s.served,
+                mb = s.bytes as f64 / 1e6,
+                "uplink saturated: a model served to a peer took longer to leave than the round; \
+                 peers will mix without it (fewer connections or a faster link help)"
+            );
+        }
+        let (served, seconds, saturated) = (
+            self.uplink.total_served,
+            self.uplink.total_seconds,
+            self.uplink.saturated_rounds,
+        );
+        let mut m = self.metrics();
+        m.served_models = served;
+        m.serve_seconds = seconds;
+        m.uplink_saturated_rounds = saturated;
+    }
+
     fn now(&self) -> Duration {
         self.clock.elapsed()
     }
@@ -379,6 +409,7 @@ impl Driver {
             } => {
                 tracing::debug!(round, inputs, clipped, skipped, "mixed");
                 self.last_mixed = round;
+                self.round_served(round);
                 self.queue(Command::Set { params }, Purpose::Set)?;
                 self.evaluate(round, true, false)?;
             }
@@ -400,7 +431,7 @@ impl Driver {
             Output::Serve {
                 request, update, ..
             } => {
-                if let Some(channel) = self.serving.remove(&request) {
+                if let Some((channel, id)) = self.serving.remove(&request) {
                     let n = update.as_ref().map_or(0, |u| u.len());
                     let models = &mut self.swarm.behaviour_mut().models;
                     if models
@@ -408,6 +439,10 @@ impl Driver {
                         .is_ok()
                     {
                         self.metrics().bytes_out += n as u64;
+                        if n > 0 {
+                            let now = self.now();
+                            self.uplink.queued(id, now, n as u64);
+                        }
                     }
                 }
             }

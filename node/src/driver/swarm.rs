@@ -268,7 +268,9 @@ impl Driver {
                 peer,
                 message:
                     Message::Request {
-                        request, channel, ..
+                        request,
+                        channel,
+                        request_id,
                     },
                 ..
             } => {
@@ -295,7 +297,7 @@ impl Driver {
                     Request::Fetch(round) => {
                         self.next_serving += 1;
                         let request = self.next_serving;
-                        self.serving.insert(request, channel);
+                        self.serving.insert(request, (channel, request_id));
                         self.feed(Input::FetchRequested {
                             from,
                             request,
@@ -348,10 +350,19 @@ impl Driver {
                     None => {}
                 }
             }
-            Event::InboundFailure { peer, error, .. } => {
+            Event::InboundFailure {
+                peer,
+                error,
+                request_id,
+                ..
+            } => {
                 debug!(%peer, %error, "inbound model request failed");
+                self.uplink.failed(&request_id);
             }
-            Event::ResponseSent { .. } => {}
+            Event::ResponseSent { request_id, .. } => {
+                let now = self.now();
+                self.uplink.sent(&request_id, now);
+            }
         }
         Ok(())
     }
