@@ -75,6 +75,7 @@ fn planned(attack: &Attack, honest: &[&[f32]], own: &[f32]) -> Vec<f32> {
     let view = View {
         own,
         honest,
+        reference: None,
         n: 7,
         f: 2,
         victim: None,
@@ -125,7 +126,14 @@ fn byzfl_attacks_match() {
         attack::ipm(&honest, epsilon, &mut out);
         assert_close(&out, &want, key);
         assert_close(
-            &planned(&Attack::Ipm { epsilon }, &honest, &own),
+            &planned(
+                &Attack::Ipm {
+                    epsilon,
+                    space: attack::Space::Model,
+                },
+                &honest,
+                &own,
+            ),
             &want,
             key,
         );
@@ -179,6 +187,7 @@ fn dissensus_matches_hand_computed() {
     let view = View {
         own: &own,
         honest: &good,
+        reference: None,
         n: 7,
         f: 2,
         victim: Some(victim),

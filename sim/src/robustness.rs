@@ -9,7 +9,7 @@
 use crate::scenario::{Attackers, Scenario};
 use crate::{Options, Report};
 use murmur_protocol::aggregate;
-use murmur_protocol::attack::Attack;
+use murmur_protocol::attack::{Attack, Space};
 use std::fmt::Write as _;
 
 /// The rows of the table: a label and an aggregation config (TOML inline-table keys), with the
@@ -65,14 +65,24 @@ pub fn attacks() -> Vec<Attack> {
 
 /// The stronger variants of [`attacks`] (the last columns).
 pub fn stronger() -> [Attack; 2] {
-    [Attack::Alie { z: Some(3.0) }, Attack::Ipm { epsilon: 0.5 }]
+    [
+        Attack::Alie { z: Some(3.0) },
+        Attack::Ipm {
+            epsilon: 0.5,
+            space: Space::Model,
+        },
+    ]
 }
 
 /// A column heading: the attack's kind, with the parameters of the stronger variants.
 pub fn column(a: &Attack) -> String {
     match a {
         Attack::Alie { z: Some(z) } => format!("alie (z={z})"),
-        Attack::Ipm { epsilon } if *epsilon != murmur_protocol::attack::DEFAULT_IPM_EPSILON => {
+        Attack::Ipm {
+            epsilon,
+            space: Space::Update,
+        } => format!("ipm (updates, ε={epsilon})"),
+        Attack::Ipm { epsilon, .. } if *epsilon != murmur_protocol::attack::DEFAULT_IPM_EPSILON => {
             format!("ipm (ε={epsilon})")
         }
         a => a.name().to_owned(),

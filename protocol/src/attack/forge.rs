@@ -51,6 +51,23 @@ pub fn ipm(honest: &[&[f32]], epsilon: f32, out: &mut [f32]) {
         .for_each(|o| *o = (-e * f64::from(*o)) as f32);
 }
 
+/// [`ipm`] on the round's updates: `reference - epsilon * mean(honest - reference)`, the honest
+/// models' mean step from `reference` turned back and scaled (Xie, Koyejo and Gupta, UAI 2020,
+/// define IPM on gradients; a model's update is its gradient step). Cost O(k d).
+pub fn ipm_update(honest: &[&[f32]], reference: &[f32], epsilon: f32, out: &mut [f32]) {
+    assert_eq!(
+        reference.len(),
+        out.len(),
+        "reference of the model's dimension"
+    );
+    mean(honest, out);
+    let e = f64::from(epsilon);
+    for (o, &r) in out.iter_mut().zip(reference) {
+        let r = f64::from(r);
+        *o = (r - e * (f64::from(*o) - r)) as f32;
+    }
+}
+
 /// A Little Is Enough: `mean(honest) + z * std(honest)` coordinate-wise, with the sample standard
 /// deviation (`ddof = 1`, as ByzFL and the decentralised reference code compute it). With a single
 /// model the deviation is taken as 0 and the result is that model.

@@ -39,6 +39,7 @@ pub const DEFAULT_REPLAY_LAG: u64 = 1;
 /// attack = { kind = "alie" }                  # z from n and f (Baruch et al. 2019)
 /// attack = { kind = "alie", z = 1.5 }
 /// attack = { kind = "ipm", epsilon = 0.5 }
+/// attack = { kind = "ipm", epsilon = 0.1, space = "update" }  # on the round's updates
 /// attack = { kind = "gaussian", sigma = 1.0 }
 /// attack = { kind = "dissensus", epsilon = 1.5 }
 /// attack = { kind = "non-finite", value = "nan" }  # or "inf", "-inf"
@@ -66,10 +67,16 @@ pub enum Attack {
         #[serde(skip_serializing_if = "Option::is_none")]
         z: Option<f64>,
     },
-    /// Inner product manipulation ([`ipm`]): `-epsilon` times the honest mean.
+    /// Inner product manipulation ([`ipm`], Xie, Koyejo and Gupta 2020): `-epsilon` times the
+    /// honest mean, of the models (`space = "model"`, the default) or of the round's updates
+    /// (`space = "update"`: the reference model minus `epsilon` times the honest models' mean
+    /// step from it, the attack as the paper defines it on gradients).
     Ipm {
         /// Scale. Default 0.1.
         epsilon: f32,
+        /// What the mean is taken of. Default: the models.
+        #[serde(default, skip_serializing_if = "Space::is_model")]
+        space: Space,
     },
     /// Train on flipped labels ([`flip_label`]) and send the resulting model honestly. A data
     /// hook: the trainer asks [`Attack::flips_labels`].
@@ -121,6 +128,8 @@ enum Repr {
     Ipm {
         #[serde(default = "default_ipm_epsilon")]
         epsilon: f32,
+        #[serde(default)]
+        space: Space,
     },
     LabelFlip {},
     Dissensus {
@@ -149,7 +158,7 @@ impl From<Repr> for Attack {
             Repr::SignFlip {} => Attack::SignFlip,
             Repr::Gaussian { sigma } => Attack::Gaussian { sigma },
             Repr::Alie { z } => Attack::Alie { z },
-            Repr::Ipm { epsilon } => Attack::Ipm { epsilon },
+            Repr::Ipm { epsilon, space } => Attack::Ipm { epsilon, space },
             Repr::LabelFlip {} => Attack::LabelFlip,
             Repr::Dissensus { epsilon } => Attack::Dissensus { epsilon },
             Repr::Mimic { target } => Attack::Mimic { target },
@@ -172,6 +181,25 @@ fn default_dissensus_epsilon() -> f32 {
 }
 fn default_replay_lag() -> u64 {
     DEFAULT_REPLAY_LAG
+}
+
+/// Whether an attack works on the models themselves or on the round's updates (each model minus
+/// the reference it was trained from).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Space {
+    /// On the models.
+    #[default]
+    Model,
+    /// On the updates relative to [`View::reference`]; without a reference, on the models.
+    Update,
+}
+
+impl Space {
+    /// Whether this is the default, [`Space::Model`].
+    pub fn is_model(&self) -> bool {
+        *self == Space::Model
+    }
 }
 
 /// The value a [`Attack::NonFinite`] attacker fills its model with.
@@ -243,6 +271,10 @@ pub struct View<'a> {
     /// The honest models it received recently (its neighbours' updates), in a fixed order (for
     /// instance by sender key). Models whose length differs from `own` are ignored.
     pub honest: &'a [&'a [f32]],
+    /// The model the round's training started from (the attacker's own, before its local
+    /// steps: the network's common point when it is near consensus), for attacks in update
+    /// space. `None`: unknown.
+    pub reference: Option<&'a [f32]>,
     /// Nodes in the run.
     pub n: usize,
     /// Byzantine nodes in the run (for ALIE's `z`).
@@ -312,7 +344,17 @@ impl Attack {
                 z.unwrap_or_else(|| alie_z(view.n, view.f)),
                 &mut out,
             ),
-            Attack::Ipm { epsilon } => ipm(&honest, *epsilon, &mut out),
+            Attack::Ipm {
+                epsilon,
+                space: Space::Model,
+            } => ipm(&honest, *epsilon, &mut out),
+            Attack::Ipm {
+                epsilon,
+                space: Space::Update,
+            } => match view.reference.filter(|r| r.len() == d) {
+                Some(reference) => forge::ipm_update(&honest, reference, *epsilon, &mut out),
+                None => ipm(&honest, *epsilon, &mut out),
+            },
             Attack::LabelFlip => return Plan::Honest,
             Attack::Dissensus { epsilon } => plan_dissensus(view, &honest, *epsilon, &mut out),
             Attack::Mimic { target } => out.copy_from_slice(honest[target % honest.len()]),
@@ -364,7 +406,7 @@ impl Attack {
                 "must be finite and non-negative",
             )),
             Attack::Alie { z: Some(z) } if !z.is_finite() => Err(bad("z", z, "must be finite")),
-            Attack::Ipm { epsilon } | Attack::Dissensus { epsilon } if !epsilon.is_finite() => {
+            Attack::Ipm { epsilon, .. } | Attack::Dissensus { epsilon } if !epsilon.is_finite() => {
                 Err(bad("epsilon", f64::from(epsilon), "must be finite"))
             }
             Attack::Replay { lag: 0 } => Err(bad("lag", 0.0, "must be at least 1")),
@@ -415,6 +457,7 @@ impl FromStr for Attack {
             "alie" => Attack::Alie { z: None },
             "ipm" => Attack::Ipm {
                 epsilon: DEFAULT_IPM_EPSILON,
+                space: Space::Model,
             },
             "label-flip" => Attack::LabelFlip,
             "dissensus" => Attack::Dissensus {
@@ -461,6 +504,35 @@ mod tests {
     }
 
     #[test]
+    fn ipm_in_update_space_turns_the_honest_step_back_from_the_reference() {
+        let (a, b) = ([1.0f32, 2.0], [3.0f32, 4.0]);
+        let honest: [&[f32]; 2] = [&a, &b];
+        let own = [0.0f32, 0.0];
+        let reference = [1.0f32, 1.0];
+        let attack =
+            parse(r#"attack = { kind = "ipm", epsilon = 0.5, space = "update" }"#).unwrap();
+        let plan = |reference| {
+            let view = View {
+                own: &own,
+                honest: &honest,
+                reference,
+                n: 4,
+                f: 1,
+                victim: None,
+            };
+            attack.plan(&view, &mut ChaCha8Rng::seed_from_u64(0))
+        };
+        // Mean [2, 3]: the step from the reference is [1, 2]; turned back and halved.
+        assert_eq!(plan(Some(&reference)), Plan::Send(vec![0.5, 0.0]));
+        // Without a reference, on the models: -0.5 x [2, 3].
+        assert_eq!(plan(None), Plan::Send(vec![-1.0, -1.5]));
+        let text = serde_json::to_string(&attack).unwrap();
+        assert!(text.contains(r#""space":"update""#), "{text}");
+        let default = serde_json::to_string(&"ipm".parse::<Attack>().unwrap()).unwrap();
+        assert!(!default.contains("space"), "{default}");
+    }
+
+    #[test]
     fn toml_forms() {
         assert_eq!(
             parse(r#"attack = { kind = "alie" }"#).unwrap(),
@@ -472,11 +544,17 @@ mod tests {
         );
         assert_eq!(
             parse(r#"attack = { kind = "ipm", epsilon = 0.5 }"#).unwrap(),
-            Attack::Ipm { epsilon: 0.5 }
+            Attack::Ipm {
+                epsilon: 0.5,
+                space: Space::Model,
+            }
         );
         assert_eq!(
             parse(r#"attack = { kind = "ipm" }"#).unwrap(),
-            Attack::Ipm { epsilon: 0.1 }
+            Attack::Ipm {
+                epsilon: 0.1,
+                space: Space::Model,
+            }
         );
         assert_eq!(
             parse(r#"attack = { kind = "non-finite", value = "-inf" }"#).unwrap(),
@@ -538,6 +616,7 @@ mod tests {
         let view = View {
             own: &own,
             honest: &honest,
+            reference: None,
             n: 10,
             f: 2,
             victim: None,
@@ -591,6 +670,7 @@ mod tests {
         let view = View {
             own: &own,
             honest: &[],
+            reference: None,
             n: 4,
             f: 1,
             victim: None,
@@ -623,6 +703,7 @@ mod tests {
         let view = View {
             own: &own,
             honest: &honest,
+            reference: None,
             n: 3,
             f: 1,
             victim: None,

@@ -48,6 +48,9 @@ impl Engine {
             let view = attack::View {
                 own: &self.model,
                 honest: &honest,
+                reference: Some(&self.reference)
+                    .filter(|r| !r.is_empty())
+                    .map(Vec::as_slice),
                 n,
                 f,
                 victim: None,
@@ -132,6 +135,9 @@ impl Engine {
         let view = attack::View {
             own: &self.model,
             honest: &good,
+            reference: Some(&self.reference)
+                .filter(|r| !r.is_empty())
+                .map(Vec::as_slice),
             n,
             f,
             victim,

@@ -488,6 +488,9 @@ pub struct Engine {
     weights: BTreeMap<PeerKey, f64>,
     sent: VecDeque<Arc<[u8]>>,
     last_received: BTreeMap<PeerKey, Vec<f32>>,
+    /// An attacker's model before this round's training (the reference of attacks in update
+    /// space); empty for honest nodes.
+    reference: Vec<f32>,
     last_update: Option<Arc<[u8]>>,
     scratch: Vec<f32>,
 }
@@ -551,6 +554,7 @@ impl Engine {
             weights,
             sent: VecDeque::new(),
             last_received: BTreeMap::new(),
+            reference: Vec::new(),
             last_update: None,
             scratch: vec![0.0; dim],
         })

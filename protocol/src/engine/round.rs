@@ -68,7 +68,10 @@ impl Engine {
                 got: params.len(),
             });
         }
-        self.model = params;
+        let before = std::mem::replace(&mut self.model, params);
+        if self.adversary.is_some() {
+            self.reference = before;
+        }
         // Whatever goes out now is signed for this round.
         self.signed = self.signed.max(self.round);
         match self.adversary.clone() {

@@ -698,3 +698,66 @@ fn static_graph_weights_weigh_the_mix_and_a_silent_neighbour_leaves_its_share_ho
     let m = mixed(&drain(&mut e), 2);
     assert!(close(&m, 5.0), "{m:?}");
 }
+
+/// An attacker in update space forges relative to the model its round's training started from:
+/// with no honest model seen, IPM (epsilon 0.5) on the updates turns its own step, from the
+/// initial 1 to a trained 4, back from 1: 1 - 0.5 x 3 = -0.5; on the models it sends -0.5 x 4.
+#[test]
+fn an_attacker_in_update_space_forges_from_its_model_before_training() {
+    let peer = toy::identity(1);
+    let mut c = config(Rule::Mean, 100);
+    c.fanout = 1;
+    c.wait_for = 1;
+    let served_after_training = |space: &str| {
+        let attack: crate::attack::Attack = serde_json::from_str(&format!(
+            r#"{{"kind": "ipm", "epsilon": 0.5, "space": "{space}"}}"#
+        ))
+        .unwrap();
+        let setup = Setup {
+            adversary: Some(Adversary {
+                attack,
+                n: Some(4),
+                f: Some(1),
+                push: false,
+            }),
+            model: vec![1.0; DIM],
+            ..toy::setup(0, &c, DIM, 0)
+        };
+        let mut e = Engine::new(setup).unwrap();
+        let start = Input::Start {
+            resume: Resume::default(),
+            join: false,
+        };
+        e.handle(Duration::ZERO, start).unwrap();
+        e.handle(
+            Duration::ZERO,
+            Input::PeerUp {
+                peer: peer.public(),
+            },
+        )
+        .unwrap();
+        train(&mut e, Duration::ZERO, 1, 4.0);
+        let ask = Input::FetchRequested {
+            from: peer.public(),
+            request: 1,
+            round: Some(1),
+        };
+        e.handle(Duration::ZERO, ask).unwrap();
+        let bytes = drain(&mut e)
+            .into_iter()
+            .find_map(|o| match o {
+                Output::Serve {
+                    update: Some(bytes),
+                    ..
+                } => Some(bytes),
+                _ => None,
+            })
+            .expect("the attacker answers");
+        wire::decode_update(&bytes, e.max_update_bytes())
+            .unwrap()
+            .params(DIM)
+            .unwrap()
+    };
+    assert_eq!(served_after_training("update"), vec![-0.5; DIM]);
+    assert_eq!(served_after_training("model"), vec![-2.0; DIM]);
+}
