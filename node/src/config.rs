@@ -248,12 +248,17 @@ impl Config {
         Self::parse(&text, path)
     }
 
-    /// The run id: a hash of `[run]` and `[learning]` (model, data spec, hyperparameters, seed).
+    /// The run id: a hash of `[run]` and `[learning]` (model, data spec, hyperparameters, seed),
+    /// and of `engine.codec` when it is not the default `f32` (nodes that encode models
+    /// differently are in different runs; runs in `f32` keep the ids they had).
     pub fn run_id(&self) -> RunId {
-        let description = serde_json::json!({
+        let mut description = serde_json::json!({
             "run": self.run,
             "learning": self.learning,
         });
+        if self.engine.codec != murmur_protocol::wire::Codec::F32Le {
+            description["codec"] = serde_json::json!(self.engine.codec.name());
+        }
         RunId::derive(description.to_string().as_bytes())
     }
 
@@ -515,5 +520,8 @@ mod tests {
             d.run_id(),
             "round rules may differ between nodes"
         );
+        let mut e = a.clone();
+        e.engine.codec = murmur_protocol::wire::Codec::Bf16Le;
+        assert_ne!(a.run_id(), e.run_id(), "the codec is part of the run");
     }
 }

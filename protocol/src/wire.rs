@@ -45,11 +45,18 @@ pub fn max_update_len(dim: usize) -> usize {
     PREFIX + MAX_HEADER + Codec::F32Le.payload_len(dim)
 }
 
-/// How a payload encodes the model's parameters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// How a payload encodes the model's parameters. Signed in the header (by variant index); in
+/// configs by name: `codec = "f32"` (the default) or `"bf16"`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Codec {
     /// `f32` values, little endian, 4 bytes each, in the model's flat parameter order.
+    #[default]
+    #[serde(rename = "f32")]
     F32Le,
+    /// bfloat16 values (the upper 16 bits of an `f32`, rounded to nearest even), little endian,
+    /// 2 bytes each: half the bytes, 8 bits of mantissa, the full `f32` range.
+    #[serde(rename = "bf16")]
+    Bf16Le,
 }
 
 impl Codec {
@@ -57,8 +64,33 @@ impl Codec {
     pub fn payload_len(self, dim: usize) -> usize {
         match self {
             Codec::F32Le => dim * 4,
+            Codec::Bf16Le => dim * 2,
         }
     }
+
+    /// The name, as in configs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::F32Le => "f32",
+            Codec::Bf16Le => "bf16",
+        }
+    }
+}
+
+/// `v` as bfloat16 bits, rounded to nearest even. A finite `v` beyond bfloat16's largest value
+/// rounds to infinity, which a receiver refuses as non-finite; models are nowhere near it.
+pub fn f32_to_bf16(v: f32) -> u16 {
+    let bits = v.to_bits();
+    if v.is_nan() {
+        return ((bits >> 16) | 0x40) as u16;
+    }
+    let rounding = 0x7FFF + ((bits >> 16) & 1);
+    (bits.wrapping_add(rounding) >> 16) as u16
+}
+
+/// The `f32` of bfloat16 bits `b`: exact.
+pub fn bf16_to_f32(b: u16) -> f32 {
+    f32::from_bits(u32::from(b) << 16)
 }
 
 /// What a signature vouches for: everything about an update except the payload bytes themselves,
@@ -214,17 +246,20 @@ impl UpdateRef<'_> {
 }
 
 fn params_from(codec: Codec, payload: &[u8], dim: usize, out: &mut Vec<f32>) -> Result<(), Error> {
-    let Codec::F32Le = codec;
-    if !payload.len().is_multiple_of(4) || payload.len() / 4 != dim {
+    let width = codec.payload_len(1);
+    if !payload.len().is_multiple_of(width) || payload.len() / width != dim {
         return Err(Error::Dimension {
             expected: dim,
-            got: payload.len() / 4,
+            got: payload.len() / width,
         });
     }
     out.clear();
     out.reserve(dim);
-    for (index, chunk) in payload.chunks_exact(4).enumerate() {
-        let v = f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+    for (index, chunk) in payload.chunks_exact(width).enumerate() {
+        let v = match codec {
+            Codec::F32Le => f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]),
+            Codec::Bf16Le => bf16_to_f32(u16::from_le_bytes([chunk[0], chunk[1]])),
+        };
         if !v.is_finite() {
             return Err(Error::NonFinite { index });
         }
@@ -244,6 +279,20 @@ fn decode_header(bytes: &[u8]) -> Result<Header, Error> {
         )));
     }
     Ok(header)
+}
+
+/// Encodes `params` as a payload in `codec`.
+pub fn encode_params_as(codec: Codec, params: &[f32]) -> Vec<u8> {
+    match codec {
+        Codec::F32Le => encode_params(params),
+        Codec::Bf16Le => {
+            let mut out = Vec::with_capacity(params.len() * 2);
+            for &v in params {
+                out.extend_from_slice(&f32_to_bf16(v).to_le_bytes());
+            }
+            out
+        }
+    }
 }
 
 /// Encodes `params` as an F32Le payload.
@@ -418,6 +467,49 @@ pub fn is_announcement(bytes: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn bf16_payloads_round_to_nearest_even_and_decode_bounded() {
+        // Exact for values with 8 significant bits; otherwise within half a unit in the last
+        // place (at most 2^-8 relative).
+        for v in [0.0f32, -0.0, 1.0, -2.5, 0.15625, 2.0f32.powi(100)] {
+            assert_eq!(bf16_to_f32(f32_to_bf16(v)), v, "{v}");
+        }
+        for v in [0.1f32, -1.2345, 123.456, 1e-20, -7.7e10] {
+            let back = bf16_to_f32(f32_to_bf16(v));
+            assert!(((back - v) / v).abs() <= 1.0 / 256.0, "{v} -> {back}");
+        }
+        // Ties go to even: 1 + 2^-8 lies halfway between 1 and 1 + 2^-7.
+        assert_eq!(bf16_to_f32(f32_to_bf16(1.0 + 1.0 / 256.0)), 1.0);
+        assert!(bf16_to_f32(f32_to_bf16(f32::NAN)).is_nan());
+        let params = [0.5f32, -1.25, 3.0];
+        let payload = encode_params_as(Codec::Bf16Le, &params);
+        assert_eq!(payload.len(), Codec::Bf16Le.payload_len(3));
+        let mut out = Vec::new();
+        params_from(Codec::Bf16Le, &payload, 3, &mut out).unwrap();
+        assert_eq!(out, params);
+        // The wrong length, and a value that is not finite, are named.
+        assert_eq!(
+            params_from(Codec::Bf16Le, &payload[..5], 3, &mut out),
+            Err(Error::Dimension {
+                expected: 3,
+                got: 2
+            })
+        );
+        let inf = encode_params_as(Codec::Bf16Le, &[1.0, f32::INFINITY]);
+        assert_eq!(
+            params_from(Codec::Bf16Le, &inf, 2, &mut out),
+            Err(Error::NonFinite { index: 1 })
+        );
+        // A signed bf16 update decodes as such.
+        let id = crate::sign::Identity::from_secret([7; 32]);
+        let run = crate::sign::RunId::derive(b"bf16");
+        let (bytes, _) = encode_update(&id, run, 1, 1, Codec::Bf16Le, &payload);
+        let u = decode_update(&bytes, max_update_len(3)).unwrap();
+        assert_eq!(u.header().codec, Codec::Bf16Le);
+        assert_eq!(u.params(3).unwrap(), params);
+    }
+
     use super::*;
 
     fn identity(n: u8) -> Identity {

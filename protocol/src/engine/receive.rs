@@ -65,6 +65,9 @@ impl Engine {
         if h.run != self.run {
             return Err(Rejection::WrongRun);
         }
+        if h.codec != self.config.codec {
+            return Err(Rejection::WrongCodec);
+        }
         let round = h.round;
         if round < floor {
             return Err(Rejection::Lagging);

@@ -11,6 +11,8 @@ pub enum Rejection {
     WrongRun,
     /// Another protocol version.
     WrongVersion,
+    /// A payload in another codec than the run's (`codec`): a misconfigured peer.
+    WrongCodec,
     /// Not as many parameters as the model.
     WrongDimension,
     /// NaN or infinity in the parameters.
@@ -44,7 +46,7 @@ pub enum Rejection {
 
 impl Rejection {
     /// Every reason, for metrics.
-    pub const ALL: [Rejection; 15] = [
+    pub const ALL: [Rejection; 16] = [
         Rejection::BadSignature,
         Rejection::Lagging,
         Rejection::WrongRun,
@@ -60,6 +62,7 @@ impl Rejection {
         Rejection::Outlier,
         Rejection::Unsolicited,
         Rejection::Ahead,
+        Rejection::WrongCodec,
     ];
 
     /// A stable snake_case name, for metrics labels and logs.
@@ -68,6 +71,7 @@ impl Rejection {
             Rejection::BadSignature => "bad_signature",
             Rejection::WrongRun => "wrong_run",
             Rejection::WrongVersion => "wrong_version",
+            Rejection::WrongCodec => "wrong_codec",
             Rejection::WrongDimension => "wrong_dimension",
             Rejection::NonFinite => "non_finite",
             Rejection::Stale => "stale",
@@ -98,7 +102,9 @@ impl Rejection {
             Rejection::Outlier => threshold.div_ceil(4),
             // Honest nodes never push: a pusher wastes the receiver's bandwidth on purpose.
             Rejection::Unsolicited => threshold.div_ceil(10),
-            Rejection::WrongRun | Rejection::WrongVersion => threshold.div_ceil(20),
+            Rejection::WrongRun | Rejection::WrongVersion | Rejection::WrongCodec => {
+                threshold.div_ceil(20)
+            }
             Rejection::Stale | Rejection::Duplicate => 1,
             Rejection::Lagging | Rejection::Ahead => 0,
         }

@@ -18,7 +18,7 @@ use super::receive::Checked;
 use super::{Engine, InputError, Output, Pending, Phase, REPLAY_HISTORY, Rejection, screen};
 use crate::sign::PeerKey;
 use crate::topology::sample_peers;
-use crate::wire::{self, Codec, SignedHeader};
+use crate::wire::{self, SignedHeader};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -105,13 +105,13 @@ impl Engine {
     /// Signs `params` as this node's update of the current round (see [`Engine::on_trained`],
     /// which records the round as signed first).
     pub(super) fn sign(&self, params: &[f32], samples: u64) -> (Arc<[u8]>, SignedHeader) {
-        let payload = wire::encode_params(params);
+        let payload = wire::encode_params_as(self.config.codec, params);
         let (bytes, signed) = wire::encode_update(
             &self.identity,
             self.run,
             self.round,
             samples,
-            Codec::F32Le,
+            self.config.codec,
             &payload,
         );
         (bytes.into(), signed)

@@ -761,3 +761,70 @@ fn an_attacker_in_update_space_forges_from_its_model_before_training() {
     assert_eq!(served_after_training("update"), vec![-0.5; DIM]);
     assert_eq!(served_after_training("model"), vec![-2.0; DIM]);
 }
+
+/// A run's codec is signed in every update: a node in `bf16` mixes `bf16` updates and rejects
+/// an `f32` one by reason, at a misconfigured peer's price; its own answers are `bf16`.
+#[test]
+fn an_update_in_another_codec_is_rejected_by_reason() {
+    let peer = toy::identity(1);
+    let mut c = config(Rule::Mean, 100);
+    c.fanout = 1;
+    c.wait_for = 1;
+    c.codec = Codec::Bf16Le;
+    let mut e = Engine::new(toy::setup(0, &c, DIM, 0)).unwrap();
+    let start = Input::Start {
+        resume: Resume::default(),
+        join: false,
+    };
+    e.handle(Duration::ZERO, start).unwrap();
+    e.handle(
+        Duration::ZERO,
+        Input::PeerUp {
+            peer: peer.public(),
+        },
+    )
+    .unwrap();
+    train(&mut e, Duration::ZERO, 1, 0.0);
+    let t = Duration::from_millis(50);
+    let out = answer(
+        &mut e,
+        t,
+        &peer,
+        update(&peer, toy::run_id(), 1, &[1.0; DIM]),
+    );
+    assert!(
+        penalised(&out, peer.public(), Rejection::WrongCodec),
+        "{out:?}"
+    );
+    assert_eq!(rejected(&e, Rejection::WrongCodec), 1);
+    // Round 2: the same peer in bf16 is mixed.
+    e.handle(Duration::from_secs(60), Input::Tick).unwrap();
+    drain(&mut e);
+    train(&mut e, t, 2, 0.0);
+    let payload = wire::encode_params_as(Codec::Bf16Le, &[1.0; DIM]);
+    let (bytes, _) = wire::encode_update(&peer, toy::run_id(), 2, 1, Codec::Bf16Le, &payload);
+    let out = answer(&mut e, t, &peer, bytes.into());
+    assert!(
+        out.iter().any(|o| matches!(o, Output::Mixed { round: 2, params, skipped: false, .. } if *params == vec![0.5; DIM])),
+        "{out:?}"
+    );
+    // What it serves is bf16.
+    let ask = Input::FetchRequested {
+        from: peer.public(),
+        request: 9,
+        round: None,
+    };
+    e.handle(t, ask).unwrap();
+    let served = drain(&mut e)
+        .into_iter()
+        .find_map(|o| match o {
+            Output::Serve {
+                update: Some(bytes),
+                ..
+            } => Some(bytes),
+            _ => None,
+        })
+        .expect("served");
+    let u = wire::decode_update(&served, e.max_update_bytes()).unwrap();
+    assert_eq!(u.header().codec, Codec::Bf16Le);
+}
