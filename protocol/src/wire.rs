@@ -46,7 +46,7 @@ pub fn max_update_len(dim: usize) -> usize {
 }
 
 /// How a payload encodes the model's parameters. Signed in the header (by variant index); in
-/// configs by name: `codec = "f32"` (the default) or `"bf16"`.
+/// configs by name: `codec = "f32"` (the default), `"bf16"` or `"f16"`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Codec {
     /// `f32` values, little endian, 4 bytes each, in the model's flat parameter order.
@@ -57,6 +57,10 @@ pub enum Codec {
     /// 2 bytes each: half the bytes, 8 bits of mantissa, the full `f32` range.
     #[serde(rename = "bf16")]
     Bf16Le,
+    /// IEEE half-precision values, little endian, 2 bytes each: half the bytes, 11 bits of
+    /// mantissa, magnitudes up to 65504 (larger ones are sent as ±65504, never as infinity).
+    #[serde(rename = "f16")]
+    F16Le,
 }
 
 impl Codec {
@@ -64,7 +68,7 @@ impl Codec {
     pub fn payload_len(self, dim: usize) -> usize {
         match self {
             Codec::F32Le => dim * 4,
-            Codec::Bf16Le => dim * 2,
+            Codec::Bf16Le | Codec::F16Le => dim * 2,
         }
     }
 
@@ -73,6 +77,7 @@ impl Codec {
         match self {
             Codec::F32Le => "f32",
             Codec::Bf16Le => "bf16",
+            Codec::F16Le => "f16",
         }
     }
 }
@@ -86,6 +91,12 @@ pub fn f32_to_bf16(v: f32) -> u16 {
     }
     let rounding = 0x7FFF + ((bits >> 16) & 1);
     (bits.wrapping_add(rounding) >> 16) as u16
+}
+
+/// `v` as IEEE half-precision bits, rounded to nearest even, saturating at ±65504 so that a
+/// large finite value is never sent as an infinity (which receivers refuse as non-finite).
+pub fn f32_to_f16(v: f32) -> u16 {
+    half::f16::from_f32(v.clamp(-65504.0, 65504.0)).to_bits()
 }
 
 /// The `f32` of bfloat16 bits `b`: exact.
@@ -259,6 +270,7 @@ fn params_from(codec: Codec, payload: &[u8], dim: usize, out: &mut Vec<f32>) -> 
         let v = match codec {
             Codec::F32Le => f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]),
             Codec::Bf16Le => bf16_to_f32(u16::from_le_bytes([chunk[0], chunk[1]])),
+            Codec::F16Le => half::f16::from_bits(u16::from_le_bytes([chunk[0], chunk[1]])).to_f32(),
         };
         if !v.is_finite() {
             return Err(Error::NonFinite { index });
@@ -289,6 +301,13 @@ pub fn encode_params_as(codec: Codec, params: &[f32]) -> Vec<u8> {
             let mut out = Vec::with_capacity(params.len() * 2);
             for &v in params {
                 out.extend_from_slice(&f32_to_bf16(v).to_le_bytes());
+            }
+            out
+        }
+        Codec::F16Le => {
+            let mut out = Vec::with_capacity(params.len() * 2);
+            for &v in params {
+                out.extend_from_slice(&f32_to_f16(v).to_le_bytes());
             }
             out
         }
@@ -508,6 +527,26 @@ mod tests {
         let u = decode_update(&bytes, max_update_len(3)).unwrap();
         assert_eq!(u.header().codec, Codec::Bf16Le);
         assert_eq!(u.params(3).unwrap(), params);
+    }
+
+    #[test]
+    fn f16_payloads_keep_eleven_bits_and_saturate_instead_of_overflowing() {
+        for v in [0.1f32, -1.2345, 123.456, 6.1e-5, -3000.5] {
+            let back = half::f16::from_bits(f32_to_f16(v)).to_f32();
+            assert!(((back - v) / v).abs() <= 1.0 / 2048.0, "{v} -> {back}");
+        }
+        // Beyond the range: the largest half, not infinity; NaN stays NaN (and is refused).
+        assert_eq!(half::f16::from_bits(f32_to_f16(1e6)).to_f32(), 65504.0);
+        assert_eq!(half::f16::from_bits(f32_to_f16(-1e30)).to_f32(), -65504.0);
+        let payload = encode_params_as(Codec::F16Le, &[0.5, 1e6, f32::NAN]);
+        assert_eq!(payload.len(), Codec::F16Le.payload_len(3));
+        let mut out = Vec::new();
+        assert_eq!(
+            params_from(Codec::F16Le, &payload, 3, &mut out),
+            Err(Error::NonFinite { index: 2 })
+        );
+        params_from(Codec::F16Le, &payload[..4], 2, &mut out).unwrap();
+        assert_eq!(out, vec![0.5, 65504.0]);
     }
 
     use super::*;

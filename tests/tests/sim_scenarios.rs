@@ -628,29 +628,33 @@ every-rounds = 20
     }
 }
 
-/// `codec = "bf16"` halves what every update costs on the wire and learns as well: the same
-/// nodes with `f32` and `bf16` payloads, no attacker.
+/// `codec = "bf16"` and `"f16"` halve what every update costs on the wire and learn as well:
+/// the same nodes with `f32` and 16-bit payloads, no attacker.
 #[test]
-fn bf16_payloads_halve_the_bytes_and_keep_the_accuracy() {
+fn sixteen_bit_payloads_halve_the_bytes_and_keep_the_accuracy() {
     let seed = seed(4);
     let with_codec = |codec: &str| {
         let text = text("rounds = 12", "[eval]\nevery-rounds = 12\n")
             .replace("[engine]\n", &format!("[engine]\ncodec = \"{codec}\"\n"));
         run(&scenario(&text, seed), 2)
     };
-    let (f32_run, bf16_run) = (with_codec("f32"), with_codec("bf16"));
-    let (a, b) = (f32_run.rows.last().unwrap(), bf16_run.rows.last().unwrap());
-    let context = format!(
-        "seed {seed}\nf32:\n{}bf16:\n{}",
-        f32_run.rounds_csv(),
-        bf16_run.rounds_csv()
-    );
-    let ratio = a.bytes_sent as f64 / b.bytes_sent as f64;
-    assert!(ratio > 1.8, "bytes f32 / bf16 = {ratio:.2}; {context}");
-    assert!(
-        (a.acc_mean - b.acc_mean).abs() <= 0.01,
-        "accuracy {:.4} (f32) against {:.4} (bf16); {context}",
-        a.acc_mean,
-        b.acc_mean
-    );
+    let f32_run = with_codec("f32");
+    let a = f32_run.rows.last().unwrap();
+    for codec in ["bf16", "f16"] {
+        let half_run = with_codec(codec);
+        let b = half_run.rows.last().unwrap();
+        let context = format!(
+            "seed {seed}\nf32:\n{}{codec}:\n{}",
+            f32_run.rounds_csv(),
+            half_run.rounds_csv()
+        );
+        let ratio = a.bytes_sent as f64 / b.bytes_sent as f64;
+        assert!(ratio > 1.8, "bytes f32 / {codec} = {ratio:.2}; {context}");
+        assert!(
+            (a.acc_mean - b.acc_mean).abs() <= 0.01,
+            "accuracy {:.4} (f32) against {:.4} ({codec}); {context}",
+            a.acc_mean,
+            b.acc_mean
+        );
+    }
 }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 /// staleness-decay = 0.5    # a model k rounds behind weighs (1 + k)^-0.5 in the mix; 0 = equal
 /// max-ahead = 1000         # models more than this many rounds ahead are not mixed
 /// aggregation = { rule = "clipped-gossip" }
-/// codec = "f32"            # payload encoding of signed models: "f32" or "bf16" (half the bytes)
+/// codec = "f32"            # payload encoding of signed models: "f32", "bf16" or "f16" (half the bytes)
 /// outlier-factor = 2.5     # pull in models this many times farther than the median; 0 = off
 /// join-peers = 3           # peers a joining or restarted node fetches models from; 0 = none
 /// join-timeout-ms = 5000   # longest wait for their answers
@@ -50,8 +50,9 @@ pub struct Config {
     pub max_ahead: u64,
     /// The robust mixing rule. Default: ClippedGossip.
     pub aggregation: aggregate::Config,
-    /// How signed models are encoded: `f32` (4 bytes a parameter) or `bf16` (2 bytes, 8 bits
-    /// of mantissa). Every node of a run must use the same; an update in another codec is
+    /// How signed models are encoded: `f32` (4 bytes a parameter), `bf16` (2 bytes, 8 bits of
+    /// mantissa, the f32 range) or `f16` (2 bytes, 11 bits of mantissa, up to ±65504, larger
+    /// values saturating). Every node of a run must use the same; an update in another codec is
     /// rejected (`wrong_codec`). Default `f32`.
     pub codec: crate::wire::Codec,
     /// The outlier screen before mixing: a received model more than this many times farther
