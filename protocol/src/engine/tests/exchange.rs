@@ -23,7 +23,7 @@ fn asking(rule: Rule, peers: &[Identity]) -> Engine {
     e
 }
 
-fn train(e: &mut Engine, now: Duration, round: u64, value: f32) -> Vec<Output> {
+pub(super) fn train(e: &mut Engine, now: Duration, round: u64, value: f32) -> Vec<Output> {
     let input = Input::Trained {
         round,
         params: vec![value; DIM],
@@ -33,7 +33,12 @@ fn train(e: &mut Engine, now: Duration, round: u64, value: f32) -> Vec<Output> {
     drain(e)
 }
 
-fn answer(e: &mut Engine, now: Duration, from: &Identity, bytes: Arc<[u8]>) -> Vec<Output> {
+pub(super) fn answer(
+    e: &mut Engine,
+    now: Duration,
+    from: &Identity,
+    bytes: Arc<[u8]>,
+) -> Vec<Output> {
     let input = Input::Fetched {
         peer: from.public(),
         update: Some(bytes),
@@ -51,7 +56,7 @@ fn asked(out: &[Output]) -> Vec<(PeerKey, Option<u64>)> {
         .collect()
 }
 
-fn penalised(out: &[Output], who: PeerKey, why: Rejection) -> bool {
+pub(super) fn penalised(out: &[Output], who: PeerKey, why: Rejection) -> bool {
     out.iter().any(|o| {
         matches!(o, Output::Penalize { peer, reason, .. } | Output::Ban { peer, reason }
             if *peer == who && *reason == why)
@@ -629,202 +634,4 @@ fn centered_clipping_starts_from_the_own_model() {
         "{:?}",
         e.model()
     );
-}
-
-/// On a fixed graph a node mixes with its static weights (Metropolis-Hastings in the
-/// simulator): each neighbour's model weighs its `W_ij`, the own model the rest, and a
-/// neighbour that does not answer leaves its weight with the node instead of handing it to the
-/// others.
-#[test]
-fn static_graph_weights_weigh_the_mix_and_a_silent_neighbour_leaves_its_share_home() {
-    let peers: Vec<Identity> = (1..=2).map(toy::identity).collect();
-    let mut c = config(Rule::Mean, 100);
-    c.fanout = 2;
-    c.wait_for = 2;
-    let setup = Setup {
-        weights: [(peers[0].public(), 0.5), (peers[1].public(), 0.2)]
-            .into_iter()
-            .collect(),
-        ..toy::setup(0, &c, DIM, 0)
-    };
-    let mut e = Engine::new(setup).unwrap();
-    let start = Input::Start {
-        resume: Resume::default(),
-        join: false,
-    };
-    e.handle(Duration::ZERO, start).unwrap();
-    for p in &peers {
-        e.handle(Duration::ZERO, Input::PeerUp { peer: p.public() })
-            .unwrap();
-    }
-    let close = |params: &[f32], v: f32| params.iter().all(|x| (x - v).abs() < 1e-4);
-    let mixed = |out: &[Output], round: u64| {
-        out.iter()
-            .find_map(|o| match o {
-                Output::Mixed {
-                    round: r, params, ..
-                } if *r == round => Some(params.clone()),
-                _ => None,
-            })
-            .unwrap_or_else(|| panic!("no mix of round {round}: {out:?}"))
-    };
-    train(&mut e, Duration::ZERO, 1, 0.0);
-    let t = Duration::from_millis(50);
-    answer(
-        &mut e,
-        t,
-        &peers[0],
-        update(&peers[0], toy::run_id(), 1, &[10.0; DIM]),
-    );
-    let out = answer(
-        &mut e,
-        t,
-        &peers[1],
-        update(&peers[1], toy::run_id(), 1, &[20.0; DIM]),
-    );
-    // 0.3 x 0 + 0.5 x 10 + 0.2 x 20 = 9 (equal weights would give 10).
-    let m = mixed(&out, 1);
-    assert!(close(&m, 9.0), "{m:?}");
-    // Round 2: only the first neighbour answers before the timeout; the second's 0.2 stays with
-    // the node: 0.5 x 0 + 0.5 x 10 = 5 (renormalising over the answers would give 6.25).
-    train(&mut e, t, 2, 0.0);
-    answer(
-        &mut e,
-        t,
-        &peers[0],
-        update(&peers[0], toy::run_id(), 2, &[10.0; DIM]),
-    );
-    e.handle(Duration::from_secs(60), Input::Tick).unwrap();
-    let m = mixed(&drain(&mut e), 2);
-    assert!(close(&m, 5.0), "{m:?}");
-}
-
-/// An attacker in update space forges relative to the model its round's training started from:
-/// with no honest model seen, IPM (epsilon 0.5) on the updates turns its own step, from the
-/// initial 1 to a trained 4, back from 1: 1 - 0.5 x 3 = -0.5; on the models it sends -0.5 x 4.
-#[test]
-fn an_attacker_in_update_space_forges_from_its_model_before_training() {
-    let peer = toy::identity(1);
-    let mut c = config(Rule::Mean, 100);
-    c.fanout = 1;
-    c.wait_for = 1;
-    let served_after_training = |space: &str| {
-        let attack: crate::attack::Attack = serde_json::from_str(&format!(
-            r#"{{"kind": "ipm", "epsilon": 0.5, "space": "{space}"}}"#
-        ))
-        .unwrap();
-        let setup = Setup {
-            adversary: Some(Adversary {
-                attack,
-                n: Some(4),
-                f: Some(1),
-                push: false,
-            }),
-            model: vec![1.0; DIM],
-            ..toy::setup(0, &c, DIM, 0)
-        };
-        let mut e = Engine::new(setup).unwrap();
-        let start = Input::Start {
-            resume: Resume::default(),
-            join: false,
-        };
-        e.handle(Duration::ZERO, start).unwrap();
-        e.handle(
-            Duration::ZERO,
-            Input::PeerUp {
-                peer: peer.public(),
-            },
-        )
-        .unwrap();
-        train(&mut e, Duration::ZERO, 1, 4.0);
-        let ask = Input::FetchRequested {
-            from: peer.public(),
-            request: 1,
-            round: Some(1),
-        };
-        e.handle(Duration::ZERO, ask).unwrap();
-        let bytes = drain(&mut e)
-            .into_iter()
-            .find_map(|o| match o {
-                Output::Serve {
-                    update: Some(bytes),
-                    ..
-                } => Some(bytes),
-                _ => None,
-            })
-            .expect("the attacker answers");
-        wire::decode_update(&bytes, e.max_update_bytes())
-            .unwrap()
-            .params(DIM)
-            .unwrap()
-    };
-    assert_eq!(served_after_training("update"), vec![-0.5; DIM]);
-    assert_eq!(served_after_training("model"), vec![-2.0; DIM]);
-}
-
-/// A run's codec is signed in every update: a node in `bf16` mixes `bf16` updates and rejects
-/// an `f32` one by reason, at a misconfigured peer's price; its own answers are `bf16`.
-#[test]
-fn an_update_in_another_codec_is_rejected_by_reason() {
-    let peer = toy::identity(1);
-    let mut c = config(Rule::Mean, 100);
-    c.fanout = 1;
-    c.wait_for = 1;
-    c.codec = Codec::Bf16Le;
-    let mut e = Engine::new(toy::setup(0, &c, DIM, 0)).unwrap();
-    let start = Input::Start {
-        resume: Resume::default(),
-        join: false,
-    };
-    e.handle(Duration::ZERO, start).unwrap();
-    e.handle(
-        Duration::ZERO,
-        Input::PeerUp {
-            peer: peer.public(),
-        },
-    )
-    .unwrap();
-    train(&mut e, Duration::ZERO, 1, 0.0);
-    let t = Duration::from_millis(50);
-    let out = answer(
-        &mut e,
-        t,
-        &peer,
-        update(&peer, toy::run_id(), 1, &[1.0; DIM]),
-    );
-    assert!(
-        penalised(&out, peer.public(), Rejection::WrongCodec),
-        "{out:?}"
-    );
-    assert_eq!(rejected(&e, Rejection::WrongCodec), 1);
-    // Round 2: the same peer in bf16 is mixed.
-    e.handle(Duration::from_secs(60), Input::Tick).unwrap();
-    drain(&mut e);
-    train(&mut e, t, 2, 0.0);
-    let payload = wire::encode_params_as(Codec::Bf16Le, &[1.0; DIM]);
-    let (bytes, _) = wire::encode_update(&peer, toy::run_id(), 2, 1, Codec::Bf16Le, &payload);
-    let out = answer(&mut e, t, &peer, bytes.into());
-    assert!(
-        out.iter().any(|o| matches!(o, Output::Mixed { round: 2, params, skipped: false, .. } if *params == vec![0.5; DIM])),
-        "{out:?}"
-    );
-    // What it serves is bf16.
-    let ask = Input::FetchRequested {
-        from: peer.public(),
-        request: 9,
-        round: None,
-    };
-    e.handle(t, ask).unwrap();
-    let served = drain(&mut e)
-        .into_iter()
-        .find_map(|o| match o {
-            Output::Serve {
-                update: Some(bytes),
-                ..
-            } => Some(bytes),
-            _ => None,
-        })
-        .expect("served");
-    let u = wire::decode_update(&served, e.max_update_bytes()).unwrap();
-    assert_eq!(u.header().codec, Codec::Bf16Le);
 }

@@ -334,3 +334,4 @@ fn a_fetch_is_answered_with_the_last_signed_update() {
 
 mod exchange;
 mod lifecycle;
+mod setup;
