@@ -21,6 +21,7 @@ use crate::simulation::{self, Error, Sampling, assess};
 use murmur_learn::data::{Dataset, Shard, Split};
 use murmur_learn::train::{Setup as Learning, Trainer};
 use murmur_protocol::aggregate::Aggregator;
+use murmur_protocol::attack;
 use murmur_protocol::engine::Rejection;
 use murmur_protocol::topology::{self, Graph, Topology, Weights};
 use murmur_protocol::wire;
@@ -132,24 +133,28 @@ pub(crate) fn run(
     Ok(r.report(threads))
 }
 
+/// The neighbour lists `neighbours` gives the `n` nodes, restricted to `nodes` and renumbered by
+/// position in it.
+fn induced<'a>(
+    nodes: &[usize],
+    n: usize,
+    neighbours: impl Fn(usize) -> &'a [usize],
+) -> Vec<Vec<usize>> {
+    let mut position = vec![None; n];
+    for (p, &i) in nodes.iter().enumerate() {
+        position[i] = Some(p);
+    }
+    nodes
+        .iter()
+        .map(|&i| neighbours(i).iter().filter_map(|&j| position[j]).collect())
+        .collect()
+}
+
 /// The mixing of D-PSGD on the graph `g` induces on `nodes` (renumbered by position):
 /// Metropolis-Hastings weights when it is undirected, uniform weights when those are doubly
 /// stochastic (a directed regular graph such as the exponential graph of a power of two).
 fn graph_mixer(g: &Graph, nodes: &[usize]) -> Result<Mixer, Error> {
-    let mut position = vec![usize::MAX; g.len()];
-    for (p, &i) in nodes.iter().enumerate() {
-        position[i] = p;
-    }
-    let out: Vec<Vec<usize>> = nodes
-        .iter()
-        .map(|&i| {
-            g.out_neighbours(i)
-                .iter()
-                .map(|&j| position[j])
-                .filter(|&p| p != usize::MAX)
-                .collect()
-        })
-        .collect();
+    let out = induced(nodes, g.len(), |i| g.out_neighbours(i));
     let induced = Graph::from_out_neighbours(out.clone()).map_err(Error::Topology)?;
     let w = match Weights::metropolis_hastings(&induced) {
         Ok(w) => w,
@@ -208,14 +213,6 @@ fn combine(rows: &[Vec<(usize, f64)>], models: &[&[f32]]) -> Vec<Vec<f32>> {
         .collect()
 }
 
-/// The mean of `models` in f64, in input order.
-fn average(models: &[&[f32]], out: &mut [f32]) {
-    let k = models.len() as f64;
-    for (d, o) in out.iter_mut().enumerate() {
-        *o = (models.iter().map(|m| f64::from(m[d])).sum::<f64>() / k) as f32;
-    }
-}
-
 impl Reference {
     fn build(
         scenario: Scenario,
@@ -248,22 +245,9 @@ impl Reference {
                 (Topology::Sample { s: k }, _) => {
                     let connections =
                         links::connections(s.nodes, s.network.max_connections, s.seed);
-                    let mut position = vec![usize::MAX; s.nodes];
-                    for (p, &i) in nodes.iter().enumerate() {
-                        position[i] = p;
-                    }
                     Mixer::Epidemic {
                         s: *k,
-                        candidates: nodes
-                            .iter()
-                            .map(|&i| {
-                                connections[i]
-                                    .iter()
-                                    .map(|&j| position[j])
-                                    .filter(|&p| p != usize::MAX)
-                                    .collect()
-                            })
-                            .collect(),
+                        candidates: induced(&nodes, s.nodes, |i| &connections[i]),
                     }
                 }
                 (_, Some(g)) => graph_mixer(&g, &nodes)?,
@@ -357,7 +341,7 @@ impl Reference {
                         .map(|from| {
                             let inputs: Vec<&[f32]> = from.iter().map(|&q| models[q]).collect();
                             let mut x = vec![0.0; dim];
-                            average(&inputs, &mut x);
+                            attack::mean(&inputs, &mut x);
                             x
                         })
                         .collect()
@@ -378,7 +362,7 @@ impl Reference {
                     }
                     let mut next = vec![0.0; dim];
                     match rule {
-                        None => average(&models, &mut next),
+                        None => attack::mean(&models, &mut next),
                         Some(rule) => {
                             let mut rng = links::rng(self.scenario.seed, STREAM, self.round);
                             if rule
@@ -418,7 +402,7 @@ impl Reference {
                     end = t;
                     self.bytes_sent += (2 * (m - 1) * m * chunk) as u64;
                     let mut x = vec![0.0; dim];
-                    average(&models, &mut x);
+                    attack::mean(&models, &mut x);
                     vec![x; m]
                 }
             }
@@ -552,7 +536,7 @@ mod tests {
         let models: Vec<Vec<f32>> = (0..5).map(|i| vec![i as f32, (i * i) as f32]).collect();
         let refs: Vec<&[f32]> = models.iter().map(Vec::as_slice).collect();
         let mut before = vec![0.0; 2];
-        average(&refs, &mut before);
+        attack::mean(&refs, &mut before);
         let mut x = models.clone();
         for _ in 0..200 {
             let next = {
@@ -562,7 +546,7 @@ mod tests {
             x = next;
             let refs: Vec<&[f32]> = x.iter().map(Vec::as_slice).collect();
             let mut now = vec![0.0; 2];
-            average(&refs, &mut now);
+            attack::mean(&refs, &mut now);
             for (a, b) in now.iter().zip(&before) {
                 assert!(
                     (a - b).abs() < 1e-4,
