@@ -133,6 +133,7 @@ pub fn cell_scenario(base: &Scenario, rule: Option<&str>, attack: Option<&Attack
             nodes: None,
             attack: a.clone(),
             push: false,
+            knowledge: Default::default(),
         }],
         None => Vec::new(),
     };

@@ -235,10 +235,10 @@ pub fn engine(r: &Resolved, local: &start::Local) -> Result<Engine, Error> {
         model: local.trainer.params().to_vec(),
         seed: c.run.seed,
         adversary: c.node.attack.clone().map(|attack| Adversary {
-            attack,
             n: c.node.attack_n,
             f: c.node.attack_f,
             push: c.node.attack_push,
+            ..Adversary::new(attack)
         }),
         weights: Default::default(),
     })?)
@@ -451,6 +451,8 @@ impl Driver {
                 reason,
                 points,
             } => info!(%peer, %reason, points, "peer penalised"),
+            // Only an attacker beyond `own` knowledge shares, and the node's red team has none.
+            Output::Share { .. } => {}
             Output::GossipChecked { message, verdict } => {
                 if let Some((id, source)) = self.checking.remove(&message) {
                     let acceptance = match verdict {

@@ -202,6 +202,63 @@ impl Space {
     }
 }
 
+/// What an attacker knows of the honest models when it forges. Configured per attacker group in
+/// a scenario; the red-team node has `own` and `colluding`.
+///
+/// ```toml
+/// knowledge = "own"          # the models it mixed (default): what one real attacker sees
+/// knowledge = "colluding"    # plus every honest model any attacker of the run fetched
+/// knowledge = "omniscient"   # every honest node's newest signed model, the moment it is signed
+/// ```
+///
+/// An attacker that knows more than its own mixes (`colluding`, `omniscient`) also forges later:
+/// for each asker when it asks, from what it knows then, rather than once per round after its
+/// training. Omniscience is a simulator power (an upper bound on what a network of attackers
+/// that pulls from every honest node as often as it may could know); collusion is what red-team
+/// processes sharing what they fetch can really do.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Knowledge {
+    /// The honest models it mixed last round.
+    #[default]
+    Own,
+    /// Plus those its allies fetched (pooled through a side channel).
+    Colluding,
+    /// Every honest node's newest signed model.
+    Omniscient,
+}
+
+impl Knowledge {
+    /// Whether this is the default, [`Knowledge::Own`].
+    pub fn is_own(&self) -> bool {
+        *self == Knowledge::Own
+    }
+
+    /// The name, as in configs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Knowledge::Own => "own",
+            Knowledge::Colluding => "colluding",
+            Knowledge::Omniscient => "omniscient",
+        }
+    }
+}
+
+impl FromStr for Knowledge {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "own" => Ok(Knowledge::Own),
+            "colluding" => Ok(Knowledge::Colluding),
+            "omniscient" => Ok(Knowledge::Omniscient),
+            other => Err(format!(
+                "unknown knowledge {other:?}; expected one of [\"own\", \"colluding\", \"omniscient\"]"
+            )),
+        }
+    }
+}
+
 /// The value a [`Attack::NonFinite`] attacker fills its model with.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NonFinite {
@@ -367,6 +424,15 @@ impl Attack {
             Attack::FreeRider => return Plan::Stale,
         }
         Plan::Send(out)
+    }
+
+    /// Whether [`Attack::plan`] forges a model from the view ([`Plan::Send`]): the attacks an
+    /// attacker that learns more during the round forges for each asker when it asks.
+    pub fn forges(&self) -> bool {
+        !matches!(
+            self,
+            Attack::LabelFlip | Attack::Replay { .. } | Attack::Equivocate | Attack::FreeRider
+        )
     }
 
     /// Whether the attacker's trainer must flip labels ([`flip_label`]) before local steps.

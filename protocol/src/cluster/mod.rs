@@ -30,6 +30,12 @@
 //! Each node remembers the messages it has seen for `seen_for` (gossipsub's duplicate cache) and
 //! drops copies.
 //!
+//! **What attackers know.** An attacker engine beyond [`Knowledge::Own`] passes on what it
+//! fetches ([`Output::Share`]); the cluster hands it at once to every other such attacker as
+//! [`Input::Intel`] (a side channel between red-team processes, free and instant). An
+//! [`Knowledge::Omniscient`] attacker is also handed each honest node's update the moment that
+//! node signs it.
+//!
 //! **Lifecycle.** [`Cluster::start`] brings nodes online for the first time ([`Input::Start`]),
 //! [`Cluster::leave`] takes one offline (its work in flight is lost), [`Cluster::restart`] brings
 //! it back as a restarted process: a new engine from its last checkpoint (the model of its last
@@ -49,6 +55,7 @@ mod tests;
 #[cfg(test)]
 pub(crate) mod toy;
 
+use crate::attack::Knowledge;
 use crate::engine::{ConfigError, Engine, Input, Origin, Output, Rejection, Resume, Setup, Stats};
 use crate::sign::PeerKey;
 use events::{Entry, Event, Message};
@@ -183,6 +190,8 @@ struct Member {
     resume: Resume,
     /// The counts of its earlier engines.
     lives: Stats,
+    /// The last update of it handed to omniscient attackers.
+    told: Option<Arc<[u8]>>,
 }
 
 /// N engines, their connections, and the events between them. See the module documentation.
@@ -210,6 +219,8 @@ pub struct Cluster<W> {
     counters: Counters,
     /// The gossip message an engine is checking: forwarded once it is accepted.
     checking: Option<Relay>,
+    /// The attackers that know more than their own mixes, and what.
+    insiders: Vec<(usize, Knowledge)>,
 }
 
 /// A gossip message to forward from `at` if its engine accepts it.
@@ -248,6 +259,7 @@ impl<W: World> Cluster<W> {
             steps: VecDeque::new(),
             counters: Counters::default(),
             checking: None,
+            insiders: Vec::new(),
         }
     }
 
@@ -256,6 +268,9 @@ impl<W: World> Cluster<W> {
         let engine = Engine::new(setup.clone())?;
         let i = self.members.len();
         self.index.insert(engine.id(), i);
+        if let Some(k) = engine.knowledge().filter(|k| !k.is_own()) {
+            self.insiders.push((i, k));
+        }
         self.members.push(Member {
             setup,
             engine,
@@ -267,6 +282,7 @@ impl<W: World> Cluster<W> {
             seen: Seen::default(),
             resume: Resume::default(),
             lives: Stats::default(),
+            told: None,
         });
         self.links.push(Vec::new());
         Ok(i)

@@ -3,8 +3,10 @@
 //! it comes up or goes down.
 
 use super::{Cluster, Event, Message, Step, World, gossip, pair};
+use crate::attack::Knowledge;
 use crate::engine::{GossipVerdict, Input, Output};
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 impl<W: World> Cluster<W> {
     pub(super) fn feed(&mut self, i: usize, input: Input) {
@@ -20,6 +22,7 @@ impl<W: World> Cluster<W> {
         while let Some(out) = self.members[i].engine.poll() {
             self.carry_out(i, out);
         }
+        self.tell_omniscient(i);
         let m = &mut self.members[i];
         if let Some(deadline) = m.engine.poll_timeout()
             && m.online
@@ -28,6 +31,48 @@ impl<W: World> Cluster<W> {
             m.armed = Some(deadline);
             let (epoch, at) = (m.epoch, deadline.max(self.now));
             self.push(at, Event::Tick { node: i, epoch });
+        }
+    }
+
+    /// Hands honest node `i`'s newly signed update to the omniscient attackers.
+    fn tell_omniscient(&mut self, i: usize) {
+        if self
+            .insiders
+            .iter()
+            .all(|(_, k)| *k != Knowledge::Omniscient)
+        {
+            return;
+        }
+        let m = &mut self.members[i];
+        if m.engine.knowledge().is_some() {
+            return;
+        }
+        let Some(update) = m.engine.latest_update() else {
+            return;
+        };
+        if m.told.as_ref().is_some_and(|t| Arc::ptr_eq(t, update)) {
+            return;
+        }
+        let update = update.clone();
+        m.told = Some(update.clone());
+        self.tell(i, &update, Knowledge::Omniscient);
+    }
+
+    /// Hands `update` to every online attacker other than `i` that knows at least `least`.
+    fn tell(&mut self, i: usize, update: &Arc<[u8]>, least: Knowledge) {
+        let to: Vec<usize> = self
+            .insiders
+            .iter()
+            .filter(|(j, k)| *j != i && *k >= least && self.members[*j].online)
+            .map(|(j, _)| *j)
+            .collect();
+        for j in to {
+            self.feed(
+                j,
+                Input::Intel {
+                    update: update.clone(),
+                },
+            );
         }
     }
 
@@ -172,6 +217,7 @@ impl<W: World> Cluster<W> {
                 }
             }
             Output::Finished => self.steps.push_back(Step::Finished { node: i }),
+            Output::Share { update } => self.tell(i, &update, Knowledge::Colluding),
         }
     }
 

@@ -4,7 +4,7 @@
 use super::toy::{self, Quadratic};
 use super::*;
 use crate::aggregate::{self, Rule};
-use crate::attack::{Attack, NonFinite};
+use crate::attack::{Attack, Knowledge, NonFinite};
 use crate::engine::{Adversary, Config};
 
 const DIM: usize = 3;
@@ -93,14 +93,9 @@ fn a_ban_closes_the_connection_for_good() {
     let liar = 3;
     // Rebuild the liar as an attacker.
     let mut attack = toy::setup(liar, &config(40), DIM, 5);
-    attack.adversary = Some(Adversary {
-        attack: Attack::NonFinite {
-            value: NonFinite::Nan,
-        },
-        n: None,
-        f: None,
-        push: false,
-    });
+    attack.adversary = Some(Adversary::new(Attack::NonFinite {
+        value: NonFinite::Nan,
+    }));
     let targets = toy::targets(n, DIM, 1.0, 1.0, 5);
     let mut c2 = Cluster::new(Quadratic::new(targets), 5, Gossip::default());
     for i in 0..n {
@@ -186,12 +181,7 @@ fn evidence_relayed_through_peers_bans_an_equivocator_out_of_reach() {
     for i in 0..4 {
         let mut s = toy::setup(i, &cfg, DIM, 5);
         if i == 1 {
-            s.adversary = Some(Adversary {
-                attack: Attack::Equivocate,
-                n: None,
-                f: None,
-                push: false,
-            });
+            s.adversary = Some(Adversary::new(Attack::Equivocate));
         }
         c.add(s).unwrap();
     }
@@ -270,4 +260,59 @@ fn junk_gossip_costs_its_author_and_never_the_relayer() {
         c.engine(2).stats().rejected
     );
     assert!(c.counters().gossip_refused >= 2, "{:?}", c.counters());
+}
+
+/// Two attackers (5, 6) hang off honest node 0 of a five-node honest ring. Knowing only their own
+/// mixes they keep no intel; colluding, each knows what either fetched: node 0 alone; omniscient,
+/// every honest node, at the round it last signed.
+#[test]
+fn attackers_learn_what_their_knowledge_allows() {
+    let n = 7;
+    let mut edges: Vec<(usize, usize)> = (0..5).map(|i| (i, (i + 1) % 5)).collect();
+    edges.extend([(0, 5), (0, 6)]);
+    for (knowledge, authors) in [
+        (Knowledge::Own, vec![]),
+        (Knowledge::Colluding, vec![0]),
+        (Knowledge::Omniscient, vec![0, 1, 2, 3, 4]),
+    ] {
+        let targets = toy::targets(n, DIM, 1.0, 1.0, 5);
+        let mut c = Cluster::new(Quadratic::new(targets), 5, Gossip::default());
+        for i in 0..n {
+            let mut s = toy::setup(i, &config(6), DIM, 5);
+            if i >= 5 {
+                s.adversary = Some(Adversary {
+                    knowledge,
+                    allies: [5, 6]
+                        .map(|j| toy::identity(j).public())
+                        .into_iter()
+                        .collect(),
+                    ..Adversary::new(Attack::Alie { z: Some(1.0) })
+                });
+            }
+            c.add(s).unwrap();
+        }
+        for &(a, b) in &edges {
+            c.link(a, b);
+        }
+        c.start(&(0..n).collect::<Vec<_>>(), false);
+        steps(&mut c, Duration::from_secs(60));
+        let keys: Vec<PeerKey> = authors.iter().map(|&i| c.engine(i).id()).collect();
+        for a in [5, 6] {
+            let known = c.engine(a).known_authors();
+            let got: Vec<PeerKey> = known.keys().copied().collect();
+            let mut want = keys.clone();
+            want.sort();
+            assert_eq!(got, want, "{knowledge:?}, attacker {a}");
+            if knowledge == Knowledge::Omniscient {
+                for (k, round) in known {
+                    let i = c.index[&k];
+                    assert_eq!(
+                        round,
+                        c.engine(i).round(),
+                        "{knowledge:?}: node {i}'s newest"
+                    );
+                }
+            }
+        }
+    }
 }

@@ -5,11 +5,22 @@
 //! it: each round it plans what to serve ([`Engine::plan_round`]), and answers each fetch with
 //! that, or with a model forged for the asker (dissensus, and the two sides of an equivocation).
 //! With [`Adversary::push`] it also pushes its forgery at every connected peer, unasked.
+//!
+//! An attacker that knows more than its own mixes ([`Colluding`](crate::attack::Knowledge::Colluding),
+//! [`Omniscient`](crate::attack::Knowledge::Omniscient)) keeps the newest model of each honest author it has learned of
+//! (`intel`: what it fetched, and what it is given as [`Input::Intel`]), passes on what it fetches
+//! ([`Output::Share`]), and forges each asker's model when that asker first asks in the round,
+//! from what it knows then. An asker gets one forgery a round: two would prove equivocation.
 
-use super::{Adversary, Engine};
+use super::{Adversary, Engine, Output};
 use crate::attack::{self, Attack, Plan};
 use crate::sign::PeerKey;
+use crate::wire;
+use std::collections::BTreeMap;
 use std::sync::Arc;
+
+/// Most honest authors an attacker keeps models of; past it, the oldest round is forgotten.
+const INTEL_AUTHORS: usize = 4096;
 
 /// What an attacker serves this round.
 #[derive(Debug, Clone, Default)]
@@ -33,10 +44,15 @@ impl Engine {
         (n, adv.f.unwrap_or(1))
     }
 
-    /// A Byzantine node's plan for the round just trained. It sees what a real attacker sees:
-    /// the models it mixed last round (those its drawn peers served it).
+    /// A Byzantine node's plan for the round just trained. It sees what it knows (see
+    /// [`Knowledge`](crate::attack::Knowledge)): by default the models it mixed last round (those its drawn peers served
+    /// it). Dissensus, and any forging attack of an attacker that learns more during the round,
+    /// is forged for each asker when it asks.
     pub(super) fn plan_round(&mut self, adv: &Adversary, samples: u64) {
-        self.menu = if let Attack::Dissensus { .. } = adv.attack {
+        self.forged.clear();
+        let per_asker = matches!(adv.attack, Attack::Dissensus { .. })
+            || (!adv.knowledge.is_own() && adv.attack.forges());
+        self.menu = if per_asker {
             // Each asker gets its own forgery for the round: nothing is announced, since any
             // announcement would prove the equivocation to every asker.
             let (bytes, _) = self.sign(&self.model, samples);
@@ -44,13 +60,14 @@ impl Engine {
             Menu::PerAsker { samples }
         } else {
             let (n, f) = self.believed_size(adv);
-            let honest: Vec<&[f32]> = self.last_received.values().map(Vec::as_slice).collect();
+            let honest: Vec<&[f32]> =
+                honest_models(adv, &self.intel, &self.last_received, self.floor())
+                    .into_values()
+                    .collect();
             let view = attack::View {
                 own: &self.model,
                 honest: &honest,
-                reference: Some(&self.reference)
-                    .filter(|r| !r.is_empty())
-                    .map(Vec::as_slice),
+                reference: reference(&self.reference),
                 n,
                 f,
                 victim: None,
@@ -108,36 +125,66 @@ impl Engine {
             Menu::One(bytes) => Some(bytes),
             // The two halves go to the askers by the parity of their key, so both are seen.
             Menu::Two(a, b) => Some(if to.0[0].is_multiple_of(2) { a } else { b }),
-            Menu::PerAsker { samples } => Some(self.dissensus_for(adv, to, samples)),
+            Menu::PerAsker { samples } => {
+                if let Some(bytes) = self.forged.get(&to) {
+                    return Some(bytes.clone());
+                }
+                let bytes = self.forge_for(adv, to, samples);
+                self.forged.insert(to, bytes.clone());
+                Some(bytes)
+            }
         }
     }
 
-    /// Dissensus (He, Karimireddy and Jaggi, 2022) aimed at the asker: the victim's model is the
-    /// last one it served this attacker, its good neighbours are the other models the attacker
-    /// mixed, and the weights are those of a node that mixes `wait_for + 1` models uniformly.
-    fn dissensus_for(&mut self, adv: &Adversary, to: PeerKey, samples: u64) -> Arc<[u8]> {
+    /// A forgery for the asker `to`, from what the attacker knows now. For dissensus (He,
+    /// Karimireddy and Jaggi, 2022) the asker is the victim: its model is the newest the
+    /// attacker knows of it, and its good neighbours and weights are its real ones when the
+    /// graph is known ([`Adversary::graph`]: every Byzantine neighbour's weight is counted as
+    /// Byzantine, a neighbour whose model is unknown is left out), otherwise the other known
+    /// honest models, weighed as by a node that mixes `wait-for + 1` models uniformly.
+    fn forge_for(&mut self, adv: &Adversary, to: PeerKey, samples: u64) -> Arc<[u8]> {
         let (n, f) = self.believed_size(adv);
-        let w = 1.0 / (self.config.wait_for as f64 + 1.0);
-        let victim_model = self.last_received.get(&to).cloned();
-        let good: Vec<&[f32]> = self
-            .last_received
-            .iter()
-            .filter(|(k, _)| **k != to)
-            .map(|(_, v)| v.as_slice())
-            .collect();
-        let weights = vec![w; good.len()];
-        let victim = victim_model.as_deref().map(|model| attack::Victim {
+        let honest = honest_models(adv, &self.intel, &self.last_received, self.floor());
+        let mut good: Vec<&[f32]> = Vec::new();
+        let mut weights: Vec<f64> = Vec::new();
+        let mut byzantine_weight = 0.0;
+        match adv.graph.get(&to) {
+            Some(neighbours) => {
+                for (j, w) in neighbours {
+                    if *j == self.me || adv.allies.contains(j) {
+                        byzantine_weight += w;
+                    } else if let Some(m) = honest.get(j) {
+                        good.push(m);
+                        weights.push(*w);
+                    }
+                }
+            }
+            None => {
+                let w = 1.0 / (self.config.wait_for as f64 + 1.0);
+                good = honest
+                    .iter()
+                    .filter(|(k, _)| **k != to)
+                    .map(|(_, m)| *m)
+                    .collect();
+                weights = vec![w; good.len()];
+                byzantine_weight = w;
+            }
+        }
+        let victim = honest.get(&to).map(|model| attack::Victim {
             model,
             good: &good,
             good_weights: &weights,
-            byzantine_weight: w,
+            byzantine_weight,
         });
+        let all: Vec<&[f32]> = honest.values().copied().collect();
         let view = attack::View {
             own: &self.model,
-            honest: &good,
-            reference: Some(&self.reference)
-                .filter(|r| !r.is_empty())
-                .map(Vec::as_slice),
+            honest: if matches!(adv.attack, Attack::Dissensus { .. }) {
+                &good
+            } else {
+                &all
+            },
+            reference: reference(&self.reference),
             n,
             f,
             victim,
@@ -148,4 +195,96 @@ impl Engine {
         };
         self.sign(&forged, samples).0
     }
+
+    /// Takes in a signed update learned out of band ([`super::Input::Intel`]): kept as its
+    /// author's newest model when it checks out and is newer than what is known. Ignored by
+    /// honest nodes and by attackers that know only their own mixes.
+    pub(super) fn on_intel(&mut self, bytes: &[u8]) {
+        let Some(adv) = &self.adversary else { return };
+        if adv.knowledge.is_own() {
+            return;
+        }
+        let Ok(update) = wire::decode_update_ref(bytes, self.limit) else {
+            return;
+        };
+        let h = update.header();
+        let (author, round) = (h.sender, h.round);
+        if author == self.me
+            || adv.allies.contains(&author)
+            || h.run != self.run
+            || h.codec != self.config.codec
+            || self.intel.get(&author).is_some_and(|(r, _)| *r >= round)
+        {
+            return;
+        }
+        let mut params = Vec::new();
+        if update.verify_payload().is_ok() && update.params_into(self.dim, &mut params).is_ok() {
+            self.learn(author, round, params);
+        }
+    }
+
+    /// An honest update this attacker fetched and accepted: kept, and passed to the allies.
+    pub(super) fn learn_fetched(
+        &mut self,
+        from: PeerKey,
+        round: u64,
+        params: &[f32],
+        bytes: &[u8],
+    ) {
+        let Some(adv) = &self.adversary else { return };
+        if adv.knowledge.is_own() || adv.allies.contains(&from) {
+            return;
+        }
+        if self.intel.get(&from).is_none_or(|(r, _)| *r < round) {
+            self.learn(from, round, params.to_vec());
+        }
+        self.outputs.push_back(Output::Share {
+            update: Arc::from(bytes),
+        });
+    }
+
+    fn learn(&mut self, author: PeerKey, round: u64, params: Vec<f32>) {
+        if !self.intel.contains_key(&author) && self.intel.len() >= INTEL_AUTHORS {
+            let oldest = self.intel.iter().min_by_key(|(_, (r, _))| *r);
+            match oldest {
+                Some((k, (r, _))) if *r < round => {
+                    let k = *k;
+                    self.intel.remove(&k);
+                }
+                _ => return,
+            }
+        }
+        self.intel.insert(author, (round, params));
+    }
+}
+
+/// The honest models the attacker knows, by author: with `Knowledge::Own` those it mixed last
+/// round; beyond, the newest of each author it learned of (`intel`), no older than `floor` (or,
+/// knowing none, those it mixed). Allies' models are never counted.
+fn honest_models<'a>(
+    adv: &Adversary,
+    intel: &'a BTreeMap<PeerKey, (u64, Vec<f32>)>,
+    last_received: &'a BTreeMap<PeerKey, Vec<f32>>,
+    floor: u64,
+) -> BTreeMap<PeerKey, &'a [f32]> {
+    if !adv.knowledge.is_own() {
+        let known: BTreeMap<PeerKey, &[f32]> = intel
+            .iter()
+            .filter(|(_, (round, _))| *round >= floor)
+            .map(|(k, (_, m))| (*k, m.as_slice()))
+            .collect();
+        if !known.is_empty() {
+            return known;
+        }
+    }
+    last_received
+        .iter()
+        .filter(|(k, _)| !adv.allies.contains(k))
+        .map(|(k, m)| (*k, m.as_slice()))
+        .collect()
+}
+
+/// The attacker's model before this round's training, once it has trained.
+fn reference(reference: &[f32]) -> Option<&[f32]> {
+    Some(reference).filter(|r| !r.is_empty())
 }

@@ -66,7 +66,7 @@ pub use config::{Config, ConfigError};
 pub use rejection::Rejection;
 
 use crate::aggregate::Aggregator;
-use crate::attack::Attack;
+use crate::attack::{Attack, Knowledge};
 use crate::replay::Window;
 use crate::sign::{Identity, PeerKey, RunId};
 use crate::wire;
@@ -76,7 +76,7 @@ use peers::Peers;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use receive::Held;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -156,6 +156,14 @@ pub enum Input {
     },
     /// The time returned by [`Engine::poll_timeout`] has come.
     Tick,
+    /// For an attacker beyond [`Knowledge::Own`]: a signed update learned out of band (an
+    /// ally's [`Output::Share`], or an honest node's newest update in the simulator's
+    /// omniscient mode). Checked like any update (bounded decoding, signature, run, codec,
+    /// size) but never penalised: it has no sender on this link. Honest engines ignore it.
+    Intel {
+        /// The signed update, unchecked.
+        update: Arc<[u8]>,
+    },
 }
 
 /// What a node remembers from its earlier lives (its data directory, or the simulator's record
@@ -299,6 +307,12 @@ pub enum Output {
     },
     /// The configured number of rounds is done.
     Finished,
+    /// An attacker beyond [`Knowledge::Own`] passes an honest peer's signed update it fetched
+    /// to its allies (as [`Input::Intel`], by whatever side channel the red team has).
+    Share {
+        /// The update, as fetched.
+        update: Arc<[u8]>,
+    },
 }
 
 /// What the gossip layer does with a message the engine has checked (gossipsub's validation
@@ -394,6 +408,32 @@ pub struct Adversary {
     /// Also push the forged update to every connected peer every round, unasked (the honest
     /// nodes refuse pushes and penalise them, but the attacker spends their CPU and tries).
     pub push: bool,
+    /// What it knows of the honest models ([`Knowledge`]). Beyond [`Knowledge::Own`] it forges
+    /// for each asker when asked, shares every honest update it fetches ([`Output::Share`]),
+    /// and takes in what it is given ([`Input::Intel`]).
+    pub knowledge: Knowledge,
+    /// The other attackers' keys: their models are never taken for honest ones.
+    pub allies: BTreeSet<PeerKey>,
+    /// The honest nodes' mixing weights on a fixed graph, by node and in-neighbour (public on a
+    /// fixed graph): dissensus aims with the victim's real neighbours and weights. Empty: the
+    /// attacker assumes a victim that mixes `wait-for + 1` models uniformly.
+    pub graph: BTreeMap<PeerKey, BTreeMap<PeerKey, f64>>,
+}
+
+impl Adversary {
+    /// An attacker with this attack and nothing else set: it believes the run is its connected
+    /// peers plus itself with one Byzantine node, does not push, and knows what it mixes.
+    pub fn new(attack: Attack) -> Adversary {
+        Adversary {
+            attack,
+            n: None,
+            f: None,
+            push: false,
+            knowledge: Knowledge::Own,
+            allies: BTreeSet::new(),
+            graph: BTreeMap::new(),
+        }
+    }
 }
 
 /// Everything an engine is built from.
@@ -492,6 +532,11 @@ pub struct Engine {
     /// space); empty for honest nodes.
     reference: Vec<f32>,
     last_update: Option<Arc<[u8]>>,
+    /// What an attacker beyond [`Knowledge::Own`] knows: each honest author's newest model and
+    /// its round (bounded by `INTEL_AUTHORS`).
+    intel: BTreeMap<PeerKey, (u64, Vec<f32>)>,
+    /// The forgery each asker was served this round (it is not served two).
+    forged: BTreeMap<PeerKey, Arc<[u8]>>,
     scratch: Vec<f32>,
 }
 
@@ -556,6 +601,8 @@ impl Engine {
             last_received: BTreeMap::new(),
             reference: Vec::new(),
             last_update: None,
+            intel: BTreeMap::new(),
+            forged: BTreeMap::new(),
             scratch: vec![0.0; dim],
         })
     }
@@ -569,6 +616,22 @@ impl Engine {
     /// completed round.
     pub fn round(&self) -> u64 {
         self.round
+    }
+
+    /// The signed update this node serves now (an attacker's: the last it signed), for a
+    /// harness that gives honest nodes' updates to omniscient attackers.
+    pub fn latest_update(&self) -> Option<&Arc<[u8]>> {
+        self.last_update.as_ref()
+    }
+
+    /// The honest authors an attacker beyond `own` knowledge knows a model of, and the round.
+    pub fn known_authors(&self) -> BTreeMap<PeerKey, u64> {
+        self.intel.iter().map(|(k, (r, _))| (*k, *r)).collect()
+    }
+
+    /// What this node knows as an attacker; `None` for an honest node.
+    pub fn knowledge(&self) -> Option<Knowledge> {
+        self.adversary.as_ref().map(|a| a.knowledge)
     }
 
     /// The last round whose mix is done (a checkpoint of it is complete): what a node that
@@ -706,6 +769,7 @@ impl Engine {
                 samples,
             } => self.on_trained(now, round, params, samples)?,
             Input::Tick => self.answer_held(now, true),
+            Input::Intel { update } => self.on_intel(&update),
         }
         self.advance(now);
         Ok(())

@@ -144,7 +144,7 @@ impl Engine {
     }
 
     /// The lowest round a model may be of to be mixed in the current round.
-    fn floor(&self) -> u64 {
+    pub(super) fn floor(&self) -> u64 {
         self.round.saturating_sub(self.config.max_staleness)
     }
 
@@ -196,6 +196,9 @@ impl Engine {
         match self.check(peer, bytes, (floor, ceiling), true) {
             Ok(Checked { round, params }) => {
                 self.stats.accepted += 1;
+                if self.adversary.is_some() {
+                    self.learn_fetched(peer, round, &params, bytes);
+                }
                 self.answers.insert(peer, Pending { round, params });
             }
             // Counted where the proof was handled.

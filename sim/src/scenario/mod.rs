@@ -28,7 +28,7 @@
 //! ```
 
 use murmur_learn::train;
-use murmur_protocol::attack::Attack;
+use murmur_protocol::attack::{Attack, Knowledge};
 use murmur_protocol::engine;
 use murmur_protocol::topology::{self, Graph, Topology};
 use serde::{Deserialize, Serialize};
@@ -115,6 +115,12 @@ pub struct Attackers {
     /// protocol lets anyone send. Default false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub push: bool,
+    /// What they know of the honest models: `own` (what each mixed; default), `colluding`
+    /// (every honest model any attacker fetched) or `omniscient` (every honest node's newest
+    /// model, the moment it is signed). Beyond `own` they know each other and, on a fixed graph,
+    /// every node's mixing weights, and forge for each asker when it asks.
+    #[serde(default, skip_serializing_if = "Knowledge::is_own")]
+    pub knowledge: Knowledge,
 }
 
 /// Local training time: `local-steps x step-ms x` the node's speed factor.

@@ -5,10 +5,10 @@ use super::world::World;
 use super::{Error, Scheduled, Simulation};
 use crate::links::{self, Links, stream};
 use crate::report::Window;
-use crate::scenario::Scenario;
+use crate::scenario::{Attackers, Scenario};
 use murmur_learn::data::{Dataset, Shard, Split};
 use murmur_learn::train::{Setup as Learning, Trainer};
-use murmur_protocol::attack::{self, Attack};
+use murmur_protocol::attack;
 use murmur_protocol::cluster::{Cluster, Gossip};
 use murmur_protocol::engine::{Adversary, Setup};
 use murmur_protocol::sign::PeerKey;
@@ -16,7 +16,7 @@ use murmur_protocol::sign::{Identity, RunId};
 use murmur_protocol::topology::{Graph, Topology, Weights};
 use rand::RngCore;
 use rand::seq::SliceRandom;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 /// The tag of time-scheduled evaluations: the first entry of the schedule.
@@ -34,14 +34,13 @@ pub(crate) fn identity(seed: u64, i: usize) -> Identity {
     Identity::from_secret(secret)
 }
 
-/// Which attack each node runs, if any, and whether it pushes: explicit `nodes` first, then
-/// `count` drawn by the seed among the nodes left (joiners excluded: they are honest by
-/// definition).
-pub(crate) fn assign_attackers(s: &Scenario) -> Vec<Option<(Attack, bool)>> {
-    let mut out: Vec<Option<(Attack, bool)>> = vec![None; s.nodes];
+/// Which group of attackers each node belongs to, if any: explicit `nodes` first, then `count`
+/// drawn by the seed among the nodes left (joiners excluded: they are honest by definition).
+pub(crate) fn assign_attackers(s: &Scenario) -> Vec<Option<&Attackers>> {
+    let mut out: Vec<Option<&Attackers>> = vec![None; s.nodes];
     for a in &s.attackers {
         for &i in a.nodes.iter().flatten() {
-            out[i] = Some((a.attack.clone(), a.push));
+            out[i] = Some(a);
         }
     }
     let eligible = s.nodes - s.churn.joiners;
@@ -50,7 +49,7 @@ pub(crate) fn assign_attackers(s: &Scenario) -> Vec<Option<(Attack, bool)>> {
     let mut free = free.into_iter();
     for a in s.attackers.iter().filter(|a| a.nodes.is_none()) {
         for i in free.by_ref().take(a.count) {
-            out[i] = Some((a.attack.clone(), a.push));
+            out[i] = Some(a);
         }
     }
     out
@@ -149,11 +148,22 @@ impl Simulation {
         let flipped_data = attacks
             .iter()
             .flatten()
-            .any(|(a, _)| a.flips_labels())
+            .any(|a| a.attack.flips_labels())
             .then(|| flipped(&split.train));
         let graph = fixed_graph(s)?;
         let peers = neighbours(s, graph.as_ref());
-        let mut weights = mixing_weights(s, graph.as_ref()).into_iter();
+        let tables = mixing_weights(s, graph.as_ref());
+        let keys: Vec<PeerKey> = (0..n).map(|i| identity(s.seed, i).public()).collect();
+        let allies: BTreeSet<PeerKey> = (0..n)
+            .filter(|&i| attacks[i].is_some())
+            .map(|i| keys[i])
+            .collect();
+        let all_weights: BTreeMap<PeerKey, BTreeMap<PeerKey, f64>> = if graph.is_some() {
+            keys.iter().copied().zip(tables.iter().cloned()).collect()
+        } else {
+            BTreeMap::new()
+        };
+        let mut weights = tables.into_iter();
         let model = learning.arch.init(s.seed);
         let run = RunId::derive(format!("murmur-sim {} seed {}", s.name, s.seed).as_bytes());
         let mut trainers = Vec::with_capacity(n);
@@ -161,7 +171,7 @@ impl Simulation {
         let mut byzantine = Vec::with_capacity(n);
         for (i, (shard, attack)) in shards.into_iter().zip(attacks).enumerate() {
             let shard = match (&attack, &flipped_data) {
-                (Some((a, _)), Some(data)) if a.flips_labels() => Shard {
+                (Some(a), Some(data)) if a.attack.flips_labels() => Shard {
                     data: data.clone(),
                     indices: shard.indices,
                 },
@@ -192,11 +202,23 @@ impl Simulation {
                 config,
                 model: model.clone(),
                 seed: s.seed,
-                adversary: attack.map(|(attack, push)| Adversary {
-                    attack,
+                adversary: attack.map(|a| Adversary {
                     n: Some(n),
                     f: Some(f),
-                    push,
+                    push: a.push,
+                    knowledge: a.knowledge,
+                    // Attackers that pool what they know know each other, and the graph.
+                    allies: if a.knowledge.is_own() {
+                        BTreeSet::new()
+                    } else {
+                        allies.clone()
+                    },
+                    graph: if a.knowledge.is_own() {
+                        BTreeMap::new()
+                    } else {
+                        all_weights.clone()
+                    },
+                    ..Adversary::new(a.attack.clone())
                 }),
                 weights: weights.next().expect("one table per node"),
             });

@@ -383,12 +383,7 @@ fn an_attacker_believes_the_run_is_its_peers_unless_told() {
         )
         .unwrap();
     }
-    let guess = Adversary {
-        attack: Attack::SignFlip,
-        n: None,
-        f: None,
-        push: false,
-    };
+    let guess = Adversary::new(Attack::SignFlip);
     assert_eq!(e.believed_size(&guess), (6, 1));
     let told = Adversary {
         n: Some(16),

@@ -74,10 +74,9 @@ fn run_with_bans(
     let adversaries = (0..n)
         .map(|i| {
             (i >= n - byzantine).then(|| Adversary {
-                attack: attack.clone().expect("an attack for Byzantine nodes"),
                 n: Some(n),
                 f: Some(byzantine),
-                push: false,
+                ..Adversary::new(attack.clone().expect("an attack for Byzantine nodes"))
             })
         })
         .collect();
@@ -333,5 +332,6 @@ fn a_fetch_is_answered_with_the_last_signed_update() {
 }
 
 mod exchange;
+mod knowledge;
 mod lifecycle;
 mod setup;

@@ -5,7 +5,7 @@ use super::exchange::{answer, penalised, train};
 use super::*;
 
 /// An engine built from `setup`, started, with `peers` connected.
-fn started(setup: Setup, peers: &[Identity]) -> Engine {
+pub(super) fn started(setup: Setup, peers: &[Identity]) -> Engine {
     let mut e = Engine::new(setup).unwrap();
     let start = Input::Start {
         resume: Resume::default(),
@@ -94,10 +94,9 @@ fn an_attacker_in_update_space_forges_from_its_model_before_training() {
         .unwrap();
         let setup = Setup {
             adversary: Some(Adversary {
-                attack,
                 n: Some(4),
                 f: Some(1),
-                push: false,
+                ..Adversary::new(attack)
             }),
             model: vec![1.0; DIM],
             ..toy::setup(0, &c, DIM, 0)
