@@ -32,8 +32,8 @@ pub(super) enum Menu {
     One(Arc<[u8]>),
     /// Two conflicting updates for one round, each to half of the askers.
     Two(Arc<[u8]>, Arc<[u8]>),
-    /// A model forged for each asker (dissensus), signed with this sample count.
-    PerAsker { samples: u64 },
+    /// A model forged for each asker, signed for the planned round with this sample count.
+    PerAsker { round: u64, samples: u64 },
 }
 
 impl Engine {
@@ -57,7 +57,10 @@ impl Engine {
             // announcement would prove the equivocation to every asker.
             let (bytes, _) = self.sign(&self.model, samples);
             self.remember(bytes);
-            Menu::PerAsker { samples }
+            Menu::PerAsker {
+                round: self.round,
+                samples,
+            }
         } else {
             let (n, f) = self.believed_size(adv);
             let honest: Vec<&[f32]> =
@@ -125,11 +128,11 @@ impl Engine {
             Menu::One(bytes) => Some(bytes),
             // The two halves go to the askers by the parity of their key, so both are seen.
             Menu::Two(a, b) => Some(if to.0[0].is_multiple_of(2) { a } else { b }),
-            Menu::PerAsker { samples } => {
+            Menu::PerAsker { round, samples } => {
                 if let Some(bytes) = self.forged.get(&to) {
                     return Some(bytes.clone());
                 }
-                let bytes = self.forge_for(adv, to, samples);
+                let bytes = self.forge_for(adv, to, round, samples);
                 self.forged.insert(to, bytes.clone());
                 Some(bytes)
             }
@@ -142,7 +145,7 @@ impl Engine {
     /// graph is known ([`Adversary::graph`]: every Byzantine neighbour's weight is counted as
     /// Byzantine, a neighbour whose model is unknown is left out), otherwise the other known
     /// honest models, weighed as by a node that mixes `wait-for + 1` models uniformly.
-    fn forge_for(&mut self, adv: &Adversary, to: PeerKey, samples: u64) -> Arc<[u8]> {
+    fn forge_for(&mut self, adv: &Adversary, to: PeerKey, round: u64, samples: u64) -> Arc<[u8]> {
         let (n, f) = self.believed_size(adv);
         let honest = honest_models(adv, &self.intel, &self.last_received, self.floor());
         let mut good: Vec<&[f32]> = Vec::new();
@@ -193,7 +196,7 @@ impl Engine {
             Plan::Send(v) => v,
             _ => self.model.clone(),
         };
-        self.sign(&forged, samples).0
+        self.sign_for(round, &forged, samples).0
     }
 
     /// Takes in a signed update learned out of band ([`super::Input::Intel`]): kept as its

@@ -105,11 +105,21 @@ impl Engine {
     /// Signs `params` as this node's update of the current round (see [`Engine::on_trained`],
     /// which records the round as signed first).
     pub(super) fn sign(&self, params: &[f32], samples: u64) -> (Arc<[u8]>, SignedHeader) {
+        self.sign_for(self.round, params, samples)
+    }
+
+    /// Signs `params` as this node's update of `round` (one it has signed already).
+    pub(super) fn sign_for(
+        &self,
+        round: u64,
+        params: &[f32],
+        samples: u64,
+    ) -> (Arc<[u8]>, SignedHeader) {
         let payload = wire::encode_params_as(self.config.codec, params);
         let (bytes, signed) = wire::encode_update(
             &self.identity,
             self.run,
-            self.round,
+            round,
             samples,
             self.config.codec,
             &payload,

@@ -159,3 +159,29 @@ fn dissensus_with_epsilon_one_freezes_the_victim() {
         .expect("the victim mixes");
     assert!(mixed.iter().all(|x| (x - 1.0).abs() < 1e-5), "{mixed:?}");
 }
+
+/// A forgery is signed for the round its plan was made in. Between its mix and its next
+/// training an attacker still serves the finished round: a forgery signed for the next round
+/// then, and another once that round is planned, would be two updates of one round to the same
+/// asker, a proof of equivocation against the attacker.
+#[test]
+fn a_forgery_between_rounds_is_signed_for_the_planned_round() {
+    let mut c = config(Rule::Mean, 100);
+    c.fanout = 2;
+    c.wait_for = 1;
+    let (peer, asker) = (toy::identity(1), toy::identity(3));
+    for knowledge in [Knowledge::Own, Knowledge::Omniscient] {
+        let setup = attacker(0, Attack::Dissensus { epsilon: 1.0 }, knowledge, &c);
+        let mut e = started(setup, &[peer.clone(), asker.clone()]);
+        train(&mut e, Duration::ZERO, 1, 5.0);
+        let bytes = update(&peer, toy::run_id(), 1, &[2.0; DIM]);
+        answer(&mut e, Duration::from_millis(10), &peer, bytes);
+        assert_eq!(e.round(), 2, "mixed round 1, training round 2");
+        let between = served(&mut e, &asker, 1);
+        let round = wire::decode_update(&between, e.max_update_bytes())
+            .unwrap()
+            .header()
+            .round;
+        assert_eq!(round, 1, "{knowledge:?}");
+    }
+}
