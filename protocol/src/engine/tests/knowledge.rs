@@ -140,7 +140,7 @@ fn dissensus_with_epsilon_one_freezes_the_victim() {
     if let Some(a) = &mut setup.adversary {
         a.graph = [(victim_id.public(), table)].into_iter().collect();
     }
-    let mut adversary = started(setup, &[victim_id.clone()]);
+    let mut adversary = started(setup, std::slice::from_ref(&victim_id));
     let good = update(&good_id, toy::run_id(), 1, &[5.0; DIM]);
     tell(&mut adversary, victim.latest_update().unwrap().clone());
     tell(&mut adversary, good.clone());
