@@ -8,19 +8,62 @@
 //!
 //! An attacker that knows more than its own mixes ([`Colluding`](crate::attack::Knowledge::Colluding),
 //! [`Omniscient`](crate::attack::Knowledge::Omniscient)) keeps the newest model of each honest author it has learned of
-//! (`intel`: what it fetched, and what it is given as [`Input::Intel`]), passes on what it fetches
+//! (`intel`: what it fetched, and what it is given as [`Input::Intel`](super::Input::Intel)), passes on what it fetches
 //! ([`Output::Share`]), and forges each asker's model when that asker first asks in the round,
 //! from what it knows then. An asker gets one forgery a round: two would prove equivocation.
 
-use super::{Adversary, Engine, Output};
+use super::{Engine, Output};
+use crate::attack::Knowledge;
 use crate::attack::{self, Attack, Plan};
 use crate::sign::PeerKey;
 use crate::wire;
 use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// Most honest authors an attacker keeps models of; past it, the oldest round is forgotten.
 const INTEL_AUTHORS: usize = 4096;
+
+/// A Byzantine behaviour for this engine (the simulator's attackers and a red-team node).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Adversary {
+    /// What to do.
+    pub attack: Attack,
+    /// Nodes in the run, as the attacker believes (for ALIE's z); unset: the peers it is
+    /// connected to, plus itself.
+    pub n: Option<usize>,
+    /// Byzantine nodes in the run, as the attacker believes; unset: 1.
+    pub f: Option<usize>,
+    /// Also push the forged update to every connected peer every round, unasked (the honest
+    /// nodes refuse pushes and penalise them, but the attacker spends their CPU and tries).
+    pub push: bool,
+    /// What it knows of the honest models ([`Knowledge`](crate::attack::Knowledge)). Beyond `Knowledge::Own` it forges
+    /// for each asker when asked, shares every honest update it fetches ([`Output::Share`]),
+    /// and takes in what it is given ([`Input::Intel`](super::Input::Intel)).
+    pub knowledge: Knowledge,
+    /// The other attackers' keys: their models are never taken for honest ones.
+    pub allies: BTreeSet<PeerKey>,
+    /// The honest nodes' mixing weights on a fixed graph, by node and in-neighbour (public on a
+    /// fixed graph): dissensus aims with the victim's real neighbours and weights. Empty: the
+    /// attacker assumes a victim that mixes `wait-for + 1` models uniformly.
+    pub graph: BTreeMap<PeerKey, BTreeMap<PeerKey, f64>>,
+}
+
+impl Adversary {
+    /// An attacker with this attack and nothing else set: it believes the run is its connected
+    /// peers plus itself with one Byzantine node, does not push, and knows what it mixes.
+    pub fn new(attack: Attack) -> Adversary {
+        Adversary {
+            attack,
+            n: None,
+            f: None,
+            push: false,
+            knowledge: Knowledge::Own,
+            allies: BTreeSet::new(),
+            graph: BTreeMap::new(),
+        }
+    }
+}
 
 /// What an attacker serves this round.
 #[derive(Debug, Clone, Default)]
@@ -37,6 +80,16 @@ pub(super) enum Menu {
 }
 
 impl Engine {
+    /// The honest authors an attacker beyond `own` knowledge knows a model of, and the round.
+    pub fn known_authors(&self) -> BTreeMap<PeerKey, u64> {
+        self.intel.iter().map(|(k, (r, _))| (*k, *r)).collect()
+    }
+
+    /// What this node knows as an attacker; `None` for an honest node.
+    pub fn knowledge(&self) -> Option<Knowledge> {
+        self.adversary.as_ref().map(|a| a.knowledge)
+    }
+
     /// The run's size and Byzantine count as the attacker believes them: the configured values,
     /// or the peers it is connected to plus itself, and 1.
     pub(super) fn believed_size(&self, adv: &Adversary) -> (usize, usize) {

@@ -66,17 +66,17 @@ pub use config::{Config, ConfigError};
 pub use rejection::Rejection;
 
 use crate::aggregate::Aggregator;
-use crate::attack::{Attack, Knowledge};
 use crate::replay::Window;
 use crate::sign::{Identity, PeerKey, RunId};
 use crate::wire;
+pub use adversary::Adversary;
 use adversary::Menu;
 use join::Joining;
 use peers::Peers;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use receive::Held;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -156,7 +156,7 @@ pub enum Input {
     },
     /// The time returned by [`Engine::poll_timeout`] has come.
     Tick,
-    /// For an attacker beyond [`Knowledge::Own`]: a signed update learned out of band (an
+    /// For an attacker beyond [`Knowledge::Own`](crate::attack::Knowledge::Own): a signed update learned out of band (an
     /// ally's [`Output::Share`], or an honest node's newest update in the simulator's
     /// omniscient mode). Checked like any update (bounded decoding, signature, run, codec,
     /// size) but never penalised: it has no sender on this link. Honest engines ignore it.
@@ -307,7 +307,7 @@ pub enum Output {
     },
     /// The configured number of rounds is done.
     Finished,
-    /// An attacker beyond [`Knowledge::Own`] passes an honest peer's signed update it fetched
+    /// An attacker beyond [`Knowledge::Own`](crate::attack::Knowledge::Own) passes an honest peer's signed update it fetched
     /// to its allies (as [`Input::Intel`], by whatever side channel the red team has).
     Share {
         /// The update, as fetched.
@@ -392,47 +392,6 @@ impl Stats {
         self.updates_sent += other.updates_sent;
         self.bytes_sent += other.bytes_sent;
         self.bans += other.bans;
-    }
-}
-
-/// A Byzantine behaviour for this engine (the simulator's attackers and a red-team node).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Adversary {
-    /// What to do.
-    pub attack: Attack,
-    /// Nodes in the run, as the attacker believes (for ALIE's z); unset: the peers it is
-    /// connected to, plus itself.
-    pub n: Option<usize>,
-    /// Byzantine nodes in the run, as the attacker believes; unset: 1.
-    pub f: Option<usize>,
-    /// Also push the forged update to every connected peer every round, unasked (the honest
-    /// nodes refuse pushes and penalise them, but the attacker spends their CPU and tries).
-    pub push: bool,
-    /// What it knows of the honest models ([`Knowledge`]). Beyond [`Knowledge::Own`] it forges
-    /// for each asker when asked, shares every honest update it fetches ([`Output::Share`]),
-    /// and takes in what it is given ([`Input::Intel`]).
-    pub knowledge: Knowledge,
-    /// The other attackers' keys: their models are never taken for honest ones.
-    pub allies: BTreeSet<PeerKey>,
-    /// The honest nodes' mixing weights on a fixed graph, by node and in-neighbour (public on a
-    /// fixed graph): dissensus aims with the victim's real neighbours and weights. Empty: the
-    /// attacker assumes a victim that mixes `wait-for + 1` models uniformly.
-    pub graph: BTreeMap<PeerKey, BTreeMap<PeerKey, f64>>,
-}
-
-impl Adversary {
-    /// An attacker with this attack and nothing else set: it believes the run is its connected
-    /// peers plus itself with one Byzantine node, does not push, and knows what it mixes.
-    pub fn new(attack: Attack) -> Adversary {
-        Adversary {
-            attack,
-            n: None,
-            f: None,
-            push: false,
-            knowledge: Knowledge::Own,
-            allies: BTreeSet::new(),
-            graph: BTreeMap::new(),
-        }
     }
 }
 
@@ -532,7 +491,7 @@ pub struct Engine {
     /// space); empty for honest nodes.
     reference: Vec<f32>,
     last_update: Option<Arc<[u8]>>,
-    /// What an attacker beyond [`Knowledge::Own`] knows: each honest author's newest model and
+    /// What an attacker beyond [`Knowledge::Own`](crate::attack::Knowledge::Own) knows: each honest author's newest model and
     /// its round (bounded by `INTEL_AUTHORS`).
     intel: BTreeMap<PeerKey, (u64, Vec<f32>)>,
     /// The forgery each asker was served this round (it is not served two).
@@ -622,16 +581,6 @@ impl Engine {
     /// harness that gives honest nodes' updates to omniscient attackers.
     pub fn latest_update(&self) -> Option<&Arc<[u8]>> {
         self.last_update.as_ref()
-    }
-
-    /// The honest authors an attacker beyond `own` knowledge knows a model of, and the round.
-    pub fn known_authors(&self) -> BTreeMap<PeerKey, u64> {
-        self.intel.iter().map(|(k, (r, _))| (*k, *r)).collect()
-    }
-
-    /// What this node knows as an attacker; `None` for an honest node.
-    pub fn knowledge(&self) -> Option<Knowledge> {
-        self.adversary.as_ref().map(|a| a.knowledge)
     }
 
     /// The last round whose mix is done (a checkpoint of it is complete): what a node that

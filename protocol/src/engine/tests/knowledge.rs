@@ -24,7 +24,7 @@ fn tell(e: &mut Engine, update: Arc<[u8]>) {
 }
 
 /// What `e` serves `asker` now.
-fn served(e: &mut Engine, asker: &Identity, request: u64) -> Arc<[u8]> {
+pub(super) fn served(e: &mut Engine, asker: &Identity, request: u64) -> Arc<[u8]> {
     let ask = Input::FetchRequested {
         from: asker.public(),
         request,
@@ -43,7 +43,7 @@ fn served(e: &mut Engine, asker: &Identity, request: u64) -> Arc<[u8]> {
         .expect("the attacker answers")
 }
 
-fn params(e: &Engine, bytes: &[u8]) -> Vec<f32> {
+pub(super) fn params(e: &Engine, bytes: &[u8]) -> Vec<f32> {
     wire::decode_update(bytes, e.max_update_bytes())
         .unwrap()
         .params(DIM)

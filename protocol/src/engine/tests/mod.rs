@@ -1,5 +1,6 @@
 use super::*;
 use crate::aggregate::{self, Rule, Tau};
+use crate::attack::Attack;
 use crate::cluster::Cluster;
 use crate::cluster::toy::{self, Quadratic};
 use crate::evidence::Equivocation;

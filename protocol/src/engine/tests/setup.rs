@@ -2,6 +2,7 @@
 //! payload codec, and the reference model of an attacker that forges in update space.
 
 use super::exchange::{answer, penalised, train};
+use super::knowledge::{params, served};
 use super::*;
 
 /// An engine built from `setup`, started, with `peers` connected.
@@ -103,26 +104,8 @@ fn an_attacker_in_update_space_forges_from_its_model_before_training() {
         };
         let mut e = started(setup, std::slice::from_ref(&peer));
         train(&mut e, Duration::ZERO, 1, 4.0);
-        let ask = Input::FetchRequested {
-            from: peer.public(),
-            request: 1,
-            round: Some(1),
-        };
-        e.handle(Duration::ZERO, ask).unwrap();
-        let bytes = drain(&mut e)
-            .into_iter()
-            .find_map(|o| match o {
-                Output::Serve {
-                    update: Some(bytes),
-                    ..
-                } => Some(bytes),
-                _ => None,
-            })
-            .expect("the attacker answers");
-        wire::decode_update(&bytes, e.max_update_bytes())
-            .unwrap()
-            .params(DIM)
-            .unwrap()
+        let bytes = served(&mut e, &peer, 1);
+        params(&e, &bytes)
     };
     assert_eq!(served_after_training("update"), vec![-0.5; DIM]);
     assert_eq!(served_after_training("model"), vec![-2.0; DIM]);
