@@ -13,6 +13,7 @@ pub mod aggregate;
 pub mod attack;
 #[cfg(any(test, feature = "cluster"))]
 pub mod cluster;
+pub mod codec;
 pub mod engine;
 pub mod evidence;
 pub mod keyfile;

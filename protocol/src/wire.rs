@@ -18,6 +18,7 @@
 //! matches, payload length), then the payload against the header's BLAKE3 digest. Nothing is
 //! allocated from a length the sender chose without first checking it against a limit.
 
+pub use crate::codec::{Codec, bf16_to_f32, f32_to_bf16, f32_to_f16};
 use crate::sign::{self, Identity, PeerKey, RunId, SignatureError};
 use serde::{Deserialize, Serialize};
 
@@ -43,65 +44,6 @@ fn bincode_config() -> impl bincode::config::Config {
 /// their frames by it.
 pub fn max_update_len(dim: usize) -> usize {
     PREFIX + MAX_HEADER + Codec::F32Le.payload_len(dim)
-}
-
-/// How a payload encodes the model's parameters. Signed in the header (by variant index); in
-/// configs by name: `codec = "f32"` (the default), `"bf16"` or `"f16"`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Codec {
-    /// `f32` values, little endian, 4 bytes each, in the model's flat parameter order.
-    #[default]
-    #[serde(rename = "f32")]
-    F32Le,
-    /// bfloat16 values (the upper 16 bits of an `f32`, rounded to nearest even), little endian,
-    /// 2 bytes each: half the bytes, 8 bits of mantissa, the full `f32` range.
-    #[serde(rename = "bf16")]
-    Bf16Le,
-    /// IEEE half-precision values, little endian, 2 bytes each: half the bytes, 11 bits of
-    /// mantissa, magnitudes up to 65504 (larger ones are sent as ±65504, never as infinity).
-    #[serde(rename = "f16")]
-    F16Le,
-}
-
-impl Codec {
-    /// Payload bytes for `dim` parameters.
-    pub fn payload_len(self, dim: usize) -> usize {
-        match self {
-            Codec::F32Le => dim * 4,
-            Codec::Bf16Le | Codec::F16Le => dim * 2,
-        }
-    }
-
-    /// The name, as in configs.
-    pub fn name(self) -> &'static str {
-        match self {
-            Codec::F32Le => "f32",
-            Codec::Bf16Le => "bf16",
-            Codec::F16Le => "f16",
-        }
-    }
-}
-
-/// `v` as bfloat16 bits, rounded to nearest even. A finite `v` beyond bfloat16's largest value
-/// rounds to infinity, which a receiver refuses as non-finite; models are nowhere near it.
-pub fn f32_to_bf16(v: f32) -> u16 {
-    let bits = v.to_bits();
-    if v.is_nan() {
-        return ((bits >> 16) | 0x40) as u16;
-    }
-    let rounding = 0x7FFF + ((bits >> 16) & 1);
-    (bits.wrapping_add(rounding) >> 16) as u16
-}
-
-/// `v` as IEEE half-precision bits, rounded to nearest even, saturating at ±65504 so that a
-/// large finite value is never sent as an infinity (which receivers refuse as non-finite).
-pub fn f32_to_f16(v: f32) -> u16 {
-    half::f16::from_f32(v.clamp(-65504.0, 65504.0)).to_bits()
-}
-
-/// The `f32` of bfloat16 bits `b`: exact.
-pub fn bf16_to_f32(b: u16) -> f32 {
-    f32::from_bits(u32::from(b) << 16)
 }
 
 /// What a signature vouches for: everything about an update except the payload bytes themselves,
@@ -165,6 +107,15 @@ pub enum Error {
     /// The payload holds a different number of parameters than the model.
     #[error("payload has {got} parameters, the model has {expected}")]
     Dimension { expected: usize, got: usize },
+    /// A blockwise payload whose size does not fit a model of the receiver's dimension.
+    #[error(
+        "a model of {dim} parameters takes {expected} bytes in this codec, the payload has {got}"
+    )]
+    PayloadSize {
+        dim: usize,
+        expected: usize,
+        got: usize,
+    },
     /// The payload holds NaN or infinity at `index`.
     #[error("payload has a non-finite value at index {index}")]
     NonFinite { index: usize },
@@ -221,7 +172,7 @@ impl Update {
 
     /// Decodes the payload into `out` (cleared first), as exactly `dim` finite parameters.
     pub fn params_into(&self, dim: usize, out: &mut Vec<f32>) -> Result<(), Error> {
-        params_from(self.header().codec, &self.payload, dim, out)
+        crate::codec::decode(self.header().codec, &self.payload, dim, out)
     }
 }
 
@@ -252,32 +203,8 @@ impl UpdateRef<'_> {
     /// Decodes the payload into `out` (cleared first), as exactly `dim` finite parameters.
     /// Call [`UpdateRef::verify_payload`] first.
     pub fn params_into(&self, dim: usize, out: &mut Vec<f32>) -> Result<(), Error> {
-        params_from(self.header().codec, self.payload, dim, out)
+        crate::codec::decode(self.header().codec, self.payload, dim, out)
     }
-}
-
-fn params_from(codec: Codec, payload: &[u8], dim: usize, out: &mut Vec<f32>) -> Result<(), Error> {
-    let width = codec.payload_len(1);
-    if !payload.len().is_multiple_of(width) || payload.len() / width != dim {
-        return Err(Error::Dimension {
-            expected: dim,
-            got: payload.len() / width,
-        });
-    }
-    out.clear();
-    out.reserve(dim);
-    for (index, chunk) in payload.chunks_exact(width).enumerate() {
-        let v = match codec {
-            Codec::F32Le => f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]),
-            Codec::Bf16Le => bf16_to_f32(u16::from_le_bytes([chunk[0], chunk[1]])),
-            Codec::F16Le => half::f16::from_bits(u16::from_le_bytes([chunk[0], chunk[1]])).to_f32(),
-        };
-        if !v.is_finite() {
-            return Err(Error::NonFinite { index });
-        }
-        out.push(v);
-    }
-    Ok(())
 }
 
 fn decode_header(bytes: &[u8]) -> Result<Header, Error> {
@@ -293,34 +220,15 @@ fn decode_header(bytes: &[u8]) -> Result<Header, Error> {
     Ok(header)
 }
 
-/// Encodes `params` as a payload in `codec`.
+/// Encodes `params` as a payload in `codec` (the blockwise codecs round with random numbers
+/// from a fixed seed; see [`crate::codec::encode`] to choose it).
 pub fn encode_params_as(codec: Codec, params: &[f32]) -> Vec<u8> {
-    match codec {
-        Codec::F32Le => encode_params(params),
-        Codec::Bf16Le => {
-            let mut out = Vec::with_capacity(params.len() * 2);
-            for &v in params {
-                out.extend_from_slice(&f32_to_bf16(v).to_le_bytes());
-            }
-            out
-        }
-        Codec::F16Le => {
-            let mut out = Vec::with_capacity(params.len() * 2);
-            for &v in params {
-                out.extend_from_slice(&f32_to_f16(v).to_le_bytes());
-            }
-            out
-        }
-    }
+    crate::codec::encode(codec, params, 0)
 }
 
 /// Encodes `params` as an F32Le payload.
 pub fn encode_params(params: &[f32]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(params.len() * 4);
-    for v in params {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-    out
+    crate::codec::encode(Codec::F32Le, params, 0)
 }
 
 /// Signs and encodes an update of `payload` (already encoded in `codec`). Returns the message
@@ -486,68 +394,6 @@ pub fn is_announcement(bytes: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-
-    #[test]
-    fn bf16_payloads_round_to_nearest_even_and_decode_bounded() {
-        // Exact for values with 8 significant bits; otherwise within half a unit in the last
-        // place (at most 2^-8 relative).
-        for v in [0.0f32, -0.0, 1.0, -2.5, 0.15625, 2.0f32.powi(100)] {
-            assert_eq!(bf16_to_f32(f32_to_bf16(v)), v, "{v}");
-        }
-        for v in [0.1f32, -1.2345, 123.456, 1e-20, -7.7e10] {
-            let back = bf16_to_f32(f32_to_bf16(v));
-            assert!(((back - v) / v).abs() <= 1.0 / 256.0, "{v} -> {back}");
-        }
-        // Ties go to even: 1 + 2^-8 lies halfway between 1 and 1 + 2^-7.
-        assert_eq!(bf16_to_f32(f32_to_bf16(1.0 + 1.0 / 256.0)), 1.0);
-        assert!(bf16_to_f32(f32_to_bf16(f32::NAN)).is_nan());
-        let params = [0.5f32, -1.25, 3.0];
-        let payload = encode_params_as(Codec::Bf16Le, &params);
-        assert_eq!(payload.len(), Codec::Bf16Le.payload_len(3));
-        let mut out = Vec::new();
-        params_from(Codec::Bf16Le, &payload, 3, &mut out).unwrap();
-        assert_eq!(out, params);
-        // The wrong length, and a value that is not finite, are named.
-        assert_eq!(
-            params_from(Codec::Bf16Le, &payload[..5], 3, &mut out),
-            Err(Error::Dimension {
-                expected: 3,
-                got: 2
-            })
-        );
-        let inf = encode_params_as(Codec::Bf16Le, &[1.0, f32::INFINITY]);
-        assert_eq!(
-            params_from(Codec::Bf16Le, &inf, 2, &mut out),
-            Err(Error::NonFinite { index: 1 })
-        );
-        // A signed bf16 update decodes as such.
-        let id = crate::sign::Identity::from_secret([7; 32]);
-        let run = crate::sign::RunId::derive(b"bf16");
-        let (bytes, _) = encode_update(&id, run, 1, 1, Codec::Bf16Le, &payload);
-        let u = decode_update(&bytes, max_update_len(3)).unwrap();
-        assert_eq!(u.header().codec, Codec::Bf16Le);
-        assert_eq!(u.params(3).unwrap(), params);
-    }
-
-    #[test]
-    fn f16_payloads_keep_eleven_bits_and_saturate_instead_of_overflowing() {
-        for v in [0.1f32, -1.2345, 123.456, 6.1e-5, -3000.5] {
-            let back = half::f16::from_bits(f32_to_f16(v)).to_f32();
-            assert!(((back - v) / v).abs() <= 1.0 / 2048.0, "{v} -> {back}");
-        }
-        // Beyond the range: the largest half, not infinity; NaN stays NaN (and is refused).
-        assert_eq!(half::f16::from_bits(f32_to_f16(1e6)).to_f32(), 65504.0);
-        assert_eq!(half::f16::from_bits(f32_to_f16(-1e30)).to_f32(), -65504.0);
-        let payload = encode_params_as(Codec::F16Le, &[0.5, 1e6, f32::NAN]);
-        assert_eq!(payload.len(), Codec::F16Le.payload_len(3));
-        let mut out = Vec::new();
-        assert_eq!(
-            params_from(Codec::F16Le, &payload, 3, &mut out),
-            Err(Error::NonFinite { index: 2 })
-        );
-        params_from(Codec::F16Le, &payload[..4], 2, &mut out).unwrap();
-        assert_eq!(out, vec![0.5, 65504.0]);
-    }
 
     use super::*;
 

@@ -7,6 +7,11 @@
 //! extreme values). Every input goes through `wire::decode_update`, `wire::decode_announcement`,
 //! `Equivocation::decode` and a live engine. A counting global allocator records the largest
 //! single allocation made while decoding.
+//!
+//! A second loop signs hostile payloads in every codec (so they pass the signature and reach the
+//! payload decoder): random bytes of the right and wrong sizes, and valid encodings whose scales
+//! or values were overwritten with extremes, each fed to a live engine in that codec as the
+//! answer to its own fetch.
 #![allow(unsafe_code)] // the counting allocator
 
 use murmur_protocol::engine::{Config, Engine, Input, Output, Setup};
@@ -16,29 +21,42 @@ use murmur_protocol::{Identity, RunId};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 struct Counting;
 
-static LARGEST: AtomicUsize = AtomicUsize::new(0);
-static TRACKING: AtomicBool = AtomicBool::new(false);
+// Per thread: the tests of this file run in parallel and each measures only its own decoding.
+thread_local! {
+    static LARGEST: Cell<usize> = const { Cell::new(0) };
+    static TRACKING: Cell<bool> = const { Cell::new(false) };
+}
+
+fn track(size: usize) {
+    if TRACKING.get() {
+        LARGEST.set(LARGEST.get().max(size));
+    }
+}
+
+/// Runs `f` with this thread's allocations tracked.
+fn tracked<R>(f: impl FnOnce() -> R) -> R {
+    TRACKING.set(true);
+    let r = f();
+    TRACKING.set(false);
+    r
+}
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if TRACKING.load(Ordering::Relaxed) {
-            LARGEST.fetch_max(layout.size(), Ordering::Relaxed);
-        }
+        track(layout.size());
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if TRACKING.load(Ordering::Relaxed) {
-            LARGEST.fetch_max(new_size, Ordering::Relaxed);
-        }
+        track(new_size);
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
@@ -183,11 +201,12 @@ fn a_million_hostile_inputs_neither_panic_nor_over_allocate() {
             let which = rng.random_range(0..seeds.len());
             mutate(&mut rng, &seeds[which])
         };
-        TRACKING.store(true, Ordering::Relaxed);
-        let u = wire::decode_update(&bytes, limit);
-        let _ = wire::decode_announcement(&bytes);
-        let _ = Equivocation::decode(&bytes);
-        TRACKING.store(false, Ordering::Relaxed);
+        let u = tracked(|| {
+            let u = wire::decode_update(&bytes, limit);
+            let _ = wire::decode_announcement(&bytes);
+            let _ = Equivocation::decode(&bytes);
+            u
+        });
         if let Ok(u) = &u {
             let _ = u.params(DIM);
             accepted += 1;
@@ -233,7 +252,7 @@ fn a_million_hostile_inputs_neither_panic_nor_over_allocate() {
             .expect("peers' input is never the caller's error");
         record(&mut engine, &mut asked, &mut train);
     }
-    let largest = LARGEST.load(Ordering::Relaxed);
+    let largest = LARGEST.get();
     println!(
         "{cases} hostile inputs: {accepted} decoded as valid updates, largest allocation {largest} bytes (limit {limit})"
     );
@@ -246,4 +265,207 @@ fn a_million_hostile_inputs_neither_panic_nor_over_allocate() {
         "mutations should almost never stay valid"
     );
     assert!(engine.stats().rejected.values().sum::<u64>() > 0);
+}
+
+/// What the engine of the signed-payload test asked for and did.
+#[derive(Default)]
+struct Seen {
+    asked: Vec<(murmur_protocol::PeerKey, u64)>,
+    train: Option<u64>,
+    mixed: usize,
+    banned: Vec<murmur_protocol::PeerKey>,
+}
+
+impl Seen {
+    fn record(&mut self, engine: &mut Engine, codec: Codec) {
+        while let Some(out) = engine.poll() {
+            match out {
+                Output::Train { round } => self.train = Some(round),
+                Output::Fetch {
+                    peer,
+                    round: Some(r),
+                } => self.asked.push((peer, r)),
+                Output::Mixed { params, .. } => {
+                    assert!(params.iter().all(|v| v.is_finite()), "{codec}: {params:?}");
+                    self.mixed += 1;
+                }
+                Output::Ban { peer, .. } => self.banned.push(peer),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// A hostile payload for `codec`: random bytes of about the right size, or a valid encoding
+/// with some scales or values overwritten by extremes.
+fn hostile_payload(rng: &mut ChaCha8Rng, codec: Codec) -> Vec<u8> {
+    let size = codec.payload_len(DIM);
+    match rng.random_range(0..4) {
+        0 => {
+            let len = [size, size - 1, size + 1, 0, rng.random_range(0..2 * size)]
+                [rng.random_range(0..5)];
+            (0..len).map(|_| rng.random()).collect()
+        }
+        _ => {
+            let params: Vec<f32> = (0..DIM).map(|_| rng.random_range(-2.0..2.0)).collect();
+            let mut p = murmur_protocol::codec::encode(codec, &params, rng.random());
+            for _ in 0..rng.random_range(1..=3) {
+                let extreme: f32 = [
+                    f32::INFINITY,
+                    f32::NEG_INFINITY,
+                    f32::NAN,
+                    f32::MAX,
+                    -f32::MAX,
+                    f32::MIN_POSITIVE / 2.0,
+                    0.0,
+                    -1e30,
+                ][rng.random_range(0..8)];
+                // Anywhere four bytes fit: a scale of a blockwise codec, or a value.
+                let at = rng.random_range(0..=p.len() - 4);
+                let at = at - at % 4;
+                match codec {
+                    Codec::F32Le | Codec::Int8 { .. } | Codec::Int4 { .. } => {
+                        p[at..at + 4].copy_from_slice(&extreme.to_le_bytes())
+                    }
+                    _ => {
+                        let half = wire::f32_to_bf16(extreme).to_le_bytes();
+                        p[at..at + 2].copy_from_slice(&half);
+                    }
+                }
+                if rng.random_bool(0.3) {
+                    let i = rng.random_range(0..p.len());
+                    p[i] = [0x80, 0x7f, 0xff, 0x88][rng.random_range(0..4)];
+                }
+            }
+            p
+        }
+    }
+}
+
+#[test]
+fn signed_hostile_payloads_in_every_codec_neither_panic_nor_over_allocate() {
+    let cases: usize = std::env::var("MURMUR_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .map_or(20_000, |n| n / 50);
+    let run = RunId::derive(b"fuzz payloads");
+    // A banned peer is replaced by a new one, so the payloads keep reaching the decoder.
+    let fresh = |n: u64| {
+        let mut secret = [7u8; 32];
+        secret[..8].copy_from_slice(&n.to_le_bytes());
+        Identity::from_secret(secret)
+    };
+    for codec in [
+        Codec::F32Le,
+        Codec::Bf16Le,
+        Codec::F16Le,
+        Codec::Int8 { block: 16 },
+        Codec::Int4 { block: 16 },
+    ] {
+        let mut rng = ChaCha8Rng::seed_from_u64(0xc0dec);
+        let mut peers: Vec<Identity> = (0..4).map(fresh).collect();
+        let config = Config {
+            codec,
+            fanout: peers.len(),
+            wait_for: peers.len(),
+            outlier_factor: 0.0,
+            ..Config::default()
+        };
+        let mut engine = Engine::new(Setup {
+            identity: identity(9),
+            run,
+            config,
+            model: vec![0.0; DIM],
+            seed: 1,
+            adversary: None,
+            weights: Default::default(),
+        })
+        .unwrap();
+        let limit = engine.max_update_bytes();
+        let mut now = Duration::ZERO;
+        let start = Input::Start {
+            resume: Default::default(),
+            join: false,
+        };
+        engine.handle(now, start).unwrap();
+        for p in &peers {
+            engine
+                .handle(now, Input::PeerUp { peer: p.public() })
+                .unwrap();
+        }
+        let mut seen = Seen::default();
+        seen.record(&mut engine, codec);
+        let mut valid = 0usize;
+        for _ in 0..cases {
+            for peer in std::mem::take(&mut seen.banned) {
+                let next = fresh(peers.len() as u64);
+                engine.handle(now, Input::PeerDown { peer }).unwrap();
+                engine
+                    .handle(
+                        now,
+                        Input::PeerUp {
+                            peer: next.public(),
+                        },
+                    )
+                    .unwrap();
+                peers.push(next);
+            }
+            let Some((peer, round)) = seen.asked.pop() else {
+                let wake = match seen.train.take() {
+                    Some(round) => Input::Trained {
+                        round,
+                        params: vec![0.0; DIM],
+                        samples: 1,
+                    },
+                    None => {
+                        now += Duration::from_secs(10);
+                        Input::Tick
+                    }
+                };
+                engine.handle(now, wake).unwrap();
+                seen.record(&mut engine, codec);
+                continue;
+            };
+            let author = peers.iter().find(|p| p.public() == peer).unwrap();
+            let payload = hostile_payload(&mut rng, codec);
+            let (bytes, _) = wire::encode_update(author, run, round, 1, codec, &payload);
+            let decoded =
+                tracked(|| wire::decode_update(&bytes, limit).and_then(|u| u.params(DIM)));
+            if let Ok(params) = decoded {
+                assert!(params.iter().all(|v| v.is_finite()), "{codec}");
+                valid += 1;
+            }
+            let input = Input::Fetched {
+                peer,
+                update: Some(bytes.into()),
+            };
+            engine
+                .handle(now, input)
+                .expect("peers' input is never the caller's error");
+            seen.record(&mut engine, codec);
+        }
+        let mixed = seen.mixed;
+        let largest = LARGEST.get();
+        let rejected = &engine.stats().rejected;
+        println!(
+            "{codec}: {cases} signed hostile payloads, {valid} valid, {mixed} mixes, largest \
+             allocation {largest} bytes (limit {limit}), rejected {rejected:?}"
+        );
+        assert!(
+            largest <= limit,
+            "{codec}: allocated {largest}, limit {limit}"
+        );
+        assert!(
+            valid > cases / 20,
+            "{codec}: the valid encodings should mostly pass"
+        );
+        assert!(mixed > cases / 20, "{codec}: the engine should keep mixing");
+        for reason in ["non_finite", "wrong_dimension"] {
+            let r = murmur_protocol::engine::Rejection::from_name(reason).unwrap();
+            assert!(
+                rejected.get(&r).copied().unwrap_or(0) > 0,
+                "{codec}: no {reason}"
+            );
+        }
+    }
 }

@@ -477,6 +477,11 @@ impl Reference {
                 nodes: self.scenario.nodes,
                 byzantine: self.scenario.nodes - self.nodes.len(),
                 model_params: self.learning.arch.num_params(),
+                codec: "f32".into(),
+                bytes_per_node_round: crate::report::bytes_per_node_round(
+                    &last,
+                    self.scenario.nodes,
+                ),
                 threads,
                 virtual_s: self.now.as_secs_f64(),
                 wall_s: self.started.elapsed().as_secs_f64(),

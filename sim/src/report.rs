@@ -106,6 +106,11 @@ pub struct Summary {
     pub byzantine: usize,
     /// Parameters of the model.
     pub model_params: usize,
+    /// How signed models were encoded (`engine.codec`; reference methods send `f32`).
+    pub codec: String,
+    /// Bytes sent per node per completed round, over the run (every message: models,
+    /// announcements, fetch requests and gossip).
+    pub bytes_per_node_round: f64,
     /// Worker threads used.
     pub threads: usize,
     /// Virtual time simulated, seconds.
@@ -170,6 +175,11 @@ pub struct Restart {
     pub round: u64,
     /// Peers whose models it fetched and started from.
     pub peers: usize,
+}
+
+/// Bytes per node per round of the run that ended at `last`.
+pub fn bytes_per_node_round(last: &Row, nodes: usize) -> f64 {
+    last.bytes_sent as f64 / (nodes.max(1) as f64 * last.round_mean.max(1.0))
 }
 
 /// A run's report: every evaluation point and the summary.
@@ -323,7 +333,8 @@ impl Report {
         let _ = writeln!(
             s,
             "{} nodes ({} Byzantine), {} params: {:.1}s virtual in {:.1}s wall, {} events, \
-             {} training jobs, {:.0} samples/s in training, peak RSS {:.1} MB",
+             {} training jobs, {:.0} samples/s in training, peak RSS {:.1} MB; models in {}, \
+             {:.1} KB sent per node and round",
             m.nodes,
             m.byzantine,
             m.model_params,
@@ -332,7 +343,9 @@ impl Report {
             m.events,
             m.train_jobs,
             m.train_samples_per_s,
-            m.peak_rss_bytes as f64 / 1e6
+            m.peak_rss_bytes as f64 / 1e6,
+            m.codec,
+            m.bytes_per_node_round / 1e3
         );
         let rejected: Vec<String> = Rejection::ALL
             .iter()

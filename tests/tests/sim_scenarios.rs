@@ -628,30 +628,46 @@ every-rounds = 20
     }
 }
 
-/// `codec = "bf16"` and `"f16"` halve what every update costs on the wire and learn as well:
-/// the same nodes with `f32` and 16-bit payloads, no attacker.
+/// Compressed payloads cut what every update costs on the wire and learn as well: the same
+/// nodes with `f32`, 16-bit and 8-bit payloads, no attacker. (The digits MLP has 2,410
+/// parameters, so a message's ~250 bytes of signed header weigh more than on MNIST.)
 #[test]
-fn sixteen_bit_payloads_halve_the_bytes_and_keep_the_accuracy() {
+fn compressed_payloads_cut_the_bytes_and_keep_the_accuracy() {
     let seed = seed(4);
     let with_codec = |codec: &str| {
         let text = text("rounds = 12", "[eval]\nevery-rounds = 12\n")
-            .replace("[engine]\n", &format!("[engine]\ncodec = \"{codec}\"\n"));
+            .replace("[engine]\n", &format!("[engine]\ncodec = {codec}\n"));
         run(&scenario(&text, seed), 2)
     };
-    let f32_run = with_codec("f32");
+    let f32_run = with_codec("\"f32\"");
     let a = f32_run.rows.last().unwrap();
-    for codec in ["bf16", "f16"] {
-        let half_run = with_codec(codec);
-        let b = half_run.rows.last().unwrap();
+    // (codec, least bytes ratio, largest accuracy difference): int4's 15 levels cost a little
+    // accuracy on some seeds (0.8 points at most on seeds 1-6).
+    for (codec, least_ratio, tolerance) in [
+        ("\"bf16\"", 1.8, 0.01),
+        ("\"f16\"", 1.8, 0.01),
+        ("\"int8\"", 3.3, 0.01),
+        ("{ kind = \"int8\", block = 64 }", 3.1, 0.01),
+        ("\"int4\"", 5.5, 0.015),
+    ] {
+        let small_run = with_codec(codec);
+        let b = small_run.rows.last().unwrap();
         let context = format!(
             "seed {seed}\nf32:\n{}{codec}:\n{}",
             f32_run.rounds_csv(),
-            half_run.rounds_csv()
+            small_run.rounds_csv()
         );
         let ratio = a.bytes_sent as f64 / b.bytes_sent as f64;
-        assert!(ratio > 1.8, "bytes f32 / {codec} = {ratio:.2}; {context}");
+        println!(
+            "{codec}: bytes f32 / codec = {ratio:.2}, accuracy {:.4} against {:.4}",
+            b.acc_mean, a.acc_mean
+        );
         assert!(
-            (a.acc_mean - b.acc_mean).abs() <= 0.01,
+            ratio > least_ratio,
+            "bytes f32 / {codec} = {ratio:.2}; {context}"
+        );
+        assert!(
+            (a.acc_mean - b.acc_mean).abs() <= tolerance,
             "accuracy {:.4} (f32) against {:.4} ({codec}); {context}",
             a.acc_mean,
             b.acc_mean

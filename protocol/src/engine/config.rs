@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 /// staleness-decay = 0.5    # a model k rounds behind weighs (1 + k)^-0.5 in the mix; 0 = equal
 /// max-ahead = 1000         # models more than this many rounds ahead are not mixed
 /// aggregation = { rule = "clipped-gossip" }
-/// codec = "f32"            # payload encoding of signed models: "f32", "bf16" or "f16" (half the bytes)
+/// codec = "f32"            # payload encoding of signed models: "f32", "bf16", "f16", "int8", "int4"
 /// outlier-factor = 2.5     # pull in models this many times farther than the median; 0 = off
 /// join-peers = 3           # peers a joining or restarted node fetches models from; 0 = none
 /// join-timeout-ms = 5000   # longest wait for their answers
@@ -51,9 +51,12 @@ pub struct Config {
     /// The robust mixing rule. Default: ClippedGossip.
     pub aggregation: aggregate::Config,
     /// How signed models are encoded: `f32` (4 bytes a parameter), `bf16` (2 bytes, 8 bits of
-    /// mantissa, the f32 range) or `f16` (2 bytes, 11 bits of mantissa, up to ±65504, larger
-    /// values saturating). Every node of a run must use the same; an update in another codec is
-    /// rejected (`wrong_codec`). Default `f32`.
+    /// mantissa, the f32 range), `f16` (2 bytes, 11 bits of mantissa, up to ±65504, larger
+    /// values saturating), `int8` or `int4` (1 byte or half a byte, plus a 4-byte scale per
+    /// block of 256 parameters, stochastic rounding; `{ kind = "int8", block = 64 }` chooses the
+    /// block). See [`crate::codec`]. Every node of a run must use the same, block included; an
+    /// update in another codec is rejected (`wrong_codec`). Default `f32`.
+    #[serde(with = "crate::codec::spec")]
     pub codec: crate::wire::Codec,
     /// The outlier screen before mixing: a received model more than this many times farther
     /// from the node's own model than the (lower) median distance of the round's received
@@ -182,6 +185,13 @@ impl Config {
                 "join-timeout-ms",
                 &self.join_timeout_ms,
                 "must be at least 1 when join-peers is above 0",
+            );
+        }
+        if self.codec.validate().is_err() {
+            return bad(
+                "codec",
+                &self.codec,
+                "the block of int8 and int4 must be in 16..=1048576",
             );
         }
         if self.rounds == Some(0) {

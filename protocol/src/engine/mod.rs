@@ -73,9 +73,10 @@ pub use adversary::Adversary;
 use adversary::Menu;
 use join::Joining;
 use peers::Peers;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use receive::Held;
+use std::cell::Cell;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -481,6 +482,10 @@ pub struct Engine {
     menu: Menu,
     outputs: VecDeque<Output>,
     rng: ChaCha8Rng,
+    /// The state of the stochastic rounding of blockwise codecs: drawn from `rng` at start-up
+    /// (only when the codec rounds, so the other codecs' draws are unchanged), advanced at each
+    /// signing (which borrows the engine shared).
+    dither: Cell<u64>,
     stats: Stats,
     adversary: Option<Adversary>,
     /// Static mixing weights by in-neighbour (see [`Setup::weights`]).
@@ -531,6 +536,7 @@ impl Engine {
         );
         Ok(Engine {
             rng: derive_rng(seed, &me, &Resume::default()),
+            dither: Cell::new(0),
             me,
             identity,
             run,
@@ -739,6 +745,9 @@ impl Engine {
             return Err(InputError::AlreadyStarted);
         }
         self.rng = derive_rng(self.seed, &self.me, &resume);
+        if self.config.codec.dithers() {
+            self.dither.set(self.rng.random());
+        }
         self.signed = resume.signed;
         self.round = resume.checkpoint.unwrap_or(0);
         self.checkpointed = self.round;

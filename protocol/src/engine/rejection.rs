@@ -122,7 +122,9 @@ impl Rejection {
             E::Signature(_) => Rejection::BadSignature,
             E::Version { .. } => Rejection::WrongVersion,
             E::SenderMismatch { .. } => Rejection::BadSignature,
-            E::Dimension { .. } | E::PayloadLength { .. } => Rejection::WrongDimension,
+            E::Dimension { .. } | E::PayloadLength { .. } | E::PayloadSize { .. } => {
+                Rejection::WrongDimension
+            }
             E::NonFinite { .. } => Rejection::NonFinite,
             E::Truncated { .. }
             | E::UnknownKind(_)

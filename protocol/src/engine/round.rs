@@ -115,7 +115,13 @@ impl Engine {
         params: &[f32],
         samples: u64,
     ) -> (Arc<[u8]>, SignedHeader) {
-        let payload = wire::encode_params_as(self.config.codec, params);
+        // SplitMix64: one well-mixed seed per signing, from a counter.
+        let state = self.dither.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+        self.dither.set(state);
+        let mut seed = state;
+        seed = (seed ^ (seed >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        seed = (seed ^ (seed >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        let payload = crate::codec::encode(self.config.codec, params, seed ^ (seed >> 31));
         let (bytes, signed) = wire::encode_update(
             &self.identity,
             self.run,

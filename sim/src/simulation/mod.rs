@@ -329,6 +329,8 @@ impl Simulation {
                 nodes,
                 byzantine: self.byzantine.iter().filter(|b| **b).count(),
                 model_params: self.learning.arch.num_params(),
+                codec: self.scenario.engine.codec.to_string(),
+                bytes_per_node_round: crate::report::bytes_per_node_round(&last, nodes),
                 threads,
                 virtual_s: self.now().as_secs_f64(),
                 wall_s: self.started.elapsed().as_secs_f64(),

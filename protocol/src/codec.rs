@@ -1,0 +1,643 @@
+//! How a signed update's payload encodes the model's parameters.
+//!
+//! The codec is part of a run's configuration and is signed in every update's header; the
+//! payload's digest covers the encoded bytes. Decoding is bounded by the model's dimension (the
+//! receiver's, never the sender's) and refuses every value that is not finite.
+//!
+//! | codec | bytes a parameter | what is lost |
+//! |---|---|---|
+//! | `f32` | 4 | nothing |
+//! | `bf16` | 2 | mantissa beyond 8 bits, rounded to nearest even |
+//! | `f16` | 2 | mantissa beyond 11 bits; magnitudes beyond 65504 saturate |
+//! | `int8` | 1 + 4 / block | a block's values on 255 levels of its largest magnitude |
+//! | `int4` | 1/2 + 4 / block | the same on 15 levels |
+//!
+//! The blockwise codecs (`int8`, `int4`) lay a payload out as every block's scale first
+//! (`f32`, little endian, one per `block` parameters, the last block possibly shorter), then the
+//! quantized values in the model's flat parameter order: one `i8` each, or two's-complement
+//! nibbles packed two to a byte, the lower nibble first (an odd count leaves the last high
+//! nibble unused). A value decodes as its level times its block's scale. The encoder picks the
+//! scale that maps the block's largest magnitude to the top level, and rounds each value to one
+//! of its two neighbouring levels at random, with the probability that makes the decoded value
+//! equal to the true one in expectation (stochastic rounding): the error of a mix of many
+//! peers' models averages out instead of accumulating in one direction. The random numbers come
+//! from a seed the caller passes (the engine derives it from its own seed), so a run repeats
+//! exactly.
+
+use crate::wire::Error;
+use serde::{Deserialize, Serialize};
+
+/// Block size of `int8` and `int4` when a config names the codec without one.
+pub const DEFAULT_BLOCK: u32 = 256;
+/// Smallest block a config may choose: smaller blocks spend more bytes on scales than they save.
+pub const MIN_BLOCK: u32 = 16;
+/// Largest block a config may choose.
+pub const MAX_BLOCK: u32 = 1 << 20;
+
+/// How a payload encodes the model's parameters. Signed in the header (by variant index, with
+/// the block size of the blockwise codecs); in configs `codec = "f32"` (the default), `"bf16"`,
+/// `"f16"`, `"int8"`, `"int4"`, or a table such as `{ kind = "int8", block = 256 }`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Codec {
+    /// `f32` values, little endian, 4 bytes each, in the model's flat parameter order.
+    #[default]
+    F32Le,
+    /// bfloat16 values (the upper 16 bits of an `f32`, rounded to nearest even), little endian,
+    /// 2 bytes each: half the bytes, 8 bits of mantissa, the full `f32` range.
+    Bf16Le,
+    /// IEEE half-precision values, little endian, 2 bytes each: half the bytes, 11 bits of
+    /// mantissa, magnitudes up to 65504 (larger ones are sent as ±65504, never as infinity).
+    F16Le,
+    /// Blockwise 8-bit integers with stochastic rounding: levels -127..=127 of each block's
+    /// scale (a received -128 is valid too).
+    Int8 {
+        /// Parameters per scale.
+        block: u32,
+    },
+    /// Blockwise 4-bit integers with stochastic rounding: levels -7..=7 of each block's scale
+    /// (a received -8 is valid too).
+    Int4 {
+        /// Parameters per scale.
+        block: u32,
+    },
+}
+
+impl Codec {
+    /// Payload bytes for `dim` parameters.
+    pub fn payload_len(self, dim: usize) -> usize {
+        match self {
+            Codec::F32Le => dim * 4,
+            Codec::Bf16Le | Codec::F16Le => dim * 2,
+            Codec::Int8 { block } => scales_len(dim, block) + dim,
+            Codec::Int4 { block } => scales_len(dim, block) + dim.div_ceil(2),
+        }
+    }
+
+    /// The kind's name, as in configs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::F32Le => "f32",
+            Codec::Bf16Le => "bf16",
+            Codec::F16Le => "f16",
+            Codec::Int8 { .. } => "int8",
+            Codec::Int4 { .. } => "int4",
+        }
+    }
+
+    /// Whether encoding draws random numbers (stochastic rounding).
+    pub fn dithers(self) -> bool {
+        matches!(self, Codec::Int8 { .. } | Codec::Int4 { .. })
+    }
+
+    /// Checks a configured codec: the block size of a blockwise codec lies in
+    /// [`MIN_BLOCK`]..=[`MAX_BLOCK`].
+    pub fn validate(self) -> Result<(), String> {
+        match self {
+            Codec::Int8 { block } | Codec::Int4 { block }
+                if !(MIN_BLOCK..=MAX_BLOCK).contains(&block) =>
+            {
+                Err(format!(
+                    "codec {}: block {block} is outside {MIN_BLOCK}..={MAX_BLOCK}",
+                    self.name()
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl std::fmt::Display for Codec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Codec::Int8 { block } | Codec::Int4 { block } => {
+                write!(f, "{} (block {block})", self.name())
+            }
+            _ => f.write_str(self.name()),
+        }
+    }
+}
+
+fn scales_len(dim: usize, block: u32) -> usize {
+    dim.div_ceil(block.max(1) as usize) * 4
+}
+
+/// (De)serializes a [`Codec`] the way configs write it: a name, or a table with `kind` and
+/// `block`. Use with `#[serde(with = "murmur_protocol::codec::spec")]`.
+pub mod spec {
+    use super::{Codec, DEFAULT_BLOCK};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Spec {
+        Name(String),
+        Table(Table),
+    }
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Table {
+        kind: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        block: Option<u32>,
+    }
+
+    fn from_parts(kind: &str, block: Option<u32>) -> Result<Codec, String> {
+        let fixed = |c: Codec| match block {
+            None => Ok(c),
+            Some(_) => Err(format!("codec \"{kind}\" takes no block size")),
+        };
+        let block = block.unwrap_or(DEFAULT_BLOCK);
+        let codec = match kind {
+            "f32" => fixed(Codec::F32Le)?,
+            "bf16" => fixed(Codec::Bf16Le)?,
+            "f16" => fixed(Codec::F16Le)?,
+            "int8" => Codec::Int8 { block },
+            "int4" => Codec::Int4 { block },
+            other => {
+                return Err(format!(
+                    "unknown codec \"{other}\": expected f32, bf16, f16, int8 or int4"
+                ));
+            }
+        };
+        codec.validate()?;
+        Ok(codec)
+    }
+
+    /// Serializes as a name, with a table for the blockwise codecs.
+    pub fn serialize<S: Serializer>(codec: &Codec, s: S) -> Result<S::Ok, S::Error> {
+        match *codec {
+            Codec::Int8 { block } | Codec::Int4 { block } => Spec::Table(Table {
+                kind: codec.name().into(),
+                block: Some(block),
+            }),
+            c => Spec::Name(c.name().into()),
+        }
+        .serialize(s)
+    }
+
+    /// Deserializes a name or a table; unknown kinds and bad blocks are errors that say so.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Codec, D::Error> {
+        let parsed = match Spec::deserialize(d)? {
+            Spec::Name(name) => from_parts(&name, None),
+            Spec::Table(t) => from_parts(&t.kind, t.block),
+        };
+        parsed.map_err(serde::de::Error::custom)
+    }
+
+    /// Parses a codec as written on a command line: `int8`, or `int8:64` for a block size.
+    pub fn parse(text: &str) -> Result<Codec, String> {
+        match text.split_once(':') {
+            None => from_parts(text, None),
+            Some((kind, block)) => {
+                let block = block
+                    .parse()
+                    .map_err(|_| format!("codec \"{text}\": block \"{block}\" is not a number"))?;
+                from_parts(kind, Some(block))
+            }
+        }
+    }
+}
+
+/// `v` as bfloat16 bits, rounded to nearest even. A finite `v` beyond bfloat16's largest value
+/// rounds to infinity, which a receiver refuses as non-finite; models are nowhere near it.
+pub fn f32_to_bf16(v: f32) -> u16 {
+    let bits = v.to_bits();
+    if v.is_nan() {
+        return ((bits >> 16) | 0x40) as u16;
+    }
+    let rounding = 0x7FFF + ((bits >> 16) & 1);
+    (bits.wrapping_add(rounding) >> 16) as u16
+}
+
+/// `v` as IEEE half-precision bits, rounded to nearest even, saturating at ±65504 so that a
+/// large finite value is never sent as an infinity (which receivers refuse as non-finite).
+pub fn f32_to_f16(v: f32) -> u16 {
+    half::f16::from_f32(v.clamp(-65504.0, 65504.0)).to_bits()
+}
+
+/// The `f32` of bfloat16 bits `b`: exact.
+pub fn bf16_to_f32(b: u16) -> f32 {
+    f32::from_bits(u32::from(b) << 16)
+}
+
+/// Encodes `params` as a payload in `codec`; the blockwise codecs round with random numbers
+/// drawn from `seed`.
+pub fn encode(codec: Codec, params: &[f32], seed: u64) -> Vec<u8> {
+    let mut out = vec![0u8; codec.payload_len(params.len())];
+    // Plain loops over fixed-size chunks, which the compiler vectorises.
+    match codec {
+        Codec::F32Le => {
+            for (o, v) in out.chunks_exact_mut(4).zip(params) {
+                o.copy_from_slice(&v.to_le_bytes());
+            }
+        }
+        Codec::Bf16Le => {
+            for (o, &v) in out.chunks_exact_mut(2).zip(params) {
+                o.copy_from_slice(&f32_to_bf16(v).to_le_bytes());
+            }
+        }
+        Codec::F16Le => {
+            for (o, &v) in out.chunks_exact_mut(2).zip(params) {
+                o.copy_from_slice(&f32_to_f16(v).to_le_bytes());
+            }
+        }
+        Codec::Int8 { block } => {
+            let (scales, levels) = out.split_at_mut(scales_len(params.len(), block));
+            quantize(params, block, 127, seed, scales, levels);
+        }
+        Codec::Int4 { block } => {
+            let (scales, packed) = out.split_at_mut(scales_len(params.len(), block));
+            let mut levels = vec![0u8; params.len()];
+            quantize(params, block, 7, seed, scales, &mut levels);
+            for (o, pair) in packed.iter_mut().zip(levels.chunks(2)) {
+                let high = pair.get(1).copied().unwrap_or(0);
+                *o = (pair[0] & 0x0F) | (high << 4);
+            }
+        }
+    }
+    out
+}
+
+/// Decodes `payload` in `codec` into `out` (cleared first) as exactly `dim` finite parameters.
+pub fn decode(codec: Codec, payload: &[u8], dim: usize, out: &mut Vec<f32>) -> Result<(), Error> {
+    let expected = codec.payload_len(dim);
+    if payload.len() != expected {
+        return Err(match codec {
+            Codec::F32Le | Codec::Bf16Le | Codec::F16Le => Error::Dimension {
+                expected: dim,
+                got: payload.len() / codec.payload_len(1),
+            },
+            _ => Error::PayloadSize {
+                dim,
+                expected,
+                got: payload.len(),
+            },
+        });
+    }
+    out.clear();
+    out.reserve(dim);
+    // Exact-size iterators over slices: `extend` writes them without a check per value, and
+    // the compiler vectorises the conversions.
+    match codec {
+        Codec::F32Le => out.extend(
+            payload
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+        ),
+        Codec::Bf16Le => out.extend(
+            payload
+                .chunks_exact(2)
+                .map(|c| bf16_to_f32(u16::from_le_bytes([c[0], c[1]]))),
+        ),
+        Codec::F16Le => out.extend(
+            payload
+                .chunks_exact(2)
+                .map(|c| half::f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32()),
+        ),
+        Codec::Int8 { block } | Codec::Int4 { block } => {
+            let (scales, levels) = payload.split_at(scales_len(dim, block));
+            let block = block as usize;
+            for (b, scale) in scales.chunks_exact(4).enumerate() {
+                let scale = f32::from_le_bytes([scale[0], scale[1], scale[2], scale[3]]);
+                let range = b * block..((b + 1) * block).min(dim);
+                if let Codec::Int8 { .. } = codec {
+                    out.extend(levels[range].iter().map(|&q| f32::from(q as i8) * scale));
+                } else {
+                    out.extend(range.map(|i| f32::from(nibble(levels[i / 2], i % 2)) * scale));
+                }
+                // Levels lie in -128..=127: the block is finite when 128 times its scale is.
+                if !(scale * 128.0).is_finite() {
+                    let first = b * block;
+                    if let Some(i) = out[first..].iter().position(|v| !v.is_finite()) {
+                        return Err(Error::NonFinite { index: first + i });
+                    }
+                }
+            }
+            return Ok(());
+        }
+    }
+    // Or-ing a flag over every value (rather than stopping at the first) vectorises; the
+    // position is looked for only when there is one.
+    let any_bad = out.iter().fold(false, |bad, v| {
+        bad | (v.to_bits() & 0x7FFF_FFFF >= 0x7F80_0000)
+    });
+    if any_bad {
+        let index = out.iter().position(|v| !v.is_finite()).unwrap_or(0);
+        return Err(Error::NonFinite { index });
+    }
+    Ok(())
+}
+
+/// The signed value of the lower (`which` 0) or upper (1) nibble of `byte`.
+fn nibble(byte: u8, which: usize) -> i8 {
+    ((byte << (4 * (1 - which))) as i8) >> 4
+}
+
+/// The `j`-th 64 random bits of the stream `seed` (wyrand: a counter through a multiply-fold
+/// mix, so the draws do not wait on each other).
+#[inline]
+fn random_bits(seed: u64, j: u64) -> u64 {
+    let state = seed.wrapping_add(j.wrapping_add(1).wrapping_mul(0xa076_1d64_78bd_642f));
+    let t = u128::from(state) * u128::from(state ^ 0xe703_7ed1_a0b4_28db);
+    (t >> 64) as u64 ^ t as u64
+}
+
+/// Writes each block's scale (`f32` LE) to `scales` and each value's level in `-top..=top`
+/// (two's complement, a byte each) to `levels`, rounding at random: four 16-bit draws from
+/// each 64 random bits.
+fn quantize(params: &[f32], block: u32, top: i32, seed: u64, scales: &mut [u8], levels: &mut [u8]) {
+    /// 1.5 · 2^23: adding it to a float of magnitude below 2^22 leaves the nearest integer in
+    /// the low mantissa bits.
+    const MAGIC: f32 = 12_582_912.0;
+    let block = block.max(1) as usize;
+    let top_f = top as f32;
+    let mut draw = 0u64;
+    for ((chunk, scale_out), level_out) in params
+        .chunks(block)
+        .zip(scales.chunks_exact_mut(4))
+        .zip(levels.chunks_mut(block))
+    {
+        // The bits of non-negative floats order as the floats do, and every infinity or NaN
+        // lies above the largest finite value: one integer maximum finds both.
+        let largest = chunk
+            .iter()
+            .fold(0u32, |m, v| m.max(v.to_bits() & 0x7FFF_FFFF));
+        // A model that is not finite makes a scale that is not: receivers refuse it, as they
+        // refuse such a model in f32.
+        let scale = if largest >= 0x7F80_0000 {
+            f32::NAN
+        } else {
+            f32::from_bits(largest) / top_f
+        };
+        scale_out.copy_from_slice(&scale.to_le_bytes());
+        let inverse = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+        // floor(v / scale + u) for u uniform in (0, 1) with mean exactly 1/2: the upper
+        // neighbour with probability equal to the fraction, so the level is right in
+        // expectation. The floor is taken as the nearest integer of the value less a half
+        // (they differ only on exact ties, one draw in 2^23 at most), after a clamp that
+        // catches a largest value landing a hair above the top level; the integer is read from
+        // the low byte of the float's bits once MAGIC is added.
+        let level = |v: f32, random: u32| -> u8 {
+            // u - 1/2 = (k + 1/2) / 2^23 - 1/2 for the top 23 random bits k, made a float from
+            // its bits (1 + k / 2^23) without an integer conversion.
+            let u_less_half =
+                f32::from_bits(0x3F80_0000 | (random >> 9)) - (1.5 - 0.5 / 8_388_608.0);
+            let x = v * inverse + u_less_half;
+            let x = if x < -top_f { -top_f } else { x };
+            let x = if x > top_f { top_f } else { x };
+            (x + MAGIC).to_bits() as u8
+        };
+        // Eight xorshift32 generators side by side, seeded per block from the stream: each
+        // step of all eight is a few vector instructions.
+        let mut lanes = [0u32; 8];
+        for (pair, slot) in lanes.chunks_exact_mut(2).enumerate() {
+            let bits = random_bits(seed, draw + pair as u64);
+            slot.copy_from_slice(&[bits as u32 | 1, (bits >> 32) as u32 | 1]);
+        }
+        draw += 4;
+        let step = |lanes: &mut [u32; 8]| {
+            for x in lanes.iter_mut() {
+                *x ^= *x << 13;
+                *x ^= *x >> 17;
+                *x ^= *x << 5;
+            }
+        };
+        let mut vs = chunk.chunks_exact(8);
+        let mut qs = level_out.chunks_exact_mut(8);
+        for (v, q) in (&mut vs).zip(&mut qs) {
+            step(&mut lanes);
+            for ((q, &v), &r) in q.iter_mut().zip(v).zip(&lanes) {
+                *q = level(v, r);
+            }
+        }
+        step(&mut lanes);
+        for ((q, &v), &r) in qs
+            .into_remainder()
+            .iter_mut()
+            .zip(vs.remainder())
+            .zip(&lanes)
+        {
+            *q = level(v, r);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bf16_payloads_round_to_nearest_even_and_decode_bounded() {
+        // Exact for values with 8 significant bits; otherwise within half a unit in the last
+        // place (at most 2^-8 relative).
+        for v in [0.0f32, -0.0, 1.0, -2.5, 0.15625, 2.0f32.powi(100)] {
+            assert_eq!(bf16_to_f32(f32_to_bf16(v)), v, "{v}");
+        }
+        for v in [0.1f32, -1.2345, 123.456, 1e-20, -7.7e10] {
+            let back = bf16_to_f32(f32_to_bf16(v));
+            assert!(((back - v) / v).abs() <= 1.0 / 256.0, "{v} -> {back}");
+        }
+        // Ties go to even: 1 + 2^-8 lies halfway between 1 and 1 + 2^-7.
+        assert_eq!(bf16_to_f32(f32_to_bf16(1.0 + 1.0 / 256.0)), 1.0);
+        assert!(bf16_to_f32(f32_to_bf16(f32::NAN)).is_nan());
+        let params = [0.5f32, -1.25, 3.0];
+        let payload = encode(Codec::Bf16Le, &params, 0);
+        assert_eq!(payload.len(), Codec::Bf16Le.payload_len(3));
+        let mut out = Vec::new();
+        decode(Codec::Bf16Le, &payload, 3, &mut out).unwrap();
+        assert_eq!(out, params);
+        // The wrong length, and a value that is not finite, are named.
+        assert_eq!(
+            decode(Codec::Bf16Le, &payload[..5], 3, &mut out),
+            Err(Error::Dimension {
+                expected: 3,
+                got: 2
+            })
+        );
+        let inf = encode(Codec::Bf16Le, &[1.0, f32::INFINITY], 0);
+        assert_eq!(
+            decode(Codec::Bf16Le, &inf, 2, &mut out),
+            Err(Error::NonFinite { index: 1 })
+        );
+    }
+
+    #[test]
+    fn f16_payloads_keep_eleven_bits_and_saturate_instead_of_overflowing() {
+        for v in [0.1f32, -1.2345, 123.456, 6.1e-5, -3000.5] {
+            let back = half::f16::from_bits(f32_to_f16(v)).to_f32();
+            assert!(((back - v) / v).abs() <= 1.0 / 2048.0, "{v} -> {back}");
+        }
+        // Beyond the range: the largest half, not infinity; NaN stays NaN (and is refused).
+        assert_eq!(half::f16::from_bits(f32_to_f16(1e6)).to_f32(), 65504.0);
+        assert_eq!(half::f16::from_bits(f32_to_f16(-1e30)).to_f32(), -65504.0);
+        let payload = encode(Codec::F16Le, &[0.5, 1e6, f32::NAN], 0);
+        assert_eq!(payload.len(), Codec::F16Le.payload_len(3));
+        let mut out = Vec::new();
+        assert_eq!(
+            decode(Codec::F16Le, &payload, 3, &mut out),
+            Err(Error::NonFinite { index: 2 })
+        );
+        decode(Codec::F16Le, &payload[..4], 2, &mut out).unwrap();
+        assert_eq!(out, vec![0.5, 65504.0]);
+    }
+
+    /// Pseudo-random parameters of mixed magnitudes, for round trips.
+    fn params(n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                let x = (i as f32 * 0.618_034).fract() - 0.5;
+                x * if i % 97 == 0 { 3.0 } else { 0.2 }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn blockwise_payloads_stay_within_one_level_and_are_unbiased() {
+        for (codec, top) in [
+            (Codec::Int8 { block: 64 }, 127.0f32),
+            (Codec::Int4 { block: 32 }, 7.0),
+        ] {
+            // An odd count and a short last block.
+            let p = params(1001);
+            let payload = encode(codec, &p, 9);
+            assert_eq!(payload.len(), codec.payload_len(p.len()), "{codec}");
+            let mut out = Vec::new();
+            decode(codec, &payload, p.len(), &mut out).unwrap();
+            let block = match codec {
+                Codec::Int8 { block } | Codec::Int4 { block } => block as usize,
+                _ => unreachable!(),
+            };
+            for (b, (chunk, back)) in p.chunks(block).zip(out.chunks(block)).enumerate() {
+                let step = chunk.iter().fold(0.0f32, |m, v| m.max(v.abs())) / top;
+                for (i, (v, w)) in chunk.iter().zip(back).enumerate() {
+                    assert!(
+                        (v - w).abs() <= step * 1.0001,
+                        "{codec}: block {b} value {i}: {v} -> {w}, step {step}"
+                    );
+                }
+                // The largest magnitude is exact: it is the top level.
+                let largest = chunk.iter().map(|v| v.abs()).fold(0.0f32, f32::max);
+                let back_largest = back.iter().map(|v| v.abs()).fold(0.0f32, f32::max);
+                assert!((largest - back_largest).abs() <= largest * 1e-6, "{codec}");
+            }
+            // Stochastic rounding is unbiased: averaged over many seeds, a value between two
+            // levels decodes to itself, not to the nearer level.
+            let v = [1.0f32, 0.3];
+            let mut sum = 0.0f64;
+            let draws = 20_000;
+            for seed in 0..draws {
+                let payload = encode(codec, &v, seed);
+                decode(codec, &payload, 2, &mut out).unwrap();
+                sum += f64::from(out[1]);
+            }
+            let mean = sum / draws as f64;
+            assert!((mean - 0.3).abs() < 0.002, "{codec}: mean {mean}");
+            // The same seed, the same bytes; another seed, other bytes.
+            assert_eq!(encode(codec, &p, 9), payload);
+            assert_ne!(encode(codec, &p, 10), payload);
+        }
+    }
+
+    #[test]
+    fn blockwise_payloads_decode_bounded_and_refuse_what_is_not_finite() {
+        let codec = Codec::Int8 { block: 16 };
+        let p = params(40);
+        let payload = encode(codec, &p, 1);
+        let mut out = Vec::new();
+        // A payload for another dimension is refused by size, whatever the sender claims.
+        for dim in [39, 41, 0, usize::MAX / 8] {
+            assert!(
+                matches!(
+                    decode(codec, &payload, dim, &mut out),
+                    Err(Error::PayloadSize { .. })
+                ),
+                "dim {dim}"
+            );
+        }
+        assert!(decode(codec, &payload[..payload.len() - 1], 40, &mut out).is_err());
+        // Zeros decode as zeros; a zero scale is fine.
+        let zeros = encode(codec, &[0.0; 20], 3);
+        decode(codec, &zeros, 20, &mut out).unwrap();
+        assert!(out.iter().all(|&v| v == 0.0));
+        // A hostile scale: infinite, NaN, or so large that a level overflows.
+        for (scale, index) in [(f32::INFINITY, 0), (f32::NAN, 0), (f32::MAX, 0)] {
+            let mut bad = payload.clone();
+            bad[4..8].copy_from_slice(&scale.to_le_bytes());
+            // Block 1 starts at parameter 16; make its first level non-zero.
+            bad[3 * 4 + 16] = 5;
+            assert_eq!(
+                decode(codec, &bad, 40, &mut out),
+                Err(Error::NonFinite { index: 16 + index }),
+                "scale {scale}"
+            );
+        }
+        // Every byte pattern of the levels is a valid model (-128 and -8 included).
+        let mut extreme = payload.clone();
+        extreme[3 * 4] = 0x80;
+        decode(codec, &extreme, 40, &mut out).unwrap();
+        let s0 = f32::from_le_bytes(payload[0..4].try_into().unwrap());
+        assert_eq!(out[0], -128.0 * s0);
+        let c4 = Codec::Int4 { block: 16 };
+        let mut four = encode(c4, &p, 1);
+        four[3 * 4] = 0x8F; // levels -1 (lower nibble) and -8 (upper)
+        decode(c4, &four, 40, &mut out).unwrap();
+        let s0 = f32::from_le_bytes(four[0..4].try_into().unwrap());
+        assert_eq!((out[0], out[1]), (-s0, -8.0 * s0));
+        // A model that holds NaN encodes to a payload receivers refuse, as f32 does.
+        let mut nan = p.clone();
+        nan[20] = f32::NAN;
+        assert!(matches!(
+            decode(codec, &encode(codec, &nan, 1), 40, &mut out),
+            Err(Error::NonFinite { index: 16 })
+        ));
+    }
+
+    #[test]
+    fn configs_name_codecs_and_their_blocks() {
+        #[derive(Debug, serde::Deserialize, serde::Serialize, PartialEq)]
+        struct C {
+            #[serde(with = "spec")]
+            codec: Codec,
+        }
+        let parse = |t: &str| toml::from_str::<C>(t).map(|c| c.codec);
+        assert_eq!(parse("codec = \"f32\"").unwrap(), Codec::F32Le);
+        assert_eq!(parse("codec = \"bf16\"").unwrap(), Codec::Bf16Le);
+        assert_eq!(
+            parse("codec = \"int8\"").unwrap(),
+            Codec::Int8 {
+                block: DEFAULT_BLOCK
+            }
+        );
+        assert_eq!(
+            parse("codec = { kind = \"int4\", block = 64 }").unwrap(),
+            Codec::Int4 { block: 64 }
+        );
+        for (bad, says) in [
+            ("codec = \"int3\"", "unknown codec \"int3\""),
+            (
+                "codec = { kind = \"int8\", block = 4 }",
+                "block 4 is outside",
+            ),
+            ("codec = { kind = \"f16\", block = 64 }", "takes no block"),
+        ] {
+            let e = parse(bad).unwrap_err().to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+        for codec in [Codec::F16Le, Codec::Int8 { block: 128 }] {
+            let text = toml::to_string(&C { codec }).unwrap();
+            assert_eq!(parse(&text).unwrap(), codec, "{text}");
+        }
+        assert_eq!(spec::parse("int8:64"), Ok(Codec::Int8 { block: 64 }));
+        assert_eq!(spec::parse("f32"), Ok(Codec::F32Le));
+        assert!(spec::parse("int8:x").unwrap_err().contains("not a number"));
+        // The wire form is the variant index and the block: another block is another codec.
+        let wire =
+            |c: Codec| bincode::serde::encode_to_vec(c, bincode::config::standard()).unwrap();
+        assert_ne!(
+            wire(Codec::Int8 { block: 64 }),
+            wire(Codec::Int8 { block: 128 })
+        );
+        assert_eq!(wire(Codec::F32Le), vec![0]);
+    }
+}
