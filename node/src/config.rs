@@ -249,15 +249,15 @@ impl Config {
     }
 
     /// The run id: a hash of `[run]` and `[learning]` (model, data spec, hyperparameters, seed),
-    /// and of `engine.codec` when it is not the default `f32` (nodes that encode models
-    /// differently are in different runs; runs in `f32` keep the ids they had).
+    /// and of `engine.codec` (with its block) when it is not the default `f32` (nodes that
+    /// encode models differently are in different runs; runs in `f32` keep the ids they had).
     pub fn run_id(&self) -> RunId {
         let mut description = serde_json::json!({
             "run": self.run,
             "learning": self.learning,
         });
         if self.engine.codec != murmur_protocol::wire::Codec::F32Le {
-            description["codec"] = serde_json::json!(self.engine.codec.name());
+            description["codec"] = serde_json::json!(self.engine.codec.to_string());
         }
         RunId::derive(description.to_string().as_bytes())
     }
@@ -523,5 +523,11 @@ mod tests {
         let mut e = a.clone();
         e.engine.codec = murmur_protocol::wire::Codec::Bf16Le;
         assert_ne!(a.run_id(), e.run_id(), "the codec is part of the run");
+        let block = |block| {
+            let mut c = a.clone();
+            c.engine.codec = murmur_protocol::wire::Codec::Int8 { block };
+            c.run_id()
+        };
+        assert_ne!(block(64), block(256), "and so is its block");
     }
 }

@@ -344,8 +344,8 @@ fn random_bits(seed: u64, j: u64) -> u64 {
 }
 
 /// Writes each block's scale (`f32` LE) to `scales` and each value's level in `-top..=top`
-/// (two's complement, a byte each) to `levels`, rounding at random: four 16-bit draws from
-/// each 64 random bits.
+/// (two's complement, a byte each) to `levels`, rounding at random with 23 random bits a
+/// value.
 fn quantize(params: &[f32], block: u32, top: i32, seed: u64, scales: &mut [u8], levels: &mut [u8]) {
     /// 1.5 · 2^23: adding it to a float of magnitude below 2^22 leaves the nearest integer in
     /// the low mantissa bits.

@@ -1,0 +1,75 @@
+//! Four `murmur-node` processes on 127.0.0.1 with `codec = "int8"` learn as well as four with
+//! `f32` payloads and send a fraction of the bytes: the same config, seed and partitions, run one
+//! network after the other.
+
+mod net_support;
+
+use std::time::Duration;
+
+use net_support::{spawn, write_config};
+
+const NODES: usize = 4;
+const ROUNDS: u64 = 20;
+
+/// Runs a network in `codec`; returns the nodes' mean final accuracy and their bytes sent.
+fn network(codec: &str) -> (f64, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        NODES,
+        &format!(
+            "codec = \"{codec}\"\nfanout = 3\nwait-for = 3\nround-timeout-ms = 3000\n\
+             rounds = {ROUNDS}\njoin-timeout-ms = 3000"
+        ),
+        "[metrics]\neval-every = 20\n",
+    );
+    // A model of 9,610 parameters, so that a message's signed header (about 250 bytes) does not
+    // hide what the payload codec saves.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("hidden = [32]", "hidden = [128]")).unwrap();
+    let mut nodes = vec![spawn(&config, &dir.path().join("n0"), 0, &[])];
+    let boot = nodes[0].addr.clone();
+    for i in 1..NODES {
+        let args = ["--bootstrap", boot.as_str()];
+        nodes.push(spawn(&config, &dir.path().join(format!("n{i}")), i, &args));
+    }
+    let mut accuracy = 0.0;
+    for (i, node) in nodes.iter_mut().enumerate() {
+        let done = node.wait(Duration::from_secs(600), |e| e["event"] == "finished");
+        let acc = done["accuracy"].as_f64().unwrap();
+        println!(
+            "{codec}: node {i} round {} accuracy {acc:.4}",
+            done["round"]
+        );
+        accuracy += acc / NODES as f64;
+    }
+    let mut bytes = 0;
+    for (i, node) in nodes.iter().enumerate() {
+        let s = node.status();
+        println!(
+            "{codec}: node {i} accepted {} mixes {} bytes out {} served {}",
+            s.accepted, s.mixes, s.bytes_out, s.served_models
+        );
+        assert_eq!(s.round, ROUNDS, "{codec}: node {i} finished its rounds");
+        let rejected: u64 = s.rejected.values().sum();
+        assert_eq!(rejected, 0, "{codec}: node {i} rejected honest updates");
+        bytes += s.bytes_out;
+    }
+    (accuracy, bytes)
+}
+
+#[test]
+fn int8_payloads_learn_as_f32_does_with_a_quarter_of_the_bytes() {
+    let (f32_acc, f32_bytes) = network("f32");
+    let (int8_acc, int8_bytes) = network("int8");
+    let ratio = f32_bytes as f64 / int8_bytes as f64;
+    println!(
+        "f32: accuracy {f32_acc:.4}, {f32_bytes} bytes out; int8: accuracy {int8_acc:.4}, \
+         {int8_bytes} bytes out; ratio {ratio:.2}"
+    );
+    assert!(
+        int8_acc >= f32_acc - 0.03,
+        "int8 accuracy {int8_acc:.4} against {f32_acc:.4} in f32"
+    );
+    assert!(ratio >= 3.5, "bytes out f32 / int8 = {ratio:.2}");
+}
