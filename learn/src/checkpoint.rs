@@ -6,8 +6,8 @@
 //! Tensors: `model.<name>` for every model tensor ([`crate::model`] names, in PyTorch's layouts:
 //! dense weights `[d_out, d_in]` as `nn.Linear` stores them, convolutions `[out, in, k, k]` as
 //! `nn.Conv2d`), then the optimiser state in the same layouts, `optimizer.m.<name>` (SGD momentum
-//! or Adam first moment) and `optimizer.v.<name>` (Adam second moment) where the optimiser has
-//! them. Without the `model.` prefix the model tensors are the state dict of the PyTorch module
+//! or Adam first moment), `optimizer.v.<name>` (Adam second moment) and `optimizer.outer.<name>`
+//! (the outer optimiser's momentum, with `[learning] outer`) where the optimiser has them. Without the `model.` prefix the model tensors are the state dict of the PyTorch module
 //! in `docs/pytorch.md` (`murmur-node export --torch` writes just those).
 //!
 //! Metadata: `format` = `murmur-checkpoint`, `version` = `2`, `run-id` (64 hex digits),
@@ -121,6 +121,7 @@ impl Checkpoint {
             ("model.", &self.params),
             ("optimizer.m.", &self.optim.m),
             ("optimizer.v.", &self.optim.v),
+            ("optimizer.outer.", &self.optim.outer),
         ] {
             if !values.is_empty() {
                 tensors.extend(self.torch_tensors(prefix, values));
@@ -307,6 +308,7 @@ impl Checkpoint {
         let optim = State {
             m: read("optimizer.m.", false)?,
             v: read("optimizer.v.", false)?,
+            outer: read("optimizer.outer.", false)?,
             step: number("step")?,
         };
         Ok(Self {

@@ -240,3 +240,40 @@ fn python_safetensors_loads_a_checkpoint_when_installed() {
     );
     assert!(Path::new(&path).exists());
 }
+
+/// With an outer optimiser (DiLoCo), its momentum is saved beside the inner state
+/// (`optimizer.outer.*`) and restored; a restored trainer's next outer step is the one the
+/// saved trainer takes.
+#[test]
+fn the_outer_momentum_is_checkpointed() {
+    let spec: Spec = toml::from_str(
+        "model = { kind = \"mlp\", hidden = [16] }\nouter = { lr = 0.7, momentum = 0.9 }",
+    )
+    .unwrap();
+    let (setup, split) = spec.load(2).unwrap();
+    let fresh = || Trainer::new(&setup, Shard::all(split.train.clone()), 0, 2).unwrap();
+    let mut trainer = fresh();
+    trainer.train_steps(5);
+    let mixed: Vec<f32> = trainer.params().iter().map(|p| p * 0.5).collect();
+    trainer.apply_mix(&mixed).unwrap();
+    assert!(trainer.optimizer_state().outer.iter().any(|&b| b != 0.0));
+    let run = RunId::derive(b"outer");
+    let bytes = Checkpoint::of(&trainer, run, 1).to_bytes();
+    let ckpt = Checkpoint::from_bytes(&bytes, Path::new("outer.safetensors")).unwrap();
+    assert_eq!(ckpt.optim, *trainer.optimizer_state());
+    let mut restored = fresh();
+    ckpt.restore(&mut restored).unwrap();
+    let next: Vec<f32> = trainer.params().iter().map(|p| p - 0.01).collect();
+    trainer.apply_mix(&next).unwrap();
+    restored.apply_mix(&next).unwrap();
+    assert_eq!(restored.params(), trainer.params());
+    // A trainer without an outer optimiser refuses the state.
+    let plain: Spec = toml::from_str("model = { kind = \"mlp\", hidden = [16] }").unwrap();
+    let (plain_setup, _) = plain.load(2).unwrap();
+    let mut plain = Trainer::new(&plain_setup, Shard::all(split.train.clone()), 0, 2).unwrap();
+    let err = Checkpoint::from_bytes(&bytes, Path::new("outer.safetensors"))
+        .unwrap()
+        .restore(&mut plain)
+        .unwrap_err();
+    assert!(err.to_string().contains("optimizer state"), "{err}");
+}

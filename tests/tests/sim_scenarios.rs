@@ -674,3 +674,56 @@ fn compressed_payloads_cut_the_bytes_and_keep_the_accuracy() {
         );
     }
 }
+
+/// `[learning] outer` (DiLoCo's outer step) runs in the trainer after each mix: with `lr = 1`
+/// and no momentum it is plain gossip, bit for bit; with DiLoCo's defaults and four times the
+/// local steps over a quarter of the rounds, the nodes learn with a quarter of the bytes.
+#[test]
+fn an_outer_step_of_one_is_plain_gossip_and_diloco_learns_with_fewer_rounds() {
+    let seed = seed(5);
+    let with = |rounds: u64, steps: usize, outer: &str| {
+        let text = text(&format!("rounds = {rounds}"), "[eval]\nevery-rounds = 4\n").replace(
+            "local-steps = 8\n",
+            &format!("local-steps = {steps}\n{outer}\n"),
+        );
+        run(&scenario(&text, seed), 2)
+    };
+    let gossip = with(16, 8, "");
+    let unit = with(16, 8, "outer = { lr = 1.0, momentum = 0.0 }");
+    // The same run: accuracy, bytes, rounds; the models agree to rounding (x - (x - m) is m
+    // up to the last bit).
+    for (g, u) in gossip.rows.iter().zip(&unit.rows) {
+        let same = (g.acc_mean, g.acc_worst, g.bytes_sent, g.round_min)
+            == (u.acc_mean, u.acc_worst, u.bytes_sent, u.round_min)
+            && (g.consensus - u.consensus).abs() <= 1e-5 * g.consensus.abs().max(1e-9);
+        assert!(
+            same,
+            "seed {seed}: an outer step of 1 without momentum changed the run\n{}{}",
+            gossip.rounds_csv(),
+            unit.rounds_csv()
+        );
+    }
+    let diloco = with(4, 32, "outer = {}");
+    let long_rounds = with(4, 32, "");
+    assert_ne!(
+        diloco.rounds_csv(),
+        long_rounds.rounds_csv(),
+        "seed {seed}: the outer step changed nothing"
+    );
+    let (a, b) = (gossip.rows.last().unwrap(), diloco.rows.last().unwrap());
+    let context = format!(
+        "seed {seed}\ngossip:\n{}diloco:\n{}",
+        gossip.rounds_csv(),
+        diloco.rounds_csv()
+    );
+    println!(
+        "gossip {:.4} with {} bytes, DiLoCo {:.4} with {} bytes (without the outer step {:.4})",
+        a.acc_mean,
+        a.bytes_sent,
+        b.acc_mean,
+        b.bytes_sent,
+        long_rounds.rows.last().unwrap().acc_mean
+    );
+    assert!(b.acc_mean >= a.acc_mean - 0.03, "{context}");
+    assert!(b.bytes_sent * 3 < a.bytes_sent, "{context}");
+}

@@ -38,6 +38,7 @@ pub fn setup(
         optimizer: optim::Spec::default(),
         batch_size: batch,
         local_steps: 1,
+        outer: None,
         backend,
     };
     spec.validate(&Split {

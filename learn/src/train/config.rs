@@ -104,6 +104,7 @@ fn d_local_steps() -> usize {
 /// optimizer = { kind = "sgd", lr = 0.05, momentum = 0.9, weight-decay = 0.0, schedule = "constant" }
 /// batch-size = 32
 /// local-steps = 10
+/// outer = { lr = 0.7, momentum = 0.9, nesterov = true }   # DiLoCo's outer step; off when absent
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -125,6 +126,11 @@ pub struct Spec {
     /// Local steps per round (default 10).
     #[serde(default = "d_local_steps")]
     pub local_steps: usize,
+    /// The outer optimiser of local SGD (DiLoCo): the mix becomes an outer gradient applied
+    /// with Nesterov momentum instead of replacing the model (default: off). See
+    /// [`optim::Outer`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outer: Option<optim::Outer>,
     /// Backend (default flex).
     #[serde(default)]
     pub backend: Backend,
@@ -170,6 +176,8 @@ pub struct Setup {
     pub batch_size: usize,
     /// Local steps per round, >= 1.
     pub local_steps: usize,
+    /// The outer optimiser, if any.
+    pub outer: Option<optim::Outer>,
     /// The backend.
     pub backend: Backend,
 }
@@ -182,6 +190,12 @@ impl Spec {
         self.model.check()?;
         self.partition.check()?;
         self.optimizer.validate()?;
+        if let Some(outer) = &self.outer {
+            outer.validate().map_err(|reason| ConfigError::Invalid {
+                field: "outer",
+                reason,
+            })?;
+        }
         for (field, v) in [
             ("batch-size", self.batch_size),
             ("local-steps", self.local_steps),
@@ -211,6 +225,7 @@ impl Spec {
             schedule,
             batch_size: self.batch_size,
             local_steps: self.local_steps,
+            outer: self.outer,
             backend: self.backend,
         })
     }

@@ -29,7 +29,7 @@ pub use worker::{Command, Reply, Worker, WorkerGone};
 
 use crate::data::{Dataset, Shard, stream};
 use crate::model::{Arch, ModelError, Net};
-use optim::{LrSchedule, Rule, State};
+use optim::{LrSchedule, Outer, Rule, State};
 
 /// What a call to [`Trainer::train_steps`] did.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -76,6 +76,10 @@ pub struct Trainer {
     rule: Rule,
     schedule: LrSchedule,
     state: State,
+    /// The outer optimiser, and the model the current round started from (its anchor; empty
+    /// without an outer optimiser).
+    outer: Option<Outer>,
+    anchor: Vec<f32>,
     shard: Shard,
     batch_size: usize,
     rng: ChaCha8Rng,
@@ -90,9 +94,18 @@ impl Trainer {
     pub fn new(setup: &Setup, shard: Shard, node: u32, seed: u64) -> Result<Self, ConfigError> {
         let device = setup.backend.device()?.autodiff();
         let params = setup.arch.init(seed);
-        let state = State::new(&setup.rule, params.len());
+        let mut state = State::new(&setup.rule, params.len());
+        let anchor = match setup.outer {
+            Some(_) => {
+                state.outer = vec![0.0; params.len()];
+                params.clone()
+            }
+            None => Vec::new(),
+        };
         let order = shard.indices.to_vec();
         Ok(Self {
+            outer: setup.outer,
+            anchor,
             arch: setup.arch.clone(),
             device,
             params,
@@ -123,10 +136,27 @@ impl Trainer {
         out.extend_from_slice(&self.params);
     }
 
-    /// Replaces the parameters (e.g. with a mixed model). The optimiser state is kept.
+    /// Replaces the parameters (a model to start from: a join, a checkpoint). The optimiser
+    /// state is kept; with an outer optimiser the next round starts from `params`.
     pub fn set_params(&mut self, params: &[f32]) -> Result<(), ModelError> {
         self.arch.check_len(params)?;
         self.params.copy_from_slice(params);
+        if self.outer.is_some() {
+            self.anchor.copy_from_slice(params);
+        }
+        Ok(())
+    }
+
+    /// Continues from a round's mix: the mix replaces the parameters, or, with an outer
+    /// optimiser, the outer step from the round's starting model towards the mix gives them
+    /// (see [`Outer::step`]).
+    pub fn apply_mix(&mut self, mixed: &[f32]) -> Result<(), ModelError> {
+        let Some(outer) = self.outer else {
+            return self.set_params(mixed);
+        };
+        self.arch.check_len(mixed)?;
+        outer.step(&mut self.anchor, &mut self.state.outer, mixed);
+        self.params.copy_from_slice(&self.anchor);
         Ok(())
     }
 
@@ -137,8 +167,15 @@ impl Trainer {
 
     /// Replaces the optimiser state (from a checkpoint).
     pub fn set_optimizer_state(&mut self, state: State) -> Result<(), ModelError> {
-        let fresh = State::new(&self.rule, self.params.len());
-        for (found, expected) in [(&state.m, &fresh.m), (&state.v, &fresh.v)] {
+        let mut fresh = State::new(&self.rule, self.params.len());
+        if self.outer.is_some() {
+            fresh.outer = vec![0.0; self.params.len()];
+        }
+        for (found, expected) in [
+            (&state.m, &fresh.m),
+            (&state.v, &fresh.v),
+            (&state.outer, &fresh.outer),
+        ] {
             if found.len() != expected.len() {
                 return Err(ModelError::Length {
                     expected: expected.len(),

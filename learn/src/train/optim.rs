@@ -246,14 +246,71 @@ impl Spec {
 }
 
 /// Optimiser state: one or two buffers of the parameters' length and the step count.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct State {
     /// Momentum buffer (SGD) or first moment (Adam); empty for plain SGD.
     pub m: Vec<f32>,
     /// Second moment (Adam only; empty otherwise).
     pub v: Vec<f32>,
+    /// The outer optimiser's momentum ([`Outer`]; empty without one).
+    pub outer: Vec<f32>,
     /// Local steps taken (drives the schedule and Adam's bias correction).
     pub step: u64,
+}
+
+fn d_outer_lr() -> f32 {
+    0.7
+}
+fn d_outer_momentum() -> f32 {
+    0.9
+}
+fn d_nesterov() -> bool {
+    true
+}
+
+/// The outer optimiser of local SGD (DiLoCo, Douillard et al. 2023): after a node's local
+/// steps and the mix, the difference between the model the round started from and the mixed
+/// model is an outer gradient, applied with (Nesterov) momentum SGD. Config
+/// (`[learning] outer = { lr = 0.7, momentum = 0.9, nesterov = true }`, DiLoCo's values and the
+/// defaults); off when absent. `lr = 1` with `momentum = 0` is plain gossip: the model becomes
+/// the mix.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Outer {
+    /// Outer learning rate, > 0 (default 0.7).
+    #[serde(default = "d_outer_lr")]
+    pub lr: f32,
+    /// Outer momentum in [0, 1) (default 0.9).
+    #[serde(default = "d_outer_momentum")]
+    pub momentum: f32,
+    /// Nesterov momentum, as PyTorch's `SGD(nesterov=True)` (default true).
+    #[serde(default = "d_nesterov")]
+    pub nesterov: bool,
+}
+
+impl Outer {
+    /// Checks the values; errors name the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return Err(format!("lr must be > 0, got {}", self.lr));
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return Err(format!("momentum must be in [0, 1), got {}", self.momentum));
+        }
+        Ok(())
+    }
+
+    /// One outer step: `anchor` is the model the round started from, `mixed` the round's mix;
+    /// `anchor` becomes the new model. With `g = anchor - mixed`: `b = momentum · b + g`, then
+    /// `anchor -= lr · (g + momentum · b)` (Nesterov) or `anchor -= lr · b`.
+    pub fn step(&self, anchor: &mut [f32], buffer: &mut [f32], mixed: &[f32]) {
+        let (lr, mu) = (self.lr, self.momentum);
+        for ((p, b), &x) in anchor.iter_mut().zip(buffer.iter_mut()).zip(mixed) {
+            let g = *p - x;
+            *b = mu * *b + g;
+            *p -= lr * if self.nesterov { g + mu * *b } else { *b };
+        }
+    }
 }
 
 impl State {
@@ -267,6 +324,7 @@ impl State {
         Self {
             m: vec![0.0; m],
             v: vec![0.0; v],
+            outer: Vec::new(),
             step: 0,
         }
     }
@@ -384,5 +442,52 @@ mod tests {
                 .starts_with("optimizer.momentum")
         );
         assert!(toml::from_str::<Spec>("kind = \"sgd\"\nlr = 0.1\nmomentun = 0.9").is_err());
+    }
+
+    /// The outer step as PyTorch's `SGD(lr, momentum, nesterov)` applies it to the outer
+    /// gradient `anchor - mixed`; `lr = 1` without momentum is plain gossip.
+    #[test]
+    fn the_outer_step_is_nesterov_sgd_on_the_outer_gradient() {
+        let outer = Outer {
+            lr: 0.5,
+            momentum: 0.9,
+            nesterov: true,
+        };
+        let (mut anchor, mut b) = (vec![1.0f32, 2.0], vec![0.0f32; 2]);
+        outer.step(&mut anchor, &mut b, &[0.0, 2.0]);
+        // g = (1, 0); b = g; step g + 0.9 b = 1.9 g.
+        assert_eq!(b, vec![1.0, 0.0]);
+        assert!((anchor[0] - (1.0 - 0.5 * 1.9)).abs() < 1e-6 && anchor[1] == 2.0);
+        let a0 = anchor[0];
+        outer.step(&mut anchor, &mut b, &[a0, 2.0]);
+        // g = 0: momentum alone moves on, b = 0.9, step 0.81.
+        assert!((b[0] - 0.9).abs() < 1e-6);
+        assert!((anchor[0] - (a0 - 0.5 * 0.81)).abs() < 1e-6);
+        let heavy = Outer {
+            nesterov: false,
+            ..outer
+        };
+        let (mut anchor, mut b) = (vec![1.0f32], vec![0.0f32]);
+        heavy.step(&mut anchor, &mut b, &[0.0]);
+        assert!((anchor[0] - 0.5).abs() < 1e-6);
+        let plain = Outer {
+            lr: 1.0,
+            momentum: 0.0,
+            nesterov: true,
+        };
+        let (mut anchor, mut b) = (vec![3.0f32, -1.0], vec![0.0f32; 2]);
+        plain.step(&mut anchor, &mut b, &[0.25, 4.0]);
+        assert_eq!(anchor, vec![0.25, 4.0]);
+        // Config: DiLoCo's defaults, and errors that name the field.
+        let parsed: Outer = toml::from_str("").unwrap();
+        assert_eq!(
+            (parsed.lr, parsed.momentum, parsed.nesterov),
+            (0.7, 0.9, true)
+        );
+        let bad: Outer = toml::from_str("momentum = 1.0").unwrap();
+        assert!(bad.validate().unwrap_err().starts_with("momentum"));
+        let bad: Outer = toml::from_str("lr = 0.0").unwrap();
+        assert!(bad.validate().unwrap_err().starts_with("lr"));
+        assert!(toml::from_str::<Outer>("nesterof = true").is_err());
     }
 }

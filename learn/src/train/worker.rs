@@ -18,9 +18,15 @@ use crate::data::Dataset;
 /// A request to the training thread.
 #[derive(Debug)]
 pub enum Command {
-    /// Replace the parameters (a mixed model, or the model a node starts from).
+    /// Replace the parameters (the model a node starts from).
     Set {
         /// The new parameters, in flat order.
+        params: Vec<f32>,
+    },
+    /// Continue from a round's mix (see [`Trainer::apply_mix`]: with an outer optimiser, its
+    /// step towards the mix). Answered with [`Reply::Set`].
+    Mix {
+        /// The mixed model, in flat order.
         params: Vec<f32>,
     },
     /// Optionally replace the parameters, then take `steps` local steps.
@@ -161,6 +167,13 @@ fn run(
     while let Ok((id, command)) = inbox.recv() {
         let reply = match command {
             Command::Set { params } => match trainer.set_params(&params) {
+                Ok(()) => Reply::Set,
+                Err(e) => Reply::Failed {
+                    round: 0,
+                    error: e.to_string(),
+                },
+            },
+            Command::Mix { params } => match trainer.apply_mix(&params) {
                 Ok(()) => Reply::Set,
                 Err(e) => Reply::Failed {
                     round: 0,

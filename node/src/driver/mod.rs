@@ -410,7 +410,7 @@ impl Driver {
                 tracing::debug!(round, inputs, clipped, skipped, "mixed");
                 self.last_mixed = round;
                 self.round_served(round);
-                self.queue(Command::Set { params }, Purpose::Set)?;
+                self.queue(Command::Mix { params }, Purpose::Set)?;
                 self.evaluate(round, true, false)?;
             }
             Output::Checkpoint { round } => self.checkpoint(round)?,

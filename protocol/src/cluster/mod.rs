@@ -80,8 +80,13 @@ pub trait World {
     fn train(&mut self, nodes: &[usize]);
     /// The parameters and the number of samples of `node`'s finished job.
     fn trained(&mut self, node: usize) -> (Vec<f32>, u64);
-    /// `node`'s trainer continues from `params` (a mix, a join, or a restart's checkpoint).
+    /// `node`'s trainer continues from `params` (a join, or a restart's checkpoint).
     fn set_model(&mut self, node: usize, params: &[f32]);
+    /// `node`'s trainer continues from its round's mix `params` (a trainer with an outer
+    /// optimiser steps towards it; by default the mix replaces the model).
+    fn mixed(&mut self, node: usize, params: &[f32]) {
+        self.set_model(node, params);
+    }
     /// When a message of `bytes` bytes that `from` sends to `to` at `now` arrives.
     fn arrival(&mut self, now: Duration, from: usize, to: usize, bytes: usize) -> Duration;
 }

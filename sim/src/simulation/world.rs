@@ -90,6 +90,12 @@ impl cluster::World for World {
             .expect("the engine keeps the model's dimension");
     }
 
+    fn mixed(&mut self, node: usize, params: &[f32]) {
+        self.trainers[node]
+            .apply_mix(params)
+            .expect("the engine keeps the model's dimension");
+    }
+
     fn arrival(&mut self, now: Duration, from: usize, to: usize, bytes: usize) -> Duration {
         self.links.arrival(now, from, to, bytes)
     }
