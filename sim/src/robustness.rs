@@ -111,8 +111,9 @@ pub struct Cell {
     pub bans_of_honest: u64,
 }
 
-/// The scenario of one cell: `rule` is an entry of [`RULES`] (run alone, screen off), or `None`
-/// for the engine's defaults ([`DEFAULT_ROW`]).
+/// The scenario of one cell: `rule` is an entry of [`RULES`] (run alone, screen off, waiting
+/// for at least as many answers as the rule needs), or `None` for the engine's defaults
+/// ([`DEFAULT_ROW`]).
 pub fn cell_scenario(base: &Scenario, rule: Option<&str>, attack: Option<&Attack>) -> Scenario {
     let mut s = base.clone();
     let defaults = murmur_protocol::engine::Config::default();
@@ -120,6 +121,13 @@ pub fn cell_scenario(base: &Scenario, rule: Option<&str>, attack: Option<&Attack
         Some(rule) => {
             s.engine.aggregation = parse_rule(rule);
             s.engine.outlier_factor = 0.0;
+            // A rule that needs more models than `wait-for` answers and the own model give
+            // (Krum with f = 1 needs five) waits for as many answers as it needs.
+            let need = s.engine.aggregation.min_inputs();
+            if need > s.engine.wait_for + 1 {
+                s.engine.wait_for = need - 1;
+                s.engine.fanout = s.engine.fanout.max(need - 1);
+            }
         }
         None => {
             s.engine.aggregation = defaults.aggregation;
@@ -353,6 +361,22 @@ mod tests {
         );
         let columns: std::collections::BTreeSet<String> = attacks().iter().map(column).collect();
         assert_eq!(columns.len(), attacks().len(), "column headings are unique");
+    }
+
+    /// Every cell of the shipped table's scenario is a valid engine config: a row whose rule
+    /// needs more models than the scenario's `wait-for` gives (Krum with f = 1 needs five) waits
+    /// for as many as it needs.
+    #[test]
+    fn every_cell_of_the_shipped_scenario_is_a_valid_engine_config() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/sim/robustness.toml");
+        let base = Scenario::load(&path).unwrap();
+        for (label, rule) in table_rows() {
+            let s = cell_scenario(&base, rule, Some(&Attack::SignFlip));
+            s.engine
+                .validate()
+                .unwrap_or_else(|e| panic!("row {label}: {e}"));
+        }
     }
 
     #[test]
