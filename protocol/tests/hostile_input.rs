@@ -134,6 +134,22 @@ fn mutate(rng: &mut ChaCha8Rng, seed: &[u8]) -> Vec<u8> {
     b
 }
 
+/// What keeps an engine with no fetch outstanding going: the training it asked for, or time
+/// passing (10 s) until its round times out.
+fn wake_up(train: &mut Option<u64>, now: &mut Duration) -> Input {
+    match train.take() {
+        Some(round) => Input::Trained {
+            round,
+            params: vec![0.0; DIM],
+            samples: 1,
+        },
+        None => {
+            *now += Duration::from_secs(10);
+            Input::Tick
+        }
+    }
+}
+
 #[test]
 fn a_million_hostile_inputs_neither_panic_nor_over_allocate() {
     let cases: usize = std::env::var("MURMUR_FUZZ_CASES")
@@ -223,17 +239,7 @@ fn a_million_hostile_inputs_neither_panic_nor_over_allocate() {
             3 => Input::UpdateReceived { from, bytes },
             _ => {
                 if asked.is_empty() {
-                    let wake = match train.take() {
-                        Some(round) => Input::Trained {
-                            round,
-                            params: vec![0.0; DIM],
-                            samples: 1,
-                        },
-                        None => {
-                            now += Duration::from_secs(10);
-                            Input::Tick
-                        }
-                    };
+                    let wake = wake_up(&mut train, &mut now);
                     engine.handle(now, wake).unwrap();
                     record(&mut engine, &mut asked, &mut train);
                 }
@@ -411,17 +417,7 @@ fn signed_hostile_payloads_in_every_codec_neither_panic_nor_over_allocate() {
                 peers.push(next);
             }
             let Some((peer, round)) = seen.asked.pop() else {
-                let wake = match seen.train.take() {
-                    Some(round) => Input::Trained {
-                        round,
-                        params: vec![0.0; DIM],
-                        samples: 1,
-                    },
-                    None => {
-                        now += Duration::from_secs(10);
-                        Input::Tick
-                    }
-                };
+                let wake = wake_up(&mut seen.train, &mut now);
                 engine.handle(now, wake).unwrap();
                 seen.record(&mut engine, codec);
                 continue;

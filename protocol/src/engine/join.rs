@@ -30,10 +30,11 @@
 //! In every case rounds go on past the highest round the node ever signed.
 
 use super::receive::Checked;
-use super::{Config, Engine, Origin, Output, Phase, Resume};
+use super::{Config, Engine, InputError, Origin, Output, Phase, Rejection, Resume, peers};
 use crate::aggregate::{self, Aggregator};
 use crate::sign::PeerKey;
 use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -232,4 +233,80 @@ impl Engine {
             .ok()?;
         Some((round, out))
     }
+}
+
+/// Start-up: a fresh start, a restart from a checkpoint, or a join through peers.
+impl Engine {
+    pub(super) fn on_start(
+        &mut self,
+        now: Duration,
+        resume: Resume,
+        join: bool,
+    ) -> Result<(), InputError> {
+        if !matches!(self.phase, Phase::Created) {
+            return Err(InputError::AlreadyStarted);
+        }
+        self.rng = derive_rng(self.seed, &self.me, &resume);
+        if self.config.codec.dithers() {
+            self.dither.set(self.rng.random());
+        }
+        self.signed = resume.signed;
+        self.round = resume.checkpoint.unwrap_or(0);
+        self.checkpointed = self.round;
+        for &(peer, reason) in &resume.bans {
+            // A ban on the screen's word runs again from here (its end is not persisted).
+            let until = (reason == Rejection::Outlier)
+                .then(|| self.round.saturating_add(peers::SCREEN_BAN_ROUNDS));
+            self.peers.ban_until(peer, reason, until);
+            self.outputs.push_back(Output::Ban { peer, reason });
+        }
+        if join && self.config.join_peers > 0 {
+            self.phase = Phase::Joining(Box::new(Joining::new(now, &self.config, resume)));
+        } else {
+            let origin = match resume.checkpoint {
+                Some(_) => Origin::Checkpoint,
+                None => Origin::Fresh,
+            };
+            self.begin(origin, self.round, None, 0);
+        }
+        Ok(())
+    }
+
+    /// Leaves start-up: rounds go on from `base` (a completed round), or from past the last
+    /// signed round if that is later, so no round is ever signed twice.
+    pub(super) fn begin(
+        &mut self,
+        origin: Origin,
+        base: u64,
+        model: Option<Vec<f32>>,
+        peers: usize,
+    ) {
+        self.round = base.max(self.signed);
+        if let Some(m) = &model {
+            self.model.copy_from_slice(m);
+        }
+        // Stateful rules start from what the node holds now (centered clipping around its own
+        // model, not around zero).
+        self.aggregator.reset_to(&self.model);
+        self.phase = Phase::Training;
+        self.outputs.push_back(Output::Started {
+            origin,
+            round: self.round + 1,
+            model,
+            peers,
+        });
+        self.start_round();
+    }
+}
+
+/// The engine's generator: a function of the run's seed, the node's key and what it resumes
+/// from (a restarted node does not repeat its earlier draws).
+pub(super) fn derive_rng(seed: u64, me: &PeerKey, resume: &Resume) -> ChaCha8Rng {
+    let mut h = blake3::Hasher::new();
+    h.update(b"murmur/engine-rng/v1");
+    h.update(&seed.to_le_bytes());
+    h.update(&me.0);
+    h.update(&resume.signed.to_le_bytes());
+    h.update(&resume.checkpoint.map_or(u64::MAX, |c| c).to_le_bytes());
+    ChaCha8Rng::from_seed(*h.finalize().as_bytes())
 }

@@ -146,23 +146,8 @@ fn an_update_in_another_codec_is_rejected_by_reason() {
         "{out:?}"
     );
     // What it serves is bf16.
-    let ask = Input::FetchRequested {
-        from: peer.public(),
-        request: 9,
-        round: None,
-    };
-    e.handle(t, ask).unwrap();
-    let served = drain(&mut e)
-        .into_iter()
-        .find_map(|o| match o {
-            Output::Serve {
-                update: Some(bytes),
-                ..
-            } => Some(bytes),
-            _ => None,
-        })
-        .expect("served");
-    let u = wire::decode_update(&served, e.max_update_bytes()).unwrap();
+    let bytes = served(&mut e, &peer, 9);
+    let u = wire::decode_update(&bytes, e.max_update_bytes()).unwrap();
     assert_eq!(u.header().codec, Codec::Bf16Le);
 }
 
