@@ -103,6 +103,10 @@ fn configs() -> Vec<Config> {
             pre: vec![Pre::Clipping { c: 1.0 }, Pre::Arc { f: 2 }],
         },
         Config {
+            rule: Rule::CsPlus { f: 2 },
+            pre: vec![],
+        },
+        Config {
             rule: Rule::Krum { f: 0 },
             pre: vec![
                 Pre::Nnm { f: 1 },

@@ -16,7 +16,7 @@ use std::fmt::Write as _;
 /// parameters used at about five inputs per mix (own model + four peers). These rows run the
 /// rule alone, with the engine's outlier screen off (`outlier-factor = 0`), so the table shows
 /// what each rule does by itself; the last row, [`DEFAULT_ROW`], is the engine's defaults.
-pub const RULES: [(&str, &str); 7] = [
+pub const RULES: [(&str, &str); 8] = [
     ("mean", r#"rule = "mean""#),
     ("median", r#"rule = "median""#),
     ("trimmed mean (f=1)", r#"rule = "trimmed-mean", f = 1"#),
@@ -30,6 +30,7 @@ pub const RULES: [(&str, &str); 7] = [
         "ClippedGossip (adaptive-f=2)",
         r#"rule = "clipped-gossip", adaptive-f = 2"#,
     ),
+    ("CS+-RG (f=1)", r#"rule = "cs-plus", f = 1"#),
 ];
 
 /// The label of the last row: the engine's default aggregation (ClippedGossip, adaptive-f = 2)

@@ -26,6 +26,8 @@ pub(crate) struct Workspace {
     nearest: std::collections::VecDeque<f64>,
     /// Scratch for their median.
     scratch: Vec<f64>,
+    /// CS+-RG's (distance, weight) pairs, nearest first.
+    pairs: Vec<(f64, f64)>,
 }
 
 impl Workspace {
@@ -37,12 +39,15 @@ impl Workspace {
     /// The median of the remembered distances (the upper one of an even count), if any.
     fn nearest_median(&mut self) -> Option<f64> {
         self.scratch.clear();
+        self.scratch.reserve(NEAREST_KEPT);
         self.scratch.extend(self.nearest.iter().copied());
         self.scratch.sort_unstable_by(f64::total_cmp);
         self.scratch.get(self.scratch.len() / 2).copied()
     }
 
     fn remember(&mut self, distance: f64) {
+        self.nearest
+            .reserve(NEAREST_KEPT.saturating_sub(self.nearest.len()));
         if self.nearest.len() == NEAREST_KEPT {
             self.nearest.pop_front();
         }
@@ -51,6 +56,18 @@ impl Workspace {
 }
 
 impl Workspace {
+    /// The squared distances of the rows to `center` into `self.dists`, checked (see
+    /// [`Self::verify`]).
+    fn distances_to<R: Rows + ?Sized>(
+        &mut self,
+        rows: &R,
+        center: &[f32],
+    ) -> Result<(), NonFinite> {
+        self.dists.resize(rows.count(), 0.0);
+        kernels::sq_dists_to(rows, center, &mut self.dists);
+        self.verify(rows, center)
+    }
+
     /// Checks the squared distances of the first pass from `center`: a finite distance proves
     /// its input finite if the centre is. A non-finite distance is a non-finite centre (which
     /// makes every distance non-finite), a non-finite input, or a finite input so far away that
@@ -141,15 +158,21 @@ pub(crate) fn centered_clipping<R: Rows + ?Sized>(
 /// Radius: [`Tau::Fixed`], or [`Tau::Adaptive`] `{ f }`, computed from the received models only
 /// (the inputs at a distance above 0 from `own`: the own model among the inputs, or a copy of
 /// it, takes no part). With k received models:
-/// - k > f: `tau` is the (f + 1)-th largest distance `||x_j - own||`, so exactly the f farthest
+/// - k > f: `tau` is the (f + 1)-th largest distance `||x_j - own||`, so the f farthest
 ///   received models are clipped (fewer on ties). With f = 1 this is the reference code of He,
 ///   Karimireddy and Jaggi (`SelfCenteredClipping` with `tau=None`: the second-largest
-///   neighbour distance).
+///   neighbour distance). The radius is capped at twice the median of the nearest received
+///   distance of the last 16 mixes (no cap before the first): a node that drew more than f
+///   attackers in one round (three among four peers, 0.9% of node-rounds with 3 attackers in 16
+///   nodes) would otherwise take the (f + 1)-th farthest attacker's distance as its radius and
+///   mix sign-flipped models in full, and once its model sat among theirs, honest models would
+///   be the farthest and clipped from then on. Honest rounds rarely reach the cap: their
+///   (f + 1)-th largest distance is near their nearest.
 /// - 0 < k <= f (a sparse graph, or a round where few models arrived): every received model may
-///   be Byzantine, so none sets the radius alone: `tau` is twice the median of the nearest
-///   received distance of the last 16 mixes (before any, this mix's nearest). A round whose few
-///   answers all came from attackers is clipped to what honest rounds looked like; on a ring,
-///   honest neighbours within twice the usual distance count in full.
+///   be Byzantine, so none sets the radius alone: `tau` is that same cap (before any mix, this
+///   mix's nearest). A round whose few answers all came from attackers is clipped to what honest
+///   rounds looked like; on a ring, honest neighbours within twice the usual distance count in
+///   full.
 ///
 /// Every mix that received a model remembers its nearest received distance (the model's
 /// replacement forgets them).
@@ -168,9 +191,7 @@ pub(crate) fn clipped_gossip<R: Rows + ?Sized>(
     ws: &mut Workspace,
     out: &mut [f32],
 ) -> Result<usize, NonFinite> {
-    ws.dists.resize(rows.count(), 0.0);
-    kernels::sq_dists_to(rows, own, &mut ws.dists);
-    ws.verify(rows, own)?;
+    ws.distances_to(rows, own)?;
     let tau = match tau {
         Tau::Fixed(t) => f64::from(t),
         Tau::Adaptive { f } => {
@@ -183,16 +204,92 @@ pub(crate) fn clipped_gossip<R: Rows + ?Sized>(
                 return Ok(ws.step(rows, w, 0.0, own, out)); // every input is the own model
             }
             let nearest = ws.sorted[k - 1];
+            let recent = ws.nearest_median().map(|m| 2.0 * m);
             let tau = if k > f {
-                ws.sorted[f]
+                recent.map_or(ws.sorted[f], |cap| ws.sorted[f].min(cap))
             } else {
-                ws.nearest_median().map_or(nearest, |m| 2.0 * m)
+                recent.unwrap_or(nearest)
             };
             ws.remember(nearest);
             tau
         }
     };
     Ok(ws.step(rows, w, tau, own, out))
+}
+
+/// CS+-RG (Gaucher, Dieuleveut and Hendrikx 2025, "Unified Breakdown Analysis for Byzantine
+/// Robust Gossip"): one clipping step centred on the node's own model, as ClippedGossip, with
+/// the radius at the weighted quantile that leaves twice the tolerated Byzantine weight beyond
+/// it. Sort the inputs (the own model among them, at distance 0) by distance to `own` and add up
+/// their weights from the nearest; the radius is the distance at which that sum reaches
+/// `total - 2 b`, where `b` is the weight of the `f` heaviest received inputs (`f` times a
+/// neighbour's weight under uniform weights, as the paper's `byz_weights`): the input at which
+/// the sum reaches it exactly, or else the one before. So with uniform weights the `2 f`
+/// farthest inputs are clipped; with `f` = 0 nothing is; and when `2 b` is half the total or
+/// more, the radius is 0 and the node keeps its own model (the paper's breakdown: more
+/// Byzantine weight than that cannot be told from the honest).
+///
+/// Breakdown point: the paper shows it reaches the best breakdown of robust gossip: honest
+/// nodes converge while the weight of each node's actual Byzantine neighbours is at most the
+/// tolerated `b` and `b` is small against the spectral gap of the honest graph (clipping 2f
+/// rather than ClippedGossip's f is what makes that bound tight).
+/// Cost: O(n d), two passes (distances, clipped sum), plus sorting n distances. The distance
+/// pass proves the inputs and `own` finite, as in [`clipped_gossip`]. Returns the number of
+/// inputs clipped.
+pub(crate) fn cs_plus<R: Rows + ?Sized>(
+    rows: &R,
+    w: &[f32],
+    own: &[f32],
+    f: usize,
+    ws: &mut Workspace,
+    out: &mut [f32],
+) -> Result<usize, NonFinite> {
+    ws.distances_to(rows, own)?;
+    let tau = ws.cs_plus_radius(w, f);
+    Ok(ws.step(rows, w, tau, own, out))
+}
+
+impl Workspace {
+    /// CS+-RG's radius from `self.dists` (squared) and the normalised weights `w`.
+    fn cs_plus_radius(&mut self, w: &[f32], f: usize) -> f64 {
+        self.pairs.clear();
+        self.pairs.reserve(self.dists.len());
+        self.pairs.extend(
+            self.dists
+                .iter()
+                .zip(w)
+                .map(|(&d, &wi)| (d.sqrt(), f64::from(wi))),
+        );
+        // The tolerated Byzantine weight: the f heaviest received inputs.
+        self.scratch.clear();
+        self.scratch.reserve(self.pairs.len());
+        self.scratch
+            .extend(self.pairs.iter().filter(|p| p.0 > 0.0).map(|p| p.1));
+        self.scratch.sort_unstable_by(|a, b| b.total_cmp(a));
+        let byzantine: f64 = self.scratch.iter().take(f).sum();
+        if byzantine <= 0.0 {
+            return f64::INFINITY;
+        }
+        self.pairs.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+        let total: f64 = self.pairs.iter().map(|p| p.1).sum();
+        let target = total - 2.0 * byzantine;
+        // Weights are sums of f32s: "reaches exactly" within their rounding.
+        let eps = 1e-6 * total;
+        let mut cumulative = 0.0;
+        let mut previous = 0.0;
+        for &(d, wi) in &self.pairs {
+            cumulative += wi;
+            if cumulative >= target - eps {
+                return if cumulative <= target + eps {
+                    d
+                } else {
+                    previous
+                };
+            }
+            previous = d;
+        }
+        f64::INFINITY
+    }
 }
 
 #[cfg(test)]
@@ -305,6 +402,86 @@ mod tests {
         // Radius 2 x 1 (the nearer honest distance each time): both clipped to -2.
         assert_eq!(c, Ok(2));
         assert!((out[0] + 4.0 / 3.0).abs() < 1e-5, "{out:?}");
+    }
+
+    /// A round where attackers answered more often than `f` (a node that drew three attackers
+    /// among four peers) is clipped to the radius honest rounds had: the (f + 1)-th largest
+    /// distance is then an attacker's, and the sign-flipped models would count in full.
+    #[test]
+    fn more_far_answers_than_f_are_clipped_to_the_recent_radii() {
+        let own = [10.0f32];
+        let mut ws = Workspace::default();
+        let mut out = [0.0; 1];
+        let honest = [[11.0f32], [8.5], [12.0]];
+        for _ in 0..5 {
+            let rows = [&own[..], &honest[0][..], &honest[1][..], &honest[2][..]];
+            clipped_gossip(
+                &rows[..],
+                &[0.25; 4],
+                &own,
+                Tau::Adaptive { f: 2 },
+                &mut ws,
+                &mut out,
+            )
+            .unwrap();
+        }
+        // Three sign-flipped models: without a cap the radius is the third largest distance
+        // (20), and the mix lands at -5.
+        let bad = [[-10.0f32], [-10.0], [-10.0]];
+        let rows = [&own[..], &bad[0][..], &bad[1][..], &bad[2][..]];
+        let c = clipped_gossip(
+            &rows[..],
+            &[0.25; 4],
+            &own,
+            Tau::Adaptive { f: 2 },
+            &mut ws,
+            &mut out,
+        );
+        // Radius 2 x 1 (the nearest honest distance each time): each moves the mix by 0.25 x 2.
+        assert_eq!(c, Ok(3));
+        assert!((out[0] - 8.5).abs() < 1e-5, "{out:?}");
+    }
+
+    /// CS+-RG against the reference code's definition (`cs_plus` in the paper's repository:
+    /// `searchsorted` of `total - 2 b` in the cumulative weights, the distance there when the
+    /// sum reaches it exactly, else the one before).
+    #[test]
+    fn cs_plus_clips_beyond_twice_the_tolerated_weight() {
+        let own = [0.0f32];
+        let xs = [[1.0f32], [-2.0], [3.0], [-10.0]];
+        let rows = [&own[..], &xs[0][..], &xs[1][..], &xs[2][..], &xs[3][..]];
+        let mut ws = Workspace::default();
+        let mut out = [0.0; 1];
+        // Uniform 0.2, f = 1: b = 0.2, target 0.6, reached exactly at the second nearest
+        // received (distance 2): 3 and -10 are clipped to 2 and -2.
+        let c = cs_plus(&rows[..], &[0.2; 5], &own, 1, &mut ws, &mut out);
+        assert_eq!(c, Ok(2));
+        assert!(
+            (out[0] - 0.2 * (1.0 - 2.0 + 2.0 - 2.0)).abs() < 1e-6,
+            "{out:?}"
+        );
+        // f = 0: nothing is clipped, the weighted mean.
+        let c = cs_plus(&rows[..], &[0.2; 5], &own, 0, &mut ws, &mut out);
+        assert_eq!(c, Ok(0));
+        assert!(
+            (out[0] - 0.2 * (1.0 - 2.0 + 3.0 - 10.0)).abs() < 1e-6,
+            "{out:?}"
+        );
+        // Weighted: own 0.5, then 0.1 at distance 1, 0.2 at 2, 0.2 at 3; f = 1 tolerates the
+        // heaviest received weight, 0.2: target 0.6, reached at distance 1.
+        let rows = [&own[..], &xs[0][..], &xs[1][..], &xs[2][..]];
+        let c = cs_plus(&rows[..], &[0.5, 0.1, 0.2, 0.2], &own, 1, &mut ws, &mut out);
+        assert_eq!(c, Ok(2));
+        assert!((out[0] - (0.1 - 0.2 + 0.2)).abs() < 1e-6, "{out:?}");
+        // Target between two sums: the distance before. Own 0.3, 0.3 at 1, 0.2 at 2, 0.2 at 3,
+        // f = 1 (b = 0.3): target 0.4, first reached (passed) at distance 1: radius 0 (own).
+        let c = cs_plus(&rows[..], &[0.3, 0.3, 0.2, 0.2], &own, 1, &mut ws, &mut out);
+        assert_eq!((c, out[0]), (Ok(3), 0.0));
+        // Two received of equal weight with f = 1: twice the tolerated weight is the whole
+        // received weight, and the node keeps its model.
+        let rows = [&own[..], &xs[0][..], &xs[1][..]];
+        let c = cs_plus(&rows[..], &[1.0 / 3.0; 3], &own, 1, &mut ws, &mut out);
+        assert_eq!((c, out[0]), (Ok(2), 0.0));
     }
 
     #[test]

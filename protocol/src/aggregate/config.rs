@@ -18,6 +18,7 @@
 //! aggregation = { rule = "clipped-gossip", tau = 1.0 }     # fixed clipping radius
 //! aggregation = { rule = "clipped-gossip", adaptive-f = 1 } # radius from the distances, see below
 //! aggregation = { rule = "monna", f = 2 }
+//! aggregation = { rule = "cs-plus", f = 1 }                # CS+-RG: clips the 2f farthest
 //! aggregation = { rule = "trimmed-mean", f = 2, pre = [{ kind = "nnm", f = 2 }, { kind = "bucketing", s = 2 }] }
 //! ```
 //!
@@ -26,8 +27,9 @@
 //! (smoothing of the geometric median, > 0), `iterations` (Weiszfeld steps T, or centered-clipping
 //! steps L, >= 1), `adaptive-f` (ClippedGossip clips the `adaptive-f` farthest received models:
 //! the radius is the (`adaptive-f` + 1)-th largest distance of a received model to the node's
-//! own model, or, with no more received models than `adaptive-f`, twice the median of the
-//! nearest received distances of its recent mixes; the own model among the inputs takes no part).
+//! own model, at most twice the median of the nearest received distances of its recent mixes,
+//! and that bound itself with no more received models than `adaptive-f`; the own model among the
+//! inputs takes no part).
 //! Pre-aggregation steps run in the order listed: `{ kind = "nnm", f }`,
 //! `{ kind = "bucketing", s }` (bucket size, >= 1), `{ kind = "clipping", c }` (static clipping
 //! to norm `c` > 0), `{ kind = "arc", f }` (adaptive robust clipping). A key that the rule does not take, an unknown key, a missing parameter or a
@@ -90,6 +92,12 @@ pub enum Rule {
     /// node's own model. Needs n ≥ f + 1; tolerates f < n/2 with an honest own model. Cost
     /// O(n d).
     Monna { f: usize },
+    /// CS+-RG (Gaucher, Dieuleveut, Hendrikx 2025): ClippedGossip's step around the own model,
+    /// with the radius at the weighted quantile of the distances that leaves twice the weight of
+    /// `f` received inputs beyond it (the `2 f` farthest under uniform weights); the own model
+    /// is kept when that is half the weight or more. Tolerates f Byzantine neighbours under the
+    /// paper's spectral condition. Cost O(n d).
+    CsPlus { f: usize },
 }
 
 /// How ClippedGossip chooses its clipping radius.
@@ -232,6 +240,7 @@ impl Rule {
             Rule::CenteredClipping { .. } => "centered-clipping",
             Rule::ClippedGossip { .. } => "clipped-gossip",
             Rule::Monna { .. } => "monna",
+            Rule::CsPlus { .. } => "cs-plus",
         }
     }
 
@@ -240,9 +249,11 @@ impl Rule {
         let k = self.kind();
         match *self {
             Rule::Mean | Rule::Median => k.to_string(),
-            Rule::TrimmedMean { f } | Rule::Meamed { f } | Rule::Krum { f } | Rule::Monna { f } => {
-                format!("{k}(f={f})")
-            }
+            Rule::TrimmedMean { f }
+            | Rule::Meamed { f }
+            | Rule::Krum { f }
+            | Rule::Monna { f }
+            | Rule::CsPlus { f } => format!("{k}(f={f})"),
             Rule::MultiKrum { f, m: None } => format!("{k}(f={f})"),
             Rule::MultiKrum { f, m: Some(m) } => format!("{k}(f={f},m={m})"),
             Rule::GeometricMedian { nu, iterations } => format!("{k}(nu={nu},T={iterations})"),
@@ -261,7 +272,8 @@ impl Rule {
             | Rule::Median
             | Rule::GeometricMedian { .. }
             | Rule::CenteredClipping { .. }
-            | Rule::ClippedGossip { .. } => 1,
+            | Rule::ClippedGossip { .. }
+            | Rule::CsPlus { .. } => 1,
             Rule::TrimmedMean { f } | Rule::Meamed { f } => 2 * f + 1,
             Rule::Monna { f } => f + 1,
             Rule::Krum { f } => 2 * f + 3,
@@ -366,6 +378,7 @@ enum RuleKind {
     CenteredClipping,
     ClippedGossip,
     Monna,
+    CsPlus,
 }
 
 impl TryFrom<RawConfig> for Config {
@@ -383,10 +396,15 @@ impl TryFrom<RawConfig> for Config {
             RuleKind::CenteredClipping => "centered-clipping",
             RuleKind::ClippedGossip => "clipped-gossip",
             RuleKind::Monna => "monna",
+            RuleKind::CsPlus => "cs-plus",
         };
         let allowed: &[&str] = match raw.rule {
             RuleKind::Mean | RuleKind::Median => &[],
-            RuleKind::TrimmedMean | RuleKind::Meamed | RuleKind::Krum | RuleKind::Monna => &["f"],
+            RuleKind::TrimmedMean
+            | RuleKind::Meamed
+            | RuleKind::Krum
+            | RuleKind::Monna
+            | RuleKind::CsPlus => &["f"],
             RuleKind::MultiKrum => &["f", "m"],
             RuleKind::GeometricMedian => &["nu", "iterations"],
             RuleKind::CenteredClipping => &["tau", "iterations"],
@@ -416,6 +434,7 @@ impl TryFrom<RawConfig> for Config {
             RuleKind::Meamed => Rule::Meamed { f: need_f()? },
             RuleKind::Krum => Rule::Krum { f: need_f()? },
             RuleKind::Monna => Rule::Monna { f: need_f()? },
+            RuleKind::CsPlus => Rule::CsPlus { f: need_f()? },
             RuleKind::MultiKrum => Rule::MultiKrum {
                 f: need_f()?,
                 m: raw.m,
@@ -476,6 +495,7 @@ impl From<Config> for RawConfig {
             Rule::Meamed { f } => (raw.rule, raw.f) = (RuleKind::Meamed, Some(f)),
             Rule::Krum { f } => (raw.rule, raw.f) = (RuleKind::Krum, Some(f)),
             Rule::Monna { f } => (raw.rule, raw.f) = (RuleKind::Monna, Some(f)),
+            Rule::CsPlus { f } => (raw.rule, raw.f) = (RuleKind::CsPlus, Some(f)),
             Rule::MultiKrum { f, m } => {
                 (raw.rule, raw.f, raw.m) = (RuleKind::MultiKrum, Some(f), m)
             }

@@ -233,6 +233,9 @@ impl Aggregator {
                     f: f.saturating_sub(screened),
                 },
             },
+            Rule::CsPlus { f } => Rule::CsPlus {
+                f: f.saturating_sub(screened),
+            },
             rule => rule,
         };
         let clipped = match config.pre.len() {
@@ -307,6 +310,7 @@ impl Aggregator {
                     | Rule::TrimmedMean { .. }
                     | Rule::Meamed { .. }
                     | Rule::ClippedGossip { .. }
+                    | Rule::CsPlus { .. }
                     | Rule::CenteredClipping { .. }
                     | Rule::Monna { .. }
             )
@@ -364,7 +368,7 @@ impl Aggregator {
         }
         if matches!(
             self.config.rule,
-            Rule::ClippedGossip { .. } | Rule::Monna { .. }
+            Rule::ClippedGossip { .. } | Rule::CsPlus { .. } | Rule::Monna { .. }
         ) {
             if own.len() != dim {
                 return Err(Error::OwnDimension {
@@ -468,6 +472,7 @@ fn run_rule<R: Rows + ?Sized>(
             clipping::clipped_gossip(rows, w, own, tau, &mut ws.clipping, out)?
         }
         Rule::Monna { f } => monna::monna(rows, f, w, own, &mut ws.monna, out)?,
+        Rule::CsPlus { f } => clipping::cs_plus(rows, w, own, f, &mut ws.clipping, out)?,
     })
 }
 

@@ -28,6 +28,7 @@ fn all_rules() -> Vec<Config> {
         "{ rule = \"clipped-gossip\", tau = 1.0 }",
         "{ rule = \"clipped-gossip\", adaptive-f = 1 }",
         "{ rule = \"monna\", f = 1 }",
+        "{ rule = \"cs-plus\", f = 1 }",
         "{ rule = \"meamed\", f = 1 }",
         "{ rule = \"trimmed-mean\", f = 1, pre = [{ kind = \"nnm\", f = 1 }] }",
         "{ rule = \"mean\", pre = [{ kind = \"bucketing\", s = 2 }, \
@@ -407,6 +408,7 @@ fn reports_count_clipped_and_discarded_inputs() {
         ("{ rule = \"multi-krum\", f = 2 }", 2),
         ("{ rule = \"clipped-gossip\", adaptive-f = 2 }", 2),
         ("{ rule = \"monna\", f = 2 }", 2),
+        ("{ rule = \"cs-plus\", f = 2 }", 4),
         ("{ rule = \"meamed\", f = 2 }", 2),
         (
             "{ rule = \"mean\", pre = [{ kind = \"clipping\", c = 4.0 }] }",
@@ -498,9 +500,10 @@ fn screened_inputs_use_up_the_adaptive_clipping_budget() {
     // Own model and two neighbours, adaptive-f = 2: no more received models than f, so (with no
     // radius remembered) the nearer neighbour's distance is the radius. Once the caller has
     // screened one input out of this round, one clip is left: the radius is the second-largest
-    // received distance, the same here. With two screened, nothing is clipped.
+    // received distance, the same here. With two screened, nothing is clipped (the radius is
+    // the largest distance, under the cap of twice the remembered nearest distance, 2).
     let own = [0.0f32];
-    let inputs: Vec<&[f32]> = vec![&own, &[1.0], &[-3.0]];
+    let inputs: Vec<&[f32]> = vec![&own, &[1.0], &[-1.5]];
     let mut agg = Aggregator::new(&Config::default(), 1).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let mut out = [9.0f32];
@@ -512,12 +515,12 @@ fn screened_inputs_use_up_the_adaptive_clipping_budget() {
     let r = agg
         .aggregate_screened(&own, &inputs, &[], 1, &mut rng, &mut out)
         .unwrap();
-    // 1 stays, -3 is clipped to -1: (0 + 1 - 1) / 3.
+    // 1 stays, -1.5 is clipped to -1: (0 + 1 - 1) / 3.
     assert_eq!(r.clipped, 1);
     assert!(out[0].abs() < 1e-6, "{out:?}");
     let r = agg
         .aggregate_screened(&own, &inputs, &[], 2, &mut rng, &mut out)
         .unwrap();
     assert_eq!(r.clipped, 0);
-    assert!((out[0] - (1.0 - 3.0) / 3.0).abs() < 1e-6, "{out:?}");
+    assert!((out[0] - (1.0 - 1.5) / 3.0).abs() < 1e-6, "{out:?}");
 }
