@@ -10,7 +10,7 @@ use murmur_protocol::engine::{Rejection, Stats};
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::{Registry, Unit};
 use serde::{Deserialize, Serialize};
@@ -95,6 +95,9 @@ pub struct Metrics {
     pub bytes_in: u64,
     /// Bytes of model payloads and gossip sent.
     pub bytes_out: u64,
+    /// How this node's signed models are encoded (`engine.codec`, e.g. `int8 (block 256)`).
+    #[serde(default)]
+    pub codec: String,
     /// Updates accepted.
     pub accepted: u64,
     /// Messages rejected, by reason.
@@ -148,6 +151,13 @@ impl Metrics {
         self.screen_pulled_in = stats.pulled_in;
         self.bans = stats.bans;
         self.updates_sent = stats.updates_sent;
+    }
+
+    /// Bytes sent per round since the node started: `bytes_out` over the rounds from the first
+    /// it trained to the one it is on (at least one).
+    pub fn bytes_out_per_round(&self) -> f64 {
+        let rounds = (self.round + 1).saturating_sub(self.started_round).max(1);
+        self.bytes_out as f64 / rounds as f64
     }
 
     /// The status document (JSON).
@@ -207,6 +217,21 @@ impl Metrics {
             "bytes_out",
             "Bytes of model payloads and gossip sent.",
             self.bytes_out,
+        );
+        gauge(
+            r,
+            "bytes_out_per_round",
+            "Bytes sent per round since the node started (in the codec of the codec info).",
+            self.bytes_out_per_round(),
+        );
+        let codec = Family::<Vec<(String, String)>, Gauge>::default();
+        codec
+            .get_or_create(&vec![("codec".to_owned(), self.codec.clone())])
+            .set(1);
+        r.register(
+            "codec_info",
+            "How this node's signed models are encoded (the label; the value is 1).",
+            codec,
         );
         counter(r, "updates_accepted", "Updates accepted.", self.accepted);
         let rejected = Family::<Vec<(String, String)>, Counter>::default();
@@ -338,6 +363,9 @@ mod tests {
         stats.accepted = 7;
         let mut m = Metrics {
             round: 12,
+            started_round: 3,
+            bytes_out: 1000,
+            codec: "int8 (block 256)".into(),
             mixed_accuracy: Some(0.93),
             ..Metrics::default()
         };
@@ -347,6 +375,12 @@ mod tests {
         let text = m.prometheus();
         assert_eq!(sample(&text, "murmur_round"), Some(12.0));
         assert_eq!(sample(&text, "murmur_mixed_accuracy"), Some(0.93));
+        // Rounds 3 to 12: ten.
+        assert_eq!(sample(&text, "murmur_bytes_out_per_round"), Some(100.0));
+        assert_eq!(
+            sample(&text, "murmur_codec_info{codec=\"int8 (block 256)\"}"),
+            Some(1.0)
+        );
         assert_eq!(sample(&text, "murmur_local_accuracy"), None);
         assert_eq!(
             sample(&text, "murmur_updates_rejected_total{reason=\"wrong_run\"}"),

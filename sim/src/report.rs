@@ -217,7 +217,7 @@ impl Report {
         }
         s.push_str(
             ",clipped_fraction,byzantine_share,bans_of_byzantine,bans_of_honest,samples,\
-             screen_pulled_in\n",
+             screen_pulled_in,bytes_per_node_round,codec\n",
         );
         for r in &self.rows {
             let _ = write!(
@@ -244,13 +244,16 @@ impl Report {
             }
             let _ = writeln!(
                 s,
-                ",{:.6},{:.6},{},{},{},{}",
+                ",{:.6},{:.6},{},{},{},{},{:.1},{}",
                 r.clipped_fraction,
                 r.byzantine_share,
                 r.bans_of_byzantine,
                 r.bans_of_honest,
                 r.samples,
-                r.screen_pulled_in
+                r.screen_pulled_in,
+                bytes_per_node_round(r, self.summary.nodes),
+                // Codec names hold no commas; a block is written "int8 (block 256)".
+                self.summary.codec
             );
         }
         s

@@ -658,6 +658,17 @@ fn compressed_payloads_cut_the_bytes_and_keep_the_accuracy() {
             small_run.rounds_csv()
         );
         let ratio = a.bytes_sent as f64 / b.bytes_sent as f64;
+        // rounds.csv names the codec and the bytes per node and round on every line.
+        let csv = small_run.rounds_csv();
+        let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+        let last: Vec<&str> = csv.lines().last().unwrap().split(',').collect();
+        let column = |name: &str| last[header.iter().position(|h| *h == name).unwrap()];
+        assert_eq!(column("codec"), small_run.summary.codec, "{csv}");
+        let per_node_round: f64 = column("bytes_per_node_round").parse().unwrap();
+        assert!(
+            (per_node_round - small_run.summary.bytes_per_node_round).abs() < 0.1,
+            "{csv}"
+        );
         println!(
             "{codec}: bytes f32 / codec = {ratio:.2}, accuracy {:.4} against {:.4}",
             b.acc_mean, a.acc_mean

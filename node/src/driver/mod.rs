@@ -166,6 +166,7 @@ pub async fn run(r: Resolved, shutdown: impl Future<Output = ()>) -> Result<(), 
     let metrics = Arc::new(Mutex::new(Metrics {
         peer_id: swarm.local_peer_id().to_string(),
         run: hex::encode(r.run.0),
+        codec: r.config.engine.codec.to_string(),
         ..Metrics::default()
     }));
     if let Some(addr) = r.metrics {
