@@ -4,7 +4,7 @@
 //! murmur-sim run CONFIG [--out DIR] [--overwrite] [--threads N] [--seed S] [--method M] [--dataset-dir DIR] [--quiet]
 //! murmur-sim bench CONFIG [--threads N] [--seconds S] [--dataset-dir DIR]
 //! murmur-sim compare CONFIG... [--methods M,..] [--seeds 6-10] [--eval-every N] [--target ACC] [--out DIR] [--overwrite] [--splice FILE] [--threads N] [--dataset-dir DIR]
-//! murmur-sim robustness CONFIG [--out DIR] [--overwrite] [--splice FILE] [--threads N] [--dataset-dir DIR]
+//! murmur-sim robustness CONFIG [--seeds 6-10] [--rows default,...] [--out DIR] [--overwrite] [--splice FILE] [--threads N] [--dataset-dir DIR]
 //! ```
 
 use anyhow::Context;
@@ -127,6 +127,15 @@ enum Command {
     Robustness {
         /// The base scenario (its attacker count is used; see configs/sim/robustness.toml).
         config: PathBuf,
+        /// Seeds to run every cell with, e.g. `6-10` or `1,3,5` (default: the scenario's seed).
+        /// With several, a cell shows the mean ± the standard deviation over them and the
+        /// worst seed.
+        #[arg(long)]
+        seeds: Option<String>,
+        /// Only the rows whose label starts with one of these, comma-separated, case ignored
+        /// (e.g. `default` for the engine's defaults).
+        #[arg(long, value_delimiter = ',')]
+        rows: Option<Vec<String>>,
         #[command(flatten)]
         table: Table,
     },
@@ -382,27 +391,49 @@ fn main() -> anyhow::Result<()> {
                 |old| murmur_sim::compare::splice(old, &key, &section),
             )
         }
-        Command::Robustness { config, table } => {
+        Command::Robustness {
+            config,
+            seeds,
+            rows,
+            table,
+        } => {
             let base = Scenario::load(&config)?;
             protocol_only(&base, &config, "robustness")?;
+            let mut plan = murmur_sim::robustness::Plan::single(&base);
+            if let Some(text) = &seeds {
+                plan.seeds = murmur_sim::compare::parse_seeds(text).map_err(anyhow::Error::msg)?;
+                anyhow::ensure!(!plan.seeds.is_empty(), "--seeds names no seed");
+            }
+            plan.rows = rows.clone();
+            plan.labels().map_err(anyhow::Error::msg)?;
             let out = table.out.clone().unwrap_or_else(|| {
-                PathBuf::from("runs").join(format!("robustness-seed{}", base.seed))
+                PathBuf::from("runs").join(match &seeds {
+                    Some(text) => format!("robustness-seeds{text}"),
+                    None => format!("robustness-seed{}", base.seed),
+                })
             });
             let out = output_dir(out, table.overwrite)?;
             let options = options(table.threads, table.dataset_dir.clone())?;
-            let cells = murmur_sim::robustness::run(&base, &options, |cell, report| {
+            let cells = murmur_sim::robustness::run(&base, &plan, &options, |cell, report| {
                 eprintln!(
-                    "{:<30} {:<14} {:>6.2}% (worst {:>6.2}%) in {:.1}s",
+                    "{:<30} {:<14} seed {:<3} {:>6.2}% (worst {:>6.2}%) in {:.1}s",
                     cell.rule,
                     cell.attack
                         .as_ref()
                         .map_or("none".to_owned(), murmur_sim::robustness::column),
+                    cell.seed,
                     100.0 * cell.accuracy,
                     100.0 * cell.worst,
                     report.summary.wall_s
                 );
             })?;
-            let command = format!("murmur-sim robustness {}", config.display());
+            let mut command = format!("murmur-sim robustness {}", config.display());
+            if let Some(text) = &seeds {
+                command.push_str(&format!(" --seeds {text}"));
+            }
+            if let Some(rows) = &rows {
+                command.push_str(&format!(" --rows {}", rows.join(",")));
+            }
             let section = murmur_sim::robustness::section(&base, &cells, &command);
             table.write(
                 &out,

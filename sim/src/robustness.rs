@@ -5,6 +5,10 @@
 //! Byzantine nodes (the same nodes in every cell, see [`Scenario::byzantine`]) on one attack, and
 //! the "none" column makes them honest nodes instead. Everything else (seed, data, partition,
 //! network, rounds) stays as written, so the cells differ only in rule and attack.
+//!
+//! With several seeds (`--seeds 6-10`) every cell runs once per seed (the scenario's `seed`
+//! replaced) and shows the mean over the seeds, their standard deviation and the worst seed's
+//! accuracy; `--rows` runs only some rows (the engine's defaults, say, in another codec).
 
 use crate::scenario::{Attackers, Scenario};
 use crate::{Options, Report};
@@ -95,13 +99,15 @@ pub fn parse_rule(rule: &str) -> aggregate::Config {
     toml::from_str(&rule.replace(", ", "\n")).expect("the table's rules parse")
 }
 
-/// One cell: a rule, an attack (`None`: no attack), and the run's last row.
+/// One run of a cell: a rule, an attack (`None`: no attack), a seed, and the run's last row.
 #[derive(Debug, Clone)]
 pub struct Cell {
     /// Row label of the rule.
     pub rule: &'static str,
     /// The attack, if any.
     pub attack: Option<Attack>,
+    /// The run's seed.
+    pub seed: u64,
     /// Honest mean test accuracy at the end, in [0, 1].
     pub accuracy: f64,
     /// Honest worst test accuracy at the end.
@@ -155,38 +161,140 @@ pub fn cell_scenario(base: &Scenario, rule: Option<&str>, attack: Option<&Attack
     s
 }
 
-/// Runs every cell (rules x (none + attacks)), calling `each` after each run.
+/// Which runs make the table.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The seeds each cell runs with (the base scenario's own seed when given one).
+    pub seeds: Vec<u64>,
+    /// The rows to run: those whose label starts with one of these (case ignored); `None`: all.
+    pub rows: Option<Vec<String>>,
+}
+
+impl Plan {
+    /// Every row, with the base scenario's seed.
+    pub fn single(base: &Scenario) -> Plan {
+        Plan {
+            seeds: vec![base.seed],
+            rows: None,
+        }
+    }
+
+    fn wants(&self, label: &str) -> bool {
+        self.rows.as_ref().is_none_or(|rows| {
+            rows.iter()
+                .any(|r| label.to_lowercase().starts_with(&r.to_lowercase()))
+        })
+    }
+
+    /// The row labels the plan runs, in table order; an error names a `--rows` entry that
+    /// matches no row.
+    pub fn labels(&self) -> Result<Vec<&'static str>, String> {
+        if let Some(rows) = &self.rows
+            && let Some(r) = rows
+                .iter()
+                .find(|r| !self::rows().any(|l| l.to_lowercase().starts_with(&r.to_lowercase())))
+        {
+            return Err(format!(
+                "--rows: `{r}` starts no row label; the rows are: {}",
+                self::rows().collect::<Vec<_>>().join("; ")
+            ));
+        }
+        Ok(self::rows().filter(|l| self.wants(l)).collect())
+    }
+}
+
+/// Runs every cell of the plan (rows x (none + attacks) x seeds), calling `each` after each
+/// run.
 pub fn run(
     base: &Scenario,
+    plan: &Plan,
     options: &Options,
     mut each: impl FnMut(&Cell, &Report),
 ) -> Result<Vec<Cell>, crate::Error> {
     let mut cells = Vec::new();
-    for (label, rule) in table_rows() {
+    for (label, rule) in table_rows().filter(|(l, _)| plan.wants(l)) {
         let attacks: Vec<Option<Attack>> = std::iter::once(None)
             .chain(attacks().into_iter().map(Some))
             .collect();
         for attack in attacks {
-            let s = cell_scenario(base, rule, attack.as_ref());
-            let report = crate::run(&s, options)?;
-            let last = report.rows.last().expect("a run evaluates at the end");
-            let cell = Cell {
-                rule: label,
-                attack,
-                accuracy: last.acc_mean,
-                worst: last.acc_worst,
-                bans_of_byzantine: last.bans_of_byzantine,
-                bans_of_honest: last.bans_of_honest,
-            };
-            each(&cell, &report);
-            cells.push(cell);
+            for &seed in &plan.seeds {
+                let mut s = cell_scenario(base, rule, attack.as_ref());
+                s.seed = seed;
+                let report = crate::run(&s, options)?;
+                let last = report.rows.last().expect("a run evaluates at the end");
+                let cell = Cell {
+                    rule: label,
+                    attack: attack.clone(),
+                    seed,
+                    accuracy: last.acc_mean,
+                    worst: last.acc_worst,
+                    bans_of_byzantine: last.bans_of_byzantine,
+                    bans_of_honest: last.bans_of_honest,
+                };
+                each(&cell, &report);
+                cells.push(cell);
+            }
         }
     }
     Ok(cells)
 }
 
-/// The Markdown table: a row per rule, a column per attack, honest mean accuracy in percent
-/// (worst node in parentheses).
+/// A cell over its seeds, in percent.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Summary {
+    /// Mean over the seeds of the honest mean accuracy.
+    mean: f64,
+    /// Its sample standard deviation over the seeds (0 with one seed).
+    sd: f64,
+    /// The lowest seed's honest mean accuracy.
+    worst_seed: f64,
+    /// The worst honest node over every seed.
+    worst_node: f64,
+}
+
+fn summarize(cells: &[Cell], rule: &str, attack: Option<&Attack>) -> Option<Summary> {
+    let runs: Vec<&Cell> = cells
+        .iter()
+        .filter(|c| c.rule == rule && c.attack.as_ref() == attack)
+        .collect();
+    if runs.is_empty() {
+        return None;
+    }
+    let n = runs.len() as f64;
+    let mean = runs.iter().map(|c| c.accuracy).sum::<f64>() / n;
+    let sd = if runs.len() > 1 {
+        (runs
+            .iter()
+            .map(|c| (c.accuracy - mean).powi(2))
+            .sum::<f64>()
+            / (n - 1.0))
+            .sqrt()
+    } else {
+        0.0
+    };
+    let min = |f: fn(&Cell) -> f64| runs.iter().map(|c| f(c)).fold(f64::INFINITY, f64::min);
+    Some(Summary {
+        mean: 100.0 * mean,
+        sd: 100.0 * sd,
+        worst_seed: 100.0 * min(|c| c.accuracy),
+        worst_node: 100.0 * min(|c| c.worst),
+    })
+}
+
+/// The distinct seeds of the cells, in run order.
+fn seeds(cells: &[Cell]) -> Vec<u64> {
+    let mut seeds: Vec<u64> = Vec::new();
+    for c in cells {
+        if !seeds.contains(&c.seed) {
+            seeds.push(c.seed);
+        }
+    }
+    seeds
+}
+
+/// The Markdown table: a row per rule, a column per attack, honest mean accuracy in percent;
+/// with one seed the worst node in parentheses, with several the mean ± the standard deviation
+/// over the seeds and the worst seed in parentheses.
 pub fn markdown(cells: &[Cell]) -> String {
     let mut s = String::from("| rule | none |");
     let names: Vec<String> = attacks().iter().map(column).collect();
@@ -198,10 +306,22 @@ pub fn markdown(cells: &[Cell]) -> String {
         s.push_str("---|");
     }
     s.push('\n');
-    for label in rows() {
+    let several = seeds(cells).len() > 1;
+    let columns: Vec<Option<Attack>> = std::iter::once(None)
+        .chain(attacks().into_iter().map(Some))
+        .collect();
+    for label in rows().filter(|l| cells.iter().any(|c| c.rule == *l)) {
         let _ = write!(s, "| {label} |");
-        for c in cells.iter().filter(|c| c.rule == label) {
-            let _ = write!(s, " {:.1} ({:.1}) |", 100.0 * c.accuracy, 100.0 * c.worst);
+        for attack in &columns {
+            match summarize(cells, label, attack.as_ref()) {
+                Some(m) if several => {
+                    let _ = write!(s, " {:.1} ± {:.1} ({:.1}) |", m.mean, m.sd, m.worst_seed);
+                }
+                Some(m) => {
+                    let _ = write!(s, " {:.1} ({:.1}) |", m.mean, m.worst_node);
+                }
+                None => s.push_str(" |"),
+            }
         }
         s.push('\n');
     }
@@ -215,25 +335,44 @@ pub const MARKERS: (&str, &str) = ("<!-- robustness:begin -->", "<!-- robustness
 pub fn section(base: &Scenario, cells: &[Cell], command: &str) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "{}", MARKERS.0);
+    let seeds = seeds(cells);
+    let (seed_text, reading) = match seeds.as_slice() {
+        [one] => (
+            format!("seed {one}"),
+            "the honest nodes' mean test accuracy (%) after the last round, the worst honest \
+             node in parentheses",
+        ),
+        many => (
+            format!(
+                "seeds {}",
+                many.iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            "the honest nodes' mean test accuracy (%) after the last round, as the mean ± the \
+             standard deviation over the seeds, the worst seed's in parentheses",
+        ),
+    };
     let _ = writeln!(
         s,
-        "Generated by `{command}`: {} nodes, {} of them Byzantine, {} rounds, seed {}; the \
-         honest nodes' mean test accuracy (%) after the last round, the worst honest node in \
-         parentheses. Every row but the last runs its rule alone (`outlier-factor = 0`); the \
-         last is the engine's defaults.\n",
+        "Generated by `{command}`: {} nodes, {} of them Byzantine, {} rounds, {seed_text}; \
+         {reading}. Every row but the engine's defaults (`default: ...`) runs its rule alone \
+         (`outlier-factor = 0`).\n",
         base.nodes,
         base.byzantine(),
         base.rounds.map_or("?".into(), |r| r.to_string()),
-        base.seed
     );
     s.push_str(&markdown(cells));
     let acc = |rule: &str, attack: Option<&Attack>| {
-        cells
-            .iter()
-            .find(|c| c.rule == rule && c.attack.as_ref() == attack)
-            .map_or(f64::NAN, |c| 100.0 * c.accuracy)
+        summarize(cells, rule, attack).map_or(f64::NAN, |m| m.mean)
     };
     let default = DEFAULT_ROW;
+    if acc(default, None).is_nan() || acc("mean", None).is_nan() {
+        // The checks compare the defaults with the plain mean: a table of some rows has none.
+        let _ = writeln!(s, "{}", MARKERS.1);
+        return s;
+    }
     let base_default = acc(default, None);
     let verdict = |ok: bool| if ok { "met" } else { "not met" };
     let worst = |set: &[Attack]| {
@@ -303,14 +442,15 @@ pub fn section(base: &Scenario, cells: &[Cell], command: &str) -> String {
     s
 }
 
-/// The cells as CSV: one line per cell with the rule, the attack (`none` without), the honest
-/// nodes' mean and worst accuracy in [0, 1], and the bans by honest nodes of Byzantine and of
-/// honest peers.
+/// The runs as CSV: one line per cell and seed with the rule, the attack (`none` without), the
+/// seed, the honest nodes' mean and worst accuracy in [0, 1], and the bans by honest nodes of
+/// Byzantine and of honest peers.
 pub fn csv(cells: &[Cell]) -> Result<String, csv::Error> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record([
         "rule",
         "attack",
+        "seed",
         "accuracy",
         "worst",
         "bans_of_byzantine",
@@ -320,6 +460,7 @@ pub fn csv(cells: &[Cell]) -> Result<String, csv::Error> {
         w.write_record([
             c.rule.to_owned(),
             c.attack.as_ref().map_or("none".to_owned(), column),
+            c.seed.to_string(),
             format!("{:.6}", c.accuracy),
             format!("{:.6}", c.worst),
             c.bans_of_byzantine.to_string(),
@@ -396,6 +537,7 @@ mod tests {
             Cell {
                 rule: "mean",
                 attack: None,
+                seed: 6,
                 accuracy: 0.5,
                 worst: 0.25,
                 bans_of_byzantine: 0,
@@ -404,6 +546,7 @@ mod tests {
             Cell {
                 rule: "a, b",
                 attack: Some(Attack::Alie { z: Some(3.0) }),
+                seed: 7,
                 accuracy: 0.75,
                 worst: 0.5,
                 bans_of_byzantine: 2,
@@ -414,10 +557,65 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[0],
-            "rule,attack,accuracy,worst,bans_of_byzantine,bans_of_honest"
+            "rule,attack,seed,accuracy,worst,bans_of_byzantine,bans_of_honest"
         );
-        assert_eq!(lines[1], "mean,none,0.500000,0.250000,0,0");
-        assert_eq!(lines[2], "\"a, b\",alie (z=3),0.750000,0.500000,2,1");
+        assert_eq!(lines[1], "mean,none,6,0.500000,0.250000,0,0");
+        assert_eq!(lines[2], "\"a, b\",alie (z=3),7,0.750000,0.500000,2,1");
+    }
+
+    fn run_of(rule: &'static str, attack: Option<Attack>, seed: u64, accuracy: f64) -> Cell {
+        Cell {
+            rule,
+            attack,
+            seed,
+            accuracy,
+            worst: accuracy - 0.1,
+            bans_of_byzantine: 0,
+            bans_of_honest: 0,
+        }
+    }
+
+    /// Several seeds: a cell shows the mean ± the sample standard deviation and the worst seed;
+    /// a row that did not run is left out; the checks need the defaults and the mean rows.
+    #[test]
+    fn several_seeds_show_mean_deviation_and_worst_seed() {
+        let flip = Some(Attack::SignFlip);
+        let mut cells = Vec::new();
+        for (seed, none, flipped) in [(6, 0.90, 0.80), (7, 0.92, 0.84)] {
+            cells.push(run_of(DEFAULT_ROW, None, seed, none));
+            cells.push(run_of(DEFAULT_ROW, flip.clone(), seed, flipped));
+        }
+        let table = markdown(&cells);
+        let row = table
+            .lines()
+            .find(|l| l.starts_with(&format!("| {DEFAULT_ROW} |")))
+            .unwrap();
+        // sd of (90, 92) is sqrt(2) = 1.41.
+        assert!(
+            row.starts_with(&format!(
+                "| {DEFAULT_ROW} | 91.0 ± 1.4 (90.0) | 82.0 ± 2.8 (80.0) |"
+            )),
+            "{row}"
+        );
+        assert!(!table.contains("| mean |"), "{table}");
+        let base = Scenario::load(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../configs/sim/robustness.toml"),
+        )
+        .unwrap();
+        let section = section(&base, &cells, "cmd");
+        assert!(section.contains("seeds 6, 7;"), "{section}");
+        assert!(!section.contains("target"), "{section}");
+        let plan = Plan {
+            seeds: vec![6, 7],
+            rows: Some(vec!["Default".into(), "cs+".into()]),
+        };
+        assert_eq!(plan.labels().unwrap(), vec!["CS+-RG (f=1)", DEFAULT_ROW]);
+        let bad = Plan {
+            rows: Some(vec!["krum2".into()]),
+            ..plan
+        };
+        assert!(bad.labels().unwrap_err().contains("`krum2`"));
     }
 
     #[test]
