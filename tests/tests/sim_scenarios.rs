@@ -738,3 +738,31 @@ fn an_outer_step_of_one_is_plain_gossip_and_diloco_learns_with_fewer_rounds() {
     assert!(b.acc_mean >= a.acc_mean - 0.03, "{context}");
     assert!(b.bytes_sent * 3 < a.bytes_sent, "{context}");
 }
+
+/// Attackers that are `absent` never run: no engine of theirs starts and no honest node connects
+/// to them, so they train nothing and no honest node waits for them (the robustness table's
+/// baseline: the same honest nodes with the attackers absent).
+#[test]
+fn absent_attackers_never_run() {
+    let seed = seed(2);
+    let tables = "[[attackers]]\ncount = 3\nabsent = true\n[eval]\nevery-rounds = 6\n";
+    let report = run(&scenario(&text("rounds = 6", tables), seed), 2);
+    let s = &report.summary;
+    let context = format!("seed {seed}\n{}", report.rounds_csv());
+    assert_eq!(s.byzantine, 3, "{context}");
+    assert_eq!(s.last.online, 7, "{context}");
+    // Seven honest nodes, six rounds each: every training job is theirs.
+    assert!(
+        s.train_jobs <= 42,
+        "{} training jobs; {context}",
+        s.train_jobs
+    );
+    assert_eq!(s.last.round_min, 6, "{context}");
+    assert!(s.last.acc_mean > 0.8, "{context}");
+    // Nobody asked an absent node and gave up on it: no mix waited for the round timeout.
+    assert!(
+        s.virtual_s < 6.0 * 1.0,
+        "{} virtual seconds for six rounds; {context}",
+        s.virtual_s
+    );
+}

@@ -109,8 +109,14 @@ pub struct Attackers {
     /// Exactly these node indices.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nodes: Option<Vec<usize>>,
-    /// What they do.
-    pub attack: Attack,
+    /// What they do; required unless `absent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attack: Option<Attack>,
+    /// The nodes never run: no engine starts, no peer connects to them, their shards go unused.
+    /// The attack-free baseline of the same honest nodes (same shards, same identities) that a
+    /// group of attackers is measured against. Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub absent: bool,
     /// Also push their forgeries at every connected peer every round, unasked, as fast as the
     /// protocol lets anyone send. Default false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -121,6 +127,13 @@ pub struct Attackers {
     /// every node's mixing weights, and forge for each asker when it asks.
     #[serde(default, skip_serializing_if = "Knowledge::is_own")]
     pub knowledge: Knowledge,
+}
+
+impl Attackers {
+    /// The attack the group runs: `None` when it is absent.
+    pub fn running(&self) -> Option<&Attack> {
+        self.attack.as_ref().filter(|_| !self.absent)
+    }
 }
 
 /// Local training time: `local-steps x step-ms x` the node's speed factor.
@@ -560,6 +573,11 @@ model = { kind = "logistic-regression" }
             ),
             (
                 "[[attackers]]\ncount = 1\nattack = { kind = \"replay\", lag = 0 }",
+                "attackers[0].attack",
+            ),
+            ("[[attackers]]\ncount = 1", "attackers[0].attack"),
+            (
+                "[[attackers]]\ncount = 1\nabsent = true\nattack = { kind = \"alie\" }",
                 "attackers[0].attack",
             ),
             ("[eval]\nevery-rounds = 0", "eval.every-rounds"),

@@ -35,11 +35,28 @@ impl Scenario {
         let f = self.byzantine();
         let mut taken = vec![false; self.nodes];
         for (g, a) in self.attackers.iter().enumerate() {
-            a.attack.validate().map_err(|e| ScenarioError::Value {
-                key: format!("attackers[{g}].attack"),
-                value: a.attack.name().into(),
-                why: e.to_string(),
-            })?;
+            match (&a.attack, a.absent) {
+                (Some(attack), false) => attack.validate().map_err(|e| ScenarioError::Value {
+                    key: format!("attackers[{g}].attack"),
+                    value: attack.name().into(),
+                    why: e.to_string(),
+                })?,
+                (None, false) => {
+                    return bad(
+                        &format!("attackers[{g}].attack"),
+                        "missing",
+                        "a group of attackers needs an attack, unless it is `absent = true`",
+                    );
+                }
+                (Some(attack), true) => {
+                    return bad(
+                        &format!("attackers[{g}].attack"),
+                        attack.name(),
+                        "absent nodes never run: give no attack with `absent = true`",
+                    );
+                }
+                (None, true) => {}
+            }
             for &i in a.nodes.iter().flatten() {
                 if i >= self.nodes {
                     return bad(&format!("attackers[{g}].nodes"), i, "is not a node index");

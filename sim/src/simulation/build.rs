@@ -148,7 +148,7 @@ impl Simulation {
         let flipped_data = attacks
             .iter()
             .flatten()
-            .any(|a| a.attack.flips_labels())
+            .any(|a| a.running().is_some_and(attack::Attack::flips_labels))
             .then(|| flipped(&split.train));
         let graph = fixed_graph(s)?;
         let peers = neighbours(s, graph.as_ref());
@@ -169,12 +169,15 @@ impl Simulation {
         let mut trainers = Vec::with_capacity(n);
         let mut setups = Vec::with_capacity(n);
         let mut byzantine = Vec::with_capacity(n);
+        let mut absent = Vec::with_capacity(n);
         for (i, (shard, attack)) in shards.into_iter().zip(attacks).enumerate() {
             let shard = match (&attack, &flipped_data) {
-                (Some(a), Some(data)) if a.attack.flips_labels() => Shard {
-                    data: data.clone(),
-                    indices: shard.indices,
-                },
+                (Some(a), Some(data)) if a.running().is_some_and(attack::Attack::flips_labels) => {
+                    Shard {
+                        data: data.clone(),
+                        indices: shard.indices,
+                    }
+                }
                 _ => shard,
             };
             trainers
@@ -196,29 +199,32 @@ impl Simulation {
                 config.fanout = s;
             }
             byzantine.push(attack.is_some());
+            absent.push(attack.is_some_and(|a| a.absent));
             setups.push(Setup {
                 identity: identity(s.seed, i),
                 run,
                 config,
                 model: model.clone(),
                 seed: s.seed,
-                adversary: attack.map(|a| Adversary {
-                    n: Some(n),
-                    f: Some(f),
-                    push: a.push,
-                    knowledge: a.knowledge,
-                    // Attackers that pool what they know know each other, and the graph.
-                    allies: if a.knowledge.is_own() {
-                        BTreeSet::new()
-                    } else {
-                        allies.clone()
-                    },
-                    graph: if a.knowledge.is_own() {
-                        BTreeMap::new()
-                    } else {
-                        all_weights.clone()
-                    },
-                    ..Adversary::new(a.attack.clone())
+                adversary: attack.and_then(|a| {
+                    Some(Adversary {
+                        n: Some(n),
+                        f: Some(f),
+                        push: a.push,
+                        knowledge: a.knowledge,
+                        // Attackers that pool what they know know each other, and the graph.
+                        allies: if a.knowledge.is_own() {
+                            BTreeSet::new()
+                        } else {
+                            allies.clone()
+                        },
+                        graph: if a.knowledge.is_own() {
+                            BTreeMap::new()
+                        } else {
+                            all_weights.clone()
+                        },
+                        ..Adversary::new(a.running()?.clone())
+                    })
                 }),
                 weights: weights.next().expect("one table per node"),
             });
@@ -253,6 +259,7 @@ impl Simulation {
             honest_online: 0,
             honest_finished: 0,
             byzantine,
+            absent,
             schedule: vec![Scheduled::Eval],
             threads: threads.max(1),
             pending_churn: 0,
@@ -284,7 +291,8 @@ impl Simulation {
     fn schedule_start(&mut self) {
         let n = self.cluster.len();
         let c = self.scenario.churn.clone();
-        let first: Vec<usize> = (0..n - c.joiners).collect();
+        // Absent attackers never start (see `Attackers::absent`).
+        let first: Vec<usize> = (0..n - c.joiners).filter(|&i| !self.absent[i]).collect();
         self.honest_online = first.iter().filter(|&&i| !self.byzantine[i]).count();
         let splits = self.scenario.network.splits.clone();
         for (k, p) in splits.iter().enumerate() {

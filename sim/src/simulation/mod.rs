@@ -75,6 +75,8 @@ pub(crate) struct Simulation {
     test: Dataset,
     cluster: Cluster<World>,
     byzantine: Vec<bool>,
+    /// Byzantine nodes that never run (`Attackers::absent`).
+    absent: Vec<bool>,
     schedule: Vec<Scheduled>,
     threads: usize,
     honest_online: usize,
