@@ -42,6 +42,13 @@ pub struct RunArgs {
     /// ipm, label-flip, dissensus, mimic, non-finite, replay, equivocate, free-rider.
     #[arg(long, value_name = "NAME")]
     pub attack: Option<Attack>,
+    /// What the attacker knows: `own` (what it mixes) or `colluding` (also what the other
+    /// red-team nodes of `--attack-intel` fetched), replacing `node.attack-knowledge`.
+    #[arg(long, value_name = "KNOWLEDGE")]
+    pub attack_knowledge: Option<murmur_protocol::attack::Knowledge>,
+    /// The directory the red-team nodes share for `colluding`, replacing `node.attack-intel`.
+    #[arg(long, value_name = "DIR")]
+    pub attack_intel: Option<PathBuf>,
     /// Serve /metrics and /status on this address instead of `metrics.listen`
     /// (default 127.0.0.1:9464; port 0 picks a free port; "" disables).
     #[arg(long, value_name = "ADDR")]
@@ -132,6 +139,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         dataset_dir: args.dataset_dir,
         index: args.index,
         attack: args.attack,
+        attack_knowledge: args.attack_knowledge,
+        attack_intel: args.attack_intel,
         metrics: args.metrics,
         rounds: args.rounds,
         no_mdns: args.no_mdns,

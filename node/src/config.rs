@@ -12,7 +12,7 @@
 
 use std::path::{Path, PathBuf};
 
-use murmur_protocol::attack::Attack;
+use murmur_protocol::attack::{Attack, Knowledge};
 use murmur_protocol::engine;
 use murmur_protocol::sign::RunId;
 use serde::{Deserialize, Serialize};
@@ -88,6 +88,16 @@ pub struct Node {
     /// The attacker also pushes its forgeries at every connected peer every round, unasked.
     /// Default false.
     pub attack_push: bool,
+    /// What the attacker knows of the honest models: `own` (what it mixes; default) or
+    /// `colluding` (also every honest model any red-team node of the same `attack-intel`
+    /// directory fetched). `omniscient` is the simulator's alone: no real node sees every
+    /// honest model the moment it is signed.
+    #[serde(skip_serializing_if = "Knowledge::is_own")]
+    pub attack_knowledge: Knowledge,
+    /// The red team's side channel for `colluding`: a directory the red-team processes share
+    /// (on one machine, or a network file system). Each writes its peer id under `allies/` and
+    /// every honest update it fetches under `intel/`, and reads the others'.
+    pub attack_intel: Option<PathBuf>,
     /// Exit once the configured rounds are done (after the final checkpoint), instead of
     /// serving the model to late joiners until stopped. Default false.
     pub exit_when_finished: bool,
@@ -184,6 +194,10 @@ pub struct Overrides {
     pub index: Option<usize>,
     /// Replace `node.attack`.
     pub attack: Option<Attack>,
+    /// Replace `node.attack-knowledge`.
+    pub attack_knowledge: Option<Knowledge>,
+    /// Replace `node.attack-intel`.
+    pub attack_intel: Option<PathBuf>,
     /// Replace `metrics.listen`.
     pub metrics: Option<String>,
     /// Replace `engine.rounds`.
@@ -287,6 +301,12 @@ impl Config {
         if let Some(a) = overrides.attack {
             self.node.attack = Some(a);
         }
+        if let Some(k) = overrides.attack_knowledge {
+            self.node.attack_knowledge = k;
+        }
+        if let Some(d) = overrides.attack_intel {
+            self.node.attack_intel = Some(d);
+        }
         if let Some(m) = overrides.metrics {
             self.metrics.listen = m;
         }
@@ -308,6 +328,37 @@ impl Config {
         if let Some(a) = &self.node.attack {
             a.validate()
                 .map_err(|e| invalid("node.attack", e.to_string()))?;
+        }
+        match (self.node.attack_knowledge, &self.node.attack_intel) {
+            (Knowledge::Own, None) => {}
+            (Knowledge::Own, Some(_)) => {
+                return Err(invalid(
+                    "node.attack-intel",
+                    "is the side channel of attack-knowledge = \"colluding\", which is not set"
+                        .into(),
+                ));
+            }
+            (Knowledge::Omniscient, _) => {
+                return Err(invalid(
+                    "node.attack-knowledge",
+                    "\"omniscient\" is the simulator's alone (every honest model the moment it is \
+                     signed); a red-team node can be \"colluding\" through attack-intel"
+                        .into(),
+                ));
+            }
+            (Knowledge::Colluding, None) => {
+                return Err(invalid(
+                    "node.attack-intel",
+                    "\"colluding\" needs the directory the red-team nodes share".into(),
+                ));
+            }
+            (Knowledge::Colluding, Some(_)) if self.node.attack.is_none() => {
+                return Err(invalid(
+                    "node.attack-knowledge",
+                    "is what an attacker knows, and node.attack is not set".into(),
+                ));
+            }
+            (Knowledge::Colluding, Some(_)) => {}
         }
         if self.run.partitions == 0 {
             return Err(invalid("run.partitions", "must be at least 1".into()));
@@ -431,6 +482,53 @@ mod tests {
             )
             .unwrap();
         assert_eq!(r.config.engine.rounds, Some(30));
+    }
+
+    /// A red-team node colludes through a shared directory; anything else about knowledge is
+    /// an error that names the field and says why.
+    #[test]
+    fn collusion_needs_an_attack_and_a_shared_directory() {
+        let p = Path::new("x.toml");
+        let c = Config::parse(MINIMAL, p).unwrap();
+        let with = |attack: bool, knowledge: &str, intel: bool| {
+            c.clone().resolve(
+                Overrides {
+                    attack: attack.then(|| "alie".parse().unwrap()),
+                    attack_knowledge: Some(knowledge.parse().unwrap()),
+                    attack_intel: intel.then(|| PathBuf::from("intel")),
+                    ..Overrides::default()
+                },
+                p,
+            )
+        };
+        let r = with(true, "colluding", true).unwrap();
+        assert_eq!(r.config.node.attack_knowledge, Knowledge::Colluding);
+        assert_eq!(
+            r.run,
+            c.run_id(),
+            "the red team's knowledge is not part of the run id"
+        );
+        for (attack, knowledge, intel, field, why) in [
+            (true, "colluding", false, "node.attack-intel", "directory"),
+            (true, "own", true, "node.attack-intel", "not set"),
+            (
+                true,
+                "omniscient",
+                true,
+                "node.attack-knowledge",
+                "simulator",
+            ),
+            (
+                false,
+                "colluding",
+                true,
+                "node.attack-knowledge",
+                "node.attack",
+            ),
+        ] {
+            let e = with(attack, knowledge, intel).unwrap_err().to_string();
+            assert!(e.contains(field) && e.contains(why), "{knowledge}: {e}");
+        }
     }
 
     #[test]

@@ -132,6 +132,15 @@ pub struct Metrics {
     /// carry what peers fetch.
     #[serde(default)]
     pub uplink_saturated_rounds: u64,
+    /// A colluding red-team node: honest updates it wrote to the red team's directory.
+    #[serde(default)]
+    pub intel_shared: u64,
+    /// A colluding red-team node: updates it read from the other red-team nodes.
+    #[serde(default)]
+    pub intel_received: u64,
+    /// A colluding red-team node: other red-team nodes it learned of.
+    #[serde(default)]
+    pub attack_allies: u64,
 }
 
 impl Metrics {
@@ -246,6 +255,26 @@ impl Metrics {
             rejected,
         );
         counter(r, "updates_sent", "Updates sent.", self.updates_sent);
+        if self.intel_shared + self.intel_received + self.attack_allies > 0 {
+            counter(
+                r,
+                "intel_shared",
+                "Red team: honest updates written to the red team's directory.",
+                self.intel_shared,
+            );
+            counter(
+                r,
+                "intel_received",
+                "Red team: updates read from the other red-team nodes.",
+                self.intel_received,
+            );
+            gauge(
+                r,
+                "attack_allies",
+                "Red team: other red-team nodes learned of.",
+                self.attack_allies as f64,
+            );
+        }
         counter(
             r,
             "sends_dropped",

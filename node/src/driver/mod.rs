@@ -11,6 +11,7 @@
 //! Standard output carries one JSON object per line ([`crate::event::Event`]); logs go to
 //! standard error through `tracing`.
 
+mod intel;
 pub mod start;
 mod swarm;
 mod trainer;
@@ -68,6 +69,9 @@ pub enum Error {
     /// The metrics endpoint could not be bound.
     #[error("metrics endpoint {0}: {1}")]
     Metrics(std::net::SocketAddr, std::io::Error),
+    /// The red team's side channel (`node.attack-intel`) could not be used.
+    #[error("red-team intel directory {0}: {1}")]
+    Intel(PathBuf, std::io::Error),
     /// The training thread.
     #[error(transparent)]
     Trainer(#[from] BridgeError),
@@ -149,6 +153,8 @@ struct Driver {
     last_mixed: u64,
     /// The bans record as last written.
     bans_written: Vec<(PeerKey, engine::Rejection)>,
+    /// The red team's side channel, for a colluding attacker.
+    intel: Option<intel::Channel>,
 }
 
 /// Runs a node until `shutdown` resolves (then checkpoints and returns), until it is done with
@@ -180,6 +186,13 @@ pub async fn run(r: Resolved, shutdown: impl Future<Output = ()>) -> Result<(), 
     }
     let bootstrap_dials = swarm::dial_bootstrap(&mut swarm, &r.bootstrap);
     let engine = engine(&r, &local)?;
+    let intel = match &r.config.node.attack_intel {
+        Some(dir) if r.config.node.attack.is_some() => Some(
+            intel::Channel::open(dir, local.identity.public(), max_payload)
+                .map_err(|e| Error::Intel(dir.clone(), e))?,
+        ),
+        _ => None,
+    };
     let mut d = Driver {
         names: Names::of(&r.run),
         test: local.test.clone(),
@@ -208,6 +221,7 @@ pub async fn run(r: Resolved, shutdown: impl Future<Output = ()>) -> Result<(), 
         checkpoint_round: local.resume.checkpoint,
         last_mixed: 0,
         bans_written: local.resume.bans.clone(),
+        intel,
         r,
     };
     let join = !d.r.bootstrap.is_empty();
@@ -239,6 +253,7 @@ pub fn engine(r: &Resolved, local: &start::Local) -> Result<Engine, Error> {
             n: c.node.attack_n,
             f: c.node.attack_f,
             push: c.node.attack_push,
+            knowledge: c.node.attack_knowledge,
             ..Adversary::new(attack)
         }),
         weights: Default::default(),
@@ -276,6 +291,42 @@ impl Driver {
         self.clock.elapsed()
     }
 
+    /// Writes an honest update the attacker fetched to the red team's directory. A failed
+    /// write is logged: the run goes on with what the allies already have.
+    fn share_intel(&mut self, update: &[u8]) {
+        let Some(channel) = &mut self.intel else {
+            return;
+        };
+        match channel.share(update) {
+            Ok(()) => self.metrics().intel_shared += 1,
+            Err(e) => tracing::warn!(error = %e, "writing red-team intel"),
+        }
+    }
+
+    /// Reads the red team's directory: new allies go to the engine, new updates as intel.
+    fn poll_intel(&mut self) -> Result<(), Error> {
+        let Some(channel) = &mut self.intel else {
+            return Ok(());
+        };
+        let found = match channel.poll() {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading red-team intel");
+                return Ok(());
+            }
+        };
+        for ally in found.allies {
+            info!(ally = %ally, "red-team ally");
+            self.engine.add_ally(ally);
+            self.metrics().attack_allies += 1;
+        }
+        for update in found.updates {
+            self.metrics().intel_received += 1;
+            self.feed(Input::Intel { update })?;
+        }
+        Ok(())
+    }
+
     fn metrics(&self) -> std::sync::MutexGuard<'_, Metrics> {
         self.metrics.lock().expect("metrics lock")
     }
@@ -286,6 +337,9 @@ impl Driver {
         let walk_every = Duration::from_millis(self.r.config.network.random_walk_ms);
         let mut walk = tokio::time::interval(walk_every);
         walk.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut intel_poll = tokio::time::interval(intel::POLL);
+        intel_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let colluding = self.intel.is_some();
         while !(self.phase == Phase::Exiting && self.commands.is_empty()) {
             let wake = self
                 .engine
@@ -299,6 +353,7 @@ impl Driver {
                 },
                 () = sleep_until(wake) => self.feed(Input::Tick)?,
                 _ = walk.tick() => swarm::random_walk(&mut self.swarm),
+                _ = intel_poll.tick(), if colluding => self.poll_intel()?,
                 () = &mut shutdown => return self.stop().await,
             }
         }
@@ -452,8 +507,7 @@ impl Driver {
                 reason,
                 points,
             } => info!(%peer, %reason, points, "peer penalised"),
-            // Only an attacker beyond `own` knowledge shares, and the node's red team has none.
-            Output::Share { .. } => {}
+            Output::Share { update } => self.share_intel(&update),
             Output::GossipChecked { message, verdict } => {
                 if let Some((id, source)) = self.checking.remove(&message) {
                     let acceptance = match verdict {

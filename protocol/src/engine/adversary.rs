@@ -90,6 +90,20 @@ impl Engine {
         self.adversary.as_ref().map(|a| a.knowledge)
     }
 
+    /// An ally learned while running (a red-team node's side channel): from now on its models
+    /// are never taken for honest ones, and what was known of it as an honest author is
+    /// forgotten. Nothing for an honest node, or for the node's own key.
+    pub fn add_ally(&mut self, key: PeerKey) {
+        if key == self.me {
+            return;
+        }
+        if let Some(adv) = &mut self.adversary
+            && adv.allies.insert(key)
+        {
+            self.intel.remove(&key);
+        }
+    }
+
     /// The run's size and Byzantine count as the attacker believes them: the configured values,
     /// or the peers it is connected to plus itself, and 1.
     pub(super) fn believed_size(&self, adv: &Adversary) -> (usize, usize) {

@@ -185,3 +185,28 @@ fn a_forgery_between_rounds_is_signed_for_the_planned_round() {
         assert_eq!(round, 1, "{knowledge:?}");
     }
 }
+
+/// An ally learned while running (a red-team node's side channel) is forgotten as an honest
+/// author and never learned again; honest nodes and the own key are no allies.
+#[test]
+fn an_ally_learned_late_is_forgotten_as_an_honest_author() {
+    let c = config(Rule::Mean, 100);
+    let ids: Vec<Identity> = (1..=3).map(toy::identity).collect();
+    let run = toy::run_id();
+    let mut e = started(
+        attacker(0, Attack::SignFlip, Knowledge::Colluding, &c),
+        &ids,
+    );
+    tell(&mut e, update(&ids[0], run, 1, &[2.0; DIM]));
+    tell(&mut e, update(&ids[2], run, 1, &[4.0; DIM]));
+    let known = |e: &Engine| e.known_authors().into_keys().collect::<Vec<_>>();
+    assert_eq!(known(&e).len(), 2);
+    e.add_ally(ids[2].public());
+    e.add_ally(e.id());
+    assert_eq!(known(&e), vec![ids[0].public()]);
+    tell(&mut e, update(&ids[2], run, 2, &[6.0; DIM]));
+    assert_eq!(known(&e), vec![ids[0].public()]);
+    let mut honest = started(toy::setup(5, &c, DIM, 0), &ids);
+    honest.add_ally(ids[0].public());
+    assert!(honest.knowledge().is_none());
+}

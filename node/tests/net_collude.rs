@@ -1,0 +1,78 @@
+//! Two red-team `murmur-node` processes collude through a shared directory
+//! (`--attack-knowledge colluding --attack-intel DIR`) among four honest ones on 127.0.0.1: each
+//! learns the other as an ally and reads the honest updates the other fetched, and the honest
+//! nodes still finish their rounds and learn.
+
+mod net_support;
+
+use std::time::Duration;
+
+use net_support::{spawn, write_config};
+
+const HONEST: usize = 4;
+const NODES: usize = HONEST + 2;
+const ROUNDS: u64 = 12;
+
+#[test]
+fn two_red_team_nodes_pool_what_they_fetch_through_their_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let intel = dir.path().join("red-team");
+    let config = write_config(
+        dir.path(),
+        NODES,
+        &format!(
+            "fanout = 3\nwait-for = 3\nround-timeout-ms = 3000\nrounds = {ROUNDS}\n\
+             join-timeout-ms = 3000"
+        ),
+        "[metrics]\neval-every = 12\n",
+    );
+    let mut nodes = vec![spawn(&config, &dir.path().join("n0"), 0, &[])];
+    let boot = nodes[0].addr.clone();
+    let intel_arg = intel.to_str().unwrap().to_owned();
+    for i in 1..NODES {
+        let mut args = vec!["--bootstrap", boot.as_str()];
+        if i >= HONEST {
+            args.extend([
+                "--attack",
+                "sign-flip",
+                "--attack-knowledge",
+                "colluding",
+                "--attack-intel",
+                intel_arg.as_str(),
+            ]);
+        }
+        nodes.push(spawn(&config, &dir.path().join(format!("n{i}")), i, &args));
+    }
+    let mut accuracies = Vec::new();
+    for node in nodes.iter_mut().take(HONEST) {
+        let done = node.wait(Duration::from_secs(600), |e| e["event"] == "finished");
+        accuracies.push(done["accuracy"].as_f64().unwrap());
+    }
+    let allies = std::fs::read_dir(intel.join("allies")).unwrap().count();
+    assert_eq!(allies, 2, "each red-team node announced itself");
+    for (i, node) in nodes.iter().enumerate().skip(HONEST) {
+        let s = node.status();
+        println!(
+            "red-team node {i}: intel shared {} received {}, allies {}, accepted {}",
+            s.intel_shared, s.intel_received, s.attack_allies, s.accepted
+        );
+        assert_eq!(s.attack_allies, 1, "node {i} learned its ally");
+        assert!(s.intel_shared > 0, "node {i} shared what it fetched");
+        assert!(s.intel_received > 0, "node {i} read what its ally fetched");
+        let text = node.prometheus();
+        assert!(text.contains("murmur_intel_received_total"), "{text}");
+    }
+    for (i, node) in nodes.iter().enumerate().take(HONEST) {
+        assert_eq!(
+            node.status().intel_received,
+            0,
+            "honest node {i} has no side channel"
+        );
+    }
+    let mean = accuracies.iter().sum::<f64>() / accuracies.len() as f64;
+    println!("honest accuracies {accuracies:?}, mean {mean:.4}");
+    assert!(
+        mean >= 0.8,
+        "honest mean accuracy {mean:.4}: {accuracies:?}"
+    );
+}
