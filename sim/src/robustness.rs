@@ -118,6 +118,8 @@ pub struct Cell {
     pub bans_of_byzantine: u64,
     /// Bans of honest peers by honest nodes in force at the end (false positives).
     pub bans_of_honest: u64,
+    /// Mixes honest nodes skipped because the rule refused the inputs they had (too few).
+    pub skipped_mixes: u64,
 }
 
 /// The scenario of one cell: `rule` is an entry of [`RULES`] (run alone, screen off, waiting
@@ -231,6 +233,7 @@ pub fn run(
                     worst: last.acc_worst,
                     bans_of_byzantine: last.bans_of_byzantine,
                     bans_of_honest: last.bans_of_honest,
+                    skipped_mixes: report.summary.skipped_mixes,
                 };
                 each(&cell, &report);
                 cells.push(cell);
@@ -251,6 +254,8 @@ struct Summary {
     worst_seed: f64,
     /// The worst honest node over every seed.
     worst_node: f64,
+    /// Mixes skipped by honest nodes, summed over the seeds.
+    skipped: u64,
 }
 
 fn summarize(cells: &[Cell], rule: &str, attack: Option<&Attack>) -> Option<Summary> {
@@ -279,6 +284,7 @@ fn summarize(cells: &[Cell], rule: &str, attack: Option<&Attack>) -> Option<Summ
         sd: 100.0 * sd,
         worst_seed: 100.0 * min(|c| c.accuracy),
         worst_node: 100.0 * min(|c| c.worst),
+        skipped: runs.iter().map(|c| c.skipped_mixes).sum(),
     })
 }
 
@@ -295,7 +301,8 @@ fn seeds(cells: &[Cell]) -> Vec<u64> {
 
 /// The Markdown table: a row per rule, a column per attack, honest mean accuracy in percent;
 /// with one seed the worst node in parentheses, with several the mean ± the standard deviation
-/// over the seeds and the worst seed in parentheses.
+/// over the seeds and the worst seed in parentheses; then, in brackets, the mixes honest nodes
+/// skipped because the rule had too few inputs (over every seed), when there were any.
 pub fn markdown(cells: &[Cell]) -> String {
     let mut s = String::from("| rule | none |");
     let names: Vec<String> = attacks().iter().map(column).collect();
@@ -315,11 +322,16 @@ pub fn markdown(cells: &[Cell]) -> String {
         let _ = write!(s, "| {label} |");
         for attack in &columns {
             match summarize(cells, label, attack.as_ref()) {
-                Some(m) if several => {
-                    let _ = write!(s, " {:.1} ± {:.1} ({:.1}) |", m.mean, m.sd, m.worst_seed);
-                }
                 Some(m) => {
-                    let _ = write!(s, " {:.1} ({:.1}) |", m.mean, m.worst_node);
+                    if several {
+                        let _ = write!(s, " {:.1} ± {:.1} ({:.1})", m.mean, m.sd, m.worst_seed);
+                    } else {
+                        let _ = write!(s, " {:.1} ({:.1})", m.mean, m.worst_node);
+                    }
+                    if m.skipped > 0 {
+                        let _ = write!(s, " [{} skipped]", m.skipped);
+                    }
+                    s.push_str(" |");
                 }
                 None => s.push_str(" |"),
             }
@@ -341,7 +353,8 @@ pub fn section(base: &Scenario, cells: &[Cell], command: &str) -> String {
         [one] => (
             format!("seed {one}"),
             "the honest nodes' mean test accuracy (%) after the last round, the worst honest \
-             node in parentheses",
+             node in parentheses, and in brackets the mixes honest nodes skipped because the \
+             rule had too few inputs",
         ),
         many => (
             format!(
@@ -352,7 +365,8 @@ pub fn section(base: &Scenario, cells: &[Cell], command: &str) -> String {
                     .join(", ")
             ),
             "the honest nodes' mean test accuracy (%) after the last round, as the mean ± the \
-             standard deviation over the seeds, the worst seed's in parentheses",
+             standard deviation over the seeds, the worst seed's in parentheses, and in brackets \
+             the mixes honest nodes skipped because the rule had too few inputs",
         ),
     };
     let _ = writeln!(
@@ -457,6 +471,7 @@ pub fn csv(cells: &[Cell]) -> Result<String, csv::Error> {
         "worst",
         "bans_of_byzantine",
         "bans_of_honest",
+        "skipped_mixes",
     ])?;
     for c in cells {
         w.write_record([
@@ -467,6 +482,7 @@ pub fn csv(cells: &[Cell]) -> Result<String, csv::Error> {
             format!("{:.6}", c.worst),
             c.bans_of_byzantine.to_string(),
             c.bans_of_honest.to_string(),
+            c.skipped_mixes.to_string(),
         ])?;
     }
     let bytes = w.into_inner().map_err(|e| e.into_error())?;
@@ -554,6 +570,7 @@ mod tests {
                 worst: 0.25,
                 bans_of_byzantine: 0,
                 bans_of_honest: 0,
+                skipped_mixes: 0,
             },
             Cell {
                 rule: "a, b",
@@ -563,20 +580,23 @@ mod tests {
                 worst: 0.5,
                 bans_of_byzantine: 2,
                 bans_of_honest: 1,
+                skipped_mixes: 4,
             },
         ];
         let text = csv(&cells).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[0],
-            "rule,attack,seed,accuracy,worst,bans_of_byzantine,bans_of_honest"
+            "rule,attack,seed,accuracy,worst,bans_of_byzantine,bans_of_honest,skipped_mixes"
         );
-        assert_eq!(lines[1], "mean,none,6,0.500000,0.250000,0,0");
-        assert_eq!(lines[2], "\"a, b\",alie (z=3),7,0.750000,0.500000,2,1");
+        assert_eq!(lines[1], "mean,none,6,0.500000,0.250000,0,0,0");
+        assert_eq!(lines[2], "\"a, b\",alie (z=3),7,0.750000,0.500000,2,1,4");
     }
 
     fn run_of(rule: &'static str, attack: Option<Attack>, seed: u64, accuracy: f64) -> Cell {
+        let skipped_mixes = if seed == 7 && attack.is_some() { 3 } else { 0 };
         Cell {
+            skipped_mixes,
             rule,
             attack,
             seed,
@@ -605,7 +625,7 @@ mod tests {
         // sd of (90, 92) is sqrt(2) = 1.41.
         assert!(
             row.starts_with(&format!(
-                "| {DEFAULT_ROW} | 91.0 ± 1.4 (90.0) | 82.0 ± 2.8 (80.0) |"
+                "| {DEFAULT_ROW} | 91.0 ± 1.4 (90.0) | 82.0 ± 2.8 (80.0) [3 skipped] |"
             )),
             "{row}"
         );
