@@ -19,6 +19,7 @@ pub mod evidence;
 pub mod keyfile;
 pub mod replay;
 pub mod sign;
+pub mod sparse;
 pub mod topology;
 pub mod wire;
 

@@ -119,6 +119,12 @@ pub enum Error {
     /// The payload holds NaN or infinity at `index`.
     #[error("payload has a non-finite value at index {index}")]
     NonFinite { index: usize },
+    /// An increment index out of range, or not above the one before it.
+    #[error("increment index {index} at position {position} is out of range or not increasing")]
+    SparseIndex { position: usize, index: u32 },
+    /// A bundle of signed messages whose lengths do not add up.
+    #[error("malformed bundle: {0}")]
+    Bundle(&'static str),
     /// Evidence whose two headers do not prove equivocation.
     #[error("not evidence of equivocation: {0}")]
     NotEvidence(&'static str),

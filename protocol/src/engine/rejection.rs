@@ -126,6 +126,7 @@ impl Rejection {
                 Rejection::WrongDimension
             }
             E::NonFinite { .. } => Rejection::NonFinite,
+            E::SparseIndex { .. } | E::Bundle(_) => Rejection::Malformed,
             E::Truncated { .. }
             | E::UnknownKind(_)
             | E::WrongKind { .. }
