@@ -18,10 +18,11 @@ use murmur_protocol::aggregate;
 use murmur_protocol::attack::{Attack, Space};
 use std::fmt::Write as _;
 
-/// The rows of the table: a label and an aggregation config (TOML inline-table keys), with the
-/// parameters used at about five inputs per mix (own model + four peers). These rows run the
-/// rule alone, with the engine's outlier screen off (`outlier-factor = 0`), so the table shows
-/// what each rule does by itself; the last row, [`DEFAULT_ROW`], is the engine's defaults.
+/// The rules of the table: a label and an aggregation config (TOML inline-table keys), with the
+/// parameters used at about five inputs per mix (own model + four peers). Each runs alone, with
+/// the engine's outlier screen off (`outlier-factor = 0`), so the table shows what each rule does
+/// by itself, and then behind the screen ([`SCREENED`]); the last row, [`DEFAULT_ROW`], is the
+/// engine's defaults.
 pub const RULES: [(&str, &str); 8] = [
     ("mean", r#"rule = "mean""#),
     ("median", r#"rule = "median""#),
@@ -43,18 +44,54 @@ pub const RULES: [(&str, &str); 8] = [
 /// with its default outlier screen.
 pub const DEFAULT_ROW: &str = "default: ClippedGossip (adaptive-f=2) + outlier screen (factor 2.5)";
 
-/// Every row in table order: its label, and its entry of [`RULES`] (`None` for [`DEFAULT_ROW`],
-/// last).
-fn table_rows() -> impl Iterator<Item = (&'static str, Option<&'static str>)> {
-    RULES
-        .iter()
-        .map(|&(label, rule)| (label, Some(rule)))
-        .chain(std::iter::once((DEFAULT_ROW, None)))
+/// The rows that run a rule of [`RULES`] behind the engine's outlier screen (with its default
+/// factor): a label and the rule's index. ClippedGossip with `adaptive-f = 2` behind the screen
+/// is [`DEFAULT_ROW`].
+pub const SCREENED: [(&str, usize); 7] = [
+    ("mean + screen", 0),
+    ("median + screen", 1),
+    ("trimmed mean (f=1) + screen", 2),
+    ("Krum (f=1) + screen", 3),
+    ("geometric median + screen", 4),
+    ("centered clipping (tau=1) + screen", 5),
+    ("CS+-RG (f=1) + screen", 7),
+];
+
+/// A row of the table.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Row {
+    /// Its label.
+    pub label: &'static str,
+    /// Its entry of [`RULES`]; `None` for the engine's defaults ([`DEFAULT_ROW`]).
+    pub rule: Option<&'static str>,
+    /// Whether the engine's outlier screen runs in front of the rule.
+    pub screen: bool,
+}
+
+/// Every row in table order: each rule alone, each behind the outlier screen, then the engine's
+/// defaults.
+fn table_rows() -> impl Iterator<Item = Row> {
+    let alone = RULES.iter().map(|&(label, rule)| Row {
+        label,
+        rule: Some(rule),
+        screen: false,
+    });
+    let screened = SCREENED.iter().map(|&(label, i)| Row {
+        label,
+        rule: Some(RULES[i].1),
+        screen: true,
+    });
+    let default = Row {
+        label: DEFAULT_ROW,
+        rule: None,
+        screen: true,
+    };
+    alone.chain(screened).chain(std::iter::once(default))
 }
 
 /// Every row label in table order, [`DEFAULT_ROW`] last.
 pub fn rows() -> impl Iterator<Item = &'static str> {
-    table_rows().map(|r| r.0)
+    table_rows().map(|r| r.label)
 }
 
 /// The attacks of the table: every kind with its default parameters, then two stronger
@@ -122,16 +159,19 @@ pub struct Cell {
     pub skipped_mixes: u64,
 }
 
-/// The scenario of one cell: `rule` is an entry of [`RULES`] (run alone, screen off, waiting
-/// for at least as many answers as the rule needs), or `None` for the engine's defaults
-/// ([`DEFAULT_ROW`]).
-pub fn cell_scenario(base: &Scenario, rule: Option<&str>, attack: Option<&Attack>) -> Scenario {
+/// The scenario of one cell: a rule of [`RULES`] (alone or behind the screen, waiting for at
+/// least as many answers as the rule needs), or the engine's defaults ([`DEFAULT_ROW`]).
+pub fn cell_scenario(base: &Scenario, row: &Row, attack: Option<&Attack>) -> Scenario {
     let mut s = base.clone();
     let defaults = murmur_protocol::engine::Config::default();
-    match rule {
+    match row.rule {
         Some(rule) => {
             s.engine.aggregation = parse_rule(rule);
-            s.engine.outlier_factor = 0.0;
+            s.engine.outlier_factor = if row.screen {
+                defaults.outlier_factor
+            } else {
+                0.0
+            };
             // A rule that needs more models than `wait-for` answers and the own model give
             // (Krum with f = 1 needs five) waits for as many answers as it needs.
             let need = s.engine.aggregation.min_inputs();
@@ -215,18 +255,18 @@ pub fn run(
     mut each: impl FnMut(&Cell, &Report),
 ) -> Result<Vec<Cell>, crate::Error> {
     let mut cells = Vec::new();
-    for (label, rule) in table_rows().filter(|(l, _)| plan.wants(l)) {
+    for row in table_rows().filter(|r| plan.wants(r.label)) {
         let attacks: Vec<Option<Attack>> = std::iter::once(None)
             .chain(attacks().into_iter().map(Some))
             .collect();
         for attack in attacks {
             for &seed in &plan.seeds {
-                let mut s = cell_scenario(base, rule, attack.as_ref());
+                let mut s = cell_scenario(base, &row, attack.as_ref());
                 s.seed = seed;
                 let report = crate::run(&s, options)?;
                 let last = report.rows.last().expect("a run evaluates at the end");
                 let cell = Cell {
-                    rule: label,
+                    rule: row.label,
                     attack: attack.clone(),
                     seed,
                     accuracy: last.acc_mean,
@@ -373,8 +413,8 @@ pub fn section(base: &Scenario, cells: &[Cell], command: &str) -> String {
         s,
         "Generated by `{command}`: {} nodes, {} of them Byzantine, {} rounds, {seed_text}; \
          {reading}. In the \"none\" column the attackers are absent (their nodes never run). \
-         Every row but the engine's defaults (`default: ...`) runs its rule alone \
-         (`outlier-factor = 0`).\n",
+         The first rows run each rule alone (`outlier-factor = 0`), the rows \"+ screen\" the \
+         same rule behind the engine's outlier screen, the last the engine's defaults.\n",
         base.nodes,
         base.byzantine(),
         base.rounds.map_or("?".into(), |r| r.to_string()),
@@ -531,13 +571,14 @@ mod tests {
         let path =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/sim/robustness.toml");
         let base = Scenario::load(&path).unwrap();
-        for (label, rule) in table_rows() {
-            let s = cell_scenario(&base, rule, Some(&Attack::SignFlip));
+        for row in table_rows() {
+            let label = row.label;
+            let s = cell_scenario(&base, &row, Some(&Attack::SignFlip));
             s.engine
                 .validate()
                 .unwrap_or_else(|e| panic!("row {label}: {e}"));
             // The baseline: the same attackers, absent.
-            let none = cell_scenario(&base, rule, None);
+            let none = cell_scenario(&base, &row, None);
             none.validate()
                 .unwrap_or_else(|e| panic!("row {label}: {e}"));
             assert_eq!(none.byzantine(), base.byzantine());
@@ -547,6 +588,34 @@ mod tests {
                     .all(|a| a.absent && a.running().is_none())
             );
         }
+    }
+
+    /// Each screened row runs the rule its label names, behind the engine's screen; the
+    /// rule-alone rows run with the screen off.
+    #[test]
+    fn screened_rows_name_their_rule_and_run_the_screen() {
+        let base = Scenario::load(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../configs/sim/robustness.toml"),
+        )
+        .unwrap();
+        let defaults = murmur_protocol::engine::Config::default();
+        for &(label, i) in &SCREENED {
+            assert_eq!(label, format!("{} + screen", RULES[i].0));
+        }
+        for row in table_rows() {
+            let s = cell_scenario(&base, &row, None);
+            let factor = if row.screen {
+                defaults.outlier_factor
+            } else {
+                0.0
+            };
+            assert_eq!(s.engine.outlier_factor, factor, "{}", row.label);
+            if let Some(rule) = row.rule {
+                assert_eq!(s.engine.aggregation, parse_rule(rule), "{}", row.label);
+            }
+        }
+        assert_eq!(rows().count(), RULES.len() + SCREENED.len() + 1);
     }
 
     #[test]
@@ -642,7 +711,10 @@ mod tests {
             seeds: vec![6, 7],
             rows: Some(vec!["Default".into(), "cs+".into()]),
         };
-        assert_eq!(plan.labels().unwrap(), vec!["CS+-RG (f=1)", DEFAULT_ROW]);
+        assert_eq!(
+            plan.labels().unwrap(),
+            vec!["CS+-RG (f=1)", "CS+-RG (f=1) + screen", DEFAULT_ROW]
+        );
         let bad = Plan {
             rows: Some(vec!["krum2".into()]),
             ..plan
