@@ -79,6 +79,7 @@ fn planned(attack: &Attack, honest: &[&[f32]], own: &[f32]) -> Vec<f32> {
         n: 7,
         f: 2,
         victim: None,
+        defence: None,
     };
     match attack.plan(&view, &mut ChaCha8Rng::seed_from_u64(0)) {
         Plan::Send(v) => v,
@@ -191,6 +192,7 @@ fn dissensus_matches_hand_computed() {
         n: 7,
         f: 2,
         victim: Some(victim),
+        defence: None,
     };
     let plan = Attack::Dissensus { epsilon: 1.5 }.plan(&view, &mut ChaCha8Rng::seed_from_u64(0));
     let Plan::Send(sent) = plan else {

@@ -16,7 +16,9 @@
 pub mod forge;
 pub mod normal;
 
-pub use forge::{alie, dissensus, gaussian, ipm, mean, non_finite, sign_flip};
+pub use forge::{
+    Perturbation, alie, dissensus, gaussian, ipm, mean, min_max, min_sum, non_finite, sign_flip,
+};
 pub use normal::{alie_z, inverse_normal_cdf, normal_cdf};
 
 use rand::Rng;
@@ -31,6 +33,9 @@ pub const DEFAULT_IPM_EPSILON: f32 = 0.1;
 pub const DEFAULT_DISSENSUS_EPSILON: f32 = 1.5;
 /// Default age of a replayed update, in rounds.
 pub const DEFAULT_REPLAY_LAG: u64 = 1;
+/// Default lie of [`Attack::RoundLie`], in rounds ahead of the attacker's real round: far ahead,
+/// yet within the engine's default `max-ahead` (1,000), so the update is not refused for it.
+pub const DEFAULT_ROUND_LIE: u64 = 100;
 
 /// An adversarial behaviour. Plain serde data, internally tagged by `kind`, unknown fields
 /// rejected:
@@ -46,6 +51,11 @@ pub const DEFAULT_REPLAY_LAG: u64 = 1;
 /// attack = { kind = "replay", lag = 3 }
 /// attack = { kind = "mimic", target = 0 }
 /// attack = { kind = "sign-flip" }   # also "label-flip", "equivocate", "free-rider"
+/// attack = { kind = "min-max" }      # or "min-sum"; perturbation = "std" | "unit-vector" | "sign"
+/// attack = { kind = "opt-alie" }     # z searched against the honest nodes' defence
+/// attack = { kind = "opt-ipm" }      # epsilon searched likewise, in update space
+/// attack = { kind = "round-lie", ahead = 100 }  # honest model, signed for a round ahead
+/// attack = { kind = "junk", form = "digest" }   # or "random", "oversize"
 /// ```
 ///
 /// [`FromStr`] parses the bare kind names with default parameters (for `--attack alie`).
@@ -108,6 +118,60 @@ pub enum Attack {
     Equivocate,
     /// Do no work: resend the last model received from a peer, unchanged.
     FreeRider,
+    /// The min-max attack ([`min_max`], Shejwalkar and Houmansadr, NDSS 2021): the honest mean
+    /// moved along `-perturbation` as far as the largest distance between two honest models
+    /// allows. The honest set is the models the attacker knows plus its own honestly trained one.
+    MinMax {
+        /// The direction. Default: the honest models' standard deviation.
+        perturbation: Perturbation,
+        /// Whether the unit-vector and sign directions are taken of the models or of the
+        /// round's updates (the standard deviation is the same in both). Default: updates.
+        space: Space,
+    },
+    /// The min-sum attack ([`min_sum`]): as min-max, bounding the sum of squared distances.
+    MinSum {
+        /// The direction. Default: the standard deviation.
+        perturbation: Perturbation,
+        /// As for min-max. Default: updates.
+        space: Space,
+    },
+    /// ALIE with `z` chosen each time it forges by a line search against the honest nodes'
+    /// defence ([`View::defence`]): the `z` whose forgery moves a simulated victim's mix farthest
+    /// from the honest mean, as ByzFL's optimised ALIE does against its aggregator.
+    OptAlie,
+    /// IPM with `epsilon` chosen by the same line search ([`OptIpm`](Attack::OptIpm)).
+    OptIpm {
+        /// As for [`Attack::Ipm`]. Default: updates, the attack as its paper defines it.
+        space: Space,
+    },
+    /// Lie about the round: serve the own, honestly trained model signed for `ahead` rounds
+    /// past the attacker's real round, every round (so each lie is newer than the last). What
+    /// it tries: to drag receivers' round counters forward (the catch-up), so they skip
+    /// training, and to look fresher than honest peers to a staleness weighting.
+    RoundLie {
+        /// Rounds ahead. Default [`DEFAULT_ROUND_LIE`].
+        ahead: u64,
+    },
+    /// Serve bytes that are not a valid update: see [`Junk`].
+    Junk {
+        /// Which kind of junk. Default: a valid signature over a payload that does not match
+        /// its digest, the costliest to refuse.
+        form: Junk,
+    },
+}
+
+/// The bytes an [`Attack::Junk`] attacker serves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Junk {
+    /// Its own update, validly signed, with one payload byte changed: the receiver checks the
+    /// signature and hashes the whole payload before the digest gives it away.
+    #[default]
+    Digest,
+    /// Random bytes as long as a valid update.
+    Random,
+    /// Random bytes one longer than the largest valid update: refused on their length.
+    Oversize,
 }
 
 /// The form [`Attack`] is read in. Kinds without parameters are empty structs here, because serde
@@ -150,6 +214,31 @@ enum Repr {
     },
     Equivocate {},
     FreeRider {},
+    MinMax {
+        #[serde(default)]
+        perturbation: Perturbation,
+        #[serde(default = "update_space")]
+        space: Space,
+    },
+    MinSum {
+        #[serde(default)]
+        perturbation: Perturbation,
+        #[serde(default = "update_space")]
+        space: Space,
+    },
+    OptAlie {},
+    OptIpm {
+        #[serde(default = "update_space")]
+        space: Space,
+    },
+    RoundLie {
+        #[serde(default = "default_round_lie")]
+        ahead: u64,
+    },
+    Junk {
+        #[serde(default)]
+        form: Junk,
+    },
 }
 
 impl From<Repr> for Attack {
@@ -166,6 +255,24 @@ impl From<Repr> for Attack {
             Repr::Replay { lag } => Attack::Replay { lag },
             Repr::Equivocate {} => Attack::Equivocate,
             Repr::FreeRider {} => Attack::FreeRider,
+            Repr::MinMax {
+                perturbation,
+                space,
+            } => Attack::MinMax {
+                perturbation,
+                space,
+            },
+            Repr::MinSum {
+                perturbation,
+                space,
+            } => Attack::MinSum {
+                perturbation,
+                space,
+            },
+            Repr::OptAlie {} => Attack::OptAlie,
+            Repr::OptIpm { space } => Attack::OptIpm { space },
+            Repr::RoundLie { ahead } => Attack::RoundLie { ahead },
+            Repr::Junk { form } => Attack::Junk { form },
         }
     }
 }
@@ -181,6 +288,12 @@ fn default_dissensus_epsilon() -> f32 {
 }
 fn default_replay_lag() -> u64 {
     DEFAULT_REPLAY_LAG
+}
+fn default_round_lie() -> u64 {
+    DEFAULT_ROUND_LIE
+}
+fn update_space() -> Space {
+    Space::Update
 }
 
 /// Whether an attack works on the models themselves or on the round's updates (each model minus
@@ -306,7 +419,7 @@ pub enum Error {
 }
 
 /// Every kind name, as written in configs and on the command line.
-pub const NAMES: [&str; 11] = [
+pub const NAMES: [&str; 17] = [
     "sign-flip",
     "gaussian",
     "alie",
@@ -318,6 +431,12 @@ pub const NAMES: [&str; 11] = [
     "replay",
     "equivocate",
     "free-rider",
+    "round-lie",
+    "junk",
+    "min-max",
+    "min-sum",
+    "opt-alie",
+    "opt-ipm",
 ];
 
 /// What an attacker sees when it crafts a message: only what a real attacker could.
@@ -336,9 +455,39 @@ pub struct View<'a> {
     pub n: usize,
     /// Byzantine nodes in the run (for ALIE's `z`).
     pub f: usize,
-    /// For dissensus: the targeted honest node, as seen by colluding attackers.
+    /// For dissensus: the targeted honest node, as seen by colluding attackers. The attacks
+    /// that search their strength simulate this node's mix (its model), or the attacker's own.
     pub victim: Option<Victim<'a>>,
+    /// How the honest nodes mix, for the attacks that search their strength against it
+    /// ([`Attack::OptAlie`], [`Attack::OptIpm`]); `None`: they use their papers' default
+    /// strength.
+    pub defence: Option<Defence<'a>>,
 }
+
+/// `(own, received, out)`: writes into `out` what a node holding `own` mixes from `received`.
+pub type MixFn = dyn Fn(&[f32], &[&[f32]], &mut [f32]);
+
+/// The honest nodes' mix as an attacker can simulate it: the protocol and the run's
+/// configuration are public, so it knows the rule and the screen, though not each node's
+/// history.
+#[derive(Clone, Copy)]
+pub struct Defence<'a> {
+    /// Writes into `out` what a node holding `own` mixes from the received models `received`.
+    pub mix: &'a MixFn,
+    /// How many models a node receives per mix.
+    pub fan_in: usize,
+}
+
+impl std::fmt::Debug for Defence<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Defence")
+            .field("fan_in", &self.fan_in)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Upper end of the strength line search of [`Attack::OptAlie`] and [`Attack::OptIpm`].
+pub const SEARCH_MAX: f64 = 64.0;
 
 /// The honest node a dissensus attack is aimed at, and what its next gossip step mixes.
 #[derive(Clone, Copy, Debug)]
@@ -370,6 +519,13 @@ pub enum Plan {
     Equivocate(Vec<f32>, Vec<f32>),
     /// Free-riding: resend the last model received from a peer, unchanged.
     Stale,
+    /// Sign the own model for `ahead` rounds past the real round.
+    Ahead {
+        /// Rounds ahead.
+        ahead: u64,
+    },
+    /// Serve junk of this form.
+    Junk(Junk),
 }
 
 impl Attack {
@@ -422,6 +578,46 @@ impl Attack {
                 return Plan::Equivocate(view.own.to_vec(), out);
             }
             Attack::FreeRider => return Plan::Stale,
+            Attack::RoundLie { ahead } => return Plan::Ahead { ahead: *ahead },
+            Attack::Junk { form } => return Plan::Junk(*form),
+            Attack::MinMax {
+                perturbation,
+                space,
+            }
+            | Attack::MinSum {
+                perturbation,
+                space,
+            } => {
+                honest.push(view.own);
+                let dev = deviation(&honest, view.reference, *perturbation, *space);
+                if matches!(self, Attack::MinMax { .. }) {
+                    min_max(&honest, &dev, &mut out);
+                } else {
+                    min_sum(&honest, &dev, &mut out);
+                }
+            }
+            Attack::OptAlie => {
+                let forge = |z: f64, out: &mut [f32]| alie(&honest, z, out);
+                let z = match view.defence {
+                    Some(d) => search(view, &honest, &d, &forge),
+                    None => alie_z(view.n, view.f),
+                };
+                forge(z, &mut out);
+            }
+            Attack::OptIpm { space } => {
+                let reference = view
+                    .reference
+                    .filter(|r| r.len() == d && *space == Space::Update);
+                let forge = |e: f64, out: &mut [f32]| match reference {
+                    Some(r) => forge::ipm_update(&honest, r, e as f32, out),
+                    None => ipm(&honest, e as f32, out),
+                };
+                let e = match view.defence {
+                    Some(d) => search(view, &honest, &d, &forge),
+                    None => f64::from(DEFAULT_IPM_EPSILON),
+                };
+                forge(e, &mut out);
+            }
         }
         Plan::Send(out)
     }
@@ -431,7 +627,12 @@ impl Attack {
     pub fn forges(&self) -> bool {
         !matches!(
             self,
-            Attack::LabelFlip | Attack::Replay { .. } | Attack::Equivocate | Attack::FreeRider
+            Attack::LabelFlip
+                | Attack::Replay { .. }
+                | Attack::Equivocate
+                | Attack::FreeRider
+                | Attack::RoundLie { .. }
+                | Attack::Junk { .. }
         )
     }
 
@@ -454,10 +655,17 @@ impl Attack {
             Attack::Replay { .. } => "replay",
             Attack::Equivocate => "equivocate",
             Attack::FreeRider => "free-rider",
+            Attack::MinMax { .. } => "min-max",
+            Attack::MinSum { .. } => "min-sum",
+            Attack::OptAlie => "opt-alie",
+            Attack::OptIpm { .. } => "opt-ipm",
+            Attack::RoundLie { .. } => "round-lie",
+            Attack::Junk { .. } => "junk",
         }
     }
 
-    /// Checks parameters: `sigma` finite and non-negative; `z` and `epsilon` finite; `lag >= 1`.
+    /// Checks parameters: `sigma` finite and non-negative; `z` and `epsilon` finite; `lag` and
+    /// `ahead` at least 1.
     pub fn validate(&self) -> Result<(), Error> {
         let bad = |field, value: f64, reason| Error::Parameter {
             attack: self.name(),
@@ -476,9 +684,115 @@ impl Attack {
                 Err(bad("epsilon", f64::from(epsilon), "must be finite"))
             }
             Attack::Replay { lag: 0 } => Err(bad("lag", 0.0, "must be at least 1")),
+            Attack::RoundLie { ahead: 0 } => Err(bad("ahead", 0.0, "must be at least 1")),
             _ => Ok(()),
         }
     }
+}
+
+/// The perturbation of a min-max or min-sum forgery: of the honest models' steps from
+/// `reference` in update space (of the models when no reference of the right length is known).
+fn deviation(
+    honest: &[&[f32]],
+    reference: Option<&[f32]>,
+    kind: Perturbation,
+    space: Space,
+) -> Vec<f32> {
+    let d = honest[0].len();
+    let mut dev = vec![0.0f32; d];
+    match reference.filter(|r| r.len() == d && space == Space::Update) {
+        Some(r) => {
+            let steps: Vec<Vec<f32>> = honest
+                .iter()
+                .map(|h| h.iter().zip(r).map(|(x, y)| x - y).collect())
+                .collect();
+            let steps: Vec<&[f32]> = steps.iter().map(Vec::as_slice).collect();
+            forge::perturbation(&steps, kind, &mut dev);
+        }
+        None => forge::perturbation(honest, kind, &mut dev),
+    }
+    dev
+}
+
+/// The strength whose forgery, received by a simulated victim, moves the victim's mix farthest
+/// from the mean of the honest models it mixes (ByzFL's objective for its optimised attacks).
+///
+/// The victim is [`View::victim`]'s model, or the attacker's own; it receives `fan_in` models:
+/// as many copies of the forgery as a node draws attackers on average (`f` of the other `n - 1`
+/// nodes, at least one), and known honest models (other than the victim's) for the rest. The
+/// strength is searched on a halving grid from [`SEARCH_MAX`] down to `SEARCH_MAX / 4096`, and 0,
+/// then refined by a golden-section search between the best point's neighbours; ties go to the
+/// smaller strength. Deterministic: no randomness.
+fn search(
+    view: &View<'_>,
+    honest: &[&[f32]],
+    defence: &Defence<'_>,
+    forge: &dyn Fn(f64, &mut [f32]),
+) -> f64 {
+    let d = view.own.len();
+    let victim: &[f32] = view
+        .victim
+        .map(|v| v.model)
+        .filter(|m| m.len() == d)
+        .unwrap_or(view.own);
+    let fan_in = defence.fan_in.max(1);
+    let others_n = view.n.saturating_sub(1).max(1);
+    let copies = (view.f * fan_in).div_ceil(others_n).clamp(1, fan_in);
+    let mut others: Vec<&[f32]> = honest
+        .iter()
+        .copied()
+        .filter(|m| !std::ptr::eq(m.as_ptr(), victim.as_ptr()))
+        .take(fan_in - copies)
+        .collect();
+    if others.is_empty() {
+        others.push(view.own);
+    }
+    let mut mixed: Vec<&[f32]> = others.clone();
+    mixed.push(victim);
+    let mut centre = vec![0.0f32; d];
+    mean(&mixed, &mut centre);
+    let mut forged = vec![0.0f32; d];
+    let mut out = vec![0.0f32; d];
+    let mut harm = |s: f64| -> f64 {
+        forge(s, &mut forged);
+        let mut received = others.clone();
+        received.extend(std::iter::repeat_n(forged.as_slice(), copies));
+        (defence.mix)(victim, &received, &mut out);
+        let h = crate::aggregate::distance(&out, &centre);
+        if h.is_nan() { f64::NEG_INFINITY } else { h }
+    };
+    let grid: Vec<f64> = std::iter::once(0.0)
+        .chain((0..=12).rev().map(|k| SEARCH_MAX / f64::from(1u32 << k)))
+        .collect();
+    let scores: Vec<f64> = grid.iter().map(|&s| harm(s)).collect();
+    let mut best = 0;
+    for (i, &h) in scores.iter().enumerate() {
+        if h > scores[best] {
+            best = i;
+        }
+    }
+    let (mut lo, mut hi) = (
+        grid[best.saturating_sub(1)],
+        grid[(best + 1).min(grid.len() - 1)],
+    );
+    let (mut top, mut top_h) = (grid[best], scores[best]);
+    let phi = (5f64.sqrt() - 1.0) / 2.0;
+    for _ in 0..14 {
+        let a = hi - phi * (hi - lo);
+        let b = lo + phi * (hi - lo);
+        let (ha, hb) = (harm(a), harm(b));
+        for (s, h) in [(a, ha), (b, hb)] {
+            if h > top_h {
+                (top, top_h) = (s, h);
+            }
+        }
+        if ha >= hb {
+            hi = b;
+        } else {
+            lo = a;
+        }
+    }
+    top
 }
 
 fn plan_dissensus(view: &View<'_>, honest: &[&[f32]], epsilon: f32, out: &mut [f32]) {
@@ -538,6 +852,22 @@ impl FromStr for Attack {
             },
             "equivocate" => Attack::Equivocate,
             "free-rider" => Attack::FreeRider,
+            "min-max" => Attack::MinMax {
+                perturbation: Perturbation::Std,
+                space: Space::Update,
+            },
+            "min-sum" => Attack::MinSum {
+                perturbation: Perturbation::Std,
+                space: Space::Update,
+            },
+            "opt-alie" => Attack::OptAlie,
+            "round-lie" => Attack::RoundLie {
+                ahead: DEFAULT_ROUND_LIE,
+            },
+            "junk" => Attack::Junk { form: Junk::Digest },
+            "opt-ipm" => Attack::OptIpm {
+                space: Space::Update,
+            },
             other => return Err(Error::Unknown(other.to_owned())),
         })
     }
@@ -585,6 +915,7 @@ mod tests {
                 n: 4,
                 f: 1,
                 victim: None,
+                defence: None,
             };
             attack.plan(&view, &mut ChaCha8Rng::seed_from_u64(0))
         };
@@ -639,6 +970,21 @@ mod tests {
         assert!(parse(r#"attack = { kind = "ipm", epsilon = 0.5, eps = 1.0 }"#).is_err());
         assert!(parse(r#"attack = { kind = "sign-flip", z = 1.0 }"#).is_err());
         assert!(parse(r#"attack = { kind = "teleport" }"#).is_err());
+        assert_eq!(
+            parse(r#"attack = { kind = "min-sum", perturbation = "sign", space = "model" }"#)
+                .unwrap(),
+            Attack::MinSum {
+                perturbation: Perturbation::Sign,
+                space: Space::Model,
+            }
+        );
+        assert_eq!(
+            parse(r#"attack = { kind = "opt-ipm" }"#).unwrap(),
+            Attack::OptIpm {
+                space: Space::Update
+            }
+        );
+        assert!(parse(r#"attack = { kind = "opt-alie", z = 1.0 }"#).is_err());
     }
 
     #[test]
@@ -686,6 +1032,7 @@ mod tests {
             n: 10,
             f: 2,
             victim: None,
+            defence: None,
         };
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let plan = |a: Attack, rng: &mut ChaCha8Rng| a.plan(&view, rng);
@@ -740,6 +1087,7 @@ mod tests {
             n: 4,
             f: 1,
             victim: None,
+            defence: None,
         };
         let mut rng = ChaCha8Rng::seed_from_u64(0);
         assert_eq!(
@@ -773,11 +1121,109 @@ mod tests {
             n: 3,
             f: 1,
             victim: None,
+            defence: None,
         };
         let plan =
             Attack::Dissensus { epsilon: 2.0 }.plan(&view, &mut ChaCha8Rng::seed_from_u64(0));
         // Weights 1/3 each: 0 - 2 * (1/3 * 1) / (1/3) = -2.
         assert_eq!(plan, Plan::Send(vec![-2.0]));
+    }
+
+    #[test]
+    fn searched_strength_is_the_largest_the_defence_lets_through() {
+        // Honest models around 0 in one coordinate; the defence drops any received model
+        // farther than 1 from the node's own and averages the rest with it. The most harmful
+        // ALIE forgery is the one just inside that radius; past it, it is dropped and does
+        // nothing.
+        let own = [0.0f32, 0.0];
+        let (a, b, c) = ([0.1f32, 0.0], [-0.1f32, 0.0], [0.0f32, 0.1]);
+        let honest: [&[f32]; 3] = [&a, &b, &c];
+        let mix = |own: &[f32], received: &[&[f32]], out: &mut [f32]| {
+            let kept: Vec<&[f32]> = std::iter::once(own)
+                .chain(
+                    received
+                        .iter()
+                        .copied()
+                        .filter(|r| crate::aggregate::distance(own, r) <= 1.0),
+                )
+                .collect();
+            mean(&kept, out);
+        };
+        let view = View {
+            own: &own,
+            honest: &honest,
+            reference: None,
+            n: 16,
+            f: 3,
+            victim: None,
+            defence: Some(Defence {
+                mix: &mix,
+                fan_in: 4,
+            }),
+        };
+        let Plan::Send(forged) = Attack::OptAlie.plan(&view, &mut ChaCha8Rng::seed_from_u64(0))
+        else {
+            panic!()
+        };
+        let d = crate::aggregate::distance(&own, &forged);
+        assert!((0.97..=1.0).contains(&d), "forged at distance {d}");
+        // Against the plain mean, more is always worse: the top of the search range.
+        let plain = |own: &[f32], received: &[&[f32]], out: &mut [f32]| {
+            let all: Vec<&[f32]> = std::iter::once(own)
+                .chain(received.iter().copied())
+                .collect();
+            mean(&all, out);
+        };
+        let view = View {
+            defence: Some(Defence {
+                mix: &plain,
+                fan_in: 4,
+            }),
+            ..view
+        };
+        let Plan::Send(far) = Attack::OptIpm {
+            space: Space::Model,
+        }
+        .plan(&view, &mut ChaCha8Rng::seed_from_u64(0)) else {
+            panic!()
+        };
+        let mut want = [0.0f32; 2];
+        ipm(&honest, SEARCH_MAX as f32, &mut want);
+        assert_eq!(far, want);
+        // Without a defence to search against: the papers' strengths.
+        let view = View {
+            defence: None,
+            ..view
+        };
+        let mut want = [0.0f32; 2];
+        alie(&honest, alie_z(16, 3), &mut want);
+        assert_eq!(
+            Attack::OptAlie.plan(&view, &mut ChaCha8Rng::seed_from_u64(0)),
+            Plan::Send(want.to_vec())
+        );
+    }
+
+    #[test]
+    fn min_max_counts_the_attackers_own_model_as_honest() {
+        let own = [1.0f32, 0.0];
+        let a = [0.0f32, 1.0];
+        let honest: [&[f32]; 1] = [&a];
+        let view = View {
+            own: &own,
+            honest: &honest,
+            reference: None,
+            n: 4,
+            f: 1,
+            victim: None,
+            defence: None,
+        };
+        let attack = parse(r#"attack = { kind = "min-max" }"#).unwrap();
+        let Plan::Send(v) = attack.plan(&view, &mut ChaCha8Rng::seed_from_u64(0)) else {
+            panic!()
+        };
+        // Two honest vectors at distance sqrt 2: the forgery is sqrt 2 from the farther one.
+        let far = crate::aggregate::distance(&v, &own).max(crate::aggregate::distance(&v, &a));
+        assert!((far - 2f64.sqrt()).abs() < 1e-5, "{v:?}");
     }
 
     #[test]

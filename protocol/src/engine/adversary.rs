@@ -12,11 +12,15 @@
 //! ([`Output::Share`]), and forges each asker's model when that asker first asks in the round,
 //! from what it knows then. An asker gets one forgery a round: two would prove equivocation.
 
-use super::{Engine, Output};
+use super::{Engine, Output, screen};
+use crate::aggregate::Aggregator;
 use crate::attack::Knowledge;
 use crate::attack::{self, Attack, Plan};
 use crate::sign::PeerKey;
 use crate::wire;
+use rand::{RngCore, SeedableRng};
+use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -64,6 +68,9 @@ impl Adversary {
         }
     }
 }
+
+/// A simulated honest mix: `(own, received, out)`.
+type SimulatedMix = Box<attack::MixFn>;
 
 /// What an attacker serves this round.
 #[derive(Debug, Clone, Default)]
@@ -134,6 +141,7 @@ impl Engine {
                 honest_models(adv, &self.intel, &self.last_received, self.floor())
                     .into_values()
                     .collect();
+            let mix = self.simulated_mix(&adv.attack);
             let view = attack::View {
                 own: &self.model,
                 honest: &honest,
@@ -141,6 +149,10 @@ impl Engine {
                 n,
                 f,
                 victim: None,
+                defence: mix.as_ref().map(|mix| attack::Defence {
+                    mix: &**mix,
+                    fan_in: self.config.wait_for,
+                }),
             };
             match adv.attack.plan(&view, &mut self.rng) {
                 Plan::Send(v) => {
@@ -177,6 +189,18 @@ impl Engine {
                     self.remember(bytes.clone());
                     Menu::One(bytes)
                 }
+                Plan::Ahead { ahead } => {
+                    let round = self.round.saturating_add(ahead);
+                    let (bytes, signed) = self.sign_for(round, &self.model, samples);
+                    self.announce(&signed);
+                    self.remember(bytes.clone());
+                    Menu::One(bytes)
+                }
+                Plan::Junk(form) => {
+                    let bytes: Arc<[u8]> = self.junk(form, samples).into();
+                    self.remember(bytes.clone());
+                    Menu::One(bytes)
+                }
             }
         };
         if adv.push {
@@ -204,6 +228,68 @@ impl Engine {
                 Some(bytes)
             }
         }
+    }
+
+    /// Junk of `form` ([`attack::Junk`]): the own update with its last payload byte changed,
+    /// or random bytes as long as it, or one longer than the largest valid update.
+    fn junk(&mut self, form: attack::Junk, samples: u64) -> Vec<u8> {
+        let mut bytes = match form {
+            attack::Junk::Digest => {
+                let mut bytes = self.sign(&self.model, samples).0.to_vec();
+                if let Some(last) = bytes.last_mut() {
+                    *last ^= 0x5A;
+                }
+                return bytes;
+            }
+            attack::Junk::Random => vec![0; self.sign(&self.model, samples).0.len()],
+            attack::Junk::Oversize => vec![0; wire::max_update_len(self.model.len()) + 1],
+        };
+        self.rng.fill_bytes(&mut bytes);
+        bytes
+    }
+
+    /// The honest nodes' mix as the attacker simulates it, for attacks that search their
+    /// strength against the defence ([`attack::Defence`]): the run's outlier screen (gross
+    /// outliers dropped, others pulled in) then its rule, from a fresh aggregator each time (a
+    /// node's clipping history is not public) with equal weights; where the rule would skip the
+    /// mix, the node keeps its model. `None` for attacks that do not search.
+    fn simulated_mix(&self, attack: &Attack) -> Option<SimulatedMix> {
+        if !matches!(attack, Attack::OptAlie | Attack::OptIpm { .. }) {
+            return None;
+        }
+        let aggregator = Aggregator::new(&self.config.aggregation, self.model.len()).ok()?;
+        let aggregator = RefCell::new(aggregator);
+        let factor = self.config.outlier_factor;
+        Some(Box::new(
+            move |own: &[f32], received: &[&[f32]], out: &mut [f32]| {
+                let mut kept: Vec<Option<Cow<'_, [f32]>>> =
+                    received.iter().map(|r| Some(Cow::Borrowed(*r))).collect();
+                let mut screened = 0;
+                for o in screen::outliers(own, received, factor) {
+                    if o.gross {
+                        kept[o.index] = None;
+                        screened += 1;
+                    } else {
+                        let mut pulled = received[o.index].to_vec();
+                        screen::pull_in(own, &mut pulled, o.scale);
+                        kept[o.index] = Some(Cow::Owned(pulled));
+                    }
+                }
+                let mut inputs: Vec<&[f32]> = vec![own];
+                inputs.extend(kept.iter().flatten().map(|c| c.as_ref()));
+                let mut aggregator = aggregator.borrow_mut();
+                aggregator.reset_to(own);
+                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+                let mixed = inputs.len() > 1
+                    && inputs.len() >= aggregator.min_inputs()
+                    && aggregator
+                        .aggregate_screened(own, &inputs, &[], screened, &mut rng, out)
+                        .is_ok();
+                if !mixed {
+                    out.copy_from_slice(own);
+                }
+            },
+        ))
     }
 
     /// A forgery for the asker `to`, from what the attacker knows now. For dissensus (He,
@@ -247,6 +333,7 @@ impl Engine {
             byzantine_weight,
         });
         let all: Vec<&[f32]> = honest.values().copied().collect();
+        let mix = self.simulated_mix(&adv.attack);
         let view = attack::View {
             own: &self.model,
             honest: if matches!(adv.attack, Attack::Dissensus { .. }) {
@@ -258,6 +345,10 @@ impl Engine {
             n,
             f,
             victim,
+            defence: mix.as_ref().map(|mix| attack::Defence {
+                mix: &**mix,
+                fan_in: self.config.wait_for,
+            }),
         };
         let forged = match adv.attack.plan(&view, &mut self.rng) {
             Plan::Send(v) => v,

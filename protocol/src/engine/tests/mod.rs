@@ -273,6 +273,75 @@ fn equivocation_non_finite_and_replay_are_caught_in_a_network() {
     }
 }
 
+/// Junk of every form is refused by its reason and costs its sender a ban: a payload that does
+/// not match its signed digest is `malformed`, random bytes fail to decode or to verify, and
+/// bytes longer than any valid update are `oversize`.
+#[test]
+fn junk_of_every_form_is_refused_and_its_sender_banned() {
+    use crate::attack::Junk;
+    for (form, reasons) in [
+        (Junk::Digest, &[Rejection::Malformed][..]),
+        (
+            Junk::Random,
+            &[Rejection::Malformed, Rejection::BadSignature][..],
+        ),
+        (Junk::Oversize, &[Rejection::Oversize][..]),
+    ] {
+        let (d, h, honest) = run(clipped_gossip(), 6, 1, Some(Attack::Junk { form }), 11);
+        let byzantine = h.engine(5).id();
+        let refused: u64 = honest
+            .iter()
+            .flat_map(|&i| reasons.iter().map(move |&r| (i, r)))
+            .map(|(i, r)| rejected(h.engine(i), r))
+            .sum();
+        assert!(refused > 0, "{form:?}: not refused as {reasons:?}");
+        for &i in &honest {
+            assert!(
+                h.engine(i).is_banned(&byzantine),
+                "{form:?}: node {i} did not ban"
+            );
+        }
+        assert!(d < 0.1, "{form:?}: worst distance {d}");
+    }
+}
+
+/// A peer that signs its honest model for a round 100 ahead of its real one, every round: its
+/// updates are within `max-ahead` and accepted, yet no honest node is dragged ahead (the catch-up
+/// takes the median of the rounds it mixes): each mixes once in every round of the run, as it
+/// does with the liar absent.
+#[test]
+fn a_round_liar_drags_no_honest_node_ahead() {
+    for seed in [11, 12] {
+        let (_, h, honest) = run(
+            clipped_gossip(),
+            6,
+            1,
+            Some(Attack::RoundLie { ahead: 100 }),
+            seed,
+        );
+        let liar = h.engine(5).id();
+        for &i in &honest {
+            let e = h.engine(i);
+            let s = e.stats();
+            assert_eq!(
+                s.mixes + s.skipped_mixes,
+                ROUNDS,
+                "seed {seed}: node {i} mixed in {} rounds of {ROUNDS}",
+                s.mixes + s.skipped_mixes
+            );
+            assert_eq!(rejected(e, Rejection::Ahead), 0, "seed {seed}");
+            assert!(
+                !e.is_banned(&liar),
+                "seed {seed}: the lie itself is not proof"
+            );
+        }
+        assert!(
+            honest.iter().any(|&i| h.engine(i).stats().accepted > 0),
+            "seed {seed}"
+        );
+    }
+}
+
 #[test]
 fn a_fetch_is_answered_with_the_last_signed_update() {
     let mut e = lone_engine(Rule::Mean);
