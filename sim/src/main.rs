@@ -4,7 +4,7 @@
 //! murmur-sim run CONFIG [--out DIR] [--overwrite] [--threads N] [--seed S] [--method M] [--dataset-dir DIR] [--quiet]
 //! murmur-sim bench CONFIG [--threads N] [--seconds S] [--dataset-dir DIR]
 //! murmur-sim compare CONFIG... [--methods M,..] [--seeds 6-10] [--eval-every N] [--target ACC] [--out DIR] [--overwrite] [--splice FILE] [--threads N] [--dataset-dir DIR]
-//! murmur-sim robustness CONFIG [--seeds 6-10] [--rows default,...] [--out DIR] [--overwrite] [--splice FILE] [--threads N] [--dataset-dir DIR]
+//! murmur-sim robustness CONFIG [--seeds 6-10] [--rows default,...] [--columns adaptive,...] [--cache DIR | --no-cache] [--out DIR] [--overwrite] [--splice FILE] [--threads N] [--dataset-dir DIR]
 //! ```
 
 use anyhow::Context;
@@ -136,6 +136,23 @@ enum Command {
         /// (e.g. `default` for the engine's defaults).
         #[arg(long, value_delimiter = ',')]
         rows: Option<Vec<String>>,
+        /// Only these attack columns besides "none" (always run), comma-separated, case
+        /// ignored: a group (`model`, `protocol`, `adaptive`) or the start of a column heading
+        /// (e.g. `min-max`).
+        #[arg(long, value_delimiter = ',')]
+        columns: Option<Vec<String>>,
+        /// Where each finished run's result is kept, keyed by its scenario, seed, dataset
+        /// directory and this executable: a stopped table resumes, and shards run as separate
+        /// processes with the same cache are put together by running the whole plan after them.
+        #[arg(
+            long,
+            default_value = "runs/robustness-cache",
+            conflicts_with = "no_cache"
+        )]
+        cache: PathBuf,
+        /// Run every cell, reading and writing no cache.
+        #[arg(long)]
+        no_cache: bool,
         #[command(flatten)]
         table: Table,
     },
@@ -395,6 +412,9 @@ fn main() -> anyhow::Result<()> {
             config,
             seeds,
             rows,
+            columns,
+            cache,
+            no_cache,
             table,
         } => {
             let base = Scenario::load(&config)?;
@@ -406,6 +426,8 @@ fn main() -> anyhow::Result<()> {
             }
             plan.rows = rows.clone();
             plan.labels().map_err(anyhow::Error::msg)?;
+            plan.columns = columns.clone();
+            plan.attacks().map_err(anyhow::Error::msg)?;
             let out = table.out.clone().unwrap_or_else(|| {
                 PathBuf::from("runs").join(match &seeds {
                     Some(text) => format!("robustness-seeds{text}"),
@@ -414,19 +436,38 @@ fn main() -> anyhow::Result<()> {
             });
             let out = output_dir(out, table.overwrite)?;
             let options = options(table.threads, table.dataset_dir.clone())?;
-            let cells = murmur_sim::robustness::run(&base, &plan, &options, |cell, report| {
-                eprintln!(
-                    "{:<30} {:<14} seed {:<3} {:>6.2}% (worst {:>6.2}%) in {:.1}s",
-                    cell.rule,
-                    cell.attack
-                        .as_ref()
-                        .map_or("none".to_owned(), murmur_sim::robustness::column),
-                    cell.seed,
-                    100.0 * cell.accuracy,
-                    100.0 * cell.worst,
-                    report.summary.wall_s
-                );
-            })?;
+            let cache = if no_cache {
+                None
+            } else {
+                Some(
+                    murmur_sim::robustness::Cache::open(&cache)
+                        .with_context(|| format!("opening the cache {}", cache.display()))?,
+                )
+            };
+            let total = plan.labels().map_err(anyhow::Error::msg)?.len()
+                * (1 + plan.attacks().map_err(anyhow::Error::msg)?.len())
+                * plan.seeds.len();
+            let mut done = 0;
+            let cells = murmur_sim::robustness::run(
+                &base,
+                &plan,
+                &options,
+                cache.as_ref(),
+                |cell, wall| {
+                    done += 1;
+                    eprintln!(
+                        "[{done}/{total}] {:<30} {:<14} seed {:<3} {:>6.2}% (worst {:>6.2}%) {}",
+                        cell.rule,
+                        cell.attack
+                            .as_ref()
+                            .map_or("none".to_owned(), murmur_sim::robustness::column),
+                        cell.seed,
+                        100.0 * cell.accuracy,
+                        100.0 * cell.worst,
+                        wall.map_or("cached".to_owned(), |w| format!("in {w:.1}s"))
+                    );
+                },
+            )?;
             let mut command = format!("murmur-sim robustness {}", config.display());
             if let Some(text) = &seeds {
                 command.push_str(&format!(" --seeds {text}"));
@@ -434,13 +475,16 @@ fn main() -> anyhow::Result<()> {
             if let Some(rows) = &rows {
                 command.push_str(&format!(" --rows {}", rows.join(",")));
             }
+            if let Some(columns) = &columns {
+                command.push_str(&format!(" --columns {}", columns.join(",")));
+            }
             let section = murmur_sim::robustness::section(&base, &cells, &command);
             table.write(
                 &out,
                 "robustness",
                 &section,
                 murmur_sim::robustness::csv(&cells)?,
-                |old| murmur_sim::robustness::splice(old, &section),
+                |old| murmur_sim::robustness::splice(&base, old, &section),
             )
         }
     }

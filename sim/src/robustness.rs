@@ -10,13 +10,17 @@
 //!
 //! With several seeds (`--seeds 6-10`) every cell runs once per seed (the scenario's `seed`
 //! replaced) and shows the mean over the seeds, their standard deviation and the worst seed's
-//! accuracy; `--rows` runs only some rows (the engine's defaults, say, in another codec).
+//! accuracy; `--rows` runs only some rows (the engine's defaults, say, in another codec) and
+//! `--columns` some columns (a group, or attacks by name). Every run's result is cached on disk
+//! ([`Cache`]): a table that stopped resumes, and shards run apart are put together by running
+//! the whole plan once they are done.
 
+use crate::Options;
 use crate::scenario::{Attackers, Scenario};
-use crate::{Options, Report};
 use murmur_protocol::aggregate;
 use murmur_protocol::attack::{Attack, Space};
 use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 
 /// The rules of the table: a label and an aggregation config (TOML inline-table keys), with the
 /// parameters used at about five inputs per mix (own model + four peers). Each runs alone, with
@@ -118,6 +122,58 @@ pub fn stronger() -> [Attack; 2] {
     ]
 }
 
+/// The three kinds of column the table groups its attacks into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Group {
+    /// Forged models sent by the protocol's rules: what a robust rule is for.
+    Model,
+    /// Messages the protocol itself must refuse or discount: non-finite payloads, replays,
+    /// equivocation, copied models, lies about the round, junk bytes.
+    Protocol,
+    /// Attacks that fit their forgery to the defence: min-max and min-sum (bounded by the honest
+    /// models' own spread) and ALIE and IPM with the strength searched against the rule.
+    Adaptive,
+}
+
+impl Group {
+    /// Every group, in table order.
+    pub const ALL: [Group; 3] = [Group::Model, Group::Protocol, Group::Adaptive];
+
+    /// The group's name, as `--columns` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Group::Model => "model",
+            Group::Protocol => "protocol",
+            Group::Adaptive => "adaptive",
+        }
+    }
+
+    /// The heading of its table.
+    pub fn title(self) -> &'static str {
+        match self {
+            Group::Model => "Model attacks",
+            Group::Protocol => "Protocol attacks",
+            Group::Adaptive => "Adaptive attacks",
+        }
+    }
+}
+
+/// The group an attack's column belongs to.
+pub fn group(a: &Attack) -> Group {
+    match a {
+        Attack::NonFinite { .. }
+        | Attack::Replay { .. }
+        | Attack::Equivocate
+        | Attack::FreeRider
+        | Attack::RoundLie { .. }
+        | Attack::Junk { .. } => Group::Protocol,
+        Attack::MinMax { .. } | Attack::MinSum { .. } | Attack::OptAlie | Attack::OptIpm { .. } => {
+            Group::Adaptive
+        }
+        _ => Group::Model,
+    }
+}
+
 /// A column heading: the attack's kind, with the parameters of the stronger variants.
 pub fn column(a: &Attack) -> String {
     match a {
@@ -211,6 +267,10 @@ pub struct Plan {
     pub seeds: Vec<u64>,
     /// The rows to run: those whose label starts with one of these (case ignored); `None`: all.
     pub rows: Option<Vec<String>>,
+    /// The attack columns to run besides "none" (always run: it is every drop's baseline):
+    /// those whose heading starts with one of these, or whose group ([`Group::name`]) is one of
+    /// them (case ignored); `None`: all.
+    pub columns: Option<Vec<String>>,
 }
 
 impl Plan {
@@ -219,7 +279,35 @@ impl Plan {
         Plan {
             seeds: vec![base.seed],
             rows: None,
+            columns: None,
         }
+    }
+
+    fn wants_column(&self, a: &Attack) -> bool {
+        self.columns
+            .as_ref()
+            .is_none_or(|columns| columns.iter().any(|c| column_matches(c, a)))
+    }
+
+    /// The attack columns the plan runs, in table order; an error names a `--columns` entry
+    /// that matches no column.
+    pub fn attacks(&self) -> Result<Vec<Attack>, String> {
+        if let Some(columns) = &self.columns
+            && let Some(c) = columns
+                .iter()
+                .find(|c| !attacks().iter().any(|a| column_matches(c, a)))
+        {
+            return Err(format!(
+                "--columns: `{c}` is no group ({}) and starts no column heading; the columns \
+                 are: {}",
+                Group::ALL.map(Group::name).join(", "),
+                attacks().iter().map(column).collect::<Vec<_>>().join("; ")
+            ));
+        }
+        Ok(attacks()
+            .into_iter()
+            .filter(|a| self.wants_column(a))
+            .collect())
     }
 
     fn wants(&self, label: &str) -> bool {
@@ -246,36 +334,142 @@ impl Plan {
     }
 }
 
-/// Runs every cell of the plan (rows x (none + attacks) x seeds), calling `each` after each
-/// run.
+fn column_matches(entry: &str, a: &Attack) -> bool {
+    let entry = entry.trim().to_lowercase();
+    group(a).name() == entry || column(a).to_lowercase().starts_with(&entry)
+}
+
+/// Finished cells on disk, so that an interrupted table resumes where it stopped and shards run
+/// as separate processes (`--rows`, `--columns`, `--seeds`) share their results: one small JSON
+/// file per run, named by a hash of the cell's whole scenario (seed included), the dataset
+/// directory and the running executable, so a rebuilt binary or a changed config never reuses
+/// an old result. Files are written whole (to a temporary name, then renamed): a crash loses at
+/// most the run in progress, and processes sharing the directory never read half a file.
+#[derive(Debug, Clone)]
+pub struct Cache {
+    dir: PathBuf,
+    build: blake3::Hash,
+}
+
+/// What the cache keeps of a run.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Stored {
+    accuracy: f64,
+    worst: f64,
+    bans_of_byzantine: u64,
+    bans_of_honest: u64,
+    skipped_mixes: u64,
+    wall_s: f64,
+}
+
+impl Cache {
+    /// A cache in `dir` (created if missing) for the running executable.
+    pub fn open(dir: &Path) -> std::io::Result<Cache> {
+        std::fs::create_dir_all(dir)?;
+        let exe = std::fs::read(std::env::current_exe()?)?;
+        Ok(Cache {
+            dir: dir.to_owned(),
+            build: blake3::hash(&exe),
+        })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn path(&self, scenario: &Scenario, options: &Options) -> PathBuf {
+        let mut h = blake3::Hasher::new();
+        h.update(self.build.as_bytes());
+        h.update(
+            serde_json::to_string(scenario)
+                .expect("a scenario serialises")
+                .as_bytes(),
+        );
+        if let Some(d) = &options.dataset_dir {
+            h.update(d.as_os_str().as_encoded_bytes());
+        }
+        let hex = h.finalize().to_hex();
+        self.dir.join(format!(
+            "{}-seed{}-{}.json",
+            scenario.name,
+            scenario.seed,
+            &hex[..24]
+        ))
+    }
+
+    fn get(&self, scenario: &Scenario, options: &Options) -> Option<Stored> {
+        let text = std::fs::read_to_string(self.path(scenario, options)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    fn put(&self, scenario: &Scenario, options: &Options, stored: &Stored) -> std::io::Result<()> {
+        let path = self.path(scenario, options);
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(
+            &tmp,
+            serde_json::to_string(stored).expect("plain numbers serialise"),
+        )?;
+        std::fs::rename(&tmp, &path)
+    }
+}
+
+/// Runs every cell of the plan (rows x (none + attacks) x seeds), taking each run's result from
+/// `cache` when it holds it and storing it there otherwise, and calling `each` after each run
+/// with its wall time in seconds (`None`: taken from the cache).
 pub fn run(
     base: &Scenario,
     plan: &Plan,
     options: &Options,
-    mut each: impl FnMut(&Cell, &Report),
+    cache: Option<&Cache>,
+    mut each: impl FnMut(&Cell, Option<f64>),
 ) -> Result<Vec<Cell>, crate::Error> {
     let mut cells = Vec::new();
     for row in table_rows().filter(|r| plan.wants(r.label)) {
         let attacks: Vec<Option<Attack>> = std::iter::once(None)
-            .chain(attacks().into_iter().map(Some))
+            .chain(
+                attacks()
+                    .into_iter()
+                    .filter(|a| plan.wants_column(a))
+                    .map(Some),
+            )
             .collect();
         for attack in attacks {
             for &seed in &plan.seeds {
                 let mut s = cell_scenario(base, &row, attack.as_ref());
                 s.seed = seed;
-                let report = crate::run(&s, options)?;
-                let last = report.rows.last().expect("a run evaluates at the end");
+                let (stored, fresh) = match cache.and_then(|c| c.get(&s, options)) {
+                    Some(stored) => (stored, false),
+                    None => {
+                        let report = crate::run(&s, options)?;
+                        let last = report.rows.last().expect("a run evaluates at the end");
+                        let stored = Stored {
+                            accuracy: last.acc_mean,
+                            worst: last.acc_worst,
+                            bans_of_byzantine: last.bans_of_byzantine,
+                            bans_of_honest: last.bans_of_honest,
+                            skipped_mixes: report.summary.skipped_mixes,
+                            wall_s: report.summary.wall_s,
+                        };
+                        if let Some(c) = cache
+                            && let Err(e) = c.put(&s, options, &stored)
+                        {
+                            eprintln!("warning: cannot cache a cell in {}: {e}", c.dir.display());
+                        }
+                        (stored, true)
+                    }
+                };
                 let cell = Cell {
                     rule: row.label,
                     attack: attack.clone(),
                     seed,
-                    accuracy: last.acc_mean,
-                    worst: last.acc_worst,
-                    bans_of_byzantine: last.bans_of_byzantine,
-                    bans_of_honest: last.bans_of_honest,
-                    skipped_mixes: report.summary.skipped_mixes,
+                    accuracy: stored.accuracy,
+                    worst: stored.worst,
+                    bans_of_byzantine: stored.bans_of_byzantine,
+                    bans_of_honest: stored.bans_of_honest,
+                    skipped_mixes: stored.skipped_mixes,
                 };
-                each(&cell, &report);
+                each(&cell, fresh.then_some(stored.wall_s));
                 cells.push(cell);
             }
         }
@@ -339,55 +533,92 @@ fn seeds(cells: &[Cell]) -> Vec<u64> {
     seeds
 }
 
-/// The Markdown table: a row per rule, a column per attack, honest mean accuracy in percent;
-/// with one seed the worst node in parentheses, with several the mean ± the standard deviation
-/// over the seeds and the worst seed in parentheses; then, in brackets, the mixes honest nodes
-/// skipped because the rule had too few inputs (over every seed), when there were any.
+/// The Markdown tables, one per [`Group`] of columns that ran: a row per rule, a column per
+/// attack after the "none" baseline, honest mean accuracy in percent; with one seed the worst
+/// node in parentheses, with several the mean ± the standard deviation over the seeds and the
+/// worst seed in parentheses; then, in brackets, the mixes honest nodes skipped because the rule
+/// had too few inputs (over every seed), when there were any.
 pub fn markdown(cells: &[Cell]) -> String {
-    let mut s = String::from("| rule | none |");
-    let names: Vec<String> = attacks().iter().map(column).collect();
-    for n in &names {
-        let _ = write!(s, " {n} |");
-    }
-    s.push_str("\n|---|---|");
-    for _ in &names {
-        s.push_str("---|");
-    }
-    s.push('\n');
-    let several = seeds(cells).len() > 1;
-    let columns: Vec<Option<Attack>> = std::iter::once(None)
-        .chain(attacks().into_iter().map(Some))
+    let ran: Vec<Attack> = attacks()
+        .into_iter()
+        .filter(|a| cells.iter().any(|c| c.attack.as_ref() == Some(a)))
         .collect();
-    for label in rows().filter(|l| cells.iter().any(|c| c.rule == *l)) {
-        let _ = write!(s, "| {label} |");
-        for attack in &columns {
-            match summarize(cells, label, attack.as_ref()) {
-                Some(m) => {
-                    if several {
-                        let _ = write!(s, " {:.1} ± {:.1} ({:.1})", m.mean, m.sd, m.worst_seed);
-                    } else {
-                        let _ = write!(s, " {:.1} ({:.1})", m.mean, m.worst_node);
-                    }
-                    if m.skipped > 0 {
-                        let _ = write!(s, " [{} skipped]", m.skipped);
-                    }
-                    s.push_str(" |");
-                }
-                None => s.push_str(" |"),
+    let mut groups: Vec<(Option<Group>, Vec<&Attack>)> = Group::ALL
+        .iter()
+        .map(|&g| (Some(g), ran.iter().filter(|a| group(a) == g).collect()))
+        .filter(|(_, columns): &(_, Vec<_>)| !columns.is_empty())
+        .collect();
+    if groups.is_empty() {
+        groups.push((None, Vec::new()));
+    }
+    let several = seeds(cells).len() > 1;
+    let mut s = String::new();
+    for (g, attacks) in groups {
+        if let Some(g) = g {
+            if !s.is_empty() {
+                s.push('\n');
             }
+            let _ = writeln!(s, "**{}**\n", g.title());
+        }
+        s.push_str("| rule | none |");
+        for a in &attacks {
+            let _ = write!(s, " {} |", column(a));
+        }
+        s.push_str("\n|---|---|");
+        for _ in &attacks {
+            s.push_str("---|");
         }
         s.push('\n');
+        let columns: Vec<Option<&Attack>> = std::iter::once(None)
+            .chain(attacks.iter().copied().map(Some))
+            .collect();
+        for label in rows().filter(|l| cells.iter().any(|c| c.rule == *l)) {
+            let _ = write!(s, "| {label} |");
+            for attack in &columns {
+                match summarize(cells, label, *attack) {
+                    Some(m) => {
+                        if several {
+                            let _ = write!(s, " {:.1} ± {:.1} ({:.1})", m.mean, m.sd, m.worst_seed);
+                        } else {
+                            let _ = write!(s, " {:.1} ({:.1})", m.mean, m.worst_node);
+                        }
+                        if m.skipped > 0 {
+                            let _ = write!(s, " [{} skipped]", m.skipped);
+                        }
+                        s.push_str(" |");
+                    }
+                    None => s.push_str(" |"),
+                }
+            }
+            s.push('\n');
+        }
     }
     s
 }
 
 /// Start and end markers of the generated section in a Markdown file.
+/// Those of the scenario named `robustness`; another base scenario's section is marked with its
+/// name ([`markers`]), so a document can hold one table per setting.
 pub const MARKERS: (&str, &str) = ("<!-- robustness:begin -->", "<!-- robustness:end -->");
+
+/// The start and end markers of `base`'s section: [`MARKERS`] for the scenario named
+/// `robustness`, `<!-- robustness:NAME:begin -->` and `...:end -->` for any other.
+pub fn markers(base: &Scenario) -> (String, String) {
+    if base.name == "robustness" {
+        (MARKERS.0.to_owned(), MARKERS.1.to_owned())
+    } else {
+        (
+            format!("<!-- robustness:{}:begin -->", base.name),
+            format!("<!-- robustness:{}:end -->", base.name),
+        )
+    }
+}
 
 /// The generated section: how it was made, the table, and the checks of the issue's targets.
 pub fn section(base: &Scenario, cells: &[Cell], command: &str) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "{}", MARKERS.0);
+    let marks = markers(base);
+    let _ = writeln!(s, "{}", marks.0);
     let seeds = seeds(cells);
     let (seed_text, reading) = match seeds.as_slice() {
         [one] => (
@@ -426,7 +657,7 @@ pub fn section(base: &Scenario, cells: &[Cell], command: &str) -> String {
     let default = DEFAULT_ROW;
     if acc(default, None).is_nan() || acc("mean", None).is_nan() {
         // The checks compare the defaults with the plain mean: a table of some rows has none.
-        let _ = writeln!(s, "{}", MARKERS.1);
+        let _ = writeln!(s, "{}", marks.1);
         return s;
     }
     let base_default = acc(default, None);
@@ -438,9 +669,13 @@ pub fn section(base: &Scenario, cells: &[Cell], command: &str) -> String {
                 if x.1 > m.1 { x } else { m }
             })
     };
-    let all = attacks();
-    let (kinds, extra) = all.split_at(all.len() - stronger().len());
-    let (name, drop) = worst(kinds);
+    // Only the columns that ran for the defaults.
+    let stronger = stronger();
+    let ran = |a: &Attack| !acc(default, Some(a)).is_nan();
+    let all: Vec<Attack> = attacks().into_iter().filter(|a| ran(a)).collect();
+    let (kinds, extra): (Vec<Attack>, Vec<Attack>) =
+        all.iter().cloned().partition(|a| !stronger.contains(a));
+    let (name, drop) = worst(&kinds);
     let _ = writeln!(
         s,
         "\n- {default}: largest drop from its no-attack accuracy ({base_default:.1}%) over the \
@@ -449,7 +684,7 @@ pub fn section(base: &Scenario, cells: &[Cell], command: &str) -> String {
         kinds.len(),
         verdict(drop <= 2.0)
     );
-    for a in extra {
+    for a in &extra {
         let drop = base_default - acc(default, Some(a));
         let _ = writeln!(
             s,
@@ -465,7 +700,7 @@ pub fn section(base: &Scenario, cells: &[Cell], command: &str) -> String {
         "- {default}: honest nodes ended with {} bans of Byzantine peers (of {} possible, \
          summed over the attack columns) and {} bans of honest peers.",
         bans(|c| c.bans_of_byzantine),
-        all.len() * base.byzantine() * (base.nodes - base.byzantine()),
+        all.len() * seeds.len() * base.byzantine() * (base.nodes - base.byzantine()),
         bans(|c| c.bans_of_honest),
     );
     let base_mean = acc("mean", None);
@@ -494,7 +729,7 @@ pub fn section(base: &Scenario, cells: &[Cell], command: &str) -> String {
             hit.join(", ")
         }
     );
-    let _ = writeln!(s, "{}", MARKERS.1);
+    let _ = writeln!(s, "{}", marks.1);
     s
 }
 
@@ -529,9 +764,10 @@ pub fn csv(cells: &[Cell]) -> Result<String, csv::Error> {
     Ok(String::from_utf8(bytes).expect("the fields are UTF-8"))
 }
 
-/// `text` with the section between [`MARKERS`] replaced by `section` (appended if absent).
-pub fn splice(text: &str, section: &str) -> String {
-    splice_between(text, section, MARKERS)
+/// `text` with `base`'s section ([`markers`]) replaced by `section` (appended if absent).
+pub fn splice(base: &Scenario, text: &str, section: &str) -> String {
+    let (begin, end) = markers(base);
+    splice_between(text, section, (&begin, &end))
 }
 
 /// `text` with the section between `markers` replaced by `section` (appended if absent).
@@ -699,6 +935,16 @@ mod tests {
             "{row}"
         );
         assert!(!table.contains("| mean |"), "{table}");
+        assert!(table.starts_with("**Model attacks**\n\n| rule | none | sign-flip |"));
+        cells.push(run_of(
+            DEFAULT_ROW,
+            Some("min-max".parse().unwrap()),
+            6,
+            0.7,
+        ));
+        let grouped = markdown(&cells);
+        assert!(grouped.contains("\n**Adaptive attacks**\n\n| rule | none | min-max |\n"));
+        assert!(!grouped.contains("Protocol attacks"), "{grouped}");
         let base = Scenario::load(
             &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("../configs/sim/robustness.toml"),
@@ -710,7 +956,18 @@ mod tests {
         let plan = Plan {
             seeds: vec![6, 7],
             rows: Some(vec!["Default".into(), "cs+".into()]),
+            columns: Some(vec!["Adaptive".into(), "alie (".into()]),
         };
+        let columns: Vec<String> = plan.attacks().unwrap().iter().map(column).collect();
+        assert_eq!(
+            columns,
+            ["min-max", "min-sum", "opt-alie", "opt-ipm", "alie (z=3)"]
+        );
+        let bad = Plan {
+            columns: Some(vec!["sybil".into()]),
+            ..plan.clone()
+        };
+        assert!(bad.attacks().unwrap_err().contains("`sybil`"));
         assert_eq!(
             plan.labels().unwrap(),
             vec!["CS+-RG (f=1)", "CS+-RG (f=1) + screen", DEFAULT_ROW]
@@ -728,9 +985,23 @@ mod tests {
             "# Results\nintro\n{}\nold\n{}\nafter\n",
             MARKERS.0, MARKERS.1
         );
-        let new = splice(&old, &format!("{}\nnew\n{}\n", MARKERS.0, MARKERS.1));
+        let base = Scenario::load(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../configs/sim/robustness.toml"),
+        )
+        .unwrap();
+        let new = splice(&base, &old, &format!("{}\nnew\n{}\n", MARKERS.0, MARKERS.1));
         assert!(new.contains("new") && !new.contains("old"));
         assert!(new.starts_with("# Results\nintro\n") && new.ends_with("after\n"));
-        assert!(splice("x\n", "S\n").ends_with("S\n"));
+        assert!(splice(&base, "x\n", "S\n").ends_with("S\n"));
+        // Another setting has a section of its own, beside the first.
+        let other = Scenario {
+            name: "robustness-dir01".into(),
+            ..base.clone()
+        };
+        let (begin, end) = markers(&other);
+        assert_eq!(begin, "<!-- robustness:robustness-dir01:begin -->");
+        let both = splice(&other, &new, &format!("{begin}\nmine\n{end}\n"));
+        assert!(both.contains("new") && both.contains("mine"), "{both}");
     }
 }

@@ -135,3 +135,78 @@ fn compare_tables_methods_over_seeds_and_splices_its_section() {
         "{stderr}"
     );
 }
+
+/// A small robustness table over two seeds: one row, a few columns from two groups; run again
+/// with the same cache, every run comes from it and the table is the same; a column that does
+/// not exist is refused by name.
+#[test]
+fn robustness_runs_a_block_of_cells_and_resumes_from_its_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("rob.toml");
+    std::fs::write(
+        &config,
+        SCENARIO.replace("nodes = 4", "nodes = 6")
+            + "[[attackers]]\ncount = 1\nattack = { kind = \"sign-flip\" }\n",
+    )
+    .unwrap();
+    let cache = dir.path().join("cache");
+    let table = |out: &str, columns: &str| {
+        run(&[
+            "robustness",
+            config.to_str().unwrap(),
+            "--seeds",
+            "1-2",
+            "--rows",
+            "default",
+            "--columns",
+            columns,
+            "--cache",
+            cache.to_str().unwrap(),
+            "--out",
+            dir.path().join(out).to_str().unwrap(),
+        ])
+    };
+    let first = table("a", "replay,adaptive");
+    assert!(first.status.success(), "{first:?}");
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    // none + replay + the four adaptive attacks, two seeds each.
+    assert_eq!(
+        stderr
+            .lines()
+            .filter(|l| l.starts_with('[') && l.contains(" in "))
+            .count(),
+        12,
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("[12/12]") && !stderr.contains("cached"),
+        "{stderr}"
+    );
+    let md = std::fs::read_to_string(dir.path().join("a/robustness.md")).unwrap();
+    assert!(
+        md.contains("**Protocol attacks**")
+            && md.contains("| rule | none | min-max | min-sum | opt-alie | opt-ipm |"),
+        "{md}"
+    );
+    assert!(!md.contains("Model attacks"), "{md}");
+
+    let again = table("b", "replay,adaptive");
+    assert!(again.status.success(), "{again:?}");
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert_eq!(
+        stderr.lines().filter(|l| l.ends_with("cached")).count(),
+        12,
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("b/robustness.md")).unwrap(),
+        md
+    );
+
+    let bad = table("c", "sybil");
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        !bad.status.success() && stderr.contains("`sybil`"),
+        "{stderr}"
+    );
+}
