@@ -1,0 +1,92 @@
+//! The red-team node runs each of the adaptive and protocol attacks (`opt-alie`, `min-max`,
+//! `round-lie`, `junk`) against four honest `murmur-node` processes on 127.0.0.1, one network
+//! per attack: its forgeries are fetched (or its junk refused and its key banned), and the
+//! honest nodes finish every round and learn.
+
+mod net_support;
+
+use std::time::Duration;
+
+use net_support::{spawn, write_config};
+
+const HONEST: usize = 4;
+const NODES: usize = HONEST + 1;
+const ROUNDS: u64 = 12;
+
+#[test]
+fn each_new_attack_runs_from_a_red_team_node_against_four_honest_ones() {
+    for attack in ["opt-alie", "min-max", "round-lie", "junk"] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = write_config(
+            dir.path(),
+            NODES,
+            &format!(
+                "fanout = 3\nwait-for = 3\nround-timeout-ms = 3000\nrounds = {ROUNDS}\n\
+                 join-timeout-ms = 3000"
+            ),
+            "[metrics]\neval-every = 12\n",
+        );
+        let mut nodes = vec![spawn(&config, &dir.path().join("n0"), 0, &[])];
+        let boot = nodes[0].addr.clone();
+        for i in 1..NODES {
+            let mut args = vec!["--bootstrap", boot.as_str()];
+            if i == HONEST {
+                args.extend(["--attack", attack]);
+            }
+            nodes.push(spawn(&config, &dir.path().join(format!("n{i}")), i, &args));
+        }
+        let mut accuracies = Vec::new();
+        for node in nodes.iter_mut().take(HONEST) {
+            let done = node.wait(Duration::from_secs(600), |e| e["event"] == "finished");
+            accuracies.push(done["accuracy"].as_f64().unwrap());
+        }
+        let red = nodes[HONEST].status();
+        println!(
+            "{attack}: red-team node served {} models, sent {} updates",
+            red.served_models, red.updates_sent
+        );
+        let honest: Vec<_> = nodes.iter().take(HONEST).map(|n| n.status()).collect();
+        for (i, s) in honest.iter().enumerate() {
+            println!(
+                "{attack}: honest node {i}: round {} accepted {} rejected {:?} bans {}",
+                s.round, s.accepted, s.rejected, s.bans
+            );
+            assert_eq!(s.round, ROUNDS, "{attack}: node {i} finished its rounds");
+        }
+        let refused = |reason: &str| -> u64 {
+            honest
+                .iter()
+                .map(|s| s.rejected.get(reason).copied().unwrap_or(0))
+                .sum()
+        };
+        match attack {
+            "junk" => {
+                assert!(refused("malformed") > 0, "{attack}: no junk refused");
+                // Every node that was served junk banned the server: two strikes.
+                for (i, s) in honest.iter().enumerate() {
+                    if s.rejected.get("malformed").copied().unwrap_or(0) > 0 {
+                        assert!(
+                            s.bans > 0,
+                            "{attack}: node {i} refused junk but banned no one"
+                        );
+                    }
+                }
+            }
+            _ => {
+                assert!(
+                    red.served_models > 0,
+                    "{attack}: no honest node fetched the red-team node's model"
+                );
+                assert_eq!(refused("malformed"), 0, "{attack}: valid messages only");
+                // The lie is within `max-ahead`: accepted, not refused as ahead.
+                assert_eq!(refused("ahead"), 0, "{attack}");
+            }
+        }
+        let mean = accuracies.iter().sum::<f64>() / accuracies.len() as f64;
+        println!("{attack}: honest accuracies {accuracies:?}, mean {mean:.4}");
+        assert!(
+            mean >= 0.8,
+            "{attack}: honest mean accuracy {mean:.4}: {accuracies:?}"
+        );
+    }
+}
