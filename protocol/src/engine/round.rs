@@ -264,7 +264,9 @@ impl Engine {
         let mut rounds: Vec<u64> = received.values().map(|p| p.round).collect();
         rounds.push(self.round);
         rounds.sort_unstable();
-        let median_round = rounds[rounds.len() / 2];
+        // The lower median: with an even count the upper one is the larger half's, so half of
+        // the inputs lying about their round would drag the node ahead.
+        let median_round = rounds[(rounds.len() - 1) / 2];
         let mut inputs: Vec<&[f32]> = Vec::with_capacity(received.len() + 1);
         inputs.push(&self.model);
         inputs.extend(received.values().map(|p| p.params.as_slice()));
@@ -327,9 +329,9 @@ impl Engine {
         if every > 0 && self.round >= self.checkpointed.saturating_add(every) {
             self.checkpoint(self.round);
         }
-        // Catch up: a node that fell behind the peers it mixes with continues with the median of
-        // their rounds (its own included), so slow nodes are not left lagging for ever; the
-        // median keeps a Byzantine minority from pushing the round counter, and one catch-up
+        // Catch up: a node that fell behind the peers it mixes with continues with the lower
+        // median of their rounds (its own included), so slow nodes are not left lagging for ever;
+        // the lower median keeps a Byzantine half from pushing the round counter, and one catch-up
         // moves it at most `max-staleness` rounds. The next round is that median itself: a node
         // one round behind trains the round its peers are on, and skips no training of its own.
         let cap = self.round.saturating_add(self.config.max_staleness);

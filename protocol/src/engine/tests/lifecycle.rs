@@ -487,3 +487,40 @@ fn a_node_one_round_behind_does_not_skip_a_round() {
     let out = answer_all(&mut e, Duration::from_millis(30), 12);
     assert!(out.contains(&Output::Train { round: 7 }), "{out:?}");
 }
+
+/// The catch-up follows the lower median of the rounds mixed (its own included): half of them
+/// lying about their round cannot drag a node ahead, only more than half can. With the own round
+/// and three answers, two far ahead, the upper median was a liar's round, and the node skipped
+/// four rounds of training: two of a node's three answers come from Byzantine peers in about
+/// 15% of the rounds of the robustness table (3 attackers of 16, 4 peers drawn).
+#[test]
+fn half_the_answers_lying_about_their_round_cannot_drag_a_node_ahead() {
+    for (liars, next) in [(2, 2), (3, 6)] {
+        let mut c = config(Rule::Mean, 100);
+        c.fanout = 3;
+        c.wait_for = 3;
+        let mut e = engine(c);
+        start(&mut e, Duration::ZERO, Resume::default(), false);
+        let peers: Vec<Identity> = (1..=3).map(toy::identity).collect();
+        for p in &peers {
+            e.handle(Duration::ZERO, Input::PeerUp { peer: p.public() })
+                .unwrap();
+        }
+        trained(&mut e, Duration::ZERO, 1, 0.0);
+        drain(&mut e);
+        let mut out = Vec::new();
+        for (i, p) in peers.iter().enumerate() {
+            let round = if i < 3 - liars { 1 } else { 50 };
+            let input = Input::Fetched {
+                peer: p.public(),
+                update: Some(update(p, toy::run_id(), round, &[1.0; DIM])),
+            };
+            e.handle(Duration::from_millis(10), input).unwrap();
+            out.extend(drain(&mut e));
+        }
+        assert!(
+            out.contains(&Output::Train { round: next }),
+            "{liars} of 3 answers at round 50: {out:?}"
+        );
+    }
+}
