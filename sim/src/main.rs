@@ -132,8 +132,9 @@ enum Command {
         /// worst seed.
         #[arg(long)]
         seeds: Option<String>,
-        /// Only the rows whose label starts with one of these, comma-separated, case ignored
-        /// (e.g. `default` for the engine's defaults).
+        /// Only these rows, comma-separated, case ignored: a row's whole label (`mean` is the
+        /// plain mean alone), or the start of labels (`default` for the engine's defaults,
+        /// `mean +` for the mean behind the screen).
         #[arg(long, value_delimiter = ',')]
         rows: Option<Vec<String>>,
         /// Only these attack columns besides "none" (always run), comma-separated, case

@@ -265,7 +265,8 @@ pub fn cell_scenario(base: &Scenario, row: &Row, attack: Option<&Attack>) -> Sce
 pub struct Plan {
     /// The seeds each cell runs with (the base scenario's own seed when given one).
     pub seeds: Vec<u64>,
-    /// The rows to run: those whose label starts with one of these (case ignored); `None`: all.
+    /// The rows to run: those an entry names (a whole label, or the start of
+    /// labels), case ignored; `None`: all.
     pub rows: Option<Vec<String>>,
     /// The attack columns to run besides "none" (always run: it is every drop's baseline):
     /// those whose heading starts with one of these, or whose group ([`Group::name`]) is one of
@@ -311,10 +312,9 @@ impl Plan {
     }
 
     fn wants(&self, label: &str) -> bool {
-        self.rows.as_ref().is_none_or(|rows| {
-            rows.iter()
-                .any(|r| label.to_lowercase().starts_with(&r.to_lowercase()))
-        })
+        self.rows
+            .as_ref()
+            .is_none_or(|rows| rows.iter().any(|r| row_matches(r, label)))
     }
 
     /// The row labels the plan runs, in table order; an error names a `--rows` entry that
@@ -323,7 +323,7 @@ impl Plan {
         if let Some(rows) = &self.rows
             && let Some(r) = rows
                 .iter()
-                .find(|r| !self::rows().any(|l| l.to_lowercase().starts_with(&r.to_lowercase())))
+                .find(|r| !self::rows().any(|l| row_matches(r, l)))
         {
             return Err(format!(
                 "--rows: `{r}` starts no row label; the rows are: {}",
@@ -331,6 +331,18 @@ impl Plan {
             ));
         }
         Ok(self::rows().filter(|l| self.wants(l)).collect())
+    }
+}
+
+/// A `--rows` entry names the row whose label it is (case ignored), or, when it is no row's
+/// whole label, every row whose label starts with it: `mean` is the plain mean alone, `mean +`
+/// the mean behind the screen, `default` the engine's defaults.
+fn row_matches(entry: &str, label: &str) -> bool {
+    let entry = entry.trim().to_lowercase();
+    if rows().any(|l| l.to_lowercase() == entry) {
+        label.to_lowercase() == entry
+    } else {
+        label.to_lowercase().starts_with(&entry)
     }
 }
 
@@ -972,6 +984,11 @@ mod tests {
             plan.labels().unwrap(),
             vec!["CS+-RG (f=1)", "CS+-RG (f=1) + screen", DEFAULT_ROW]
         );
+        let whole = Plan {
+            rows: Some(vec!["MEAN".into(), "median +".into()]),
+            ..plan.clone()
+        };
+        assert_eq!(whole.labels().unwrap(), vec!["mean", "median + screen"]);
         let bad = Plan {
             rows: Some(vec!["krum2".into()]),
             ..plan
