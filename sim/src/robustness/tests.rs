@@ -1,0 +1,224 @@
+//! The table's rows, columns, cells, Markdown, CSV and splicing.
+
+use super::*;
+
+#[test]
+fn every_rule_and_attack_of_the_table_is_valid() {
+    for (_, rule) in RULES {
+        parse_rule(rule).validate().unwrap();
+    }
+    assert_eq!(
+        attacks().len(),
+        murmur_protocol::attack::NAMES.len() + stronger().len()
+    );
+    let columns: std::collections::BTreeSet<String> = attacks().iter().map(column).collect();
+    assert_eq!(columns.len(), attacks().len(), "column headings are unique");
+}
+
+/// Every cell of the shipped table's scenario is a valid engine config: a row whose rule
+/// needs more models than the scenario's `wait-for` gives (Krum with f = 1 needs five) waits
+/// for as many as it needs.
+#[test]
+fn every_cell_of_the_shipped_scenario_is_a_valid_engine_config() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/sim/robustness.toml");
+    let base = Scenario::load(&path).unwrap();
+    for row in table_rows() {
+        let label = row.label;
+        let s = cell_scenario(&base, &row, Some(&Attack::SignFlip));
+        s.engine
+            .validate()
+            .unwrap_or_else(|e| panic!("row {label}: {e}"));
+        // The baseline: the same attackers, absent.
+        let none = cell_scenario(&base, &row, None);
+        none.validate()
+            .unwrap_or_else(|e| panic!("row {label}: {e}"));
+        assert_eq!(none.byzantine(), base.byzantine());
+        assert!(
+            none.attackers
+                .iter()
+                .all(|a| a.absent && a.running().is_none())
+        );
+    }
+}
+
+/// Each screened row runs the rule its label names, behind the engine's screen; the
+/// rule-alone rows run with the screen off.
+#[test]
+fn screened_rows_name_their_rule_and_run_the_screen() {
+    let base = Scenario::load(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/sim/robustness.toml"),
+    )
+    .unwrap();
+    let defaults = murmur_protocol::engine::Config::default();
+    for &(label, i) in &SCREENED {
+        assert_eq!(label, format!("{} + screen", RULES[i].0));
+    }
+    for row in table_rows() {
+        let s = cell_scenario(&base, &row, None);
+        let factor = if row.screen {
+            defaults.outlier_factor
+        } else {
+            0.0
+        };
+        assert_eq!(s.engine.outlier_factor, factor, "{}", row.label);
+        if let Some(rule) = row.rule {
+            assert_eq!(s.engine.aggregation, parse_rule(rule), "{}", row.label);
+        }
+    }
+    assert_eq!(rows().count(), RULES.len() + SCREENED.len() + 1);
+}
+
+#[test]
+fn the_default_row_label_matches_the_engine_defaults() {
+    let c = murmur_protocol::engine::Config::default();
+    assert_eq!(
+        c.aggregation,
+        parse_rule(r#"rule = "clipped-gossip", adaptive-f = 2"#)
+    );
+    assert!(DEFAULT_ROW.contains(&format!("(factor {})", c.outlier_factor)));
+}
+
+#[test]
+fn csv_has_a_line_per_cell_and_quotes_what_needs_it() {
+    let cells = vec![
+        Cell {
+            rule: "mean",
+            attack: None,
+            seed: 6,
+            accuracy: 0.5,
+            worst: 0.25,
+            bans_of_byzantine: 0,
+            bans_of_honest: 0,
+            skipped_mixes: 0,
+        },
+        Cell {
+            rule: "a, b",
+            attack: Some(Attack::Alie { z: Some(3.0) }),
+            seed: 7,
+            accuracy: 0.75,
+            worst: 0.5,
+            bans_of_byzantine: 2,
+            bans_of_honest: 1,
+            skipped_mixes: 4,
+        },
+    ];
+    let text = csv(&cells).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0],
+        "rule,attack,seed,accuracy,worst,bans_of_byzantine,bans_of_honest,skipped_mixes"
+    );
+    assert_eq!(lines[1], "mean,none,6,0.500000,0.250000,0,0,0");
+    assert_eq!(lines[2], "\"a, b\",alie (z=3),7,0.750000,0.500000,2,1,4");
+}
+
+fn run_of(rule: &'static str, attack: Option<Attack>, seed: u64, accuracy: f64) -> Cell {
+    let skipped_mixes = if seed == 7 && attack.is_some() { 3 } else { 0 };
+    Cell {
+        skipped_mixes,
+        rule,
+        attack,
+        seed,
+        accuracy,
+        worst: accuracy - 0.1,
+        bans_of_byzantine: 0,
+        bans_of_honest: 0,
+    }
+}
+
+/// Several seeds: a cell shows the mean ± the sample standard deviation and the worst seed;
+/// a row that did not run is left out; the checks need the defaults and the mean rows.
+#[test]
+fn several_seeds_show_mean_deviation_and_worst_seed() {
+    let flip = Some(Attack::SignFlip);
+    let mut cells = Vec::new();
+    for (seed, none, flipped) in [(6, 0.90, 0.80), (7, 0.92, 0.84)] {
+        cells.push(run_of(DEFAULT_ROW, None, seed, none));
+        cells.push(run_of(DEFAULT_ROW, flip.clone(), seed, flipped));
+    }
+    let table = markdown(&cells);
+    let row = table
+        .lines()
+        .find(|l| l.starts_with(&format!("| {DEFAULT_ROW} |")))
+        .unwrap();
+    // sd of (90, 92) is sqrt(2) = 1.41.
+    assert!(
+        row.starts_with(&format!(
+            "| {DEFAULT_ROW} | 91.0 ± 1.4 (90.0) | 82.0 ± 2.8 (80.0) [3 skipped] |"
+        )),
+        "{row}"
+    );
+    assert!(!table.contains("| mean |"), "{table}");
+    assert!(table.starts_with("**Model attacks**\n\n| rule | none | sign-flip |"));
+    cells.push(run_of(
+        DEFAULT_ROW,
+        Some("min-max".parse().unwrap()),
+        6,
+        0.7,
+    ));
+    let grouped = markdown(&cells);
+    assert!(grouped.contains("\n**Adaptive attacks**\n\n| rule | none | min-max |\n"));
+    assert!(!grouped.contains("Protocol attacks"), "{grouped}");
+    let base = Scenario::load(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/sim/robustness.toml"),
+    )
+    .unwrap();
+    let section = section(&base, &cells, "cmd");
+    assert!(section.contains("seeds 6, 7;"), "{section}");
+    assert!(!section.contains("target"), "{section}");
+    let plan = Plan {
+        seeds: vec![6, 7],
+        rows: Some(vec!["Default".into(), "cs+".into()]),
+        columns: Some(vec!["Adaptive".into(), "alie (".into()]),
+    };
+    let columns: Vec<String> = plan.attacks().unwrap().iter().map(column).collect();
+    assert_eq!(
+        columns,
+        ["min-max", "min-sum", "opt-alie", "opt-ipm", "alie (z=3)"]
+    );
+    let bad = Plan {
+        columns: Some(vec!["sybil".into()]),
+        ..plan.clone()
+    };
+    assert!(bad.attacks().unwrap_err().contains("`sybil`"));
+    assert_eq!(
+        plan.labels().unwrap(),
+        vec!["CS+-RG (f=1)", "CS+-RG (f=1) + screen", DEFAULT_ROW]
+    );
+    let whole = Plan {
+        rows: Some(vec!["MEAN".into(), "median +".into()]),
+        ..plan.clone()
+    };
+    assert_eq!(whole.labels().unwrap(), vec!["mean", "median + screen"]);
+    let bad = Plan {
+        rows: Some(vec!["krum2".into()]),
+        ..plan
+    };
+    assert!(bad.labels().unwrap_err().contains("`krum2`"));
+}
+
+#[test]
+fn splice_replaces_only_the_marked_section() {
+    let old = format!(
+        "# Results\nintro\n{}\nold\n{}\nafter\n",
+        MARKERS.0, MARKERS.1
+    );
+    let base = Scenario::load(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/sim/robustness.toml"),
+    )
+    .unwrap();
+    let new = splice(&base, &old, &format!("{}\nnew\n{}\n", MARKERS.0, MARKERS.1));
+    assert!(new.contains("new") && !new.contains("old"));
+    assert!(new.starts_with("# Results\nintro\n") && new.ends_with("after\n"));
+    assert!(splice(&base, "x\n", "S\n").ends_with("S\n"));
+    // Another setting has a section of its own, beside the first.
+    let other = Scenario {
+        name: "robustness-dir01".into(),
+        ..base.clone()
+    };
+    let (begin, end) = markers(&other);
+    assert_eq!(begin, "<!-- robustness:robustness-dir01:begin -->");
+    let both = splice(&other, &new, &format!("{begin}\nmine\n{end}\n"));
+    assert!(both.contains("new") && both.contains("mine"), "{both}");
+}
