@@ -7,7 +7,7 @@ mod net_support;
 
 use std::time::Duration;
 
-use net_support::{spawn, write_config};
+use net_support::{spawn_network, write_config};
 
 const HONEST: usize = 4;
 const NODES: usize = HONEST + 2;
@@ -26,23 +26,23 @@ fn two_red_team_nodes_pool_what_they_fetch_through_their_directory() {
         ),
         "[metrics]\neval-every = 12\n",
     );
-    let mut nodes = vec![spawn(&config, &dir.path().join("n0"), 0, &[])];
-    let boot = nodes[0].addr.clone();
     let intel_arg = intel.to_str().unwrap().to_owned();
-    for i in 1..NODES {
-        let mut args = vec!["--bootstrap", boot.as_str()];
+    let mut nodes = spawn_network(&config, dir.path(), NODES, |i| {
         if i >= HONEST {
-            args.extend([
+            [
                 "--attack",
                 "sign-flip",
                 "--attack-knowledge",
                 "colluding",
                 "--attack-intel",
                 intel_arg.as_str(),
-            ]);
+            ]
+            .map(str::to_owned)
+            .to_vec()
+        } else {
+            Vec::new()
         }
-        nodes.push(spawn(&config, &dir.path().join(format!("n{i}")), i, &args));
-    }
+    });
     let mut accuracies = Vec::new();
     for node in nodes.iter_mut().take(HONEST) {
         let done = node.wait(Duration::from_secs(600), |e| e["event"] == "finished");

@@ -6,7 +6,7 @@ mod net_support;
 
 use std::time::Duration;
 
-use net_support::{spawn, write_config};
+use net_support::{spawn_network, write_config};
 
 const NODES: usize = 6;
 const ROUNDS: u64 = 40;
@@ -24,15 +24,13 @@ fn six_processes_bootstrapping_from_one_reach_ninety_percent_despite_alie() {
         ),
         "[metrics]\neval-every = 10\n",
     );
-    let mut nodes = vec![spawn(&config, &dir.path().join("n0"), 0, &[])];
-    let boot = nodes[0].addr.clone();
-    for i in 1..NODES {
-        let mut args = vec!["--bootstrap", boot.as_str()];
+    let mut nodes = spawn_network(&config, dir.path(), NODES, |i| {
         if i == NODES - 1 {
-            args.extend(["--attack", "alie"]);
+            vec!["--attack".into(), "alie".into()]
+        } else {
+            Vec::new()
         }
-        nodes.push(spawn(&config, &dir.path().join(format!("n{i}")), i, &args));
-    }
+    });
     let mut accuracies = Vec::new();
     for (i, node) in nodes.iter_mut().enumerate().take(NODES - 1) {
         let done = node.wait(Duration::from_secs(600), |e| e["event"] == "finished");

@@ -7,7 +7,7 @@ mod net_support;
 
 use std::time::Duration;
 
-use net_support::{spawn, write_config};
+use net_support::{spawn_network, write_config};
 
 const HONEST: usize = 4;
 const NODES: usize = HONEST + 1;
@@ -26,15 +26,13 @@ fn each_new_attack_runs_from_a_red_team_node_against_four_honest_ones() {
             ),
             "[metrics]\neval-every = 12\n",
         );
-        let mut nodes = vec![spawn(&config, &dir.path().join("n0"), 0, &[])];
-        let boot = nodes[0].addr.clone();
-        for i in 1..NODES {
-            let mut args = vec!["--bootstrap", boot.as_str()];
+        let mut nodes = spawn_network(&config, dir.path(), NODES, |i| {
             if i == HONEST {
-                args.extend(["--attack", attack]);
+                vec!["--attack".into(), attack.into()]
+            } else {
+                Vec::new()
             }
-            nodes.push(spawn(&config, &dir.path().join(format!("n{i}")), i, &args));
-        }
+        });
         let mut accuracies = Vec::new();
         for node in nodes.iter_mut().take(HONEST) {
             let done = node.wait(Duration::from_secs(600), |e| e["event"] == "finished");

@@ -67,6 +67,27 @@ random-walk-ms = 1000
     path
 }
 
+/// Starts `n` nodes under `dir` (`n0`, `n1`, ...), node `i` on partition `i`: node 0 alone,
+/// every other one bootstrapping from it, with `extra(i)` appended to its arguments.
+pub fn spawn_network(
+    config: &Path,
+    dir: &Path,
+    n: usize,
+    extra: impl Fn(usize) -> Vec<String>,
+) -> Vec<Node> {
+    let first = extra(0);
+    let first: Vec<&str> = first.iter().map(String::as_str).collect();
+    let mut nodes = vec![spawn(config, &dir.join("n0"), 0, &first)];
+    let boot = nodes[0].addr.clone();
+    for i in 1..n {
+        let mut args = vec!["--bootstrap".to_owned(), boot.clone()];
+        args.extend(extra(i));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        nodes.push(spawn(config, &dir.join(format!("n{i}")), i, &args));
+    }
+    nodes
+}
+
 /// Starts a node with data directory `dir`, partition `index`, listening on a free loopback
 /// port, with its endpoint on a free loopback port, and waits (at most 120 s) until it listens.
 pub fn spawn(config: &Path, dir: &Path, index: usize, args: &[&str]) -> Node {
