@@ -39,9 +39,14 @@ pub struct RunArgs {
     #[arg(long)]
     pub index: Option<usize>,
     /// Behave as this Byzantine adversary, for red-team testing: sign-flip, gaussian, alie,
-    /// ipm, label-flip, dissensus, mimic, non-finite, replay, equivocate, free-rider.
+    /// ipm, label-flip, dissensus, mimic, non-finite, replay, equivocate, free-rider,
+    /// round-lie, junk, min-max, min-sum, opt-alie, opt-ipm (parameters in `node.attack`).
     #[arg(long, value_name = "NAME")]
     pub attack: Option<Attack>,
+    /// The attacker never trains: it serves its forgery the moment each round starts (sets
+    /// `node.attack-free-timing`).
+    #[arg(long)]
+    pub attack_free_timing: bool,
     /// What the attacker knows: `own` (what it mixes) or `colluding` (also what the other
     /// red-team nodes of `--attack-intel` fetched), replacing `node.attack-knowledge`.
     #[arg(long, value_name = "KNOWLEDGE")]
@@ -140,6 +145,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         index: args.index,
         attack: args.attack,
         attack_knowledge: args.attack_knowledge,
+        attack_free_timing: args.attack_free_timing,
         attack_intel: args.attack_intel,
         metrics: args.metrics,
         rounds: args.rounds,

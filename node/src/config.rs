@@ -88,6 +88,10 @@ pub struct Node {
     /// The attacker also pushes its forgeries at every connected peer every round, unasked.
     /// Default false.
     pub attack_push: bool,
+    /// The attacker never trains: it signs (and forges from) its current model the moment each
+    /// round starts, so its answers are ready before any honest node's. Not with `label-flip`.
+    /// Default false.
+    pub attack_free_timing: bool,
     /// What the attacker knows of the honest models: `own` (what it mixes; default) or
     /// `colluding` (also every honest model any red-team node of the same `attack-intel`
     /// directory fetched). `omniscient` is the simulator's alone: no real node sees every
@@ -196,6 +200,8 @@ pub struct Overrides {
     pub attack: Option<Attack>,
     /// Replace `node.attack-knowledge`.
     pub attack_knowledge: Option<Knowledge>,
+    /// Set `node.attack-free-timing`.
+    pub attack_free_timing: bool,
     /// Replace `node.attack-intel`.
     pub attack_intel: Option<PathBuf>,
     /// Replace `metrics.listen`.
@@ -304,6 +310,9 @@ impl Config {
         if let Some(k) = overrides.attack_knowledge {
             self.node.attack_knowledge = k;
         }
+        if overrides.attack_free_timing {
+            self.node.attack_free_timing = true;
+        }
         if let Some(d) = overrides.attack_intel {
             self.node.attack_intel = Some(d);
         }
@@ -328,6 +337,23 @@ impl Config {
         if let Some(a) = &self.node.attack {
             a.validate()
                 .map_err(|e| invalid("node.attack", e.to_string()))?;
+        }
+        if self.node.attack_free_timing {
+            match &self.node.attack {
+                None => {
+                    return Err(invalid(
+                        "node.attack-free-timing",
+                        "is an attacker's power, and node.attack is not set".into(),
+                    ));
+                }
+                Some(Attack::LabelFlip) => {
+                    return Err(invalid(
+                        "node.attack-free-timing",
+                        "label-flip trains on flipped labels: it cannot skip training".into(),
+                    ));
+                }
+                Some(_) => {}
+            }
         }
         match (self.node.attack_knowledge, &self.node.attack_intel) {
             (Knowledge::Own, None) => {}

@@ -1,7 +1,8 @@
 //! The red-team node runs each of the adaptive and protocol attacks (`opt-alie`, `min-max`,
-//! `round-lie`, `junk`) against four honest `murmur-node` processes on 127.0.0.1, one network
-//! per attack: its forgeries are fetched (or its junk refused and its key banned), and the
-//! honest nodes finish every round and learn.
+//! `round-lie`, `junk`), and `opt-alie` again with free timing (`--attack-free-timing`: it never
+//! trains), against four honest `murmur-node` processes on 127.0.0.1, one network per attack:
+//! its forgeries are fetched (or its junk refused and its key banned), and the honest nodes
+//! finish every round and learn.
 
 mod net_support;
 
@@ -15,7 +16,13 @@ const ROUNDS: u64 = 12;
 
 #[test]
 fn each_new_attack_runs_from_a_red_team_node_against_four_honest_ones() {
-    for attack in ["opt-alie", "min-max", "round-lie", "junk"] {
+    for (attack, free_timing) in [
+        ("opt-alie", false),
+        ("min-max", false),
+        ("round-lie", false),
+        ("junk", false),
+        ("opt-alie", true),
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let config = write_config(
             dir.path(),
@@ -28,7 +35,11 @@ fn each_new_attack_runs_from_a_red_team_node_against_four_honest_ones() {
         );
         let mut nodes = spawn_network(&config, dir.path(), NODES, |i| {
             if i == HONEST {
-                vec!["--attack".into(), attack.into()]
+                let mut args = vec!["--attack".into(), attack.into()];
+                if free_timing {
+                    args.push("--attack-free-timing".into());
+                }
+                args
             } else {
                 Vec::new()
             }
@@ -40,8 +51,14 @@ fn each_new_attack_runs_from_a_red_team_node_against_four_honest_ones() {
         }
         let red = nodes[HONEST].status();
         println!(
-            "{attack}: red-team node served {} models, sent {} updates",
-            red.served_models, red.updates_sent
+            "{attack} (free timing {free_timing}): red-team node served {} models, sent {} \
+             updates, trained {} samples",
+            red.served_models, red.updates_sent, red.samples
+        );
+        assert_eq!(
+            red.samples == 0,
+            free_timing,
+            "{attack}: a red-team node trains unless it has free timing"
         );
         let honest: Vec<_> = nodes.iter().take(HONEST).map(|n| n.status()).collect();
         for (i, s) in honest.iter().enumerate() {

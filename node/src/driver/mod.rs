@@ -253,6 +253,7 @@ pub fn engine(r: &Resolved, local: &start::Local) -> Result<Engine, Error> {
             n: c.node.attack_n,
             f: c.node.attack_f,
             push: c.node.attack_push,
+            free_timing: c.node.attack_free_timing,
             knowledge: c.node.attack_knowledge,
             ..Adversary::new(attack)
         }),

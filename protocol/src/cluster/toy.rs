@@ -37,6 +37,13 @@ impl Quadratic {
     }
 }
 
+impl Quadratic {
+    /// Training jobs node `i` has run.
+    pub fn jobs(&self, i: usize) -> u64 {
+        self.jobs[i]
+    }
+}
+
 impl World for Quadratic {
     fn train_time(&mut self, _node: usize) -> Duration {
         self.compute

@@ -41,6 +41,12 @@ pub struct Adversary {
     /// Also push the forged update to every connected peer every round, unasked (the honest
     /// nodes refuse pushes and penalise them, but the attacker spends their CPU and tries).
     pub push: bool,
+    /// Free timing: it never trains. Each round it signs (and forges from) its current model
+    /// the moment the round starts, so its answers are ready before any honest node has
+    /// trained, it serves the newest round it may, and its round advances as fast as its own
+    /// mixes complete (about one fetch round trip). Refused with `label-flip`, which is
+    /// training on flipped labels.
+    pub free_timing: bool,
     /// What it knows of the honest models ([`Knowledge`](crate::attack::Knowledge)). Beyond `Knowledge::Own` it forges
     /// for each asker when asked, shares every honest update it fetches ([`Output::Share`]),
     /// and takes in what it is given ([`Input::Intel`](super::Input::Intel)).
@@ -62,6 +68,7 @@ impl Adversary {
             n: None,
             f: None,
             push: false,
+            free_timing: false,
             knowledge: Knowledge::Own,
             allies: BTreeSet::new(),
             graph: BTreeMap::new(),

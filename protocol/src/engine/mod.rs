@@ -66,6 +66,7 @@ pub use config::{Config, ConfigError};
 pub use rejection::Rejection;
 
 use crate::aggregate::Aggregator;
+use crate::attack::Attack;
 use crate::replay::Window;
 use crate::sign::{Identity, PeerKey, RunId};
 use crate::wire;
@@ -523,6 +524,12 @@ impl Engine {
             a.attack
                 .validate()
                 .map_err(|e| ConfigError::Attack(e.to_string()))?;
+            if a.free_timing && matches!(a.attack, Attack::LabelFlip) {
+                return Err(ConfigError::Attack(
+                    "label-flip trains on flipped labels: it cannot skip training (free timing)"
+                        .to_owned(),
+                ));
+            }
         }
         let dim = model.len();
         let aggregator = Aggregator::new(&config.aggregation, dim)?;
@@ -737,5 +744,18 @@ impl Engine {
             Phase::Collecting { deadline } if self.ready(now, *deadline) => self.mix(),
             _ => {}
         }
+        // An attacker with free timing takes its current model as trained the moment a round
+        // starts (no `Train` was asked for). Once per input: a round it starts cannot mix
+        // before a later input, so this never loops.
+        if matches!(self.phase, Phase::Training) && self.trains_free() {
+            let model = self.model.clone();
+            self.on_trained(now, self.round, model, 0)
+                .expect("the round being trained, of the model's size");
+        }
+    }
+
+    /// An attacker with free timing ([`Adversary::free_timing`]).
+    fn trains_free(&self) -> bool {
+        self.adversary.as_ref().is_some_and(|a| a.free_timing)
     }
 }

@@ -40,7 +40,9 @@ impl Engine {
             self.outputs.push_back(Output::Unban { peer });
         }
         self.phase = Phase::Training;
-        self.outputs.push_back(Output::Train { round: self.round });
+        if !self.trains_free() {
+            self.outputs.push_back(Output::Train { round: self.round });
+        }
     }
 
     fn checkpoint(&mut self, round: u64) {

@@ -222,3 +222,34 @@ fn splice_replaces_only_the_marked_section() {
     let both = splice(&other, &new, &format!("{begin}\nmine\n{end}\n"));
     assert!(both.contains("new") && both.contains("mine"), "{both}");
 }
+
+/// The attackers of every cell have the powers of the base scenario's first group (free timing
+/// and omniscience here), except that label flipping, being training, keeps its timing; the
+/// table's header says which powers they had.
+#[test]
+fn cells_carry_the_base_scenarios_attacker_powers() {
+    let mut base = Scenario::load(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/sim/robustness.toml"),
+    )
+    .unwrap();
+    let row = table_rows().last().expect("the default row");
+    let plain = cell_scenario(&base, &row, Some(&Attack::SignFlip));
+    assert!(!plain.attackers[0].free_timing && plain.attackers[0].knowledge.is_own());
+    assert_eq!(powers_text(&base), "");
+    base.attackers[0].free_timing = true;
+    base.attackers[0].knowledge = murmur_protocol::attack::Knowledge::Omniscient;
+    let s = cell_scenario(&base, &row, Some(&Attack::OptAlie));
+    assert!(s.attackers[0].free_timing);
+    assert_eq!(
+        s.attackers[0].knowledge,
+        murmur_protocol::attack::Knowledge::Omniscient
+    );
+    s.validate().unwrap();
+    let flip = cell_scenario(&base, &row, Some(&Attack::LabelFlip));
+    assert!(!flip.attackers[0].free_timing, "label flipping is training");
+    assert_eq!(
+        powers_text(&base),
+        " The attackers are omniscient and skip training (free timing; not under label-flip, \
+         which is training)."
+    );
+}

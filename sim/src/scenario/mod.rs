@@ -121,6 +121,11 @@ pub struct Attackers {
     /// protocol lets anyone send. Default false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub push: bool,
+    /// Free timing: they never train, and sign (and forge from) their current model the moment
+    /// each round starts, so their answers are ready before any honest node's (their compute
+    /// time is not spent). Not with `label-flip`. Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub free_timing: bool,
     /// What they know of the honest models: `own` (what each mixed; default), `colluding`
     /// (every honest model any attacker fetched) or `omniscient` (every honest node's newest
     /// model, the moment it is signed). Beyond `own` they know each other and, on a fixed graph,

@@ -211,6 +211,7 @@ impl Simulation {
                         n: Some(n),
                         f: Some(f),
                         push: a.push,
+                        free_timing: a.free_timing,
                         knowledge: a.knowledge,
                         // Attackers that pool what they know know each other, and the graph.
                         allies: if a.knowledge.is_own() {

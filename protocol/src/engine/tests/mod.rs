@@ -71,13 +71,24 @@ fn run_with_bans(
     attack: Option<Attack>,
     seed: u64,
 ) -> (f32, Cluster<Quadratic>, Vec<usize>, Bans) {
+    run_with_adversary(config, n, byzantine, attack.map(Adversary::new), seed)
+}
+
+/// [`run_with_bans`] with the last `byzantine` nodes running `adversary` (told the run's size).
+fn run_with_adversary(
+    config: Config,
+    n: usize,
+    byzantine: usize,
+    adversary: Option<Adversary>,
+    seed: u64,
+) -> (f32, Cluster<Quadratic>, Vec<usize>, Bans) {
     let targets = toy::targets(n, DIM, 5.0, 1.0, seed);
     let adversaries = (0..n)
         .map(|i| {
             (i >= n - byzantine).then(|| Adversary {
                 n: Some(n),
                 f: Some(byzantine),
-                ..Adversary::new(attack.clone().expect("an attack for Byzantine nodes"))
+                ..adversary.clone().expect("an adversary for Byzantine nodes")
             })
         })
         .collect();
@@ -339,6 +350,81 @@ fn a_round_liar_drags_no_honest_node_ahead() {
             honest.iter().any(|&i| h.engine(i).stats().accepted > 0),
             "seed {seed}"
         );
+    }
+}
+
+/// Free timing: an attacker that skips training is never asked to train, signs its round the
+/// moment the round starts, and asks its peers for theirs at once; timed as an honest node, it
+/// is asked to train first.
+#[test]
+fn a_free_timing_attacker_signs_its_round_the_moment_it_starts() {
+    let c = config(Rule::Mean, 100);
+    let peers: Vec<Identity> = (1..=3).map(toy::identity).collect();
+    let start = |free_timing| {
+        let adversary = Adversary {
+            free_timing,
+            ..Adversary::new(Attack::SignFlip)
+        };
+        let setup = Setup {
+            adversary: Some(adversary),
+            model: vec![2.0; DIM],
+            ..toy::setup(0, &c, DIM, 0)
+        };
+        let mut e = setup::started(setup, &peers);
+        let out = drain(&mut e);
+        (e, out)
+    };
+    let (_, timed) = start(false);
+    assert!(timed.contains(&Output::Train { round: 1 }), "{timed:?}");
+    let (mut e, free) = start(true);
+    assert!(
+        !free.iter().any(|o| matches!(o, Output::Train { .. })),
+        "{free:?}"
+    );
+    let asked = free
+        .iter()
+        .filter(|o| matches!(o, Output::Fetch { round: Some(1), .. }))
+        .count();
+    assert_eq!(asked, 3, "{free:?}");
+    let bytes = knowledge::served(&mut e, &peers[0], 1);
+    let update = wire::decode_update(&bytes, e.max_update_bytes()).unwrap();
+    assert_eq!(update.header().round, 1);
+    assert_eq!(knowledge::params(&e, &bytes), vec![-2.0; DIM]);
+    // Label flipping is training: it cannot be done with free timing.
+    let label_flip = Setup {
+        adversary: Some(Adversary {
+            free_timing: true,
+            ..Adversary::new(Attack::LabelFlip)
+        }),
+        ..toy::setup(0, &c, DIM, 0)
+    };
+    let Err(err) = Engine::new(label_flip) else {
+        panic!("label-flip with free timing was accepted");
+    };
+    let err = err.to_string();
+    assert!(err.contains("label-flip"), "{err}");
+}
+
+/// Free-timing sign-flippers run no training job, yet mix and serve in every round; the honest
+/// nodes under ClippedGossip still converge (ten nodes, two attackers, two seeds).
+#[test]
+fn free_timing_attackers_never_train_and_the_honest_nodes_still_converge() {
+    for seed in [3, 4] {
+        let (n, byzantine) = (10, 2);
+        let adversary = Adversary {
+            free_timing: true,
+            ..Adversary::new(Attack::SignFlip)
+        };
+        let config = config(clipped_gossip(), ROUNDS);
+        let (d, c, honest, _) = run_with_adversary(config, n, byzantine, Some(adversary), seed);
+        for b in n - byzantine..n {
+            assert_eq!(c.world().jobs(b), 0, "seed {seed}: attacker {b} trained");
+            assert!(c.engine(b).stats().mixes > 0, "seed {seed}");
+        }
+        for &i in &honest {
+            assert_eq!(c.world().jobs(i), ROUNDS, "seed {seed}: node {i}");
+        }
+        assert!(d < 0.75, "seed {seed}: worst distance {d}");
     }
 }
 
