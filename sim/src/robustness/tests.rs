@@ -9,7 +9,7 @@ fn every_rule_and_attack_of_the_table_is_valid() {
     }
     assert_eq!(
         attacks().len(),
-        murmur_protocol::attack::NAMES.len() + stronger().len()
+        murmur_protocol::attack::NAMES.len() + sweep().len()
     );
     let columns: std::collections::BTreeSet<String> = attacks().iter().map(column).collect();
     assert_eq!(columns.len(), attacks().len(), "column headings are unique");
@@ -175,7 +175,14 @@ fn several_seeds_show_mean_deviation_and_worst_seed() {
     let columns: Vec<String> = plan.attacks().unwrap().iter().map(column).collect();
     assert_eq!(
         columns,
-        ["min-max", "min-sum", "opt-alie", "opt-ipm", "alie (z=3)"]
+        [
+            "alie (z=1)",
+            "alie (z=3)",
+            "min-max",
+            "min-sum",
+            "opt-alie",
+            "opt-ipm"
+        ]
     );
     let bad = Plan {
         columns: Some(vec!["sybil".into()]),
@@ -252,4 +259,44 @@ fn cells_carry_the_base_scenarios_attacker_powers() {
         " The attackers are omniscient and skip training (free timing; not under label-flip, \
          which is training)."
     );
+}
+
+/// An attack that ran at several strengths has a column per strength, beside its default, and
+/// a cell in the "Strongest strength" table at the strength whose seed-mean accuracy is lowest,
+/// row by row; an attack that ran at one strength has none there.
+#[test]
+fn the_strongest_strength_of_each_swept_attack_is_shown() {
+    let alie = |z: Option<f64>| Some(Attack::Alie { z });
+    let mut cells = Vec::new();
+    for (seed, shift) in [(6, 0.0), (7, 0.02)] {
+        cells.push(run_of(DEFAULT_ROW, None, seed, 0.90 + shift));
+        cells.push(run_of(DEFAULT_ROW, alie(None), seed, 0.89 + shift));
+        cells.push(run_of(DEFAULT_ROW, alie(Some(1.0)), seed, 0.85 + shift));
+        cells.push(run_of(DEFAULT_ROW, alie(Some(3.0)), seed, 0.87 + shift));
+        cells.push(run_of("mean", None, seed, 0.91 + shift));
+        cells.push(run_of("mean", alie(Some(3.0)), seed, 0.40 + shift));
+        cells.push(run_of(DEFAULT_ROW, Some(Attack::SignFlip), seed, 0.5));
+    }
+    let table = markdown(&cells);
+    assert!(
+        table.contains("| rule | none | sign-flip | alie | alie (z=1) | alie (z=3) |"),
+        "{table}"
+    );
+    let strongest = &table[table.find("**Strongest strength**").expect(&table)..];
+    assert!(
+        strongest.contains("| rule | none | alie |\n"),
+        "{strongest}"
+    );
+    assert!(
+        strongest.contains(&format!(
+            "| {DEFAULT_ROW} | 91.0 ± 1.4 (90.0) | 86.0 ± 1.4 (85.0) [3 skipped] at z=1 |"
+        )),
+        "{strongest}"
+    );
+    // The mean ran ALIE at z = 3 alone: that is its worst.
+    assert!(
+        strongest.contains("| mean | 92.0 ± 1.4 (91.0) | 41.0 ± 1.4 (40.0) [3 skipped] at z=3 |"),
+        "{strongest}"
+    );
+    assert!(!strongest.contains("sign-flip"), "{strongest}");
 }
