@@ -40,7 +40,8 @@ pub struct RunArgs {
     pub index: Option<usize>,
     /// Behave as this Byzantine adversary, for red-team testing: sign-flip, gaussian, alie,
     /// ipm, label-flip, dissensus, mimic, non-finite, replay, equivocate, free-rider,
-    /// round-lie, junk, min-max, min-sum, opt-alie, opt-ipm (parameters in `node.attack`).
+    /// round-lie, junk, gossip-abuse, min-max, min-sum, opt-alie, opt-ipm (parameters in
+    /// `node.attack`).
     #[arg(long, value_name = "NAME")]
     pub attack: Option<Attack>,
     /// The attacker never trains: it serves its forgery the moment each round starts (sets

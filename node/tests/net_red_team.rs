@@ -1,5 +1,5 @@
 //! The red-team node runs each of the adaptive and protocol attacks (`opt-alie`, `min-max`,
-//! `round-lie`, `junk`), and `opt-alie` again with free timing (`--attack-free-timing`: it never
+//! `round-lie`, `junk`, `gossip-abuse`), and `opt-alie` again with free timing (`--attack-free-timing`: it never
 //! trains), against four honest `murmur-node` processes on 127.0.0.1, one network per attack:
 //! its forgeries are fetched (or its junk refused and its key banned), and the honest nodes
 //! finish every round and learn.
@@ -21,6 +21,7 @@ fn each_new_attack_runs_from_a_red_team_node_against_four_honest_ones() {
         ("min-max", false),
         ("round-lie", false),
         ("junk", false),
+        ("gossip-abuse", false),
         ("opt-alie", true),
     ] {
         let dir = tempfile::tempdir().unwrap();
@@ -85,6 +86,16 @@ fn each_new_attack_runs_from_a_red_team_node_against_four_honest_ones() {
                             "{attack}: node {i} refused junk but banned no one"
                         );
                     }
+                }
+            }
+            "gossip-abuse" => {
+                // Junk and forged names in gossip: refused, and charged to the red-team node
+                // alone, which every honest node bans; no honest node is blamed.
+                for (i, s) in honest.iter().enumerate() {
+                    let refused = s.rejected.get("malformed").copied().unwrap_or(0)
+                        + s.rejected.get("bad_signature").copied().unwrap_or(0);
+                    assert!(refused > 0, "{attack}: node {i} refused no abuse");
+                    assert_eq!(s.bans, 1, "{attack}: node {i} banned {} peers", s.bans);
                 }
             }
             _ => {

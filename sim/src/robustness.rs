@@ -200,7 +200,8 @@ pub fn group(a: &Attack) -> Group {
         | Attack::Equivocate
         | Attack::FreeRider
         | Attack::RoundLie { .. }
-        | Attack::Junk { .. } => Group::Protocol,
+        | Attack::Junk { .. }
+        | Attack::GossipAbuse => Group::Protocol,
         Attack::MinMax { .. } | Attack::MinSum { .. } | Attack::OptAlie | Attack::OptIpm { .. } => {
             Group::Adaptive
         }

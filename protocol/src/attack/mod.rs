@@ -60,6 +60,7 @@ pub const DEFAULT_ROUND_LIE: u64 = 100;
 /// attack = { kind = "opt-ipm" }      # epsilon searched likewise, in update space
 /// attack = { kind = "round-lie", ahead = 100 }  # honest model, signed for a round ahead
 /// attack = { kind = "junk", form = "digest" }   # or "random", "oversize"
+/// attack = { kind = "gossip-abuse" }
 /// ```
 ///
 /// [`FromStr`] parses the bare kind names with default parameters (for `--attack alie`).
@@ -162,6 +163,14 @@ pub enum Attack {
         /// its digest, the costliest to refuse.
         form: Junk,
     },
+    /// Abuse the gossip layer while serving the own, honestly trained model: every round,
+    /// publish junk bytes, an announcement forged in an honest peer's name, evidence forged
+    /// against an honest peer (two headers in its name for one round, with signatures that do
+    /// not verify), and a replay of the attacker's oldest announcement it still holds. What it
+    /// tries: to frame honest peers (have them banned as equivocators or blamed for junk they
+    /// relay) and to spend every node's CPU and bandwidth. Gossipsub forwards only what a
+    /// node's engine accepts, and a rejection costs the message's author alone.
+    GossipAbuse,
 }
 
 /// The bytes an [`Attack::Junk`] attacker serves.
@@ -243,6 +252,7 @@ enum Repr {
         #[serde(default)]
         form: Junk,
     },
+    GossipAbuse {},
 }
 
 impl From<Repr> for Attack {
@@ -277,6 +287,7 @@ impl From<Repr> for Attack {
             Repr::OptIpm { space } => Attack::OptIpm { space },
             Repr::RoundLie { ahead } => Attack::RoundLie { ahead },
             Repr::Junk { form } => Attack::Junk { form },
+            Repr::GossipAbuse {} => Attack::GossipAbuse,
         }
     }
 }
@@ -423,7 +434,7 @@ pub enum Error {
 }
 
 /// Every kind name, as written in configs and on the command line.
-pub const NAMES: [&str; 17] = [
+pub const NAMES: [&str; 18] = [
     "sign-flip",
     "gaussian",
     "alie",
@@ -437,6 +448,7 @@ pub const NAMES: [&str; 17] = [
     "free-rider",
     "round-lie",
     "junk",
+    "gossip-abuse",
     "min-max",
     "min-sum",
     "opt-alie",
@@ -505,6 +517,8 @@ pub enum Plan {
     },
     /// Serve junk of this form.
     Junk(Junk),
+    /// Send the own model, and abuse the gossip layer ([`Attack::GossipAbuse`]).
+    GossipAbuse,
 }
 
 impl Attack {
@@ -559,6 +573,7 @@ impl Attack {
             Attack::FreeRider => return Plan::Stale,
             Attack::RoundLie { ahead } => return Plan::Ahead { ahead: *ahead },
             Attack::Junk { form } => return Plan::Junk(*form),
+            Attack::GossipAbuse => return Plan::GossipAbuse,
             Attack::MinMax {
                 perturbation,
                 space,
@@ -612,6 +627,7 @@ impl Attack {
                 | Attack::FreeRider
                 | Attack::RoundLie { .. }
                 | Attack::Junk { .. }
+                | Attack::GossipAbuse
         )
     }
 
@@ -640,6 +656,7 @@ impl Attack {
             Attack::OptIpm { .. } => "opt-ipm",
             Attack::RoundLie { .. } => "round-lie",
             Attack::Junk { .. } => "junk",
+            Attack::GossipAbuse => "gossip-abuse",
         }
     }
 
@@ -739,6 +756,7 @@ impl FromStr for Attack {
                 ahead: DEFAULT_ROUND_LIE,
             },
             "junk" => Attack::Junk { form: Junk::Digest },
+            "gossip-abuse" => Attack::GossipAbuse,
             "opt-ipm" => Attack::OptIpm {
                 space: Space::Update,
             },

@@ -16,6 +16,7 @@ use super::{Engine, Output, screen};
 use crate::aggregate::Aggregator;
 use crate::attack::Knowledge;
 use crate::attack::{self, Attack, Plan};
+use crate::evidence::Equivocation;
 use crate::sign::PeerKey;
 use crate::wire;
 use rand::{RngCore, SeedableRng};
@@ -208,6 +209,13 @@ impl Engine {
                     self.remember(bytes.clone());
                     Menu::One(bytes)
                 }
+                Plan::GossipAbuse => {
+                    let (bytes, signed) = self.sign(&self.model, samples);
+                    self.announce(&signed);
+                    self.remember(bytes.clone());
+                    self.abuse_gossip(adv, &signed);
+                    Menu::One(bytes)
+                }
             }
         };
         if adv.push {
@@ -234,6 +242,42 @@ impl Engine {
                 self.forged.insert(to, bytes.clone());
                 Some(bytes)
             }
+        }
+    }
+
+    /// The round's gossip of [`Attack::GossipAbuse`]: junk bytes as long as an announcement,
+    /// an announcement and a piece of evidence in the name of the first connected honest peer
+    /// (the attacker's own header with that peer as sender: the signatures do not verify), and
+    /// the oldest of its own announcements it still holds.
+    fn abuse_gossip(&mut self, adv: &Adversary, signed: &wire::SignedHeader) {
+        let mut junk = vec![0u8; wire::encode_announcement(signed).len()];
+        self.rng.fill_bytes(&mut junk);
+        self.broadcast(junk.into());
+        let victim = self
+            .peers
+            .connected()
+            .into_iter()
+            .find(|p| !adv.allies.contains(p));
+        if let Some(victim) = victim {
+            let in_its_name = |flip: u8| {
+                let mut h = signed.clone();
+                h.header.sender = victim;
+                h.header.digest[0] ^= flip;
+                h
+            };
+            self.broadcast(wire::encode_announcement(&in_its_name(0)).into());
+            let framed = Equivocation {
+                a: in_its_name(0),
+                b: in_its_name(1),
+            };
+            self.broadcast(framed.encode().into());
+        }
+        let oldest = self
+            .sent
+            .front()
+            .and_then(|b| wire::decode_update(b, self.limit).ok());
+        if let Some(old) = oldest {
+            self.broadcast(wire::encode_announcement(&old.signed).into());
         }
     }
 

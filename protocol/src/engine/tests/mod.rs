@@ -428,6 +428,48 @@ fn free_timing_attackers_never_train_and_the_honest_nodes_still_converge() {
     }
 }
 
+/// Gossip abuse (junk, announcements and evidence forged in an honest peer's name, replayed
+/// announcements), relayed as gossipsub relays: the abusers are refused for what they wrote
+/// (malformed, bad signatures) and banned by every honest node, no honest node is banned or
+/// blamed for what it relayed, and the honest nodes converge.
+#[test]
+fn gossip_abusers_are_banned_and_frame_no_honest_node() {
+    for seed in [5, 6] {
+        let n = 8;
+        let (d, c, honest, bans) = run_with_bans(
+            config(clipped_gossip(), ROUNDS),
+            n,
+            2,
+            Some(Attack::GossipAbuse),
+            seed,
+        );
+        assert!(d < 0.75, "seed {seed}: worst distance {d}");
+        let wrong: Vec<_> = bans.iter().filter(|(_, b)| *b < n - 2).collect();
+        assert!(
+            wrong.is_empty(),
+            "seed {seed}: honest peers banned: {wrong:?}"
+        );
+        for &i in &honest {
+            let e = c.engine(i);
+            for b in n - 2..n {
+                assert!(
+                    bans.contains(&(i, b)),
+                    "seed {seed}: node {i} did not ban {b}"
+                );
+            }
+            assert!(
+                rejected(e, Rejection::Malformed) > 0,
+                "seed {seed}: node {i}"
+            );
+            assert!(
+                rejected(e, Rejection::BadSignature) > 0,
+                "seed {seed}: node {i}"
+            );
+            assert_eq!(rejected(e, Rejection::Equivocation), 0, "seed {seed}");
+        }
+    }
+}
+
 #[test]
 fn a_fetch_is_answered_with_the_last_signed_update() {
     let mut e = lone_engine(Rule::Mean);
