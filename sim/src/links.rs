@@ -51,6 +51,11 @@ pub(crate) struct Links {
     bandwidth: Option<f64>,
     shared_uplink: bool,
     uplink_free: Vec<Duration>,
+    /// The uplink each node sends on: its own, or its Sybil process's (see
+    /// [`Links::with_processes`]).
+    uplink: Vec<usize>,
+    /// Whether the node shares its uplink with other identities (its messages always queue).
+    crowded: Vec<bool>,
 }
 
 impl Links {
@@ -61,7 +66,22 @@ impl Links {
             bandwidth: net.bandwidth_mbps.map(|m| m * 1e6 / 8.0),
             shared_uplink: net.shared_uplink,
             uplink_free: vec![Duration::ZERO; n],
+            uplink: (0..n).collect(),
+            crowded: vec![false; n],
         }
+    }
+
+    /// The links with node `i` sending on process `process[i]`'s uplink: the identities of one
+    /// Sybil process share one uplink, and their messages leave one after the other whatever
+    /// `shared-uplink` says.
+    pub(crate) fn with_processes(mut self, process: &[usize]) -> Links {
+        let mut members = vec![0usize; self.uplink.len()];
+        for &p in process {
+            members[p] += 1;
+        }
+        self.crowded = process.iter().map(|&p| members[p] > 1).collect();
+        self.uplink = process.to_vec();
+        self
     }
 
     /// The fixed one-way latency of the link between `a` and `b` (symmetric).
@@ -99,9 +119,10 @@ impl Links {
         let transfer = self.bandwidth.map_or(Duration::ZERO, |b| {
             Duration::from_secs_f64(bytes as f64 / b)
         });
-        let sent = if self.shared_uplink {
-            let start = now.max(self.uplink_free[from]);
-            self.uplink_free[from] = start + transfer;
+        let sent = if self.shared_uplink || self.crowded[from] {
+            let uplink = self.uplink[from];
+            let start = now.max(self.uplink_free[uplink]);
+            self.uplink_free[uplink] = start + transfer;
             start + transfer
         } else {
             now + transfer
@@ -211,6 +232,32 @@ mod tests {
             Duration::from_millis(1010),
             "another sender's uplink is free"
         );
+    }
+
+    /// The identities of one Sybil process (nodes 1 and 2 here) send on one uplink, one message
+    /// after the other, even where senders' messages do not queue (`shared-uplink = false`);
+    /// any other node's messages leave at once.
+    #[test]
+    fn sybil_identities_share_their_process_uplink() {
+        let net = Network {
+            latency: Latency::Fixed { ms: 10.0 },
+            bandwidth_mbps: Some(8.0), // 1 MB/s
+            shared_uplink: false,
+            ..Network::default()
+        };
+        let mut l = Links::new(&net, 4, 1).with_processes(&[0, 1, 1, 3]);
+        let a = l.arrival(Duration::ZERO, 1, 0, 1_000_000);
+        let b = l.arrival(Duration::ZERO, 2, 3, 1_000_000);
+        assert_eq!(a, Duration::from_millis(1010));
+        assert_eq!(
+            b,
+            Duration::from_millis(2010),
+            "behind its sibling's message"
+        );
+        for _ in 0..2 {
+            let lone = l.arrival(Duration::ZERO, 0, 3, 1_000_000);
+            assert_eq!(lone, Duration::from_millis(1010), "no queue of its own");
+        }
     }
 
     #[test]

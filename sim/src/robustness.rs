@@ -247,6 +247,12 @@ pub fn powers_text(base: &Scenario) -> String {
     if a.push {
         powers.push("push their forgeries at every peer every round".into());
     }
+    if a.identities > 1 {
+        powers.push(format!(
+            "run {} identities per process (Sybil: one uplink and one CPU each)",
+            a.identities
+        ));
+    }
     match powers.as_slice() {
         [] => String::new(),
         [one] => format!(" The attackers {one}."),
@@ -319,6 +325,7 @@ pub fn cell_scenario(base: &Scenario, row: &Row, attack: Option<&Attack>) -> Sce
         free_timing: powers.is_some_and(|a| a.free_timing)
             && !matches!(attack, Some(Attack::LabelFlip)),
         knowledge: powers.map(|a| a.knowledge).unwrap_or_default(),
+        identities: powers.map_or(1, |a| a.identities),
     }];
     s.name = format!(
         "{}-{}",

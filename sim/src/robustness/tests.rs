@@ -245,19 +245,22 @@ fn cells_carry_the_base_scenarios_attacker_powers() {
     assert_eq!(powers_text(&base), "");
     base.attackers[0].free_timing = true;
     base.attackers[0].knowledge = murmur_protocol::attack::Knowledge::Omniscient;
+    base.attackers[0].identities = 3;
     let s = cell_scenario(&base, &row, Some(&Attack::OptAlie));
     assert!(s.attackers[0].free_timing);
     assert_eq!(
         s.attackers[0].knowledge,
         murmur_protocol::attack::Knowledge::Omniscient
     );
+    assert_eq!(s.attackers[0].identities, 3);
     s.validate().unwrap();
     let flip = cell_scenario(&base, &row, Some(&Attack::LabelFlip));
     assert!(!flip.attackers[0].free_timing, "label flipping is training");
     assert_eq!(
         powers_text(&base),
-        " The attackers are omniscient and skip training (free timing; not under label-flip, \
-         which is training)."
+        " The attackers are omniscient, skip training (free timing; not under label-flip, \
+         which is training) and run 3 identities per process (Sybil: one uplink and one CPU \
+         each)."
     );
 }
 

@@ -126,12 +126,27 @@ pub struct Attackers {
     /// time is not spent). Not with `label-flip`. Default false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub free_timing: bool,
+    /// Sybil identities: each attacker process of the group holds this many keys and joins as
+    /// that many peers. The group's nodes (`count` or `nodes`, which must be a multiple of it)
+    /// are its identities; each run of `identities` of them, in node order, is one process:
+    /// their messages leave one after the other on one uplink (whatever `shared-uplink` says),
+    /// and their training shares one CPU (each takes `identities` times as long). Default 1.
+    #[serde(default = "d_identities", skip_serializing_if = "is_one")]
+    pub identities: usize,
     /// What they know of the honest models: `own` (what each mixed; default), `colluding`
     /// (every honest model any attacker fetched) or `omniscient` (every honest node's newest
     /// model, the moment it is signed). Beyond `own` they know each other and, on a fixed graph,
     /// every node's mixing weights, and forge for each asker when it asks.
     #[serde(default, skip_serializing_if = "Knowledge::is_own")]
     pub knowledge: Knowledge,
+}
+
+fn d_identities() -> usize {
+    1
+}
+
+fn is_one(k: &usize) -> bool {
+    *k == 1
 }
 
 impl Attackers {

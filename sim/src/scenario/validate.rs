@@ -57,6 +57,15 @@ impl Scenario {
                 }
                 (None, true) => {}
             }
+            let size = a.nodes.as_ref().map_or(a.count, Vec::len);
+            if a.identities == 0 || !size.is_multiple_of(a.identities) {
+                return bad(
+                    &format!("attackers[{g}].identities"),
+                    a.identities,
+                    "must be at least 1 and divide the group's nodes (each process holds that \
+                     many of them)",
+                );
+            }
             for &i in a.nodes.iter().flatten() {
                 if i >= self.nodes {
                     return bad(&format!("attackers[{g}].nodes"), i, "is not a node index");

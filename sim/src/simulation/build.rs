@@ -55,6 +55,29 @@ pub(crate) fn assign_attackers(s: &Scenario) -> Vec<Option<&Attackers>> {
     out
 }
 
+/// The process each node runs in: its own index, or, for the identities of a Sybil attacker
+/// ([`Attackers::identities`] above 1), the first node of its run of `identities` nodes of its
+/// group, in node order.
+pub(crate) fn processes(attacks: &[Option<&Attackers>]) -> Vec<usize> {
+    let mut process: Vec<usize> = (0..attacks.len()).collect();
+    let mut done = vec![false; attacks.len()];
+    for i in 0..attacks.len() {
+        let Some(group) = attacks[i].filter(|a| a.identities > 1 && !done[i]) else {
+            continue;
+        };
+        let members: Vec<usize> = (i..attacks.len())
+            .filter(|&j| attacks[j].is_some_and(|b| std::ptr::eq(b, group)))
+            .collect();
+        for chunk in members.chunks(group.identities) {
+            for &j in chunk {
+                process[j] = chunk[0];
+                done[j] = true;
+            }
+        }
+    }
+    process
+}
+
 /// Virtual time of each node's training job of a round: `local-steps x step-ms x` its speed
 /// factor.
 pub(crate) fn compute_times(s: &Scenario, learning: &Learning) -> Vec<Duration> {
@@ -170,7 +193,7 @@ impl Simulation {
         let mut setups = Vec::with_capacity(n);
         let mut byzantine = Vec::with_capacity(n);
         let mut absent = Vec::with_capacity(n);
-        for (i, (shard, attack)) in shards.into_iter().zip(attacks).enumerate() {
+        for (i, (shard, attack)) in shards.into_iter().zip(attacks.iter().copied()).enumerate() {
             let shard = match (&attack, &flipped_data) {
                 (Some(a), Some(data)) if a.running().is_some_and(attack::Attack::flips_labels) => {
                     Shard {
@@ -230,8 +253,14 @@ impl Simulation {
                 weights: weights.next().expect("one table per node"),
             });
         }
-        let compute = compute_times(s, &learning);
-        let links = Links::new(&s.network, n, s.seed);
+        // A Sybil process's identities share its CPU: each training takes that many times as
+        // long (they run one after the other).
+        let compute: Vec<Duration> = compute_times(s, &learning)
+            .into_iter()
+            .zip(&attacks)
+            .map(|(t, a)| t.mul_f64(a.map_or(1, |a| a.identities) as f64))
+            .collect();
+        let links = Links::new(&s.network, n, s.seed).with_processes(&processes(&attacks));
         let world = World::new(trainers, compute, links, learning.local_steps, threads);
         let gossip = Gossip {
             mesh: s.network.gossip_peers,
@@ -332,5 +361,34 @@ impl Simulation {
         }
         self.cluster.start(&first, false);
         self.recount_behind();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each run of `identities` nodes of a Sybil group, in node order, is one process, named by
+    /// its first node; honest nodes and single-identity attackers are their own.
+    #[test]
+    fn sybil_identities_are_grouped_into_processes_in_node_order() {
+        let group = |nodes: Vec<usize>, identities| Attackers {
+            count: 0,
+            nodes: Some(nodes),
+            attack: Some(attack::Attack::SignFlip),
+            absent: false,
+            push: false,
+            free_timing: false,
+            knowledge: Default::default(),
+            identities,
+        };
+        let sybil = group(vec![7, 1, 5, 3], 2);
+        let lone = group(vec![6], 1);
+        let mut attacks: Vec<Option<&Attackers>> = vec![None; 9];
+        for i in [1, 3, 5, 7] {
+            attacks[i] = Some(&sybil);
+        }
+        attacks[6] = Some(&lone);
+        assert_eq!(processes(&attacks), vec![0, 1, 2, 1, 4, 5, 6, 5, 8]);
     }
 }
