@@ -557,6 +557,41 @@ mod tests {
         }
     }
 
+    /// `--attack-free-timing` makes a red-team node skip training; without an attack, or with
+    /// label flipping (which is training), it is refused, naming the field.
+    #[test]
+    fn free_timing_needs_an_attack_that_does_not_train() {
+        let p = Path::new("x.toml");
+        let c = Config::parse(MINIMAL, p).unwrap();
+        let with = |attack: Option<&str>| {
+            c.clone().resolve(
+                Overrides {
+                    attack: attack.map(|a| a.parse().unwrap()),
+                    attack_free_timing: true,
+                    ..Overrides::default()
+                },
+                p,
+            )
+        };
+        assert!(
+            with(Some("opt-alie"))
+                .unwrap()
+                .config
+                .node
+                .attack_free_timing
+        );
+        for (attack, why) in [
+            (None, "node.attack is not set"),
+            (Some("label-flip"), "label-flip"),
+        ] {
+            let e = with(attack).unwrap_err().to_string();
+            assert!(
+                e.contains("node.attack-free-timing") && e.contains(why),
+                "{e}"
+            );
+        }
+    }
+
     #[test]
     fn defaults_overrides_and_errors_naming_file_and_field() {
         let p = Path::new("x.toml");
