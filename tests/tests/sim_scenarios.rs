@@ -1,5 +1,5 @@
-//! Simulator scenarios, small enough for CI: determinism across thread counts, an attack that
-//! breaks the plain mean but not ClippedGossip, a partition that splits and heals, and churn.
+//! Simulator scenarios, small enough for CI: determinism across thread counts, a partition that
+//! splits and heals, churn, graphs, codecs and DiLoCo; attackers in `attackers`.
 //!
 //! Every scenario's seed can be replaced with `MURMUR_SIM_SEED=<seed>`; a failing assertion
 //! prints the seed and the rows of the run.
