@@ -191,6 +191,22 @@ impl Node {
         serde_json::from_str(&body).unwrap()
     }
 
+    /// Reads the node's status until `pred` holds, at most `timeout`; returns that status.
+    /// Panics with the node's log if it never does.
+    pub fn wait_status(&self, timeout: Duration, pred: impl Fn(&Metrics) -> bool) -> Metrics {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let s = self.status();
+            if pred(&s) {
+                return s;
+            }
+            if Instant::now() >= deadline {
+                self.fail(&format!("timed out waiting for a status: last {s:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The node's Prometheus text.
     pub fn prometheus(&self) -> String {
         murmur_node::status::fetch(&self.http, "/metrics").unwrap()
