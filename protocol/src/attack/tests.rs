@@ -13,6 +13,20 @@ fn parse(s: &str) -> Result<Attack, toml::de::Error> {
     toml::from_str::<Config>(s).map(|c| c.attack)
 }
 
+/// What an attacker with its own model and these honest ones sees, in a run of `n` nodes with
+/// `f` Byzantine: no reference, victim or defence.
+fn view<'a>(own: &'a [f32], honest: &'a [&'a [f32]], n: usize, f: usize) -> View<'a> {
+    View {
+        own,
+        honest,
+        reference: None,
+        n,
+        f,
+        victim: None,
+        defence: None,
+    }
+}
+
 #[test]
 fn ipm_in_update_space_turns_the_honest_step_back_from_the_reference() {
     let (a, b) = ([1.0f32, 2.0], [3.0f32, 4.0]);
@@ -22,13 +36,8 @@ fn ipm_in_update_space_turns_the_honest_step_back_from_the_reference() {
     let attack = parse(r#"attack = { kind = "ipm", epsilon = 0.5, space = "update" }"#).unwrap();
     let plan = |reference| {
         let view = View {
-            own: &own,
-            honest: &honest,
             reference,
-            n: 4,
-            f: 1,
-            victim: None,
-            defence: None,
+            ..view(&own, &honest, 4, 1)
         };
         attack.plan(&view, &mut ChaCha8Rng::seed_from_u64(0))
     };
@@ -137,15 +146,7 @@ fn plans() {
     let b = [4.0f32, 0.0];
     let short = [9.0f32];
     let honest: [&[f32]; 3] = [&a, &short, &b];
-    let view = View {
-        own: &own,
-        honest: &honest,
-        reference: None,
-        n: 10,
-        f: 2,
-        victim: None,
-        defence: None,
-    };
+    let view = view(&own, &honest, 10, 2);
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let plan = |a: Attack, rng: &mut ChaCha8Rng| a.plan(&view, rng);
     // The short model is ignored.
@@ -192,15 +193,7 @@ fn plans() {
 #[test]
 fn plans_fall_back_to_own_without_honest_models() {
     let own = [1.0f32, -2.0];
-    let view = View {
-        own: &own,
-        honest: &[],
-        reference: None,
-        n: 4,
-        f: 1,
-        victim: None,
-        defence: None,
-    };
+    let view = view(&own, &[], 4, 1);
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     assert_eq!(
         Attack::SignFlip.plan(&view, &mut rng),
@@ -226,15 +219,7 @@ fn dissensus_without_victim_pushes_away_from_neighbours() {
     let own = [0.0f32];
     let a = [1.0f32];
     let honest: [&[f32]; 1] = [&a];
-    let view = View {
-        own: &own,
-        honest: &honest,
-        reference: None,
-        n: 3,
-        f: 1,
-        victim: None,
-        defence: None,
-    };
+    let view = view(&own, &honest, 3, 1);
     let plan = Attack::Dissensus { epsilon: 2.0 }.plan(&view, &mut ChaCha8Rng::seed_from_u64(0));
     // Weights 1/3 each: 0 - 2 * (1/3 * 1) / (1/3) = -2.
     assert_eq!(plan, Plan::Send(vec![-2.0]));
@@ -261,16 +246,11 @@ fn searched_strength_is_the_largest_the_defence_lets_through() {
         mean(&kept, out);
     };
     let view = View {
-        own: &own,
-        honest: &honest,
-        reference: None,
-        n: 16,
-        f: 3,
-        victim: None,
         defence: Some(Defence {
             mix: &mix,
             fan_in: 4,
         }),
+        ..view(&own, &honest, 16, 3)
     };
     let Plan::Send(forged) = Attack::OptAlie.plan(&view, &mut ChaCha8Rng::seed_from_u64(0)) else {
         panic!()
@@ -318,15 +298,7 @@ fn min_max_counts_the_attackers_own_model_as_honest() {
     let own = [1.0f32, 0.0];
     let a = [0.0f32, 1.0];
     let honest: [&[f32]; 1] = [&a];
-    let view = View {
-        own: &own,
-        honest: &honest,
-        reference: None,
-        n: 4,
-        f: 1,
-        victim: None,
-        defence: None,
-    };
+    let view = view(&own, &honest, 4, 1);
     let attack = parse(r#"attack = { kind = "min-max" }"#).unwrap();
     let Plan::Send(v) = attack.plan(&view, &mut ChaCha8Rng::seed_from_u64(0)) else {
         panic!()
