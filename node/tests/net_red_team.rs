@@ -2,13 +2,15 @@
 //! `round-lie`, `junk`, `gossip-abuse`), and `opt-alie` again with free timing (`--attack-free-timing`: it never
 //! trains), against four honest `murmur-node` processes on 127.0.0.1, one network per attack:
 //! its forgeries are fetched (or its junk refused and its key banned), and the honest nodes
-//! finish every round and learn.
+//! finish every round and learn. A second test serves oversize frames, which the transport
+//! refuses on their length before the engine sees them, and checks that they are charged all the
+//! same.
 
 mod net_support;
 
 use std::time::Duration;
 
-use net_support::{spawn_network, write_config};
+use net_support::{spawn, spawn_network, write_config};
 
 const HONEST: usize = 4;
 const NODES: usize = HONEST + 1;
@@ -115,4 +117,74 @@ fn each_new_attack_runs_from_a_red_team_node_against_four_honest_ones() {
             "{attack}: honest mean accuracy {mean:.4}: {accuracies:?}"
         );
     }
+}
+
+/// A red-team node answers every fetch with a frame one byte longer than the largest valid
+/// update (`attack = { kind = "junk", form = "oversize" }` in its own config): the honest nodes'
+/// transport refuses it on its length before reading it, and the engine still charges it, so
+/// every honest node that asked refuses it as `oversize` and bans it.
+#[test]
+fn oversize_answers_are_refused_on_their_length_and_their_server_banned() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = format!(
+        "fanout = 3\nwait-for = 3\nround-timeout-ms = 3000\nrounds = {ROUNDS}\n\
+         join-timeout-ms = 3000"
+    );
+    let metrics = "[metrics]\neval-every = 12\n";
+    let config = write_config(dir.path(), NODES, &engine, metrics);
+    let red_dir = dir.path().join("red");
+    std::fs::create_dir_all(&red_dir).unwrap();
+    let red_config = write_config(
+        &red_dir,
+        NODES,
+        &engine,
+        &format!("{metrics}\n[node]\nattack = {{ kind = \"junk\", form = \"oversize\" }}\n"),
+    );
+    let mut nodes = spawn_network(&config, dir.path(), HONEST, |_| Vec::new());
+    let boot = nodes[0].addr.clone();
+    nodes.push(spawn(
+        &red_config,
+        &dir.path().join(format!("n{HONEST}")),
+        HONEST,
+        &["--bootstrap", &boot],
+    ));
+    let red = nodes[HONEST].status().peer_id;
+    let mut accuracies = Vec::new();
+    for node in nodes.iter_mut().take(HONEST) {
+        let done = node.wait(Duration::from_secs(600), |e| e["event"] == "finished");
+        accuracies.push(done["accuracy"].as_f64().unwrap());
+    }
+    let mut refused_by = 0;
+    for (i, node) in nodes.iter().enumerate().take(HONEST) {
+        let s = node.status();
+        let oversize = s.rejected.get("oversize").copied().unwrap_or(0);
+        println!(
+            "honest node {i}: round {} accepted {} rejected {:?} bans {}",
+            s.round, s.accepted, s.rejected, s.bans
+        );
+        assert_eq!(s.round, ROUNDS, "node {i} finished its rounds");
+        assert_eq!(
+            s.rejected.get("malformed").copied().unwrap_or(0),
+            0,
+            "node {i}: only oversize frames came"
+        );
+        if oversize > 0 {
+            refused_by += 1;
+            assert_eq!(
+                s.bans, 1,
+                "node {i} refused oversize answers but banned {}",
+                s.bans
+            );
+        }
+    }
+    assert!(
+        refused_by > 0,
+        "no honest node refused the answers of the red-team node {red} as oversize"
+    );
+    let mean = accuracies.iter().sum::<f64>() / accuracies.len() as f64;
+    println!("oversize: honest accuracies {accuracies:?}, mean {mean:.4}");
+    assert!(
+        mean >= 0.8,
+        "honest mean accuracy {mean:.4}: {accuracies:?}"
+    );
 }

@@ -10,7 +10,7 @@ use tracing::{debug, info};
 
 use super::{Driver, Error, Outbound};
 use crate::event::Event;
-use crate::net::codec::{Request, Response};
+use crate::net::codec::{self, Request, Response};
 use crate::net::{self, Behaviour, BehaviourEvent};
 
 /// Dials every bootstrap address; those ending in `/p2p/ID` also seed Kademlia. Returns the
@@ -341,6 +341,18 @@ impl Driver {
                     }
                     Some(Outbound::Fetch { .. }) => {
                         if let Some(key) = net::peer_key(&peer) {
+                            // An answer the codec refused on its frame is the peer's doing (a
+                            // closed stream or a timeout is not): the engine charges it.
+                            if let request_response::OutboundFailure::Io(e) = &error
+                                && let Some(frame) = codec::FrameError::of(e)
+                            {
+                                info!(%peer, error = %frame, "answer refused on its frame");
+                                let oversize = matches!(frame, codec::FrameError::Oversize { .. });
+                                self.feed(Input::Unframed {
+                                    peer: key,
+                                    oversize,
+                                })?;
+                            }
                             self.feed(Input::Fetched {
                                 peer: key,
                                 update: None,

@@ -11,6 +11,13 @@
 //! several peers without a copy. A received body is read in 64 KiB steps (memory follows the
 //! bytes a peer really sends, not the length it announces), under a node-wide budget of bytes
 //! being read at once.
+//!
+//! A frame refused on its tag or length is a [`FrameError`]: in an answer to a fetch, the driver
+//! hands it to the engine ([`Input::Unframed`](murmur_protocol::engine::Input::Unframed)), which
+//! charges the peer as for an oversize or malformed update. A refused *request* cannot be
+//! charged: libp2p's request-response behaviour drops a request whose reading fails without
+//! reporting it. It costs this node the five bytes of its header (and a stream, within the
+//! link's stream limits).
 
 use std::io;
 use std::sync::Arc;
@@ -102,6 +109,44 @@ impl Drop for Reserved<'_> {
     }
 }
 
+/// A frame the peer got wrong. Unlike a closed stream, a timeout or the node's own budget, it is
+/// the peer's doing: the driver charges it to the peer (see [`FrameError::of`]).
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// A length over the largest valid message.
+    #[error("frame of {len} bytes over the limit of {max}")]
+    Oversize {
+        /// The length the frame announced.
+        len: usize,
+        /// The most allowed.
+        max: usize,
+    },
+    /// A length its tag cannot carry (a fetch of 3 bytes, an acknowledgement with a body).
+    #[error("frame tag {tag} cannot carry {len} bytes")]
+    Length {
+        /// The tag.
+        tag: u8,
+        /// The length.
+        len: usize,
+    },
+    /// A tag that is no frame's.
+    #[error("unknown frame tag {0}")]
+    Tag(u8),
+}
+
+impl FrameError {
+    /// The frame error inside an I/O error this codec returned, if it is one.
+    pub fn of(e: &io::Error) -> Option<&FrameError> {
+        e.get_ref()?.downcast_ref()
+    }
+}
+
+impl From<FrameError> for io::Error {
+    fn from(e: FrameError) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, e)
+    }
+}
+
 /// The longest body a frame of this tag may carry: frames that carry nothing must say 0, a
 /// fetch 0 or 8, models and updates at most `max`.
 fn allowed(tag: u8, len: usize, max: usize) -> io::Result<()> {
@@ -114,10 +159,7 @@ fn allowed(tag: u8, len: usize, max: usize) -> io::Result<()> {
     if ok {
         Ok(())
     } else if len > max {
-        Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("frame of {len} bytes over the limit of {max}"),
-        ))
+        Err(FrameError::Oversize { len, max }.into())
     } else {
         Err(bad_length(tag, len))
     }
@@ -163,17 +205,11 @@ async fn write_frame<T: AsyncWrite + Unpin + Send>(
 }
 
 fn bad_length(tag: u8, len: usize) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        format!("frame tag {tag} cannot carry {len} bytes"),
-    )
+    FrameError::Length { tag, len }.into()
 }
 
 fn bad_tag(tag: u8) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        format!("unknown frame tag {tag}"),
-    )
+    FrameError::Tag(tag).into()
 }
 
 impl request_response::Codec for Codec {
@@ -279,9 +315,22 @@ mod tests {
                 .unwrap();
             let err = c.read_request(&proto(), &mut &buf[..]).await.unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+            assert!(
+                matches!(
+                    FrameError::of(&err),
+                    Some(FrameError::Oversize { len: 17, max: 16 })
+                ),
+                "{err}"
+            );
 
-            let err = c.read_request(&proto(), &mut &[9u8, 0, 0, 0, 0][..]).await;
-            assert!(err.is_err(), "unknown tag");
+            let err = c
+                .read_request(&proto(), &mut &[9u8, 0, 0, 0, 0][..])
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(FrameError::of(&err), Some(FrameError::Tag(9))),
+                "{err}"
+            );
         });
     }
 
@@ -298,6 +347,10 @@ mod tests {
             lying.extend_from_slice(&[1, 2, 3]);
             let err = read_frame(&mut &lying[..], &c).await.unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+            assert!(
+                FrameError::of(&err).is_none(),
+                "an early end is not the peer's frame error"
+            );
             assert_eq!(c.inflight.load(Ordering::Relaxed), 0, "given back");
             // An ack or a fetch that claims a body.
             for (tag, len) in [(TAG_ACK, 1u32), (TAG_NONE, 4), (TAG_FETCH, 5)] {
@@ -306,6 +359,10 @@ mod tests {
                 f.resize(5 + len as usize, 0);
                 let err = read_frame(&mut &f[..], &c).await.unwrap_err();
                 assert_eq!(err.kind(), io::ErrorKind::InvalidData, "tag {tag}");
+                assert!(
+                    matches!(FrameError::of(&err), Some(FrameError::Length { .. })),
+                    "{err}"
+                );
             }
             // 300 KiB is over the 200 KiB budget: refused once the budget is spent.
             let mut big = vec![TAG_MODEL];
@@ -313,6 +370,10 @@ mod tests {
             big.resize(5 + 300 * 1024, 7);
             let err = read_frame(&mut &big[..], &c).await.unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::OutOfMemory);
+            assert!(
+                FrameError::of(&err).is_none(),
+                "the node's own budget, not the peer's"
+            );
             assert_eq!(c.inflight.load(Ordering::Relaxed), 0);
             let mut fits = vec![TAG_MODEL];
             fits.extend_from_slice(&(100u32 * 1024).to_be_bytes());

@@ -146,6 +146,17 @@ pub enum Input {
         /// Its answer, unchecked.
         update: Option<Arc<[u8]>>,
     },
+    /// `peer` answered a fetch with bytes the transport could not frame (a length over the
+    /// largest valid update when `oversize`, otherwise an unknown frame tag or a length its tag
+    /// cannot carry), so they never reached the engine as an update. Costs the peer what an
+    /// `oversize` or `malformed` update costs. The fetch itself is answered apart, with
+    /// [`Input::Fetched`] and `None`.
+    Unframed {
+        /// The transport-authenticated peer that sent the frame.
+        peer: PeerKey,
+        /// The frame was refused on its length alone.
+        oversize: bool,
+    },
     /// Local training for `round` finished with these parameters.
     Trained {
         /// The round that was asked for in [`Output::Train`].
@@ -724,6 +735,14 @@ impl Engine {
                 Phase::Collecting { .. } => self.on_answer(peer, update.as_deref()),
                 _ => {}
             },
+            Input::Unframed { peer, oversize } => self.reject(
+                peer,
+                if oversize {
+                    Rejection::Oversize
+                } else {
+                    Rejection::Malformed
+                },
+            ),
             Input::Trained {
                 round,
                 params,

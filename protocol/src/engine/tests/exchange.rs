@@ -166,6 +166,33 @@ fn every_bad_answer_is_rejected_by_reason_and_penalised() {
     }));
 }
 
+/// An answer the transport could not frame (refused on its length or its tag before the engine
+/// saw any update) costs its sender what an oversize or malformed update costs: two and the
+/// peer is banned, by the reason of the last.
+#[test]
+fn answers_the_transport_could_not_frame_are_charged_to_their_sender() {
+    let peers: Vec<Identity> = (1..=2).map(toy::identity).collect();
+    let mut e = asking(Rule::Mean, &peers);
+    let t = Duration::from_millis(10);
+    for (peer, oversize, reason) in [
+        (&peers[0], true, Rejection::Oversize),
+        (&peers[1], false, Rejection::Malformed),
+    ] {
+        let peer = peer.public();
+        e.handle(t, Input::Unframed { peer, oversize }).unwrap();
+        let out = drain(&mut e);
+        assert!(penalised(&out, peer, reason), "{reason}: {out:?}");
+        assert!(!e.is_banned(&peer), "{reason}: one strike");
+        e.handle(t, Input::Unframed { peer, oversize }).unwrap();
+        let out = drain(&mut e);
+        assert!(
+            out.contains(&Output::Ban { peer, reason }),
+            "{reason}: {out:?}"
+        );
+        assert_eq!(rejected(&e, reason), 2, "{reason}");
+    }
+}
+
 #[test]
 fn unasked_answers_and_pushes_are_not_mixed_and_pushes_cost_points() {
     let peers: Vec<Identity> = (1..=2).map(toy::identity).collect();
