@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 /// join-peers = 3           # peers a joining or restarted node fetches models from; 0 = none
 /// join-timeout-ms = 5000   # longest wait for their answers
 /// checkpoint-every = 5     # ask for a checkpoint at least this many rounds apart; 0 = never
+/// final-mix-rounds = 0     # rounds of mixing alone after the last training round
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
@@ -81,6 +82,11 @@ pub struct Config {
     pub checkpoint_every: u64,
     /// Stop after this many rounds; unset runs until stopped.
     pub rounds: Option<u64>,
+    /// Rounds of mixing alone after the `rounds` training rounds: the node does not train in
+    /// them, it signs the model it last mixed, fetches and mixes as in any round, so the honest
+    /// nodes end closer together. The node finishes after `rounds + final-mix-rounds` rounds.
+    /// Needs `rounds`. Default 0.
+    pub final_mix_rounds: u64,
 }
 
 /// Default of [`Config::staleness_decay`].
@@ -107,6 +113,7 @@ impl Default for Config {
             join_timeout_ms: 5000,
             checkpoint_every: 5,
             rounds: None,
+            final_mix_rounds: 0,
         }
     }
 }
@@ -197,6 +204,13 @@ impl Config {
         if self.rounds == Some(0) {
             return bad("rounds", &0, "must be at least 1 when set");
         }
+        if self.final_mix_rounds > 0 && self.rounds.is_none() {
+            return bad(
+                "final-mix-rounds",
+                &self.final_mix_rounds,
+                "needs `rounds`: the rounds of mixing alone follow the last training round",
+            );
+        }
         self.aggregation.validate()?;
         let need = self.aggregation.min_inputs();
         if need > self.wait_for + 1 {
@@ -236,5 +250,19 @@ mod tests {
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("`fanout`"), "{e}");
         assert!(Config::default().validate().is_ok());
+        let c = Config {
+            final_mix_rounds: 5,
+            ..Config::default()
+        };
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("`final-mix-rounds`") && e.contains("`rounds`"),
+            "{e}"
+        );
+        let c = Config {
+            rounds: Some(10),
+            ..c
+        };
+        assert!(c.validate().is_ok());
     }
 }

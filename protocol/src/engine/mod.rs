@@ -773,8 +773,11 @@ impl Engine {
         }
     }
 
-    /// An attacker with free timing ([`Adversary::free_timing`]).
+    /// Whether the current round takes the model as trained without asking the trainer: an
+    /// attacker with free timing ([`Adversary::free_timing`]) always, any node in the rounds of
+    /// mixing alone after its training rounds ([`Config::final_mix_rounds`]).
     fn trains_free(&self) -> bool {
         self.adversary.as_ref().is_some_and(|a| a.free_timing)
+            || self.config.rounds.is_some_and(|r| self.round > r)
     }
 }

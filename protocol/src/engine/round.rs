@@ -26,7 +26,11 @@ use std::time::Duration;
 impl Engine {
     /// Starts the round after `self.round`, or finishes when the configured rounds are done.
     pub(super) fn start_round(&mut self) {
-        if self.config.rounds.is_some_and(|r| self.round >= r) {
+        let last = self
+            .config
+            .rounds
+            .map(|r| r.saturating_add(self.config.final_mix_rounds));
+        if last.is_some_and(|r| self.round >= r) {
             self.phase = Phase::Finished;
             if self.config.checkpoint_every > 0 && self.checkpointed < self.round {
                 self.checkpoint(self.round);

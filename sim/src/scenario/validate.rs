@@ -1,6 +1,7 @@
 //! Checks of every value of a scenario that serde's types do not check, naming the first bad key.
 
 use super::{Latency, Scenario, ScenarioError, Speed};
+use murmur_protocol::engine;
 
 fn bad<T>(key: &str, value: impl std::fmt::Display, why: &str) -> Result<T, ScenarioError> {
     Err(ScenarioError::Value {
@@ -19,7 +20,12 @@ impl Scenario {
             table,
             message: e.to_string(),
         };
-        self.engine.validate().map_err(|e| table("engine", &e))?;
+        // As the nodes run it: with the scenario's rounds.
+        let engine = engine::Config {
+            rounds: self.rounds,
+            ..self.engine.clone()
+        };
+        engine.validate().map_err(|e| table("engine", &e))?;
         self.learning.check().map_err(|e| table("learning", &e))?;
         if self.nodes == 0 {
             return bad("nodes", self.nodes, "must be at least 1");

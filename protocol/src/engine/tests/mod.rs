@@ -428,6 +428,49 @@ fn free_timing_attackers_never_train_and_the_honest_nodes_still_converge() {
     }
 }
 
+/// Rounds of mixing alone after the training rounds: every node trains `rounds` times, finishes
+/// `final-mix-rounds` later, and the honest nodes end closer together than without them (their
+/// targets differ, so training keeps them apart; mixing alone only averages).
+#[test]
+fn final_mixing_rounds_train_no_more_and_bring_the_nodes_together() {
+    let spread = |c: &Cluster<Quadratic>, honest: &[usize]| -> f32 {
+        let mut worst = 0.0f32;
+        for &i in honest {
+            for &j in honest {
+                worst =
+                    worst.max(aggregate::distance(c.engine(i).model(), c.engine(j).model()) as f32);
+            }
+        }
+        worst
+    };
+    for seed in [7, 8] {
+        let rounds = 60;
+        let (_, plain, honest) = run_with(config(Rule::Mean, rounds), 8, 0, None, seed);
+        let config = Config {
+            final_mix_rounds: 20,
+            ..config(Rule::Mean, rounds)
+        };
+        let (_, mixed, _) = run_with(config, 8, 0, None, seed);
+        for &i in &honest {
+            assert_eq!(
+                mixed.world().jobs(i),
+                rounds,
+                "seed {seed}: node {i} trained"
+            );
+            assert_eq!(
+                mixed.engine(i).round(),
+                rounds + 20,
+                "seed {seed}: node {i}"
+            );
+        }
+        let (before, after) = (spread(&plain, &honest), spread(&mixed, &honest));
+        assert!(
+            after < before / 10.0,
+            "seed {seed}: honest spread {before} without, {after} with"
+        );
+    }
+}
+
 /// Gossip abuse (junk, announcements and evidence forged in an honest peer's name, replayed
 /// announcements), relayed as gossipsub relays: the abusers are refused for what they wrote
 /// (malformed, bad signatures) and banned by every honest node, no honest node is banned or
