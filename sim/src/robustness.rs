@@ -234,6 +234,15 @@ pub fn column(a: &Attack) -> String {
     }
 }
 
+/// The rounds a cell runs: its training rounds, and its rounds of mixing alone if any.
+pub fn rounds_text(base: &Scenario) -> String {
+    let rounds = base.rounds.map_or("?".into(), |r| r.to_string());
+    match base.engine.final_mix_rounds {
+        0 => format!("{rounds} rounds"),
+        k => format!("{rounds} rounds and {k} more of mixing alone"),
+    }
+}
+
 /// The attackers' powers beyond the protocol's rules (those of the base scenario's first group,
 /// which every cell's attackers have), as a sentence of the table's header; empty when none.
 pub fn powers_text(base: &Scenario) -> String {

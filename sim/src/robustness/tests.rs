@@ -264,6 +264,26 @@ fn cells_carry_the_base_scenarios_attacker_powers() {
     );
 }
 
+/// The header says how many rounds the cells run, the rounds of mixing alone included; the
+/// Dirichlet(0.1) setting has 20 of them, and every cell keeps them.
+#[test]
+fn the_header_counts_the_rounds_of_mixing_alone() {
+    let load = |name: &str| {
+        Scenario::load(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../configs/sim")
+                .join(name),
+        )
+        .unwrap()
+    };
+    assert_eq!(rounds_text(&load("robustness.toml")), "100 rounds");
+    let base = load("robustness-dir01.toml");
+    assert_eq!(rounds_text(&base), "100 rounds and 20 more of mixing alone");
+    let row = table_rows().last().expect("the default row");
+    let cell = cell_scenario(&base, &row, Some(&Attack::SignFlip));
+    assert_eq!(cell.engine.final_mix_rounds, 20);
+}
+
 /// An attack that ran at several strengths has a column per strength, beside its default, and
 /// a cell in the "Strongest strength" table at the strength whose seed-mean accuracy is lowest,
 /// row by row; an attack that ran at one strength has none there.
