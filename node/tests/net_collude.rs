@@ -11,7 +11,7 @@ mod net_support;
 
 use std::time::Duration;
 
-use net_support::{spawn, spawn_network, write_config};
+use net_support::{assert_mean_accuracy, spawn, spawn_network, write_config};
 
 const HONEST: usize = 4;
 const NODES: usize = HONEST + 2;
@@ -92,10 +92,5 @@ fn two_red_team_nodes_pool_what_they_fetch_through_their_directory() {
             "honest node {i} has no side channel"
         );
     }
-    let mean = accuracies.iter().sum::<f64>() / accuracies.len() as f64;
-    println!("honest accuracies {accuracies:?}, mean {mean:.4}");
-    assert!(
-        mean >= 0.8,
-        "honest mean accuracy {mean:.4}: {accuracies:?}"
-    );
+    assert_mean_accuracy("", &accuracies, 0.8);
 }

@@ -10,7 +10,7 @@ mod net_support;
 
 use std::time::Duration;
 
-use net_support::{spawn, spawn_network, write_config};
+use net_support::{assert_mean_accuracy, spawn, spawn_network, write_config};
 
 const HONEST: usize = 4;
 const NODES: usize = HONEST + 1;
@@ -110,12 +110,7 @@ fn each_new_attack_runs_from_a_red_team_node_against_four_honest_ones() {
                 assert_eq!(refused("ahead"), 0, "{attack}");
             }
         }
-        let mean = accuracies.iter().sum::<f64>() / accuracies.len() as f64;
-        println!("{attack}: honest accuracies {accuracies:?}, mean {mean:.4}");
-        assert!(
-            mean >= 0.8,
-            "{attack}: honest mean accuracy {mean:.4}: {accuracies:?}"
-        );
+        assert_mean_accuracy(&format!("{attack}: "), &accuracies, 0.8);
     }
 }
 
@@ -181,10 +176,5 @@ fn oversize_answers_are_refused_on_their_length_and_their_server_banned() {
         refused_by > 0,
         "no honest node refused the answers of the red-team node {red} as oversize"
     );
-    let mean = accuracies.iter().sum::<f64>() / accuracies.len() as f64;
-    println!("oversize: honest accuracies {accuracies:?}, mean {mean:.4}");
-    assert!(
-        mean >= 0.8,
-        "honest mean accuracy {mean:.4}: {accuracies:?}"
-    );
+    assert_mean_accuracy("oversize: ", &accuracies, 0.8);
 }

@@ -67,6 +67,17 @@ random-walk-ms = 1000
     path
 }
 
+/// Prints the honest nodes' accuracies and their mean (`label` first), and asserts the mean is
+/// at least `floor`.
+pub fn assert_mean_accuracy(label: &str, accuracies: &[f64], floor: f64) {
+    let mean = accuracies.iter().sum::<f64>() / accuracies.len() as f64;
+    println!("{label}honest accuracies {accuracies:?}, mean {mean:.4}");
+    assert!(
+        mean >= floor,
+        "{label}honest mean accuracy {mean:.4}: {accuracies:?}"
+    );
+}
+
 /// Starts `n` nodes under `dir` (`n0`, `n1`, ...), node `i` on partition `i`: node 0 alone,
 /// every other one bootstrapping from it, with `extra(i)` appended to its arguments.
 pub fn spawn_network(
