@@ -133,8 +133,10 @@ fn attack(run: RunId, target: Multiaddr, stop: Arc<AtomicBool>) -> Sent {
                             ..
                         },
                     )) => {
-                        let round = match request {
-                            Request::Fetch(Some(r)) => r,
+                        let round: u64 = match request {
+                            Request::Fetch {
+                                round: Some(r), ..
+                            } => r,
                             _ => 1,
                         };
                         let inflated = wire::encode_update(

@@ -248,7 +248,7 @@ fn exchange(
                         ..
                     },
                 )) => {
-                    let Request::Fetch(round) = request else {
+                    let Request::Fetch { round, .. } = request else {
                         panic!("the node pushed an update: {request:?}");
                     };
                     // It asks only peers it has identified: now a push reaches its engine.

@@ -33,6 +33,9 @@ pub const DEFAULT_BLOCK: u32 = 256;
 pub const MIN_BLOCK: u32 = 16;
 /// Largest block a config may choose.
 pub const MAX_BLOCK: u32 = 1 << 20;
+/// Largest top-k fraction, in parts per million (a quarter): beyond it an increment (8 bytes a
+/// coordinate) saves little over a full model, and its length could not be told from one.
+pub const MAX_TOP_K_PPM: u32 = 250_000;
 
 /// How a payload encodes the model's parameters. Signed in the header (by variant index, with
 /// the block size of the blockwise codecs); in configs `codec = "f32"` (the default), `"bf16"`,
@@ -60,13 +63,22 @@ pub enum Codec {
         /// Parameters per scale.
         block: u32,
     },
+    /// Top-k increments against a public estimate, with error feedback (module
+    /// [`crate::sparse`], the chain of module `engine::chain`): each round a node sends the
+    /// `ppm` parts per million of its coordinates where its model differs most from the estimate
+    /// its peers hold of it. A full model in this codec (a snapshot of the estimate, sent to a
+    /// peer that holds no copy or an outdated one) is laid out as `f32`.
+    TopK {
+        /// The fraction of coordinates an increment carries, in parts per million.
+        ppm: u32,
+    },
 }
 
 impl Codec {
     /// Payload bytes for `dim` parameters.
     pub fn payload_len(self, dim: usize) -> usize {
         match self {
-            Codec::F32Le => dim * 4,
+            Codec::F32Le | Codec::TopK { .. } => dim * 4,
             Codec::Bf16Le | Codec::F16Le => dim * 2,
             Codec::Int8 { block } => scales_len(dim, block) + dim,
             Codec::Int4 { block } => scales_len(dim, block) + dim.div_ceil(2),
@@ -80,6 +92,7 @@ impl Codec {
             Codec::Bf16Le => "bf16",
             Codec::F16Le => "f16",
             Codec::Int8 { .. } => "int8",
+            Codec::TopK { .. } => "top-k",
             Codec::Int4 { .. } => "int4",
         }
     }
@@ -101,7 +114,20 @@ impl Codec {
                     self.name()
                 ))
             }
+            Codec::TopK { ppm } if !(1..=MAX_TOP_K_PPM).contains(&ppm) => Err(format!(
+                "codec top-k: fraction {} is outside 0.000001..=0.25",
+                f64::from(ppm) / 1e6
+            )),
             _ => Ok(()),
+        }
+    }
+
+    /// Coordinates a top-k increment of a `dim`-parameter model carries (`None` for the other
+    /// codecs).
+    pub fn top_k(self, dim: usize) -> Option<usize> {
+        match self {
+            Codec::TopK { ppm } => Some(crate::sparse::count(dim, ppm)),
+            _ => None,
         }
     }
 }
@@ -112,6 +138,7 @@ impl std::fmt::Display for Codec {
             Codec::Int8 { block } | Codec::Int4 { block } => {
                 write!(f, "{} (block {block})", self.name())
             }
+            Codec::TopK { ppm } => write!(f, "top-k ({}%)", f64::from(*ppm) / 1e4),
             _ => f.write_str(self.name()),
         }
     }
@@ -140,9 +167,28 @@ pub mod spec {
         kind: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         block: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fraction: Option<f64>,
     }
 
-    fn from_parts(kind: &str, block: Option<u32>) -> Result<Codec, String> {
+    fn from_parts(kind: &str, block: Option<u32>, fraction: Option<f64>) -> Result<Codec, String> {
+        if kind == "top-k" {
+            if block.is_some() {
+                return Err("codec \"top-k\" takes a fraction, not a block size".to_owned());
+            }
+            let f = fraction.ok_or("codec \"top-k\" needs a fraction, such as 0.01")?;
+            if !(f > 0.0 && f <= 0.25) {
+                return Err(format!("codec top-k: fraction {f} is outside (0, 0.25]"));
+            }
+            let codec = Codec::TopK {
+                ppm: ((f * 1e6).round() as u32).max(1),
+            };
+            codec.validate()?;
+            return Ok(codec);
+        }
+        if fraction.is_some() {
+            return Err(format!("codec \"{kind}\" takes no fraction"));
+        }
         let fixed = |c: Codec| match block {
             None => Ok(c),
             Some(_) => Err(format!("codec \"{kind}\" takes no block size")),
@@ -156,7 +202,7 @@ pub mod spec {
             "int4" => Codec::Int4 { block },
             other => {
                 return Err(format!(
-                    "unknown codec \"{other}\": expected f32, bf16, f16, int8 or int4"
+                    "unknown codec \"{other}\": expected f32, bf16, f16, int8, int4 or top-k"
                 ));
             }
         };
@@ -170,6 +216,12 @@ pub mod spec {
             Codec::Int8 { block } | Codec::Int4 { block } => Spec::Table(Table {
                 kind: codec.name().into(),
                 block: Some(block),
+                fraction: None,
+            }),
+            Codec::TopK { ppm } => Spec::Table(Table {
+                kind: codec.name().into(),
+                block: None,
+                fraction: Some(f64::from(ppm) / 1e6),
             }),
             c => Spec::Name(c.name().into()),
         }
@@ -179,21 +231,28 @@ pub mod spec {
     /// Deserializes a name or a table; unknown kinds and bad blocks are errors that say so.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Codec, D::Error> {
         let parsed = match Spec::deserialize(d)? {
-            Spec::Name(name) => from_parts(&name, None),
-            Spec::Table(t) => from_parts(&t.kind, t.block),
+            Spec::Name(name) => from_parts(&name, None, None),
+            Spec::Table(t) => from_parts(&t.kind, t.block, t.fraction),
         };
         parsed.map_err(serde::de::Error::custom)
     }
 
-    /// Parses a codec as written on a command line: `int8`, or `int8:64` for a block size.
+    /// Parses a codec as written on a command line: `int8`, or `int8:64` for a block size, or
+    /// `top-k:0.01` for a fraction.
     pub fn parse(text: &str) -> Result<Codec, String> {
         match text.split_once(':') {
-            None => from_parts(text, None),
+            None => from_parts(text, None, None),
+            Some(("top-k", fraction)) => {
+                let f = fraction.parse().map_err(|_| {
+                    format!("codec \"{text}\": fraction \"{fraction}\" is not a number")
+                })?;
+                from_parts("top-k", None, Some(f))
+            }
             Some((kind, block)) => {
                 let block = block
                     .parse()
                     .map_err(|_| format!("codec \"{text}\": block \"{block}\" is not a number"))?;
-                from_parts(kind, Some(block))
+                from_parts(kind, Some(block), None)
             }
         }
     }
@@ -227,7 +286,7 @@ pub fn encode(codec: Codec, params: &[f32], seed: u64) -> Vec<u8> {
     let mut out = vec![0u8; codec.payload_len(params.len())];
     // Plain loops over fixed-size chunks, which the compiler vectorises.
     match codec {
-        Codec::F32Le => {
+        Codec::F32Le | Codec::TopK { .. } => {
             for (o, v) in out.chunks_exact_mut(4).zip(params) {
                 o.copy_from_slice(&v.to_le_bytes());
             }
@@ -264,7 +323,7 @@ pub fn decode(codec: Codec, payload: &[u8], dim: usize, out: &mut Vec<f32>) -> R
     let expected = codec.payload_len(dim);
     if payload.len() != expected {
         return Err(match codec {
-            Codec::F32Le | Codec::Bf16Le | Codec::F16Le => Error::Dimension {
+            Codec::F32Le | Codec::Bf16Le | Codec::F16Le | Codec::TopK { .. } => Error::Dimension {
                 expected: dim,
                 got: payload.len() / codec.payload_len(1),
             },
@@ -280,7 +339,7 @@ pub fn decode(codec: Codec, payload: &[u8], dim: usize, out: &mut Vec<f32>) -> R
     // Exact-size iterators over slices: `extend` writes them without a check per value, and
     // the compiler vectorises the conversions.
     match codec {
-        Codec::F32Le => out.extend(
+        Codec::F32Le | Codec::TopK { .. } => out.extend(
             payload
                 .chunks_exact(4)
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),

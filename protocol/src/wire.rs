@@ -206,6 +206,11 @@ impl UpdateRef<'_> {
         Ok(())
     }
 
+    /// The payload bytes (check them with [`UpdateRef::verify_payload`] first).
+    pub fn payload(&self) -> &[u8] {
+        self.payload
+    }
+
     /// Decodes the payload into `out` (cleared first), as exactly `dim` finite parameters.
     /// Call [`UpdateRef::verify_payload`] first.
     pub fn params_into(&self, dim: usize, out: &mut Vec<f32>) -> Result<(), Error> {

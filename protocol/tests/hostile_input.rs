@@ -189,6 +189,7 @@ fn a_million_hostile_inputs_neither_panic_nor_over_allocate() {
                 Output::Fetch {
                     peer,
                     round: Some(_),
+                    ..
                 } => asked.push(peer),
                 _ => {}
             }
@@ -290,6 +291,7 @@ impl Seen {
                 Output::Fetch {
                     peer,
                     round: Some(r),
+                    ..
                 } => self.asked.push((peer, r)),
                 Output::Mixed { params, .. } => {
                     assert!(params.iter().all(|v| v.is_finite()), "{codec}: {params:?}");

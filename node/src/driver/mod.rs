@@ -484,7 +484,7 @@ impl Driver {
                     tracing::debug!(%e, "gossip not published");
                 }
             }
-            Output::Fetch { peer, round } => self.fetch(peer, round)?,
+            Output::Fetch { peer, round, have } => self.fetch(peer, round, have)?,
             Output::Serve {
                 request, update, ..
             } => {
@@ -592,7 +592,7 @@ impl Driver {
             .insert(id, Outbound::Update { peer, bytes: len });
     }
 
-    fn fetch(&mut self, key: PeerKey, round: Option<u64>) -> Result<(), Error> {
+    fn fetch(&mut self, key: PeerKey, round: Option<u64>, have: Option<u64>) -> Result<(), Error> {
         let Some(peer) = net::peer_id(&key) else {
             return self.feed(Input::Fetched {
                 peer: key,
@@ -603,7 +603,7 @@ impl Driver {
             .swarm
             .behaviour_mut()
             .models
-            .send_request(&peer, net::codec::Request::Fetch(round));
+            .send_request(&peer, net::codec::Request::Fetch { round, have });
         self.outbound.insert(id, Outbound::Fetch { peer });
         Ok(())
     }

@@ -282,7 +282,7 @@ impl Driver {
                     let models = &mut self.swarm.behaviour_mut().models;
                     let empty = match request {
                         Request::Update(_) => Response::Ack,
-                        Request::Fetch(_) => Response::Model(None),
+                        Request::Fetch { .. } => Response::Model(None),
                     };
                     let _ = models.send_response(channel, empty);
                     return Ok(());
@@ -294,7 +294,7 @@ impl Driver {
                         self.metrics().bytes_in += bytes.len() as u64;
                         self.feed(Input::UpdateReceived { from, bytes })?;
                     }
-                    Request::Fetch(round) => {
+                    Request::Fetch { round, have } => {
                         self.next_serving += 1;
                         let request = self.next_serving;
                         self.serving.insert(request, (channel, request_id));
@@ -302,6 +302,7 @@ impl Driver {
                             from,
                             request,
                             round,
+                            have,
                         })?;
                     }
                 }

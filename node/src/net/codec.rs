@@ -2,10 +2,12 @@
 //!
 //! Frames: one tag byte, a 4-byte big-endian length, then that many bytes. A request is a fetch
 //! of the peer's latest signed update ([`Request::Fetch`], with the round wanted at least as 8
-//! big-endian bytes, or none; answered by [`Response::Model`]) or an update pushed unasked
+//! big-endian bytes, or none; with the `top-k` codec, 16 bytes: that round (all ones for none)
+//! and the round of the copy of the peer's estimate the asker holds; answered by
+//! [`Response::Model`]) or an update pushed unasked
 //! ([`Request::Update`], answered by [`Response::Ack`]: models move by pull, so only an attacker
-//! pushes, and the engine penalises it). Frames that carry nothing must have length 0, a fetch 0
-//! or 8, and every length is checked against its tag and `max_bytes` before anything is read.
+//! pushes, and the engine penalises it). Frames that carry nothing must have length 0, a fetch 0,
+//! 8 or 16, and every length is checked against its tag and `max_bytes` before anything is read.
 //!
 //! Payloads are `Arc<[u8]>`, as the engine takes and gives them: one signed update goes to
 //! several peers without a copy. A received body is read in 64 KiB steps (memory follows the
@@ -38,8 +40,14 @@ const TAG_NONE: u8 = 5;
 pub enum Request {
     /// A signed update pushed unasked (unchecked bytes).
     Update(Arc<[u8]>),
-    /// Ask for the peer's latest signed update, of this round or later if given.
-    Fetch(Option<u64>),
+    /// Ask for the peer's latest signed update, of `round` or later if given; with the `top-k`
+    /// codec, the increments since the copy of round `have` the asker holds.
+    Fetch {
+        /// The round wanted at least.
+        round: Option<u64>,
+        /// The round of the asker's copy of the peer's estimate (`top-k` only).
+        have: Option<u64>,
+    },
 }
 
 /// A peer's answer.
@@ -148,11 +156,11 @@ impl From<FrameError> for io::Error {
 }
 
 /// The longest body a frame of this tag may carry: frames that carry nothing must say 0, a
-/// fetch 0 or 8, models and updates at most `max`.
+/// fetch 0, 8 or 16, models and updates at most `max`.
 fn allowed(tag: u8, len: usize, max: usize) -> io::Result<()> {
     let ok = match tag {
         TAG_UPDATE | TAG_MODEL => len <= max,
-        TAG_FETCH => len == 0 || len == 8,
+        TAG_FETCH => matches!(len, 0 | 8 | 16),
         TAG_ACK | TAG_NONE => len == 0,
         _ => return Err(bad_tag(tag)),
     };
@@ -223,13 +231,24 @@ impl request_response::Codec for Codec {
     {
         match read_frame(io, self).await? {
             (TAG_UPDATE, body) => Ok(Request::Update(body)),
-            (TAG_FETCH, body) => match *body {
-                [] => Ok(Request::Fetch(None)),
-                [a, b, c, d, e, f, g, h] => Ok(Request::Fetch(Some(u64::from_be_bytes([
-                    a, b, c, d, e, f, g, h,
-                ])))),
-                _ => Err(bad_length(TAG_FETCH, body.len())),
-            },
+            (TAG_FETCH, body) => {
+                let at = |i: usize| u64::from_be_bytes(body[i..i + 8].try_into().expect("8 bytes"));
+                match body.len() {
+                    0 => Ok(Request::Fetch {
+                        round: None,
+                        have: None,
+                    }),
+                    8 => Ok(Request::Fetch {
+                        round: Some(at(0)),
+                        have: None,
+                    }),
+                    16 => Ok(Request::Fetch {
+                        round: Some(at(0)).filter(|&r| r != u64::MAX),
+                        have: Some(at(8)),
+                    }),
+                    len => Err(bad_length(TAG_FETCH, len)),
+                }
+            }
             (tag, _) => Err(bad_tag(tag)),
         }
     }
@@ -258,8 +277,23 @@ impl request_response::Codec for Codec {
     {
         match req {
             Request::Update(bytes) => write_frame(io, TAG_UPDATE, &bytes).await,
-            Request::Fetch(None) => write_frame(io, TAG_FETCH, &[]).await,
-            Request::Fetch(Some(round)) => write_frame(io, TAG_FETCH, &round.to_be_bytes()).await,
+            Request::Fetch {
+                round: None,
+                have: None,
+            } => write_frame(io, TAG_FETCH, &[]).await,
+            Request::Fetch {
+                round: Some(round),
+                have: None,
+            } => write_frame(io, TAG_FETCH, &round.to_be_bytes()).await,
+            Request::Fetch {
+                round,
+                have: Some(have),
+            } => {
+                let mut body = [0u8; 16];
+                body[..8].copy_from_slice(&round.unwrap_or(u64::MAX).to_be_bytes());
+                body[8..].copy_from_slice(&have.to_be_bytes());
+                write_frame(io, TAG_FETCH, &body).await
+            }
         }
     }
 
@@ -307,6 +341,22 @@ mod tests {
                 .unwrap();
             let got = c.read_response(&proto(), &mut &buf[..]).await.unwrap();
             assert_eq!(got, Response::Model(None));
+
+            // Fetches: any round, and the round of the asker's copy (the `top-k` codec).
+            for (round, have) in [
+                (None, None),
+                (Some(7), None),
+                (Some(7), Some(5)),
+                (None, Some(0)),
+            ] {
+                let mut buf = Vec::new();
+                let fetch = Request::Fetch { round, have };
+                c.write_request(&proto(), &mut buf, fetch.clone())
+                    .await
+                    .unwrap();
+                let got = c.read_request(&proto(), &mut &buf[..]).await.unwrap();
+                assert_eq!(got, fetch);
+            }
 
             let mut buf = Vec::new();
             Codec::new(1 << 20)

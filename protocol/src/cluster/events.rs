@@ -24,6 +24,7 @@ pub(super) enum Message {
     FetchRequest {
         request: u64,
         round: Option<u64>,
+        have: Option<u64>,
     },
     FetchAnswer {
         update: Option<Arc<[u8]>>,
@@ -204,10 +205,15 @@ impl<W: World> Cluster<W> {
                     bytes,
                 }
             }
-            Message::FetchRequest { request, round } => Input::FetchRequested {
+            Message::FetchRequest {
+                request,
+                round,
+                have,
+            } => Input::FetchRequested {
                 from: key,
                 request,
                 round,
+                have,
             },
             Message::FetchAnswer { update } => Input::Fetched { peer: key, update },
         };

@@ -148,12 +148,17 @@ impl<W: World> Cluster<W> {
                 }
                 self.forward(i, i, None, id, self.gossip.hops, bytes);
             }
-            Output::Fetch { peer, round } => {
+            Output::Fetch { peer, round, have } => {
                 // Engines only name peers they were told are connected: members.
                 let Some(j) = self.node_of(&peer) else { return };
                 self.next_request += 1;
                 let request = self.next_request;
-                if !self.transmit(i, j, Message::FetchRequest { request, round }) {
+                let message = Message::FetchRequest {
+                    request,
+                    round,
+                    have,
+                };
+                if !self.transmit(i, j, message) {
                     let epoch = self.members[i].epoch;
                     self.push(
                         self.now,

@@ -429,8 +429,26 @@ impl Engine {
         {
             return;
         }
+        if update.verify_payload().is_err() {
+            return;
+        }
+        let increment = self
+            .chain
+            .as_ref()
+            .is_some_and(|c| h.payload_len as usize == crate::sparse::payload_len(c.k));
+        if increment {
+            // The `top-k` chain: applied to this attacker's copy of the author's estimate when
+            // it follows on from it (the intel of every round, in order), ignored otherwise.
+            if let Ok(params) = self.chain_apply(&author, round, update.payload()) {
+                self.learn(author, round, params);
+            }
+            return;
+        }
         let mut params = Vec::new();
-        if update.verify_payload().is_ok() && update.params_into(self.dim, &mut params).is_ok() {
+        if update.params_into(self.dim, &mut params).is_ok() {
+            if let Some(c) = self.chain.as_mut() {
+                c.replace(author, round, params.clone());
+            }
             self.learn(author, round, params);
         }
     }

@@ -87,6 +87,14 @@ pub struct Config {
     /// nodes end closer together. The node finishes after `rounds + final-mix-rounds` rounds.
     /// Needs `rounds`. Default 0.
     pub final_mix_rounds: u64,
+    /// With the `top-k` codec, how a node mixes the copies it holds of its peers' estimates
+    /// (see the chain in the engine's module `chain`). Unset (the default): as any peers' models,
+    /// with its own model, by the configured rule. Set to `γ` in (0, 1]: CHOCO-Gossip's
+    /// consensus step: the rule runs over the estimates (its own and the copies) and the model
+    /// moves by `γ` times the difference between the result and its own estimate, which keeps
+    /// the network's average exactly but needs `γ` small when the fraction is (measured in
+    /// docs/results.md). Ignored by the other codecs.
+    pub consensus_step: Option<f64>,
 }
 
 /// Default of [`Config::staleness_decay`].
@@ -114,6 +122,7 @@ impl Default for Config {
             checkpoint_every: 5,
             rounds: None,
             final_mix_rounds: 0,
+            consensus_step: None,
         }
     }
 }
@@ -203,6 +212,11 @@ impl Config {
         }
         if self.rounds == Some(0) {
             return bad("rounds", &0, "must be at least 1 when set");
+        }
+        if let Some(step) = self.consensus_step
+            && !(step > 0.0 && step <= 1.0)
+        {
+            return bad("consensus-step", &step, "must be in (0, 1]");
         }
         if self.final_mix_rounds > 0 && self.rounds.is_none() {
             return bad(

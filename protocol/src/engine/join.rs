@@ -144,7 +144,12 @@ impl Engine {
                 let pick = self.rng.random_range(0..candidates.len());
                 let peer = candidates.swap_remove(pick);
                 j.asked.insert(peer, Answer::Waiting);
-                self.outputs.push_back(Output::Fetch { peer, round: None });
+                self.outputs.push_back(Output::Fetch {
+                    peer,
+                    round: None,
+                    // A joiner holds no copies yet: a full model.
+                    have: None,
+                });
             }
         }
         if j.done(now) {
@@ -253,6 +258,13 @@ impl Engine {
         self.signed = resume.signed;
         self.round = resume.checkpoint.unwrap_or(0);
         self.checkpointed = self.round;
+        // Without a checkpoint the setup's model is the run's initial model, every fresh
+        // node's first estimate in the `top-k` chain.
+        if let Some(c) = self.chain.as_mut()
+            && resume.checkpoint.is_none()
+        {
+            c.set_genesis(&self.model);
+        }
         for &(peer, reason) in &resume.bans {
             // A ban on the screen's word runs again from here (its end is not persisted).
             let until = (reason == Rejection::Outlier)
@@ -284,6 +296,14 @@ impl Engine {
         self.round = base.max(self.signed);
         if let Some(m) = &model {
             self.model.copy_from_slice(m);
+        }
+        // A fresh node's estimate starts as the run's initial model, which its peers hold
+        // already: its first update is an increment, not the model whole.
+        if let Some(c) = self.chain.as_mut()
+            && origin == Origin::Fresh
+            && c.knows_genesis()
+        {
+            c.restart(0, &self.model);
         }
         // Stateful rules start from what the node holds now (centered clipping around its own
         // model, not around zero).

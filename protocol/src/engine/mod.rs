@@ -51,6 +51,7 @@
 //! wrong round or size, or a second start).
 
 mod adversary;
+mod chain;
 mod config;
 mod join;
 mod peers;
@@ -137,6 +138,10 @@ pub enum Input {
         /// The round the asker wants at least: the answer waits (at most half a round
         /// timeout) until this node has signed it. `None`: whatever it has now.
         round: Option<u64>,
+        /// With the `top-k` codec, the round of the copy of this node's estimate the asker
+        /// holds: it is answered with the increments since (see the module `chain`). `None`
+        /// (always with the other codecs): a full model.
+        have: Option<u64>,
     },
     /// The answer to an [`Output::Fetch`] of `peer`: its latest signed update, or `None` if it
     /// had none or the request failed.
@@ -276,6 +281,9 @@ pub enum Output {
         peer: PeerKey,
         /// The round wanted at least (see [`Input::FetchRequested`]); `None`: whatever it has.
         round: Option<u64>,
+        /// The round of the copy of the peer's estimate this node holds (`top-k` only; see
+        /// [`Input::FetchRequested`]).
+        have: Option<u64>,
     },
     /// Answer the fetch `request` of `to`.
     Serve {
@@ -513,6 +521,8 @@ pub struct Engine {
     /// The forgery each asker was served this round (it is not served two).
     forged: BTreeMap<PeerKey, Arc<[u8]>>,
     scratch: Vec<f32>,
+    /// The `top-k` codec's estimates and copies (module `chain`); `None` with the other codecs.
+    chain: Option<chain::Chain>,
 }
 
 impl Engine {
@@ -544,6 +554,15 @@ impl Engine {
         }
         let dim = model.len();
         let aggregator = Aggregator::new(&config.aggregation, dim)?;
+        // Copies of peers' estimates: every in-neighbour on a static graph; with sampling, the
+        // peers drawn in the last few rounds.
+        let chain = config.codec.top_k(dim).map(|k| {
+            let copies = weights
+                .len()
+                .max(4 * config.fanout)
+                .min(config.max_peers.max(1));
+            chain::Chain::new(k, wire::max_update_len(dim), copies)
+        });
         let me = identity.public();
         // The replay window's bucket key: what only this node can compute (its signature of a
         // fixed message), so peers cannot aim at a bucket.
@@ -586,6 +605,7 @@ impl Engine {
             intel: BTreeMap::new(),
             forged: BTreeMap::new(),
             scratch: vec![0.0; dim],
+            chain,
         })
     }
 
@@ -729,7 +749,8 @@ impl Engine {
                 from,
                 request,
                 round,
-            } => self.on_fetch_request(now, from, request, round),
+                have,
+            } => self.on_fetch_request(now, from, request, round, have),
             Input::Fetched { peer, update } => match self.phase {
                 Phase::Joining(_) => self.on_fetched(peer, update.as_deref()),
                 Phase::Collecting { .. } => self.on_answer(peer, update.as_deref()),

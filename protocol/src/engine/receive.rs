@@ -35,6 +35,9 @@ impl Engine {
             }
             Standing::Banned => {
                 self.stats.bans += 1;
+                if let Some(c) = self.chain.as_mut() {
+                    c.forget(&peer);
+                }
                 self.answers.remove(&peer);
                 self.held.remove(&peer);
                 self.outputs.push_back(Output::Ban { peer, reason });
@@ -55,6 +58,20 @@ impl Engine {
         (floor, ceiling): (u64, u64),
         fetched: bool,
     ) -> Result<Checked, Rejection> {
+        if self.chain.is_some() && bytes.first() == Some(&crate::sparse::KIND_BUNDLE) {
+            return self.check_bundle(from, bytes, (floor, ceiling));
+        }
+        self.check_one(from, bytes, (floor, ceiling), fetched)
+    }
+
+    /// [`Engine::check`] of one signed update (never a bundle).
+    pub(super) fn check_one(
+        &mut self,
+        from: PeerKey,
+        bytes: &[u8],
+        (floor, ceiling): (u64, u64),
+        fetched: bool,
+    ) -> Result<Checked, Rejection> {
         // Header and signature first; the payload's hash and copy only for an update that
         // passes the cheap checks below.
         let update = wire::decode_update_ref(bytes, self.limit).map_err(|e| Rejection::of(&e))?;
@@ -69,12 +86,33 @@ impl Engine {
             return Err(Rejection::WrongCodec);
         }
         let round = h.round;
+        let increment = self
+            .chain
+            .as_ref()
+            .is_some_and(|c| h.payload_len as usize == crate::sparse::payload_len(c.k));
+        // An increment the copy already holds (a peer serves its newest one again).
+        if increment && let Some(held) = self.chain_held(&from, round) {
+            return Ok(held);
+        }
         if round < floor {
             return Err(Rejection::Lagging);
         }
         // Before the replay window records anything: a round far ahead is not remembered.
         if round > ceiling {
             return Err(Rejection::Ahead);
+        }
+        if self.chain.is_some() && !increment {
+            // A snapshot of the sender's estimate: not in the replay window (see `chain`).
+            update.verify_payload().map_err(|e| Rejection::of(&e))?;
+            let mut params = Vec::new();
+            update
+                .params_into(self.dim, &mut params)
+                .map_err(|e| Rejection::of(&e))?;
+            self.peers.credit(&from);
+            if let Some(c) = self.chain.as_mut() {
+                c.replace(from, round, params.clone());
+            }
+            return Ok(Checked { round, params });
         }
         let fresh = match self.window.check(&update.signed) {
             replay::Verdict::Fresh => true,
@@ -89,10 +127,15 @@ impl Engine {
             }
         };
         update.verify_payload().map_err(|e| Rejection::of(&e))?;
-        let mut params = Vec::new();
-        update
-            .params_into(self.dim, &mut params)
-            .map_err(|e| Rejection::of(&e))?;
+        let params = if increment {
+            self.chain_apply(&from, round, update.payload())?
+        } else {
+            let mut params = Vec::new();
+            update
+                .params_into(self.dim, &mut params)
+                .map_err(|e| Rejection::of(&e))?;
+            params
+        };
         if fresh {
             self.window.accept(update.signed);
             self.peers.credit(&from);
@@ -203,6 +246,7 @@ impl Engine {
         from: PeerKey,
         request: u64,
         round: Option<u64>,
+        have: Option<u64>,
     ) {
         // A model is the largest thing a node sends: a peer may have it a few times a round
         // (an honest one asks once; a faster one, or a joiner, a few times), and after that
@@ -224,16 +268,17 @@ impl Engine {
             && !matches!(self.phase, Phase::Finished)
             && !self.peers.is_banned(&from);
         if !waits || (self.held.len() >= self.config.max_peers && !self.held.contains_key(&from)) {
-            return self.answer(from, request);
+            return self.answer(from, request, have);
         }
         let hold = Duration::from_millis(self.config.round_timeout_ms / 2);
         let held = Held {
             request,
             round: round.unwrap_or(0),
+            have,
             until: now.checked_add(hold).unwrap_or(Duration::MAX),
         };
         if let Some(older) = self.held.insert(from, held) {
-            self.answer(from, older.request);
+            self.answer(from, older.request, older.have);
         }
     }
 
@@ -241,15 +286,15 @@ impl Engine {
     /// and, when `expired`, those whose time is up.
     pub(super) fn answer_held(&mut self, now: Duration, expired: bool) {
         let have = self.served_round.unwrap_or(0);
-        let due: Vec<(PeerKey, u64)> = self
+        let due: Vec<(PeerKey, u64, Option<u64>)> = self
             .held
             .iter()
             .filter(|(_, h)| h.round <= have || (expired && now >= h.until))
-            .map(|(k, h)| (*k, h.request))
+            .map(|(k, h)| (*k, h.request, h.have))
             .collect();
-        for (peer, request) in due {
+        for (peer, request, copy) in due {
             self.held.remove(&peer);
-            self.answer(peer, request);
+            self.answer(peer, request, copy);
         }
     }
 
@@ -259,13 +304,17 @@ impl Engine {
     }
 
     /// Answers a fetch with this node's latest signed update (what its attack makes of it, for
-    /// an attacker), or nothing for a banned peer.
-    fn answer(&mut self, to: PeerKey, request: u64) {
+    /// an attacker; with the `top-k` codec, the increments since the asker's copy of round
+    /// `have`, or a snapshot), or nothing for a banned peer.
+    fn answer(&mut self, to: PeerKey, request: u64, have: Option<u64>) {
         let update = if self.peers.is_banned(&to) {
             None
         } else {
             match self.adversary.clone() {
                 Some(adv) => self.forged_for(&adv, to),
+                None if self.chain.is_some() && self.last_update.is_some() => {
+                    Some(self.chained_answer(have))
+                }
                 None => self.last_update.clone(),
             }
         };
@@ -286,5 +335,6 @@ impl Engine {
 pub(super) struct Held {
     request: u64,
     round: u64,
+    have: Option<u64>,
     until: Duration,
 }

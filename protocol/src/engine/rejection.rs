@@ -42,11 +42,15 @@ pub enum Rejection {
     /// Costs a quarter of the threshold: a peer that is an outlier round after round is banned,
     /// one that is far now and then earns the points back.
     Outlier,
+    /// A `top-k` increment whose base is not the round of the copy this node holds of its
+    /// sender's estimate (the copy was replaced or evicted while the fetch was out): unusable,
+    /// and no fault of an honest sender, which answers from the round it was told. No penalty.
+    Unchained,
 }
 
 impl Rejection {
     /// Every reason, for metrics.
-    pub const ALL: [Rejection; 16] = [
+    pub const ALL: [Rejection; 17] = [
         Rejection::BadSignature,
         Rejection::Lagging,
         Rejection::WrongRun,
@@ -63,6 +67,7 @@ impl Rejection {
         Rejection::Unsolicited,
         Rejection::Ahead,
         Rejection::WrongCodec,
+        Rejection::Unchained,
     ];
 
     /// A stable snake_case name, for metrics labels and logs.
@@ -84,6 +89,7 @@ impl Rejection {
             Rejection::Outlier => "outlier",
             Rejection::Unsolicited => "unsolicited",
             Rejection::Ahead => "ahead",
+            Rejection::Unchained => "unchained",
         }
     }
 
@@ -106,7 +112,7 @@ impl Rejection {
                 threshold.div_ceil(20)
             }
             Rejection::Stale | Rejection::Duplicate => 1,
-            Rejection::Lagging | Rejection::Ahead => 0,
+            Rejection::Lagging | Rejection::Ahead | Rejection::Unchained => 0,
         }
     }
 

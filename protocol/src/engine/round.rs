@@ -82,7 +82,11 @@ impl Engine {
         self.signed = self.signed.max(self.round);
         match self.adversary.clone() {
             None => {
-                let (bytes, signed) = self.sign(&self.model, samples);
+                let (bytes, signed) = if self.chain.is_some() {
+                    self.sign_chained(samples)
+                } else {
+                    self.sign(&self.model, samples)
+                };
                 self.last_update = Some(bytes);
                 self.announce(&signed);
             }
@@ -99,6 +103,7 @@ impl Engine {
             self.outputs.push_back(Output::Fetch {
                 peer,
                 round: Some(self.round),
+                have: self.have(&peer),
             });
         }
         let timeout = Duration::from_millis(self.config.round_timeout_ms);
@@ -202,6 +207,7 @@ impl Engine {
             self.outputs.push_back(Output::Fetch {
                 peer,
                 round: Some(self.round),
+                have: self.have(&peer),
             });
         }
     }
@@ -238,9 +244,16 @@ impl Engine {
 
     /// Applies the outlier screen (see [`screen`]): drops the gross outliers, charging their
     /// senders, and pulls the others in to the screen's limit. Returns how many were dropped.
-    fn screen(&mut self, received: &mut BTreeMap<PeerKey, Pending>) -> usize {
+    /// The screen measures distances from `estimate` (the own estimate of the `top-k` chain)
+    /// when given, from the own model otherwise.
+    fn screen(
+        &mut self,
+        received: &mut BTreeMap<PeerKey, Pending>,
+        estimate: Option<&[f32]>,
+    ) -> usize {
+        let reference = estimate.unwrap_or(&self.model);
         let inputs: Vec<&[f32]> = received.values().map(|p| p.params.as_slice()).collect();
-        let flagged = screen::outliers(&self.model, &inputs, self.config.outlier_factor);
+        let flagged = screen::outliers(reference, &inputs, self.config.outlier_factor);
         drop(inputs);
         let keys: Vec<PeerKey> = received.keys().copied().collect();
         let mut dropped = 0;
@@ -251,7 +264,7 @@ impl Engine {
                 self.reject(key, Rejection::Outlier);
                 dropped += 1;
             } else if let Some(p) = received.get_mut(&key) {
-                screen::pull_in(&self.model, &mut p.params, o.scale);
+                screen::pull_in(estimate.unwrap_or(&self.model), &mut p.params, o.scale);
                 self.stats.pulled_in += 1;
             }
         }
@@ -265,7 +278,15 @@ impl Engine {
             .filter(|(_, p)| p.round >= floor)
             .collect();
         self.asked.clear();
-        let screened = self.screen(&mut received);
+        // With the `top-k` chain and a consensus step (CHOCO-Gossip), the rule runs over the
+        // estimates (the own one and the copies of the peers'), and the model moves by the step
+        // towards its result. Without a step, the copies are mixed with the own model as any
+        // peers' models are.
+        let estimate = match (self.chain.as_mut(), self.config.consensus_step) {
+            (Some(c), Some(_)) if !c.estimate.is_empty() => Some(std::mem::take(&mut c.estimate)),
+            _ => None,
+        };
+        let screened = self.screen(&mut received, estimate.as_deref());
         // The catch-up is taken from what passed every check and the screen.
         let mut rounds: Vec<u64> = received.values().map(|p| p.round).collect();
         rounds.push(self.round);
@@ -273,8 +294,9 @@ impl Engine {
         // The lower median: with an even count the upper one is the larger half's, so half of
         // the inputs lying about their round would drag the node ahead.
         let median_round = rounds[(rounds.len() - 1) / 2];
+        let reference: &[f32] = estimate.as_deref().unwrap_or(&self.model);
         let mut inputs: Vec<&[f32]> = Vec::with_capacity(received.len() + 1);
-        inputs.push(&self.model);
+        inputs.push(reference);
         inputs.extend(received.values().map(|p| p.params.as_slice()));
         let n = inputs.len();
         let weights = if self.weights.is_empty() {
@@ -296,7 +318,7 @@ impl Engine {
             (0, true)
         } else {
             match self.aggregator.aggregate_screened(
-                &self.model,
+                reference,
                 &inputs,
                 &weights,
                 screened,
@@ -311,6 +333,13 @@ impl Engine {
         if skipped {
             self.stats.skipped_mixes += 1;
         } else {
+            if let (Some(e), Some(step)) = (&estimate, self.config.consensus_step) {
+                // x + γ (R - x̂), written into the scratch that holds R.
+                let step = step as f32;
+                for ((r, &x), &xh) in self.scratch.iter_mut().zip(&self.model).zip(e) {
+                    *r = x + step * (*r - xh);
+                }
+            }
             std::mem::swap(&mut self.model, &mut self.scratch);
             self.stats.mixes += 1;
             self.stats.inputs_mixed += n as u64;
@@ -328,6 +357,9 @@ impl Engine {
             clipped,
             skipped,
         });
+        if let (Some(c), Some(e)) = (self.chain.as_mut(), estimate) {
+            c.estimate = e;
+        }
         if self.adversary.is_some() {
             self.last_received = received.into_iter().map(|(k, p)| (k, p.params)).collect();
         }

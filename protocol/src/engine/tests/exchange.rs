@@ -50,7 +50,7 @@ pub(super) fn answer(
 fn asked(out: &[Output]) -> Vec<(PeerKey, Option<u64>)> {
     out.iter()
         .filter_map(|o| match o {
-            Output::Fetch { peer, round } => Some((*peer, *round)),
+            Output::Fetch { peer, round, .. } => Some((*peer, *round)),
             _ => None,
         })
         .collect()
@@ -402,6 +402,7 @@ fn a_fetch_for_a_round_not_signed_yet_waits_for_it_or_half_a_timeout() {
         from,
         request,
         round,
+        have: None,
     };
     // Round 1 is being trained: a fetch for round 1 waits, one for whatever is answered now.
     e.handle(Duration::ZERO, request(asker, 1, Some(1)))
@@ -608,6 +609,7 @@ fn a_peer_that_fetches_too_often_gets_nothing_until_the_next_round() {
                 from: greedy,
                 request,
                 round: None,
+                have: None,
             };
             e.handle(Duration::ZERO, input).unwrap();
             drain(&mut e).iter().any(

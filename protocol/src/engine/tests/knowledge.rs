@@ -29,6 +29,7 @@ pub(super) fn served(e: &mut Engine, asker: &Identity, request: u64) -> Arc<[u8]
         from: asker.public(),
         request,
         round: None,
+        have: None,
     };
     e.handle(Duration::ZERO, ask).unwrap();
     drain(e)

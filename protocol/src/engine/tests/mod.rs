@@ -524,6 +524,7 @@ fn a_fetch_is_answered_with_the_last_signed_update() {
             from: asker,
             request: 7,
             round: None,
+            have: None,
         },
     )
     .unwrap();
@@ -552,6 +553,7 @@ fn a_fetch_is_answered_with_the_last_signed_update() {
             from: asker,
             request: 8,
             round: None,
+            have: None,
         },
     )
     .unwrap();
@@ -572,6 +574,7 @@ fn a_fetch_is_answered_with_the_last_signed_update() {
     assert_eq!(u.params(DIM).unwrap(), vec![3.0; DIM]);
 }
 
+mod chain;
 mod exchange;
 mod knowledge;
 mod lifecycle;

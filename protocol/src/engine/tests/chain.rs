@@ -1,0 +1,309 @@
+//! The `top-k` codec's chain of increments: copies that follow their sender bit for bit, what
+//! a sender answers an asker that missed rounds, and what hostile increments cost.
+
+use super::setup::started;
+use super::*;
+use crate::sparse;
+use crate::wire::Codec;
+
+/// Large enough for a bundle of every increment a sender keeps to fit the size of one model.
+const D: usize = 4096;
+/// 4 coordinates an increment.
+const PPM: u32 = 976;
+/// The coordinates the test models change (the others stay at the initial model's 0).
+const CHANGED: usize = 64;
+
+fn chain_config() -> Config {
+    let mut c = config(Rule::Mean, 100);
+    c.codec = Codec::TopK { ppm: PPM };
+    c.fanout = 1;
+    c.wait_for = 1;
+    c
+}
+
+/// A model whose first [`CHANGED`] coordinates differ from one round to the next.
+fn model(round: u64) -> Vec<f32> {
+    (0..D)
+        .map(|i| match i < CHANGED {
+            true => ((round as f32 + 1.0) * (i as f32 + 0.5)).sin() * (1.0 + i as f32 / 8.0),
+            false => 0.0,
+        })
+        .collect()
+}
+
+/// `e` trains `round` to `params` and, with no answer, mixes alone at its deadline.
+fn round_alone(e: &mut Engine, round: u64, params: Vec<f32>) {
+    let now = Duration::from_secs(round);
+    e.handle(
+        now,
+        Input::Trained {
+            round,
+            params,
+            samples: 1,
+        },
+    )
+    .unwrap();
+    e.handle(now + Duration::from_millis(500), Input::Tick)
+        .unwrap();
+    drain(e);
+}
+
+/// What `e` serves `asker` at `now`, whose copy of its estimate is of round `have`.
+fn ask(e: &mut Engine, now: Duration, asker: &Identity, have: Option<u64>) -> Arc<[u8]> {
+    let input = Input::FetchRequested {
+        from: asker.public(),
+        request: 1,
+        round: None,
+        have,
+    };
+    e.handle(now, input).unwrap();
+    drain(e)
+        .into_iter()
+        .find_map(|o| match o {
+            Output::Serve {
+                update: Some(bytes),
+                ..
+            } => Some(bytes),
+            _ => None,
+        })
+        .expect("an answer")
+}
+
+fn estimate(e: &Engine) -> &[f32] {
+    &e.chain.as_ref().expect("top-k").estimate
+}
+
+/// A receiver that asks every round gets one increment a round (a few dozen bytes, not the
+/// model) and holds a copy bit-identical to the sender's estimate; one that asks after 7 rounds
+/// gets the 7 increments in one bundle, and one that asks after more rounds than the sender
+/// keeps gets a snapshot; both end bit-identical too. When the model stops changing, the
+/// estimate reaches it exactly: what was not sent is sent later (error feedback).
+#[test]
+fn copies_follow_their_sender_bit_for_bit_whatever_rounds_they_miss() {
+    let c = chain_config();
+    let (s_id, a_id, b_id) = (toy::identity(0), toy::identity(1), toy::identity(2));
+    let sender = s_id.public();
+    let mut s = started(
+        toy::setup(0, &c, D, 0),
+        &[toy::identity(1), toy::identity(2)],
+    );
+    let mut a = started(toy::setup(1, &c, D, 0), &[toy::identity(0)]);
+    let mut b = started(toy::setup(2, &c, D, 0), &[toy::identity(0)]);
+    let k = sparse::count(D, PPM);
+    assert_eq!(k, 4);
+    let increment_bytes = wire::PREFIX + wire::MAX_HEADER + sparse::payload_len(k);
+    let full = wire::max_update_len(D);
+    for round in 1..=40u64 {
+        // The model stops changing after round 24.
+        round_alone(&mut s, round, model(round.min(24)));
+        let now = Duration::from_secs(round) + Duration::from_millis(600);
+        let bytes = ask(&mut s, now, &a_id, a.have(&sender));
+        assert!(
+            bytes.len() < increment_bytes + 8,
+            "round {round}: {} bytes for one increment",
+            bytes.len()
+        );
+        let got = a.check(sender, &bytes, (0, u64::MAX), true).unwrap();
+        assert_eq!(got.round, round);
+        assert_eq!(got.params, estimate(&s), "round {round}: a's copy");
+        if matches!(round, 3 | 10 | 30) {
+            let bytes = ask(&mut s, now, &b_id, b.have(&sender));
+            let got = b.check(sender, &bytes, (0, u64::MAX), true).unwrap();
+            assert_eq!(got.params, estimate(&s), "round {round}: b's copy");
+            match round {
+                // 7 increments, far less than a model.
+                10 => assert!(
+                    bytes.len() < 7 * (increment_bytes + 4) + 3 && bytes.len() < full / 2,
+                    "{} bytes",
+                    bytes.len()
+                ),
+                // 20 rounds missed, 16 kept: the estimate whole.
+                30 => assert!(bytes.len() > D * 4, "{} bytes", bytes.len()),
+                _ => {}
+            }
+        }
+    }
+    // 16 rounds of 4 coordinates since the model stopped changing: all 64 sent (each to within
+    // the rounding of `e + (x - e)`).
+    let gap = |v: &[f32]| {
+        v.iter()
+            .zip(model(24))
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max)
+    };
+    assert!(gap(estimate(&s)) < 1e-6, "{}", gap(estimate(&s)));
+    // Asked again with nothing new, it serves the newest increment, which changes nothing.
+    let bytes = ask(&mut s, Duration::from_secs(50), &a_id, a.have(&sender));
+    let got = a.check(sender, &bytes, (0, u64::MAX), true).unwrap();
+    assert_eq!(got.round, 40);
+    assert_eq!(got.params, estimate(&s));
+}
+
+/// An increment of `k` coordinates from `base`, built by hand.
+fn increment(base: u64, indices: &[u32], values: &[f32]) -> Vec<u8> {
+    let mut p = base.to_le_bytes().to_vec();
+    indices
+        .iter()
+        .for_each(|i| p.extend_from_slice(&i.to_le_bytes()));
+    values
+        .iter()
+        .for_each(|v| p.extend_from_slice(&v.to_le_bytes()));
+    p
+}
+
+/// Hostile chains: each is refused with its reason and what it costs, and leaves the copy as
+/// it was; huge but finite values are a model like any other (the screen and the rule judge
+/// it); an increment that does not follow on from the copy is unusable but costs nothing (an
+/// honest peer answers from the round it was told, so only a lost race makes one).
+#[test]
+fn hostile_increments_and_bundles_are_refused_with_their_reason() {
+    let c = chain_config();
+    let p = toy::identity(3);
+    let peer = p.public();
+    let mut e = started(toy::setup(1, &c, D, 0), std::slice::from_ref(&p));
+    let codec = c.codec;
+    let sign = |round: u64, payload: &[u8]| -> Vec<u8> {
+        wire::encode_update(&p, toy::run_id(), round, 1, codec, payload).0
+    };
+    let ok = |base, round| sign(round, &increment(base, &[1, 5, 9, 60], &[1.0; 4]));
+    let check = |e: &mut Engine, bytes: &[u8]| e.check(peer, bytes, (0, u64::MAX), true);
+    let copy = |e: &Engine| e.chain.as_ref().unwrap().copy_of(&peer);
+    // The first increment follows on from the run's initial model (round 0).
+    assert_eq!(e.have(&peer), Some(0));
+    assert_eq!(check(&mut e, &ok(0, 1)).unwrap().round, 1);
+    let before = copy(&e);
+    let cases: Vec<(Vec<u8>, Rejection)> = vec![
+        // Not from the copy's round.
+        (ok(0, 2), Rejection::Unchained),
+        (ok(5, 6), Rejection::Unchained),
+        // An index out of range, indices not increasing.
+        (
+            sign(2, &increment(1, &[1, 5, 9, D as u32], &[1.0; 4])),
+            Rejection::Malformed,
+        ),
+        (
+            sign(2, &increment(1, &[1, 9, 5, 60], &[1.0; 4])),
+            Rejection::Malformed,
+        ),
+        // Not finite.
+        (
+            sign(2, &increment(1, &[1, 5, 9, 60], &[1.0, f32::NAN, 1.0, 1.0])),
+            Rejection::NonFinite,
+        ),
+        // A snapshot of another size.
+        (
+            sign(2, &wire::encode_params(&[1.0; D + 1])),
+            Rejection::WrongDimension,
+        ),
+        // Bundles: empty, nested, more parts than a sender keeps.
+        (sparse::encode_bundle(&[]), Rejection::Malformed),
+        (
+            sparse::encode_bundle(&[&sparse::encode_bundle(&[&ok(1, 2)])]),
+            Rejection::Malformed,
+        ),
+        (
+            sparse::encode_bundle(&vec![&ok(1, 2)[..]; super::super::chain::HISTORY + 1]),
+            Rejection::Malformed,
+        ),
+    ];
+    for (bytes, reason) in cases {
+        assert_eq!(check(&mut e, &bytes).map(|c| c.round), Err(reason));
+        assert_eq!(copy(&e), before, "{reason}: the copy is unchanged");
+    }
+    assert_eq!(Rejection::Unchained.penalty(c.ban_threshold), 0);
+    // Huge but finite: applied (a model; the screen and the rule judge it).
+    let huge = sign(2, &increment(1, &[0, 1, 2, 3], &[1e30; 4]));
+    let got = check(&mut e, &huge).unwrap();
+    assert_eq!((got.round, got.params[0]), (2, 1e30));
+    // A bundle that goes wrong half-way keeps the parts before the bad one.
+    let bad = sign(4, &increment(3, &[1, 5, 9, D as u32], &[1.0; 4]));
+    let bundle = sparse::encode_bundle(&[&ok(2, 3), &bad]);
+    assert_eq!(
+        check(&mut e, &bundle).map(|c| c.round),
+        Err(Rejection::Malformed)
+    );
+    assert_eq!(e.have(&peer), Some(3));
+    // A snapshot replaces the copy, at any round within bounds.
+    let snapshot = sign(9, &wire::encode_params(&[2.0; D]));
+    assert_eq!(check(&mut e, &snapshot).unwrap().params, vec![2.0; D]);
+    assert_eq!(e.have(&peer), Some(9));
+}
+
+/// With a consensus step the node mixes CHOCO-Gossip's way, `x + γ (R(x̂, x̂_j) - x̂)`; without
+/// one it mixes its model with the copy as with any peer's model.
+#[test]
+fn a_consensus_step_mixes_the_estimates_and_none_mixes_the_copies_with_the_model() {
+    let p = toy::identity(3);
+    for step in [None, Some(0.5)] {
+        let mut c = chain_config();
+        c.consensus_step = step;
+        let mut e = started(toy::setup(1, &c, D, 0), std::slice::from_ref(&p));
+        // Trained to 8 everywhere: the first increment sends 4 coordinates, so the own
+        // estimate is 8 there and 0 (the initial model) elsewhere.
+        e.handle(
+            Duration::ZERO,
+            Input::Trained {
+                round: 1,
+                params: vec![8.0; D],
+                samples: 1,
+            },
+        )
+        .unwrap();
+        drain(&mut e);
+        let sent: Vec<usize> = (0..D).filter(|&i| estimate(&e)[i] == 8.0).collect();
+        assert_eq!(sent.len(), 4);
+        // The peer's copy: 2 everywhere (a snapshot).
+        let snapshot = wire::encode_update(
+            &p,
+            toy::run_id(),
+            1,
+            1,
+            c.codec,
+            &wire::encode_params(&[2.0; D]),
+        )
+        .0;
+        let out = super::exchange::answer(&mut e, Duration::from_millis(5), &p, snapshot.into());
+        let mixed = out
+            .iter()
+            .find_map(|o| match o {
+                Output::Mixed { params, .. } => Some(params.clone()),
+                _ => None,
+            })
+            .expect("mixed");
+        for (i, &m) in mixed.iter().enumerate() {
+            let want = match step {
+                // (8 + 2) / 2.
+                None => 5.0,
+                // 8 + 0.5 ((x̂ + 2) / 2 - x̂): x̂ = 8 where sent (6.5), 0 elsewhere (8.5).
+                Some(_) if sent.contains(&i) => 6.5,
+                Some(_) => 8.5,
+            };
+            assert!(
+                (m - want).abs() < 1e-5,
+                "step {step:?}, coordinate {i}: {m}"
+            );
+        }
+    }
+}
+
+/// Eight honest nodes sending 2 of 5 coordinates a round converge to the mean of their optima,
+/// with either mix, and no honest increment is ever refused or unusable.
+#[test]
+fn honest_engines_converge_with_top_k_increments() {
+    for seed in 1..=3 {
+        for step in [None, Some(0.5)] {
+            let mut c = config(Rule::Mean, ROUNDS);
+            c.codec = Codec::TopK { ppm: 250_000 };
+            c.consensus_step = step;
+            let (d, h, honest) = run_with(c, 8, 0, None, seed);
+            assert!(d < 0.1, "seed {seed}, step {step:?}: worst distance {d}");
+            for &i in &honest {
+                let rejected = &h.engine(i).stats().rejected;
+                assert!(
+                    rejected.keys().all(|r| *r == Rejection::Lagging),
+                    "seed {seed}, step {step:?}: honest updates rejected: {rejected:?}"
+                );
+            }
+        }
+    }
+}
