@@ -16,6 +16,7 @@
 
 use murmur_protocol::engine::{Config, Engine, Input, Output, Setup};
 use murmur_protocol::evidence::Equivocation;
+use murmur_protocol::sparse;
 use murmur_protocol::wire::{self, Codec};
 use murmur_protocol::{Identity, RunId};
 use rand::{Rng, SeedableRng};
@@ -304,6 +305,52 @@ impl Seen {
     }
 }
 
+/// A hostile `top-k` increment of `k` coordinates for round `round`: a base that follows on or
+/// not, indices in order or not and in range or not, values that are extreme or not; or random
+/// bytes of about its size.
+fn hostile_increment(rng: &mut ChaCha8Rng, k: usize, round: u64) -> Vec<u8> {
+    let size = sparse::payload_len(k);
+    if rng.random_bool(0.2) {
+        let len = [size, size - 1, size + 1, 0][rng.random_range(0..4)];
+        return (0..len).map(|_| rng.random()).collect();
+    }
+    let base = [
+        round.saturating_sub(1),
+        0,
+        rng.random_range(0..round + 2),
+        u64::MAX,
+    ][rng.random_range(0..4)];
+    let mut indices: Vec<u32> = (0..k)
+        .map(|_| match rng.random_range(0..8) {
+            0 => u32::MAX,
+            1 => DIM as u32,
+            _ => rng.random_range(0..DIM as u32),
+        })
+        .collect();
+    if rng.random_bool(0.8) {
+        indices.sort_unstable();
+        indices.dedup();
+        while indices.len() < k {
+            indices.push(indices.last().map_or(0, |i| i.saturating_add(1)));
+        }
+    }
+    let mut p = base.to_le_bytes().to_vec();
+    indices
+        .iter()
+        .for_each(|i| p.extend_from_slice(&i.to_le_bytes()));
+    for _ in 0..k {
+        let v: f32 = match rng.random_range(0..10) {
+            0 => f32::NAN,
+            1 => f32::INFINITY,
+            2 => f32::MAX,
+            3 => -1e30,
+            _ => rng.random_range(-2.0..2.0),
+        };
+        p.extend_from_slice(&v.to_le_bytes());
+    }
+    p
+}
+
 /// A hostile payload for `codec`: random bytes of about the right size, or a valid encoding
 /// with some scales or values overwritten by extremes.
 fn hostile_payload(rng: &mut ChaCha8Rng, codec: Codec) -> Vec<u8> {
@@ -332,7 +379,7 @@ fn hostile_payload(rng: &mut ChaCha8Rng, codec: Codec) -> Vec<u8> {
                 let at = rng.random_range(0..=p.len() - 4);
                 let at = at - at % 4;
                 match codec {
-                    Codec::F32Le | Codec::Int8 { .. } | Codec::Int4 { .. } => {
+                    Codec::F32Le | Codec::Int8 { .. } | Codec::Int4 { .. } | Codec::TopK { .. } => {
                         p[at..at + 4].copy_from_slice(&extreme.to_le_bytes())
                     }
                     _ => {
@@ -369,6 +416,7 @@ fn signed_hostile_payloads_in_every_codec_neither_panic_nor_over_allocate() {
         Codec::F16Le,
         Codec::Int8 { block: 16 },
         Codec::Int4 { block: 16 },
+        Codec::TopK { ppm: 62_500 },
     ] {
         let mut rng = ChaCha8Rng::seed_from_u64(0xc0dec);
         let mut peers: Vec<Identity> = (0..4).map(fresh).collect();
@@ -425,8 +473,23 @@ fn signed_hostile_payloads_in_every_codec_neither_panic_nor_over_allocate() {
                 continue;
             };
             let author = peers.iter().find(|p| p.public() == peer).unwrap();
-            let payload = hostile_payload(&mut rng, codec);
-            let (bytes, _) = wire::encode_update(author, run, round, 1, codec, &payload);
+            let top_k = codec.top_k(DIM).filter(|_| rng.random_bool(0.5));
+            let payload = match top_k {
+                Some(k) => hostile_increment(&mut rng, k, round),
+                None => hostile_payload(&mut rng, codec),
+            };
+            let (mut bytes, _) = wire::encode_update(author, run, round, 1, codec, &payload);
+            if top_k.is_some() && rng.random_bool(0.3) {
+                // A bundle: this increment after another, or after a bundle, or alone.
+                let (other, _) =
+                    wire::encode_update(author, run, round.saturating_sub(1), 1, codec, &payload);
+                let nested = sparse::encode_bundle(&[&other]);
+                let first: &[u8] = [&other[..], &nested[..], &[]][rng.random_range(0..3)];
+                bytes = match first.is_empty() {
+                    true => sparse::encode_bundle(&[&bytes]),
+                    false => sparse::encode_bundle(&[first, &bytes]),
+                };
+            }
             let decoded =
                 tracked(|| wire::decode_update(&bytes, limit).and_then(|u| u.params(DIM)));
             if let Ok(params) = decoded {
