@@ -34,7 +34,7 @@ pub const MIN_BLOCK: u32 = 16;
 /// Largest block a config may choose.
 pub const MAX_BLOCK: u32 = 1 << 20;
 /// Largest top-k fraction, in parts per million (a quarter): beyond it an increment (8 bytes a
-/// coordinate) saves little over a full model, and its length could not be told from one.
+/// coordinate) saves little over a full model.
 pub const MAX_TOP_K_PPM: u32 = 250_000;
 
 /// How a payload encodes the model's parameters. Signed in the header (by variant index, with
@@ -72,13 +72,22 @@ pub enum Codec {
         /// The fraction of coordinates an increment carries, in parts per million.
         ppm: u32,
     },
+    /// A whole model (a snapshot of the estimate) in a run of [`Codec::TopK`] with the same
+    /// `ppm`, laid out as `f32`. Signed as its own codec so that a snapshot and an increment of
+    /// one round, which an honest node both signs, never make evidence of equivocation
+    /// ([`crate::evidence::Equivocation::verify`] wants one codec). Never configured: see
+    /// [`Codec::whole`].
+    TopKWhole {
+        /// The fraction of the run's increments, in parts per million.
+        ppm: u32,
+    },
 }
 
 impl Codec {
     /// Payload bytes for `dim` parameters.
     pub fn payload_len(self, dim: usize) -> usize {
         match self {
-            Codec::F32Le | Codec::TopK { .. } => dim * 4,
+            Codec::F32Le | Codec::TopK { .. } | Codec::TopKWhole { .. } => dim * 4,
             Codec::Bf16Le | Codec::F16Le => dim * 2,
             Codec::Int8 { block } => scales_len(dim, block) + dim,
             Codec::Int4 { block } => scales_len(dim, block) + dim.div_ceil(2),
@@ -93,6 +102,7 @@ impl Codec {
             Codec::F16Le => "f16",
             Codec::Int8 { .. } => "int8",
             Codec::TopK { .. } => "top-k",
+            Codec::TopKWhole { .. } => "top-k-whole",
             Codec::Int4 { .. } => "int4",
         }
     }
@@ -122,6 +132,15 @@ impl Codec {
         }
     }
 
+    /// The codec a whole model is signed in, in a run of this codec: [`Codec::TopKWhole`] for
+    /// [`Codec::TopK`], the codec itself for the others.
+    pub fn whole(self) -> Codec {
+        match self {
+            Codec::TopK { ppm } => Codec::TopKWhole { ppm },
+            c => c,
+        }
+    }
+
     /// Coordinates a top-k increment of a `dim`-parameter model carries (`None` for the other
     /// codecs).
     pub fn top_k(self, dim: usize) -> Option<usize> {
@@ -139,6 +158,9 @@ impl std::fmt::Display for Codec {
                 write!(f, "{} (block {block})", self.name())
             }
             Codec::TopK { ppm } => write!(f, "top-k ({}%)", f64::from(*ppm) / 1e4),
+            Codec::TopKWhole { ppm } => {
+                write!(f, "top-k ({}%) whole model", f64::from(*ppm) / 1e4)
+            }
             _ => f.write_str(self.name()),
         }
     }
@@ -286,7 +308,7 @@ pub fn encode(codec: Codec, params: &[f32], seed: u64) -> Vec<u8> {
     let mut out = vec![0u8; codec.payload_len(params.len())];
     // Plain loops over fixed-size chunks, which the compiler vectorises.
     match codec {
-        Codec::F32Le | Codec::TopK { .. } => {
+        Codec::F32Le | Codec::TopK { .. } | Codec::TopKWhole { .. } => {
             for (o, v) in out.chunks_exact_mut(4).zip(params) {
                 o.copy_from_slice(&v.to_le_bytes());
             }
@@ -323,7 +345,11 @@ pub fn decode(codec: Codec, payload: &[u8], dim: usize, out: &mut Vec<f32>) -> R
     let expected = codec.payload_len(dim);
     if payload.len() != expected {
         return Err(match codec {
-            Codec::F32Le | Codec::Bf16Le | Codec::F16Le | Codec::TopK { .. } => Error::Dimension {
+            Codec::F32Le
+            | Codec::Bf16Le
+            | Codec::F16Le
+            | Codec::TopK { .. }
+            | Codec::TopKWhole { .. } => Error::Dimension {
                 expected: dim,
                 got: payload.len() / codec.payload_len(1),
             },
@@ -339,7 +365,7 @@ pub fn decode(codec: Codec, payload: &[u8], dim: usize, out: &mut Vec<f32>) -> R
     // Exact-size iterators over slices: `extend` writes them without a check per value, and
     // the compiler vectorises the conversions.
     match codec {
-        Codec::F32Le | Codec::TopK { .. } => out.extend(
+        Codec::F32Le | Codec::TopK { .. } | Codec::TopKWhole { .. } => out.extend(
             payload
                 .chunks_exact(4)
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),

@@ -35,7 +35,7 @@ impl Equivocation {
         self.a.header.round
     }
 
-    /// Checks both signatures and that the headers conflict: same sender, run and round,
+    /// Checks both signatures and that the headers conflict: same sender, run, round and codec,
     /// different digests.
     pub fn verify(&self) -> Result<(), Error> {
         self.a.verify()?;
@@ -49,6 +49,11 @@ impl Equivocation {
         }
         if a.round != b.round {
             return Err(Error::NotEvidence("different rounds"));
+        }
+        // Two encodings of one round (a `top-k` increment and the whole-model snapshot an
+        // honest node also signs) are not a conflict.
+        if a.codec != b.codec {
+            return Err(Error::NotEvidence("different codecs"));
         }
         if a.digest == b.digest {
             return Err(Error::NotEvidence("same digest"));

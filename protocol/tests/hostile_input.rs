@@ -379,7 +379,11 @@ fn hostile_payload(rng: &mut ChaCha8Rng, codec: Codec) -> Vec<u8> {
                 let at = rng.random_range(0..=p.len() - 4);
                 let at = at - at % 4;
                 match codec {
-                    Codec::F32Le | Codec::Int8 { .. } | Codec::Int4 { .. } | Codec::TopK { .. } => {
+                    Codec::F32Le
+                    | Codec::Int8 { .. }
+                    | Codec::Int4 { .. }
+                    | Codec::TopK { .. }
+                    | Codec::TopKWhole { .. } => {
                         p[at..at + 4].copy_from_slice(&extreme.to_le_bytes())
                     }
                     _ => {
@@ -474,11 +478,12 @@ fn signed_hostile_payloads_in_every_codec_neither_panic_nor_over_allocate() {
             };
             let author = peers.iter().find(|p| p.public() == peer).unwrap();
             let top_k = codec.top_k(DIM).filter(|_| rng.random_bool(0.5));
-            let payload = match top_k {
-                Some(k) => hostile_increment(&mut rng, k, round),
-                None => hostile_payload(&mut rng, codec),
+            // With `top-k`, increments in its codec and whole models in its whole-model form.
+            let (payload, signed_as) = match top_k {
+                Some(k) => (hostile_increment(&mut rng, k, round), codec),
+                None => (hostile_payload(&mut rng, codec.whole()), codec.whole()),
             };
-            let (mut bytes, _) = wire::encode_update(author, run, round, 1, codec, &payload);
+            let (mut bytes, _) = wire::encode_update(author, run, round, 1, signed_as, &payload);
             if top_k.is_some() && rng.random_bool(0.3) {
                 // A bundle: this increment after another, or after a bundle, or alone.
                 let (other, _) =

@@ -424,7 +424,7 @@ impl Engine {
         if author == self.me
             || adv.allies.contains(&author)
             || h.run != self.run
-            || h.codec != self.config.codec
+            || (h.codec != self.config.codec && h.codec != self.config.codec.whole())
             || self.intel.get(&author).is_some_and(|(r, _)| *r >= round)
         {
             return;
@@ -432,10 +432,7 @@ impl Engine {
         if update.verify_payload().is_err() {
             return;
         }
-        let increment = self
-            .chain
-            .as_ref()
-            .is_some_and(|c| h.payload_len as usize == crate::sparse::payload_len(c.k));
+        let increment = self.chain.is_some() && h.codec == self.config.codec;
         if increment {
             // The `top-k` chain: applied to this attacker's copy of the author's estimate when
             // it follows on from it (the intel of every round, in order), ignored otherwise.

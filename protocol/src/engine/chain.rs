@@ -37,10 +37,12 @@
 //!
 //! **What an attacker can do.** Any valid encoding: an increment with huge (finite) values, or a
 //! snapshot at any round, instead of its increments. The copies it leaves are models like any
-//! other, judged by the screen and the rule. Snapshots are not recorded in the replay window (an
-//! honest peer sends a snapshot and an increment for the same round, which are different bytes):
-//! two different snapshots of one round are therefore not caught as equivocation, only by the
-//! round bounds; increments are, as any update.
+//! other, judged by the screen and the rule. A snapshot is signed in the codec's whole-model form
+//! ([`crate::codec::Codec::TopKWhole`]): an honest peer signs a snapshot and an increment for the
+//! same round, and evidence of equivocation needs two headers of one codec, so nobody can frame
+//! it with the pair. Snapshots are not recorded in the replay window: a snapshot that conflicts
+//! with its sender's announced increment is not caught, only bounded by the round checks;
+//! increments are checked as any update.
 
 use super::Rejection;
 use super::receive::Checked;
@@ -270,7 +272,14 @@ impl Chain {
 impl super::Engine {
     /// The round of the copy of `peer`'s estimate this node holds, to name in a fetch.
     pub(super) fn have(&self, peer: &PeerKey) -> Option<u64> {
-        self.chain.as_ref().and_then(|c| c.have(peer))
+        let chain = self.chain.as_ref()?;
+        // Without a copy, the run's initial model only for a peer none of whose updates was
+        // ever accepted: one whose copy was evicted would answer with increments from round 1,
+        // which the replay window refuses as stale. It gets the model whole instead.
+        if !chain.copies.contains_key(peer) && self.window.highest(peer).is_some() {
+            return None;
+        }
+        chain.have(peer)
     }
 
     /// Signs this round's update of the chain: the increment of the trained model against the

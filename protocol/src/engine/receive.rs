@@ -82,14 +82,13 @@ impl Engine {
         if h.run != self.run {
             return Err(Rejection::WrongRun);
         }
-        if h.codec != self.config.codec {
+        if h.codec != self.config.codec && h.codec != self.config.codec.whole() {
             return Err(Rejection::WrongCodec);
         }
         let round = h.round;
-        let increment = self
-            .chain
-            .as_ref()
-            .is_some_and(|c| h.payload_len as usize == crate::sparse::payload_len(c.k));
+        // With `top-k`, an update in the configured codec is an increment (its length is
+        // checked when it is applied), one in the whole-model form a snapshot.
+        let increment = self.chain.is_some() && h.codec == self.config.codec;
         // An increment the copy already holds (a peer serves its newest one again).
         if increment && let Some(held) = self.chain_held(&from, round) {
             return Ok(held);

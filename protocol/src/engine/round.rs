@@ -132,15 +132,11 @@ impl Engine {
         let mut seed = state;
         seed = (seed ^ (seed >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         seed = (seed ^ (seed >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        let payload = crate::codec::encode(self.config.codec, params, seed ^ (seed >> 31));
-        let (bytes, signed) = wire::encode_update(
-            &self.identity,
-            self.run,
-            round,
-            samples,
-            self.config.codec,
-            &payload,
-        );
+        // A whole model: with `top-k`, a snapshot in the codec's whole-model form.
+        let codec = self.config.codec.whole();
+        let payload = crate::codec::encode(codec, params, seed ^ (seed >> 31));
+        let (bytes, signed) =
+            wire::encode_update(&self.identity, self.run, round, samples, codec, &payload);
         (bytes.into(), signed)
     }
 

@@ -190,10 +190,35 @@ fn hostile_increments_and_bundles_are_refused_with_their_reason() {
             sign(2, &increment(1, &[1, 5, 9, 60], &[1.0, f32::NAN, 1.0, 1.0])),
             Rejection::NonFinite,
         ),
-        // A snapshot of another size.
+        // A snapshot of another size, and a model whole in the increments' codec.
         (
-            sign(2, &wire::encode_params(&[1.0; D + 1])),
+            wire::encode_update(
+                &p,
+                toy::run_id(),
+                2,
+                1,
+                codec.whole(),
+                &wire::encode_params(&[1.0; D + 1]),
+            )
+            .0,
             Rejection::WrongDimension,
+        ),
+        (
+            sign(2, &wire::encode_params(&[1.0; D])),
+            Rejection::WrongDimension,
+        ),
+        // Another run's codec.
+        (
+            wire::encode_update(
+                &p,
+                toy::run_id(),
+                2,
+                1,
+                Codec::F32Le,
+                &wire::encode_params(&[1.0; D]),
+            )
+            .0,
+            Rejection::WrongCodec,
         ),
         // Bundles: empty, nested, more parts than a sender keeps.
         (sparse::encode_bundle(&[]), Rejection::Malformed),
@@ -224,7 +249,15 @@ fn hostile_increments_and_bundles_are_refused_with_their_reason() {
     );
     assert_eq!(e.have(&peer), Some(3));
     // A snapshot replaces the copy, at any round within bounds.
-    let snapshot = sign(9, &wire::encode_params(&[2.0; D]));
+    let snapshot = wire::encode_update(
+        &p,
+        toy::run_id(),
+        9,
+        1,
+        codec.whole(),
+        &wire::encode_params(&[2.0; D]),
+    )
+    .0;
     assert_eq!(check(&mut e, &snapshot).unwrap().params, vec![2.0; D]);
     assert_eq!(e.have(&peer), Some(9));
 }
@@ -258,7 +291,7 @@ fn a_consensus_step_mixes_the_estimates_and_none_mixes_the_copies_with_the_model
             toy::run_id(),
             1,
             1,
-            c.codec,
+            c.codec.whole(),
             &wire::encode_params(&[2.0; D]),
         )
         .0;
@@ -306,4 +339,66 @@ fn honest_engines_converge_with_top_k_increments() {
             }
         }
     }
+}
+
+/// An honest node signs a snapshot and an increment for the same round: two headers of one
+/// round with different digests. They must not make evidence of equivocation that anyone could
+/// gossip to have it banned: a snapshot is signed in the codec's whole-model form, and evidence
+/// needs two headers of the same codec.
+#[test]
+fn a_snapshot_and_an_increment_of_one_round_are_no_evidence_of_equivocation() {
+    let c = chain_config();
+    let (s_id, a_id) = (toy::identity(0), toy::identity(1));
+    let mut s = started(toy::setup(0, &c, D, 0), &[toy::identity(1)]);
+    let mut a = started(toy::setup(1, &c, D, 0), &[toy::identity(0)]);
+    round_alone(&mut s, 1, model(1));
+    let now = Duration::from_secs(2);
+    let increment = ask(&mut s, now, &a_id, Some(0));
+    let snapshot = ask(&mut s, now, &a_id, None);
+    let header = |bytes: &[u8]| {
+        let bytes = match sparse::decode_bundle(bytes, usize::MAX, 16) {
+            Ok(parts) => parts[0].to_vec(),
+            Err(_) => bytes.to_vec(),
+        };
+        wire::decode_update(&bytes, usize::MAX).unwrap().signed
+    };
+    let (hi, hs) = (header(&increment), header(&snapshot));
+    assert_eq!((hi.header.round, hs.header.round), (1, 1));
+    assert_ne!(hi.header.digest, hs.header.digest);
+    let framed = crate::evidence::Equivocation { a: hi, b: hs };
+    assert!(
+        framed.verify().is_err(),
+        "a snapshot and an increment prove nothing"
+    );
+    let input = Input::GossipReceived {
+        author: a_id.public(),
+        relayer: a_id.public(),
+        message: 1,
+        bytes: framed.encode().into(),
+    };
+    a.handle(now, input).unwrap();
+    assert!(!a.is_banned(&s_id.public()));
+}
+
+/// A copy evicted while the replay window still remembers its peer's rounds is not started
+/// again from the run's initial model (the peer would send increments from round 1, which the
+/// window refuses as stale and charges): the node asks for a snapshot instead.
+#[test]
+fn a_node_that_lost_its_copy_asks_for_the_model_whole() {
+    let c = chain_config();
+    let (s_id, a_id) = (toy::identity(0), toy::identity(1));
+    let sender = s_id.public();
+    let mut s = started(toy::setup(0, &c, D, 0), &[toy::identity(1)]);
+    let mut a = started(toy::setup(1, &c, D, 0), &[toy::identity(0)]);
+    for round in 1..=3 {
+        round_alone(&mut s, round, model(round));
+        let now = Duration::from_secs(round) + Duration::from_millis(600);
+        let bytes = ask(&mut s, now, &a_id, a.have(&sender));
+        a.check(sender, &bytes, (0, u64::MAX), true).unwrap();
+    }
+    a.chain.as_mut().unwrap().forget(&sender);
+    assert_eq!(a.have(&sender), None);
+    let bytes = ask(&mut s, Duration::from_secs(5), &a_id, a.have(&sender));
+    let got = a.check(sender, &bytes, (0, u64::MAX), true).unwrap();
+    assert_eq!((got.round, got.params.as_slice()), (3, estimate(&s)));
 }
