@@ -1,6 +1,8 @@
 //! The `top-k` codec's chain of increments: copies that follow their sender bit for bit, what
 //! a sender answers an asker that missed rounds, and what hostile increments cost.
 
+use super::exchange::train_to;
+use super::knowledge::served_at;
 use super::setup::started;
 use super::*;
 use crate::sparse;
@@ -34,15 +36,7 @@ fn model(round: u64) -> Vec<f32> {
 /// `e` trains `round` to `params` and, with no answer, mixes alone at its deadline.
 fn round_alone(e: &mut Engine, round: u64, params: Vec<f32>) {
     let now = Duration::from_secs(round);
-    e.handle(
-        now,
-        Input::Trained {
-            round,
-            params,
-            samples: 1,
-        },
-    )
-    .unwrap();
+    train_to(e, now, round, params);
     e.handle(now + Duration::from_millis(500), Input::Tick)
         .unwrap();
     drain(e);
@@ -50,23 +44,7 @@ fn round_alone(e: &mut Engine, round: u64, params: Vec<f32>) {
 
 /// What `e` serves `asker` at `now`, whose copy of its estimate is of round `have`.
 fn ask(e: &mut Engine, now: Duration, asker: &Identity, have: Option<u64>) -> Arc<[u8]> {
-    let input = Input::FetchRequested {
-        from: asker.public(),
-        request: 1,
-        round: None,
-        have,
-    };
-    e.handle(now, input).unwrap();
-    drain(e)
-        .into_iter()
-        .find_map(|o| match o {
-            Output::Serve {
-                update: Some(bytes),
-                ..
-            } => Some(bytes),
-            _ => None,
-        })
-        .expect("an answer")
+    served_at(e, now, asker, 1, have)
 }
 
 fn estimate(e: &Engine) -> &[f32] {
@@ -273,16 +251,7 @@ fn a_consensus_step_mixes_the_estimates_and_none_mixes_the_copies_with_the_model
         let mut e = started(toy::setup(1, &c, D, 0), std::slice::from_ref(&p));
         // Trained to 8 everywhere: the first increment sends 4 coordinates, so the own
         // estimate is 8 there and 0 (the initial model) elsewhere.
-        e.handle(
-            Duration::ZERO,
-            Input::Trained {
-                round: 1,
-                params: vec![8.0; D],
-                samples: 1,
-            },
-        )
-        .unwrap();
-        drain(&mut e);
+        train_to(&mut e, Duration::ZERO, 1, vec![8.0; D]);
         let sent: Vec<usize> = (0..D).filter(|&i| estimate(&e)[i] == 8.0).collect();
         assert_eq!(sent.len(), 4);
         // The peer's copy: 2 everywhere (a snapshot).

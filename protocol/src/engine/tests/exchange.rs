@@ -24,9 +24,14 @@ fn asking(rule: Rule, peers: &[Identity]) -> Engine {
 }
 
 pub(super) fn train(e: &mut Engine, now: Duration, round: u64, value: f32) -> Vec<Output> {
+    train_to(e, now, round, vec![value; e.dim()])
+}
+
+/// `e`'s training of `round` ends with `params`; returns what it does then.
+pub(super) fn train_to(e: &mut Engine, now: Duration, round: u64, params: Vec<f32>) -> Vec<Output> {
     let input = Input::Trained {
         round,
-        params: vec![value; DIM],
+        params,
         samples: 1,
     };
     e.handle(now, input).unwrap();

@@ -25,13 +25,25 @@ fn tell(e: &mut Engine, update: Arc<[u8]>) {
 
 /// What `e` serves `asker` now.
 pub(super) fn served(e: &mut Engine, asker: &Identity, request: u64) -> Arc<[u8]> {
+    served_at(e, Duration::ZERO, asker, request, None)
+}
+
+/// What `e` serves `asker` at `now` for its fetch `request`, the asker holding a copy of `e`'s
+/// estimate of round `have` (the `top-k` codec).
+pub(super) fn served_at(
+    e: &mut Engine,
+    now: Duration,
+    asker: &Identity,
+    request: u64,
+    have: Option<u64>,
+) -> Arc<[u8]> {
     let ask = Input::FetchRequested {
         from: asker.public(),
         request,
         round: None,
-        have: None,
+        have,
     };
-    e.handle(Duration::ZERO, ask).unwrap();
+    e.handle(now, ask).unwrap();
     drain(e)
         .into_iter()
         .find_map(|o| match o {
@@ -41,7 +53,7 @@ pub(super) fn served(e: &mut Engine, asker: &Identity, request: u64) -> Arc<[u8]
             } => Some(bytes),
             _ => None,
         })
-        .expect("the attacker answers")
+        .expect("an answer")
 }
 
 pub(super) fn params(e: &Engine, bytes: &[u8]) -> Vec<f32> {
