@@ -141,6 +141,12 @@ impl Codec {
         }
     }
 
+    /// Whether an update signed in `signed` belongs to a run of this codec: this codec, or its
+    /// whole-model form.
+    pub fn admits(self, signed: Codec) -> bool {
+        signed == self || signed == self.whole()
+    }
+
     /// Coordinates a top-k increment of a `dim`-parameter model carries (`None` for the other
     /// codecs).
     pub fn top_k(self, dim: usize) -> Option<usize> {

@@ -424,7 +424,7 @@ impl Engine {
         if author == self.me
             || adv.allies.contains(&author)
             || h.run != self.run
-            || (h.codec != self.config.codec && h.codec != self.config.codec.whole())
+            || !self.config.codec.admits(h.codec)
             || self.intel.get(&author).is_some_and(|(r, _)| *r >= round)
         {
             return;

@@ -82,7 +82,7 @@ impl Engine {
         if h.run != self.run {
             return Err(Rejection::WrongRun);
         }
-        if h.codec != self.config.codec && h.codec != self.config.codec.whole() {
+        if !self.config.codec.admits(h.codec) {
             return Err(Rejection::WrongCodec);
         }
         let round = h.round;
@@ -100,31 +100,22 @@ impl Engine {
         if round > ceiling {
             return Err(Rejection::Ahead);
         }
-        if self.chain.is_some() && !increment {
-            // A snapshot of the sender's estimate: not in the replay window (see `chain`).
-            update.verify_payload().map_err(|e| Rejection::of(&e))?;
-            let mut params = Vec::new();
-            update
-                .params_into(self.dim, &mut params)
-                .map_err(|e| Rejection::of(&e))?;
-            self.peers.credit(&from);
-            if let Some(c) = self.chain.as_mut() {
-                c.replace(from, round, params.clone());
-            }
-            return Ok(Checked { round, params });
-        }
-        let fresh = match self.window.check(&update.signed) {
-            replay::Verdict::Fresh => true,
-            // A peer serves its newest update: the one it served before, when it has not signed
-            // another since (never an older one: that is a replay).
-            replay::Verdict::Duplicate if fetched => false,
-            replay::Verdict::Stale { .. } => return Err(Rejection::Stale),
-            replay::Verdict::Duplicate => return Err(Rejection::Duplicate),
-            replay::Verdict::Equivocation(ev) => {
-                self.on_equivocation(*ev);
-                return Err(Rejection::Equivocation);
-            }
-        };
+        // A snapshot of the sender's estimate (`top-k`) stays out of the replay window: its
+        // sender signs an increment of the same round too (see `chain`).
+        let snapshot = self.chain.is_some() && !increment;
+        let fresh = snapshot
+            || match self.window.check(&update.signed) {
+                replay::Verdict::Fresh => true,
+                // A peer serves its newest update: the one it served before, when it has not
+                // signed another since (never an older one: that is a replay).
+                replay::Verdict::Duplicate if fetched => false,
+                replay::Verdict::Stale { .. } => return Err(Rejection::Stale),
+                replay::Verdict::Duplicate => return Err(Rejection::Duplicate),
+                replay::Verdict::Equivocation(ev) => {
+                    self.on_equivocation(*ev);
+                    return Err(Rejection::Equivocation);
+                }
+            };
         update.verify_payload().map_err(|e| Rejection::of(&e))?;
         let params = if increment {
             self.chain_apply(&from, round, update.payload())?
@@ -135,8 +126,12 @@ impl Engine {
                 .map_err(|e| Rejection::of(&e))?;
             params
         };
-        if fresh {
+        if snapshot && let Some(c) = self.chain.as_mut() {
+            c.replace(from, round, params.clone());
+        } else if fresh {
             self.window.accept(update.signed);
+        }
+        if fresh {
             self.peers.credit(&from);
         }
         Ok(Checked { round, params })
