@@ -215,3 +215,37 @@ fn full_mnist_mlp_reaches_97_5_percent() {
     let last = epochs.last().unwrap();
     assert!(last.test.accuracy >= 0.975, "{last:?}");
 }
+
+/// Handing the parameters over after a job and adopting the mix's buffer (what the simulator
+/// does, so a node holds one copy of its model, not two) trains exactly as copying them does,
+/// with and without an outer optimiser.
+#[test]
+fn taking_and_adopting_parameters_trains_as_copying_them() {
+    for optimizer in [
+        r#"{ kind = "sgd", lr = 0.05, momentum = 0.9 }"#,
+        r#"{ kind = "sgd", lr = 0.05, momentum = 0.9 }
+outer = { lr = 0.7, momentum = 0.9 }"#,
+    ] {
+        let (setup, split) = digits_setup(r#"{ kind = "mlp", hidden = [16] }"#, optimizer);
+        let fresh = || Trainer::new(&setup, Shard::all(split.train.clone()), 0, 3).unwrap();
+        let (mut copying, mut taking) = (fresh(), fresh());
+        for round in 0..3 {
+            copying.train_steps(4);
+            taking.train_steps(4);
+            let trained = copying.params().to_vec();
+            let taken = taking.take_params();
+            assert_eq!(taken, trained, "round {round}: {optimizer}");
+            assert!(taking.params().is_empty(), "nothing left behind");
+            let mixed: Vec<f32> = trained.iter().map(|p| p * 0.9).collect();
+            copying.apply_mix(&mixed).unwrap();
+            taking.adopt_mix(mixed).unwrap();
+            assert_eq!(
+                taking.params(),
+                copying.params(),
+                "round {round}: {optimizer}"
+            );
+        }
+        let err = taking.adopt_mix(vec![0.0; 3]).unwrap_err();
+        assert!(err.to_string().contains('3'), "{err}");
+    }
+}

@@ -15,6 +15,7 @@ use std::path::PathBuf;
 
 // Large per-step allocations page-fault with glibc's allocator and make training speed swing
 // from one process to the next; mimalloc keeps it steady (see the node's measurements).
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -25,6 +26,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// stays where it was (9,437 MB with purging, 9,455 MB without, for
 /// configs/sim/scale-mlp-1000.toml). `MIMALLOC_PURGE_DELAY` in the environment still overrides
 /// this.
+#[cfg(feature = "mimalloc")]
 #[allow(unsafe_code)]
 fn keep_freed_pages() {
     // `mi_option_purge_delay` in mimalloc 3's `mi_option_e` (include/mimalloc.h).
@@ -248,6 +250,7 @@ fn options(threads: Option<usize>, dataset_dir: Option<PathBuf>) -> anyhow::Resu
 }
 
 fn main() -> anyhow::Result<()> {
+    #[cfg(feature = "mimalloc")]
     keep_freed_pages();
     match Cli::parse().command {
         Command::Run {

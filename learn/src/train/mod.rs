@@ -136,11 +136,30 @@ impl Trainer {
         out.extend_from_slice(&self.params);
     }
 
+    /// Hands the parameters over, leaving none: a simulator whose engine holds the trained
+    /// model until the mix keeps one copy, not two. The trainer takes no step until
+    /// [`Trainer::adopt_mix`], [`Trainer::apply_mix`] or [`Trainer::set_params`] gives it a
+    /// model again.
+    pub fn take_params(&mut self) -> Vec<f32> {
+        std::mem::take(&mut self.params)
+    }
+
+    /// [`Trainer::apply_mix`] that keeps `mixed`'s buffer rather than copying it.
+    pub fn adopt_mix(&mut self, mixed: Vec<f32>) -> Result<(), ModelError> {
+        self.arch.check_len(&mixed)?;
+        if self.outer.is_some() {
+            return self.apply_mix(&mixed);
+        }
+        self.params = mixed;
+        Ok(())
+    }
+
     /// Replaces the parameters (a model to start from: a join, a checkpoint). The optimiser
     /// state is kept; with an outer optimiser the next round starts from `params`.
     pub fn set_params(&mut self, params: &[f32]) -> Result<(), ModelError> {
         self.arch.check_len(params)?;
-        self.params.copy_from_slice(params);
+        self.params.clear();
+        self.params.extend_from_slice(params);
         if self.outer.is_some() {
             self.anchor.copy_from_slice(params);
         }
@@ -156,7 +175,8 @@ impl Trainer {
         };
         self.arch.check_len(mixed)?;
         outer.step(&mut self.anchor, &mut self.state.outer, mixed);
-        self.params.copy_from_slice(&self.anchor);
+        self.params.clear();
+        self.params.extend_from_slice(&self.anchor);
         Ok(())
     }
 
@@ -167,9 +187,10 @@ impl Trainer {
 
     /// Replaces the optimiser state (from a checkpoint).
     pub fn set_optimizer_state(&mut self, state: State) -> Result<(), ModelError> {
-        let mut fresh = State::new(&self.rule, self.params.len());
+        let dim = self.arch.num_params();
+        let mut fresh = State::new(&self.rule, dim);
         if self.outer.is_some() {
-            fresh.outer = vec![0.0; self.params.len()];
+            fresh.outer = vec![0.0; dim];
         }
         for (found, expected) in [
             (&state.m, &fresh.m),

@@ -78,14 +78,17 @@ pub trait World {
     /// so the world may run them in parallel; each result is read back with [`World::trained`]
     /// when its job's virtual time comes.
     fn train(&mut self, nodes: &[usize]);
-    /// The parameters and the number of samples of `node`'s finished job.
+    /// The parameters and the number of samples of `node`'s finished job. They go to the
+    /// node's engine, so the world may hand over its own buffer: until [`World::mixed`] or
+    /// [`World::set_model`], `node` trains nothing.
     fn trained(&mut self, node: usize) -> (Vec<f32>, u64);
     /// `node`'s trainer continues from `params` (a join, or a restart's checkpoint).
     fn set_model(&mut self, node: usize, params: &[f32]);
     /// `node`'s trainer continues from its round's mix `params` (a trainer with an outer
-    /// optimiser steps towards it; by default the mix replaces the model).
-    fn mixed(&mut self, node: usize, params: &[f32]) {
-        self.set_model(node, params);
+    /// optimiser steps towards it; by default the mix replaces the model). The buffer is the
+    /// world's to keep.
+    fn mixed(&mut self, node: usize, params: Vec<f32>) {
+        self.set_model(node, &params);
     }
     /// When a message of `bytes` bytes that `from` sends to `to` at `now` arrives.
     fn arrival(&mut self, now: Duration, from: usize, to: usize, bytes: usize) -> Duration;
@@ -177,8 +180,12 @@ pub struct Counters {
 /// One node of the cluster.
 #[derive(Debug)]
 struct Member {
-    /// What its engines are built from.
+    /// What its engines are built from (without the model: see `initial`).
     setup: Setup,
+    /// The setup's model, shared with every node added before it with the same one (a run
+    /// starts all its nodes from one model; a copy each would be a model per node for the
+    /// restarts alone).
+    initial: Arc<[f32]>,
     engine: Engine,
     online: bool,
     /// Incarnation: bumped when the node leaves, so the events of its earlier life are ignored.
@@ -269,8 +276,16 @@ impl<W: World> Cluster<W> {
     }
 
     /// Adds a node, offline until [`Cluster::start`]; returns its index.
-    pub fn add(&mut self, setup: Setup) -> Result<usize, ConfigError> {
-        let engine = Engine::new(setup.clone())?;
+    pub fn add(&mut self, mut setup: Setup) -> Result<usize, ConfigError> {
+        let initial: Arc<[f32]> = match self.members.last() {
+            Some(m) if *m.initial == *setup.model => Arc::clone(&m.initial),
+            _ => setup.model.as_slice().into(),
+        };
+        let model = std::mem::take(&mut setup.model);
+        let engine = Engine::new(Setup {
+            model,
+            ..setup.clone()
+        })?;
         let i = self.members.len();
         self.index.insert(engine.id(), i);
         if let Some(k) = engine.knowledge().filter(|k| !k.is_own()) {
@@ -278,6 +293,7 @@ impl<W: World> Cluster<W> {
         }
         self.members.push(Member {
             setup,
+            initial,
             engine,
             online: false,
             epoch: 0,
@@ -424,7 +440,7 @@ impl<W: World> Cluster<W> {
         let m = &mut self.members[i];
         let (model, checkpoint) = match &m.checkpoint {
             Some((round, model)) => (model.clone(), Some(*round)),
-            None => (m.setup.model.clone(), None),
+            None => (m.initial.to_vec(), None),
         };
         let resume = Resume {
             checkpoint,

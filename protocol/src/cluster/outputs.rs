@@ -117,7 +117,7 @@ impl<W: World> Cluster<W> {
                 clipped,
                 skipped,
             } => {
-                self.world.mixed(i, &params);
+                self.world.mixed(i, params);
                 let peers = peers.iter().filter_map(|k| self.node_of(k)).collect();
                 self.steps.push_back(Step::Mixed {
                     node: i,

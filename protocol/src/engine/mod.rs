@@ -155,10 +155,29 @@ pub struct Setup {
     pub weights: BTreeMap<PeerKey, f64>,
 }
 
+/// A checked model, as the mix uses it.
 #[derive(Debug, Clone)]
 struct Pending {
     round: u64,
     params: Vec<f32>,
+}
+
+/// A usable answer waiting for the mix.
+#[derive(Debug, Clone)]
+struct Answer {
+    round: u64,
+    model: Kept,
+}
+
+/// How an answer is held until the mix.
+#[derive(Debug, Clone)]
+enum Kept {
+    /// Decoded (an increment applied to the copy, or what an attacker studies).
+    Decoded(Vec<f32>),
+    /// The signed update as it arrived, checked, decoded again when the node mixes: it is the
+    /// sender's own buffer (shared with every peer it served), so a node that waits for its
+    /// round's answers holds no model-sized copy of each.
+    Signed(Arc<[u8]>),
 }
 
 #[derive(Debug)]
@@ -203,7 +222,7 @@ pub struct Engine {
     /// The peers drawn this round, and whether each has answered.
     asked: BTreeMap<PeerKey, bool>,
     /// Their usable answers.
-    answers: BTreeMap<PeerKey, Pending>,
+    answers: BTreeMap<PeerKey, Answer>,
     /// Peers' fetches waiting for this node to sign the round they ask for.
     held: BTreeMap<PeerKey, Held>,
     /// The round of the update this node serves now.
@@ -233,7 +252,6 @@ pub struct Engine {
     intel: BTreeMap<PeerKey, (u64, Vec<f32>)>,
     /// The forgery each asker was served this round (it is not served two).
     forged: BTreeMap<PeerKey, Arc<[u8]>>,
-    scratch: Vec<f32>,
     /// The `top-k` codec's estimates and copies (module `chain`); `None` with the other codecs.
     chain: Option<chain::Chain>,
 }
@@ -317,7 +335,6 @@ impl Engine {
             last_update: None,
             intel: BTreeMap::new(),
             forged: BTreeMap::new(),
-            scratch: vec![0.0; dim],
             chain,
         })
     }
@@ -466,7 +483,7 @@ impl Engine {
             } => self.on_fetch_request(now, from, request, round, have),
             Input::Fetched { peer, update } => match self.phase {
                 Phase::Joining(_) => self.on_fetched(peer, update.as_deref()),
-                Phase::Collecting { .. } => self.on_answer(peer, update.as_deref()),
+                Phase::Collecting { .. } => self.on_answer(peer, update.as_ref()),
                 _ => {}
             },
             Input::Unframed { peer, oversize } => self.reject(

@@ -15,7 +15,9 @@
 //! however often, and under however many names the attackers send.
 
 use super::receive::Checked;
-use super::{Engine, InputError, Output, Pending, Phase, REPLAY_HISTORY, Rejection, screen};
+use super::{
+    Answer, Engine, InputError, Kept, Output, Pending, Phase, REPLAY_HISTORY, Rejection, screen,
+};
 use crate::sign::PeerKey;
 use crate::topology::sample_peers;
 use crate::wire::{self, SignedHeader};
@@ -209,7 +211,7 @@ impl Engine {
     }
 
     /// A drawn peer's answer to this round's fetch, checked at once; a bad one is penalised.
-    pub(super) fn on_answer(&mut self, peer: PeerKey, update: Option<&[u8]>) {
+    pub(super) fn on_answer(&mut self, peer: PeerKey, update: Option<&Arc<[u8]>>) {
         match self.asked.get_mut(&peer) {
             Some(answered @ false) => *answered = true,
             _ => return, // not drawn this round, or answered already
@@ -220,10 +222,16 @@ impl Engine {
         match self.check(peer, bytes, (floor, ceiling), true) {
             Ok(Checked { round, params }) => {
                 self.stats.accepted += 1;
-                if self.adversary.is_some() {
+                let model = if self.adversary.is_some() {
                     self.learn_fetched(peer, round, &params, bytes);
-                }
-                self.answers.insert(peer, Pending { round, params });
+                    Kept::Decoded(params)
+                } else if self.chain.is_some() {
+                    // An increment's result is the copy's new state, not these bytes.
+                    Kept::Decoded(params)
+                } else {
+                    Kept::Signed(Arc::clone(bytes))
+                };
+                self.answers.insert(peer, Answer { round, model });
             }
             // Counted where the proof was handled.
             Err(Rejection::Equivocation) => {}
@@ -267,11 +275,31 @@ impl Engine {
         dropped
     }
 
+    /// An answer's model, decoded. A held update passed every check when it arrived and is
+    /// decoded the same way again, so this fails only if the bytes changed in memory.
+    fn decoded(&self, answer: Answer) -> Option<Pending> {
+        let params = match answer.model {
+            Kept::Decoded(params) => params,
+            Kept::Signed(bytes) => {
+                let mut params = Vec::new();
+                wire::decode_update_ref(&bytes, self.limit)
+                    .and_then(|u| u.params_into(self.dim, &mut params))
+                    .ok()?;
+                params
+            }
+        };
+        Some(Pending {
+            round: answer.round,
+            params,
+        })
+    }
+
     pub(super) fn mix(&mut self) {
         let floor = self.floor();
         let mut received: BTreeMap<PeerKey, Pending> = std::mem::take(&mut self.answers)
             .into_iter()
-            .filter(|(_, p)| p.round >= floor)
+            .filter(|(_, a)| a.round >= floor)
+            .filter_map(|(peer, a)| Some((peer, self.decoded(a)?)))
             .collect();
         self.asked.clear();
         // With the `top-k` chain and a consensus step (CHOCO-Gossip), the rule runs over the
@@ -310,16 +338,21 @@ impl Engine {
                 self.config.staleness_decay,
             )
         };
+        // The mix is written to a buffer that lives only while the node mixes (a node between
+        // mixes holds one model, not two), which then carries the copy the trainer continues
+        // from.
+        let mut out = Vec::new();
         let (clipped, skipped) = if received.is_empty() || n < self.aggregator.min_inputs() {
             (0, true)
         } else {
+            out.resize(self.dim, 0.0);
             match self.aggregator.aggregate_screened(
                 reference,
                 &inputs,
                 &weights,
                 screened,
                 &mut self.rng,
-                &mut self.scratch,
+                &mut out,
             ) {
                 Ok(report) => (report.clipped, false),
                 Err(_) => (0, true), // inputs are checked on receipt; keep the own model
@@ -330,20 +363,22 @@ impl Engine {
             self.stats.skipped_mixes += 1;
         } else {
             if let (Some(e), Some(step)) = (&estimate, self.config.consensus_step) {
-                // x + γ (R - x̂), written into the scratch that holds R.
+                // x + γ (R - x̂), written into the buffer that holds R.
                 let step = step as f32;
-                for ((r, &x), &xh) in self.scratch.iter_mut().zip(&self.model).zip(e) {
+                for ((r, &x), &xh) in out.iter_mut().zip(&self.model).zip(e) {
                     *r = x + step * (*r - xh);
                 }
             }
-            std::mem::swap(&mut self.model, &mut self.scratch);
+            std::mem::swap(&mut self.model, &mut out);
             self.stats.mixes += 1;
             self.stats.inputs_mixed += n as u64;
             self.stats.clipped += clipped as u64;
         }
+        out.clear();
+        out.extend_from_slice(&self.model);
         self.outputs.push_back(Output::Mixed {
             round: self.round,
-            params: self.model.clone(),
+            params: out,
             peers: if skipped {
                 Vec::new()
             } else {

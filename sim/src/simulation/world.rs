@@ -81,7 +81,8 @@ impl cluster::World for World {
 
     fn trained(&mut self, node: usize) -> (Vec<f32>, u64) {
         let samples = self.done.remove(&node).unwrap_or(0);
-        (self.trainers[node].params().to_vec(), samples)
+        // The trainer's own buffer: the engine holds the model until the mix gives it back.
+        (self.trainers[node].take_params(), samples)
     }
 
     fn set_model(&mut self, node: usize, params: &[f32]) {
@@ -90,9 +91,9 @@ impl cluster::World for World {
             .expect("the engine keeps the model's dimension");
     }
 
-    fn mixed(&mut self, node: usize, params: &[f32]) {
+    fn mixed(&mut self, node: usize, params: Vec<f32>) {
         self.trainers[node]
-            .apply_mix(params)
+            .adopt_mix(params)
             .expect("the engine keeps the model's dimension");
     }
 
