@@ -182,9 +182,9 @@ pub struct Counters {
 struct Member {
     /// What its engines are built from (without the model: see `initial`).
     setup: Setup,
-    /// The setup's model, shared with every node added before it with the same one (a run
-    /// starts all its nodes from one model; a copy each would be a model per node for the
-    /// restarts alone).
+    /// The setup's model, shared with the node added just before it when theirs is the same
+    /// (a run starts all its nodes from one model; a copy each would be a model per node for
+    /// the restarts alone).
     initial: Arc<[f32]>,
     engine: Engine,
     online: bool,
