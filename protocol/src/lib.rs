@@ -17,6 +17,7 @@ pub mod codec;
 pub mod engine;
 pub mod evidence;
 pub mod keyfile;
+pub mod memo;
 pub mod replay;
 pub mod sign;
 pub mod sparse;

@@ -294,6 +294,22 @@ fn write_prefix(out: &mut Vec<u8>, kind: u8, signed: &SignedHeader) {
 /// Parses the prefix and header of an update or announcement, verifying the signature before
 /// decoding the header. Returns the signed header and the remaining bytes (the payload).
 pub(crate) fn decode_signed(bytes: &[u8], kind: u8) -> Result<(SignedHeader, &[u8]), Error> {
+    decode_signed_as(bytes, kind, Signature::Verify)
+}
+
+/// Whether [`decode_signed_as`] verifies the signature.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Signature {
+    Verify,
+    /// These very bytes passed the verification before (see [`crate::memo`]).
+    Verified,
+}
+
+fn decode_signed_as(
+    bytes: &[u8],
+    kind: u8,
+    signature_check: Signature,
+) -> Result<(SignedHeader, &[u8]), Error> {
     if bytes.len() < PREFIX {
         return Err(Error::Truncated {
             need: PREFIX,
@@ -324,7 +340,9 @@ pub(crate) fn decode_signed(bytes: &[u8], kind: u8) -> Result<(SignedHeader, &[u
         });
     }
     let header_bytes = &bytes[PREFIX..need];
-    sign::verify(&sender, DOMAIN, header_bytes, &signature)?;
+    if signature_check == Signature::Verify {
+        sign::verify(&sender, DOMAIN, header_bytes, &signature)?;
+    }
     let header = decode_header(header_bytes)?;
     if header.version != VERSION {
         return Err(Error::Version {
@@ -358,13 +376,22 @@ pub fn decode_update(bytes: &[u8], limit: usize) -> Result<Update, Error> {
 /// Decodes an update's header and verifies its signature and payload length, leaving the
 /// payload's digest to [`UpdateRef::verify_payload`] (see [`UpdateRef`]).
 pub fn decode_update_ref(bytes: &[u8], limit: usize) -> Result<UpdateRef<'_>, Error> {
+    decode_update_ref_as(bytes, limit, Signature::Verify)
+}
+
+/// [`decode_update_ref`], verifying the signature only when asked.
+pub(crate) fn decode_update_ref_as(
+    bytes: &[u8],
+    limit: usize,
+    signature_check: Signature,
+) -> Result<UpdateRef<'_>, Error> {
     if bytes.len() > limit {
         return Err(Error::Oversize {
             got: bytes.len(),
             limit,
         });
     }
-    let (signed, payload) = decode_signed(bytes, KIND_UPDATE)?;
+    let (signed, payload) = decode_signed_as(bytes, KIND_UPDATE, signature_check)?;
     let expected = signed.header.payload_len as usize;
     if payload.len() != expected {
         return Err(Error::PayloadLength {

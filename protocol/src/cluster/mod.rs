@@ -42,6 +42,11 @@
 //! [`Output::Checkpoint`], kept for the nodes [`Cluster::keep_checkpoints`] names), the highest
 //! round it signed, and its bans, with peers to join through.
 //!
+//! **Work done once.** An update a node serves to k peers reaches them as one allocation; the
+//! engines share a [`Memo`] of the allocations whose signature and digest passed, so those two
+//! checks are made once per message rather than once per receiver ([`Cluster::check_alone`]
+//! turns this off). Every other check is still every engine's, and no verdict changes.
+//!
 //! **Determinism.** Ties in time are broken by the order events were scheduled; losses and mesh
 //! draws come from one seeded generator drawn in event order. The same nodes, world and calls give
 //! the same run.
@@ -57,6 +62,7 @@ pub(crate) mod toy;
 
 use crate::attack::Knowledge;
 use crate::engine::{ConfigError, Engine, Input, Origin, Output, Rejection, Resume, Setup, Stats};
+use crate::memo::Memo;
 use crate::sign::PeerKey;
 use events::{Entry, Event, Message};
 use faults::Faults;
@@ -233,6 +239,8 @@ pub struct Cluster<W> {
     checking: Option<Relay>,
     /// The attackers that know more than their own mixes, and what.
     insiders: Vec<(usize, Knowledge)>,
+    /// The checks the engines share; `None` after [`Cluster::check_alone`].
+    memo: Option<Arc<Memo>>,
 }
 
 /// A gossip message to forward from `at` if its engine accepts it.
@@ -272,7 +280,27 @@ impl<W: World> Cluster<W> {
             counters: Counters::default(),
             checking: None,
             insiders: Vec::new(),
+            memo: Some(Arc::new(Memo::new())),
         }
+    }
+
+    /// Makes every engine added or restarted from now on check every update alone (each
+    /// receiver verifies the signature and hashes the payload), as separate processes do.
+    pub fn check_alone(&mut self) {
+        self.memo = None;
+    }
+
+    /// The checks shared between the engines (`None` after [`Cluster::check_alone`]).
+    pub fn memo(&self) -> Option<&Memo> {
+        self.memo.as_deref()
+    }
+
+    fn built(&self, setup: Setup) -> Result<Engine, ConfigError> {
+        let mut engine = Engine::new(setup)?;
+        if let Some(m) = &self.memo {
+            engine.share_checks(Arc::clone(m));
+        }
+        Ok(engine)
     }
 
     /// Adds a node, offline until [`Cluster::start`]; returns its index.
@@ -282,7 +310,7 @@ impl<W: World> Cluster<W> {
             _ => setup.model.as_slice().into(),
         };
         let model = std::mem::take(&mut setup.model);
-        let engine = Engine::new(Setup {
+        let engine = self.built(Setup {
             model,
             ..setup.clone()
         })?;
@@ -451,7 +479,10 @@ impl<W: World> Cluster<W> {
             model,
             ..m.setup.clone()
         };
-        let engine = Engine::new(setup).expect("the setup was valid when the node was added");
+        let engine = self
+            .built(setup)
+            .expect("the setup was valid when the node was added");
+        let m = &mut self.members[i];
         let old = std::mem::replace(&mut m.engine, engine);
         m.lives.add(old.stats());
         m.resume = resume.clone();

@@ -316,3 +316,56 @@ fn attackers_learn_what_their_knowledge_allows() {
         }
     }
 }
+
+/// Checks done once change no verdict: the same run with the engines sharing their signature
+/// and digest checks, and with every engine checking alone, ends with the same models and the
+/// same counts, while the shared run skipped checks.
+#[test]
+fn shared_checks_give_the_same_run_as_checking_alone() {
+    let n = 10;
+    let outcome = |shared: bool| {
+        let targets = toy::targets(n, DIM, 1.0, 1.0, 7);
+        let mut c = Cluster::new(Quadratic::new(targets), 7, Gossip::default());
+        if !shared {
+            c.check_alone();
+        }
+        let mut cfg = config(12);
+        cfg.fanout = 4;
+        cfg.wait_for = 4;
+        for i in 0..n {
+            let mut s = toy::setup(i, &cfg, DIM, 7);
+            s.adversary = match i {
+                8 => Some(Adversary::new(Attack::SignFlip)),
+                9 => Some(Adversary {
+                    knowledge: Knowledge::Omniscient,
+                    ..Adversary::new(Attack::Alie { z: Some(1.0) })
+                }),
+                _ => None,
+            };
+            c.add(s).unwrap();
+        }
+        for a in 0..n {
+            for b in a + 1..n {
+                c.link(a, b);
+            }
+        }
+        c.start(&(0..n).collect::<Vec<_>>(), false);
+        let steps = steps(&mut c, Duration::from_secs(60)).len();
+        let hits = c.memo().map_or(0, |m| m.hits());
+        let ends: Vec<_> = (0..n)
+            .map(|i| {
+                let e = c.engine(i);
+                let rejected = e.stats().rejected.clone();
+                (e.model().to_vec(), e.stats().accepted, rejected)
+            })
+            .collect();
+        (steps, ends, hits)
+    };
+    let (steps, ends, hits) = outcome(true);
+    let (steps_alone, ends_alone, hits_alone) = outcome(false);
+    assert_eq!(steps, steps_alone);
+    assert_eq!(ends, ends_alone);
+    assert!(ends.iter().take(8).all(|(_, accepted, _)| *accepted > 20));
+    assert_eq!(hits_alone, 0);
+    assert!(hits > 100, "{hits} checks skipped");
+}

@@ -36,6 +36,7 @@ use crate::sign::PeerKey;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// At most this many times `join-peers` peers are asked, and the draw waits for this many times
@@ -158,7 +159,7 @@ impl Engine {
     }
 
     /// A peer's answer to a fetch: checked at once; a bad one is penalised.
-    pub(super) fn on_fetched(&mut self, peer: PeerKey, update: Option<&[u8]>) {
+    pub(super) fn on_fetched(&mut self, peer: PeerKey, update: Option<&Arc<[u8]>>) {
         let waiting = self
             .joining()
             .is_some_and(|j| matches!(j.asked.get(&peer), Some(Answer::Waiting)));

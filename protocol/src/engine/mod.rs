@@ -70,6 +70,7 @@ pub use rejection::Rejection;
 
 use crate::aggregate::Aggregator;
 use crate::attack::Attack;
+use crate::memo::Memo;
 use crate::replay::Window;
 use crate::sign::{Identity, PeerKey, RunId};
 use crate::wire;
@@ -254,6 +255,8 @@ pub struct Engine {
     forged: BTreeMap<PeerKey, Arc<[u8]>>,
     /// The `top-k` codec's estimates and copies (module `chain`); `None` with the other codecs.
     chain: Option<chain::Chain>,
+    /// The checks shared with other engines of the process (see [`Engine::share_checks`]).
+    memo: Option<Arc<Memo>>,
 }
 
 impl Engine {
@@ -336,7 +339,15 @@ impl Engine {
             intel: BTreeMap::new(),
             forged: BTreeMap::new(),
             chain,
+            memo: None,
         })
+    }
+
+    /// Shares the signature and digest checks of signed updates with the other engines that
+    /// hold `memo` (see [`crate::memo`]): for a harness that runs many engines in one process
+    /// and hands the same allocation to each receiver. The verdicts do not change.
+    pub fn share_checks(&mut self, memo: Arc<Memo>) {
+        self.memo = Some(memo);
     }
 
     /// This node's public key.
@@ -482,7 +493,7 @@ impl Engine {
                 have,
             } => self.on_fetch_request(now, from, request, round, have),
             Input::Fetched { peer, update } => match self.phase {
-                Phase::Joining(_) => self.on_fetched(peer, update.as_deref()),
+                Phase::Joining(_) => self.on_fetched(peer, update.as_ref()),
                 Phase::Collecting { .. } => self.on_answer(peer, update.as_ref()),
                 _ => {}
             },

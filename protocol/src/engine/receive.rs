@@ -54,27 +54,39 @@ impl Engine {
     pub(super) fn check(
         &mut self,
         from: PeerKey,
-        bytes: &[u8],
+        bytes: &Arc<[u8]>,
         (floor, ceiling): (u64, u64),
         fetched: bool,
     ) -> Result<Checked, Rejection> {
         if self.chain.is_some() && bytes.first() == Some(&crate::sparse::KIND_BUNDLE) {
             return self.check_bundle(from, bytes, (floor, ceiling));
         }
-        self.check_one(from, bytes, (floor, ceiling), fetched)
+        self.check_one(from, bytes, Some(bytes), (floor, ceiling), fetched)
     }
 
-    /// [`Engine::check`] of one signed update (never a bundle).
+    /// [`Engine::check`] of one signed update (never a bundle). `shared` is the allocation
+    /// `bytes` is, when it is one: the memo of checks done once (see [`Engine::share_checks`])
+    /// may know it.
     pub(super) fn check_one(
         &mut self,
         from: PeerKey,
         bytes: &[u8],
+        shared: Option<&Arc<[u8]>>,
         (floor, ceiling): (u64, u64),
         fetched: bool,
     ) -> Result<Checked, Rejection> {
+        // These very bytes passed the signature and digest checks in another engine.
+        let memo = shared.zip(self.memo.clone());
+        let known = memo.as_ref().is_some_and(|(b, m)| m.knows(b));
+        let signature = if known {
+            wire::Signature::Verified
+        } else {
+            wire::Signature::Verify
+        };
         // Header and signature first; the payload's hash and copy only for an update that
         // passes the cheap checks below.
-        let update = wire::decode_update_ref(bytes, self.limit).map_err(|e| Rejection::of(&e))?;
+        let update = wire::decode_update_ref_as(bytes, self.limit, signature)
+            .map_err(|e| Rejection::of(&e))?;
         let h = update.header();
         if h.sender != from {
             return Err(Rejection::Impersonation);
@@ -116,7 +128,12 @@ impl Engine {
                     return Err(Rejection::Equivocation);
                 }
             };
-        update.verify_payload().map_err(|e| Rejection::of(&e))?;
+        if !known {
+            update.verify_payload().map_err(|e| Rejection::of(&e))?;
+            if let Some((b, m)) = memo {
+                m.record(b);
+            }
+        }
         let params = if increment {
             self.chain_apply(&from, round, update.payload())?
         } else {

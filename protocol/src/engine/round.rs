@@ -275,14 +275,15 @@ impl Engine {
         dropped
     }
 
-    /// An answer's model, decoded. A held update passed every check when it arrived and is
-    /// decoded the same way again, so this fails only if the bytes changed in memory.
+    /// An answer's model, decoded. A held update passed every check when it arrived (its
+    /// signature too, which is not verified again: the shared bytes cannot change) and is
+    /// decoded the same way again.
     fn decoded(&self, answer: Answer) -> Option<Pending> {
         let params = match answer.model {
             Kept::Decoded(params) => params,
             Kept::Signed(bytes) => {
                 let mut params = Vec::new();
-                wire::decode_update_ref(&bytes, self.limit)
+                wire::decode_update_ref_as(&bytes, self.limit, wire::Signature::Verified)
                     .and_then(|u| u.params_into(self.dim, &mut params))
                     .ok()?;
                 params

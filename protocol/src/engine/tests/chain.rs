@@ -144,7 +144,8 @@ fn hostile_increments_and_bundles_are_refused_with_their_reason() {
         wire::encode_update(&p, toy::run_id(), round, 1, codec, payload).0
     };
     let ok = |base, round| sign(round, &increment(base, &[1, 5, 9, 60], &[1.0; 4]));
-    let check = |e: &mut Engine, bytes: &[u8]| e.check(peer, bytes, (0, u64::MAX), true);
+    let check =
+        |e: &mut Engine, bytes: &[u8]| e.check(peer, &Arc::from(bytes), (0, u64::MAX), true);
     let copy = |e: &Engine| e.chain.as_ref().unwrap().copy_of(&peer);
     // The first increment follows on from the run's initial model (round 0).
     assert_eq!(e.have(&peer), Some(0));

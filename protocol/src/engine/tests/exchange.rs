@@ -171,6 +171,58 @@ fn every_bad_answer_is_rejected_by_reason_and_penalised() {
     }));
 }
 
+/// Checks done once ([`crate::memo`]): an engine handed an allocation another engine already
+/// verified skips only its signature and hash. A copy with one payload byte or one signature
+/// byte changed is another allocation and is checked in full and rejected; the genuine bytes
+/// from the wrong peer still fail the sender check.
+#[test]
+fn shared_checks_skip_only_the_same_bytes_and_tampered_copies_are_rejected() {
+    let peers: Vec<Identity> = (1..=3).map(toy::identity).collect();
+    let memo = Arc::new(crate::memo::Memo::new());
+    let engines: Vec<Engine> = (0..3)
+        .map(|_| {
+            let mut e = asking(Rule::Mean, &peers);
+            e.share_checks(Arc::clone(&memo));
+            e
+        })
+        .collect();
+    let [mut first, mut second, mut third] = engines.try_into().expect("three engines");
+    let t = Duration::from_millis(10);
+    let run = toy::run_id();
+    let genuine = update(&peers[0], run, 1, &[1.0; DIM]);
+    let other = update(&peers[1], run, 1, &[2.0; DIM]);
+    answer(&mut first, t, &peers[0], Arc::clone(&genuine));
+    answer(&mut first, t, &peers[1], Arc::clone(&other));
+    assert_eq!(first.stats().accepted, 2);
+    assert_eq!((memo.len(), memo.hits()), (2, 0), "verified in full once");
+
+    let mut payload = genuine.to_vec();
+    *payload.last_mut().expect("a payload") ^= 1;
+    let out = answer(&mut second, t, &peers[0], payload.into());
+    assert!(
+        penalised(&out, peers[0].public(), Rejection::Malformed),
+        "{out:?}"
+    );
+    let mut signature = other.to_vec();
+    signature[40] ^= 1;
+    let out = answer(&mut second, t, &peers[1], signature.into());
+    assert!(
+        penalised(&out, peers[1].public(), Rejection::BadSignature),
+        "{out:?}"
+    );
+    let out = answer(&mut second, t, &peers[2], Arc::clone(&genuine));
+    assert!(
+        penalised(&out, peers[2].public(), Rejection::Impersonation),
+        "{out:?}"
+    );
+    assert_eq!(second.stats().accepted, 0);
+    assert_eq!(memo.hits(), 1, "only the genuine allocation is known");
+
+    answer(&mut third, t, &peers[0], Arc::clone(&genuine));
+    assert_eq!(third.stats().accepted, 1);
+    assert_eq!(memo.hits(), 2);
+}
+
 /// An answer the transport could not frame (refused on its length or its tag before the engine
 /// saw any update) costs its sender what an oversize or malformed update costs: two and the
 /// peer is banned, by the reason of the last.

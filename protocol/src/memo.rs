@@ -1,0 +1,127 @@
+//! Work done once: which shared messages already passed their signature and digest checks.
+//!
+//! Checking a signed update costs an ed25519 verification of its header and a BLAKE3 hash of its
+//! payload, and both are pure functions of its bytes. Where one process runs many engines (the
+//! simulator), an update sent to k peers reaches them as one shared allocation (`Arc<[u8]>`),
+//! and without a memo it would be verified and hashed k times. A [`Memo`] shared by those
+//! engines records each allocation whose signature and digest passed; an engine handed the same
+//! allocation again skips those two steps. Nothing else is skipped: every engine still makes
+//! every other check (size, header, sender, run, codec, round, replay window, decoding), so the
+//! verdicts are the ones the engines would reach alone.
+//!
+//! The memo keys an allocation by its address and holds a reference to it, so an address it
+//! knows is never freed and reused for other bytes while it is known. Bytes in any other
+//! allocation are unknown, even when they equal a recorded message: a copy, tampered or not, is
+//! checked in full. Allocations only the memo still holds are dropped once the table has doubled
+//! since the last sweep, so it holds at most about twice the messages still in flight.
+//!
+//! The real node has no use for one: each message it receives is its own allocation.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// The shared messages whose signature and digest passed. See the module documentation.
+#[derive(Debug, Default)]
+pub struct Memo {
+    inner: Mutex<Known>,
+}
+
+#[derive(Debug, Default)]
+struct Known {
+    by_address: HashMap<usize, Arc<[u8]>>,
+    /// The table's size that triggers the next sweep.
+    sweep_at: usize,
+    /// Checks skipped because the message was known.
+    hits: u64,
+}
+
+/// Messages the memo holds before it first sweeps.
+const FIRST_SWEEP: usize = 64;
+
+fn address(bytes: &Arc<[u8]>) -> usize {
+    bytes.as_ptr() as usize
+}
+
+impl Memo {
+    /// An empty memo.
+    pub fn new() -> Memo {
+        Memo::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Known> {
+        // A panic elsewhere cannot leave the table inconsistent: every change is one call.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether this very allocation passed its signature and digest checks (counted as a hit
+    /// when it did).
+    pub fn knows(&self, bytes: &Arc<[u8]>) -> bool {
+        let mut known = self.lock();
+        let hit = known
+            .by_address
+            .get(&address(bytes))
+            .is_some_and(|held| Arc::ptr_eq(held, bytes));
+        known.hits += u64::from(hit);
+        hit
+    }
+
+    /// Records that `bytes` passed its signature and digest checks.
+    pub fn record(&self, bytes: &Arc<[u8]>) {
+        let mut known = self.lock();
+        known.by_address.insert(address(bytes), Arc::clone(bytes));
+        if known.by_address.len() >= known.sweep_at {
+            known
+                .by_address
+                .retain(|_, held| Arc::strong_count(held) > 1);
+            known.sweep_at = (2 * known.by_address.len()).max(FIRST_SWEEP);
+        }
+    }
+
+    /// Checks skipped so far because the message was known.
+    pub fn hits(&self) -> u64 {
+        self.lock().hits
+    }
+
+    /// Messages held now.
+    pub fn len(&self) -> usize {
+        self.lock().by_address.len()
+    }
+
+    /// Whether the memo holds no message.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn knows_the_recorded_allocation_and_no_copy_of_it() {
+        let memo = Memo::new();
+        let a: Arc<[u8]> = vec![1u8; 100].into();
+        assert!(!memo.knows(&a));
+        memo.record(&a);
+        assert!(memo.knows(&Arc::clone(&a)));
+        let copy: Arc<[u8]> = a.to_vec().into();
+        assert!(!memo.knows(&copy), "an equal copy is another allocation");
+        assert_eq!(memo.hits(), 1);
+    }
+
+    #[test]
+    fn drops_messages_no_one_else_holds() {
+        let memo = Memo::new();
+        let kept: Arc<[u8]> = vec![7u8; 10].into();
+        memo.record(&kept);
+        for i in 0..10 * FIRST_SWEEP {
+            let gone: Arc<[u8]> = vec![i as u8; 10].into();
+            memo.record(&gone);
+        }
+        assert!(memo.len() <= FIRST_SWEEP, "{} held", memo.len());
+        assert!(
+            memo.knows(&kept),
+            "a message still held elsewhere stays known"
+        );
+    }
+}
