@@ -346,8 +346,27 @@ pub fn encode(codec: Codec, params: &[f32], seed: u64) -> Vec<u8> {
     out
 }
 
-/// Decodes `payload` in `codec` into `out` (cleared first) as exactly `dim` finite parameters.
-pub fn decode(codec: Codec, payload: &[u8], dim: usize, out: &mut Vec<f32>) -> Result<(), Error> {
+/// Checks that `payload` in `codec` decodes to exactly `dim` finite parameters, as [`decode`]
+/// would, with the same error; 32-bit payloads are checked in place, without a copy.
+pub fn validate(codec: Codec, payload: &[u8], dim: usize) -> Result<(), Error> {
+    match codec {
+        Codec::F32Le | Codec::TopK { .. } | Codec::TopKWhole { .. } => {
+            check_len(codec, payload, dim)?;
+            let bad = |c: &[u8]| {
+                u32::from_le_bytes([c[0], c[1], c[2], c[3]]) & 0x7F80_0000 == 0x7F80_0000
+            };
+            // As in `decode`: a flag over every value vectorises; the position only when needed.
+            if payload.chunks_exact(4).fold(false, |any, c| any | bad(c)) {
+                let index = payload.chunks_exact(4).position(bad).unwrap_or(0);
+                return Err(Error::NonFinite { index });
+            }
+            Ok(())
+        }
+        _ => decode(codec, payload, dim, &mut Vec::new()),
+    }
+}
+
+fn check_len(codec: Codec, payload: &[u8], dim: usize) -> Result<(), Error> {
     let expected = codec.payload_len(dim);
     if payload.len() != expected {
         return Err(match codec {
@@ -366,6 +385,12 @@ pub fn decode(codec: Codec, payload: &[u8], dim: usize, out: &mut Vec<f32>) -> R
             },
         });
     }
+    Ok(())
+}
+
+/// Decodes `payload` in `codec` into `out` (cleared first) as exactly `dim` finite parameters.
+pub fn decode(codec: Codec, payload: &[u8], dim: usize, out: &mut Vec<f32>) -> Result<(), Error> {
+    check_len(codec, payload, dim)?;
     out.clear();
     out.reserve(dim);
     // Exact-size iterators over slices: `extend` writes them without a check per value, and
@@ -682,6 +707,50 @@ mod tests {
             decode(codec, &encode(codec, &nan, 1), 40, &mut out),
             Err(Error::NonFinite { index: 16 })
         ));
+    }
+
+    /// `validate` gives the verdict `decode` gives, for every codec and for payloads that are
+    /// valid, of the wrong size, or hold a non-finite value.
+    #[test]
+    fn validating_agrees_with_decoding() {
+        let p = params(40);
+        let codecs = [
+            Codec::F32Le,
+            Codec::Bf16Le,
+            Codec::F16Le,
+            Codec::Int8 { block: 16 },
+            Codec::Int4 { block: 16 },
+        ];
+        for codec in codecs {
+            let good = encode(codec, &p, 1);
+            let mut nan = p.clone();
+            nan[23] = f32::NAN;
+            let mut inf = p.clone();
+            inf[39] = f32::NEG_INFINITY;
+            let payloads = [
+                good.clone(),
+                good[..good.len() - 1].to_vec(),
+                encode(codec, &nan, 1),
+                encode(codec, &inf, 1),
+            ];
+            for (i, payload) in payloads.iter().enumerate() {
+                for dim in [40, 39] {
+                    let decoded = decode(codec, payload, dim, &mut Vec::new());
+                    assert_eq!(
+                        validate(codec, payload, dim),
+                        decoded,
+                        "{codec:?}, case {i}"
+                    );
+                }
+            }
+            assert_eq!(validate(codec, &good, 40), Ok(()));
+        }
+        let mut nan = encode(Codec::F32Le, &p, 1);
+        nan[4 * 7..4 * 8].copy_from_slice(&f32::NAN.to_le_bytes());
+        assert_eq!(
+            validate(Codec::F32Le, &nan, 40),
+            Err(Error::NonFinite { index: 7 })
+        );
     }
 
     #[test]

@@ -291,12 +291,6 @@ fn write_prefix(out: &mut Vec<u8>, kind: u8, signed: &SignedHeader) {
     out.extend_from_slice(&signed.bytes);
 }
 
-/// Parses the prefix and header of an update or announcement, verifying the signature before
-/// decoding the header. Returns the signed header and the remaining bytes (the payload).
-pub(crate) fn decode_signed(bytes: &[u8], kind: u8) -> Result<(SignedHeader, &[u8]), Error> {
-    decode_signed_as(bytes, kind, Signature::Verify)
-}
-
 /// Whether [`decode_signed_as`] verifies the signature.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Signature {
@@ -305,6 +299,9 @@ pub(crate) enum Signature {
     Verified,
 }
 
+/// Parses the prefix and header of an update or announcement, verifying the signature (when
+/// asked) before decoding the header. Returns the signed header and the remaining bytes (the
+/// payload).
 fn decode_signed_as(
     bytes: &[u8],
     kind: u8,
@@ -404,13 +401,21 @@ pub(crate) fn decode_update_ref_as(
 
 /// Decodes and verifies an announcement (a signed header with no payload).
 pub fn decode_announcement(bytes: &[u8]) -> Result<SignedHeader, Error> {
+    decode_announcement_as(bytes, Signature::Verify)
+}
+
+/// [`decode_announcement`], verifying the signature only when asked.
+pub(crate) fn decode_announcement_as(
+    bytes: &[u8],
+    signature_check: Signature,
+) -> Result<SignedHeader, Error> {
     if bytes.len() > PREFIX + MAX_HEADER {
         return Err(Error::Oversize {
             got: bytes.len(),
             limit: PREFIX + MAX_HEADER,
         });
     }
-    let (signed, rest) = decode_signed(bytes, KIND_ANNOUNCE)?;
+    let (signed, rest) = decode_signed_as(bytes, KIND_ANNOUNCE, signature_check)?;
     if !rest.is_empty() {
         return Err(Error::PayloadLength {
             expected: 0,

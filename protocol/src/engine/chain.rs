@@ -45,7 +45,7 @@
 //! increments are checked as any update.
 
 use super::Rejection;
-use super::receive::Checked;
+use super::receive::{Checked, Keep};
 use crate::sign::PeerKey;
 use crate::sparse;
 use crate::wire::{self, SignedHeader};
@@ -372,7 +372,7 @@ impl super::Engine {
             sparse::decode_bundle(bytes, self.limit, HISTORY).map_err(|e| Rejection::of(&e))?;
         let mut last = None;
         for part in parts {
-            last = Some(self.check_one(from, part, None, (0, ceiling), true)?);
+            last = Some(self.check_one(from, (part, None), (0, ceiling), true, Keep::Params)?);
         }
         // An honest peer never sends an empty bundle.
         let last = last.ok_or(Rejection::Malformed)?;

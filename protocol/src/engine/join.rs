@@ -29,7 +29,7 @@
 //!
 //! In every case rounds go on past the highest round the node ever signed.
 
-use super::receive::Checked;
+use super::receive::{Checked, Keep};
 use super::{Config, Engine, InputError, Origin, Output, Phase, Rejection, Resume, peers};
 use crate::aggregate::{self, Aggregator};
 use crate::sign::PeerKey;
@@ -168,7 +168,7 @@ impl Engine {
         }
         let answer = match update {
             None => Answer::Nothing,
-            Some(bytes) => match self.check(peer, bytes, (0, u64::MAX), true) {
+            Some(bytes) => match self.check(peer, bytes, (0, u64::MAX), true, Keep::Params) {
                 Ok(Checked { round, params }) => Answer::Model { round, params },
                 Err(reason) => {
                     if reason != super::Rejection::Equivocation {

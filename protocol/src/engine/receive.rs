@@ -13,10 +13,21 @@ use std::time::Duration;
 /// Fetches of this node's model a peer gets answered in one round.
 pub(super) const FETCHES_PER_ROUND: u32 = 8;
 
-/// A signed update that passed every check: its round and parameters.
+/// A signed update that passed every check: its round and parameters (empty when the caller
+/// asked for the check alone).
 pub(super) struct Checked {
     pub round: u64,
     pub params: Vec<f32>,
+}
+
+/// What a caller of [`Engine::check`] keeps of an update that passes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Keep {
+    /// Its parameters, decoded.
+    Params,
+    /// Its bytes (decoded later): the parameters are checked in place and not copied. An
+    /// increment of the `top-k` chain, or a snapshot of it, is always decoded.
+    Bytes,
 }
 
 impl Engine {
@@ -57,23 +68,24 @@ impl Engine {
         bytes: &Arc<[u8]>,
         (floor, ceiling): (u64, u64),
         fetched: bool,
+        keep: Keep,
     ) -> Result<Checked, Rejection> {
         if self.chain.is_some() && bytes.first() == Some(&crate::sparse::KIND_BUNDLE) {
             return self.check_bundle(from, bytes, (floor, ceiling));
         }
-        self.check_one(from, bytes, Some(bytes), (floor, ceiling), fetched)
+        self.check_one(from, (bytes, Some(bytes)), (floor, ceiling), fetched, keep)
     }
 
     /// [`Engine::check`] of one signed update (never a bundle). `shared` is the allocation
-    /// `bytes` is, when it is one: the memo of checks done once (see [`Engine::share_checks`])
+    /// `bytes` is, when they are a whole one: the memo of checks done once (see [`Engine::share_checks`])
     /// may know it.
     pub(super) fn check_one(
         &mut self,
         from: PeerKey,
-        bytes: &[u8],
-        shared: Option<&Arc<[u8]>>,
+        (bytes, shared): (&[u8], Option<&Arc<[u8]>>),
         (floor, ceiling): (u64, u64),
         fetched: bool,
+        keep: Keep,
     ) -> Result<Checked, Rejection> {
         // These very bytes passed the signature and digest checks in another engine.
         let memo = shared.zip(self.memo.clone());
@@ -136,6 +148,10 @@ impl Engine {
         }
         let params = if increment {
             self.chain_apply(&from, round, update.payload())?
+        } else if keep == Keep::Bytes && !snapshot {
+            crate::codec::validate(h.codec, update.payload(), self.dim)
+                .map_err(|e| Rejection::of(&e))?;
+            Vec::new()
         } else {
             let mut params = Vec::new();
             update
@@ -154,6 +170,22 @@ impl Engine {
         Ok(Checked { round, params })
     }
 
+    /// Decodes an announcement, its signature verified unless the memo of shared checks knows
+    /// these very bytes (see [`Engine::share_checks`]).
+    fn announcement(&self, bytes: &Arc<[u8]>) -> Result<wire::SignedHeader, wire::Error> {
+        let known = self.memo.as_ref().is_some_and(|m| m.knows(bytes));
+        let signature = if known {
+            wire::Signature::Verified
+        } else {
+            wire::Signature::Verify
+        };
+        let signed = wire::decode_announcement_as(bytes, signature)?;
+        if !known && let Some(m) = &self.memo {
+            m.record(bytes);
+        }
+        Ok(signed)
+    }
+
     /// An update pushed at this node unasked: never mixed, and not even checked (checking costs
     /// a hash and a signature; that is what a flood would spend). It costs the transport-
     /// authenticated sender `unsolicited` points.
@@ -166,7 +198,7 @@ impl Engine {
     /// Checks a gossip message published by `author`: an announcement must be its author's own,
     /// of this run, and new; evidence must prove an equivocation of this run. Anything that fails
     /// to decode, or names another run or another sender, is rejected and costs the author.
-    pub(super) fn on_gossip(&mut self, author: PeerKey, bytes: &[u8]) -> GossipVerdict {
+    pub(super) fn on_gossip(&mut self, author: PeerKey, bytes: &Arc<[u8]>) -> GossipVerdict {
         if self.peers.is_banned(&author) {
             return GossipVerdict::Ignore;
         }
@@ -175,7 +207,7 @@ impl Engine {
             GossipVerdict::Reject
         };
         if wire::is_announcement(bytes) {
-            match wire::decode_announcement(bytes) {
+            match self.announcement(bytes) {
                 Ok(signed) if signed.header.run != self.run => rejected(self, Rejection::WrongRun),
                 // Honest nodes publish only their own announcements.
                 Ok(signed) if signed.header.sender != author => {

@@ -14,7 +14,7 @@
 //! hypergeometric, `P(k) = C(b, k) C(c - b, s - k) / C(c, s)`, with mean `s b / c`, however fast,
 //! however often, and under however many names the attackers send.
 
-use super::receive::Checked;
+use super::receive::{Checked, Keep};
 use super::{
     Answer, Engine, InputError, Kept, Output, Pending, Phase, REPLAY_HISTORY, Rejection, screen,
 };
@@ -219,7 +219,13 @@ impl Engine {
         let Some(bytes) = update else { return };
         let floor = self.floor();
         let ceiling = self.round.saturating_add(self.config.max_ahead);
-        match self.check(peer, bytes, (floor, ceiling), true) {
+        // An honest node without the `top-k` chain keeps the shared bytes until the mix.
+        let keep = if self.adversary.is_some() || self.chain.is_some() {
+            Keep::Params
+        } else {
+            Keep::Bytes
+        };
+        match self.check(peer, bytes, (floor, ceiling), true, keep) {
             Ok(Checked { round, params }) => {
                 self.stats.accepted += 1;
                 let model = if self.adversary.is_some() {

@@ -5,6 +5,7 @@ use super::exchange::train_to;
 use super::knowledge::served_at;
 use super::setup::started;
 use super::*;
+use crate::engine::receive::Keep;
 use crate::sparse;
 use crate::wire::Codec;
 
@@ -81,12 +82,16 @@ fn copies_follow_their_sender_bit_for_bit_whatever_rounds_they_miss() {
             "round {round}: {} bytes for one increment",
             bytes.len()
         );
-        let got = a.check(sender, &bytes, (0, u64::MAX), true).unwrap();
+        let got = a
+            .check(sender, &bytes, (0, u64::MAX), true, Keep::Params)
+            .unwrap();
         assert_eq!(got.round, round);
         assert_eq!(got.params, estimate(&s), "round {round}: a's copy");
         if matches!(round, 3 | 10 | 30) {
             let bytes = ask(&mut s, now, &b_id, b.have(&sender));
-            let got = b.check(sender, &bytes, (0, u64::MAX), true).unwrap();
+            let got = b
+                .check(sender, &bytes, (0, u64::MAX), true, Keep::Params)
+                .unwrap();
             assert_eq!(got.params, estimate(&s), "round {round}: b's copy");
             match round {
                 // 7 increments, far less than a model.
@@ -112,7 +117,9 @@ fn copies_follow_their_sender_bit_for_bit_whatever_rounds_they_miss() {
     assert!(gap(estimate(&s)) < 1e-6, "{}", gap(estimate(&s)));
     // Asked again with nothing new, it serves the newest increment, which changes nothing.
     let bytes = ask(&mut s, Duration::from_secs(50), &a_id, a.have(&sender));
-    let got = a.check(sender, &bytes, (0, u64::MAX), true).unwrap();
+    let got = a
+        .check(sender, &bytes, (0, u64::MAX), true, Keep::Params)
+        .unwrap();
     assert_eq!(got.round, 40);
     assert_eq!(got.params, estimate(&s));
 }
@@ -144,8 +151,9 @@ fn hostile_increments_and_bundles_are_refused_with_their_reason() {
         wire::encode_update(&p, toy::run_id(), round, 1, codec, payload).0
     };
     let ok = |base, round| sign(round, &increment(base, &[1, 5, 9, 60], &[1.0; 4]));
-    let check =
-        |e: &mut Engine, bytes: &[u8]| e.check(peer, &Arc::from(bytes), (0, u64::MAX), true);
+    let check = |e: &mut Engine, bytes: &[u8]| {
+        e.check(peer, &Arc::from(bytes), (0, u64::MAX), true, Keep::Params)
+    };
     let copy = |e: &Engine| e.chain.as_ref().unwrap().copy_of(&peer);
     // The first increment follows on from the run's initial model (round 0).
     assert_eq!(e.have(&peer), Some(0));
@@ -364,11 +372,14 @@ fn a_node_that_lost_its_copy_asks_for_the_model_whole() {
         round_alone(&mut s, round, model(round));
         let now = Duration::from_secs(round) + Duration::from_millis(600);
         let bytes = ask(&mut s, now, &a_id, a.have(&sender));
-        a.check(sender, &bytes, (0, u64::MAX), true).unwrap();
+        a.check(sender, &bytes, (0, u64::MAX), true, Keep::Params)
+            .unwrap();
     }
     a.chain.as_mut().unwrap().forget(&sender);
     assert_eq!(a.have(&sender), None);
     let bytes = ask(&mut s, Duration::from_secs(5), &a_id, a.have(&sender));
-    let got = a.check(sender, &bytes, (0, u64::MAX), true).unwrap();
+    let got = a
+        .check(sender, &bytes, (0, u64::MAX), true, Keep::Params)
+        .unwrap();
     assert_eq!((got.round, got.params.as_slice()), (3, estimate(&s)));
 }

@@ -174,7 +174,7 @@ fn every_bad_answer_is_rejected_by_reason_and_penalised() {
 /// Checks done once ([`crate::memo`]): an engine handed an allocation another engine already
 /// verified skips only its signature and hash. A copy with one payload byte or one signature
 /// byte changed is another allocation and is checked in full and rejected; the genuine bytes
-/// from the wrong peer still fail the sender check.
+/// from the wrong peer still fail the sender check. Announcements likewise.
 #[test]
 fn shared_checks_skip_only_the_same_bytes_and_tampered_copies_are_rejected() {
     let peers: Vec<Identity> = (1..=3).map(toy::identity).collect();
@@ -221,6 +221,32 @@ fn shared_checks_skip_only_the_same_bytes_and_tampered_copies_are_rejected() {
     answer(&mut third, t, &peers[0], Arc::clone(&genuine));
     assert_eq!(third.stats().accepted, 1);
     assert_eq!(memo.hits(), 2);
+
+    // Announcements (a signed header alone) the same way, by their signature.
+    let signed = wire::decode_update(&genuine, usize::MAX).unwrap().signed;
+    let announcement: Arc<[u8]> = wire::encode_announcement(&signed).into();
+    let gossip = |e: &mut Engine, bytes: Arc<[u8]>| {
+        let author = peers[0].public();
+        let input = Input::GossipReceived {
+            author,
+            relayer: author,
+            message: 1,
+            bytes,
+        };
+        e.handle(t, input).unwrap();
+        drain(e)
+    };
+    gossip(&mut first, Arc::clone(&announcement));
+    assert_eq!(memo.hits(), 2, "verified in full once");
+    let mut forged = announcement.to_vec();
+    forged[40] ^= 1;
+    let out = gossip(&mut second, forged.into());
+    assert!(
+        penalised(&out, peers[0].public(), Rejection::BadSignature),
+        "{out:?}"
+    );
+    gossip(&mut third, announcement);
+    assert_eq!(memo.hits(), 3);
 }
 
 /// An answer the transport could not frame (refused on its length or its tag before the engine
