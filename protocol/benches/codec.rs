@@ -1,6 +1,7 @@
 //! Encoding plus decoding a model of d = 1,000,000 parameters in every payload codec, reported
 //! as `f32` input bytes per second (d · 4 bytes per call), next to a plain copy of the same
-//! 4 MB into a preallocated buffer measured in the same run. The blockwise codecs' random
+//! 4 MB into a preallocated buffer measured in the same run; and each codec's check of a payload
+//! without decoding it (`validate`). The blockwise codecs' random
 //! numbers for stochastic rounding are drawn inside the measured call.
 //!
 //! Run: `cargo bench -p murmur-protocol --bench codec`.
@@ -64,6 +65,9 @@ fn round_trip(c: &mut Criterion) {
                 codec::decode(codec, black_box(&payload), D, &mut out).unwrap();
                 black_box(&mut out);
             })
+        });
+        group.bench_function(format!("{}-validate", codec.name()), |b| {
+            b.iter(|| codec::validate(codec, black_box(&payload), D).unwrap())
         });
     }
     group.finish();

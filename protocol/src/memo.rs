@@ -6,9 +6,10 @@
 //! simulator), an update sent to k peers reaches them as one shared allocation (`Arc<[u8]>`),
 //! and without a memo it would be verified and hashed k times. A [`Memo`] shared by those
 //! engines records each allocation whose signature and digest passed; an engine handed the same
-//! allocation again skips those two steps. Nothing else is skipped: every engine still makes
-//! every other check (size, header, sender, run, codec, round, replay window, decoding), so the
-//! verdicts are the ones the engines would reach alone.
+//! allocation again skips those two steps, and the scan of its payload for values that are not
+//! finite once a receiver of the same model dimension made it. Nothing else is skipped: every
+//! engine still makes every other check (size, header, sender, run, codec, round, replay window),
+//! so the verdicts are the ones the engines would reach alone.
 //!
 //! The memo keys an allocation by its address and holds a reference to it, so an address it
 //! knows is never freed and reused for other bytes while it is known. Bytes in any other
@@ -27,9 +28,18 @@ pub struct Memo {
     inner: Mutex<Known>,
 }
 
+/// What a memo knows of a message: its signature and digest passed, and (once a receiver has
+/// checked it) the model dimension its payload decodes to finite values at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checks {
+    /// The dimension at which the payload was found to decode, as [`crate::codec::validate`]
+    /// checks it; `None` until a receiver checked that.
+    pub decodes_at: Option<usize>,
+}
+
 #[derive(Debug, Default)]
 struct Known {
-    by_address: HashMap<usize, Arc<[u8]>>,
+    by_address: HashMap<usize, (Arc<[u8]>, Checks)>,
     /// The table's size that triggers the next sweep.
     sweep_at: usize,
     /// Checks skipped because the message was known.
@@ -54,27 +64,42 @@ impl Memo {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether this very allocation passed its signature and digest checks (counted as a hit
-    /// when it did).
-    pub fn knows(&self, bytes: &Arc<[u8]>) -> bool {
+    /// What is known of this very allocation: `Some` when it passed its signature and digest
+    /// checks (counted as a hit).
+    pub fn knows(&self, bytes: &Arc<[u8]>) -> Option<Checks> {
         let mut known = self.lock();
-        let hit = known
+        let checks = known
             .by_address
             .get(&address(bytes))
-            .is_some_and(|held| Arc::ptr_eq(held, bytes));
-        known.hits += u64::from(hit);
-        hit
+            .filter(|(held, _)| Arc::ptr_eq(held, bytes))
+            .map(|(_, checks)| *checks);
+        known.hits += u64::from(checks.is_some());
+        checks
     }
 
     /// Records that `bytes` passed its signature and digest checks.
     pub fn record(&self, bytes: &Arc<[u8]>) {
         let mut known = self.lock();
-        known.by_address.insert(address(bytes), Arc::clone(bytes));
+        let checks = Checks { decodes_at: None };
+        known
+            .by_address
+            .insert(address(bytes), (Arc::clone(bytes), checks));
         if known.by_address.len() >= known.sweep_at {
             known
                 .by_address
-                .retain(|_, held| Arc::strong_count(held) > 1);
+                .retain(|_, (held, _)| Arc::strong_count(held) > 1);
             known.sweep_at = (2 * known.by_address.len()).max(FIRST_SWEEP);
+        }
+    }
+
+    /// Records that the payload of `bytes`, already recorded, decodes to `dim` finite
+    /// parameters. Nothing happens for an allocation the memo does not hold.
+    pub fn record_decodes(&self, bytes: &Arc<[u8]>, dim: usize) {
+        let mut known = self.lock();
+        if let Some((held, checks)) = known.by_address.get_mut(&address(bytes))
+            && Arc::ptr_eq(held, bytes)
+        {
+            checks.decodes_at = Some(dim);
         }
     }
 
@@ -102,12 +127,24 @@ mod tests {
     fn knows_the_recorded_allocation_and_no_copy_of_it() {
         let memo = Memo::new();
         let a: Arc<[u8]> = vec![1u8; 100].into();
-        assert!(!memo.knows(&a));
+        assert_eq!(memo.knows(&a), None);
         memo.record(&a);
-        assert!(memo.knows(&Arc::clone(&a)));
+        let signed = Checks { decodes_at: None };
+        assert_eq!(memo.knows(&Arc::clone(&a)), Some(signed));
         let copy: Arc<[u8]> = a.to_vec().into();
-        assert!(!memo.knows(&copy), "an equal copy is another allocation");
-        assert_eq!(memo.hits(), 1);
+        assert_eq!(
+            memo.knows(&copy),
+            None,
+            "an equal copy is another allocation"
+        );
+        memo.record_decodes(&copy, 25);
+        assert_eq!(memo.knows(&a), Some(signed));
+        memo.record_decodes(&a, 25);
+        let decodes = Checks {
+            decodes_at: Some(25),
+        };
+        assert_eq!(memo.knows(&a), Some(decodes));
+        assert_eq!(memo.hits(), 3);
     }
 
     #[test]
@@ -121,7 +158,7 @@ mod tests {
         }
         assert!(memo.len() <= FIRST_SWEEP, "{} held", memo.len());
         assert!(
-            memo.knows(&kept),
+            memo.knows(&kept).is_some(),
             "a message still held elsewhere stays known"
         );
     }

@@ -89,7 +89,8 @@ impl Engine {
     ) -> Result<Checked, Rejection> {
         // These very bytes passed the signature and digest checks in another engine.
         let memo = shared.zip(self.memo.clone());
-        let known = memo.as_ref().is_some_and(|(b, m)| m.knows(b));
+        let checks = memo.as_ref().and_then(|(b, m)| m.knows(b));
+        let known = checks.is_some();
         let signature = if known {
             wire::Signature::Verified
         } else {
@@ -142,15 +143,20 @@ impl Engine {
             };
         if !known {
             update.verify_payload().map_err(|e| Rejection::of(&e))?;
-            if let Some((b, m)) = memo {
+            if let Some((b, m)) = &memo {
                 m.record(b);
             }
         }
         let params = if increment {
             self.chain_apply(&from, round, update.payload())?
         } else if keep == Keep::Bytes && !snapshot {
-            crate::codec::validate(h.codec, update.payload(), self.dim)
-                .map_err(|e| Rejection::of(&e))?;
+            if checks.and_then(|c| c.decodes_at) != Some(self.dim) {
+                crate::codec::validate(h.codec, update.payload(), self.dim)
+                    .map_err(|e| Rejection::of(&e))?;
+                if let Some((b, m)) = &memo {
+                    m.record_decodes(b, self.dim);
+                }
+            }
             Vec::new()
         } else {
             let mut params = Vec::new();
@@ -173,7 +179,7 @@ impl Engine {
     /// Decodes an announcement, its signature verified unless the memo of shared checks knows
     /// these very bytes (see [`Engine::share_checks`]).
     fn announcement(&self, bytes: &Arc<[u8]>) -> Result<wire::SignedHeader, wire::Error> {
-        let known = self.memo.as_ref().is_some_and(|m| m.knows(bytes));
+        let known = self.memo.as_ref().is_some_and(|m| m.knows(bytes).is_some());
         let signature = if known {
             wire::Signature::Verified
         } else {

@@ -6,10 +6,15 @@ use super::*;
 /// An engine that has trained round 1 and asked each of `peers` (all drawn: the fanout is their
 /// number, and so is `wait-for`) for its model. Returns it with the time it trained at.
 fn asking(rule: Rule, peers: &[Identity]) -> Engine {
+    asking_with(rule, peers, DIM)
+}
+
+/// [`asking`] with a model of `dim` parameters.
+fn asking_with(rule: Rule, peers: &[Identity], dim: usize) -> Engine {
     let mut c = config(rule, 100);
     c.fanout = peers.len().max(1);
     c.wait_for = peers.len().max(1);
-    let mut e = Engine::new(toy::setup(0, &c, DIM, 0)).unwrap();
+    let mut e = Engine::new(toy::setup(0, &c, dim, 0)).unwrap();
     let start = Input::Start {
         resume: Resume::default(),
         join: false,
@@ -174,7 +179,8 @@ fn every_bad_answer_is_rejected_by_reason_and_penalised() {
 /// Checks done once ([`crate::memo`]): an engine handed an allocation another engine already
 /// verified skips only its signature and hash. A copy with one payload byte or one signature
 /// byte changed is another allocation and is checked in full and rejected; the genuine bytes
-/// from the wrong peer still fail the sender check. Announcements likewise.
+/// from the wrong peer still fail the sender check, and at another model dimension the size
+/// check. Announcements likewise.
 #[test]
 fn shared_checks_skip_only_the_same_bytes_and_tampered_copies_are_rejected() {
     let peers: Vec<Identity> = (1..=3).map(toy::identity).collect();
@@ -221,6 +227,15 @@ fn shared_checks_skip_only_the_same_bytes_and_tampered_copies_are_rejected() {
     answer(&mut third, t, &peers[0], Arc::clone(&genuine));
     assert_eq!(third.stats().accepted, 1);
     assert_eq!(memo.hits(), 2);
+    // The payload's scan for values that are not finite is shared at the same dimension only.
+    let mut wider = asking_with(Rule::Mean, &peers, DIM + 1);
+    wider.share_checks(Arc::clone(&memo));
+    let out = answer(&mut wider, t, &peers[0], Arc::clone(&genuine));
+    assert!(
+        penalised(&out, peers[0].public(), Rejection::WrongDimension),
+        "{out:?}"
+    );
+    assert_eq!(memo.hits(), 3);
 
     // Announcements (a signed header alone) the same way, by their signature.
     let signed = wire::decode_update(&genuine, usize::MAX).unwrap().signed;
@@ -237,7 +252,7 @@ fn shared_checks_skip_only_the_same_bytes_and_tampered_copies_are_rejected() {
         drain(e)
     };
     gossip(&mut first, Arc::clone(&announcement));
-    assert_eq!(memo.hits(), 2, "verified in full once");
+    assert_eq!(memo.hits(), 3, "verified in full once");
     let mut forged = announcement.to_vec();
     forged[40] ^= 1;
     let out = gossip(&mut second, forged.into());
@@ -246,7 +261,7 @@ fn shared_checks_skip_only_the_same_bytes_and_tampered_copies_are_rejected() {
         "{out:?}"
     );
     gossip(&mut third, announcement);
-    assert_eq!(memo.hits(), 3);
+    assert_eq!(memo.hits(), 4);
 }
 
 /// An answer the transport could not frame (refused on its length or its tag before the engine
