@@ -3,7 +3,8 @@
 //!
 //! Both sides train the same model on the same data with the same batch size and local steps.
 //! The standalone figure is one [`Trainer`] calling [`Trainer::train_steps`] back to back on one
-//! thread. The simulated figure is a full run of a scenario (engines, signing, network, mixing),
+//! thread, doing what one simulated node does: the scenario's rounds of local steps from the
+//! initial model, then the same again from the initial model (only the training is timed). The simulated figure is a full run of a scenario (engines, signing, network, mixing),
 //! reported two ways: samples per second of wall time spent in training batches (what the worker
 //! threads achieve), and samples per second of the whole run (including everything the
 //! simulator does besides training). Per core, each is divided by the threads used.
@@ -43,6 +44,10 @@ pub struct Efficiency {
     pub batch_ratio_every_core: Option<f64>,
 }
 
+/// Jobs a standalone trainer runs from the initial model before it starts again, when the
+/// scenario is bounded by time rather than rounds.
+const STANDALONE_JOBS: u64 = 20;
+
 /// Measures `scenario` (its nodes train; everything else is as configured) against one of its
 /// trainers alone for at least `min_time`.
 pub fn efficiency(
@@ -66,22 +71,40 @@ pub fn efficiency(
         .enumerate()
         .map(|(i, shard)| Trainer::new(&learning, shard, i as u32, resolved.seed))
         .collect::<Result<Vec<_>, _>>()?;
+    // Each standalone trainer does a simulated node's work: `rounds` jobs of `local_steps`
+    // from the initial model, then again from the start. A trainer trained on and on learns its
+    // small shard by heart and slows down (bench-mnist: from 110,000 to 54,000 samples/s after
+    // 20 s), which would measure the arithmetic of a model no simulated node ever reaches.
+    let initial: Vec<(Vec<f32>, _)> = trainers
+        .iter()
+        .map(|t| (t.params().to_vec(), t.optimizer_state().clone()))
+        .collect();
+    let jobs_per_life = resolved.rounds.unwrap_or(STANDALONE_JOBS).max(1);
+    let steps = learning.local_steps;
+    let alone = |(trainer, (params, state)): (&mut Trainer, &(Vec<f32>, _))| {
+        let (mut samples, mut elapsed) = (0usize, Duration::ZERO);
+        while elapsed < min_time / 2 {
+            trainer.set_params(params).expect("its own parameters");
+            trainer
+                .set_optimizer_state(Clone::clone(state))
+                .expect("its own optimiser state");
+            for _ in 0..jobs_per_life {
+                let start = Instant::now();
+                samples += trainer.train_steps(steps).samples;
+                elapsed += start.elapsed();
+            }
+        }
+        (samples, elapsed)
+    };
     for t in &mut trainers {
         t.train_steps(learning.local_steps); // warm-up
     }
-    let steps = learning.local_steps;
-    let alone = |trainer: &mut Trainer| {
-        let (mut samples, start) = (0usize, Instant::now());
-        while start.elapsed() < min_time / 2 {
-            samples += trainer.train_steps(steps).samples;
-        }
-        (samples, start.elapsed())
-    };
     // One trainer per thread at once; samples/s per thread.
     let every_core = |trainers: &mut [Trainer]| {
         let runs: Vec<(usize, Duration)> = std::thread::scope(|scope| {
             let handles: Vec<_> = trainers
                 .iter_mut()
+                .zip(&initial)
                 .map(|t| scope.spawn(move || alone(t)))
                 .collect();
             handles
@@ -96,11 +119,11 @@ pub fn efficiency(
     };
     // Timed before and after the simulation, so that a machine shared with other work
     // affects both sides alike.
-    let before = alone(&mut trainers[0]);
+    let before = alone((&mut trainers[0], &initial[0]));
     let parallel_before = (threads > 1).then(|| every_core(&mut trainers));
     let report = crate::run(scenario, options)?;
     let parallel_after = (threads > 1).then(|| every_core(&mut trainers));
-    let after = alone(&mut trainers[0]);
+    let after = alone((&mut trainers[0], &initial[0]));
     let standalone = (before.0 + after.0) as f64 / (before.1 + after.1).as_secs_f64();
     let standalone_every_core = parallel_before
         .zip(parallel_after)
