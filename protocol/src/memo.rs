@@ -14,8 +14,9 @@
 //! The memo keys an allocation by its address and holds a reference to it, so an address it
 //! knows is never freed and reused for other bytes while it is known. Bytes in any other
 //! allocation are unknown, even when they equal a recorded message: a copy, tampered or not, is
-//! checked in full. Allocations only the memo still holds are dropped once the table has doubled
-//! since the last sweep, so it holds at most about twice the messages still in flight.
+//! checked in full. Allocations only the memo still holds are dropped once the table has grown by
+//! a quarter (and at least [`SLACK`] messages) since the last sweep, so it keeps alive at most a
+//! quarter more messages than are still in use elsewhere, for a sweep every few records.
 //!
 //! The real node has no use for one: each message it receives is its own allocation.
 
@@ -46,8 +47,8 @@ struct Known {
     hits: u64,
 }
 
-/// Messages the memo holds before it first sweeps.
-const FIRST_SWEEP: usize = 64;
+/// Messages the table may grow by between sweeps, at the least.
+const SLACK: usize = 64;
 
 fn address(bytes: &Arc<[u8]>) -> usize {
     bytes.as_ptr() as usize
@@ -88,7 +89,8 @@ impl Memo {
             known
                 .by_address
                 .retain(|_, (held, _)| Arc::strong_count(held) > 1);
-            known.sweep_at = (2 * known.by_address.len()).max(FIRST_SWEEP);
+            let live = known.by_address.len();
+            known.sweep_at = live + (live / 4).max(SLACK);
         }
     }
 
@@ -152,11 +154,11 @@ mod tests {
         let memo = Memo::new();
         let kept: Arc<[u8]> = vec![7u8; 10].into();
         memo.record(&kept);
-        for i in 0..10 * FIRST_SWEEP {
+        for i in 0..10 * SLACK {
             let gone: Arc<[u8]> = vec![i as u8; 10].into();
             memo.record(&gone);
         }
-        assert!(memo.len() <= FIRST_SWEEP, "{} held", memo.len());
+        assert!(memo.len() <= SLACK + 1, "{} held", memo.len());
         assert!(
             memo.knows(&kept).is_some(),
             "a message still held elsewhere stays known"
