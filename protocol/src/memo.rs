@@ -14,9 +14,9 @@
 //! The memo keys an allocation by its address and holds a reference to it, so an address it
 //! knows is never freed and reused for other bytes while it is known. Bytes in any other
 //! allocation are unknown, even when they equal a recorded message: a copy, tampered or not, is
-//! checked in full. Allocations only the memo still holds are dropped once the table has grown by
-//! a quarter (and at least [`SLACK`] messages) since the last sweep, so it keeps alive at most a
-//! quarter more messages than are still in use elsewhere, for a sweep every few records.
+//! checked in full. Allocations only the memo still holds are dropped once the bytes it holds have
+//! grown by a quarter (and at least [`SLACK`]) since the last sweep, so it keeps alive at most a
+//! quarter more bytes than the messages still in use elsewhere, plus [`SLACK`].
 //!
 //! The real node has no use for one: each message it receives is its own allocation.
 
@@ -24,9 +24,20 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The shared messages whose signature and digest passed. See the module documentation.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Memo {
     inner: Mutex<Known>,
+}
+
+impl std::fmt::Debug for Memo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let known = self.lock();
+        f.debug_struct("Memo")
+            .field("messages", &known.by_address.len())
+            .field("bytes", &known.held)
+            .field("hits", &known.hits)
+            .finish()
+    }
 }
 
 /// What a memo knows of a message: its signature and digest passed, and (once a receiver has
@@ -38,17 +49,19 @@ pub struct Checks {
     pub decodes_at: Option<usize>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Known {
     by_address: HashMap<usize, (Arc<[u8]>, Checks)>,
-    /// The table's size that triggers the next sweep.
+    /// Bytes of the messages held.
+    held: usize,
+    /// The bytes held that trigger the next sweep.
     sweep_at: usize,
     /// Checks skipped because the message was known.
     hits: u64,
 }
 
-/// Messages the table may grow by between sweeps, at the least.
-const SLACK: usize = 64;
+/// Bytes the memo may grow by between sweeps, at the least.
+pub const SLACK: usize = 4 << 20;
 
 fn address(bytes: &Arc<[u8]>) -> usize {
     bytes.as_ptr() as usize
@@ -79,24 +92,27 @@ impl Memo {
     }
 
     /// Records that `bytes` passed its signature and digest checks.
-    pub fn record(&self, bytes: &Arc<[u8]>) {
+    pub(crate) fn record(&self, bytes: &Arc<[u8]>) {
         let mut known = self.lock();
         let checks = Checks { decodes_at: None };
-        known
-            .by_address
-            .insert(address(bytes), (Arc::clone(bytes), checks));
-        if known.by_address.len() >= known.sweep_at {
+        let entry = (Arc::clone(bytes), checks);
+        if let Some((old, _)) = known.by_address.insert(address(bytes), entry) {
+            known.held -= old.len();
+        }
+        known.held += bytes.len();
+        if known.held >= known.sweep_at {
             known
                 .by_address
                 .retain(|_, (held, _)| Arc::strong_count(held) > 1);
-            let live = known.by_address.len();
+            let live: usize = known.by_address.values().map(|(b, _)| b.len()).sum();
+            known.held = live;
             known.sweep_at = live + (live / 4).max(SLACK);
         }
     }
 
     /// Records that the payload of `bytes`, already recorded, decodes to `dim` finite
     /// parameters. Nothing happens for an allocation the memo does not hold.
-    pub fn record_decodes(&self, bytes: &Arc<[u8]>, dim: usize) {
+    pub(crate) fn record_decodes(&self, bytes: &Arc<[u8]>, dim: usize) {
         let mut known = self.lock();
         if let Some((held, checks)) = known.by_address.get_mut(&address(bytes))
             && Arc::ptr_eq(held, bytes)
@@ -113,6 +129,11 @@ impl Memo {
     /// Messages held now.
     pub fn len(&self) -> usize {
         self.lock().by_address.len()
+    }
+
+    /// Bytes of the messages held now.
+    pub fn held_bytes(&self) -> usize {
+        self.lock().held
     }
 
     /// Whether the memo holds no message.
@@ -152,13 +173,19 @@ mod tests {
     #[test]
     fn drops_messages_no_one_else_holds() {
         let memo = Memo::new();
-        let kept: Arc<[u8]> = vec![7u8; 10].into();
+        let size = 64 << 10;
+        let kept: Arc<[u8]> = vec![7u8; size].into();
         memo.record(&kept);
-        for i in 0..10 * SLACK {
-            let gone: Arc<[u8]> = vec![i as u8; 10].into();
+        for i in 0..10 * SLACK / size {
+            let gone: Arc<[u8]> = vec![i as u8; size].into();
             memo.record(&gone);
         }
-        assert!(memo.len() <= SLACK + 1, "{} held", memo.len());
+        assert!(
+            memo.held_bytes() <= SLACK + 2 * size,
+            "{} bytes held",
+            memo.held_bytes()
+        );
+        assert_eq!(memo.held_bytes(), memo.len() * size);
         assert!(
             memo.knows(&kept).is_some(),
             "a message still held elsewhere stays known"
