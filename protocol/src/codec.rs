@@ -396,11 +396,26 @@ pub fn decode(codec: Codec, payload: &[u8], dim: usize, out: &mut Vec<f32>) -> R
     // Exact-size iterators over slices: `extend` writes them without a check per value, and
     // the compiler vectorises the conversions.
     match codec {
-        Codec::F32Le | Codec::TopK { .. } | Codec::TopKWhole { .. } => out.extend(
-            payload
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-        ),
+        Codec::F32Le | Codec::TopK { .. } | Codec::TopKWhole { .. } => {
+            // Block by block, each checked while it is in the first-level cache.
+            let mut bad = false;
+            for block in payload.chunks(4 * 2048) {
+                let start = out.len();
+                out.extend(
+                    block
+                        .chunks_exact(4)
+                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+                );
+                bad |= out[start..].iter().fold(false, |bad, v| {
+                    bad | (v.to_bits() & 0x7FFF_FFFF >= 0x7F80_0000)
+                });
+            }
+            if bad {
+                let index = out.iter().position(|v| !v.is_finite()).unwrap_or(0);
+                return Err(Error::NonFinite { index });
+            }
+            return Ok(());
+        }
         Codec::Bf16Le => out.extend(
             payload
                 .chunks_exact(2)
