@@ -2,9 +2,9 @@
 //!
 //! Checking a signed update costs an ed25519 verification of its header and a BLAKE3 hash of its
 //! payload, and both are pure functions of its bytes (an announcement, a signed header alone,
-//! costs the verification). Where one process runs many engines (the
-//! simulator), an update sent to k peers reaches them as one shared allocation (`Arc<[u8]>`),
-//! and without a memo it would be verified and hashed k times. A [`Memo`] shared by those
+//! costs the verification). Where one process runs many engines (the simulator), an update
+//! sent to k peers reaches them as one shared allocation (`Arc<[u8]>`), and without a memo it
+//! would be verified and hashed k times. A [`Memo`] shared by those
 //! engines records each allocation whose signature and digest passed; an engine handed the same
 //! allocation again skips those two steps, and the scan of its payload for values that are not
 //! finite once a receiver of the same model dimension made it. Nothing else is skipped: every

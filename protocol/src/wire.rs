@@ -299,6 +299,17 @@ pub(crate) enum Signature {
     Verified,
 }
 
+impl Signature {
+    /// [`Signature::Verified`] when the bytes are `known` to have passed, else verify.
+    pub(crate) fn unless_known(known: bool) -> Signature {
+        if known {
+            Signature::Verified
+        } else {
+            Signature::Verify
+        }
+    }
+}
+
 /// Parses the prefix and header of an update or announcement, verifying the signature (when
 /// asked) before decoding the header. Returns the signed header and the remaining bytes (the
 /// payload).

@@ -344,8 +344,9 @@ impl Engine {
     }
 
     /// Shares the signature and digest checks of signed updates and announcements with the
-    /// other engines that hold `memo` (see [`crate::memo`]): for a harness that runs many engines in one process
-    /// and hands the same allocation to each receiver. The verdicts do not change.
+    /// other engines that hold `memo` (see [`crate::memo`]): for a harness that runs many
+    /// engines in one process and hands the same allocation to each receiver. The verdicts do
+    /// not change.
     pub fn share_checks(&mut self, memo: Arc<Memo>) {
         self.memo = Some(memo);
     }

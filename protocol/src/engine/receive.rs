@@ -77,8 +77,8 @@ impl Engine {
     }
 
     /// [`Engine::check`] of one signed update (never a bundle). `shared` is the allocation
-    /// `bytes` is, when they are a whole one: the memo of checks done once (see [`Engine::share_checks`])
-    /// may know it.
+    /// `bytes` is, when they are a whole one: the memo of checks done once (see
+    /// [`Engine::share_checks`]) may know it.
     pub(super) fn check_one(
         &mut self,
         from: PeerKey,
@@ -91,11 +91,7 @@ impl Engine {
         let memo = shared.zip(self.memo.clone());
         let checks = memo.as_ref().and_then(|(b, m)| m.knows(b));
         let known = checks.is_some();
-        let signature = if known {
-            wire::Signature::Verified
-        } else {
-            wire::Signature::Verify
-        };
+        let signature = wire::Signature::unless_known(known);
         // Header and signature first; the payload's hash and copy only for an update that
         // passes the cheap checks below.
         let update = wire::decode_update_ref_as(bytes, self.limit, signature)
@@ -180,12 +176,7 @@ impl Engine {
     /// these very bytes (see [`Engine::share_checks`]).
     fn announcement(&self, bytes: &Arc<[u8]>) -> Result<wire::SignedHeader, wire::Error> {
         let known = self.memo.as_ref().is_some_and(|m| m.knows(bytes).is_some());
-        let signature = if known {
-            wire::Signature::Verified
-        } else {
-            wire::Signature::Verify
-        };
-        let signed = wire::decode_announcement_as(bytes, signature)?;
+        let signed = wire::decode_announcement_as(bytes, wire::Signature::unless_known(known))?;
         if !known && let Some(m) = &self.memo {
             m.record(bytes);
         }
