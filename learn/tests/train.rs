@@ -249,3 +249,29 @@ outer = { lr = 0.7, momentum = 0.9 }"#,
         assert!(err.to_string().contains('3'), "{err}");
     }
 }
+
+/// A released trainer (a simulated node that finished) holds neither parameters nor optimiser
+/// state; given a model again it trains as a trainer whose optimiser state restarts from zero.
+#[test]
+fn a_released_trainer_frees_its_state_and_trains_again_from_zero_momentum() {
+    let (setup, split) = digits_setup(
+        r#"{ kind = "mlp", hidden = [16] }"#,
+        r#"{ kind = "sgd", lr = 0.05, momentum = 0.9 }"#,
+    );
+    let fresh = || Trainer::new(&setup, Shard::all(split.train.clone()), 0, 3).unwrap();
+    let (mut released, mut zeroed) = (fresh(), fresh());
+    released.train_steps(4);
+    zeroed.train_steps(4);
+    let model = zeroed.params().to_vec();
+    released.release();
+    assert!(released.params().is_empty());
+    assert!(released.optimizer_state().m.is_empty(), "momentum freed");
+    let mut state = zeroed.optimizer_state().clone();
+    state.m.iter_mut().for_each(|m| *m = 0.0);
+    zeroed.set_optimizer_state(state).unwrap();
+    released.set_params(&model).unwrap();
+    assert_eq!(released.optimizer_state(), zeroed.optimizer_state());
+    released.train_steps(4);
+    zeroed.train_steps(4);
+    assert_eq!(released.params(), zeroed.params());
+}

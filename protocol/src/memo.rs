@@ -15,8 +15,9 @@
 //! knows is never freed and reused for other bytes while it is known. Bytes in any other
 //! allocation are unknown, even when they equal a recorded message: a copy, tampered or not, is
 //! checked in full. Allocations only the memo still holds are dropped once the bytes it holds have
-//! grown by a quarter (and at least [`SLACK`]) since the last sweep, so it keeps alive at most a
-//! quarter more bytes than the messages still in use elsewhere, plus [`SLACK`].
+//! grown by a sixteenth (and at least [`SLACK`]) since the last sweep, so it keeps alive at most a
+//! sixteenth more bytes than the messages still in use elsewhere, plus [`SLACK`] (a sweep looks at
+//! every entry, a few per message recorded).
 //!
 //! The real node has no use for one: each message it receives is its own allocation.
 
@@ -106,7 +107,7 @@ impl Memo {
                 .retain(|_, (held, _)| Arc::strong_count(held) > 1);
             let live: usize = known.by_address.values().map(|(b, _)| b.len()).sum();
             known.held = live;
-            known.sweep_at = live + (live / 4).max(SLACK);
+            known.sweep_at = live + (live / 16).max(SLACK);
         }
     }
 

@@ -3,8 +3,9 @@
 //!
 //! Each job depends only on its own input (a trainer's state, or a parameter vector), so results
 //! are the same bits whatever the number of threads; they come back in input order. Threads are
-//! scoped to one batch: a batch is the set of training jobs pending when the event loop needs the
-//! earliest result (see [`crate::simulation`]), which at scale is many jobs.
+//! scoped to one batch: a batch is the pending training jobs due first (at most
+//! [`murmur_protocol::cluster::JOBS_PER_BATCH`]) when the event loop needs the earliest result
+//! (see [`crate::simulation`]), which at scale is many jobs.
 
 use murmur_learn::data::Dataset;
 use murmur_learn::model::Arch;

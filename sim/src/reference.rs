@@ -22,7 +22,7 @@ use murmur_learn::data::{Dataset, Shard, Split};
 use murmur_learn::train::{Setup as Learning, Trainer};
 use murmur_protocol::aggregate::Aggregator;
 use murmur_protocol::attack;
-use murmur_protocol::engine::Rejection;
+use murmur_protocol::engine::{ModelView, Rejection};
 use murmur_protocol::topology::{self, Graph, Topology, Weights};
 use murmur_protocol::wire;
 use std::time::{Duration, Instant};
@@ -418,7 +418,11 @@ impl Reference {
     /// Evaluates the nodes now and appends a row.
     fn evaluate(&mut self) {
         let start = Instant::now();
-        let models: Vec<&[f32]> = self.trainers.iter().map(Trainer::params).collect();
+        let models: Vec<ModelView> = self
+            .trainers
+            .iter()
+            .map(|t| ModelView::Params(t.params()))
+            .collect();
         let a = assess(
             &models,
             &Sampling {

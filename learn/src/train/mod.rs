@@ -86,6 +86,8 @@ pub struct Trainer {
     /// The shard's indices in this epoch's order; `cursor` is the next unused position.
     order: Vec<u32>,
     cursor: usize,
+    /// Whether [`Trainer::release`] freed the parameters and optimiser state.
+    released: bool,
 }
 
 impl Trainer {
@@ -117,6 +119,7 @@ impl Trainer {
             rng: stream::rng(seed, stream::BATCHES, node),
             cursor: order.len(),
             order,
+            released: false,
         })
     }
 
@@ -144,9 +147,45 @@ impl Trainer {
         std::mem::take(&mut self.params)
     }
 
+    /// Frees the parameters and the optimiser state of a trainer that trains no more (in the
+    /// simulator, a node that finished its rounds). Given a model again
+    /// ([`Trainer::set_params`] or a mix), it trains on with its optimiser state from zero.
+    pub fn release(&mut self) {
+        self.params = Vec::new();
+        self.anchor = Vec::new();
+        self.state = State {
+            m: Vec::new(),
+            v: Vec::new(),
+            outer: Vec::new(),
+            step: self.state.step,
+        };
+        self.released = true;
+    }
+
+    /// Restores a released trainer's optimiser state (zero) before it takes a model again.
+    fn revive(&mut self) {
+        if std::mem::take(&mut self.released) {
+            let dim = self.arch.num_params();
+            let step = self.state.step;
+            self.state = State::new(&self.rule, dim);
+            self.state.step = step;
+            if self.outer.is_some() {
+                self.state.outer = vec![0.0; dim];
+                self.anchor = vec![0.0; dim];
+            }
+        }
+    }
+
+    /// Whether the trainer has an outer optimiser: then a mix is a target it steps towards,
+    /// not the model it continues from (see [`Trainer::apply_mix`]).
+    pub fn has_outer(&self) -> bool {
+        self.outer.is_some()
+    }
+
     /// [`Trainer::apply_mix`] that keeps `mixed`'s buffer rather than copying it.
     pub fn adopt_mix(&mut self, mixed: Vec<f32>) -> Result<(), ModelError> {
         self.arch.check_len(&mixed)?;
+        self.revive();
         if self.outer.is_some() {
             return self.apply_mix(&mixed);
         }
@@ -158,6 +197,7 @@ impl Trainer {
     /// state is kept; with an outer optimiser the next round starts from `params`.
     pub fn set_params(&mut self, params: &[f32]) -> Result<(), ModelError> {
         self.arch.check_len(params)?;
+        self.revive();
         self.params.clear();
         self.params.extend_from_slice(params);
         if self.outer.is_some() {
@@ -174,6 +214,7 @@ impl Trainer {
             return self.set_params(mixed);
         };
         self.arch.check_len(mixed)?;
+        self.revive();
         outer.step(&mut self.anchor, &mut self.state.outer, mixed);
         self.params.clear();
         self.params.extend_from_slice(&self.anchor);

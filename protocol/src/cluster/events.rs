@@ -3,8 +3,8 @@
 //! then by the order they were scheduled; how a message reaches an engine, and how gossip is
 //! relayed.
 
-use super::{Cluster, Relay, Step, World};
-use crate::engine::Input;
+use super::{Cluster, JOBS_PER_BATCH, Relay, Step, World};
+use crate::engine::{Input, ModelView};
 use std::cmp::Reverse;
 use std::sync::Arc;
 use std::time::Duration;
@@ -120,7 +120,8 @@ impl<W: World> Cluster<W> {
                 if !self.live(node, epoch) {
                     return;
                 }
-                if !self.ready.contains(&(node, epoch)) {
+                // Jobs run in batches of those due first, this one among them: it is due now.
+                while !self.ready.contains(&(node, epoch)) && !self.jobs.is_empty() {
                     self.run_jobs();
                 }
                 if self.ready.remove(&(node, epoch)) {
@@ -267,16 +268,23 @@ impl<W: World> Cluster<W> {
         }
     }
 
-    /// Runs every queued training job of a node still in the same life, as one batch.
+    /// Runs the queued training jobs due first (at most [`JOBS_PER_BATCH`], ties in node
+    /// order) of nodes still in the same life, as one batch. Each job depends only on its own
+    /// node, so how jobs are batched changes no result.
     pub(super) fn run_jobs(&mut self) {
-        let jobs = std::mem::take(&mut self.jobs);
-        let mut nodes: Vec<(usize, u64)> = jobs
-            .into_iter()
-            .filter(|&(node, epoch)| self.live(node, epoch))
-            .collect();
+        let mut jobs = std::mem::take(&mut self.jobs);
+        jobs.retain(|&(_, node, epoch)| self.live(node, epoch));
+        jobs.sort_unstable();
+        jobs.dedup();
+        let later = jobs.split_off(jobs.len().min(JOBS_PER_BATCH));
+        self.jobs = later;
+        let mut nodes: Vec<(usize, u64)> = jobs.into_iter().map(|(_, n, e)| (n, e)).collect();
         nodes.sort_unstable();
         nodes.dedup();
-        let batch: Vec<usize> = nodes.iter().map(|&(n, _)| n).collect();
+        let batch: Vec<(usize, ModelView)> = nodes
+            .iter()
+            .map(|&(n, _)| (n, self.members[n].engine.model()))
+            .collect();
         self.world.train(&batch);
         self.counters.train_batches += 1;
         self.counters.train_jobs += batch.len() as u64;

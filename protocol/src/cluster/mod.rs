@@ -62,7 +62,9 @@ mod tests;
 pub(crate) mod toy;
 
 use crate::attack::Knowledge;
-use crate::engine::{ConfigError, Engine, Input, Origin, Output, Rejection, Resume, Setup, Stats};
+use crate::engine::{
+    ConfigError, Engine, Input, ModelView, Origin, Output, Rejection, Resume, Setup, Stats,
+};
 use crate::memo::Memo;
 use crate::sign::PeerKey;
 use events::{Entry, Event, Message};
@@ -76,15 +78,21 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Most training jobs run in one batch: enough to keep worker threads busy, few enough that
+/// the trained models waiting for their jobs' virtual time stay a small part of memory.
+pub const JOBS_PER_BATCH: usize = 64;
+
 /// What the cluster leaves to its user: training, and the time things take.
 pub trait World {
     /// How long `node`'s next local training job takes, in virtual time.
     fn train_time(&mut self, node: usize) -> Duration;
-    /// Runs one local training job for each of `nodes` (ascending, distinct), each from the
-    /// model the node was last given. The batch holds every job that is queued and not yet run,
-    /// so the world may run them in parallel; each result is read back with [`World::trained`]
-    /// when its job's virtual time comes.
-    fn train(&mut self, nodes: &[usize]);
+    /// Runs one local training job for each of `jobs` (nodes ascending, distinct), each from
+    /// the model the world holds for the node, or, if it holds none (a world may drop the mix
+    /// [`World::mixed`] hands it), from the given model: the engine's, which is that mix. A
+    /// batch holds the jobs due first (at most [`JOBS_PER_BATCH`]), so the world may run them
+    /// in parallel; each result is read back with [`World::trained`] when its job's virtual time
+    /// comes.
+    fn train(&mut self, jobs: &[(usize, ModelView<'_>)]);
     /// The parameters and the number of samples of `node`'s finished job. They go to the
     /// node's engine, so the world may hand over its own buffer: until [`World::mixed`] or
     /// [`World::set_model`], `node` trains nothing.
@@ -93,9 +101,14 @@ pub trait World {
     fn set_model(&mut self, node: usize, params: &[f32]);
     /// `node`'s trainer continues from its round's mix `params` (a trainer with an outer
     /// optimiser steps towards it; by default the mix replaces the model). The buffer is the
-    /// world's to keep.
+    /// world's to keep, or to drop: the engine holds the mix until the node's job runs.
     fn mixed(&mut self, node: usize, params: Vec<f32>) {
         self.set_model(node, &params);
+    }
+    /// `node` finished its rounds: it trains nothing more unless it restarts (and a restart
+    /// gives it a model with [`World::set_model`]), so the world may free its model.
+    fn finished(&mut self, node: usize) {
+        let _ = node;
     }
     /// When a message of `bytes` bytes that `from` sends to `to` at `now` arrives.
     fn arrival(&mut self, now: Duration, from: usize, to: usize, bytes: usize) -> Duration;
@@ -229,8 +242,8 @@ pub struct Cluster<W> {
     seq: u64,
     now: Duration,
     rng: ChaCha8Rng,
-    /// Training jobs queued and not yet run: (node, epoch).
-    jobs: Vec<(usize, u64)>,
+    /// Training jobs queued and not yet run: (when done, node, epoch).
+    jobs: Vec<(Duration, usize, u64)>,
     /// Jobs run whose results are not yet delivered.
     ready: BTreeSet<(usize, u64)>,
     next_request: u64,
@@ -487,7 +500,8 @@ impl<W: World> Cluster<W> {
         let old = std::mem::replace(&mut m.engine, engine);
         m.lives.add(old.stats());
         m.resume = resume.clone();
-        self.world.set_model(i, self.members[i].engine.model());
+        self.world
+            .set_model(i, &self.members[i].engine.model().to_cow());
         self.rewire(Some(&[i]), |c| c.members[i].online = true);
         self.feed(i, Input::Start { resume, join: true });
     }

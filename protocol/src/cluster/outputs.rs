@@ -98,8 +98,8 @@ impl<W: World> Cluster<W> {
             }
             Output::Train { round } => {
                 let epoch = self.members[i].epoch;
-                self.jobs.push((i, epoch));
                 let at = self.now + self.world.train_time(i);
+                self.jobs.push((at, i, epoch));
                 self.push(
                     at,
                     Event::TrainDone {
@@ -221,7 +221,10 @@ impl<W: World> Cluster<W> {
                     _ => self.counters.gossip_refused += 1,
                 }
             }
-            Output::Finished => self.steps.push_back(Step::Finished { node: i }),
+            Output::Finished => {
+                self.world.finished(i);
+                self.steps.push_back(Step::Finished { node: i });
+            }
             Output::Share { update } => self.tell(i, &update, Knowledge::Colluding),
         }
     }

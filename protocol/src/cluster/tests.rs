@@ -239,6 +239,45 @@ fn a_restart_resumes_from_its_checkpoint_and_a_late_joiner_from_its_peers() {
     assert!(joined.2 > 5, "it starts near its peers' rounds: {joined:?}");
 }
 
+/// A node that finished its rounds lets the world free its copy of the model (the engine keeps
+/// the model evaluation reads), and a restart gives the world a model again before it trains.
+#[test]
+fn a_finished_node_frees_the_worlds_model_and_a_restart_gives_one_back() {
+    let mut cfg = config(4);
+    cfg.checkpoint_every = 2;
+    let n = 4;
+    let mut c = cluster(n, &line(n), &cfg, Gossip::default());
+    c.keep_checkpoints(0);
+    c.start(&[0, 1, 2, 3], false);
+    let finished = |steps: Vec<Step>| -> Vec<usize> {
+        steps
+            .into_iter()
+            .filter_map(|s| match s {
+                Step::Finished { node } => Some(node),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut done = finished(steps(&mut c, Duration::from_secs(10)));
+    done.sort_unstable();
+    assert_eq!(done, [0, 1, 2, 3]);
+    for i in 0..n {
+        assert!(c.world().params(i).is_empty(), "node {i} holds a copy");
+        assert_eq!(c.engine(i).model().len(), DIM, "node {i}'s engine keeps it");
+    }
+    // A restart from the last checkpoint finishes again at once, trained from a model it was
+    // given (the toy world refuses to train a freed one).
+    c.leave(0);
+    c.restart(0);
+    assert_eq!(
+        c.world().params(0).len(),
+        DIM,
+        "the restart gave it a model"
+    );
+    assert_eq!(finished(steps(&mut c, Duration::from_secs(10))), [0]);
+    assert!(c.world().params(0).is_empty());
+}
+
 /// Junk gossip stops at the first honest node: it rejects the message, penalises its author
 /// and does not forward it, so the honest node beyond never sees it and never blames the honest
 /// relayer in between (before, each junk message cost the relayer half the ban threshold).

@@ -3,7 +3,7 @@
 //! of the network is the mean of the honest `c_i`.
 
 use super::{Cluster, Gossip, Step, World};
-use crate::engine::{Adversary, Config, Setup};
+use crate::engine::{Adversary, Config, ModelView, Setup};
 use crate::sign::{Identity, RunId};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -42,6 +42,11 @@ impl Quadratic {
     pub fn jobs(&self, i: usize) -> u64 {
         self.jobs[i]
     }
+
+    /// The model node `i` trains from (empty once it finished, until it is given one).
+    pub fn params(&self, i: usize) -> &[f32] {
+        &self.params[i]
+    }
 }
 
 impl World for Quadratic {
@@ -51,8 +56,12 @@ impl World for Quadratic {
 
     /// `local_steps` gradient steps with a learning rate that decays with the node's jobs, so
     /// decentralised SGD converges to the exact optimum.
-    fn train(&mut self, nodes: &[usize]) {
-        for &i in nodes {
+    fn train(&mut self, jobs: &[(usize, ModelView<'_>)]) {
+        for &(i, _) in jobs {
+            assert!(
+                !self.params[i].is_empty(),
+                "node {i} trains after it finished, and was given no model since"
+            );
             self.jobs[i] += 1;
             let lr = self.lr / (1.0 + self.jobs[i] as f32 / 5.0);
             for _ in 0..self.local_steps {
@@ -68,7 +77,13 @@ impl World for Quadratic {
     }
 
     fn set_model(&mut self, node: usize, params: &[f32]) {
-        self.params[node].copy_from_slice(params);
+        self.params[node].clear();
+        self.params[node].extend_from_slice(params);
+    }
+
+    /// Frees the node's model, as the simulator frees its trainer's.
+    fn finished(&mut self, node: usize) {
+        self.params[node] = Vec::new();
     }
 
     fn arrival(&mut self, now: Duration, _from: usize, _to: usize, _bytes: usize) -> Duration {
@@ -186,6 +201,7 @@ pub(crate) fn worst_distance(c: &Cluster<Quadratic>, nodes: &[usize], point: &[f
         .map(|&i| {
             c.engine(i)
                 .model()
+                .to_vec()
                 .iter()
                 .zip(point)
                 .map(|(a, b)| (a - b) * (a - b))

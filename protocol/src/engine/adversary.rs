@@ -137,7 +137,7 @@ impl Engine {
         self.menu = if per_asker {
             // Each asker gets its own forgery for the round: nothing is announced, since any
             // announcement would prove the equivocation to every asker.
-            let (bytes, _) = self.sign(&self.model, samples);
+            let (bytes, _) = self.sign(&self.model.params(), samples);
             self.remember(bytes);
             Menu::PerAsker {
                 round: self.round,
@@ -150,8 +150,9 @@ impl Engine {
                     .into_values()
                     .collect();
             let mix = self.simulated_mix(&adv.attack);
+            let own = self.model.params();
             let view = attack::View {
-                own: &self.model,
+                own: &own,
                 honest: &honest,
                 reference: reference(&self.reference),
                 n,
@@ -170,7 +171,7 @@ impl Engine {
                     Menu::One(bytes)
                 }
                 Plan::Honest => {
-                    let (bytes, signed) = self.sign(&self.model, samples);
+                    let (bytes, signed) = self.sign(&self.model.params(), samples);
                     self.announce(&signed);
                     self.remember(bytes.clone());
                     Menu::One(bytes)
@@ -180,7 +181,7 @@ impl Engine {
                         .ok()
                         .and_then(|lag| self.sent.len().checked_sub(lag))
                         .and_then(|i| self.sent.get(i).cloned());
-                    let (fresh, _) = self.sign(&self.model, samples);
+                    let (fresh, _) = self.sign(&self.model.params(), samples);
                     self.remember(fresh.clone());
                     Menu::One(old.unwrap_or(fresh))
                 }
@@ -193,13 +194,14 @@ impl Engine {
                 }
                 Plan::Stale => {
                     let copy = self.last_received.values().next().cloned();
-                    let (bytes, _) = self.sign(copy.as_deref().unwrap_or(&self.model), samples);
+                    let own = self.model.params();
+                    let (bytes, _) = self.sign(copy.as_deref().unwrap_or(&own), samples);
                     self.remember(bytes.clone());
                     Menu::One(bytes)
                 }
                 Plan::Ahead { ahead } => {
                     let round = self.round.saturating_add(ahead);
-                    let (bytes, signed) = self.sign_for(round, &self.model, samples);
+                    let (bytes, signed) = self.sign_for(round, &self.model.params(), samples);
                     self.announce(&signed);
                     self.remember(bytes.clone());
                     Menu::One(bytes)
@@ -210,7 +212,7 @@ impl Engine {
                     Menu::One(bytes)
                 }
                 Plan::GossipAbuse => {
-                    let (bytes, signed) = self.sign(&self.model, samples);
+                    let (bytes, signed) = self.sign(&self.model.params(), samples);
                     self.announce(&signed);
                     self.remember(bytes.clone());
                     self.abuse_gossip(adv, &signed);
@@ -286,14 +288,14 @@ impl Engine {
     fn junk(&mut self, form: attack::Junk, samples: u64) -> Vec<u8> {
         let mut bytes = match form {
             attack::Junk::Digest => {
-                let mut bytes = self.sign(&self.model, samples).0.to_vec();
+                let mut bytes = self.sign(&self.model.params(), samples).0.to_vec();
                 if let Some(last) = bytes.last_mut() {
                     *last ^= 0x5A;
                 }
                 return bytes;
             }
-            attack::Junk::Random => vec![0; self.sign(&self.model, samples).0.len()],
-            attack::Junk::Oversize => vec![0; wire::max_update_len(self.model.len()) + 1],
+            attack::Junk::Random => vec![0; self.sign(&self.model.params(), samples).0.len()],
+            attack::Junk::Oversize => vec![0; wire::max_update_len(self.dim) + 1],
         };
         self.rng.fill_bytes(&mut bytes);
         bytes
@@ -308,7 +310,7 @@ impl Engine {
         if !matches!(attack, Attack::OptAlie | Attack::OptIpm { .. }) {
             return None;
         }
-        let aggregator = Aggregator::new(&self.config.aggregation, self.model.len()).ok()?;
+        let aggregator = Aggregator::new(&self.config.aggregation, self.dim).ok()?;
         let aggregator = RefCell::new(aggregator);
         let factor = self.config.outlier_factor;
         Some(Box::new(
@@ -385,8 +387,9 @@ impl Engine {
         });
         let all: Vec<&[f32]> = honest.values().copied().collect();
         let mix = self.simulated_mix(&adv.attack);
+        let own = self.model.params();
         let view = attack::View {
-            own: &self.model,
+            own: &own,
             honest: if matches!(adv.attack, Attack::Dissensus { .. }) {
                 &good
             } else {
@@ -403,7 +406,7 @@ impl Engine {
         };
         let forged = match adv.attack.plan(&view, &mut self.rng) {
             Plan::Send(v) => v,
-            _ => self.model.clone(),
+            _ => self.model.params().into_owned(),
         };
         self.sign_for(round, &forged, samples).0
     }

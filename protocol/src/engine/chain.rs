@@ -289,14 +289,14 @@ impl super::Engine {
         let chain = self.chain.as_mut().expect("the top-k codec");
         chain.samples = samples;
         let Some(base) = chain.round else {
-            chain.restart(round, &self.model);
-            let (bytes, signed) = self.sign(&self.model, samples);
+            chain.restart(round, &self.model.params());
+            let (bytes, signed) = self.sign(&self.model.params(), samples);
             if let Some(c) = self.chain.as_mut() {
                 c.keep_snapshot(bytes.clone());
             }
             return (bytes, signed);
         };
-        let payload = chain.increment(round, &self.model);
+        let payload = chain.increment(round, &self.model.params());
         let (bytes, signed) = wire::encode_update(
             &self.identity,
             self.run,

@@ -30,7 +30,7 @@
 //! In every case rounds go on past the highest round the node ever signed.
 
 use super::receive::{Checked, Keep};
-use super::{Config, Engine, InputError, Origin, Output, Phase, Rejection, Resume, peers};
+use super::{Config, Engine, InputError, Origin, Output, Own, Phase, Rejection, Resume, peers};
 use crate::aggregate::{self, Aggregator};
 use crate::sign::PeerKey;
 use rand::{Rng, SeedableRng};
@@ -264,7 +264,7 @@ impl Engine {
         if let Some(c) = self.chain.as_mut()
             && resume.checkpoint.is_none()
         {
-            c.set_genesis(&self.model);
+            c.set_genesis(&self.model.params());
         }
         for &(peer, reason) in &resume.bans {
             // A ban on the screen's word runs again from here (its end is not persisted).
@@ -296,7 +296,7 @@ impl Engine {
     ) {
         self.round = base.max(self.signed);
         if let Some(m) = &model {
-            self.model.copy_from_slice(m);
+            self.model = Own::Params(m.clone());
         }
         // A fresh node's estimate starts as the run's initial model, which its peers hold
         // already: its first update is an increment, not the model whole.
@@ -304,11 +304,11 @@ impl Engine {
             && origin == Origin::Fresh
             && c.knows_genesis()
         {
-            c.restart(0, &self.model);
+            c.restart(0, &self.model.params());
         }
         // Stateful rules start from what the node holds now (centered clipping around its own
         // model, not around zero).
-        self.aggregator.reset_to(&self.model);
+        self.aggregator.reset_to(&self.model.params());
         self.phase = Phase::Training;
         self.outputs.push_back(Output::Started {
             origin,

@@ -55,6 +55,7 @@ mod chain;
 mod config;
 mod io;
 mod join;
+mod own;
 mod peers;
 mod receive;
 mod rejection;
@@ -66,6 +67,7 @@ mod tests;
 
 pub use config::{Config, ConfigError};
 pub use io::{GossipVerdict, Input, InputError, Origin, Output, Resume};
+pub use own::ModelView;
 pub use rejection::Rejection;
 
 use crate::aggregate::Aggregator;
@@ -77,6 +79,7 @@ use crate::wire;
 pub use adversary::Adversary;
 use adversary::Menu;
 use join::Joining;
+use own::Own;
 use peers::Peers;
 use rand_chacha::ChaCha8Rng;
 use receive::Held;
@@ -208,7 +211,7 @@ pub struct Engine {
     seed: u64,
     dim: usize,
     limit: usize,
-    model: Vec<f32>,
+    model: Own,
     /// The round being trained or collected; before the first round and when finished, the
     /// last completed round.
     round: u64,
@@ -316,7 +319,7 @@ impl Engine {
             peers: Peers::new(config.ban_threshold, config.max_peers),
             config,
             seed,
-            model,
+            model: Own::Params(model),
             round: 0,
             signed: 0,
             checkpointed: 0,
@@ -382,9 +385,10 @@ impl Engine {
         self.signed
     }
 
-    /// The current model: after mixing, or after local training while collecting.
-    pub fn model(&self) -> &[f32] {
-        &self.model
+    /// The current model: after mixing, or after local training while collecting (then, with
+    /// the `f32` codec, held as the payload of the node's signed update).
+    pub fn model(&self) -> ModelView<'_> {
+        self.model.view()
     }
 
     /// Number of parameters.
@@ -530,7 +534,7 @@ impl Engine {
         // starts (no `Train` was asked for). Once per input: a round it starts cannot mix
         // before a later input, so this never loops.
         if matches!(self.phase, Phase::Training) && self.trains_free() {
-            let model = self.model.clone();
+            let model = self.model.params().into_owned();
             self.on_trained(now, self.round, model, 0)
                 .expect("the round being trained, of the model's size");
         }

@@ -16,8 +16,10 @@
 
 use super::receive::{Checked, Keep};
 use super::{
-    Answer, Engine, InputError, Kept, Output, Pending, Phase, REPLAY_HISTORY, Rejection, screen,
+    Answer, Engine, InputError, Kept, Output, Own, Pending, Phase, REPLAY_HISTORY, Rejection,
+    screen,
 };
+use crate::codec::Codec;
 use crate::sign::PeerKey;
 use crate::topology::sample_peers;
 use crate::wire::{self, SignedHeader};
@@ -76,10 +78,11 @@ impl Engine {
                 got: params.len(),
             });
         }
-        let before = std::mem::replace(&mut self.model, params);
+        let mut before = std::mem::replace(&mut self.model, Own::Params(params));
         if self.adversary.is_some() {
-            self.reference = before;
+            self.reference = before.take();
         }
+        drop(before);
         // Whatever goes out now is signed for this round.
         self.signed = self.signed.max(self.round);
         match self.adversary.clone() {
@@ -87,8 +90,12 @@ impl Engine {
                 let (bytes, signed) = if self.chain.is_some() {
                     self.sign_chained(samples)
                 } else {
-                    self.sign(&self.model, samples)
+                    self.sign(&self.model.params(), samples)
                 };
+                if self.chain.is_none() && self.config.codec == Codec::F32Le {
+                    // The update's payload is the model, bit for bit (module `own`).
+                    self.model = Own::signed(Arc::clone(&bytes), self.dim);
+                }
                 self.last_update = Some(bytes);
                 self.announce(&signed);
             }
@@ -256,12 +263,7 @@ impl Engine {
     /// senders, and pulls the others in to the screen's limit. Returns how many were dropped.
     /// The screen measures distances from `estimate` (the own estimate of the `top-k` chain)
     /// when given, from the own model otherwise.
-    fn screen(
-        &mut self,
-        received: &mut BTreeMap<PeerKey, Pending>,
-        estimate: Option<&[f32]>,
-    ) -> usize {
-        let reference = estimate.unwrap_or(&self.model);
+    fn screen(&mut self, received: &mut BTreeMap<PeerKey, Pending>, reference: &[f32]) -> usize {
         let inputs: Vec<&[f32]> = received.values().map(|p| p.params.as_slice()).collect();
         let flagged = screen::outliers(reference, &inputs, self.config.outlier_factor);
         drop(inputs);
@@ -274,7 +276,7 @@ impl Engine {
                 self.reject(key, Rejection::Outlier);
                 dropped += 1;
             } else if let Some(p) = received.get_mut(&key) {
-                screen::pull_in(estimate.unwrap_or(&self.model), &mut p.params, o.scale);
+                screen::pull_in(reference, &mut p.params, o.scale);
                 self.stats.pulled_in += 1;
             }
         }
@@ -317,7 +319,9 @@ impl Engine {
             (Some(c), Some(_)) if !c.estimate.is_empty() => Some(std::mem::take(&mut c.estimate)),
             _ => None,
         };
-        let screened = self.screen(&mut received, estimate.as_deref());
+        // The own model, decoded if it is held as the signed update; the mix puts one back.
+        let own = self.model.take();
+        let screened = self.screen(&mut received, estimate.as_deref().unwrap_or(&own));
         // The catch-up is taken from what passed every check and the screen.
         let mut rounds: Vec<u64> = received.values().map(|p| p.round).collect();
         rounds.push(self.round);
@@ -325,7 +329,7 @@ impl Engine {
         // The lower median: with an even count the upper one is the larger half's, so half of
         // the inputs lying about their round would drag the node ahead.
         let median_round = rounds[(rounds.len() - 1) / 2];
-        let reference: &[f32] = estimate.as_deref().unwrap_or(&self.model);
+        let reference: &[f32] = estimate.as_deref().unwrap_or(&own);
         let mut inputs: Vec<&[f32]> = Vec::with_capacity(received.len() + 1);
         inputs.push(reference);
         inputs.extend(received.values().map(|p| p.params.as_slice()));
@@ -345,9 +349,8 @@ impl Engine {
                 self.config.staleness_decay,
             )
         };
-        // The mix is written to a buffer that lives only while the node mixes (a node between
-        // mixes holds one model, not two), which then carries the copy the trainer continues
-        // from.
+        // The mix is written to a buffer of its own; the own model's buffer then carries the
+        // copy the trainer continues from.
         let mut out = Vec::new();
         let (clipped, skipped) = if received.is_empty() || n < self.aggregator.min_inputs() {
             (0, true)
@@ -366,26 +369,28 @@ impl Engine {
             }
         };
         drop(inputs);
-        if skipped {
+        let (model, mut copy) = if skipped {
             self.stats.skipped_mixes += 1;
+            (own, out)
         } else {
             if let (Some(e), Some(step)) = (&estimate, self.config.consensus_step) {
                 // x + γ (R - x̂), written into the buffer that holds R.
                 let step = step as f32;
-                for ((r, &x), &xh) in out.iter_mut().zip(&self.model).zip(e) {
+                for ((r, &x), &xh) in out.iter_mut().zip(&own).zip(e) {
                     *r = x + step * (*r - xh);
                 }
             }
-            std::mem::swap(&mut self.model, &mut out);
             self.stats.mixes += 1;
             self.stats.inputs_mixed += n as u64;
             self.stats.clipped += clipped as u64;
-        }
-        out.clear();
-        out.extend_from_slice(&self.model);
+            (out, own)
+        };
+        copy.clear();
+        copy.extend_from_slice(&model);
+        self.model = Own::Params(model);
         self.outputs.push_back(Output::Mixed {
             round: self.round,
-            params: out,
+            params: copy,
             peers: if skipped {
                 Vec::new()
             } else {

@@ -7,8 +7,9 @@ use crate::pool;
 use crate::report::Row;
 use murmur_learn::data::Dataset;
 use murmur_learn::train::Setup as Learning;
-use murmur_protocol::engine::{Rejection, Stats};
+use murmur_protocol::engine::{ModelView, Rejection, Stats};
 use rand::seq::SliceRandom;
+use std::borrow::Cow;
 use std::time::Instant;
 
 impl Simulation {
@@ -19,7 +20,7 @@ impl Simulation {
         let honest: Vec<usize> = (0..n)
             .filter(|&i| self.cluster.is_online(i) && !self.byzantine[i])
             .collect();
-        let models: Vec<&[f32]> = honest
+        let models: Vec<ModelView> = honest
             .iter()
             .map(|&i| self.cluster.engine(i).model())
             .collect();
@@ -105,8 +106,9 @@ pub(crate) struct Assessed {
 
 /// Evaluates honest `models` on `test`: a sample of them one by one, and their average; and
 /// their consensus distance (mean squared distance to the average, in f64, in input order).
+/// Only the sample is decoded (the engines may hold their models as signed updates).
 pub(crate) fn assess(
-    models: &[&[f32]],
+    models: &[ModelView],
     sampling: &Sampling,
     learning: &Learning,
     test: &Dataset,
@@ -115,22 +117,26 @@ pub(crate) fn assess(
     let dim = learning.arch.num_params();
     let mut sum = vec![0f64; dim];
     for m in models {
-        for (s, &x) in sum.iter_mut().zip(*m) {
-            *s += f64::from(x);
-        }
+        let mut s = sum.iter_mut();
+        m.for_each(|x| {
+            if let Some(s) = s.next() {
+                *s += f64::from(x);
+            }
+        });
     }
     let k = models.len().max(1) as f64;
     let average: Vec<f32> = sum.iter().map(|s| (s / k) as f32).collect();
     let consensus = models
         .iter()
         .map(|m| {
-            m.iter()
-                .zip(&sum)
-                .map(|(&x, s)| {
+            let (mut s, mut total) = (sum.iter(), 0f64);
+            m.for_each(|x| {
+                if let Some(s) = s.next() {
                     let d = f64::from(x) - s / k;
-                    d * d
-                })
-                .sum::<f64>()
+                    total += d * d;
+                }
+            });
+            total
         })
         .sum::<f64>()
         / k;
@@ -141,7 +147,8 @@ pub(crate) fn assess(
         sample.truncate(sampling.size);
         sample.sort_unstable();
     }
-    let mut evaluated: Vec<&[f32]> = sample.iter().map(|&i| models[i]).collect();
+    let decoded: Vec<Cow<[f32]>> = sample.iter().map(|&i| models[i].to_cow()).collect();
+    let mut evaluated: Vec<&[f32]> = decoded.iter().map(|m| &**m).collect();
     evaluated.push(&average);
     let device = learning
         .backend

@@ -5,13 +5,14 @@ use crate::links::Links;
 use crate::pool;
 use murmur_learn::train::Trainer;
 use murmur_protocol::cluster;
+use murmur_protocol::engine::ModelView;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// Counts of the training work, for the report.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Work {
-    /// Training samples processed.
+    /// Training samples of the jobs whose virtual time came.
     pub samples: u64,
     /// Wall time inside training jobs, summed over jobs.
     pub train_cpu: Duration,
@@ -59,9 +60,18 @@ impl cluster::World for World {
     }
 
     /// Runs the batch on the worker threads. Each job depends only on its own trainer, so the
-    /// results are the same bits for any number of threads. The trained parameters stay in the
-    /// trainers until they are read back, so a batch of N jobs holds no extra copies.
-    fn train(&mut self, nodes: &[usize]) {
+    /// results are the same bits for any number of threads. A trainer that dropped its copy of
+    /// the mix ([`World::mixed`]) starts from the engine's; the trained parameters stay in the
+    /// trainers until they are read back.
+    fn train(&mut self, jobs: &[(usize, ModelView<'_>)]) {
+        for (node, model) in jobs {
+            let t = &mut self.trainers[*node];
+            if t.params().is_empty() {
+                t.set_params(&model.to_cow())
+                    .expect("the engine keeps the model's dimension");
+            }
+        }
+        let nodes: Vec<usize> = jobs.iter().map(|(n, _)| *n).collect();
         let mut wanted = nodes.iter().copied().peekable();
         let trainers: Vec<&mut Trainer> = self
             .trainers
@@ -73,7 +83,6 @@ impl cluster::World for World {
         let out = pool::train(trainers, self.local_steps, self.threads);
         self.work.train_wall += start.elapsed();
         for (&node, t) in nodes.iter().zip(out) {
-            self.work.samples += t.samples;
             self.work.train_cpu += t.elapsed;
             self.done.insert(node, t.samples);
         }
@@ -81,6 +90,8 @@ impl cluster::World for World {
 
     fn trained(&mut self, node: usize) -> (Vec<f32>, u64) {
         let samples = self.done.remove(&node).unwrap_or(0);
+        // Counted when the job's virtual time comes, however far ahead its batch ran.
+        self.work.samples += samples;
         // The trainer's own buffer: the engine holds the model until the mix gives it back.
         (self.trainers[node].take_params(), samples)
     }
@@ -91,10 +102,25 @@ impl cluster::World for World {
             .expect("the engine keeps the model's dimension");
     }
 
+    /// A trainer with an outer optimiser steps towards the mix now; any other drops it, and
+    /// its job starts from the engine's copy ([`World::train`]): between a mix and its job a
+    /// node holds one copy of the mix, not two.
     fn mixed(&mut self, node: usize, params: Vec<f32>) {
-        self.trainers[node]
-            .adopt_mix(params)
-            .expect("the engine keeps the model's dimension");
+        let t = &mut self.trainers[node];
+        if t.has_outer() {
+            t.adopt_mix(params)
+                .expect("the engine keeps the model's dimension");
+        } else {
+            drop(params);
+            drop(t.take_params());
+        }
+    }
+
+    /// Frees the trainer's model and optimiser state: the engine holds the finished node's
+    /// model (what evaluation reads), and a finished node never trains again (a restart resumes
+    /// past its last round, so it finishes at once).
+    fn finished(&mut self, node: usize) {
+        self.trainers[node].release();
     }
 
     fn arrival(&mut self, now: Duration, from: usize, to: usize, bytes: usize) -> Duration {

@@ -260,7 +260,7 @@ fn a_joiner_asks_peers_in_a_drawn_order_and_starts_from_the_median() {
             "lower median of rounds 10, 12, 1000; coordinate median of the models"
         );
         assert_eq!(out[1], Output::Train { round: 13 });
-        assert_eq!(e.model(), &[1.2; DIM]);
+        assert_eq!(e.model().to_vec(), [1.2; DIM]);
     }
     assert!(
         (1..8).contains(&lowest_first),

@@ -190,7 +190,7 @@ fn same_seed_same_models() {
     let a = run(clipped_gossip(), 6, 1, Some(Attack::SignFlip), 9).1;
     let b = run(clipped_gossip(), 6, 1, Some(Attack::SignFlip), 9).1;
     for i in 0..6 {
-        assert_eq!(a.engine(i).model(), b.engine(i).model());
+        assert_eq!(a.engine(i).model().to_vec(), b.engine(i).model().to_vec());
         assert_eq!(a.engine(i).stats(), b.engine(i).stats());
     }
     assert_eq!(a.counters(), b.counters());
@@ -198,7 +198,12 @@ fn same_seed_same_models() {
 
 /// A started engine with no peers (its first outputs are left to drain).
 fn lone_engine(rule: Rule) -> Engine {
-    let mut e = Engine::new(toy::setup(0, &config(rule, 10), DIM, 0)).unwrap();
+    lone_engine_with(&config(rule, 10))
+}
+
+/// [`lone_engine`] with any config.
+fn lone_engine_with(config: &Config) -> Engine {
+    let mut e = Engine::new(toy::setup(0, config, DIM, 0)).unwrap();
     e.handle(
         Duration::ZERO,
         Input::Start {
@@ -247,8 +252,47 @@ fn rules_that_need_more_inputs_keep_the_own_model() {
         skipped: true,
         peers: vec![],
     }));
-    assert_eq!(e.model(), &[3.0; DIM]);
+    assert_eq!(e.model().to_vec(), [3.0; DIM]);
     assert_eq!(e.stats().skipped_mixes, 1);
+}
+
+/// From signing its trained `f32` model until it mixes, a node holds the model once: as the
+/// payload of the update it serves, read back bit for bit. A lossy codec keeps the parameters.
+#[test]
+fn a_collecting_node_holds_its_model_as_the_update_it_serves() {
+    let trained: Vec<f32> = (0..DIM).map(|i| -0.0 + i as f32 * 1.0e-3 - 7.5).collect();
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for (codec, held_as_update) in [(Codec::F32Le, true), (Codec::Bf16Le, false)] {
+        let mut config = config(Rule::Mean, 10);
+        config.codec = codec;
+        let mut e = lone_engine_with(&config);
+        drain(&mut e);
+        e.handle(
+            Duration::ZERO,
+            Input::Trained {
+                round: 1,
+                params: trained.clone(),
+                samples: 1,
+            },
+        )
+        .unwrap();
+        let served = e.last_update().expect("signed");
+        let inside = |b: &[u8]| served.as_ptr_range().contains(&b.as_ptr());
+        match e.model() {
+            ModelView::Le(b) => assert!(held_as_update && inside(b), "{codec:?}"),
+            ModelView::Params(_) => assert!(!held_as_update, "{codec:?}"),
+        }
+        assert_eq!(bits(&e.model().to_vec()), bits(&trained), "{codec:?}");
+        // The mix (alone: the model kept) reads it back and hands the trainer the same bits.
+        e.handle(Duration::from_secs(1), Input::Tick).unwrap();
+        let mixed = drain(&mut e).into_iter().find_map(|o| match o {
+            Output::Mixed { params, .. } => Some(params),
+            _ => None,
+        });
+        assert_eq!(mixed.map(|p| bits(&p)), Some(bits(&trained)), "{codec:?}");
+        assert!(matches!(e.model(), ModelView::Params(_)), "{codec:?}");
+        assert_eq!(bits(&e.model().to_vec()), bits(&trained), "{codec:?}");
+    }
 }
 
 /// Attacks the engine itself catches, whatever the rule: equivocation is proven and every honest
@@ -437,8 +481,10 @@ fn final_mixing_rounds_train_no_more_and_bring_the_nodes_together() {
         let mut worst = 0.0f32;
         for &i in honest {
             for &j in honest {
-                worst =
-                    worst.max(aggregate::distance(c.engine(i).model(), c.engine(j).model()) as f32);
+                worst = worst.max(aggregate::distance(
+                    &c.engine(i).model().to_cow(),
+                    &c.engine(j).model().to_cow(),
+                ) as f32);
             }
         }
         worst

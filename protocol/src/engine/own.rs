@@ -1,0 +1,127 @@
+//! How an engine holds its own model.
+//!
+//! From the moment an honest node signs its trained model as a whole `f32` update until it
+//! mixes, the model is the payload of that update bit for bit, and the update is kept anyway (it
+//! is what the node serves). The engine then holds the update alone and decodes the model from
+//! it when it mixes: a node waiting for its peers' answers holds one copy of its model, not two.
+//! Other codecs are lossy or send increments, so there the engine keeps its parameters.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+/// The engine's current model.
+#[derive(Debug)]
+pub(super) enum Own {
+    /// Parameters: after a mix, while training, and always with a lossy codec, the `top-k`
+    /// chain or an attack.
+    Params(Vec<f32>),
+    /// The node's own signed update, whose `f32` little-endian payload starts at `payload`.
+    Signed { bytes: Arc<[u8]>, payload: usize },
+}
+
+impl Own {
+    /// The model held as the `f32` payload of `bytes`, an update of `dim` parameters.
+    pub(super) fn signed(bytes: Arc<[u8]>, dim: usize) -> Own {
+        let payload = bytes.len().saturating_sub(4 * dim);
+        Own::Signed { bytes, payload }
+    }
+
+    /// The parameters: borrowed, or decoded from the update.
+    pub(super) fn params(&self) -> Cow<'_, [f32]> {
+        self.view().to_cow()
+    }
+
+    /// The parameters, leaving an empty model behind (the caller puts one back).
+    pub(super) fn take(&mut self) -> Vec<f32> {
+        match std::mem::replace(self, Own::Params(Vec::new())) {
+            Own::Params(params) => params,
+            signed => signed.view().to_vec(),
+        }
+    }
+
+    /// The parameters as they are held.
+    pub(super) fn view(&self) -> ModelView<'_> {
+        match self {
+            Own::Params(params) => ModelView::Params(params),
+            Own::Signed { bytes, payload } => ModelView::Le(&bytes[*payload..]),
+        }
+    }
+}
+
+/// A node's current model as its engine holds it (see [`super::Engine::model`]): parameters, or
+/// the `f32` little-endian payload of the node's own signed update. Either reads as the same
+/// values, bit for bit.
+#[derive(Debug, Clone, Copy)]
+pub enum ModelView<'a> {
+    /// Parameters in flat order.
+    Params(&'a [f32]),
+    /// Little-endian `f32` values, 4 bytes each, in flat order.
+    Le(&'a [u8]),
+}
+
+impl<'a> ModelView<'a> {
+    /// Number of parameters.
+    pub fn len(&self) -> usize {
+        match self {
+            ModelView::Params(p) => p.len(),
+            ModelView::Le(b) => b.len() / 4,
+        }
+    }
+
+    /// Whether the model has no parameters.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Calls `f` with each parameter in flat order (without allocating).
+    #[inline]
+    pub fn for_each(&self, mut f: impl FnMut(f32)) {
+        match self {
+            ModelView::Params(p) => p.iter().for_each(|&x| f(x)),
+            ModelView::Le(b) => b
+                .chunks_exact(4)
+                .for_each(|c| f(f32::from_le_bytes([c[0], c[1], c[2], c[3]]))),
+        }
+    }
+
+    /// The parameters in a new vector.
+    pub fn to_vec(&self) -> Vec<f32> {
+        match self {
+            ModelView::Params(p) => p.to_vec(),
+            ModelView::Le(_) => {
+                let mut out = Vec::with_capacity(self.len());
+                self.for_each(|x| out.push(x));
+                out
+            }
+        }
+    }
+
+    /// The parameters, borrowed when they are held as such.
+    pub fn to_cow(&self) -> Cow<'a, [f32]> {
+        match *self {
+            ModelView::Params(p) => Cow::Borrowed(p),
+            ModelView::Le(_) => Cow::Owned(self.to_vec()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_model_held_as_its_update_reads_as_the_same_bits() {
+        let params = [1.5f32, -0.0, f32::MIN_POSITIVE / 2.0, 3.25e7, f32::NAN];
+        let mut bytes = vec![9u8; 11]; // a prefix and header of any length
+        bytes.extend(params.iter().flat_map(|x| x.to_le_bytes()));
+        let mut own = Own::signed(bytes.into(), params.len());
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&own.params()), bits(&params));
+        assert_eq!(own.view().len(), params.len());
+        let mut seen = Vec::new();
+        own.view().for_each(|x| seen.push(x.to_bits()));
+        assert_eq!(seen, bits(&params));
+        assert_eq!(bits(&own.take()), bits(&params));
+        assert!(own.view().is_empty(), "taken: an empty model is left");
+    }
+}
