@@ -274,4 +274,20 @@ fn a_released_trainer_frees_its_state_and_trains_again_from_zero_momentum() {
     released.train_steps(4);
     zeroed.train_steps(4);
     assert_eq!(released.params(), zeroed.params());
+
+    // With an outer optimiser, a mix given to a released trainer becomes its model whole (there
+    // is no round start to step from).
+    let (setup, split) = digits_setup(
+        r#"{ kind = "mlp", hidden = [16] }"#,
+        r#"{ kind = "sgd", lr = 0.05, momentum = 0.9 }
+outer = { lr = 0.7, momentum = 0.9 }"#,
+    );
+    let mut outer = Trainer::new(&setup, Shard::all(split.train.clone()), 0, 3).unwrap();
+    outer.train_steps(4);
+    let mixed: Vec<f32> = outer.params().iter().map(|p| p * 0.5).collect();
+    outer.release();
+    outer.adopt_mix(mixed.clone()).unwrap();
+    assert_eq!(outer.params(), &mixed[..]);
+    assert!(outer.optimizer_state().outer.iter().all(|&m| m == 0.0));
+    outer.train_steps(4);
 }

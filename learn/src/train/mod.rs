@@ -149,7 +149,9 @@ impl Trainer {
 
     /// Frees the parameters and the optimiser state of a trainer that trains no more (in the
     /// simulator, a node that finished its rounds). Given a model again
-    /// ([`Trainer::set_params`] or a mix), it trains on with its optimiser state from zero.
+    /// ([`Trainer::set_params`], or a mix, which then becomes the model whole: there is no
+    /// round start for an outer optimiser to step from), it trains on with its optimiser state
+    /// from zero.
     pub fn release(&mut self) {
         self.params = Vec::new();
         self.anchor = Vec::new();
@@ -184,8 +186,10 @@ impl Trainer {
 
     /// [`Trainer::apply_mix`] that keeps `mixed`'s buffer rather than copying it.
     pub fn adopt_mix(&mut self, mixed: Vec<f32>) -> Result<(), ModelError> {
+        if self.released {
+            return self.set_params(&mixed);
+        }
         self.arch.check_len(&mixed)?;
-        self.revive();
         if self.outer.is_some() {
             return self.apply_mix(&mixed);
         }
@@ -213,8 +217,10 @@ impl Trainer {
         let Some(outer) = self.outer else {
             return self.set_params(mixed);
         };
+        if self.released {
+            return self.set_params(mixed);
+        }
         self.arch.check_len(mixed)?;
-        self.revive();
         outer.step(&mut self.anchor, &mut self.state.outer, mixed);
         self.params.clear();
         self.params.extend_from_slice(&self.anchor);

@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 pub(crate) struct Work {
     /// Training samples of the jobs whose virtual time came.
     pub samples: u64,
+    /// Training samples of the jobs run (some ahead of their virtual time): what the training
+    /// time was spent on.
+    pub samples_run: u64,
     /// Wall time inside training jobs, summed over jobs.
     pub train_cpu: Duration,
     /// Wall time of the training batches (what the event loop waited for).
@@ -83,6 +86,7 @@ impl cluster::World for World {
         let out = pool::train(trainers, self.local_steps, self.threads);
         self.work.train_wall += start.elapsed();
         for (&node, t) in nodes.iter().zip(out) {
+            self.work.samples_run += t.samples;
             self.work.train_cpu += t.elapsed;
             self.done.insert(node, t.samples);
         }
@@ -117,8 +121,9 @@ impl cluster::World for World {
     }
 
     /// Frees the trainer's model and optimiser state: the engine holds the finished node's
-    /// model (what evaluation reads), and a finished node never trains again (a restart resumes
-    /// past its last round, so it finishes at once).
+    /// model (what evaluation reads), and a restart resumes past the last round the node signed,
+    /// so it finishes at once. (A node that finished by catching up past rounds it never signed
+    /// trains those after a restart, with its optimiser state from zero.)
     fn finished(&mut self, node: usize) {
         self.trainers[node].release();
     }
