@@ -214,12 +214,11 @@ impl Trainer {
     /// optimiser, the outer step from the round's starting model towards the mix gives them
     /// (see [`Outer::step`]).
     pub fn apply_mix(&mut self, mixed: &[f32]) -> Result<(), ModelError> {
-        let Some(outer) = self.outer else {
+        // Without an outer optimiser, or released (no round start to step from), the mix is
+        // the model.
+        let Some(outer) = self.outer.filter(|_| !self.released) else {
             return self.set_params(mixed);
         };
-        if self.released {
-            return self.set_params(mixed);
-        }
         self.arch.check_len(mixed)?;
         outer.step(&mut self.anchor, &mut self.state.outer, mixed);
         self.params.clear();

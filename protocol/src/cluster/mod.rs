@@ -107,9 +107,7 @@ pub trait World {
     }
     /// `node` finished its rounds: it trains nothing more unless it restarts (and a restart
     /// gives it a model with [`World::set_model`]), so the world may free its model.
-    fn finished(&mut self, node: usize) {
-        let _ = node;
-    }
+    fn finished(&mut self, _node: usize) {}
     /// When a message of `bytes` bytes that `from` sends to `to` at `now` arrives.
     fn arrival(&mut self, now: Duration, from: usize, to: usize, bytes: usize) -> Duration;
 }

@@ -82,6 +82,7 @@ impl Engine {
         if self.adversary.is_some() {
             self.reference = before.take();
         }
+        // The previous model goes before signing allocates the update.
         drop(before);
         // Whatever goes out now is signed for this round.
         self.signed = self.signed.max(self.round);
@@ -92,7 +93,7 @@ impl Engine {
                 } else {
                     self.sign(&self.model.params(), samples)
                 };
-                if self.chain.is_none() && self.config.codec == Codec::F32Le {
+                if self.config.codec == Codec::F32Le {
                     // The update's payload is the model, bit for bit (module `own`).
                     self.model = Own::signed(Arc::clone(&bytes), self.dim);
                 }
@@ -261,8 +262,8 @@ impl Engine {
 
     /// Applies the outlier screen (see [`screen`]): drops the gross outliers, charging their
     /// senders, and pulls the others in to the screen's limit. Returns how many were dropped.
-    /// The screen measures distances from `estimate` (the own estimate of the `top-k` chain)
-    /// when given, from the own model otherwise.
+    /// The screen measures distances from `reference`: the own estimate of the `top-k` chain
+    /// when there is one, the own model otherwise.
     fn screen(&mut self, received: &mut BTreeMap<PeerKey, Pending>, reference: &[f32]) -> usize {
         let inputs: Vec<&[f32]> = received.values().map(|p| p.params.as_slice()).collect();
         let flagged = screen::outliers(reference, &inputs, self.config.outlier_factor);
