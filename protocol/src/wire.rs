@@ -10,8 +10,14 @@
 //! 33      64    signature over DOMAIN || header bytes
 //! 97      2     header length h (u16, little endian, at most MAX_HEADER)
 //! 99      h     header: bincode 2 (standard config) of `Header`
-//! 99+h    rest  payload (updates only): `header.payload_len` bytes in `header.codec`
+//! 99+h    p     updates only: zero bytes up to the next multiple of 4 (p = 0 to 3)
+//! 99+h+p  rest  payload (updates only): `header.payload_len` bytes in `header.codec`
 //! ```
+//!
+//! The padding puts the payload at a multiple of 4 from the message's start, so a receiver that
+//! holds the message at an aligned address (any allocator does) reads an `f32` payload where it
+//! lies, without a decoded copy ([`crate::codec::f32_view`]). It is not signed, so it must be
+//! zeros: any other byte is refused, and no two encodings of one update exist.
 //!
 //! Decoding order: lengths, then the signature (with the sender key read from its fixed offset),
 //! then the header (bincode with a byte limit), then the header's own checks (version, sender
@@ -22,14 +28,22 @@ pub use crate::codec::{Codec, bf16_to_f32, f32_to_bf16, f32_to_f16};
 use crate::sign::{self, Identity, PeerKey, RunId, SignatureError};
 use serde::{Deserialize, Serialize};
 
-/// The protocol version this crate speaks.
-pub const VERSION: u16 = 1;
+/// The protocol version this crate speaks (2: the payload is padded to a multiple of 4).
+pub const VERSION: u16 = 2;
 /// Domain tag of update signatures: a signature made for another purpose never verifies here.
 pub const DOMAIN: &[u8] = b"murmur/update/v1";
 /// Largest encoded header accepted.
 pub const MAX_HEADER: usize = 256;
 /// Bytes before the header: kind, sender, signature, header length.
 pub const PREFIX: usize = 1 + 32 + 64 + 2;
+/// Most zero bytes between an update's header and its payload.
+pub const MAX_PAD: usize = 3;
+
+/// The zero bytes after a header of `header_len` bytes, so that the payload starts at a
+/// multiple of 4.
+fn pad(header_len: usize) -> usize {
+    (4 - (PREFIX + header_len) % 4) % 4
+}
 
 const KIND_UPDATE: u8 = 1;
 const KIND_ANNOUNCE: u8 = 2;
@@ -39,11 +53,16 @@ fn bincode_config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<MAX_HEADER>()
 }
 
-/// The largest signed update of a model of `dim` parameters: the prefix, the largest header and
-/// the payload. Receivers refuse anything larger before looking further, and transports bound
-/// their frames by it.
+/// The largest signed update of a model of `dim` parameters: the prefix, the largest header, the
+/// padding and the payload. Receivers refuse anything larger before looking further, and
+/// transports bound their frames by it.
 pub fn max_update_len(dim: usize) -> usize {
-    PREFIX + MAX_HEADER + Codec::F32Le.payload_len(dim)
+    update_len_bound(Codec::F32Le.payload_len(dim))
+}
+
+/// The largest signed update whose payload is `payload_len` bytes.
+pub fn update_len_bound(payload_len: usize) -> usize {
+    PREFIX + MAX_HEADER + MAX_PAD + payload_len
 }
 
 /// What a signature vouches for: everything about an update except the payload bytes themselves,
@@ -101,6 +120,9 @@ pub enum Error {
     /// The payload length differs from the header's.
     #[error("payload is {got} bytes, header says {expected}")]
     PayloadLength { expected: usize, got: usize },
+    /// The padding before the payload holds a byte other than zero.
+    #[error("the padding before the payload is not zeros")]
+    Padding,
     /// The payload does not hash to the header's digest.
     #[error("payload does not match its signed digest")]
     Digest,
@@ -270,8 +292,10 @@ pub fn encode_update(
         bytes: header_bytes,
         signature,
     };
-    let mut out = Vec::with_capacity(PREFIX + signed.bytes.len() + payload.len());
+    let pad = pad(signed.bytes.len());
+    let mut out = Vec::with_capacity(PREFIX + signed.bytes.len() + pad + payload.len());
     write_prefix(&mut out, KIND_UPDATE, &signed);
+    out.resize(out.len() + pad, 0);
     out.extend_from_slice(payload);
     (out, signed)
 }
@@ -399,7 +423,15 @@ pub(crate) fn decode_update_ref_as(
             limit,
         });
     }
-    let (signed, payload) = decode_signed_as(bytes, KIND_UPDATE, signature_check)?;
+    let (signed, rest) = decode_signed_as(bytes, KIND_UPDATE, signature_check)?;
+    let pad = pad(signed.bytes.len());
+    let (padding, payload) = rest.split_at_checked(pad).ok_or(Error::Truncated {
+        need: bytes.len() - rest.len() + pad,
+        got: bytes.len(),
+    })?;
+    if padding.iter().any(|&b| b != 0) {
+        return Err(Error::Padding);
+    }
     let expected = signed.header.payload_len as usize;
     if payload.len() != expected {
         return Err(Error::PayloadLength {
@@ -480,6 +512,48 @@ mod tests {
         let ann = encode_announcement(&signed);
         assert_eq!(decode_announcement(&ann).unwrap(), signed);
         assert!(signed.verify().is_ok());
+    }
+
+    #[test]
+    fn the_payload_starts_at_a_multiple_of_four_and_reads_in_place() {
+        let params = [0.5f32, -0.25, 3.0];
+        let mut pads = std::collections::BTreeSet::new();
+        // Header lengths vary with the varint round and sample count, and so the padding.
+        for (round, samples) in [
+            (1, 1),
+            (300, 1),
+            (70_000, 5),
+            (1 << 40, 300),
+            (u64::MAX, 1 << 20),
+        ] {
+            let (bytes, signed) = encode_update(
+                &identity(1),
+                run(),
+                round,
+                samples,
+                Codec::F32Le,
+                &encode_params(&params),
+            );
+            let start = PREFIX + signed.bytes.len();
+            let payload = bytes.len() - 12;
+            assert_eq!(payload % 4, 0, "round {round}: payload at {payload}");
+            assert!(bytes[start..payload].iter().all(|&b| b == 0));
+            pads.insert(payload - start);
+            let shared: std::sync::Arc<[u8]> = bytes.clone().into();
+            let update = decode_update_ref(&shared, 1 << 20).unwrap();
+            assert!(update.verify_payload().is_ok());
+            assert_eq!(crate::codec::f32_view(update.payload()), Some(&params[..]));
+            if payload > start {
+                let mut b = bytes.clone();
+                b[start] = 7;
+                assert_eq!(decode_update(&b, 1 << 20).unwrap_err(), Error::Padding);
+                let mut b = bytes.clone();
+                b.remove(start); // the padding left out
+                assert!(decode_update(&b, 1 << 20).is_err());
+            }
+        }
+        assert!(pads.len() >= 2, "paddings seen: {pads:?}");
+        assert!(crate::codec::f32_view(&[0u8; 7]).is_none());
     }
 
     #[test]

@@ -388,6 +388,19 @@ fn check_len(codec: Codec, payload: &[u8], dim: usize) -> Result<(), Error> {
     Ok(())
 }
 
+/// An `f32` little-endian payload read where it lies, without a copy: `None` unless this
+/// machine is little-endian and the payload starts at a multiple of 4 in memory and holds a
+/// whole number of values. A signed update puts its payload at a multiple of 4 from the
+/// message's start ([`crate::wire`]), so a message held at an aligned address qualifies. The
+/// values are not checked.
+pub fn f32_view(payload: &[u8]) -> Option<&[f32]> {
+    if cfg!(target_endian = "little") {
+        bytemuck::try_cast_slice(payload).ok()
+    } else {
+        None
+    }
+}
+
 /// Decodes `payload` in `codec` into `out` (cleared first) as exactly `dim` finite parameters.
 pub fn decode(codec: Codec, payload: &[u8], dim: usize, out: &mut Vec<f32>) -> Result<(), Error> {
     check_len(codec, payload, dim)?;

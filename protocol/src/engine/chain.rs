@@ -104,8 +104,9 @@ impl Chain {
     /// updates are at most `limit` bytes, keeping at most `max_copies` copies of peers'
     /// estimates.
     pub fn new(k: usize, limit: usize, max_copies: usize) -> Self {
-        // A signed increment: the fixed prefix, a header, the payload; 4 more bytes in a bundle.
-        let part = crate::wire::PREFIX + crate::wire::MAX_HEADER + sparse::payload_len(k) + 4;
+        // A signed increment: the fixed prefix, a header, the padding, the payload; 4 more bytes
+        // in a bundle.
+        let part = crate::wire::update_len_bound(sparse::payload_len(k)) + 4;
         let history_cap = (limit.saturating_sub(3) / part).clamp(1, HISTORY);
         Chain {
             k,

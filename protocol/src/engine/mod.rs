@@ -79,7 +79,7 @@ use crate::wire;
 pub use adversary::Adversary;
 use adversary::Menu;
 use join::Joining;
-use own::Own;
+use own::{Model, Own};
 use peers::Peers;
 use rand_chacha::ChaCha8Rng;
 use receive::Held;
@@ -163,7 +163,7 @@ pub struct Setup {
 #[derive(Debug, Clone)]
 struct Pending {
     round: u64,
-    params: Vec<f32>,
+    params: Model,
 }
 
 /// A usable answer waiting for the mix.

@@ -6,6 +6,7 @@
 //! it when it mixes: a node waiting for its peers' answers holds one copy of its model, not two.
 //! Other codecs are lossy or send increments, so there the engine keeps its parameters.
 
+use crate::codec;
 use std::borrow::Cow;
 use std::sync::Arc;
 
@@ -31,11 +32,13 @@ impl Own {
         self.view().to_cow()
     }
 
-    /// The parameters, leaving an empty model behind (the caller puts one back).
-    pub(super) fn take(&mut self) -> Vec<f32> {
+    /// The parameters, leaving an empty model behind (the caller puts one back): read in
+    /// place from the update when they can be (see [`Model::in_place`]).
+    pub(super) fn take(&mut self) -> Model {
         match std::mem::replace(self, Own::Params(Vec::new())) {
-            Own::Params(params) => params,
-            signed => signed.view().to_vec(),
+            Own::Params(params) => Model::Owned(params),
+            Own::Signed { bytes, payload } => Model::in_place(bytes, payload)
+                .unwrap_or_else(|bytes| Model::Owned(ModelView::Le(&bytes[payload..]).to_vec())),
         }
     }
 
@@ -44,6 +47,59 @@ impl Own {
         match self {
             Own::Params(params) => ModelView::Params(params),
             Own::Signed { bytes, payload } => ModelView::Le(&bytes[*payload..]),
+        }
+    }
+}
+
+/// Parameters the engine owns, or the `f32` payload of a signed update read where it lies (the
+/// mix reads its inputs so, rather than decoding a copy of each).
+#[derive(Debug, Clone)]
+pub(super) enum Model {
+    Owned(Vec<f32>),
+    /// `bytes[payload..]`, which [`codec::f32_view`] reads in place.
+    InPlace {
+        bytes: Arc<[u8]>,
+        payload: usize,
+    },
+}
+
+impl Model {
+    /// The `f32` payload of `bytes` from `payload` on, read in place; the bytes back when this
+    /// machine cannot (big-endian, or the payload is not at a multiple of 4 in memory).
+    pub(super) fn in_place(bytes: Arc<[u8]>, payload: usize) -> Result<Model, Arc<[u8]>> {
+        match bytes.get(payload..).and_then(codec::f32_view) {
+            Some(_) => Ok(Model::InPlace { bytes, payload }),
+            None => Err(bytes),
+        }
+    }
+
+    /// The parameters.
+    pub(super) fn as_slice(&self) -> &[f32] {
+        match self {
+            Model::Owned(params) => params,
+            // Checked by `in_place`: the bytes cannot change, nor their address.
+            Model::InPlace { bytes, payload } => {
+                codec::f32_view(&bytes[*payload..]).unwrap_or_default()
+            }
+        }
+    }
+
+    /// The parameters, to change: copied out of the update first if they are read in place.
+    pub(super) fn to_mut(&mut self) -> &mut Vec<f32> {
+        if let Model::InPlace { .. } = self {
+            *self = Model::Owned(self.as_slice().to_vec());
+        }
+        match self {
+            Model::Owned(params) => params,
+            Model::InPlace { .. } => unreachable!("copied out above"),
+        }
+    }
+
+    /// The parameters, owned.
+    pub(super) fn into_vec(self) -> Vec<f32> {
+        match self {
+            Model::Owned(params) => params,
+            held => held.as_slice().to_vec(),
         }
     }
 }
@@ -96,11 +152,14 @@ impl<'a> ModelView<'a> {
         }
     }
 
-    /// The parameters, borrowed when they are held as such.
+    /// The parameters, borrowed when they are held as such or can be read in place.
     pub fn to_cow(&self) -> Cow<'a, [f32]> {
         match *self {
             ModelView::Params(p) => Cow::Borrowed(p),
-            ModelView::Le(_) => Cow::Owned(self.to_vec()),
+            ModelView::Le(b) => match codec::f32_view(b) {
+                Some(p) => Cow::Borrowed(p),
+                None => Cow::Owned(self.to_vec()),
+            },
         }
     }
 }
@@ -121,7 +180,31 @@ mod tests {
         let mut seen = Vec::new();
         own.view().for_each(|x| seen.push(x.to_bits()));
         assert_eq!(seen, bits(&params));
-        assert_eq!(bits(&own.take()), bits(&params));
+        assert_eq!(bits(own.take().as_slice()), bits(&params));
         assert!(own.view().is_empty(), "taken: an empty model is left");
+    }
+
+    #[test]
+    fn a_payload_at_a_multiple_of_four_is_read_in_place_and_copied_out_only_to_change() {
+        let params = [1.5f32, -2.0, 0.125];
+        let mut bytes = vec![0u8; 8];
+        bytes.extend(params.iter().flat_map(|x| x.to_le_bytes()));
+        let bytes: Arc<[u8]> = bytes.into();
+        let mut model = Model::in_place(Arc::clone(&bytes), 8).expect("aligned");
+        assert_eq!(model.as_slice(), &params);
+        assert!(
+            std::ptr::eq(model.as_slice().as_ptr().cast::<u8>(), bytes[8..].as_ptr()),
+            "read where it lies"
+        );
+        model.to_mut()[0] = 9.0;
+        assert_eq!(model.as_slice(), &[9.0, -2.0, 0.125]);
+        assert_eq!(
+            &bytes[8..12],
+            &1.5f32.to_le_bytes(),
+            "the update is unchanged"
+        );
+        // Not at a multiple of 4: the bytes come back, to be decoded.
+        assert!(Model::in_place(Arc::clone(&bytes), 7).is_err());
+        assert!(Model::in_place(bytes, 99).is_err());
     }
 }

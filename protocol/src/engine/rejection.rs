@@ -138,6 +138,7 @@ impl Rejection {
             | E::WrongKind { .. }
             | E::HeaderTooLong(_)
             | E::Header(_)
+            | E::Padding
             | E::Digest
             | E::NotEvidence(_) => Rejection::Malformed,
         }

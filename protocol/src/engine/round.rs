@@ -16,10 +16,10 @@
 
 use super::receive::{Checked, Keep};
 use super::{
-    Answer, Engine, InputError, Kept, Output, Own, Pending, Phase, REPLAY_HISTORY, Rejection,
-    screen,
+    Answer, Engine, InputError, Kept, Model, Output, Own, Pending, Phase, REPLAY_HISTORY,
+    Rejection, screen,
 };
-use crate::codec::Codec;
+use crate::codec::{self, Codec};
 use crate::sign::PeerKey;
 use crate::topology::sample_peers;
 use crate::wire::{self, SignedHeader};
@@ -80,7 +80,7 @@ impl Engine {
         }
         let mut before = std::mem::replace(&mut self.model, Own::Params(params));
         if self.adversary.is_some() {
-            self.reference = before.take();
+            self.reference = before.take().into_vec();
         }
         // The previous model goes before signing allocates the update.
         drop(before);
@@ -147,12 +147,24 @@ impl Engine {
         let payload = crate::codec::encode(codec, params, seed ^ (seed >> 31));
         let (bytes, signed) =
             wire::encode_update(&self.identity, self.run, round, samples, codec, &payload);
-        (bytes.into(), signed)
+        let bytes: Arc<[u8]> = bytes.into();
+        self.signed_here(&bytes);
+        (bytes, signed)
+    }
+
+    /// Tells the memo of shared checks, if any, that `bytes`, just signed here, pass their
+    /// signature and digest checks (they do by construction): the first receiver skips them as
+    /// the later ones do. Receivers still make every other check.
+    fn signed_here(&self, bytes: &Arc<[u8]>) {
+        if let Some(m) = &self.memo {
+            m.record(bytes);
+        }
     }
 
     /// Announces a signed header by gossip (round and digest: peers detect equivocation).
     pub(super) fn announce(&mut self, signed: &SignedHeader) {
         let ann: Arc<[u8]> = wire::encode_announcement(signed).into();
+        self.signed_here(&ann);
         self.broadcast(ann);
     }
 
@@ -277,25 +289,36 @@ impl Engine {
                 self.reject(key, Rejection::Outlier);
                 dropped += 1;
             } else if let Some(p) = received.get_mut(&key) {
-                screen::pull_in(reference, &mut p.params, o.scale);
+                screen::pull_in(reference, p.params.to_mut(), o.scale);
                 self.stats.pulled_in += 1;
             }
         }
         dropped
     }
 
-    /// An answer's model, decoded. A held update passed every check when it arrived (its
-    /// signature too, which is not verified again: the shared bytes cannot change) and is
-    /// decoded the same way again.
+    /// An answer's model, to mix. A held update passed every check when it arrived (its
+    /// signature too, which is not verified again: the shared bytes cannot change); an `f32`
+    /// payload is read where it lies, any other decoded the same way again.
     fn decoded(&self, answer: Answer) -> Option<Pending> {
         let params = match answer.model {
-            Kept::Decoded(params) => params,
+            Kept::Decoded(params) => Model::Owned(params),
             Kept::Signed(bytes) => {
+                let update =
+                    wire::decode_update_ref_as(&bytes, self.limit, wire::Signature::Verified)
+                        .ok()?;
+                let payload = bytes.len() - update.payload().len();
+                let in_place = update.header().codec == Codec::F32Le
+                    && update.payload().len() == 4 * self.dim
+                    && codec::f32_view(update.payload()).is_some();
                 let mut params = Vec::new();
-                wire::decode_update_ref_as(&bytes, self.limit, wire::Signature::Verified)
-                    .and_then(|u| u.params_into(self.dim, &mut params))
-                    .ok()?;
-                params
+                if !in_place {
+                    update.params_into(self.dim, &mut params).ok()?;
+                }
+                if in_place {
+                    Model::InPlace { bytes, payload }
+                } else {
+                    Model::Owned(params)
+                }
             }
         };
         Some(Pending {
@@ -320,9 +343,10 @@ impl Engine {
             (Some(c), Some(_)) if !c.estimate.is_empty() => Some(std::mem::take(&mut c.estimate)),
             _ => None,
         };
-        // The own model, decoded if it is held as the signed update; the mix puts one back.
+        // The own model (read in place if it is held as the signed update); the mix puts one
+        // back.
         let own = self.model.take();
-        let screened = self.screen(&mut received, estimate.as_deref().unwrap_or(&own));
+        let screened = self.screen(&mut received, estimate.as_deref().unwrap_or(own.as_slice()));
         // The catch-up is taken from what passed every check and the screen.
         let mut rounds: Vec<u64> = received.values().map(|p| p.round).collect();
         rounds.push(self.round);
@@ -330,7 +354,7 @@ impl Engine {
         // The lower median: with an even count the upper one is the larger half's, so half of
         // the inputs lying about their round would drag the node ahead.
         let median_round = rounds[(rounds.len() - 1) / 2];
-        let reference: &[f32] = estimate.as_deref().unwrap_or(&own);
+        let reference: &[f32] = estimate.as_deref().unwrap_or(own.as_slice());
         let mut inputs: Vec<&[f32]> = Vec::with_capacity(received.len() + 1);
         inputs.push(reference);
         inputs.extend(received.values().map(|p| p.params.as_slice()));
@@ -372,19 +396,24 @@ impl Engine {
         drop(inputs);
         let (model, mut copy) = if skipped {
             self.stats.skipped_mixes += 1;
-            (own, out)
+            (own.into_vec(), out)
         } else {
             if let (Some(e), Some(step)) = (&estimate, self.config.consensus_step) {
                 // x + γ (R - x̂), written into the buffer that holds R.
                 let step = step as f32;
-                for ((r, &x), &xh) in out.iter_mut().zip(&own).zip(e) {
+                for ((r, &x), &xh) in out.iter_mut().zip(own.as_slice()).zip(e) {
                     *r = x + step * (*r - xh);
                 }
             }
             self.stats.mixes += 1;
             self.stats.inputs_mixed += n as u64;
             self.stats.clipped += clipped as u64;
-            (out, own)
+            // The own model's buffer, if it has one, carries the copy.
+            let spare = match own {
+                Model::Owned(params) => params,
+                Model::InPlace { .. } => Vec::new(),
+            };
+            (out, spare)
         };
         copy.clear();
         copy.extend_from_slice(&model);
@@ -405,7 +434,10 @@ impl Engine {
             c.estimate = e;
         }
         if self.adversary.is_some() {
-            self.last_received = received.into_iter().map(|(k, p)| (k, p.params)).collect();
+            self.last_received = received
+                .into_iter()
+                .map(|(k, p)| (k, p.params.into_vec()))
+                .collect();
         }
         let every = self.config.checkpoint_every;
         if every > 0 && self.round >= self.checkpointed.saturating_add(every) {

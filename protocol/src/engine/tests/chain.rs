@@ -70,7 +70,7 @@ fn copies_follow_their_sender_bit_for_bit_whatever_rounds_they_miss() {
     let mut b = started(toy::setup(2, &c, D, 0), &[toy::identity(0)]);
     let k = sparse::count(D, PPM);
     assert_eq!(k, 4);
-    let increment_bytes = wire::PREFIX + wire::MAX_HEADER + sparse::payload_len(k);
+    let increment_bytes = wire::update_len_bound(sparse::payload_len(k));
     let full = wire::max_update_len(D);
     for round in 1..=40u64 {
         // The model stops changing after round 24.

@@ -295,6 +295,40 @@ fn a_collecting_node_holds_its_model_as_the_update_it_serves() {
     }
 }
 
+/// What a node signs passes its signature and digest checks by construction: with a memo of
+/// shared checks, the first receiver skips them as the later ones do.
+#[test]
+fn a_node_tells_the_shared_checks_what_it_signs() {
+    let mut e = lone_engine_with(&config(Rule::Mean, 10));
+    let memo = Arc::new(crate::memo::Memo::new());
+    e.share_checks(Arc::clone(&memo));
+    drain(&mut e);
+    let params = vec![0.5; DIM];
+    e.handle(
+        Duration::ZERO,
+        Input::Trained {
+            round: 1,
+            params,
+            samples: 1,
+        },
+    )
+    .unwrap();
+    let served = e.last_update().expect("signed");
+    assert!(memo.knows(&served).is_some(), "the update");
+    let announced: Vec<Arc<[u8]>> = drain(&mut e)
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::Broadcast { bytes } => Some(bytes),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(announced.len(), 1);
+    assert!(memo.knows(&announced[0]).is_some(), "the announcement");
+    // A copy of the same bytes is another allocation: unknown, checked in full.
+    let copy: Arc<[u8]> = served.to_vec().into();
+    assert!(memo.knows(&copy).is_none());
+}
+
 /// Attacks the engine itself catches, whatever the rule: equivocation is proven and every honest
 /// node bans the equivocator; non-finite models and replays are rejected by reason, and poison
 /// gets the sender banned.
