@@ -4,10 +4,12 @@
 //! Both sides train the same model on the same data with the same batch size and local steps.
 //! The standalone figure is one [`Trainer`] calling [`Trainer::train_steps`] back to back on one
 //! thread, doing what one simulated node does: the scenario's rounds of local steps from the
-//! initial model, then the same again from the initial model (only the training is timed). The simulated figure is a full run of a scenario (engines, signing, network, mixing),
-//! reported two ways: samples per second of wall time spent in training batches (what the worker
-//! threads achieve), and samples per second of the whole run (including everything the
-//! simulator does besides training). Per core, each is divided by the threads used.
+//! initial model, then the same again from the initial model (only the training is timed). The
+//! simulated figure is a full run of a scenario (engines, signing, network, mixing), reported
+//! two ways: samples per second inside the training jobs, times the threads (what the training
+//! threads achieve when all of them train), and samples per second of the whole run (including
+//! everything the simulator does besides training). Per core, each is divided by the threads
+//! used.
 //!
 //! With more than one thread, a second baseline runs one standalone trainer per thread at the
 //! same time: what each core of the machine gives when every core trains (shared caches, memory
@@ -32,7 +34,7 @@ pub struct Efficiency {
     /// One standalone trainer per simulator thread, all at once: samples/s per thread. `None`
     /// with one thread.
     pub standalone_every_core: Option<f64>,
-    /// The simulation's training batches, samples/s of their wall time.
+    /// The simulation's training jobs: samples/s of their summed wall time, times the threads.
     pub in_batches: f64,
     /// The whole simulation, samples/s of its wall time.
     pub end_to_end: f64,

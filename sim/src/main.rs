@@ -319,7 +319,7 @@ fn main() -> anyhow::Result<()> {
                 );
             }
             println!(
-                "simulator, training batches:  {:>10.0} samples/s = {:.3} of standalone per core",
+                "simulator, training jobs:     {:>10.0} samples/s = {:.3} of standalone per core",
                 e.in_batches, e.batch_ratio_per_core
             );
             if let Some(r) = e.batch_ratio_every_core {

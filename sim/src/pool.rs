@@ -2,16 +2,18 @@
 //! evaluations.
 //!
 //! Each job depends only on its own input (a trainer's state, or a parameter vector), so results
-//! are the same bits whatever the number of threads; they come back in input order. Threads are
-//! scoped to one batch: a batch is the pending training jobs due first (at most
-//! [`murmur_protocol::cluster::JOBS_PER_BATCH`]) when the event loop needs the earliest result
-//! (see [`crate::simulation`]), which at scale is many jobs.
+//! are the same bits whatever the number of threads. [`map`] runs a batch on threads scoped to
+//! it and returns the results in input order (evaluations, and the synchronous reference's
+//! rounds). [`Workers`] keeps threads for the whole run and trains in the background: the event
+//! loop hands a job over as soon as the cluster queues it and goes on with other nodes' events
+//! until it needs the result.
 
 use murmur_learn::data::Dataset;
 use murmur_learn::model::Arch;
 use murmur_learn::train::{self, Eval, Trainer};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// What one local training job produced. The trained parameters stay in the trainer until the
@@ -66,13 +68,124 @@ fn map<T: Send, R: Send>(items: Vec<T>, threads: usize, f: impl Fn(T) -> R + Syn
 
 /// Takes `steps` local steps on each trainer, in parallel.
 pub(crate) fn train(trainers: Vec<&mut Trainer>, steps: usize, threads: usize) -> Vec<Trained> {
-    map(trainers, threads, |t| {
-        let report = t.train_steps(steps);
-        Trained {
-            samples: report.samples as u64,
-            elapsed: report.elapsed,
+    map(trainers, threads, |t| trained(t.train_steps(steps)))
+}
+
+/// A training job handed to [`Workers`]: the trainer goes with it and comes back with the result.
+struct Job {
+    node: usize,
+    trainer: Trainer,
+    steps: usize,
+}
+
+/// A job done: the trainer, and what it did (or the message of the panic that ended it).
+type Done = (usize, Trainer, Result<Trained, String>);
+
+/// Worker threads that train for the whole run (see the module documentation).
+pub(crate) struct Workers {
+    jobs: Option<mpsc::Sender<Job>>,
+    done: mpsc::Receiver<Done>,
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Workers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Workers")
+            .field("threads", &self.handles.len())
+            .finish()
+    }
+}
+
+impl Workers {
+    /// `threads` workers, waiting for jobs.
+    pub(crate) fn new(threads: usize) -> Workers {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let (report, done) = mpsc::channel::<Done>();
+        let queue = Arc::new(Mutex::new(queue));
+        let handles = (0..threads)
+            .map(|k| {
+                let queue = Arc::clone(&queue);
+                let report = report.clone();
+                std::thread::Builder::new()
+                    .name(format!("train-{k}"))
+                    .spawn(move || {
+                        loop {
+                            // The lock is held while waiting only: one idle worker takes the
+                            // next job.
+                            let job = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                            let Ok(Job {
+                                node,
+                                mut trainer,
+                                steps,
+                            }) = job
+                            else {
+                                break; // the run is over
+                            };
+                            let result =
+                                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                    trained(trainer.train_steps(steps))
+                                }))
+                                .map_err(|e| panic_message(&*e));
+                            if report.send((node, trainer, result)).is_err() {
+                                break;
+                            }
+                        }
+                    })
+                    .expect("a worker thread starts")
+            })
+            .collect();
+        Workers {
+            jobs: Some(jobs),
+            done,
+            handles,
         }
-    })
+    }
+
+    /// Hands `trainer` to a worker to take `steps` steps; it comes back through
+    /// [`Workers::next`].
+    pub(crate) fn submit(&self, node: usize, trainer: Trainer, steps: usize) {
+        self.jobs
+            .as_ref()
+            .expect("open until dropped")
+            .send(Job {
+                node,
+                trainer,
+                steps,
+            })
+            .expect("the workers run until dropped");
+    }
+
+    /// The next job done, waiting for one; a panic in the job is raised here.
+    pub(crate) fn next(&self) -> (usize, Trainer, Trained) {
+        let (node, trainer, result) = self.done.recv().expect("the workers run until dropped");
+        match result {
+            Ok(t) => (node, trainer, t),
+            Err(message) => panic!("training job of node {node} panicked: {message}"),
+        }
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        self.jobs.take();
+        for h in self.handles.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+fn trained(report: murmur_learn::train::StepReport) -> Trained {
+    Trained {
+        samples: report.samples as u64,
+        elapsed: report.elapsed,
+    }
+}
+
+fn panic_message(e: &(dyn std::any::Any + Send)) -> String {
+    e.downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| e.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
 /// Evaluates each parameter vector on `data`, in parallel (forward only, on the CPU backend).

@@ -78,6 +78,8 @@ struct Reference {
     transfers: u64,
     samples: u64,
     train_wall: Duration,
+    /// Wall time inside training jobs, summed over the jobs.
+    train_cpu: Duration,
     eval_wall: Duration,
     started: Instant,
     rows: Vec<Row>,
@@ -284,6 +286,7 @@ impl Reference {
             transfers: 0,
             samples: 0,
             train_wall: Duration::ZERO,
+            train_cpu: Duration::ZERO,
             eval_wall: Duration::ZERO,
             started: Instant::now(),
             rows: Vec::new(),
@@ -302,6 +305,7 @@ impl Reference {
             self.threads,
         );
         self.train_wall += start.elapsed();
+        self.train_cpu += trained.iter().map(|t| t.elapsed).sum::<Duration>();
         self.samples += trained.iter().map(|t| t.samples).sum::<u64>();
         let ready: Vec<Duration> = self.compute.iter().map(|&c| self.now + c).collect();
         let mut end = ready.iter().copied().max().unwrap_or(self.now);
@@ -498,6 +502,7 @@ impl Reference {
                 samples: self.samples,
                 train_samples_per_s: self.samples as f64 / self.train_wall.as_secs_f64().max(1e-9),
                 train_wall_s: self.train_wall.as_secs_f64(),
+                train_cpu_s: self.train_cpu.as_secs_f64(),
                 eval_wall_s: self.eval_wall.as_secs_f64(),
                 peak_rss_bytes: rss,
                 rss_per_node_bytes: rss / self.scenario.nodes.max(1) as u64,

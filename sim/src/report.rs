@@ -127,14 +127,18 @@ pub struct Summary {
     pub from_banned: u64,
     /// Local training jobs run.
     pub train_jobs: u64,
-    /// Batches of jobs run in parallel.
+    /// Batches the jobs were handed to the trainers in.
     pub train_batches: u64,
     /// Training samples processed.
     pub samples: u64,
-    /// Training throughput over the wall time spent in training batches, samples/s.
+    /// Training throughput of the run's threads when all of them train, samples/s: the
+    /// samples of the jobs run over their summed wall time, times the threads.
     pub train_samples_per_s: f64,
-    /// Wall time in training batches, seconds.
+    /// Wall time the event loop spent training or waiting for a training result, seconds.
     pub train_wall_s: f64,
+    /// Wall time inside training jobs, summed over the jobs (each runs on one thread), seconds.
+    #[serde(default)]
+    pub train_cpu_s: f64,
     /// Wall time in evaluations, seconds.
     pub eval_wall_s: f64,
     /// Peak resident memory of the process, bytes (Linux; 0 elsewhere).

@@ -108,6 +108,17 @@ impl<W: World> Cluster<W> {
         self.members[node].online && self.members[node].epoch == epoch
     }
 
+    /// Hands the world the jobs due first while fewer than [`JOBS_PER_BATCH`] of its results
+    /// wait for their virtual time, so a world with worker threads trains them while the event
+    /// loop goes on. Called after every event: which jobs are handed over when depends on the
+    /// events alone.
+    pub(super) fn run_ahead(&mut self) {
+        let free = JOBS_PER_BATCH.saturating_sub(self.ready.len());
+        if free > 0 && !self.jobs.is_empty() {
+            self.run_jobs(free);
+        }
+    }
+
     pub(super) fn handle(&mut self, event: Event) {
         match event {
             Event::Deliver {
@@ -120,9 +131,10 @@ impl<W: World> Cluster<W> {
                 if !self.live(node, epoch) {
                     return;
                 }
-                // Jobs run in batches of those due first, this one among them: it is due now.
+                // Jobs are handed over in batches of those due first, this one among them: it
+                // is due now.
                 while !self.ready.contains(&(node, epoch)) && !self.jobs.is_empty() {
-                    self.run_jobs();
+                    self.run_jobs(JOBS_PER_BATCH);
                 }
                 if self.ready.remove(&(node, epoch)) {
                     let (params, samples) = self.world.trained(node);
@@ -268,15 +280,15 @@ impl<W: World> Cluster<W> {
         }
     }
 
-    /// Runs the queued training jobs due first (at most [`JOBS_PER_BATCH`], ties in node
+    /// Hands the world the queued training jobs due first (at most `limit`, ties in node
     /// order) of nodes still in the same life, as one batch. Each job depends only on its own
     /// node, so how jobs are batched changes no result.
-    pub(super) fn run_jobs(&mut self) {
+    pub(super) fn run_jobs(&mut self, limit: usize) {
         let mut jobs = std::mem::take(&mut self.jobs);
         jobs.retain(|&(_, node, epoch)| self.live(node, epoch));
         jobs.sort_unstable();
         jobs.dedup();
-        let later = jobs.split_off(jobs.len().min(JOBS_PER_BATCH));
+        let later = jobs.split_off(jobs.len().min(limit));
         self.jobs = later;
         let mut nodes: Vec<(usize, u64)> = jobs.into_iter().map(|(_, n, e)| (n, e)).collect();
         nodes.sort_unstable();
@@ -285,6 +297,9 @@ impl<W: World> Cluster<W> {
             .iter()
             .map(|&(n, _)| (n, self.members[n].engine.model()))
             .collect();
+        if batch.is_empty() {
+            return;
+        }
         self.world.train(&batch);
         self.counters.train_batches += 1;
         self.counters.train_jobs += batch.len() as u64;

@@ -12,9 +12,10 @@
 //! What the cluster does not know is plugged in through a [`World`]: the training (and how long
 //! it takes) and how long a message takes on its link. murmur-sim plugs in burn trainers and its
 //! network model; the protocol's tests plug in a toy objective. The cluster itself stays pure (no
-//! threads, no clock): it hands the world every training job that is ready at once
-//! ([`World::train`]), so a world may run a batch on worker threads, and results are read back in
-//! event order.
+//! threads, no clock): it hands the world each training job as soon as it is queued, while fewer
+//! than [`JOBS_PER_BATCH`] results wait for their virtual time ([`World::train`]), so a world may
+//! train in the background on worker threads while the events go on, and results are read back
+//! in event order ([`World::trained`]).
 //!
 //! **Connections.** Nodes are linked by [`Cluster::link`] (who may connect to whom). A link is up
 //! when both nodes are online, neither has banned the other, and no fault cuts it; every change
@@ -78,8 +79,9 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Most training jobs run in one batch: enough to keep worker threads busy, few enough that
-/// the trained models waiting for their jobs' virtual time stay a small part of memory.
+/// Most training jobs handed to the world and not yet read back: enough to keep worker threads
+/// busy, few enough that the trained models waiting for their jobs' virtual time stay a small
+/// part of memory.
 pub const JOBS_PER_BATCH: usize = 64;
 
 /// What the cluster leaves to its user: training, and the time things take.
@@ -88,10 +90,13 @@ pub trait World {
     fn train_time(&mut self, node: usize) -> Duration;
     /// Runs one local training job for each of `jobs` (nodes ascending, distinct), each from
     /// the model the world holds for the node, or, if it holds none (a world may drop the mix
-    /// [`World::mixed`] hands it), from the given model: the engine's, which is that mix. A
-    /// batch holds the jobs due first (at most [`JOBS_PER_BATCH`]), so the world may run them
-    /// in parallel; each result is read back with [`World::trained`] when its job's virtual time
-    /// comes.
+    /// [`World::mixed`] hands it), from the given model: the engine's, which is that mix. The
+    /// cluster hands jobs over as soon as they are queued (the due first, at most
+    /// [`JOBS_PER_BATCH`] not yet read back), so the world may run them in parallel, now or in
+    /// the background; each result is read back with [`World::trained`] when its job's virtual
+    /// time comes. Every job handed over counts, even if its node leaves before that time: a
+    /// world that runs jobs in the background still runs that one (its trainer's state then
+    /// does not depend on when the job ran).
     fn train(&mut self, jobs: &[(usize, ModelView<'_>)]);
     /// The parameters and the number of samples of `node`'s finished job. They go to the
     /// node's engine, so the world may hand over its own buffer: until [`World::mixed`] or
@@ -553,6 +558,7 @@ impl<W: World> Cluster<W> {
             self.now = at;
             self.counters.events += 1;
             self.handle(event);
+            self.run_ahead();
         }
     }
 }

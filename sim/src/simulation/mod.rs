@@ -343,9 +343,10 @@ impl Simulation {
                 train_jobs: c.train_jobs,
                 train_batches: c.train_batches,
                 samples: work.samples,
-                train_samples_per_s: work.samples_run as f64
-                    / work.train_wall.as_secs_f64().max(1e-9),
+                train_samples_per_s: work.samples_run as f64 * threads as f64
+                    / work.train_cpu.as_secs_f64().max(1e-9),
                 train_wall_s: work.train_wall.as_secs_f64(),
+                train_cpu_s: work.train_cpu.as_secs_f64(),
                 eval_wall_s: self.eval_wall.as_secs_f64(),
                 peak_rss_bytes: rss,
                 rss_per_node_bytes: rss / nodes.max(1) as u64,

@@ -1,8 +1,8 @@
-//! What the cluster of engines leaves to the simulator: the burn trainers (run in batches on
-//! worker threads), the compute model, and the link model.
+//! What the cluster of engines leaves to the simulator: the burn trainers (run in the
+//! background on worker threads), the compute model, and the link model.
 
 use crate::links::Links;
-use crate::pool;
+use crate::pool::{self, Trained, Workers};
 use murmur_learn::train::Trainer;
 use murmur_protocol::cluster;
 use murmur_protocol::engine::ModelView;
@@ -19,19 +19,22 @@ pub(crate) struct Work {
     pub samples_run: u64,
     /// Wall time inside training jobs, summed over jobs.
     pub train_cpu: Duration,
-    /// Wall time of the training batches (what the event loop waited for).
+    /// Wall time the event loop spent training or waiting for training: with one thread, the
+    /// jobs themselves; with worker threads, the waits for a result not ready yet.
     pub train_wall: Duration,
 }
 
 /// The simulator's [`cluster::World`].
 #[derive(Debug)]
 pub(crate) struct World {
-    pub trainers: Vec<Trainer>,
+    /// Each node's trainer; `None` while a worker trains it.
+    trainers: Vec<Option<Trainer>>,
     /// Virtual time of one node's training job.
     compute: Vec<Duration>,
     pub links: Links,
     local_steps: usize,
-    threads: usize,
+    /// The worker threads (none with one thread: the event loop's thread trains).
+    workers: Option<Workers>,
     /// Samples of the jobs run and not yet delivered.
     done: BTreeMap<usize, u64>,
     pub work: Work,
@@ -46,14 +49,46 @@ impl World {
         threads: usize,
     ) -> World {
         World {
-            trainers,
+            trainers: trainers.into_iter().map(Some).collect(),
             compute,
             links,
             local_steps,
-            threads: threads.max(1),
+            workers: (threads > 1).then(|| Workers::new(threads)),
             done: BTreeMap::new(),
             work: Work::default(),
         }
+    }
+
+    fn record(&mut self, node: usize, t: Trained) {
+        self.work.samples_run += t.samples;
+        self.work.train_cpu += t.elapsed;
+        self.done.insert(node, t.samples);
+    }
+
+    /// `node`'s trainer, waiting for its job if a worker has it (the jobs that come back
+    /// meanwhile go back to their places).
+    fn trainer(&mut self, node: usize) -> &mut Trainer {
+        if self.trainers[node].is_none() {
+            let start = Instant::now();
+            let workers = self
+                .workers
+                .as_ref()
+                .expect("a trainer is away only with workers");
+            let mut back = Vec::new();
+            loop {
+                let (n, trainer, t) = workers.next();
+                back.push((n, t));
+                self.trainers[n] = Some(trainer);
+                if n == node {
+                    break;
+                }
+            }
+            self.work.train_wall += start.elapsed();
+            for (n, t) in back {
+                self.record(n, t);
+            }
+        }
+        self.trainers[node].as_mut().expect("back from its worker")
     }
 }
 
@@ -62,46 +97,56 @@ impl cluster::World for World {
         self.compute[node]
     }
 
-    /// Runs the batch on the worker threads. Each job depends only on its own trainer, so the
-    /// results are the same bits for any number of threads. A trainer that dropped its copy of
-    /// the mix ([`World::mixed`]) starts from the engine's; the trained parameters stay in the
-    /// trainers until they are read back.
+    /// Hands each job to a worker (or, with one thread, runs it now). Each job depends only on
+    /// its own trainer, so the results are the same bits for any number of threads and
+    /// whenever they run. A trainer that dropped its copy of the mix ([`World::mixed`]) starts
+    /// from the engine's; the trained parameters stay in the trainers until they are read back.
     fn train(&mut self, jobs: &[(usize, ModelView<'_>)]) {
         for (node, model) in jobs {
-            let t = &mut self.trainers[*node];
+            let t = self.trainer(*node);
             if t.params().is_empty() {
                 t.set_params(&model.to_cow())
                     .expect("the engine keeps the model's dimension");
             }
         }
-        let nodes: Vec<usize> = jobs.iter().map(|(n, _)| *n).collect();
-        let mut wanted = nodes.iter().copied().peekable();
-        let trainers: Vec<&mut Trainer> = self
-            .trainers
-            .iter_mut()
-            .enumerate()
-            .filter_map(|(i, t)| wanted.next_if_eq(&i).map(|_| t))
-            .collect();
-        let start = Instant::now();
-        let out = pool::train(trainers, self.local_steps, self.threads);
-        self.work.train_wall += start.elapsed();
-        for (&node, t) in nodes.iter().zip(out) {
-            self.work.samples_run += t.samples;
-            self.work.train_cpu += t.elapsed;
-            self.done.insert(node, t.samples);
+        let steps = self.local_steps;
+        match &self.workers {
+            Some(workers) => {
+                for &(node, _) in jobs {
+                    let trainer = self.trainers[node].take().expect("fetched above");
+                    workers.submit(node, trainer, steps);
+                }
+            }
+            None => {
+                let nodes: Vec<usize> = jobs.iter().map(|(n, _)| *n).collect();
+                let mut wanted = nodes.iter().copied().peekable();
+                let trainers: Vec<&mut Trainer> = self
+                    .trainers
+                    .iter_mut()
+                    .enumerate()
+                    .filter_map(|(i, t)| wanted.next_if_eq(&i).and(t.as_mut()))
+                    .collect();
+                let start = Instant::now();
+                let out = pool::train(trainers, steps, 1);
+                self.work.train_wall += start.elapsed();
+                for (node, t) in nodes.into_iter().zip(out) {
+                    self.record(node, t);
+                }
+            }
         }
     }
 
     fn trained(&mut self, node: usize) -> (Vec<f32>, u64) {
+        let params = self.trainer(node).take_params();
         let samples = self.done.remove(&node).unwrap_or(0);
-        // Counted when the job's virtual time comes, however far ahead its batch ran.
+        // Counted when the job's virtual time comes, however far ahead it ran.
         self.work.samples += samples;
         // The trainer's own buffer: the engine holds the model until the mix gives it back.
-        (self.trainers[node].take_params(), samples)
+        (params, samples)
     }
 
     fn set_model(&mut self, node: usize, params: &[f32]) {
-        self.trainers[node]
+        self.trainer(node)
             .set_params(params)
             .expect("the engine keeps the model's dimension");
     }
@@ -110,7 +155,7 @@ impl cluster::World for World {
     /// its job starts from the engine's copy ([`World::train`]): between a mix and its job a
     /// node holds one copy of the mix, not two.
     fn mixed(&mut self, node: usize, params: Vec<f32>) {
-        let t = &mut self.trainers[node];
+        let t = self.trainer(node);
         if t.has_outer() {
             t.adopt_mix(params)
                 .expect("the engine keeps the model's dimension");
@@ -125,7 +170,7 @@ impl cluster::World for World {
     /// so it finishes at once. (A node that finished by catching up past rounds it never signed
     /// trains those after a restart, with its optimiser state from zero.)
     fn finished(&mut self, node: usize) {
-        self.trainers[node].release();
+        self.trainer(node).release();
     }
 
     fn arrival(&mut self, now: Duration, from: usize, to: usize, bytes: usize) -> Duration {
