@@ -4,9 +4,10 @@
 //! Each job depends only on its own input (a trainer's state, or a parameter vector), so results
 //! are the same bits whatever the number of threads. [`map`] runs a batch on threads scoped to
 //! it and returns the results in input order (evaluations, and the synchronous reference's
-//! rounds). [`Workers`] keeps threads for the whole run and trains in the background: the event
-//! loop hands a job over as soon as the cluster queues it and goes on with other nodes' events
-//! until it needs the result.
+//! rounds). [`Workers`] keeps threads for the whole run that train and evaluate in the
+//! background: the event loop hands a job over as soon as the cluster queues it, and an
+//! evaluation point's models as soon as it is due, and goes on with other nodes' events until it
+//! needs a result.
 
 use murmur_learn::data::Dataset;
 use murmur_learn::model::Arch;
@@ -71,20 +72,44 @@ pub(crate) fn train(trainers: Vec<&mut Trainer>, steps: usize, threads: usize) -
     map(trainers, threads, |t| trained(t.train_steps(steps)))
 }
 
-/// A training job handed to [`Workers`]: the trainer goes with it and comes back with the result.
-struct Job {
-    node: usize,
-    trainer: Trainer,
-    steps: usize,
+/// Work handed to [`Workers`]. A trainer goes with its job and comes back with the result.
+enum Task {
+    Train {
+        node: usize,
+        trainer: Box<Trainer>,
+        steps: usize,
+    },
+    Evaluate {
+        tag: u64,
+        model: Vec<f32>,
+        on: Arc<EvalSet>,
+    },
 }
 
-/// A job done: the trainer, and what it did (or the message of the panic that ended it).
-type Done = (usize, Trainer, Result<Trained, String>);
+/// What evaluations in the background run on.
+#[derive(Debug)]
+pub(crate) struct EvalSet {
+    pub arch: Arch,
+    pub data: Dataset,
+    pub device: burn::tensor::Device,
+}
 
-/// Worker threads that train for the whole run (see the module documentation).
+/// Work done by [`Workers`].
+pub(crate) enum Done {
+    /// `node`'s trainer, back from its job.
+    Trained {
+        node: usize,
+        trainer: Box<Trainer>,
+        trained: Trained,
+    },
+    /// The evaluation handed over with `tag`.
+    Evaluated { tag: u64, eval: Eval },
+}
+
+/// Worker threads that train and evaluate for the whole run (see the module documentation).
 pub(crate) struct Workers {
-    jobs: Option<mpsc::Sender<Job>>,
-    done: mpsc::Receiver<Done>,
+    tasks: Option<mpsc::Sender<Task>>,
+    done: mpsc::Receiver<Result<Done, String>>,
     handles: Vec<JoinHandle<()>>,
 }
 
@@ -96,37 +121,53 @@ impl std::fmt::Debug for Workers {
     }
 }
 
+/// Runs one task; a panic in it becomes the message of what panicked.
+fn work(task: Task) -> Result<Done, String> {
+    let what = match &task {
+        Task::Train { node, .. } => format!("training job of node {node}"),
+        Task::Evaluate { .. } => "evaluation".to_owned(),
+    };
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || match task {
+        Task::Train {
+            node,
+            mut trainer,
+            steps,
+        } => {
+            let trained = trained(trainer.train_steps(steps));
+            Done::Trained {
+                node,
+                trainer,
+                trained,
+            }
+        }
+        Task::Evaluate { tag, model, on } => Done::Evaluated {
+            tag,
+            eval: train::evaluate(&on.arch, &model, &on.data, &on.device),
+        },
+    }))
+    .map_err(|e| format!("{what} panicked: {}", panic_message(&*e)))
+}
+
 impl Workers {
-    /// `threads` workers, waiting for jobs.
+    /// `threads` workers, waiting for tasks.
     pub(crate) fn new(threads: usize) -> Workers {
-        let (jobs, queue) = mpsc::channel::<Job>();
-        let (report, done) = mpsc::channel::<Done>();
+        let (tasks, queue) = mpsc::channel::<Task>();
+        let (report, done) = mpsc::channel();
         let queue = Arc::new(Mutex::new(queue));
         let handles = (0..threads)
             .map(|k| {
                 let queue = Arc::clone(&queue);
                 let report = report.clone();
                 std::thread::Builder::new()
-                    .name(format!("train-{k}"))
+                    .name(format!("worker-{k}"))
                     .spawn(move || {
                         loop {
-                            // The lock is held while waiting only: one idle worker takes the
-                            // next job.
-                            let job = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                            let Ok(Job {
-                                node,
-                                mut trainer,
-                                steps,
-                            }) = job
-                            else {
-                                break; // the run is over
-                            };
-                            let result =
-                                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                                    trained(trainer.train_steps(steps))
-                                }))
-                                .map_err(|e| panic_message(&*e));
-                            if report.send((node, trainer, result)).is_err() {
+                            // The lock is held while waiting only (it is dropped at the end of
+                            // this statement): one idle worker takes the next task.
+                            let task = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                            // The run dropped its end of the queue: it is over.
+                            let Ok(task) = task else { break };
+                            if report.send(work(task)).is_err() {
                                 break;
                             }
                         }
@@ -135,39 +176,51 @@ impl Workers {
             })
             .collect();
         Workers {
-            jobs: Some(jobs),
+            tasks: Some(tasks),
             done,
             handles,
         }
     }
 
-    /// Hands `trainer` to a worker to take `steps` steps; it comes back through
-    /// [`Workers::next`].
-    pub(crate) fn submit(&self, node: usize, trainer: Trainer, steps: usize) {
-        self.jobs
+    fn send(&self, task: Task) {
+        self.tasks
             .as_ref()
             .expect("open until dropped")
-            .send(Job {
-                node,
-                trainer,
-                steps,
-            })
+            .send(task)
             .expect("the workers run until dropped");
     }
 
-    /// The next job done, waiting for one; a panic in the job is raised here.
-    pub(crate) fn next(&self) -> (usize, Trainer, Trained) {
-        let (node, trainer, result) = self.done.recv().expect("the workers run until dropped");
-        match result {
-            Ok(t) => (node, trainer, t),
-            Err(message) => panic!("training job of node {node} panicked: {message}"),
-        }
+    /// Hands `trainer` to a worker to take `steps` steps; it comes back through
+    /// [`Workers::next`].
+    pub(crate) fn submit(&self, node: usize, trainer: Box<Trainer>, steps: usize) {
+        self.send(Task::Train {
+            node,
+            trainer,
+            steps,
+        });
+    }
+
+    /// Hands `model` to a worker to evaluate on `on`; the result comes back with `tag`.
+    pub(crate) fn evaluate(&self, tag: u64, model: Vec<f32>, on: Arc<EvalSet>) {
+        self.send(Task::Evaluate { tag, model, on });
+    }
+
+    /// The next task done, waiting for one; a panic in the task is raised here.
+    pub(crate) fn next(&self) -> Done {
+        let done = self.done.recv().expect("the workers run until dropped");
+        done.unwrap_or_else(|message| panic!("{message}"))
+    }
+
+    /// A task done, if one is.
+    pub(crate) fn try_next(&self) -> Option<Done> {
+        let done = self.done.try_recv().ok()?;
+        Some(done.unwrap_or_else(|message| panic!("{message}")))
     }
 }
 
 impl Drop for Workers {
     fn drop(&mut self) {
-        self.jobs.take();
+        self.tasks.take();
         for h in self.handles.drain(..) {
             let _ = h.join();
         }

@@ -16,7 +16,7 @@ use murmur_protocol::sign::{Identity, RunId};
 use murmur_protocol::topology::{Graph, Topology, Weights};
 use rand::RngCore;
 use rand::seq::SliceRandom;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 /// The tag of time-scheduled evaluations: the first entry of the schedule.
@@ -302,6 +302,8 @@ impl Simulation {
             unbans: 0,
             skipped_mixes: 0,
             eval_wall: Duration::ZERO,
+            pending: VecDeque::new(),
+            eval_set: None,
             started: Instant::now(),
             events_at_eval: u64::MAX,
             scenario,

@@ -3,17 +3,22 @@
 
 use super::Simulation;
 use crate::links::{self, stream};
-use crate::pool;
+use crate::pool::{self, EvalSet};
+use crate::progress::Progress;
 use crate::report::Row;
 use murmur_learn::data::Dataset;
-use murmur_learn::train::Setup as Learning;
+use murmur_learn::train::{Eval, Setup as Learning};
 use murmur_protocol::engine::{ModelView, Rejection, Stats};
 use rand::seq::SliceRandom;
 use std::borrow::Cow;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 impl Simulation {
-    /// Evaluates the online honest nodes now and appends a row.
+    /// Evaluates the online honest nodes now and appends a row. With worker threads the
+    /// accuracies are computed in the background: the row waits in `pending` until
+    /// [`Simulation::settle`] fills it in (the models are copied now, so the figures are the
+    /// point's whatever happens meanwhile).
     pub(super) fn evaluate(&mut self) {
         let start = Instant::now();
         let n = self.cluster.len();
@@ -25,17 +30,37 @@ impl Simulation {
             .map(|&i| self.cluster.engine(i).model())
             .collect();
         let point = self.rows.len();
-        let a = assess(
-            &models,
-            &Sampling {
-                size: self.scenario.eval.sample,
-                seed: self.scenario.seed,
-                point,
-            },
-            &self.learning,
-            &self.test,
-            self.threads,
-        );
+        let sampling = Sampling {
+            size: self.scenario.eval.sample,
+            seed: self.scenario.seed,
+            point,
+        };
+        let (a, tags) = if self.threads > 1 {
+            let p = prepare(&models, &sampling, &self.learning);
+            let owned: Vec<Vec<f32>> = p.models.into_iter().map(Cow::into_owned).collect();
+            let consensus = p.consensus;
+            drop(models);
+            let on = Arc::clone(self.eval_set.get_or_insert_with(|| {
+                Arc::new(EvalSet {
+                    arch: self.learning.arch.clone(),
+                    data: self.test.clone(),
+                    device: self
+                        .learning
+                        .backend
+                        .device()
+                        .expect("the backend was checked at load"),
+                })
+            }));
+            let tags = self
+                .cluster
+                .world_mut()
+                .evaluate(owned, &on)
+                .expect("worker threads with more than one thread");
+            (Assessed::waiting(consensus), Some(tags))
+        } else {
+            let a = assess(&models, &sampling, &self.learning, &self.test, 1);
+            (a, None)
+        };
         let mut stats = Stats::default();
         for i in (0..n).filter(|&i| !self.byzantine[i]) {
             stats.add(self.cluster.earlier_lives(i));
@@ -82,6 +107,27 @@ impl Simulation {
             samples: self.cluster.world().work.samples,
             screen_pulled_in: stats.pulled_in,
         });
+        self.pending.push_back((point, tags));
+    }
+
+    /// Reports the rows not yet reported, in order, filling in those whose evaluations ran in
+    /// the background once they are done; with `wait`, waits for all of them.
+    pub(super) fn settle(&mut self, progress: &mut Progress, wait: bool) {
+        let start = Instant::now();
+        while let Some((point, tags)) = self.pending.front() {
+            let point = *point;
+            if let Some(tags) = tags {
+                let Some(evals) = self.cluster.world_mut().evaluations(tags, wait) else {
+                    break;
+                };
+                let consensus = self.rows[point].consensus;
+                finish(&evals, consensus).fill(&mut self.rows[point]);
+            }
+            self.pending.pop_front();
+            let row = &self.rows[point];
+            progress.point(&self.scenario, Duration::from_secs_f64(row.virtual_s), row);
+        }
+        self.eval_wall += start.elapsed();
     }
 }
 
@@ -104,16 +150,47 @@ pub(crate) struct Assessed {
     pub consensus: f64,
 }
 
-/// Evaluates honest `models` on `test`: a sample of them one by one, and their average; and
-/// their consensus distance (mean squared distance to the average, in f64, in input order).
-/// Only the sample is decoded (the engines may hold their models as signed updates).
-pub(crate) fn assess(
-    models: &[ModelView],
+impl Assessed {
+    /// A point whose accuracies are still being computed (NaN until filled in).
+    fn waiting(consensus: f64) -> Assessed {
+        Assessed {
+            evaluated: 0,
+            acc_mean: f64::NAN,
+            acc_worst: f64::NAN,
+            acc_best: f64::NAN,
+            acc_average: f64::NAN,
+            loss_mean: f64::NAN,
+            consensus,
+        }
+    }
+
+    /// Writes the accuracy figures into `row`.
+    fn fill(&self, row: &mut Row) {
+        row.evaluated = self.evaluated;
+        row.acc_mean = self.acc_mean;
+        row.acc_worst = self.acc_worst;
+        row.acc_best = self.acc_best;
+        row.acc_average = self.acc_average;
+        row.loss_mean = self.loss_mean;
+        row.consensus = self.consensus;
+    }
+}
+
+/// An evaluation point before its accuracies: the models to evaluate (the sampled nodes', in
+/// node order, then their average) and the consensus distance.
+pub(crate) struct Prepared<'a> {
+    pub models: Vec<Cow<'a, [f32]>>,
+    pub consensus: f64,
+}
+
+/// Prepares the evaluation of honest `models`: a sample of them one by one, and their average;
+/// and their consensus distance (mean squared distance to the average, in f64, in input order).
+/// Only the sample is decoded, if at all (the engines may hold their models as signed updates).
+pub(crate) fn prepare<'a>(
+    models: &[ModelView<'a>],
     sampling: &Sampling,
     learning: &Learning,
-    test: &Dataset,
-    threads: usize,
-) -> Assessed {
+) -> Prepared<'a> {
     let dim = learning.arch.num_params();
     let mut sum = vec![0f64; dim];
     for m in models {
@@ -147,14 +224,16 @@ pub(crate) fn assess(
         sample.truncate(sampling.size);
         sample.sort_unstable();
     }
-    let decoded: Vec<Cow<[f32]>> = sample.iter().map(|&i| models[i].to_cow()).collect();
-    let mut evaluated: Vec<&[f32]> = decoded.iter().map(|m| &**m).collect();
-    evaluated.push(&average);
-    let device = learning
-        .backend
-        .device()
-        .expect("the backend was checked at load");
-    let evals = pool::evaluate(&learning.arch, evaluated, test, &device, threads);
+    let mut evaluated: Vec<Cow<[f32]>> = sample.iter().map(|&i| models[i].to_cow()).collect();
+    evaluated.push(Cow::Owned(average));
+    Prepared {
+        models: evaluated,
+        consensus,
+    }
+}
+
+/// The figures of a prepared point from the evaluations of its models (in the same order).
+pub(crate) fn finish(evals: &[Eval], consensus: f64) -> Assessed {
     let (avg, nodes) = evals.split_last().expect("the average is evaluated");
     let accs: Vec<f64> = nodes.iter().map(|e| e.accuracy).collect();
     Assessed {
@@ -166,6 +245,24 @@ pub(crate) fn assess(
         loss_mean: mean(&nodes.iter().map(|e| e.loss).collect::<Vec<_>>()),
         consensus,
     }
+}
+
+/// Evaluates honest `models` on `test` now (see [`prepare`]).
+pub(crate) fn assess(
+    models: &[ModelView],
+    sampling: &Sampling,
+    learning: &Learning,
+    test: &Dataset,
+    threads: usize,
+) -> Assessed {
+    let p = prepare(models, sampling, learning);
+    let device = learning
+        .backend
+        .device()
+        .expect("the backend was checked at load");
+    let evaluated: Vec<&[f32]> = p.models.iter().map(|m| &**m).collect();
+    let evals = pool::evaluate(&learning.arch, evaluated, test, &device, threads);
+    finish(&evals, p.consensus)
 }
 
 fn mean(v: &[f64]) -> f64 {

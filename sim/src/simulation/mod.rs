@@ -8,10 +8,12 @@
 //! what the scenario says happens (network splits, nodes leaving and coming back, late joiners,
 //! evaluations) and watches the steps the cluster reports. It makes no protocol decision.
 //!
-//! Training is lazy and parallel: the cluster queues each job and, when the earliest job's
-//! virtual time comes, hands every queued job to the world at once, which runs them on the worker
-//! threads. Which jobs share a batch is decided by the event order alone, and each result depends
-//! only on its own trainer, so a run is the same bits for any number of threads.
+//! Training is parallel and in the background: the cluster hands each job to the world as soon
+//! as it is queued (at most [`murmur_protocol::cluster::JOBS_PER_BATCH`] waiting to be read
+//! back), the world gives it to a worker thread, and the event loop goes on until the job's
+//! virtual time comes. Which jobs are handed over when is decided by the event order alone, and
+//! each result depends only on its own trainer, so a run is the same bits for any number of
+//! threads.
 
 mod build;
 mod measure;
@@ -20,6 +22,7 @@ mod world;
 pub(crate) use build::{assign_attackers, compute_times, fixed_graph, test_set};
 pub(crate) use measure::{Sampling, assess};
 
+use crate::pool::EvalSet;
 use crate::progress::Progress;
 use crate::report::{Restart, Row, Window};
 use crate::scenario::Scenario;
@@ -27,6 +30,8 @@ use murmur_learn::data::Dataset;
 use murmur_learn::train::Setup as Learning;
 use murmur_protocol::cluster::{Cluster, Step};
 use murmur_protocol::engine;
+use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use world::World;
 
@@ -102,6 +107,11 @@ pub(crate) struct Simulation {
     eval_wall: Duration,
     started: Instant,
     events_at_eval: u64,
+    /// Rows not yet reported, in order, with the tags of their evaluations when these run in
+    /// the background.
+    pending: VecDeque<(usize, Option<Vec<u64>>)>,
+    /// What evaluations in the background run on (built at the first).
+    eval_set: Option<Arc<EvalSet>>,
 }
 
 impl Simulation {
@@ -117,11 +127,7 @@ impl Simulation {
         self.started = Instant::now();
         let limit = self.scenario.duration_ms.map_or(Duration::MAX, build::ms);
         self.evaluate();
-        progress.point(
-            &self.scenario,
-            self.now(),
-            self.rows.last().expect("evaluated"),
-        );
+        self.settle(progress, false);
         while !self.done() {
             let Some(step) = self.cluster.step(limit) else {
                 break;
@@ -129,12 +135,9 @@ impl Simulation {
             let eval = self.on_step(step);
             if eval || self.round_eval_due() {
                 self.evaluate();
-                progress.point(
-                    &self.scenario,
-                    self.now(),
-                    self.rows.last().expect("evaluated"),
-                );
+                self.settle(progress, false);
             } else if self.cluster.counters().events.is_multiple_of(256) {
+                self.settle(progress, false);
                 progress.tick(
                     &self.scenario,
                     self.now(),
@@ -144,12 +147,8 @@ impl Simulation {
         }
         if self.events_at_eval != self.cluster.counters().events {
             self.evaluate();
-            progress.point(
-                &self.scenario,
-                self.now(),
-                self.rows.last().expect("evaluated"),
-            );
         }
+        self.settle(progress, true);
         progress.finish();
     }
 

@@ -2,11 +2,12 @@
 //! background on worker threads), the compute model, and the link model.
 
 use crate::links::Links;
-use crate::pool::{self, Trained, Workers};
-use murmur_learn::train::Trainer;
+use crate::pool::{self, Done, EvalSet, Trained, Workers};
+use murmur_learn::train::{Eval, Trainer};
 use murmur_protocol::cluster;
 use murmur_protocol::engine::ModelView;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Counts of the training work, for the report.
@@ -37,6 +38,9 @@ pub(crate) struct World {
     workers: Option<Workers>,
     /// Samples of the jobs run and not yet delivered.
     done: BTreeMap<usize, u64>,
+    /// Evaluations done in the background, by tag, and the next tag.
+    evaluated: BTreeMap<u64, Eval>,
+    next_tag: u64,
     pub work: Work,
 }
 
@@ -55,8 +59,68 @@ impl World {
             local_steps,
             workers: (threads > 1).then(|| Workers::new(threads)),
             done: BTreeMap::new(),
+            evaluated: BTreeMap::new(),
+            next_tag: 0,
             work: Work::default(),
         }
+    }
+
+    /// Puts what a worker did in its place: a trainer back in its slot, an evaluation with the
+    /// finished ones. Returns the node whose job it was, if it was one.
+    fn put_back(&mut self, done: Done) -> Option<usize> {
+        match done {
+            Done::Trained {
+                node,
+                trainer,
+                trained,
+            } => {
+                self.trainers[node] = Some(*trainer);
+                self.record(node, trained);
+                Some(node)
+            }
+            Done::Evaluated { tag, eval } => {
+                self.evaluated.insert(tag, eval);
+                None
+            }
+        }
+    }
+
+    /// Hands `models` to the worker threads to evaluate on `on` in the background, and returns
+    /// their tags for [`World::evaluations`]; `None` without worker threads (the caller
+    /// evaluates them itself).
+    pub(crate) fn evaluate(
+        &mut self,
+        models: Vec<Vec<f32>>,
+        on: &Arc<EvalSet>,
+    ) -> Option<Vec<u64>> {
+        let workers = self.workers.as_ref()?;
+        let mut tags = Vec::with_capacity(models.len());
+        for model in models {
+            let tag = self.next_tag;
+            self.next_tag += 1;
+            workers.evaluate(tag, model, Arc::clone(on));
+            tags.push(tag);
+        }
+        Some(tags)
+    }
+
+    /// The evaluations of `tags`, in that order, once all are done (waiting for them if
+    /// `wait`, else `None` while one is not).
+    pub(crate) fn evaluations(&mut self, tags: &[u64], wait: bool) -> Option<Vec<Eval>> {
+        while !tags.iter().all(|t| self.evaluated.contains_key(t)) {
+            let workers = self.workers.as_ref()?;
+            let done = if wait {
+                workers.next()
+            } else {
+                workers.try_next()?
+            };
+            self.put_back(done);
+        }
+        Some(
+            tags.iter()
+                .map(|t| self.evaluated.remove(t).expect("all done"))
+                .collect(),
+        )
     }
 
     fn record(&mut self, node: usize, t: Trained) {
@@ -70,23 +134,17 @@ impl World {
     fn trainer(&mut self, node: usize) -> &mut Trainer {
         if self.trainers[node].is_none() {
             let start = Instant::now();
-            let workers = self
-                .workers
-                .as_ref()
-                .expect("a trainer is away only with workers");
-            let mut back = Vec::new();
             loop {
-                let (n, trainer, t) = workers.next();
-                back.push((n, t));
-                self.trainers[n] = Some(trainer);
-                if n == node {
+                let workers = self
+                    .workers
+                    .as_ref()
+                    .expect("a trainer is away only with workers");
+                let done = workers.next();
+                if self.put_back(done) == Some(node) {
                     break;
                 }
             }
             self.work.train_wall += start.elapsed();
-            for (n, t) in back {
-                self.record(n, t);
-            }
         }
         self.trainers[node].as_mut().expect("back from its worker")
     }
@@ -114,7 +172,7 @@ impl cluster::World for World {
             Some(workers) => {
                 for &(node, _) in jobs {
                     let trainer = self.trainers[node].take().expect("fetched above");
-                    workers.submit(node, trainer, steps);
+                    workers.submit(node, Box::new(trainer), steps);
                 }
             }
             None => {
