@@ -274,6 +274,38 @@ pub fn encode_update(
     codec: Codec,
     payload: &[u8],
 ) -> (Vec<u8>, SignedHeader) {
+    let signed = sign_header(identity, run, round, samples, codec, payload);
+    let mut out = vec![0; update_len(&signed, payload)];
+    write_update(&mut out, &signed, payload);
+    (out, signed)
+}
+
+/// [`encode_update`] into a shared allocation of its own, written once (what a node serves).
+pub fn encode_update_shared(
+    identity: &Identity,
+    run: RunId,
+    round: u64,
+    samples: u64,
+    codec: Codec,
+    payload: &[u8],
+) -> (std::sync::Arc<[u8]>, SignedHeader) {
+    let signed = sign_header(identity, run, round, samples, codec, payload);
+    // One allocation of the exact size (an exact-size iterator), then written in place.
+    let mut out: std::sync::Arc<[u8]> =
+        std::iter::repeat_n(0, update_len(&signed, payload)).collect();
+    let buf = std::sync::Arc::get_mut(&mut out).expect("not shared yet");
+    write_update(buf, &signed, payload);
+    (out, signed)
+}
+
+fn sign_header(
+    identity: &Identity,
+    run: RunId,
+    round: u64,
+    samples: u64,
+    codec: Codec,
+    payload: &[u8],
+) -> SignedHeader {
     let header = Header {
         version: VERSION,
         run,
@@ -287,17 +319,24 @@ pub fn encode_update(
     let header_bytes = bincode::serde::encode_to_vec(&header, bincode_config())
         .expect("a header always encodes within MAX_HEADER");
     let signature = identity.sign(DOMAIN, &header_bytes);
-    let signed = SignedHeader {
+    SignedHeader {
         header,
         bytes: header_bytes,
         signature,
-    };
-    let pad = pad(signed.bytes.len());
-    let mut out = Vec::with_capacity(PREFIX + signed.bytes.len() + pad + payload.len());
-    write_prefix(&mut out, KIND_UPDATE, &signed);
-    out.resize(out.len() + pad, 0);
-    out.extend_from_slice(payload);
-    (out, signed)
+    }
+}
+
+fn update_len(signed: &SignedHeader, payload: &[u8]) -> usize {
+    PREFIX + signed.bytes.len() + pad(signed.bytes.len()) + payload.len()
+}
+
+/// Writes an update into `out`, zeroed and of [`update_len`].
+fn write_update(out: &mut [u8], signed: &SignedHeader, payload: &[u8]) {
+    let mut prefix = Vec::with_capacity(PREFIX + signed.bytes.len());
+    write_prefix(&mut prefix, KIND_UPDATE, signed);
+    out[..prefix.len()].copy_from_slice(&prefix);
+    let start = out.len() - payload.len();
+    out[start..].copy_from_slice(payload);
 }
 
 /// Encodes an announcement: a signed header without its payload, small enough for gossip.
@@ -539,7 +578,15 @@ mod tests {
             assert_eq!(payload % 4, 0, "round {round}: payload at {payload}");
             assert!(bytes[start..payload].iter().all(|&b| b == 0));
             pads.insert(payload - start);
-            let shared: std::sync::Arc<[u8]> = bytes.clone().into();
+            let (shared, _) = encode_update_shared(
+                &identity(1),
+                run(),
+                round,
+                samples,
+                Codec::F32Le,
+                &encode_params(&params),
+            );
+            assert_eq!(&shared[..], &bytes[..], "the same bytes either way");
             let update = decode_update_ref(&shared, 1 << 20).unwrap();
             assert!(update.verify_payload().is_ok());
             assert_eq!(crate::codec::f32_view(update.payload()), Some(&params[..]));

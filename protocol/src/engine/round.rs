@@ -146,8 +146,7 @@ impl Engine {
         let codec = self.config.codec.whole();
         let payload = crate::codec::encode(codec, params, seed ^ (seed >> 31));
         let (bytes, signed) =
-            wire::encode_update(&self.identity, self.run, round, samples, codec, &payload);
-        let bytes: Arc<[u8]> = bytes.into();
+            wire::encode_update_shared(&self.identity, self.run, round, samples, codec, &payload);
         self.signed_here(&bytes);
         (bytes, signed)
     }
