@@ -274,13 +274,12 @@ pub fn encode_update(
     codec: Codec,
     payload: &[u8],
 ) -> (Vec<u8>, SignedHeader) {
-    let signed = sign_header(identity, run, round, samples, codec, payload);
-    let mut out = vec![0; update_len(&signed, payload)];
-    write_update(&mut out, &signed, payload);
-    (out, signed)
+    let (bytes, signed) = encode_update_shared(identity, run, round, samples, codec, payload);
+    (bytes.to_vec(), signed)
 }
 
 /// [`encode_update`] into a shared allocation of its own, written once (what a node serves).
+/// The padding is left as the allocation's zeros.
 pub fn encode_update_shared(
     identity: &Identity,
     run: RunId,
@@ -330,7 +329,7 @@ fn update_len(signed: &SignedHeader, payload: &[u8]) -> usize {
     PREFIX + signed.bytes.len() + pad(signed.bytes.len()) + payload.len()
 }
 
-/// Writes an update into `out`, zeroed and of [`update_len`].
+/// Writes an update into `out`, zeroed and of [`update_len`] (the padding keeps its zeros).
 fn write_update(out: &mut [u8], signed: &SignedHeader, payload: &[u8]) {
     let mut prefix = Vec::with_capacity(PREFIX + signed.bytes.len());
     write_prefix(&mut prefix, KIND_UPDATE, signed);
