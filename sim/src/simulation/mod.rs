@@ -55,6 +55,9 @@ pub enum Error {
     Reference(String),
 }
 
+/// Evaluation points computed in the background at most (more wait for the oldest).
+const MAX_PENDING_POINTS: usize = 4;
+
 /// What the scenario schedules, by tag of [`Cluster::schedule`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Scheduled {
@@ -135,7 +138,8 @@ impl Simulation {
             let eval = self.on_step(step);
             if eval || self.round_eval_due() {
                 self.evaluate();
-                self.settle(progress, false);
+                // Each point in the background holds copies of its sampled models: a few at most.
+                self.settle(progress, self.pending.len() > MAX_PENDING_POINTS);
             } else if self.cluster.counters().events.is_multiple_of(256) {
                 self.settle(progress, false);
                 progress.tick(
