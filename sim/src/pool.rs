@@ -12,8 +12,9 @@
 use murmur_learn::data::Dataset;
 use murmur_learn::model::Arch;
 use murmur_learn::train::{self, Eval, Trainer};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -108,9 +109,89 @@ pub(crate) enum Done {
 
 /// Worker threads that train and evaluate for the whole run (see the module documentation).
 pub(crate) struct Workers {
-    tasks: Option<mpsc::Sender<Task>>,
+    queue: Arc<Queue<Task>>,
     done: mpsc::Receiver<Result<Done, String>>,
     handles: Vec<JoinHandle<()>>,
+}
+
+/// The tasks waiting for a worker: urgent ones first (training: the event loop waits for its
+/// results), then the others (evaluations) on at most `background` workers at once, so that with
+/// more workers than that one is always free for the urgent ones.
+struct Queue<T> {
+    tasks: Mutex<Waiting<T>>,
+    ready: Condvar,
+    background: usize,
+}
+
+struct Waiting<T> {
+    urgent: VecDeque<T>,
+    later: VecDeque<T>,
+    /// Tasks of `later` running.
+    running_later: usize,
+    closed: bool,
+}
+
+impl<T> Queue<T> {
+    fn new(background: usize) -> Queue<T> {
+        Queue {
+            tasks: Mutex::new(Waiting {
+                urgent: VecDeque::new(),
+                later: VecDeque::new(),
+                running_later: 0,
+                closed: false,
+            }),
+            ready: Condvar::new(),
+            background,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Waiting<T>> {
+        // Every change is one statement: a panic elsewhere leaves the queue consistent.
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn push(&self, task: T, urgent: bool) {
+        let mut w = self.lock();
+        if urgent {
+            w.urgent.push_back(task);
+        } else {
+            w.later.push_back(task);
+        }
+        drop(w);
+        self.ready.notify_one();
+    }
+
+    /// The next task and whether it is urgent, waiting for one; `None` once closed. A task
+    /// that is not urgent must be followed by [`Queue::finished_later`] when it ends.
+    fn pop(&self) -> Option<(T, bool)> {
+        let mut w = self.lock();
+        loop {
+            if let Some(t) = w.urgent.pop_front() {
+                return Some((t, true));
+            }
+            if w.running_later < self.background
+                && let Some(t) = w.later.pop_front()
+            {
+                w.running_later += 1;
+                return Some((t, false));
+            }
+            if w.closed {
+                return None;
+            }
+            w = self.ready.wait(w).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// A task that was not urgent ended: another may start.
+    fn finished_later(&self) {
+        self.lock().running_later -= 1;
+        self.ready.notify_all();
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.ready.notify_all();
+    }
 }
 
 impl std::fmt::Debug for Workers {
@@ -151,9 +232,9 @@ fn work(task: Task) -> Result<Done, String> {
 impl Workers {
     /// `threads` workers, waiting for tasks.
     pub(crate) fn new(threads: usize) -> Workers {
-        let (tasks, queue) = mpsc::channel::<Task>();
+        // Evaluations on all workers but one.
+        let queue = Arc::new(Queue::new(threads.saturating_sub(1).max(1)));
         let (report, done) = mpsc::channel();
-        let queue = Arc::new(Mutex::new(queue));
         let handles = (0..threads)
             .map(|k| {
                 let queue = Arc::clone(&queue);
@@ -161,13 +242,13 @@ impl Workers {
                 std::thread::Builder::new()
                     .name(format!("worker-{k}"))
                     .spawn(move || {
-                        loop {
-                            // The lock is held while waiting only (it is dropped at the end of
-                            // this statement): one idle worker takes the next task.
-                            let task = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                            // The run dropped its end of the queue: it is over.
-                            let Ok(task) = task else { break };
-                            if report.send(work(task)).is_err() {
+                        // Until the run closes the queue.
+                        while let Some((task, urgent)) = queue.pop() {
+                            let done = work(task);
+                            if !urgent {
+                                queue.finished_later();
+                            }
+                            if report.send(done).is_err() {
                                 break;
                             }
                         }
@@ -176,18 +257,15 @@ impl Workers {
             })
             .collect();
         Workers {
-            tasks: Some(tasks),
+            queue,
             done,
             handles,
         }
     }
 
     fn send(&self, task: Task) {
-        self.tasks
-            .as_ref()
-            .expect("open until dropped")
-            .send(task)
-            .expect("the workers run until dropped");
+        let urgent = matches!(task, Task::Train { .. });
+        self.queue.push(task, urgent);
     }
 
     /// Hands `trainer` to a worker to take `steps` steps; it comes back through
@@ -220,7 +298,7 @@ impl Workers {
 
 impl Drop for Workers {
     fn drop(&mut self) {
-        self.tasks.take();
+        self.queue.close();
         for h in self.handles.drain(..) {
             let _ = h.join();
         }
@@ -264,5 +342,25 @@ mod tests {
             assert_eq!(map(items.clone(), threads, |x| x * x), one);
         }
         assert!(map(Vec::<u64>::new(), 4, |x| x).is_empty());
+    }
+
+    #[test]
+    fn urgent_tasks_go_first_and_the_others_leave_a_worker_free() {
+        let q = Queue::new(1);
+        q.push(1, false);
+        q.push(2, false);
+        q.push(10, true);
+        assert_eq!(q.pop(), Some((10, true)), "urgent first");
+        assert_eq!(q.pop(), Some((1, false)));
+        // One task of the background runs: the next waits for it, an urgent one does not.
+        q.push(11, true);
+        assert_eq!(q.pop(), Some((11, true)));
+        let waiting = q.lock().later.len();
+        assert_eq!(waiting, 1, "the second waits while the first runs");
+        q.finished_later();
+        assert_eq!(q.pop(), Some((2, false)));
+        q.finished_later();
+        q.close();
+        assert_eq!(q.pop(), None, "closed and empty");
     }
 }
