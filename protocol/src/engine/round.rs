@@ -309,13 +309,11 @@ impl Engine {
                 let in_place = update.header().codec == Codec::F32Le
                     && update.payload().len() == 4 * self.dim
                     && codec::f32_view(update.payload()).is_some();
-                let mut params = Vec::new();
-                if !in_place {
-                    update.params_into(self.dim, &mut params).ok()?;
-                }
                 if in_place {
                     Model::InPlace { bytes, payload }
                 } else {
+                    let mut params = Vec::new();
+                    update.params_into(self.dim, &mut params).ok()?;
                     Model::Owned(params)
                 }
             }
