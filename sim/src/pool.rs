@@ -3,8 +3,8 @@
 //!
 //! Each job depends only on its own input (a trainer's state, or a parameter vector), so results
 //! are the same bits whatever the number of threads. [`map`] runs a batch on threads scoped to
-//! it and returns the results in input order (evaluations, and the synchronous reference's
-//! rounds). [`Workers`] keeps threads for the whole run that train and evaluate in the
+//! it and returns the results in input order (the synchronous reference's rounds, and
+//! evaluations without worker threads). [`Workers`] keeps threads for the whole run that train and evaluate in the
 //! background: the event loop hands a job over as soon as the cluster queues it, and an
 //! evaluation point's models as soon as it is due, and goes on with other nodes' events until it
 //! needs a result.
