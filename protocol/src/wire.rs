@@ -288,23 +288,6 @@ pub fn encode_update_shared(
     codec: Codec,
     payload: &[u8],
 ) -> (std::sync::Arc<[u8]>, SignedHeader) {
-    let signed = sign_header(identity, run, round, samples, codec, payload);
-    // One allocation of the exact size (an exact-size iterator), then written in place.
-    let mut out: std::sync::Arc<[u8]> =
-        std::iter::repeat_n(0, update_len(&signed, payload)).collect();
-    let buf = std::sync::Arc::get_mut(&mut out).expect("not shared yet");
-    write_update(buf, &signed, payload);
-    (out, signed)
-}
-
-fn sign_header(
-    identity: &Identity,
-    run: RunId,
-    round: u64,
-    samples: u64,
-    codec: Codec,
-    payload: &[u8],
-) -> SignedHeader {
     let header = Header {
         version: VERSION,
         run,
@@ -318,11 +301,17 @@ fn sign_header(
     let header_bytes = bincode::serde::encode_to_vec(&header, bincode_config())
         .expect("a header always encodes within MAX_HEADER");
     let signature = identity.sign(DOMAIN, &header_bytes);
-    SignedHeader {
+    let signed = SignedHeader {
         header,
         bytes: header_bytes,
         signature,
-    }
+    };
+    // One allocation of the exact size (an exact-size iterator), then written in place.
+    let mut out: std::sync::Arc<[u8]> =
+        std::iter::repeat_n(0, update_len(&signed, payload)).collect();
+    let buf = std::sync::Arc::get_mut(&mut out).expect("not shared yet");
+    write_update(buf, &signed, payload);
+    (out, signed)
 }
 
 fn update_len(signed: &SignedHeader, payload: &[u8]) -> usize {

@@ -291,7 +291,6 @@ impl Simulation {
             byzantine,
             absent,
             schedule: vec![Scheduled::Eval],
-            threads: threads.max(1),
             pending_churn: 0,
             next_eval_round: scenario.eval.every_rounds,
             behind: 0,

@@ -35,7 +35,7 @@ impl Simulation {
             seed: self.scenario.seed,
             point,
         };
-        let (a, tags) = if self.threads > 1 {
+        let (a, tags) = if self.cluster.world().in_background() {
             let p = prepare(&models, &sampling, &self.learning);
             let owned: Vec<Vec<f32>> = p.models.into_iter().map(Cow::into_owned).collect();
             let consensus = p.consensus;
@@ -51,11 +51,7 @@ impl Simulation {
                         .expect("the backend was checked at load"),
                 })
             }));
-            let tags = self
-                .cluster
-                .world_mut()
-                .evaluate(owned, &on)
-                .expect("worker threads with more than one thread");
+            let tags = self.cluster.world_mut().evaluate(owned, &on);
             (Assessed::waiting(consensus), Some(tags))
         } else {
             let a = assess(&models, &sampling, &self.learning, &self.test, 1);

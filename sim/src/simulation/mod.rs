@@ -86,7 +86,6 @@ pub(crate) struct Simulation {
     /// Byzantine nodes that never run (`Attackers::absent`).
     absent: Vec<bool>,
     schedule: Vec<Scheduled>,
-    threads: usize,
     honest_online: usize,
     honest_finished: usize,
     finished: Vec<bool>,

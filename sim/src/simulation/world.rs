@@ -85,15 +85,19 @@ impl World {
         }
     }
 
+    /// Whether the world has worker threads, which train and evaluate in the background.
+    pub(crate) fn in_background(&self) -> bool {
+        self.workers.is_some()
+    }
+
     /// Hands `models` to the worker threads to evaluate on `on` in the background, and returns
-    /// their tags for [`World::evaluations`]; `None` without worker threads (the caller
-    /// evaluates them itself).
-    pub(crate) fn evaluate(
-        &mut self,
-        models: Vec<Vec<f32>>,
-        on: &Arc<EvalSet>,
-    ) -> Option<Vec<u64>> {
-        let workers = self.workers.as_ref()?;
+    /// their tags for [`World::evaluations`]. Only with worker threads
+    /// ([`World::in_background`]).
+    pub(crate) fn evaluate(&mut self, models: Vec<Vec<f32>>, on: &Arc<EvalSet>) -> Vec<u64> {
+        let workers = self
+            .workers
+            .as_ref()
+            .expect("evaluations in the background need worker threads");
         let mut tags = Vec::with_capacity(models.len());
         for model in models {
             let tag = self.next_tag;
@@ -101,7 +105,7 @@ impl World {
             workers.evaluate(tag, model, Arc::clone(on));
             tags.push(tag);
         }
-        Some(tags)
+        tags
     }
 
     /// The evaluations of `tags`, in that order, once all are done (waiting for them if
