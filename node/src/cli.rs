@@ -55,6 +55,11 @@ pub struct RunArgs {
     /// The directory the red-team nodes share for `colluding`, replacing `node.attack-intel`.
     #[arg(long, value_name = "DIR")]
     pub attack_intel: Option<PathBuf>,
+    /// Sybil identities: hold K keys and join as K peers, replacing `node.attack-identities`
+    /// (identity i > 0 keeps its state in STATE_DIR/identity-i and listens on the listen
+    /// ports plus i; port 0 stays 0).
+    #[arg(long, value_name = "K")]
+    pub attack_identities: Option<usize>,
     /// Serve /metrics and /status on this address instead of `metrics.listen`
     /// (default 127.0.0.1:9464; port 0 picks a free port; "" disables).
     #[arg(long, value_name = "ADDR")]
@@ -148,22 +153,51 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         attack_knowledge: args.attack_knowledge,
         attack_free_timing: args.attack_free_timing,
         attack_intel: args.attack_intel,
+        attack_identities: args.attack_identities,
         metrics: args.metrics,
         rounds: args.rounds,
         no_mdns: args.no_mdns,
         exit_when_finished: args.exit_when_finished,
     };
     let resolved = config.resolve(overrides, &args.config)?;
-    std::fs::create_dir_all(&resolved.state_dir)
-        .with_context(|| format!("creating {}", resolved.state_dir.display()))?;
-    let saved = resolved.state_dir.join("node.resolved.toml");
-    std::fs::write(&saved, toml::to_string(&resolved.config)?)
-        .with_context(|| format!("writing {}", saved.display()))?;
+    let identities = resolved.identities();
+    for r in &identities {
+        std::fs::create_dir_all(&r.state_dir)
+            .with_context(|| format!("creating {}", r.state_dir.display()))?;
+        let saved = r.state_dir.join("node.resolved.toml");
+        std::fs::write(&saved, toml::to_string(&r.config)?)
+            .with_context(|| format!("writing {}", saved.display()))?;
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(async move { driver::run(resolved, shutdown_signal()).await })?;
+    rt.block_on(run_identities(identities))
+}
+
+/// Runs every identity of the process on this thread's runtime until SIGINT or SIGTERM (or
+/// until each is done, with `exit-when-finished`). One node is one identity. A Sybil red-team
+/// process runs several, which share one training thread at a time (one CPU) and the process's
+/// uplink; their logs carry `identity = i`. The first error stops them all, naming its
+/// identity and state directory.
+async fn run_identities(identities: Vec<crate::config::Resolved>) -> anyhow::Result<()> {
+    use futures::FutureExt;
+    use tracing::Instrument;
+    let shutdown = shutdown_signal().shared();
+    let cpu = driver::Cpu::default();
+    if identities.len() == 1 {
+        let r = identities.into_iter().next().expect("one identity");
+        return Ok(driver::run(r, cpu, shutdown).await?);
+    }
+    let runs = identities.into_iter().enumerate().map(|(i, r)| {
+        let dir = r.state_dir.clone();
+        driver::run(r, cpu.clone(), shutdown.clone())
+            .instrument(tracing::info_span!("sybil", identity = i))
+            .map(move |done| {
+                done.with_context(|| format!("Sybil identity {i} (state in {})", dir.display()))
+            })
+    });
+    futures::future::try_join_all(runs).await?;
     Ok(())
 }
 

@@ -20,6 +20,9 @@ use serde::{Deserialize, Serialize};
 use crate::net;
 use murmur_learn::train;
 
+/// The most Sybil identities one red-team process may hold (`node.attack-identities`).
+pub const MAX_IDENTITIES: usize = 64;
+
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -102,6 +105,13 @@ pub struct Node {
     /// (on one machine, or a network file system). Each writes its peer id under `allies/` and
     /// every honest update it fetches under `intel/`, and reads the others'.
     pub attack_intel: Option<PathBuf>,
+    /// Sybil identities: the red-team process holds this many keys and joins as that many
+    /// peers. Identity 0 is this node as configured; identity `i` keeps its key and state in
+    /// `<state-dir>/identity-<i>`, listens on each listen address's port plus `i` (port 0 stays
+    /// 0) and serves metrics on `metrics.listen`'s port plus `i`. The identities share the
+    /// process's uplink and one training thread at a time (one CPU). Needs `attack`; at most
+    /// [`MAX_IDENTITIES`]. Default 1.
+    pub attack_identities: Option<usize>,
     /// Exit once the configured rounds are done (after the final checkpoint), instead of
     /// serving the model to late joiners until stopped. Default false.
     pub exit_when_finished: bool,
@@ -204,6 +214,8 @@ pub struct Overrides {
     pub attack_free_timing: bool,
     /// Replace `node.attack-intel`.
     pub attack_intel: Option<PathBuf>,
+    /// Replace `node.attack-identities`.
+    pub attack_identities: Option<usize>,
     /// Replace `metrics.listen`.
     pub metrics: Option<String>,
     /// Replace `engine.rounds`.
@@ -231,6 +243,9 @@ pub struct Resolved {
     pub bootstrap: Vec<libp2p::Multiaddr>,
     /// The metrics endpoint, if enabled.
     pub metrics: Option<std::net::SocketAddr>,
+    /// Which of the process's Sybil identities this is, when it has several
+    /// (`node.attack-identities`); `None` for a process that is one node.
+    pub identity: Option<usize>,
 }
 
 impl Resolved {
@@ -248,6 +263,54 @@ impl Resolved {
     pub fn bans_path(&self) -> PathBuf {
         self.state_dir.join("bans")
     }
+
+    /// Every identity this process runs (`node.attack-identities`, default 1): this config
+    /// first, then identity `i` with its key and state in `<state-dir>/identity-<i>` and its
+    /// listen and metrics ports shifted by `i` (port 0 stays 0). [`Config::resolve`] checked
+    /// that the shifted ports exist.
+    pub fn identities(&self) -> Vec<Resolved> {
+        let k = self.config.node.attack_identities.unwrap_or(1);
+        let mut all = vec![Resolved {
+            identity: (k > 1).then_some(0),
+            ..self.clone()
+        }];
+        for i in 1..k {
+            let by = u16::try_from(i).expect("at most MAX_IDENTITIES");
+            let state_dir = self.state_dir.join(format!("identity-{i}"));
+            let mut r = self.clone();
+            r.identity = Some(i);
+            r.key = state_dir.join("node.key");
+            r.config.node.state_dir = Some(state_dir.clone());
+            r.config.node.key = None;
+            r.state_dir = state_dir;
+            r.listen = self
+                .listen
+                .iter()
+                .map(|a| shift_port(a, by).expect("checked in resolve"))
+                .collect();
+            r.metrics = self.metrics.map(|mut m| {
+                if m.port() != 0 {
+                    m.set_port(m.port() + by);
+                }
+                m
+            });
+            all.push(r);
+        }
+        all
+    }
+}
+
+/// `addr` with its TCP or UDP port plus `by` (port 0, any free port, stays 0); `None` when
+/// that passes 65535.
+fn shift_port(addr: &libp2p::Multiaddr, by: u16) -> Option<libp2p::Multiaddr> {
+    use libp2p::multiaddr::Protocol;
+    addr.iter()
+        .map(|p| match p {
+            Protocol::Tcp(port) if port != 0 => port.checked_add(by).map(Protocol::Tcp),
+            Protocol::Udp(port) if port != 0 => port.checked_add(by).map(Protocol::Udp),
+            p => Some(p),
+        })
+        .collect()
 }
 
 impl Config {
@@ -315,6 +378,9 @@ impl Config {
         }
         if let Some(d) = overrides.attack_intel {
             self.node.attack_intel = Some(d);
+        }
+        if let Some(k) = overrides.attack_identities {
+            self.node.attack_identities = Some(k);
         }
         if let Some(m) = overrides.metrics {
             self.metrics.listen = m;
@@ -386,6 +452,27 @@ impl Config {
             }
             (Knowledge::Colluding, Some(_)) => {}
         }
+        match self.node.attack_identities {
+            Some(0) => {
+                return Err(invalid(
+                    "node.attack-identities",
+                    "must be at least 1 (the node itself)".into(),
+                ));
+            }
+            Some(k) if k > MAX_IDENTITIES => {
+                return Err(invalid(
+                    "node.attack-identities",
+                    format!("{k} is above the limit of {MAX_IDENTITIES}"),
+                ));
+            }
+            Some(k) if k > 1 && self.node.attack.is_none() => {
+                return Err(invalid(
+                    "node.attack-identities",
+                    "Sybil identities are an attacker's power, and node.attack is not set".into(),
+                ));
+            }
+            _ => {}
+        }
         if self.run.partitions == 0 {
             return Err(invalid("run.partitions", "must be at least 1".into()));
         }
@@ -445,7 +532,7 @@ impl Config {
                 "limits must be at least 1".into(),
             ));
         }
-        let metrics = if self.metrics.listen.is_empty() {
+        let metrics: Option<std::net::SocketAddr> = if self.metrics.listen.is_empty() {
             None
         } else {
             Some(self.metrics.listen.parse().map_err(|e| {
@@ -462,6 +549,31 @@ impl Config {
             .key
             .clone()
             .unwrap_or_else(|| state_dir.join("node.key"));
+        // Every identity's ports must exist: checked here, so that a bad combination is an
+        // error naming the field before anything starts.
+        let last = u16::try_from(self.node.attack_identities.unwrap_or(1) - 1)
+            .expect("at most MAX_IDENTITIES");
+        for addr in &listen {
+            if shift_port(addr, last).is_none() {
+                return Err(invalid(
+                    "node.attack-identities",
+                    format!(
+                        "identity {last} would listen on {addr}'s port plus {last}, above 65535"
+                    ),
+                ));
+            }
+        }
+        if let Some(m) = metrics
+            && m.port() != 0
+            && m.port().checked_add(last).is_none()
+        {
+            return Err(invalid(
+                "node.attack-identities",
+                format!(
+                    "identity {last} would serve metrics on {m}'s port plus {last}, above 65535"
+                ),
+            ));
+        }
         Ok(Resolved {
             run: self.run_id(),
             config: self,
@@ -470,6 +582,7 @@ impl Config {
             listen,
             bootstrap,
             metrics,
+            identity: None,
         })
     }
 }
@@ -554,6 +667,95 @@ mod tests {
         ] {
             let e = with(attack, knowledge, intel).unwrap_err().to_string();
             assert!(e.contains(field) && e.contains(why), "{knowledge}: {e}");
+        }
+    }
+
+    /// A Sybil red-team process runs one identity per key: identity 0 as configured, identity
+    /// `i` in `<state-dir>/identity-<i>` on the listen and metrics ports plus `i` (port 0 stays
+    /// 0). Zero identities, too many, identities without an attack and ports past 65535 are
+    /// refused, naming the field.
+    #[test]
+    fn sybil_identities_get_their_own_state_and_ports_and_need_an_attack() {
+        let p = Path::new("x.toml");
+        let c = Config::parse(MINIMAL, p).unwrap();
+        let with = |attack: bool, k: usize, listen: &[&str], metrics: &str| {
+            c.clone().resolve(
+                Overrides {
+                    attack: attack.then(|| "junk".parse().unwrap()),
+                    attack_identities: Some(k),
+                    listen: listen.iter().map(|a| a.to_string()).collect(),
+                    metrics: Some(metrics.into()),
+                    state_dir: Some("red".into()),
+                    ..Overrides::default()
+                },
+                p,
+            )
+        };
+        let r = with(
+            true,
+            3,
+            &["/ip4/127.0.0.1/tcp/7070", "/ip4/127.0.0.1/udp/0/quic-v1"],
+            "127.0.0.1:9464",
+        )
+        .unwrap();
+        let all = r.identities();
+        assert_eq!(all.len(), 3);
+        let dirs: Vec<_> = all.iter().map(|r| r.state_dir.clone()).collect();
+        assert_eq!(
+            dirs,
+            [
+                PathBuf::from("red"),
+                PathBuf::from("red/identity-1"),
+                PathBuf::from("red/identity-2")
+            ]
+        );
+        assert_eq!(all[2].key, PathBuf::from("red/identity-2/node.key"));
+        assert_eq!(all[0].key, PathBuf::from("red/node.key"));
+        let listen: Vec<String> = all[2].listen.iter().map(|a| a.to_string()).collect();
+        assert_eq!(
+            listen,
+            ["/ip4/127.0.0.1/tcp/7072", "/ip4/127.0.0.1/udp/0/quic-v1"]
+        );
+        assert_eq!(all[1].metrics, Some("127.0.0.1:9465".parse().unwrap()));
+        assert_eq!(
+            all.iter().map(|r| r.identity).collect::<Vec<_>>(),
+            [Some(0), Some(1), Some(2)]
+        );
+        assert_eq!(all[0].run, all[2].run, "the identities are in one run");
+        // One identity is the node itself, named by nothing.
+        let one = with(false, 1, &[], "").unwrap().identities();
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].identity, None);
+        for (attack, k, listen, metrics, why) in [
+            (true, 0, "/ip4/127.0.0.1/tcp/0", "", "at least 1"),
+            (
+                true,
+                MAX_IDENTITIES + 1,
+                "/ip4/127.0.0.1/tcp/0",
+                "",
+                "limit",
+            ),
+            (
+                false,
+                2,
+                "/ip4/127.0.0.1/tcp/0",
+                "",
+                "node.attack is not set",
+            ),
+            (true, 3, "/ip4/127.0.0.1/tcp/65534", "", "above 65535"),
+            (
+                true,
+                3,
+                "/ip4/127.0.0.1/tcp/0",
+                "127.0.0.1:65534",
+                "above 65535",
+            ),
+        ] {
+            let e = with(attack, k, &[listen], metrics).unwrap_err().to_string();
+            assert!(
+                e.contains("node.attack-identities") && e.contains(why),
+                "{k} identities, {listen}, {metrics:?}: {e}"
+            );
         }
     }
 

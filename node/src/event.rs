@@ -6,6 +6,9 @@
 //! ```text
 //! {"time":"2026-12-02T11:15:40.123Z","event":"started","start":"joined","round":13,"checkpoint":null,"joined_from":3}
 //! ```
+//!
+//! A red-team process of several Sybil identities (`node.attack-identities`) adds
+//! `"identity": i` after the time.
 
 use serde::Serialize;
 
@@ -92,23 +95,29 @@ pub enum Event {
 #[derive(Serialize)]
 struct Line<'a> {
     time: String,
+    /// Which Sybil identity of the process (`node.attack-identities` above 1); absent for a
+    /// process that is one node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    identity: Option<usize>,
     #[serde(flatten)]
     event: &'a Event,
 }
 
 impl Event {
-    /// The event's line (without the newline), stamped with the current time.
-    pub fn line(&self) -> String {
+    /// The event's line (without the newline), stamped with the current time and, in a
+    /// process of several Sybil identities, with the identity that reports it.
+    pub fn line(&self, identity: Option<usize>) -> String {
         let line = Line {
             time: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+            identity,
             event: self,
         };
         serde_json::to_string(&line).expect("events serialise")
     }
 
     /// Prints the event's line on standard output.
-    pub fn emit(&self) {
-        println!("{}", self.line());
+    pub fn emit(&self, identity: Option<usize>) {
+        println!("{}", self.line(identity));
     }
 }
 
@@ -124,7 +133,10 @@ mod tests {
             accuracy: 0.5,
             loss: 1.25,
         };
-        let v: serde_json::Value = serde_json::from_str(&e.line()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&e.line(None)).unwrap();
+        assert!(v.get("identity").is_none(), "a lone node names no identity");
+        let sybil: serde_json::Value = serde_json::from_str(&e.line(Some(2))).unwrap();
+        assert_eq!(sybil["identity"], 2);
         assert_eq!(v["event"], "eval");
         assert_eq!(v["round"], 4);
         assert_eq!(v["model"], "mixed");

@@ -4,7 +4,7 @@
 //! its forgeries are fetched (or its junk refused and its key banned), and the honest nodes
 //! finish every round and learn. A second test serves oversize frames, which the transport
 //! refuses on their length before the engine sees them, and checks that they are charged all the
-//! same.
+//! same. A third runs one red-team process of three Sybil identities (`--attack-identities 3`).
 
 mod net_support;
 
@@ -177,4 +177,81 @@ fn oversize_answers_are_refused_on_their_length_and_their_server_banned() {
         "no honest node refused the answers of the red-team node {red} as oversize"
     );
     assert_mean_accuracy("oversize: ", &accuracies, 0.8);
+}
+
+/// One red-team process holds three keys and joins as three peers (`--attack-identities 3`),
+/// each serving junk: the honest nodes meet three peers, refuse each one's junk and ban each
+/// key on its own, and no honest one; the identities keep their keys in their own state
+/// directories, report events under their identity, and the honest nodes finish and learn.
+#[test]
+fn a_sybil_process_joins_as_three_peers_each_charged_for_its_own_junk() {
+    const SYBILS: usize = 3;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        NODES,
+        &format!(
+            "fanout = 3\nwait-for = 3\nround-timeout-ms = 3000\nrounds = {ROUNDS}\n\
+             join-timeout-ms = 3000"
+        ),
+        "[metrics]\neval-every = 12\n",
+    );
+    let mut nodes = spawn_network(&config, dir.path(), NODES, |i| {
+        if i == HONEST {
+            vec![
+                "--attack".into(),
+                "junk".into(),
+                "--attack-identities".into(),
+                SYBILS.to_string(),
+            ]
+        } else {
+            Vec::new()
+        }
+    });
+    // Every identity listens as a peer of its own (the harness took the first one's line).
+    let red_dir = nodes[HONEST].dir.clone();
+    let peer_of = |addr: &str| addr.rsplit('/').next().unwrap().to_owned();
+    let mut red_peers = std::collections::BTreeSet::from([peer_of(&nodes[HONEST].addr)]);
+    let mut identities = std::collections::BTreeSet::new();
+    while identities.len() < SYBILS - 1 {
+        let e = nodes[HONEST].wait(Duration::from_secs(120), |e| e["event"] == "listening");
+        identities.insert(e["identity"].as_u64().expect("a Sybil's events name it"));
+        red_peers.insert(peer_of(e["addr"].as_str().unwrap()));
+    }
+    assert_eq!(
+        red_peers.len(),
+        SYBILS,
+        "one peer id per identity: {red_peers:?}"
+    );
+    let key = |path: std::path::PathBuf| {
+        hex::encode(murmur_node::identity::load(&path).unwrap().public().0)
+    };
+    let mut red_keys = vec![key(red_dir.join("node.key"))];
+    red_keys.extend((1..SYBILS).map(|i| key(red_dir.join(format!("identity-{i}/node.key")))));
+    let mut accuracies = Vec::new();
+    for node in nodes.iter_mut().take(HONEST) {
+        let done = node.wait(Duration::from_secs(600), |e| e["event"] == "finished");
+        accuracies.push(done["accuracy"].as_f64().unwrap());
+    }
+    let mut banned = std::collections::BTreeSet::new();
+    for (i, node) in nodes.iter().enumerate().take(HONEST) {
+        let s = node.status();
+        let keys = node.banned_keys();
+        println!(
+            "honest node {i}: round {} accepted {} rejected {:?} banned {keys:?}",
+            s.round, s.accepted, s.rejected
+        );
+        assert_eq!(s.round, ROUNDS, "node {i} finished its rounds");
+        for k in &keys {
+            assert!(red_keys.contains(k), "node {i} banned {k}, not a Sybil");
+        }
+        banned.extend(keys);
+    }
+    println!("Sybil keys {red_keys:?}");
+    assert_eq!(
+        banned.len(),
+        SYBILS,
+        "every identity is a peer of its own, banned for its own junk: {banned:?}"
+    );
+    assert_mean_accuracy("sybil junk: ", &accuracies, 0.8);
 }

@@ -37,7 +37,7 @@ use crate::event::Event;
 use crate::metrics::Metrics;
 use crate::net::codec::Response;
 use crate::net::{self, Behaviour, Names};
-pub use trainer::{Bridge, BridgeError};
+pub use trainer::{Bridge, BridgeError, Cpu};
 
 /// Why a node stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -158,8 +158,8 @@ struct Driver {
 }
 
 /// Runs a node until `shutdown` resolves (then checkpoints and returns), until it is done with
-/// `exit-when-finished`, or until an error occurs.
-pub async fn run(r: Resolved, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+/// `exit-when-finished`, or until an error occurs. Its training runs while it holds `cpu`.
+pub async fn run(r: Resolved, cpu: Cpu, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
     let local = start::load(&r)?;
     let max_payload = wire::max_update_len(local.trainer.params().len());
     let mut swarm = net::build(&local.identity, &r.run, &r.config.network, max_payload)?;
@@ -182,9 +182,9 @@ pub async fn run(r: Resolved, shutdown: impl Future<Output = ()>) -> Result<(), 
         Event::Http {
             addr: bound.to_string(),
         }
-        .emit();
+        .emit(r.identity);
     }
-    let bootstrap_dials = swarm::dial_bootstrap(&mut swarm, &r.bootstrap);
+    let bootstrap_dials = swarm::dial_bootstrap(&mut swarm, &r.bootstrap, r.identity);
     let engine = engine(&r, &local)?;
     let intel = match &r.config.node.attack_intel {
         Some(dir) if r.config.node.attack.is_some() => Some(
@@ -197,7 +197,7 @@ pub async fn run(r: Resolved, shutdown: impl Future<Output = ()>) -> Result<(), 
         names: Names::of(&r.run),
         test: local.test.clone(),
         local_steps: local.setup.local_steps,
-        trainer: Bridge::spawn(local.trainer)?,
+        trainer: Bridge::spawn(local.trainer, cpu)?,
         engine,
         phase: Phase::Running,
         commands: BTreeMap::new(),
@@ -441,7 +441,7 @@ impl Driver {
                     checkpoint: self.checkpoint_round,
                     joined_from: peers,
                 }
-                .emit();
+                .emit(self.r.identity);
                 let mut m = self.metrics();
                 m.start = origin.as_str().into();
                 m.started_round = round;
@@ -555,7 +555,7 @@ impl Driver {
                     peer: id.to_string(),
                     reason: reason.as_str(),
                 }
-                .emit();
+                .emit(self.r.identity);
             }
             self.metrics().peers = self.up.len();
         }
@@ -663,20 +663,20 @@ impl Driver {
                     accuracy: eval.accuracy,
                     loss: eval.loss,
                 }
-                .emit();
+                .emit(self.r.identity);
                 if finished {
                     Event::Finished {
                         round,
                         accuracy: eval.accuracy,
                     }
-                    .emit();
+                    .emit(self.r.identity);
                 }
             }
             (Purpose::Checkpoint, Reply::Checkpointed { round, path }) => {
                 self.checkpoint_round = Some(round);
                 self.metrics().checkpoint_round = Some(round);
                 tracing::debug!(round, path = %path.display(), "checkpoint written");
-                Event::Checkpoint { round }.emit();
+                Event::Checkpoint { round }.emit(self.r.identity);
             }
             (_, Reply::Failed { round, error }) => {
                 return Err(Error::Training(format!(
@@ -707,7 +707,7 @@ impl Driver {
             let Some((id, reply)) = reply else { break };
             match (self.commands.remove(&id), reply) {
                 (Some(Purpose::Checkpoint), Reply::Checkpointed { round, .. }) => {
-                    Event::Checkpoint { round }.emit();
+                    Event::Checkpoint { round }.emit(self.r.identity);
                 }
                 (Some(Purpose::Checkpoint), Reply::Failed { error, .. }) => {
                     return Err(Error::Training(format!("final checkpoint: {error}")));

@@ -18,6 +18,7 @@ use crate::net::{self, Behaviour, BehaviourEvent};
 pub(super) fn dial_bootstrap(
     swarm: &mut Swarm<Behaviour>,
     addrs: &[Multiaddr],
+    identity: Option<usize>,
 ) -> BTreeMap<ConnectionId, Multiaddr> {
     let mut dials = BTreeMap::new();
     for addr in addrs {
@@ -32,19 +33,19 @@ pub(super) fn dial_bootstrap(
             Ok(()) => {
                 dials.insert(id, addr.clone());
             }
-            Err(e) => bootstrap_failed(addr, &super::causes(&e)),
+            Err(e) => bootstrap_failed(addr, &super::causes(&e), identity),
         }
     }
     dials
 }
 
-fn bootstrap_failed(addr: &Multiaddr, reason: &str) {
+fn bootstrap_failed(addr: &Multiaddr, reason: &str, identity: Option<usize>) {
     tracing::warn!(%addr, reason, "bootstrap peer unreachable");
     Event::BootstrapFailed {
         addr: addr.to_string(),
         reason: reason.to_owned(),
     }
-    .emit();
+    .emit(identity);
 }
 
 /// Starts a Kademlia query for a random key: its iterative lookup meets peers not yet known.
@@ -91,7 +92,7 @@ impl Driver {
                 Event::Listening {
                     addr: full.to_string(),
                 }
-                .emit();
+                .emit(self.r.identity);
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
@@ -114,7 +115,7 @@ impl Driver {
                     self.dialing.remove(&peer);
                 }
                 if let Some(addr) = self.bootstrap_dials.remove(&connection_id) {
-                    bootstrap_failed(&addr, &super::causes(&error));
+                    bootstrap_failed(&addr, &super::causes(&error), self.r.identity);
                 }
             }
             SwarmEvent::ConnectionClosed {
@@ -146,7 +147,7 @@ impl Driver {
                         peer: peer_id.to_string(),
                         reason,
                     }
-                    .emit();
+                    .emit(self.r.identity);
                     self.metrics().peers = self.up.len();
                     self.feed(Input::PeerDown { peer: key })?;
                 }
@@ -256,7 +257,7 @@ impl Driver {
             peer: peer.to_string(),
             outbound: self.dialed.contains_key(&peer),
         }
-        .emit();
+        .emit(self.r.identity);
         self.metrics().peers = self.up.len();
         self.feed(Input::PeerUp { peer: key })
     }

@@ -7,6 +7,7 @@
 //! never blocks: it queues with `try_send` and knows how many commands are outstanding.
 
 use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use tokio::sync::mpsc as tmpsc;
@@ -15,6 +16,12 @@ use murmur_learn::train::{Command, Reply, Trainer, Worker};
 
 /// Commands the driver may have outstanding at once.
 pub const CAPACITY: usize = 16;
+
+/// The CPU the training threads of one process take turns on: a bridge holds it from handing
+/// a command to its worker until the reply, so the Sybil identities of a red-team process
+/// (`node.attack-identities`) train one at a time, as on one core. A lone node never waits.
+#[derive(Debug, Clone, Default)]
+pub struct Cpu(Arc<Mutex<()>>);
 
 /// Handle to the trainer thread, from the driver's side.
 #[derive(Debug)]
@@ -40,8 +47,9 @@ pub enum BridgeError {
 }
 
 impl Bridge {
-    /// Starts the worker and the bridge threads.
-    pub fn spawn(trainer: Trainer) -> Result<Self, BridgeError> {
+    /// Starts the worker and the bridge threads; the worker runs a command while it holds
+    /// `cpu`.
+    pub fn spawn(trainer: Trainer, cpu: Cpu) -> Result<Self, BridgeError> {
         let worker = Worker::spawn(trainer, 1).map_err(BridgeError::Spawn)?;
         let (commands, inbox) = mpsc::sync_channel::<(u64, Command)>(CAPACITY);
         let (outbox, replies) = tmpsc::channel(CAPACITY);
@@ -49,10 +57,14 @@ impl Bridge {
             .name("murmur-bridge".into())
             .spawn(move || {
                 while let Ok((id, command)) = inbox.recv() {
+                    // A poisoned lock only means another identity's bridge panicked; the turn
+                    // is still this one's.
+                    let turn = cpu.0.lock().unwrap_or_else(|e| e.into_inner());
                     if worker.send(id, command).is_err() {
                         break;
                     }
                     let Ok(reply) = worker.recv() else { break };
+                    drop(turn);
                     if outbox.blocking_send(reply).is_err() {
                         break;
                     }
