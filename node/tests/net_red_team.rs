@@ -15,6 +15,15 @@ use net_support::{assert_mean_accuracy, spawn, spawn_network, write_config};
 const HONEST: usize = 4;
 const NODES: usize = HONEST + 1;
 const ROUNDS: u64 = 12;
+const METRICS: &str = "[metrics]\neval-every = 12\n";
+
+/// The `[engine]` keys of every network here: three answers a round, `ROUNDS` rounds.
+fn engine() -> String {
+    format!(
+        "fanout = 3\nwait-for = 3\nround-timeout-ms = 3000\nrounds = {ROUNDS}\n\
+         join-timeout-ms = 3000"
+    )
+}
 
 #[test]
 fn each_new_attack_runs_from_a_red_team_node_against_four_honest_ones() {
@@ -27,15 +36,7 @@ fn each_new_attack_runs_from_a_red_team_node_against_four_honest_ones() {
         ("opt-alie", true),
     ] {
         let dir = tempfile::tempdir().unwrap();
-        let config = write_config(
-            dir.path(),
-            NODES,
-            &format!(
-                "fanout = 3\nwait-for = 3\nround-timeout-ms = 3000\nrounds = {ROUNDS}\n\
-                 join-timeout-ms = 3000"
-            ),
-            "[metrics]\neval-every = 12\n",
-        );
+        let config = write_config(dir.path(), NODES, &engine(), METRICS);
         let mut nodes = spawn_network(&config, dir.path(), NODES, |i| {
             if i == HONEST {
                 let mut args = vec!["--attack".into(), attack.into()];
@@ -121,11 +122,7 @@ fn each_new_attack_runs_from_a_red_team_node_against_four_honest_ones() {
 #[test]
 fn oversize_answers_are_refused_on_their_length_and_their_server_banned() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = format!(
-        "fanout = 3\nwait-for = 3\nround-timeout-ms = 3000\nrounds = {ROUNDS}\n\
-         join-timeout-ms = 3000"
-    );
-    let metrics = "[metrics]\neval-every = 12\n";
+    let (engine, metrics) = (engine(), METRICS);
     let config = write_config(dir.path(), NODES, &engine, metrics);
     let red_dir = dir.path().join("red");
     std::fs::create_dir_all(&red_dir).unwrap();
@@ -187,15 +184,7 @@ fn oversize_answers_are_refused_on_their_length_and_their_server_banned() {
 fn a_sybil_process_joins_as_three_peers_each_charged_for_its_own_junk() {
     const SYBILS: usize = 3;
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        NODES,
-        &format!(
-            "fanout = 3\nwait-for = 3\nround-timeout-ms = 3000\nrounds = {ROUNDS}\n\
-             join-timeout-ms = 3000"
-        ),
-        "[metrics]\neval-every = 12\n",
-    );
+    let config = write_config(dir.path(), NODES, &engine(), METRICS);
     let mut nodes = spawn_network(&config, dir.path(), NODES, |i| {
         if i == HONEST {
             vec![
