@@ -12,7 +12,7 @@
 
 use std::path::{Path, PathBuf};
 
-use murmur_protocol::attack::{Attack, Knowledge};
+use murmur_protocol::attack::{Aim, Attack, Knowledge};
 use murmur_protocol::engine;
 use murmur_protocol::sign::RunId;
 use serde::{Deserialize, Serialize};
@@ -105,6 +105,10 @@ pub struct Node {
     /// (on one machine, or a network file system). Each writes its peer id under `allies/` and
     /// every honest update it fetches under `intel/`, and reads the others'.
     pub attack_intel: Option<PathBuf>,
+    /// Which honest models a forgery for an asker is computed from: `all` it knows (default)
+    /// or `victim`, the asker's and the other honest models it knows. Needs `colluding`.
+    #[serde(skip_serializing_if = "Aim::is_all")]
+    pub attack_aim: Aim,
     /// Sybil identities: the red-team process holds this many keys and joins as that many
     /// peers. Identity 0 is this node as configured; identity `i` keeps its key and state in
     /// `<state-dir>/identity-<i>`, listens on each listen address's port plus `i` (port 0 stays
@@ -452,6 +456,14 @@ impl Config {
             }
             (Knowledge::Colluding, Some(_)) => {}
         }
+        if !self.node.attack_aim.is_all() && self.node.attack_knowledge.is_own() {
+            return Err(invalid(
+                "node.attack-aim",
+                "aiming at each asker needs attack-knowledge = \"colluding\" (forgeries are \
+                 then made for each asker)"
+                    .into(),
+            ));
+        }
         match self.node.attack_identities {
             Some(0) => {
                 return Err(invalid(
@@ -757,6 +769,34 @@ mod tests {
                 "{k} identities, {listen}, {metrics:?}: {e}"
             );
         }
+    }
+
+    /// Aiming at each asker needs forgeries made for each asker, which only a colluding
+    /// red-team node makes: refused otherwise, naming the field.
+    #[test]
+    fn aiming_at_the_victim_needs_collusion() {
+        let p = Path::new("x.toml");
+        let text = |knowledge: &str| {
+            format!(
+                "{MINIMAL}[node]\nattack = {{ kind = \"alie\" }}\nattack-aim = \"victim\"\n{knowledge}"
+            )
+        };
+        let own = Config::parse(&text(""), p).unwrap();
+        let e = own
+            .resolve(Overrides::default(), p)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("node.attack-aim") && e.contains("colluding"),
+            "{e}"
+        );
+        let colluding = Config::parse(
+            &text("attack-knowledge = \"colluding\"\nattack-intel = \"intel\"\n"),
+            p,
+        )
+        .unwrap();
+        let r = colluding.resolve(Overrides::default(), p).unwrap();
+        assert_eq!(r.config.node.attack_aim, Aim::Victim);
     }
 
     /// `--attack-free-timing` makes a red-team node skip training; without an attack, or with

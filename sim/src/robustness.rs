@@ -253,6 +253,9 @@ pub fn powers_text(base: &Scenario) -> String {
     if !a.knowledge.is_own() {
         powers.push(format!("are {}", a.knowledge.name()));
     }
+    if !a.aim.is_all() {
+        powers.push("forge from each asker's model and its honest neighbours'".into());
+    }
     if a.free_timing {
         powers.push("skip training (free timing; not under label-flip, which is training)".into());
     }
@@ -337,6 +340,7 @@ pub fn cell_scenario(base: &Scenario, row: &Row, attack: Option<&Attack>) -> Sce
         free_timing: powers.is_some_and(|a| a.free_timing)
             && !matches!(attack, Some(Attack::LabelFlip)),
         knowledge: powers.map(|a| a.knowledge).unwrap_or_default(),
+        aim: powers.map(|a| a.aim).unwrap_or_default(),
         identities: powers.map_or(1, |a| a.identities),
     }];
     s.name = format!(

@@ -255,6 +255,7 @@ pub fn engine(r: &Resolved, local: &start::Local) -> Result<Engine, Error> {
             push: c.node.attack_push,
             free_timing: c.node.attack_free_timing,
             knowledge: c.node.attack_knowledge,
+            aim: c.node.attack_aim,
             ..Adversary::new(attack)
         }),
         weights: Default::default(),

@@ -330,6 +330,36 @@ impl Space {
     }
 }
 
+/// Which honest models an attacker that forges for each asker takes its statistics over (the
+/// mean and deviation of ALIE, the mean of IPM, the models of the adaptive attacks). Configured
+/// per attacker group in a scenario (`aim`) and on the red-team node (`node.attack-aim`).
+///
+/// ```toml
+/// aim = "all"       # every honest model it knows (default)
+/// aim = "victim"    # the asker's model and its honest neighbours' (the ClippedGossip paper's
+///                   # decentralized ALIE and IPM), as far as it knows them
+/// ```
+///
+/// `victim` needs knowledge beyond `own` (only then is a forgery made for each asker); on a
+/// fixed graph the neighbours are the asker's real ones, otherwise every other honest model
+/// known. Dissensus always aims at its victim.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Aim {
+    /// Every honest model the attacker knows.
+    #[default]
+    All,
+    /// The asker's model and its honest neighbours'.
+    Victim,
+}
+
+impl Aim {
+    /// Whether this is the default, [`Aim::All`].
+    pub fn is_all(&self) -> bool {
+        *self == Aim::All
+    }
+}
+
 /// What an attacker knows of the honest models when it forges. Configured per attacker group in
 /// a scenario; the red-team node has `own` and `colluding`.
 ///

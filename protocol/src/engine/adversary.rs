@@ -14,8 +14,8 @@
 
 use super::{Engine, Output, screen};
 use crate::aggregate::Aggregator;
-use crate::attack::Knowledge;
 use crate::attack::{self, Attack, Plan};
+use crate::attack::{Aim, Knowledge};
 use crate::evidence::Equivocation;
 use crate::sign::PeerKey;
 use crate::wire;
@@ -52,6 +52,9 @@ pub struct Adversary {
     /// for each asker when asked, shares every honest update it fetches ([`Output::Share`]),
     /// and takes in what it is given ([`Input::Intel`](super::Input::Intel)).
     pub knowledge: Knowledge,
+    /// Which honest models a forgery for an asker is computed from ([`Aim`]): all it knows, or
+    /// the asker's and its honest neighbours'.
+    pub aim: Aim,
     /// The other attackers' keys: their models are never taken for honest ones.
     pub allies: BTreeSet<PeerKey>,
     /// The honest nodes' mixing weights on a fixed graph, by node and in-neighbour (public on a
@@ -71,6 +74,7 @@ impl Adversary {
             push: false,
             free_timing: false,
             knowledge: Knowledge::Own,
+            aim: Aim::All,
             allies: BTreeSet::new(),
             graph: BTreeMap::new(),
         }
@@ -345,7 +349,8 @@ impl Engine {
         ))
     }
 
-    /// A forgery for the asker `to`, from what the attacker knows now. For dissensus (He,
+    /// A forgery for the asker `to`, from what the attacker knows now: from every honest model
+    /// it knows, or with [`Aim::Victim`] from the asker's and its honest neighbours'. For dissensus (He,
     /// Karimireddy and Jaggi, 2022) the asker is the victim: its model is the newest the
     /// attacker knows of it, and its good neighbours and weights are its real ones when the
     /// graph is known ([`Adversary::graph`]: every Byzantine neighbour's weight is counted as
@@ -385,7 +390,14 @@ impl Engine {
             good_weights: &weights,
             byzantine_weight,
         });
-        let all: Vec<&[f32]> = honest.values().copied().collect();
+        let aimed: Vec<&[f32]> = match adv.aim {
+            Aim::All => honest.values().copied().collect(),
+            Aim::Victim => victim
+                .iter()
+                .map(|v| v.model)
+                .chain(good.iter().copied())
+                .collect(),
+        };
         let mix = self.simulated_mix(&adv.attack);
         let own = self.model.params();
         let view = attack::View {
@@ -393,7 +405,7 @@ impl Engine {
             honest: if matches!(adv.attack, Attack::Dissensus { .. }) {
                 &good
             } else {
-                &all
+                &aimed
             },
             reference: reference(&self.reference),
             n,

@@ -245,8 +245,10 @@ fn cells_carry_the_base_scenarios_attacker_powers() {
     base.attackers[0].free_timing = true;
     base.attackers[0].knowledge = murmur_protocol::attack::Knowledge::Omniscient;
     base.attackers[0].identities = 3;
+    base.attackers[0].aim = murmur_protocol::attack::Aim::Victim;
     let s = cell_scenario(&base, &row, Some(&Attack::OptAlie));
     assert!(s.attackers[0].free_timing);
+    assert_eq!(s.attackers[0].aim, murmur_protocol::attack::Aim::Victim);
     assert_eq!(
         s.attackers[0].knowledge,
         murmur_protocol::attack::Knowledge::Omniscient
@@ -257,9 +259,9 @@ fn cells_carry_the_base_scenarios_attacker_powers() {
     assert!(!flip.attackers[0].free_timing, "label flipping is training");
     assert_eq!(
         powers_text(&base),
-        " The attackers are omniscient, skip training (free timing; not under label-flip, \
-         which is training) and run 3 identities per process (Sybil: one uplink and one CPU \
-         each)."
+        " The attackers are omniscient, forge from each asker's model and its honest \
+         neighbours', skip training (free timing; not under label-flip, which is training) and \
+         run 3 identities per process (Sybil: one uplink and one CPU each)."
     );
 }
 

@@ -28,7 +28,7 @@
 //! ```
 
 use murmur_learn::train;
-use murmur_protocol::attack::{Attack, Knowledge};
+use murmur_protocol::attack::{Aim, Attack, Knowledge};
 use murmur_protocol::engine;
 use murmur_protocol::topology::{self, Graph, Topology};
 use serde::{Deserialize, Serialize};
@@ -139,6 +139,11 @@ pub struct Attackers {
     /// every node's mixing weights, and forge for each asker when it asks.
     #[serde(default, skip_serializing_if = "Knowledge::is_own")]
     pub knowledge: Knowledge,
+    /// Which honest models a forgery for an asker is computed from: `all` the group knows
+    /// (default) or `victim`, the asker's and its honest neighbours' (the ClippedGossip paper's
+    /// decentralized ALIE and IPM). `victim` needs `knowledge` beyond `own`.
+    #[serde(default, skip_serializing_if = "Aim::is_all")]
+    pub aim: Aim,
 }
 
 fn d_identities() -> usize {

@@ -63,6 +63,14 @@ impl Scenario {
                 }
                 (None, true) => {}
             }
+            if !a.aim.is_all() && a.knowledge.is_own() {
+                return bad(
+                    &format!("attackers[{g}].aim"),
+                    "victim",
+                    "aiming at each asker needs knowledge beyond `own` (forgeries are then made \
+                     for each asker): set `knowledge = \"colluding\"` or `\"omniscient\"`",
+                );
+            }
             let size = a.nodes.as_ref().map_or(a.count, Vec::len);
             if a.identities == 0 || !size.is_multiple_of(a.identities) {
                 return bad(

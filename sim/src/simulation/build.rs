@@ -236,6 +236,7 @@ impl Simulation {
                         push: a.push,
                         free_timing: a.free_timing,
                         knowledge: a.knowledge,
+                        aim: a.aim,
                         // Attackers that pool what they know know each other, and the graph.
                         allies: if a.knowledge.is_own() {
                             BTreeSet::new()
@@ -381,6 +382,7 @@ mod tests {
             push: false,
             free_timing: false,
             knowledge: Default::default(),
+            aim: Default::default(),
             identities,
         };
         let sybil = group(vec![7, 1, 5, 3], 2);

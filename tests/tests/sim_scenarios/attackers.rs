@@ -213,4 +213,16 @@ fn sybil_identities_double_the_attackers_share_of_the_draws() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("attackers[0].identities"), "{err}");
+    // Aiming at each asker needs forgeries made for each asker: knowledge beyond `own`.
+    let bad = text(
+        "rounds = 6",
+        "[[attackers]]\ncount = 2\naim = \"victim\"\nattack = { kind = \"alie\" }\n",
+    );
+    let err = Scenario::parse(&bad, Path::new("aim.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("attackers[0].aim") && err.contains("knowledge"),
+        "{err}"
+    );
 }

@@ -223,3 +223,44 @@ fn an_ally_learned_late_is_forgotten_as_an_honest_author() {
     honest.add_ally(ids[0].public());
     assert!(honest.knowledge().is_none());
 }
+
+/// An omniscient IPM attacker aimed at its victim (`Aim::Victim`, the ClippedGossip paper's
+/// decentralized IPM) forges from the asker's model and its honest neighbours' on the graph:
+/// the asker (0, model 2) has neighbours 1 (model 4) and the attacker; node 5 (model 30) is
+/// known but not a neighbour, so the forgery is -0.5 x (2 + 4) / 2 = -1.5. Aimed at all it
+/// knows, it is -0.5 x (2 + 4 + 30) / 3 = -6.
+#[test]
+fn an_attacker_aimed_at_its_victim_forges_from_the_victims_neighbourhood() {
+    use crate::attack::{Aim, Space};
+    let c = config(Rule::Mean, 100);
+    let (asker, neighbour, far, me) = (
+        toy::identity(0),
+        toy::identity(1),
+        toy::identity(5),
+        toy::identity(3),
+    );
+    let run = toy::run_id();
+    let table: BTreeMap<PeerKey, f64> = [(neighbour.public(), 0.25), (me.public(), 0.25)]
+        .into_iter()
+        .collect();
+    let forged = |aim: Aim| {
+        let attack = Attack::Ipm {
+            epsilon: 0.5,
+            space: Space::Model,
+        };
+        let mut setup = attacker(3, attack, Knowledge::Omniscient, &c);
+        if let Some(a) = &mut setup.adversary {
+            a.aim = aim;
+            a.graph = [(asker.public(), table.clone())].into_iter().collect();
+        }
+        let mut e = started(setup, &[asker.clone(), neighbour.clone(), far.clone()]);
+        tell(&mut e, update(&asker, run, 1, &[2.0; DIM]));
+        tell(&mut e, update(&neighbour, run, 1, &[4.0; DIM]));
+        tell(&mut e, update(&far, run, 1, &[30.0; DIM]));
+        train(&mut e, Duration::ZERO, 1, 7.0);
+        let bytes = served(&mut e, &asker, 1);
+        params(&e, &bytes)
+    };
+    assert_eq!(forged(Aim::Victim), vec![-1.5; DIM]);
+    assert_eq!(forged(Aim::All), vec![-6.0; DIM]);
+}
