@@ -177,21 +177,21 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
 
 /// Runs every identity of the process on this thread's runtime until SIGINT or SIGTERM (or
 /// until each is done, with `exit-when-finished`). One node is one identity. A Sybil red-team
-/// process runs several, which share one training thread at a time (one CPU) and the process's
-/// uplink; their logs carry `identity = i`. The first error stops them all, naming its
+/// process runs several, which share one training thread at a time (one CPU), the data set
+/// (loaded once) and the process's uplink; their logs carry `identity = i`. The first error stops them all, naming its
 /// identity and state directory.
 async fn run_identities(identities: Vec<crate::config::Resolved>) -> anyhow::Result<()> {
     use futures::FutureExt;
     use tracing::Instrument;
     let shutdown = shutdown_signal().shared();
-    let cpu = driver::Cpu::default();
+    let process = driver::Process::default();
     if identities.len() == 1 {
         let r = identities.into_iter().next().expect("one identity");
-        return Ok(driver::run(r, cpu, shutdown).await?);
+        return Ok(driver::run(r, process, shutdown).await?);
     }
     let runs = identities.into_iter().enumerate().map(|(i, r)| {
         let dir = r.state_dir.clone();
-        driver::run(r, cpu.clone(), shutdown.clone())
+        driver::run(r, process.clone(), shutdown.clone())
             .instrument(tracing::info_span!("sybil", identity = i))
             .map(move |done| {
                 done.with_context(|| format!("Sybil identity {i} (state in {})", dir.display()))

@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 
 use libp2p::request_response::{InboundRequestId, OutboundRequestId, ResponseChannel};
 use libp2p::{PeerId, Swarm, gossipsub};
-use murmur_learn::data::Dataset;
-use murmur_learn::train::{Command, Reply};
+use murmur_learn::data::{Dataset, Split};
+use murmur_learn::train::{Command, ConfigError, Reply, Setup};
 use murmur_protocol::engine::{self, Adversary, Engine, Input, Output};
 use murmur_protocol::sign::PeerKey;
 use murmur_protocol::wire;
@@ -157,10 +157,40 @@ struct Driver {
     intel: Option<intel::Channel>,
 }
 
+/// What the nodes of one process share: the CPU their training takes turns on, and the data
+/// set, loaded once (the Sybil identities of a red-team process have one config).
+#[derive(Debug, Clone, Default)]
+pub struct Process {
+    cpu: Cpu,
+    data: Arc<Mutex<Option<(Setup, Split)>>>,
+}
+
+impl Process {
+    /// The process's data set and learning setup: loaded by `load` the first time, shared
+    /// after.
+    fn data(
+        &self,
+        load: impl FnOnce() -> Result<(Setup, Split), ConfigError>,
+    ) -> Result<(Setup, Split), ConfigError> {
+        let mut slot = self.data.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(loaded) = &*slot {
+            return Ok(loaded.clone());
+        }
+        let loaded = load()?;
+        *slot = Some(loaded.clone());
+        Ok(loaded)
+    }
+}
+
 /// Runs a node until `shutdown` resolves (then checkpoints and returns), until it is done with
-/// `exit-when-finished`, or until an error occurs. Its training runs while it holds `cpu`.
-pub async fn run(r: Resolved, cpu: Cpu, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
-    let local = start::load(&r)?;
+/// `exit-when-finished`, or until an error occurs. It shares `process` with the other nodes of
+/// its process: its training runs while it holds the process's CPU.
+pub async fn run(
+    r: Resolved,
+    process: Process,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    let local = start::load(&r, &process)?;
     let max_payload = wire::max_update_len(local.trainer.params().len());
     let mut swarm = net::build(&local.identity, &r.run, &r.config.network, max_payload)?;
     for addr in &r.listen {
@@ -197,7 +227,7 @@ pub async fn run(r: Resolved, cpu: Cpu, shutdown: impl Future<Output = ()>) -> R
         names: Names::of(&r.run),
         test: local.test.clone(),
         local_steps: local.setup.local_steps,
-        trainer: Bridge::spawn(local.trainer, cpu)?,
+        trainer: Bridge::spawn(local.trainer, process.cpu.clone())?,
         engine,
         phase: Phase::Running,
         commands: BTreeMap::new(),

@@ -34,11 +34,11 @@ pub struct Local {
 /// Loads the key (creating it if missing), the data and this node's shard, the trainer, the
 /// checkpoint in the state directory if there is one (a checkpoint of another run is an error),
 /// the signed-round record and the bans.
-pub fn load(r: &Resolved) -> Result<Local, Error> {
+pub fn load(r: &Resolved, process: &super::Process) -> Result<Local, Error> {
     std::fs::create_dir_all(&r.state_dir).map_err(|e| Error::Io(r.state_dir.clone(), e))?;
     let identity = identity::load_or_create(&r.key)?;
     let c = &r.config;
-    let (setup, split) = c.learning.load(c.run.seed)?;
+    let (setup, split) = process.data(|| c.learning.load(c.run.seed))?;
     let shards = Shard::split(
         &split.train,
         &c.learning.partition,
@@ -190,6 +190,27 @@ mod tests {
         std::fs::write(&p, "x").unwrap();
         let e = read_signed_round(&p).unwrap_err().to_string();
         assert!(e.contains("signed-round") && e.contains("\"x\""), "{e}");
+    }
+
+    /// The identities of one process load the data set once: the second identity's data is
+    /// the first one's (the same allocation).
+    #[test]
+    fn the_identities_of_a_process_load_the_data_once() {
+        let spec: murmur_learn::train::Spec =
+            toml::from_str("model = { kind = \"logistic-regression\" }\n").unwrap();
+        let process = crate::driver::Process::default();
+        let loads = std::cell::Cell::new(0);
+        let load = || {
+            loads.set(loads.get() + 1);
+            spec.load(1)
+        };
+        let (_, a) = process.data(load).unwrap();
+        let (_, b) = process.data(load).unwrap();
+        assert_eq!(loads.get(), 1, "loaded once");
+        assert_eq!(a.train.row(0).as_ptr(), b.train.row(0).as_ptr());
+        let (_, lone) = crate::driver::Process::default().data(load).unwrap();
+        assert_eq!(loads.get(), 2, "another process loads its own");
+        assert_ne!(a.train.row(0).as_ptr(), lone.train.row(0).as_ptr());
     }
 
     #[test]
