@@ -30,13 +30,13 @@ fn node_resumes_at(checkpoint: u64, signed: u64) -> (Resume, u64) {
         .unwrap()
         .resolve(overrides, &path)
         .unwrap();
-    let fresh = start::load(&r).unwrap();
+    let fresh = start::load(&r, &Default::default()).unwrap();
     assert_eq!(fresh.resume, Resume::default());
     Checkpoint::of(&fresh.trainer, r.run, checkpoint)
         .save(&r.checkpoint_path())
         .unwrap();
     start::write_signed_round(&r.signed_round_path(), signed).unwrap();
-    let local = start::load(&r).unwrap();
+    let local = start::load(&r, &Default::default()).unwrap();
     let resume = local.resume.clone();
     let mut engine = driver::engine(&r, &local).unwrap();
     let start = Input::Start {
