@@ -1,5 +1,6 @@
-//! The red-team node runs each of the adaptive and protocol attacks (`opt-alie`, `min-max`,
-//! `round-lie`, `junk`, `gossip-abuse`), and `opt-alie` again with free timing (`--attack-free-timing`: it never
+//! The red-team node runs each of the adaptive attacks (`opt-alie`, `opt-ipm`, `min-max`,
+//! `min-sum`), dissensus, mimic and the protocol attacks (`replay`, `equivocate`, `round-lie`,
+//! `junk`, `gossip-abuse`), and `opt-alie` again with free timing (`--attack-free-timing`: it never
 //! trains), against four honest `murmur-node` processes on 127.0.0.1, one network per attack:
 //! its forgeries are fetched (or its junk refused and its key banned), and the honest nodes
 //! finish every round and learn. A second test serves oversize frames, which the transport
@@ -29,7 +30,13 @@ fn engine() -> String {
 fn each_new_attack_runs_from_a_red_team_node_against_four_honest_ones() {
     for (attack, free_timing) in [
         ("opt-alie", false),
+        ("opt-ipm", false),
         ("min-max", false),
+        ("min-sum", false),
+        ("dissensus", false),
+        ("mimic", false),
+        ("replay", false),
+        ("equivocate", false),
         ("round-lie", false),
         ("junk", false),
         ("gossip-abuse", false),
@@ -89,6 +96,13 @@ fn each_new_attack_runs_from_a_red_team_node_against_four_honest_ones() {
                             "{attack}: node {i} refused junk but banned no one"
                         );
                     }
+                }
+            }
+            "equivocate" => {
+                // Two updates of one round to different askers: the proof travels by gossip
+                // and every honest node bans the red-team node, and only it.
+                for (i, s) in honest.iter().enumerate() {
+                    assert_eq!(s.bans, 1, "{attack}: node {i} banned {} peers", s.bans);
                 }
             }
             "gossip-abuse" => {
