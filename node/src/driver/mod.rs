@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 
 use libp2p::request_response::{InboundRequestId, OutboundRequestId, ResponseChannel};
 use libp2p::{PeerId, Swarm, gossipsub};
-use murmur_learn::data::{Dataset, Split};
-use murmur_learn::train::{Command, ConfigError, Reply, Setup};
+use murmur_learn::data::Dataset;
+use murmur_learn::train::{Command, Reply};
 use murmur_protocol::engine::{self, Adversary, Engine, Input, Output};
 use murmur_protocol::sign::PeerKey;
 use murmur_protocol::wire;
@@ -37,6 +37,7 @@ use crate::event::Event;
 use crate::metrics::Metrics;
 use crate::net::codec::Response;
 use crate::net::{self, Behaviour, Names};
+pub use start::Process;
 pub use trainer::{Bridge, BridgeError, Cpu};
 
 /// Why a node stopped with an error.
@@ -155,31 +156,6 @@ struct Driver {
     bans_written: Vec<(PeerKey, engine::Rejection)>,
     /// The red team's side channel, for a colluding attacker.
     intel: Option<intel::Channel>,
-}
-
-/// What the nodes of one process share: the CPU their training takes turns on, and the data
-/// set, loaded once (the Sybil identities of a red-team process have one config).
-#[derive(Debug, Clone, Default)]
-pub struct Process {
-    cpu: Cpu,
-    data: Arc<Mutex<Option<(Setup, Split)>>>,
-}
-
-impl Process {
-    /// The process's data set and learning setup: loaded by `load` the first time, shared
-    /// after.
-    fn data(
-        &self,
-        load: impl FnOnce() -> Result<(Setup, Split), ConfigError>,
-    ) -> Result<(Setup, Split), ConfigError> {
-        let mut slot = self.data.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(loaded) = &*slot {
-            return Ok(loaded.clone());
-        }
-        let loaded = load()?;
-        *slot = Some(loaded.clone());
-        Ok(loaded)
-    }
 }
 
 /// Runs a node until `shutdown` resolves (then checkpoints and returns), until it is done with

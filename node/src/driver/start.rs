@@ -4,15 +4,16 @@
 //! and writes the files.
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use murmur_learn::checkpoint::Checkpoint;
-use murmur_learn::data::{Dataset, Shard};
-use murmur_learn::train::{Setup, Trainer};
+use murmur_learn::data::{Dataset, Shard, Split};
+use murmur_learn::train::{ConfigError, Setup, Trainer};
 use murmur_protocol::attack;
 use murmur_protocol::engine::{Rejection, Resume};
 use murmur_protocol::sign::{Identity, PeerKey};
 
-use super::Error;
+use super::{Cpu, Error};
 use crate::config::Resolved;
 use crate::identity;
 
@@ -33,8 +34,33 @@ pub struct Local {
 
 /// Loads the key (creating it if missing), the data and this node's shard, the trainer, the
 /// checkpoint in the state directory if there is one (a checkpoint of another run is an error),
+/// What the nodes of one process share: the CPU their training takes turns on, and the data
+/// set, loaded once (the Sybil identities of a red-team process have one config).
+#[derive(Debug, Clone, Default)]
+pub struct Process {
+    pub(super) cpu: Cpu,
+    data: Arc<Mutex<Option<(Setup, Split)>>>,
+}
+
+impl Process {
+    /// The process's data set and learning setup: loaded by `load` the first time, shared
+    /// after.
+    pub(super) fn data(
+        &self,
+        load: impl FnOnce() -> Result<(Setup, Split), ConfigError>,
+    ) -> Result<(Setup, Split), ConfigError> {
+        let mut slot = self.data.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(loaded) = &*slot {
+            return Ok(loaded.clone());
+        }
+        let loaded = load()?;
+        *slot = Some(loaded.clone());
+        Ok(loaded)
+    }
+}
+
 /// the signed-round record and the bans.
-pub fn load(r: &Resolved, process: &super::Process) -> Result<Local, Error> {
+pub fn load(r: &Resolved, process: &Process) -> Result<Local, Error> {
     std::fs::create_dir_all(&r.state_dir).map_err(|e| Error::Io(r.state_dir.clone(), e))?;
     let identity = identity::load_or_create(&r.key)?;
     let c = &r.config;
@@ -198,7 +224,7 @@ mod tests {
     fn the_identities_of_a_process_load_the_data_once() {
         let spec: murmur_learn::train::Spec =
             toml::from_str("model = { kind = \"logistic-regression\" }\n").unwrap();
-        let process = crate::driver::Process::default();
+        let process = Process::default();
         let loads = std::cell::Cell::new(0);
         let load = || {
             loads.set(loads.get() + 1);
@@ -208,7 +234,7 @@ mod tests {
         let (_, b) = process.data(load).unwrap();
         assert_eq!(loads.get(), 1, "loaded once");
         assert_eq!(a.train.row(0).as_ptr(), b.train.row(0).as_ptr());
-        let (_, lone) = crate::driver::Process::default().data(load).unwrap();
+        let (_, lone) = Process::default().data(load).unwrap();
         assert_eq!(loads.get(), 2, "another process loads its own");
         assert_ne!(a.train.row(0).as_ptr(), lone.train.row(0).as_ptr());
     }
