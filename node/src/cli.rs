@@ -178,8 +178,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
 /// Runs every identity of the process on this thread's runtime until SIGINT or SIGTERM (or
 /// until each is done, with `exit-when-finished`). One node is one identity. A Sybil red-team
 /// process runs several, which share one training thread at a time (one CPU), the data set
-/// (loaded once) and the process's uplink; their logs carry `identity = i`. The first error stops them all, naming its
-/// identity and state directory.
+/// (loaded once) and the process's uplink; their logs carry `identity = i`. The first error
+/// stops them all, naming its identity and state directory. A lone node's logs and errors name
+/// no identity.
 async fn run_identities(identities: Vec<crate::config::Resolved>) -> anyhow::Result<()> {
     use futures::FutureExt;
     use tracing::Instrument;
