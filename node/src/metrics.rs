@@ -108,6 +108,13 @@ pub struct Metrics {
     /// gross outliers; those are rejected as `outlier`).
     #[serde(default)]
     pub screen_pulled_in: u64,
+    /// Fetches refused because the uplink would not carry the answer in time
+    /// (`engine.uplink-mbps`).
+    #[serde(default)]
+    pub refused_busy: u64,
+    /// Peers drawn in place of one that refused a fetch as busy.
+    #[serde(default)]
+    pub redrawn: u64,
     /// Peers banned.
     pub bans: u64,
     /// Updates sent.
@@ -158,6 +165,8 @@ impl Metrics {
             .collect();
         self.mixes = stats.mixes;
         self.screen_pulled_in = stats.pulled_in;
+        self.refused_busy = stats.refused_busy;
+        self.redrawn = stats.redrawn;
         self.bans = stats.bans;
         self.updates_sent = stats.updates_sent;
     }
@@ -304,6 +313,18 @@ impl Metrics {
             "screen_pulled_in",
             "Received models the outlier screen pulled in to its limit before mixing.",
             self.screen_pulled_in,
+        );
+        counter(
+            r,
+            "fetches_refused_busy",
+            "Fetches refused because the uplink would not carry the answer in time.",
+            self.refused_busy,
+        );
+        counter(
+            r,
+            "fetches_redrawn",
+            "Peers drawn in place of one that refused a fetch as busy.",
+            self.redrawn,
         );
         counter(r, "bans", "Peers banned.", self.bans);
         r.register_with_unit(

@@ -265,6 +265,8 @@ mod tests {
             bans_of_honest: 0,
             samples: 0,
             screen_pulled_in: 0,
+            refused_busy: 0,
+            redrawn: 0,
         };
         let rows = [row(0, 0.0, 0.8), row(1, 1.0, 0.85), row(2, 2.0, 0.9)];
         let svg = svg(&rows, "t", &[(0.5, 1.5)]);

@@ -463,6 +463,8 @@ impl Reference {
             bans_of_honest: 0,
             samples: self.samples,
             screen_pulled_in: 0,
+            refused_busy: 0,
+            redrawn: 0,
         });
     }
 

@@ -78,6 +78,11 @@ pub struct Row {
     /// Received models the honest nodes' outlier screens pulled in to their limit so far
     /// (outliers not gross enough to drop; the dropped ones are `rejected_outlier`).
     pub screen_pulled_in: u64,
+    /// Fetches honest nodes refused so far because their uplink would not carry the answer in
+    /// time (`engine.uplink-mbps`): a sign of uplinks that do not carry what peers fetch.
+    pub refused_busy: u64,
+    /// Peers honest nodes drew so far in place of one that refused as busy.
+    pub redrawn: u64,
 }
 
 impl Row {
@@ -221,7 +226,7 @@ impl Report {
         }
         s.push_str(
             ",clipped_fraction,byzantine_share,bans_of_byzantine,bans_of_honest,samples,\
-             screen_pulled_in,bytes_per_node_round,codec\n",
+             screen_pulled_in,bytes_per_node_round,codec,refused_busy,redrawn\n",
         );
         for r in &self.rows {
             let _ = write!(
@@ -248,7 +253,7 @@ impl Report {
             }
             let _ = writeln!(
                 s,
-                ",{:.6},{:.6},{},{},{},{},{:.1},{}",
+                ",{:.6},{:.6},{},{},{},{},{:.1},{},{},{}",
                 r.clipped_fraction,
                 r.byzantine_share,
                 r.bans_of_byzantine,
@@ -257,7 +262,9 @@ impl Report {
                 r.screen_pulled_in,
                 bytes_per_node_round(r, self.summary.nodes),
                 // Codec names hold no commas; a block is written "int8 (block 256)".
-                self.summary.codec
+                self.summary.codec,
+                r.refused_busy,
+                r.redrawn
             );
         }
         s
@@ -362,6 +369,14 @@ impl Report {
             .collect();
         if !rejected.is_empty() {
             let _ = writeln!(s, "rejected by honest nodes: {}", rejected.join(", "));
+        }
+        if m.last.refused_busy > 0 {
+            let _ = writeln!(
+                s,
+                "fetches refused by honest nodes with a full uplink: {} ({} other peers drawn \
+                 in their place)",
+                m.last.refused_busy, m.last.redrawn
+            );
         }
         if m.last.bans_of_byzantine + m.last.bans_of_honest > 0 {
             let _ = writeln!(

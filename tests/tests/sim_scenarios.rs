@@ -711,3 +711,47 @@ fn an_outer_step_of_one_is_plain_gossip_and_diloco_learns_with_fewer_rounds() {
 
 #[path = "sim_scenarios/attackers.rs"]
 mod attackers;
+
+/// Slow uplinks with per-round sampling: 16 nodes on the digits, Dirichlet(0.5), each asked for
+/// its 9.6 KB model by about 4 peers a round over a 0.2 Mbit/s uplink, so a round's answers take
+/// about 1.6 s to leave and most arrive after the askers' deadline. With `uplink-mbps` the
+/// nodes refuse the fetches their uplink cannot answer in time and the askers draw other peers:
+/// the honest mean gains 6.6-12.5 points on seeds 1-3 (76.7% without, 86.2% with, on average).
+#[test]
+fn a_node_refuses_what_its_uplink_cannot_carry_in_time_and_its_askers_draw_others() {
+    let seed = seed(1);
+    let with = |uplink: &str| {
+        let text = format!(
+            "name = \"ci\"\nseed = 1\nnodes = 16\nrounds = 30\n\
+             topology = {{ kind = \"sample\", s = 4 }}\n\
+             [learning]\nmodel = {{ kind = \"mlp\", hidden = [32] }}\ndata = {{ kind = \"digits\" }}\n\
+             partition = {{ kind = \"dirichlet\", alpha = 0.5 }}\n\
+             optimizer = {{ kind = \"sgd\", lr = 0.05, momentum = 0.9 }}\nlocal-steps = 4\n\
+             [engine]\naggregation = {{ rule = \"mean\" }}\noutlier-factor = 0\n{uplink}\n\
+             [compute]\nspeed = {{ kind = \"lognormal\", sigma = 0.3 }}\n\
+             [network]\nlatency = {{ kind = \"uniform\", min-ms = 10.0, max-ms = 50.0 }}\n\
+             bandwidth-mbps = 0.2\n[eval]\nevery-rounds = 30\n"
+        );
+        run(&scenario(&text, seed), 2)
+    };
+    let plain = with("");
+    let adapted = with("uplink-mbps = 0.2");
+    let (a, b) = (plain.rows.last().unwrap(), adapted.rows.last().unwrap());
+    let context = format!(
+        "seed {seed}\nwithout uplink-mbps:\n{}with:\n{}",
+        plain.rounds_csv(),
+        adapted.rounds_csv()
+    );
+    println!(
+        "seed {seed}: honest mean {:.4} without, {:.4} with ({} refused, {} drawn again)",
+        a.acc_mean, b.acc_mean, b.refused_busy, b.redrawn
+    );
+    assert_eq!((a.refused_busy, a.redrawn), (0, 0), "{context}");
+    assert!(b.refused_busy > 0 && b.redrawn > 0, "{context}");
+    assert!(
+        b.acc_mean >= a.acc_mean + 0.04,
+        "honest mean {:.4} with uplink-mbps against {:.4} without; {context}",
+        b.acc_mean,
+        a.acc_mean
+    );
+}

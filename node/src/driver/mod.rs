@@ -281,7 +281,9 @@ impl Driver {
                 served = s.served,
                 mb = s.bytes as f64 / 1e6,
                 "uplink saturated: a model served to a peer took longer to leave than the round; \
-                 peers will mix without it (fewer connections or a faster link help)"
+                 peers will mix without it (set engine.uplink-mbps to the link's upload rate: \
+                 the node then refuses, as busy, the fetches it cannot answer in time, and its \
+                 askers draw other peers)"
             );
         }
         let (served, seconds, saturated) = (
@@ -508,6 +510,13 @@ impl Driver {
                             self.uplink.queued(id, now, n as u64);
                         }
                     }
+                }
+            }
+            Output::Busy { request, .. } => {
+                if let Some((channel, _)) = self.serving.remove(&request) {
+                    let models = &mut self.swarm.behaviour_mut().models;
+                    // An asker gone meanwhile is nothing to report.
+                    let _ = models.send_response(channel, Response::Busy);
                 }
             }
             Output::Penalize {

@@ -327,6 +327,12 @@ impl Driver {
                         self.feed(Input::Fetched { peer: key, update })?;
                     }
                 }
+                (Some(Outbound::Fetch { .. }), Response::Busy) => {
+                    debug!(%peer, "fetch refused: the peer's uplink is full");
+                    if let Some(key) = net::peer_key(&peer) {
+                        self.feed(Input::Busy { peer: key })?;
+                    }
+                }
                 _ => {}
             },
             Event::OutboundFailure {

@@ -34,6 +34,7 @@ const TAG_FETCH: u8 = 2;
 const TAG_ACK: u8 = 3;
 const TAG_MODEL: u8 = 4;
 const TAG_NONE: u8 = 5;
+const TAG_BUSY: u8 = 6;
 
 /// A request to a peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +58,9 @@ pub enum Response {
     Ack,
     /// The peer's latest signed update, or `None` before it has trained a round.
     Model(Option<Arc<[u8]>>),
+    /// The fetch is refused: the peer's uplink would not carry the answer in time (its
+    /// `engine.uplink-mbps`); the asker draws another peer.
+    Busy,
 }
 
 /// Frames requests and responses, refusing any frame over `max_bytes`, and bounding the bytes
@@ -161,7 +165,7 @@ fn allowed(tag: u8, len: usize, max: usize) -> io::Result<()> {
     let ok = match tag {
         TAG_UPDATE | TAG_MODEL => len <= max,
         TAG_FETCH => matches!(len, 0 | 8 | 16),
-        TAG_ACK | TAG_NONE => len == 0,
+        TAG_ACK | TAG_NONE | TAG_BUSY => len == 0,
         _ => return Err(bad_tag(tag)),
     };
     if ok {
@@ -261,7 +265,8 @@ impl request_response::Codec for Codec {
             (TAG_ACK, body) if body.is_empty() => Ok(Response::Ack),
             (TAG_MODEL, body) => Ok(Response::Model(Some(body))),
             (TAG_NONE, body) if body.is_empty() => Ok(Response::Model(None)),
-            (tag @ (TAG_ACK | TAG_NONE), body) => Err(bad_length(tag, body.len())),
+            (TAG_BUSY, body) if body.is_empty() => Ok(Response::Busy),
+            (tag @ (TAG_ACK | TAG_NONE | TAG_BUSY), body) => Err(bad_length(tag, body.len())),
             (tag, _) => Err(bad_tag(tag)),
         }
     }
@@ -310,6 +315,7 @@ impl request_response::Codec for Codec {
             Response::Ack => write_frame(io, TAG_ACK, &[]).await,
             Response::Model(Some(bytes)) => write_frame(io, TAG_MODEL, &bytes).await,
             Response::Model(None) => write_frame(io, TAG_NONE, &[]).await,
+            Response::Busy => write_frame(io, TAG_BUSY, &[]).await,
         }
     }
 }
@@ -335,12 +341,14 @@ mod tests {
             let got = c.read_request(&proto(), &mut &buf[..]).await.unwrap();
             assert_eq!(got, Request::Update(vec![7; 10].into()));
 
-            let mut buf = Vec::new();
-            c.write_response(&proto(), &mut buf, Response::Model(None))
-                .await
-                .unwrap();
-            let got = c.read_response(&proto(), &mut &buf[..]).await.unwrap();
-            assert_eq!(got, Response::Model(None));
+            for answer in [Response::Model(None), Response::Busy] {
+                let mut buf = Vec::new();
+                c.write_response(&proto(), &mut buf, answer.clone())
+                    .await
+                    .unwrap();
+                let got = c.read_response(&proto(), &mut &buf[..]).await.unwrap();
+                assert_eq!(got, answer);
+            }
 
             // Fetches: any round, and the round of the asker's copy (the `top-k` codec).
             for (round, have) in [
@@ -403,7 +411,12 @@ mod tests {
             );
             assert_eq!(c.inflight.load(Ordering::Relaxed), 0, "given back");
             // An ack or a fetch that claims a body.
-            for (tag, len) in [(TAG_ACK, 1u32), (TAG_NONE, 4), (TAG_FETCH, 5)] {
+            for (tag, len) in [
+                (TAG_ACK, 1u32),
+                (TAG_NONE, 4),
+                (TAG_BUSY, 2),
+                (TAG_FETCH, 5),
+            ] {
                 let mut f = vec![tag];
                 f.extend_from_slice(&len.to_be_bytes());
                 f.resize(5 + len as usize, 0);

@@ -29,13 +29,15 @@ pub(super) enum Message {
     FetchAnswer {
         update: Option<Arc<[u8]>>,
     },
+    /// A fetch refused: the server's uplink is full.
+    Busy,
 }
 
 impl Message {
     pub(super) fn len(&self) -> usize {
         match self {
             Message::Update(b) | Message::Gossip { bytes: b, .. } => b.len(),
-            Message::FetchRequest { .. } => FETCH_OVERHEAD,
+            Message::FetchRequest { .. } | Message::Busy => FETCH_OVERHEAD,
             Message::FetchAnswer { update } => {
                 FETCH_OVERHEAD + update.as_ref().map_or(0, |u| u.len())
             }
@@ -229,6 +231,7 @@ impl<W: World> Cluster<W> {
                 have,
             },
             Message::FetchAnswer { update } => Input::Fetched { peer: key, update },
+            Message::Busy => Input::Busy { peer: key },
         };
         self.counters.delivered += 1;
         self.feed(to, input);

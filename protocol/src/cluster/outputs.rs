@@ -5,6 +5,7 @@
 use super::{Cluster, Event, Message, Step, World, gossip, pair};
 use crate::attack::Knowledge;
 use crate::engine::{GossipVerdict, Input, Output};
+use crate::sign::PeerKey;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -170,21 +171,8 @@ impl<W: World> Cluster<W> {
                     );
                 }
             }
-            Output::Serve { to, update, .. } => {
-                if let Some(j) = self.node_of(&to)
-                    && !self.transmit(i, j, Message::FetchAnswer { update })
-                {
-                    let epoch = self.members[j].epoch;
-                    self.push(
-                        self.now,
-                        Event::FetchFailed {
-                            node: j,
-                            peer: i,
-                            epoch,
-                        },
-                    );
-                }
-            }
+            Output::Serve { to, update, .. } => self.answer(i, to, Message::FetchAnswer { update }),
+            Output::Busy { to, .. } => self.answer(i, to, Message::Busy),
             Output::Ban { peer, reason } => {
                 let Some(j) = self.node_of(&peer) else { return };
                 let was = self.connected(i, j);
@@ -231,6 +219,24 @@ impl<W: World> Cluster<W> {
 
     /// Applies `change` and tells both ends of every link (of `nodes`, or all) whose state it
     /// changed, in link order.
+    /// Sends node `i`'s answer to a fetch of `to`; if it cannot go, the asker learns that its
+    /// fetch failed.
+    fn answer(&mut self, i: usize, to: PeerKey, message: Message) {
+        if let Some(j) = self.node_of(&to)
+            && !self.transmit(i, j, message)
+        {
+            let epoch = self.members[j].epoch;
+            self.push(
+                self.now,
+                Event::FetchFailed {
+                    node: j,
+                    peer: i,
+                    epoch,
+                },
+            );
+        }
+    }
+
     pub(super) fn rewire(&mut self, nodes: Option<&[usize]>, change: impl FnOnce(&mut Self)) {
         let edges: Vec<(usize, usize)> = match nodes {
             None => (0..self.members.len())

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 /// join-timeout-ms = 5000   # longest wait for their answers
 /// checkpoint-every = 5     # ask for a checkpoint at least this many rounds apart; 0 = never
 /// final-mix-rounds = 0     # rounds of mixing alone after the last training round
+/// uplink-mbps = 20         # this node's upload rate: refuse fetches it cannot answer in time
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
@@ -95,6 +96,17 @@ pub struct Config {
     /// the network's average exactly but needs `γ` small when the fraction is (measured in
     /// docs/results.md). Ignored by the other codecs.
     pub consensus_step: Option<f64>,
+    /// This node's upload rate in Mbit/s, as its operator knows it (the measured saturation
+    /// warning says when it is needed). When set, the node keeps account of the models it
+    /// serves as its uplink would carry them, one after the other, and, with per-round sampling,
+    /// answers a fetch whose model would not have left within a quarter of a round timeout
+    /// (behind the answers before it) with "busy" instead; an idle uplink always serves. The
+    /// asker draws another peer at once rather than wait for a model that would reach it late,
+    /// and this node serves what its uplink carries in time (the "smaller fanout" of a slow
+    /// uplink). Held fetches are then answered first come, first served. On a fixed graph it
+    /// never refuses: its neighbours wait for it and so pace their rounds to its uplink. Unset
+    /// (the default): every fetch is served.
+    pub uplink_mbps: Option<f64>,
 }
 
 /// Default of [`Config::staleness_decay`].
@@ -123,6 +135,7 @@ impl Default for Config {
             rounds: None,
             final_mix_rounds: 0,
             consensus_step: None,
+            uplink_mbps: None,
         }
     }
 }
@@ -217,6 +230,15 @@ impl Config {
             && !(step > 0.0 && step <= 1.0)
         {
             return bad("consensus-step", &step, "must be in (0, 1]");
+        }
+        if let Some(mbps) = self.uplink_mbps
+            && !(mbps.is_finite() && mbps > 0.0)
+        {
+            return bad(
+                "uplink-mbps",
+                &mbps,
+                "must be a finite number above 0 when set",
+            );
         }
         if self.final_mix_rounds > 0 && self.rounds.is_none() {
             return bad(

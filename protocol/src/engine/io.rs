@@ -74,6 +74,13 @@ pub enum Input {
         /// Its answer, unchecked.
         update: Option<Arc<[u8]>>,
     },
+    /// `peer` refused this node's fetch ([`Output::Busy`]): its uplink is full. While this
+    /// node collects a round's models with per-round sampling, it draws another peer in its
+    /// place (at most `fanout` more a round); otherwise it is as an answer of nothing.
+    Busy {
+        /// The peer that was asked.
+        peer: PeerKey,
+    },
     /// `peer` answered a fetch with bytes the transport could not frame (a length over the
     /// largest valid update when `oversize`, otherwise an unknown frame tag or a length its tag
     /// cannot carry), so they never reached the engine as an update. Costs the peer what an
@@ -216,6 +223,15 @@ pub enum Output {
         request: u64,
         /// This node's latest signed update, or `None` before its first.
         update: Option<Arc<[u8]>>,
+    },
+    /// Refuse the fetch `request` of `to`: this node's uplink would not carry the answer in time
+    /// (see [`Config::uplink_mbps`](super::Config::uplink_mbps)); the asker hears
+    /// [`Input::Busy`].
+    Busy {
+        /// The asker.
+        to: PeerKey,
+        /// The request's handle, from [`Input::FetchRequested`].
+        request: u64,
     },
     /// A peer's message was rejected; its penalty points are now `points`.
     Penalize {

@@ -112,6 +112,11 @@ pub struct Stats {
     pub bytes_sent: u64,
     /// Peers banned (not counting bans carried over from earlier lives).
     pub bans: u64,
+    /// Fetches this node refused because its uplink would not carry the answer in time
+    /// ([`Config::uplink_mbps`]).
+    pub refused_busy: u64,
+    /// Peers drawn in place of one that refused as busy.
+    pub redrawn: u64,
 }
 
 impl Stats {
@@ -129,6 +134,8 @@ impl Stats {
         self.updates_sent += other.updates_sent;
         self.bytes_sent += other.bytes_sent;
         self.bans += other.bans;
+        self.refused_busy += other.refused_busy;
+        self.redrawn += other.redrawn;
     }
 }
 
@@ -233,6 +240,8 @@ pub struct Engine {
     served_round: Option<u64>,
     /// Fetches served to each peer in the current round (see `FETCHES_PER_ROUND`).
     fetches: BTreeMap<PeerKey, u32>,
+    /// With [`Config::uplink_mbps`]: when the answers served so far will have left the uplink.
+    uplink_free: Duration,
     /// What an attacker serves this round.
     menu: Menu,
     outputs: VecDeque<Output>,
@@ -330,6 +339,7 @@ impl Engine {
             held: BTreeMap::new(),
             served_round: None,
             fetches: BTreeMap::new(),
+            uplink_free: Duration::ZERO,
             menu: Menu::default(),
             outputs: VecDeque::new(),
             stats: Stats::default(),
@@ -500,6 +510,11 @@ impl Engine {
             Input::Fetched { peer, update } => match self.phase {
                 Phase::Joining(_) => self.on_fetched(peer, update.as_ref()),
                 Phase::Collecting { .. } => self.on_answer(peer, update.as_ref()),
+                _ => {}
+            },
+            Input::Busy { peer } => match self.phase {
+                Phase::Joining(_) => self.on_fetched(peer, None),
+                Phase::Collecting { .. } => self.on_busy(peer),
                 _ => {}
             },
             Input::Unframed { peer, oversize } => self.reject(

@@ -264,6 +264,37 @@ impl Engine {
         }
     }
 
+    /// A drawn peer refused as busy (its uplink is full): with per-round sampling another peer
+    /// is drawn in its place, from the connected ones not asked this round, at most `fanout`
+    /// times a round (so a round asks at most twice `fanout` peers, whoever refuses). On a fixed
+    /// graph the neighbours are the peers to mix with: none is drawn, and the refusal is an
+    /// answer of nothing (its share stays with the node).
+    pub(super) fn on_busy(&mut self, peer: PeerKey) {
+        match self.asked.get_mut(&peer) {
+            Some(answered @ false) => *answered = true,
+            _ => return, // not drawn this round, or answered already
+        }
+        let drawn_extra = self.asked.len().saturating_sub(self.config.fanout);
+        if !self.weights.is_empty() || drawn_extra >= self.config.fanout {
+            return;
+        }
+        let free: Vec<PeerKey> = self
+            .peers
+            .connected()
+            .into_iter()
+            .filter(|p| !self.asked.contains_key(p))
+            .collect();
+        if let Some(&other) = sample_peers(&free, 1, &mut self.rng).first() {
+            self.stats.redrawn += 1;
+            self.asked.insert(other, false);
+            self.outputs.push_back(Output::Fetch {
+                peer: other,
+                round: Some(self.round),
+                have: self.have(&other),
+            });
+        }
+    }
+
     /// A drawn peer went down before answering: it answers nothing.
     pub(super) fn answer_failed(&mut self, peer: &PeerKey) {
         if let Some(answered) = self.asked.get_mut(peer) {

@@ -102,6 +102,8 @@ impl Simulation {
             bans_of_honest,
             samples: self.cluster.world().work.samples,
             screen_pulled_in: stats.pulled_in,
+            refused_busy: stats.refused_busy,
+            redrawn: stats.redrawn,
         });
         self.pending.push_back((point, tags));
     }
