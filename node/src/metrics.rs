@@ -115,6 +115,9 @@ pub struct Metrics {
     /// Peers drawn in place of one that refused a fetch as busy.
     #[serde(default)]
     pub redrawn: u64,
+    /// Fetches sent again to a busy peer that could not be replaced.
+    #[serde(default)]
+    pub retried: u64,
     /// Peers banned.
     pub bans: u64,
     /// Updates sent.
@@ -167,6 +170,7 @@ impl Metrics {
         self.screen_pulled_in = stats.pulled_in;
         self.refused_busy = stats.refused_busy;
         self.redrawn = stats.redrawn;
+        self.retried = stats.retried;
         self.bans = stats.bans;
         self.updates_sent = stats.updates_sent;
     }
@@ -325,6 +329,12 @@ impl Metrics {
             "fetches_redrawn",
             "Peers drawn in place of one that refused a fetch as busy.",
             self.redrawn,
+        );
+        counter(
+            r,
+            "fetches_retried",
+            "Fetches sent again to a busy peer that could not be replaced.",
+            self.retried,
         );
         counter(r, "bans", "Peers banned.", self.bans);
         r.register_with_unit(

@@ -75,3 +75,55 @@ fn six_processes_bootstrapping_from_one_reach_ninety_percent_despite_alie() {
         "mean accuracy {mean:.4} below 90%: {accuracies:?}"
     );
 }
+
+/// Four processes whose `engine.uplink-mbps` says 0.1 Mbit/s: each 9.9 KB model takes 0.8 s
+/// on that uplink, longer than a quarter of the 2 s round timeout, so a node serves one fetch
+/// at a time and refuses the others as busy (the `Busy` frame), and each refused asker draws the
+/// peer it had not asked (fanout 2 of 3). The network still finishes its rounds and learns, and
+/// the metrics count the refusals and the draws.
+#[test]
+fn a_node_on_a_slow_uplink_refuses_as_busy_and_its_askers_draw_another_peer() {
+    const N: usize = 4;
+    const R: u64 = 12;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        N,
+        &format!(
+            "fanout = 2\nwait-for = 2\nround-timeout-ms = 2000\nrounds = {R}\n\
+             uplink-mbps = 0.1\njoin-timeout-ms = 3000"
+        ),
+        &format!("[metrics]\neval-every = {R}\n"),
+    );
+    let mut nodes = spawn_network(&config, dir.path(), N, |_| Vec::new());
+    let mut accuracies = Vec::new();
+    for node in nodes.iter_mut() {
+        let done = node.wait(Duration::from_secs(600), |e| e["event"] == "finished");
+        accuracies.push(done["accuracy"].as_f64().unwrap());
+    }
+    let (mut refused, mut redrawn) = (0, 0);
+    for (i, node) in nodes.iter().enumerate() {
+        let s = node.status();
+        println!(
+            "node {i}: round {} mixes {} served {} refused as busy {} drawn again {}",
+            s.round, s.mixes, s.served_models, s.refused_busy, s.redrawn
+        );
+        assert_eq!(s.round, R, "node {i} finished its rounds");
+        let rejected: u64 = s.rejected.values().sum();
+        assert_eq!(rejected, 0, "node {i} rejected honest updates");
+        refused += s.refused_busy;
+        redrawn += s.redrawn;
+    }
+    assert!(
+        refused > 0 && redrawn > 0,
+        "{refused} refused, {redrawn} drawn again"
+    );
+    let text = nodes[0].prometheus();
+    for name in [
+        "murmur_fetches_refused_busy_total",
+        "murmur_fetches_redrawn_total",
+    ] {
+        assert!(text.contains(name), "{name} missing:\n{text}");
+    }
+    net_support::assert_mean_accuracy("slow uplinks: ", &accuracies, 0.85);
+}

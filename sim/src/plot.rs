@@ -267,6 +267,7 @@ mod tests {
             screen_pulled_in: 0,
             refused_busy: 0,
             redrawn: 0,
+            retried: 0,
         };
         let rows = [row(0, 0.0, 0.8), row(1, 1.0, 0.85), row(2, 2.0, 0.9)];
         let svg = svg(&rows, "t", &[(0.5, 1.5)]);

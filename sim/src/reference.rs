@@ -465,6 +465,7 @@ impl Reference {
             screen_pulled_in: 0,
             refused_busy: 0,
             redrawn: 0,
+            retried: 0,
         });
     }
 

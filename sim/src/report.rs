@@ -83,6 +83,8 @@ pub struct Row {
     pub refused_busy: u64,
     /// Peers honest nodes drew so far in place of one that refused as busy.
     pub redrawn: u64,
+    /// Fetches honest nodes sent again to a busy peer they could not replace.
+    pub retried: u64,
 }
 
 impl Row {
@@ -226,7 +228,7 @@ impl Report {
         }
         s.push_str(
             ",clipped_fraction,byzantine_share,bans_of_byzantine,bans_of_honest,samples,\
-             screen_pulled_in,bytes_per_node_round,codec,refused_busy,redrawn\n",
+             screen_pulled_in,bytes_per_node_round,codec,refused_busy,redrawn,retried\n",
         );
         for r in &self.rows {
             let _ = write!(
@@ -253,7 +255,7 @@ impl Report {
             }
             let _ = writeln!(
                 s,
-                ",{:.6},{:.6},{},{},{},{},{:.1},{},{},{}",
+                ",{:.6},{:.6},{},{},{},{},{:.1},{},{},{},{}",
                 r.clipped_fraction,
                 r.byzantine_share,
                 r.bans_of_byzantine,
@@ -264,7 +266,8 @@ impl Report {
                 // Codec names hold no commas; a block is written "int8 (block 256)".
                 self.summary.codec,
                 r.refused_busy,
-                r.redrawn
+                r.redrawn,
+                r.retried
             );
         }
         s
@@ -374,8 +377,8 @@ impl Report {
             let _ = writeln!(
                 s,
                 "fetches refused by honest nodes with a full uplink: {} ({} other peers drawn \
-                 in their place)",
-                m.last.refused_busy, m.last.redrawn
+                 in their place, {} asked again)",
+                m.last.refused_busy, m.last.redrawn, m.last.retried
             );
         }
         if m.last.bans_of_byzantine + m.last.bans_of_honest > 0 {

@@ -76,7 +76,8 @@ pub enum Input {
     },
     /// `peer` refused this node's fetch ([`Output::Busy`]): its uplink is full. While this
     /// node collects a round's models with per-round sampling, it draws another peer in its
-    /// place (at most `fanout` more a round); otherwise it is as an answer of nothing.
+    /// place (at most `fanout` more a round); when none can be drawn (or on a fixed graph) it
+    /// asks the same peer again an eighth of a round timeout later, until the round's deadline.
     Busy {
         /// The peer that was asked.
         peer: PeerKey,

@@ -117,6 +117,8 @@ pub struct Stats {
     pub refused_busy: u64,
     /// Peers drawn in place of one that refused as busy.
     pub redrawn: u64,
+    /// Fetches sent again to a busy peer that could not be replaced.
+    pub retried: u64,
 }
 
 impl Stats {
@@ -136,6 +138,7 @@ impl Stats {
         self.bans += other.bans;
         self.refused_busy += other.refused_busy;
         self.redrawn += other.redrawn;
+        self.retried += other.retried;
     }
 }
 
@@ -242,6 +245,8 @@ pub struct Engine {
     fetches: BTreeMap<PeerKey, u32>,
     /// With [`Config::uplink_mbps`]: when the answers served so far will have left the uplink.
     uplink_free: Duration,
+    /// Busy peers of this round to ask again, and when (see `round::on_busy`).
+    retries: BTreeMap<PeerKey, Duration>,
     /// What an attacker serves this round.
     menu: Menu,
     outputs: VecDeque<Output>,
@@ -340,6 +345,7 @@ impl Engine {
             served_round: None,
             fetches: BTreeMap::new(),
             uplink_free: Duration::ZERO,
+            retries: BTreeMap::new(),
             menu: Menu::default(),
             outputs: VecDeque::new(),
             stats: Stats::default(),
@@ -465,10 +471,11 @@ impl Engine {
             Phase::Joining(j) => Some(j.wake()),
             Phase::Created | Phase::Training | Phase::Finished => None,
         };
-        match (phase, self.held_until()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let retry = self.retries.values().min().copied();
+        [phase, self.held_until(), retry]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Feeds one input at time `now` (any monotonic clock, the same for every call). Peers'
@@ -514,7 +521,7 @@ impl Engine {
             },
             Input::Busy { peer } => match self.phase {
                 Phase::Joining(_) => self.on_fetched(peer, None),
-                Phase::Collecting { .. } => self.on_busy(peer),
+                Phase::Collecting { .. } => self.on_busy(now, peer),
                 _ => {}
             },
             Input::Unframed { peer, oversize } => self.reject(
@@ -530,7 +537,10 @@ impl Engine {
                 params,
                 samples,
             } => self.on_trained(now, round, params, samples)?,
-            Input::Tick => self.answer_held(now, true),
+            Input::Tick => {
+                self.answer_held(now, true);
+                self.retry_due(now);
+            }
             Input::Intel { update } => self.on_intel(&update),
         }
         self.advance(now);

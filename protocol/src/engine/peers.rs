@@ -88,6 +88,11 @@ impl Peers {
         self.connected.iter().copied().collect()
     }
 
+    /// Whether `peer` is connected (and unbanned).
+    pub(crate) fn connected_to(&self, peer: &PeerKey) -> bool {
+        self.connected.contains(peer)
+    }
+
     pub(crate) fn credit(&mut self, peer: &PeerKey) {
         if let Some(s) = self.points.get_mut(peer) {
             let from_soft = CREDIT.min(s.soft);

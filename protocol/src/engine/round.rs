@@ -44,6 +44,7 @@ impl Engine {
         }
         self.round += 1;
         self.fetches.clear();
+        self.retries.clear();
         for peer in self.peers.tick(self.round) {
             self.outputs.push_back(Output::Unban { peer });
         }
@@ -264,27 +265,29 @@ impl Engine {
         }
     }
 
-    /// A drawn peer refused as busy (its uplink is full): with per-round sampling another peer
+    /// A drawn peer refused as busy (its uplink is full). With per-round sampling another peer
     /// is drawn in its place, from the connected ones not asked this round, at most `fanout`
-    /// times a round (so a round asks at most twice `fanout` peers, whoever refuses). On a fixed
-    /// graph the neighbours are the peers to mix with: none is drawn, and the refusal is an
-    /// answer of nothing (its share stays with the node).
-    pub(super) fn on_busy(&mut self, peer: PeerKey) {
-        match self.asked.get_mut(&peer) {
-            Some(answered @ false) => *answered = true,
-            _ => return, // not drawn this round, or answered already
+    /// times a round (so a round asks at most twice `fanout` peers, whoever refuses). When none
+    /// can be drawn (every connected peer asked, the redraws spent, or a fixed graph, whose
+    /// neighbours are the peers to mix with), the same peer is asked again after
+    /// [`Engine::retry_delay`], while the round's deadline allows: a network whose uplinks are
+    /// all full waits for them, paced to what they carry, rather than mixing nothing.
+    pub(super) fn on_busy(&mut self, now: Duration, peer: PeerKey) {
+        if self.asked.get(&peer) != Some(&false) {
+            return; // not drawn this round, or answered already
         }
         let drawn_extra = self.asked.len().saturating_sub(self.config.fanout);
-        if !self.weights.is_empty() || drawn_extra >= self.config.fanout {
-            return;
-        }
-        let free: Vec<PeerKey> = self
-            .peers
-            .connected()
-            .into_iter()
-            .filter(|p| !self.asked.contains_key(p))
-            .collect();
+        let free: Vec<PeerKey> = if self.weights.is_empty() && drawn_extra < self.config.fanout {
+            self.peers
+                .connected()
+                .into_iter()
+                .filter(|p| !self.asked.contains_key(p))
+                .collect()
+        } else {
+            Vec::new()
+        };
         if let Some(&other) = sample_peers(&free, 1, &mut self.rng).first() {
+            self.asked.insert(peer, true);
             self.stats.redrawn += 1;
             self.asked.insert(other, false);
             self.outputs.push_back(Output::Fetch {
@@ -292,11 +295,49 @@ impl Engine {
                 round: Some(self.round),
                 have: self.have(&other),
             });
+            return;
+        }
+        let at = now.saturating_add(self.retry_delay());
+        match self.phase {
+            Phase::Collecting { deadline } if at < deadline => {
+                self.retries.insert(peer, at);
+            }
+            _ => {
+                self.asked.insert(peer, true);
+            }
+        }
+    }
+
+    /// How long a node waits before asking a busy peer again: an eighth of a round timeout.
+    pub(super) fn retry_delay(&self) -> Duration {
+        Duration::from_millis((self.config.round_timeout_ms / 8).max(1))
+    }
+
+    /// Asks again the busy peers whose time has come (see [`Engine::on_busy`]), if they are
+    /// still drawn, unanswered and connected.
+    pub(super) fn retry_due(&mut self, now: Duration) {
+        let due: Vec<PeerKey> = self
+            .retries
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in due {
+            self.retries.remove(&peer);
+            if self.asked.get(&peer) == Some(&false) && self.peers.connected_to(&peer) {
+                self.stats.retried += 1;
+                self.outputs.push_back(Output::Fetch {
+                    peer,
+                    round: Some(self.round),
+                    have: self.have(&peer),
+                });
+            }
         }
     }
 
     /// A drawn peer went down before answering: it answers nothing.
     pub(super) fn answer_failed(&mut self, peer: &PeerKey) {
+        self.retries.remove(peer);
         if let Some(answered) = self.asked.get_mut(peer) {
             *answered = true;
         }

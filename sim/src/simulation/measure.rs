@@ -104,6 +104,7 @@ impl Simulation {
             screen_pulled_in: stats.pulled_in,
             refused_busy: stats.refused_busy,
             redrawn: stats.redrawn,
+            retried: stats.retried,
         });
         self.pending.push_back((point, tags));
     }

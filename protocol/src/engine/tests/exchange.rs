@@ -857,8 +857,9 @@ fn a_node_whose_uplink_is_full_refuses_fetches_as_busy_and_serves_as_it_drains()
 }
 
 /// A drawn peer that refuses as busy is replaced by another draw, among the connected peers not
-/// asked this round, at most `fanout` times a round; a refusal from a peer not asked changes
-/// nothing; on a fixed graph nobody is drawn in its place.
+/// asked this round, at most `fanout` times a round; then, and on a fixed graph (where nobody is
+/// drawn in its place), it is asked again later. A refusal from a peer not asked changes
+/// nothing.
 #[test]
 fn a_busy_peer_is_replaced_by_another_draw_at_most_fanout_times_a_round() {
     let peers: Vec<Identity> = (1..=8).map(toy::identity).collect();
@@ -903,6 +904,12 @@ fn a_busy_peer_is_replaced_by_another_draw_at_most_fanout_times_a_round() {
         "fanout (2) redraws a round at most"
     );
     assert_eq!(e.stats().redrawn, 2);
+    // The busy peer that could not be replaced is asked again an eighth of a timeout later
+    // (the round timeout is 200 ms).
+    assert_eq!(e.poll_timeout(), Some(Duration::from_millis(25)));
+    e.handle(Duration::from_millis(25), Input::Tick).unwrap();
+    assert_eq!(asked(&drain(&mut e)), vec![(all[2], Some(1))]);
+    assert_eq!(e.stats().retried, 1);
 
     // A fixed graph: the neighbours are the peers to mix with.
     let mut setup = toy::setup(0, &c, DIM, 4);
@@ -917,4 +924,12 @@ fn a_busy_peer_is_replaced_by_another_draw_at_most_fanout_times_a_round() {
     let drawn = asked(&train(&mut fixed, Duration::ZERO, 1, 0.0));
     assert!(busy(&mut fixed, drawn[0].0).is_empty());
     assert_eq!(fixed.stats().redrawn, 0);
+    fixed
+        .handle(Duration::from_millis(25), Input::Tick)
+        .unwrap();
+    assert_eq!(
+        asked(&drain(&mut fixed)),
+        vec![(drawn[0].0, Some(1))],
+        "asked again"
+    );
 }
