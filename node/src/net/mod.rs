@@ -128,7 +128,9 @@ impl Names {
             identify: format!("/murmur/1/{hex}"),
             topic: gossipsub::IdentTopic::new(format!("murmur/{hex}")),
             kad: proto(format!("/murmur/{short}/kad/1")),
-            models: proto(format!("/murmur/{short}/models/1")),
+            // 2: answers may be "busy" (a frame tag version 1 did not have, which a node of
+            // version 1 would charge as malformed): the versions do not talk models.
+            models: proto(format!("/murmur/{short}/models/2")),
         }
     }
 }

@@ -217,8 +217,6 @@ impl<W: World> Cluster<W> {
         }
     }
 
-    /// Applies `change` and tells both ends of every link (of `nodes`, or all) whose state it
-    /// changed, in link order.
     /// Sends node `i`'s answer to a fetch of `to`; if it cannot go, the asker learns that its
     /// fetch failed.
     fn answer(&mut self, i: usize, to: PeerKey, message: Message) {
@@ -237,6 +235,8 @@ impl<W: World> Cluster<W> {
         }
     }
 
+    /// Applies `change` and tells both ends of every link (of `nodes`, or all) whose state it
+    /// changed, in link order.
     pub(super) fn rewire(&mut self, nodes: Option<&[usize]>, change: impl FnOnce(&mut Self)) {
         let edges: Vec<(usize, usize)> = match nodes {
             None => (0..self.members.len())

@@ -308,7 +308,7 @@ impl Engine {
             && !matches!(self.phase, Phase::Finished)
             && !self.peers.is_banned(&from);
         if !waits || (self.held.len() >= self.config.max_peers && !self.held.contains_key(&from)) {
-            return self.answer(now, from, request, have);
+            return self.answer(now, from, request, have, round.is_none());
         }
         let hold = Duration::from_millis(self.config.round_timeout_ms / 2);
         let held = Held {
@@ -318,7 +318,7 @@ impl Engine {
             until: now.checked_add(hold).unwrap_or(Duration::MAX),
         };
         if let Some(older) = self.held.insert(from, held) {
-            self.answer(now, from, older.request, older.have);
+            self.answer(now, from, older.request, older.have, false);
         }
     }
 
@@ -339,7 +339,7 @@ impl Engine {
         }
         for (_, peer, request, copy) in due {
             self.held.remove(&peer);
-            self.answer(now, peer, request, copy);
+            self.answer(now, peer, request, copy, false);
         }
     }
 
@@ -351,13 +351,9 @@ impl Engine {
     /// Answers a fetch with this node's latest signed update (what its attack makes of it, for
     /// an attacker; with the `top-k` codec, the increments since the asker's copy of round
     /// `have`, or a snapshot), or nothing for a banned peer; or refuses it as busy when the
-    /// uplink would not carry it in time (see [`Engine::uplink_full`]).
-    fn answer(&mut self, now: Duration, to: PeerKey, request: u64, have: Option<u64>) {
-        if !self.peers.is_banned(&to) && self.uplink_full(now) {
-            self.stats.refused_busy += 1;
-            self.outputs.push_back(Output::Busy { to, request });
-            return;
-        }
+    /// uplink would not carry it in time (see [`Engine::uplink_full`]). A fetch for whatever the
+    /// node has (`any`: a joining or restarted peer's, once a life) is never refused.
+    fn answer(&mut self, now: Duration, to: PeerKey, request: u64, have: Option<u64>, any: bool) {
         let update = if self.peers.is_banned(&to) {
             None
         } else {
@@ -370,10 +366,16 @@ impl Engine {
             }
         };
         if let Some(u) = &update {
+            let repeat = self.fetches.get(&to).is_some_and(|&n| n > 1);
+            if !any && self.uplink_full(now, u.len(), repeat) {
+                self.stats.refused_busy += 1;
+                self.outputs.push_back(Output::Busy { to, request });
+                return;
+            }
             self.stats.updates_sent += 1;
             self.stats.bytes_sent += u.len() as u64;
             if let Some(mbps) = self.config.uplink_mbps {
-                let transfer = Duration::from_secs_f64(u.len() as f64 * 8.0 / (mbps * 1e6));
+                let transfer = transfer_time(u.len(), mbps);
                 self.uplink_free = self.uplink_free.max(now).saturating_add(transfer);
             }
         }
@@ -385,31 +387,41 @@ impl Engine {
     }
 }
 
+/// How long an uplink of `mbps` Mbit/s takes to carry `bytes` bytes (saturating: a rate so low
+/// that the time overflows is forever).
+fn transfer_time(bytes: usize, mbps: f64) -> Duration {
+    Duration::try_from_secs_f64(bytes as f64 * 8.0 / (mbps * 1e6)).unwrap_or(Duration::MAX)
+}
+
 impl Engine {
-    /// Whether a fetch answered at `now` would not have left the uplink within a quarter of a
-    /// round timeout: the answers served before it (as an uplink of [`Config::uplink_mbps`]
-    /// carries them, one after the other) and its own model take longer, so it would reach an
-    /// asker, which waits at most a round timeout after its own training (and may have asked
-    /// for a round this node signs late), late or not at all. (A quarter rather than a half:
-    /// 89.7% against 88.8% on 16 MNIST nodes with 5 Mbit/s uplinks, seeds 1-5.) An idle
-    /// uplink always serves, however slow: a node whose single model takes longer than that
-    /// still serves one at a time, and its data stay in the mix. Only for an honest node, and
-    /// never on a fixed graph, where the neighbours wait for every answer (and so pace their
-    /// rounds to the uplink).
+    /// Whether an answer of `bytes` bytes served at `now` would not have left the uplink within
+    /// a quarter of a round timeout: the answers served before it (as an uplink of
+    /// [`Config::uplink_mbps`] carries them, one after the other) and its own bytes take
+    /// longer, so it would reach an asker, which waits at most a round timeout after its own
+    /// training (and may have asked for a round this node signs late), late or not at all. (A
+    /// quarter rather than a half: 89.7% against 88.8% on 16 MNIST nodes with 5 Mbit/s
+    /// uplinks, seeds 1-5.) An idle uplink always serves, however slow: a node whose single
+    /// model takes longer than that still serves one at a time, and its data stay in the mix.
+    /// A peer's `repeat` fetch in the round (a retry, or an attacker fetching again and again
+    /// to fill the uplink) is served only by an idle uplink, so the peers asking for the first
+    /// time come first: each identity takes at most one answer a round from a busy uplink.
+    /// Only for an honest node, and never on a fixed graph, where the neighbours wait for every
+    /// answer (and so pace their rounds to the uplink).
     ///
     /// [`Config::uplink_mbps`]: super::Config::uplink_mbps
-    fn uplink_full(&self, now: Duration) -> bool {
+    fn uplink_full(&self, now: Duration, bytes: usize, repeat: bool) -> bool {
         let Some(mbps) = self.config.uplink_mbps else {
             return false;
         };
         if self.adversary.is_some() || !self.weights.is_empty() {
             return false;
         }
-        let size = self.last_update.as_ref().map_or(0, |u| u.len());
-        let transfer = Duration::from_secs_f64(size as f64 * 8.0 / (mbps * 1e6));
-        let limit = Duration::from_millis(self.config.round_timeout_ms / 4);
         let backlog = self.uplink_free.saturating_sub(now);
-        backlog > Duration::ZERO && backlog.saturating_add(transfer) > limit
+        if backlog.is_zero() {
+            return false;
+        }
+        let limit = Duration::from_millis(self.config.round_timeout_ms / 4);
+        repeat || backlog.saturating_add(transfer_time(bytes, mbps)) > limit
     }
 }
 

@@ -324,13 +324,19 @@ impl Engine {
             .collect();
         for peer in due {
             self.retries.remove(&peer);
-            if self.asked.get(&peer) == Some(&false) && self.peers.connected_to(&peer) {
+            if self.asked.get(&peer) != Some(&false) {
+                continue;
+            }
+            if self.peers.connected_to(&peer) {
                 self.stats.retried += 1;
                 self.outputs.push_back(Output::Fetch {
                     peer,
                     round: Some(self.round),
                     have: self.have(&peer),
                 });
+            } else {
+                // Gone (or banned) meanwhile: it answers nothing.
+                self.asked.insert(peer, true);
             }
         }
     }
@@ -404,6 +410,7 @@ impl Engine {
             .filter_map(|(peer, a)| Some((peer, self.decoded(a)?)))
             .collect();
         self.asked.clear();
+        self.retries.clear();
         // With the `top-k` chain and a consensus step (CHOCO-Gossip), the rule runs over the
         // estimates (the own one and the copies of the peers'), and the model moves by the step
         // towards its result. Without a step, the copies are mixed with the own model as any

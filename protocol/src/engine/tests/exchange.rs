@@ -799,11 +799,22 @@ fn slow_uplink(weights: BTreeMap<PeerKey, f64>) -> Engine {
     e
 }
 
+/// `from`'s fetch of round 1 (signed: answered at once) at `ms`.
 fn fetch(e: &mut Engine, ms: u64, from: usize, request: u64) -> Option<bool> {
+    fetch_round(e, ms, from, request, Some(1))
+}
+
+fn fetch_round(
+    e: &mut Engine,
+    ms: u64,
+    from: usize,
+    request: u64,
+    round: Option<u64>,
+) -> Option<bool> {
     let input = Input::FetchRequested {
         from: toy::identity(from).public(),
         request,
-        round: None,
+        round,
         have: None,
     };
     e.handle(Duration::from_millis(ms), input).unwrap();
@@ -812,14 +823,15 @@ fn fetch(e: &mut Engine, ms: u64, from: usize, request: u64) -> Option<bool> {
 
 /// With `uplink-mbps`, a fetch whose answer would not have left the uplink within a quarter of
 /// a round timeout is refused as busy; an idle uplink always serves; it serves again as the uplink
-/// drains. On a fixed graph, and without `uplink-mbps`, every fetch is served.
+/// drains; a peer's repeat fetch is served only by an idle uplink, a joiner's always. On a fixed
+/// graph, and without `uplink-mbps`, every fetch is served.
 #[test]
 fn a_node_whose_uplink_is_full_refuses_fetches_as_busy_and_serves_as_it_drains() {
     let mut e = slow_uplink(BTreeMap::new());
     assert_eq!(fetch(&mut e, 0, 1, 1), Some(true), "idle: leaves at 0.2 s");
     assert_eq!(fetch(&mut e, 0, 2, 2), Some(true), "leaves at 0.4 s");
     assert_eq!(fetch(&mut e, 0, 3, 3), Some(false), "would leave at 0.6 s");
-    assert_eq!(fetch(&mut e, 100, 3, 4), Some(true), "leaves 0.5 s after");
+    assert_eq!(fetch(&mut e, 100, 5, 4), Some(true), "leaves 0.5 s after");
     assert_eq!(
         fetch(&mut e, 100, 4, 5),
         Some(false),
@@ -827,6 +839,27 @@ fn a_node_whose_uplink_is_full_refuses_fetches_as_busy_and_serves_as_it_drains()
     );
     assert_eq!(fetch(&mut e, 5000, 4, 6), Some(true), "drained");
     assert_eq!(e.stats().refused_busy, 2);
+    // A peer's second fetch of the round is served only by an idle uplink: peer 6 at 5.1 s
+    // (the uplink busy until 5.2 s; its answer leaves at 5.3 s), then again.
+    assert_eq!(
+        fetch(&mut e, 5100, 6, 7),
+        Some(true),
+        "a first fetch, in time"
+    );
+    assert_eq!(
+        fetch(&mut e, 5100, 6, 8),
+        Some(false),
+        "a repeat, the uplink busy"
+    );
+    // A joiner's fetch (for whatever the node has) is never refused: it comes once a life,
+    // and refusing it would leave the join to the peers that never refuse.
+    assert_eq!(fetch_round(&mut e, 5100, 7, 9, None), Some(true));
+    assert_eq!(
+        fetch(&mut e, 5100, 8, 10),
+        Some(false),
+        "behind the joiner's"
+    );
+    assert_eq!(e.stats().refused_busy, 4);
 
     // However slow, an idle uplink serves: a node whose one model takes longer than the
     // limit still serves one at a time.
