@@ -100,15 +100,18 @@ fn each_new_attack_runs_from_a_red_team_node_against_four_honest_ones() {
             }
             "equivocate" => {
                 // Two updates of one round to different askers: the proof travels by gossip
-                // and every honest node bans the red-team node, and only it.
-                for (i, s) in honest.iter().enumerate() {
+                // and every honest node bans the red-team node, and only it. A node may finish
+                // its rounds before the proof reaches it: its status is read until it has.
+                for (i, node) in nodes.iter().take(HONEST).enumerate() {
+                    let s = node.wait_status(Duration::from_secs(60), |s| s.bans >= 1);
                     assert_eq!(s.bans, 1, "{attack}: node {i} banned {} peers", s.bans);
                 }
             }
             "gossip-abuse" => {
                 // Junk and forged names in gossip: refused, and charged to the red-team node
                 // alone, which every honest node bans; no honest node is blamed.
-                for (i, s) in honest.iter().enumerate() {
+                for (i, node) in nodes.iter().take(HONEST).enumerate() {
+                    let s = node.wait_status(Duration::from_secs(60), |s| s.bans >= 1);
                     let refused = s.rejected.get("malformed").copied().unwrap_or(0)
                         + s.rejected.get("bad_signature").copied().unwrap_or(0);
                     assert!(refused > 0, "{attack}: node {i} refused no abuse");
