@@ -152,11 +152,28 @@ fn induced<'a>(
         .collect()
 }
 
-/// The mixing of D-PSGD on the graph `g` induces on `nodes` (renumbered by position):
-/// Metropolis-Hastings weights when it is undirected, uniform weights when those are doubly
-/// stochastic (a directed regular graph such as the exponential graph of a power of two).
-fn graph_mixer(g: &Graph, nodes: &[usize]) -> Result<Mixer, Error> {
+/// The mixing of D-PSGD on the graph `g` induces on `nodes` (renumbered by position): the
+/// weights `given` for the whole graph (an edge list's), each node keeping the weights of the
+/// neighbours left out, as the protocol's nodes do with a neighbour that does not answer;
+/// otherwise Metropolis-Hastings weights when it is undirected, uniform weights when those are
+/// doubly stochastic (a directed regular graph such as the exponential graph of a power of two).
+fn graph_mixer(g: &Graph, nodes: &[usize], given: Option<&Weights>) -> Result<Mixer, Error> {
     let out = induced(nodes, g.len(), |i| g.out_neighbours(i));
+    if let Some(w) = given {
+        let rows = nodes
+            .iter()
+            .enumerate()
+            .map(|(p, &i)| {
+                let mut row: Vec<(usize, f64)> =
+                    out[p].iter().map(|&q| (q, w.get(i, nodes[q]))).collect();
+                let taken: f64 = row.iter().map(|(_, x)| x).sum();
+                row.push((p, 1.0 - taken));
+                row.sort_by_key(|&(q, _)| q);
+                row
+            })
+            .collect();
+        return Ok(Mixer::Graph { out, rows });
+    }
     let induced = Graph::from_out_neighbours(out.clone()).map_err(Error::Topology)?;
     let w = match Weights::metropolis_hastings(&induced) {
         Ok(w) => w,
@@ -252,7 +269,12 @@ impl Reference {
                         candidates: induced(&nodes, s.nodes, |i| &connections[i]),
                     }
                 }
-                (_, Some(g)) => graph_mixer(&g, &nodes)?,
+                (Topology::File { .. }, Some(g)) => {
+                    let listed = s.edge_list().map_err(|e| Error::Graph(Box::new(e)))?;
+                    let given = listed.and_then(|(_, w)| w);
+                    graph_mixer(&g, &nodes, given.as_ref())?
+                }
+                (_, Some(g)) => graph_mixer(&g, &nodes, None)?,
                 (_, None) => unreachable!("a fixed topology has a graph"),
             },
             Method::ParameterServer => Mixer::Server {
@@ -535,13 +557,34 @@ mod tests {
         }
     }
 
+    /// An edge list's weights: D-PSGD on the honest nodes mixes with them, each node keeping
+    /// the weight of a neighbour left out (as a protocol node keeps a silent neighbour's).
+    #[test]
+    fn d_psgd_mixes_with_an_edge_lists_weights() {
+        let text = "0 1 0.25\n1 2 0.5\n2 0 0.125\n";
+        let (g, w) = murmur_protocol::topology::parse_weighted_edge_list(text, 3).unwrap();
+        let w = w.unwrap();
+        let all = graph_mixer(&g, &[0, 1, 2], Some(&w)).unwrap();
+        assert_eq!(
+            rows(&all)[1],
+            vec![(0, 0.25), (1, 0.25), (2, 0.5)],
+            "the file's row"
+        );
+        // Node 2 does not run: nodes 0 and 1 keep its weights.
+        let two = graph_mixer(&g, &[0, 1], Some(&w)).unwrap();
+        assert_eq!(
+            rows(&two),
+            &[vec![(0, 0.75), (1, 0.25)], vec![(0, 0.25), (1, 0.75)]]
+        );
+    }
+
     #[test]
     fn d_psgd_keeps_the_average_on_the_graph_the_honest_nodes_induce() {
         let mut rng = links::rng(1, stream::CONNECTIONS, 0);
         let ring = Graph::build(&Topology::Ring, 6, &mut rng).unwrap();
         // Node 2 does not run: the others form a path 0-1, 3-4-5-0.
         let nodes = [0, 1, 3, 4, 5];
-        let m = graph_mixer(&ring, &nodes).unwrap();
+        let m = graph_mixer(&ring, &nodes, None).unwrap();
         let Mixer::Graph { out, .. } = &m else {
             panic!("a graph mixer")
         };
@@ -583,13 +626,13 @@ mod tests {
         let mut rng = links::rng(1, stream::CONNECTIONS, 0);
         let exp = Graph::build(&Topology::Exponential, 8, &mut rng).unwrap();
         let all: Vec<usize> = (0..8).collect();
-        let m = graph_mixer(&exp, &all).unwrap();
+        let m = graph_mixer(&exp, &all, None).unwrap();
         for row in rows(&m) {
             assert_eq!(row.len(), 4, "itself and 3 in-neighbours, weight 1/4 each");
             assert!(row.iter().all(|&(_, w)| (w - 0.25).abs() < 1e-12));
         }
         // Without node 7 the graph is no longer regular: refused, with the reason.
-        let e = graph_mixer(&exp, &all[..7]).unwrap_err().to_string();
+        let e = graph_mixer(&exp, &all[..7], None).unwrap_err().to_string();
         assert!(e.contains("doubly stochastic"), "{e}");
     }
 }

@@ -42,7 +42,7 @@ pub const MAX_TRIES: usize = 100;
 /// topology = { kind = "dumbbell" }
 /// topology = { kind = "complete" }
 /// topology = { kind = "sample", s = 4 }            # s fresh random peers every round
-/// topology = { kind = "file", path = "graph.txt" } # an edge list, see [`parse_edge_list`]
+/// topology = { kind = "file", path = "graph.txt" } # an edge list, see [`parse_weighted_edge_list`]
 /// ```
 ///
 /// [`FromStr`] parses the bare kind names with default parameters.
@@ -87,7 +87,8 @@ pub enum Topology {
         /// Peers per round, at least 1. Default 4.
         s: usize,
     },
-    /// An undirected graph read from an edge list (see [`parse_edge_list`]); the caller reads
+    /// An undirected graph read from an edge list, with its weights if it gives them (see
+    /// [`parse_weighted_edge_list`]); the caller reads
     /// the file ([`Graph::build`] does no I/O and refuses this kind).
     File {
         /// The file, relative to the scenario that names it.
@@ -295,15 +296,30 @@ pub enum Error {
     },
 }
 
-/// Parses an edge list into an undirected graph on `n` nodes: one edge `i j` per line (node
-/// indices from 0, separated by blanks), `#` starting a comment, blank lines ignored. Each edge
-/// goes both ways; repeated edges count once. A line with anything but two indices, a node not
-/// below `n`, an edge from a node to itself and a graph that is not connected are errors naming
-/// the line or the node. (A third column, a mixing weight, is refused: mixing weights come from
-/// the rule.)
+/// Parses an edge list into an undirected graph on `n` nodes (see
+/// [`parse_weighted_edge_list`], whose weights this drops).
 pub fn parse_edge_list(text: &str, n: usize) -> Result<Graph, Error> {
+    parse_weighted_edge_list(text, n).map(|(g, _)| g)
+}
+
+/// Parses an edge list into an undirected graph on `n` nodes, with its mixing weights if the
+/// list gives them: one edge `i j` or `i j w` per line (node indices from 0, separated by
+/// blanks), `#` starting a comment, blank lines ignored. Each edge goes both ways, with
+/// `W_ij = W_ji = w`, and each node keeps the rest of its row, `W_ii = 1 - sum_j W_ij` (so the
+/// matrix is symmetric and doubly stochastic, as Metropolis-Hastings weights are); without
+/// weights the caller chooses them (Metropolis-Hastings). A line with anything but two indices
+/// and an optional weight, a node not below `n`, an edge from a node to itself, a weight outside
+/// (0, 1], an edge listed again with another weight, some edges weighted and others not, a node
+/// whose weights sum above 1 and a graph that is not connected are errors naming the line or the
+/// node.
+pub fn parse_weighted_edge_list(text: &str, n: usize) -> Result<(Graph, Option<Weights>), Error> {
     let err = |line: Option<usize>, message: String| Error::EdgeList { line, message };
     let mut out = vec![Vec::new(); n];
+    // (edge, weight, line), edges with the smaller node first.
+    let mut weights: std::collections::BTreeMap<(usize, usize), (f64, usize)> =
+        std::collections::BTreeMap::new();
+    // The first line with a weight and the first without.
+    let (mut weighted, mut plain): (Option<usize>, Option<usize>) = (None, None);
     for (k, raw) in text.lines().enumerate() {
         let line = Some(k + 1);
         let body = raw.split('#').next().unwrap_or("").trim();
@@ -311,19 +327,15 @@ pub fn parse_edge_list(text: &str, n: usize) -> Result<Graph, Error> {
             continue;
         }
         let fields: Vec<&str> = body.split_whitespace().collect();
-        if fields.len() == 3 {
-            return Err(err(
-                line,
-                format!(
-                    "{body:?}: a weight column is not supported (mixing weights come from the rule)"
-                ),
-            ));
-        }
-        let [a, b] = fields[..] else {
-            return Err(err(
-                line,
-                format!("{body:?}: expected two node indices `i j`"),
-            ));
+        let (a, b, w) = match fields[..] {
+            [a, b] => (a, b, None),
+            [a, b, w] => (a, b, Some(w)),
+            _ => {
+                return Err(err(
+                    line,
+                    format!("{body:?}: expected two node indices and an optional weight `i j [w]`"),
+                ));
+            }
         };
         let node = |t: &str| -> Result<usize, Error> {
             let i: usize = t
@@ -344,6 +356,38 @@ pub fn parse_edge_list(text: &str, n: usize) -> Result<Graph, Error> {
         if i == j {
             return Err(err(line, format!("an edge from node {i} to itself")));
         }
+        let edge = (i.min(j), i.max(j));
+        match w {
+            Some(t) => {
+                let w: f64 = t
+                    .parse()
+                    .map_err(|_| err(line, format!("{t:?} is not a weight")))?;
+                if !(w > 0.0 && w <= 1.0) {
+                    return Err(err(line, format!("weight {t} is not in (0, 1]")));
+                }
+                weighted.get_or_insert(k + 1);
+                if let Some((before, at)) = weights.insert(edge, (w, k + 1))
+                    && before != w
+                {
+                    return Err(err(
+                        line,
+                        format!("edge {i}-{j} again with weight {w} (line {at} gave {before})"),
+                    ));
+                }
+            }
+            None => {
+                plain.get_or_insert(k + 1);
+            }
+        }
+        if let (Some(with), Some(without)) = (weighted, plain) {
+            return Err(err(
+                line,
+                format!(
+                    "line {with} gives a weight and line {without} does not: give every edge a \
+                     weight or none"
+                ),
+            ));
+        }
         out[i].push(j);
         out[j].push(i);
     }
@@ -356,7 +400,28 @@ pub fn parse_edge_list(text: &str, n: usize) -> Result<Graph, Error> {
     if !g.is_strongly_connected() {
         return Err(err(None, "the graph is not connected".into()));
     }
-    Ok(g)
+    if weighted.is_none() {
+        return Ok((g, None));
+    }
+    let mut w = vec![0.0; n * n];
+    for (&(i, j), &(x, _)) in &weights {
+        w[i * n + j] = x;
+        w[j * n + i] = x;
+    }
+    for i in 0..n {
+        let taken: f64 = (0..n).filter(|&j| j != i).map(|j| w[i * n + j]).sum();
+        if taken > 1.0 + 1e-9 {
+            return Err(err(
+                None,
+                format!(
+                    "node {i}: the weights of its edges sum to {taken}, above 1 (its own weight \
+                     is what they leave of 1)"
+                ),
+            ));
+        }
+        w[i * n + i] = (1.0 - taken).max(0.0);
+    }
+    Ok((g, Some(Weights::from_rows(n, w)?)))
 }
 
 /// Per-round random peer sampling (Epidemic Learning, de Vos et al. 2023): `s` distinct peers
@@ -415,17 +480,48 @@ mod tests {
         );
     }
 
+    /// A weighted list gives `W_ij = W_ji = w` and each node the rest of its row.
+    #[test]
+    fn an_edge_list_with_weights_gives_its_symmetric_doubly_stochastic_matrix() {
+        let text = "0 1 0.25\n1 2 0.5   # heavier\n2 0 0.125\n1 0 0.25\n";
+        let (g, w) = parse_weighted_edge_list(text, 3).unwrap();
+        assert_eq!(g, parse_edge_list(text, 3).unwrap());
+        let w = w.expect("weights given");
+        let expect = [[0.625, 0.25, 0.125], [0.25, 0.25, 0.5], [0.125, 0.5, 0.375]];
+        for (i, row) in expect.iter().enumerate() {
+            for (j, x) in row.iter().enumerate() {
+                assert!(
+                    (w.get(i, j) - x).abs() < 1e-12,
+                    "W[{i}][{j}] = {}",
+                    w.get(i, j)
+                );
+            }
+        }
+        assert!(w.is_doubly_stochastic(1e-12));
+        assert_eq!(parse_weighted_edge_list("0 1\n", 2).unwrap().1, None);
+    }
+
     #[test]
     fn a_bad_edge_list_is_refused_naming_the_line() {
         let cases = [
             ("0 1\n1 x\n", "line 2: \"x\" is not a node index"),
             (
                 "0 1\n1 2 0.5\n",
-                "line 2: \"1 2 0.5\": a weight column is not supported",
+                "line 2: line 2 gives a weight and line 1 does not",
             ),
             (
                 "0 1 2 3\n",
-                "line 1: \"0 1 2 3\": expected two node indices",
+                "line 1: \"0 1 2 3\": expected two node indices and an optional weight",
+            ),
+            ("0 1 0.5\n1 2 1.5\n", "line 2: weight 1.5 is not in (0, 1]"),
+            ("0 1 0.5\n1 2 x\n", "line 2: \"x\" is not a weight"),
+            (
+                "0 1 0.5\n1 2 0.5\n1 0 0.25\n",
+                "line 3: edge 1-0 again with weight 0.25 (line 1 gave 0.5)",
+            ),
+            (
+                "0 1 0.5\n1 2 0.75\n",
+                "node 1: the weights of its edges sum to 1.25, above 1",
             ),
             (
                 "0 1\n\n1 7\n",

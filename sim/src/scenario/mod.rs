@@ -30,7 +30,7 @@
 use murmur_learn::train;
 use murmur_protocol::attack::{Aim, Attack, Knowledge};
 use murmur_protocol::engine;
-use murmur_protocol::topology::{self, Graph, Topology};
+use murmur_protocol::topology::{self, Graph, Topology, Weights};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -507,6 +507,12 @@ impl Scenario {
     /// The graph of a `file` topology, read from its (resolved) path; `None` for the other
     /// kinds.
     pub fn graph(&self) -> Result<Option<Graph>, ScenarioError> {
+        Ok(self.edge_list()?.map(|(g, _)| g))
+    }
+
+    /// The graph of a `file` topology and its mixing weights if the file gives them (see
+    /// [`topology::parse_weighted_edge_list`]); `None` for the other kinds.
+    pub fn edge_list(&self) -> Result<Option<(Graph, Option<Weights>)>, ScenarioError> {
         let Topology::File { path } = &self.topology else {
             return Ok(None);
         };
@@ -515,7 +521,7 @@ impl Scenario {
             message,
         };
         let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
-        topology::parse_edge_list(&text, self.nodes)
+        topology::parse_weighted_edge_list(&text, self.nodes)
             .map(Some)
             .map_err(|e| fail(e.to_string()))
     }

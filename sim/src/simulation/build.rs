@@ -135,22 +135,34 @@ fn neighbours(s: &Scenario, graph: Option<&Graph>) -> Vec<Vec<usize>> {
     }
 }
 
-/// Each node's static mixing weights on a fixed graph, by in-neighbour: Metropolis-Hastings on
-/// an undirected graph, uniform on a directed one (doubly stochastic when in- and out-degrees
-/// are all equal, as on the exponential graph). Empty for peer sampling.
-fn mixing_weights(s: &Scenario, graph: Option<&Graph>) -> Vec<BTreeMap<PeerKey, f64>> {
+/// The mixing matrix of a fixed graph: the weights its edge-list file gives, if it gives them;
+/// otherwise Metropolis-Hastings on an undirected graph, uniform on a directed one (doubly
+/// stochastic when in- and out-degrees are all equal, as on the exponential graph).
+fn graph_matrix(s: &Scenario, g: &Graph) -> Result<Weights, Error> {
+    if let Some((_, Some(w))) = s.edge_list().map_err(|e| Error::Graph(Box::new(e)))? {
+        return Ok(w);
+    }
+    Ok(Weights::metropolis_hastings(g).unwrap_or_else(|_| Weights::uniform(g)))
+}
+
+/// Each node's static mixing weights on a fixed graph, by in-neighbour (see [`graph_matrix`]).
+/// Empty for peer sampling.
+fn mixing_weights(
+    s: &Scenario,
+    graph: Option<&Graph>,
+) -> Result<Vec<BTreeMap<PeerKey, f64>>, Error> {
     let Some(g) = graph else {
-        return vec![BTreeMap::new(); s.nodes];
+        return Ok(vec![BTreeMap::new(); s.nodes]);
     };
-    let w = Weights::metropolis_hastings(g).unwrap_or_else(|_| Weights::uniform(g));
-    (0..s.nodes)
+    let w = graph_matrix(s, g)?;
+    Ok((0..s.nodes)
         .map(|i| {
             g.in_neighbours(i)
                 .iter()
                 .map(|&j| (identity(s.seed, j).public(), w.get(i, j)))
                 .collect()
         })
-        .collect()
+        .collect())
 }
 
 impl Simulation {
@@ -175,7 +187,7 @@ impl Simulation {
             .then(|| flipped(&split.train));
         let graph = fixed_graph(s)?;
         let peers = neighbours(s, graph.as_ref());
-        let tables = mixing_weights(s, graph.as_ref());
+        let tables = mixing_weights(s, graph.as_ref())?;
         let keys: Vec<PeerKey> = (0..n).map(|i| identity(s.seed, i).public()).collect();
         let allies: BTreeSet<PeerKey> = (0..n)
             .filter(|&i| attacks[i].is_some())
