@@ -55,30 +55,26 @@ every-rounds = 20
     }
 }
 
-/// The ClippedGossip paper's attacker on the malicious ring: every Byzantine node forges from its
-/// victim's current model and the victim's honest neighbours' (`knowledge = "omniscient"`, `aim =
-/// "victim"`) and sends `mu - 10 std`. Over 600 rounds of one step on the digits the geometric
-/// median falls to chance (7.5-18.4% on seeds 1-5), as in the paper, while the engine's defaults
-/// keep learning (90.7-93.6%).
-#[test]
-fn the_papers_attacker_breaks_the_geometric_median_on_the_malicious_ring_not_the_defaults() {
-    let seed = seed(1);
+/// The ClippedGossip paper's attacker on the malicious ring `graph` (a file in
+/// configs/sim/graphs) on the digits, 600 rounds of one step: every Byzantine node forges from
+/// its victim's current model and the victim's honest neighbours' (`knowledge = "omniscient"`,
+/// `aim = "victim"`) and sends `mu - 10 std`; `engine` holds the `[engine]` keys.
+fn papers_attack(graph: &str, engine: &str, seed: u64) -> Report {
     let at = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/sim/ci.toml");
-    let with = |aggregation: &str| {
-        let text = format!(
-            r#"
+    let text = format!(
+        r#"
 name = "ci"
 seed = 1
 nodes = 15
 rounds = 600
-topology = {{ kind = "file", path = "graphs/malicious-ring.txt" }}
+topology = {{ kind = "file", path = "graphs/{graph}" }}
 [learning]
 model = {{ kind = "mlp", hidden = [32] }}
 data = {{ kind = "digits" }}
 optimizer = {{ kind = "sgd", lr = 0.01, momentum = 0.9 }}
 local-steps = 1
 [engine]
-{aggregation}
+{engine}
 [[attackers]]
 nodes = [5, 6, 7, 8, 9, 10, 11, 12, 13, 14]
 attack = {{ kind = "alie", z = -10.0 }}
@@ -87,14 +83,24 @@ aim = "victim"
 [eval]
 every-rounds = 600
 "#
-        );
-        let mut s = Scenario::parse(&text, &at).unwrap_or_else(|e| panic!("{aggregation}: {e}"));
-        s.seed = seed;
-        run(&s, 2)
-    };
-    let median =
-        with("aggregation = { rule = \"geometric-median\", iterations = 8 }\noutlier-factor = 0");
-    let defaults = with("");
+    );
+    let mut s = Scenario::parse(&text, &at).unwrap_or_else(|e| panic!("{graph}, {engine}: {e}"));
+    s.seed = seed;
+    run(&s, 2)
+}
+
+/// The paper's attacker with equal weights (Metropolis-Hastings on this graph): the geometric
+/// median falls to chance (7.5-18.4% on seeds 1-5), as in the paper, while the engine's defaults
+/// keep learning (90.7-93.6%).
+#[test]
+fn the_papers_attacker_breaks_the_geometric_median_on_the_malicious_ring_not_the_defaults() {
+    let seed = seed(1);
+    let median = papers_attack(
+        "malicious-ring.txt",
+        "aggregation = { rule = \"geometric-median\", iterations = 8 }\noutlier-factor = 0",
+        seed,
+    );
+    let defaults = papers_attack("malicious-ring.txt", "", seed);
     let (m, d) = (median.rows.last().unwrap(), defaults.rows.last().unwrap());
     println!(
         "seed {seed}: geometric median {:.4}, defaults {:.4}",
@@ -109,57 +115,24 @@ every-rounds = 600
     assert!(d.acc_mean >= 0.8, "{context}");
 }
 
-/// The paper's attacker against ClippedGossip (tau = 0.1) on the malicious ring, with the
-/// paper's own mixing weights (configs/sim/graphs/malicious-ring-paper.txt: every edge 1/9, each
-/// honest node keeping 5/9 of its own model) and with Metropolis-Hastings weights (every edge
-/// 1/5, malicious-ring.txt). On the digits, 600 rounds of one step: 91.4-93.1% with the paper's
-/// weights, 26.7-80.4% with Metropolis-Hastings (seeds 1-5): two Byzantine neighbours of weight
-/// 1/5 each pull a node along one direction harder than its gradient steps pull it back.
+/// The paper's attacker against ClippedGossip (tau = 0.1), with the paper's own mixing weights
+/// (malicious-ring-paper.txt: every edge 1/9, each honest node keeping 5/9 of its own model) and
+/// with Metropolis-Hastings weights (every edge 1/5, malicious-ring.txt): 91.4-93.1% with the
+/// paper's weights, 26.7-80.4% with Metropolis-Hastings (seeds 1-5): two Byzantine neighbours of
+/// weight 1/5 each pull a node along one direction harder than its gradient steps pull it back.
 #[test]
 fn clipped_gossip_holds_against_the_papers_attacker_with_the_papers_weights() {
     let seed = seed(1);
-    let at = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/sim/ci.toml");
-    let with = |graph: &str| {
-        let text = format!(
-            r#"
-name = "ci"
-seed = 1
-nodes = 15
-rounds = 600
-topology = {{ kind = "file", path = "graphs/{graph}" }}
-[learning]
-model = {{ kind = "mlp", hidden = [32] }}
-data = {{ kind = "digits" }}
-optimizer = {{ kind = "sgd", lr = 0.01, momentum = 0.9 }}
-local-steps = 1
-[engine]
-aggregation = {{ rule = "clipped-gossip", tau = 0.1 }}
-outlier-factor = 0
-[[attackers]]
-nodes = [5, 6, 7, 8, 9, 10, 11, 12, 13, 14]
-attack = {{ kind = "alie", z = -10.0 }}
-knowledge = "omniscient"
-aim = "victim"
-[eval]
-every-rounds = 600
-"#
-        );
-        let mut s = Scenario::parse(&text, &at).unwrap_or_else(|e| panic!("{graph}: {e}"));
-        s.seed = seed;
-        run(&s, 2)
-    };
-    let paper = with("malicious-ring-paper.txt");
-    let plain = with("malicious-ring.txt");
+    let engine = "aggregation = { rule = \"clipped-gossip\", tau = 0.1 }\noutlier-factor = 0";
+    let paper = papers_attack("malicious-ring-paper.txt", engine, seed);
+    let plain = papers_attack("malicious-ring.txt", engine, seed);
     let (p, m) = (paper.rows.last().unwrap(), plain.rows.last().unwrap());
     println!(
         "seed {seed}: the paper's weights {:.4}, Metropolis-Hastings {:.4}",
         p.acc_mean, m.acc_mean
     );
     let context = format!(
-        "seed {seed}
-the paper's weights:
-{}Metropolis-Hastings:
-{}",
+        "seed {seed}\nthe paper's weights:\n{}Metropolis-Hastings:\n{}",
         paper.rounds_csv(),
         plain.rounds_csv()
     );
