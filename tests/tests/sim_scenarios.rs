@@ -613,7 +613,7 @@ mod ring;
 /// its 9.6 KB model by about 4 peers a round over a 0.2 Mbit/s uplink, so a round's answers take
 /// about 1.6 s to leave and most arrive after the askers' deadline. With `uplink-mbps` the
 /// nodes refuse the fetches their uplink cannot answer in time and the askers draw other peers:
-/// the honest mean gains 6.5-10.2 points on seeds 1-3 (76.7% without, 85.6% with, on average).
+/// the honest mean gains 6.7-10.9 points on seeds 1-3 (76.7% without, 85.6% with, on average).
 #[test]
 fn a_node_refuses_what_its_uplink_cannot_carry_in_time_and_its_askers_draw_others() {
     let seed = seed(1);
