@@ -659,3 +659,4 @@ mod exchange;
 mod knowledge;
 mod lifecycle;
 mod setup;
+mod uplink;

@@ -1,0 +1,209 @@
+//! A node on a slow uplink (`uplink-mbps`): which fetches it refuses as busy, and what an asker
+//! does with a refusal.
+
+use super::exchange::{asked, train};
+use super::*;
+
+/// Whether `out` serves `request` a model (`Some(true)`), refuses it as busy (`Some(false)`),
+/// or neither.
+fn served(out: &[Output], request: u64) -> Option<bool> {
+    out.iter().find_map(|o| match o {
+        Output::Serve {
+            request: r,
+            update: Some(_),
+            ..
+        } if *r == request => Some(true),
+        Output::Busy { request: r, .. } if *r == request => Some(false),
+        _ => None,
+    })
+}
+
+/// A node trained on round 1 whose uplink carries its model in 0.2 s (`uplink-mbps` set from
+/// the update's size), with a round timeout of 2 s: an answer must have left within 0.5 s; and
+/// `weights` for a fixed graph.
+fn slow_uplink(weights: BTreeMap<PeerKey, f64>) -> Engine {
+    let mut c = config(Rule::Mean, 10);
+    c.round_timeout_ms = 2000;
+    let mut probe = lone_engine_with(&c);
+    train(&mut probe, Duration::ZERO, 1, 1.0);
+    let len = probe.last_update().expect("signed").len();
+    c.uplink_mbps = Some(len as f64 * 8.0 / 0.2e6);
+    let mut setup = toy::setup(0, &c, DIM, 0);
+    setup.weights = weights;
+    let mut e = Engine::new(setup).unwrap();
+    let start = Input::Start {
+        resume: Resume::default(),
+        join: false,
+    };
+    e.handle(Duration::ZERO, start).unwrap();
+    train(&mut e, Duration::ZERO, 1, 1.0);
+    e
+}
+
+/// `from`'s fetch of round 1 (signed: answered at once) at `ms`.
+fn fetch(e: &mut Engine, ms: u64, from: usize, request: u64) -> Option<bool> {
+    fetch_round(e, ms, from, request, Some(1))
+}
+
+fn fetch_round(
+    e: &mut Engine,
+    ms: u64,
+    from: usize,
+    request: u64,
+    round: Option<u64>,
+) -> Option<bool> {
+    let input = Input::FetchRequested {
+        from: toy::identity(from).public(),
+        request,
+        round,
+        have: None,
+    };
+    e.handle(Duration::from_millis(ms), input).unwrap();
+    served(&drain(e), request)
+}
+
+/// With `uplink-mbps`, a fetch whose answer would not have left the uplink within a quarter of
+/// a round timeout is refused as busy; an idle uplink always serves; it serves again as the uplink
+/// drains; a peer's repeat fetch is served only by an idle uplink, a joiner's always. On a fixed
+/// graph, and without `uplink-mbps`, every fetch is served.
+#[test]
+fn a_node_whose_uplink_is_full_refuses_fetches_as_busy_and_serves_as_it_drains() {
+    let mut e = slow_uplink(BTreeMap::new());
+    assert_eq!(fetch(&mut e, 0, 1, 1), Some(true), "idle: leaves at 0.2 s");
+    assert_eq!(fetch(&mut e, 0, 2, 2), Some(true), "leaves at 0.4 s");
+    assert_eq!(fetch(&mut e, 0, 3, 3), Some(false), "would leave at 0.6 s");
+    assert_eq!(fetch(&mut e, 100, 5, 4), Some(true), "leaves 0.5 s after");
+    assert_eq!(
+        fetch(&mut e, 100, 4, 5),
+        Some(false),
+        "would leave 0.7 s after"
+    );
+    assert_eq!(fetch(&mut e, 5000, 4, 6), Some(true), "drained");
+    assert_eq!(e.stats().refused_busy, 2);
+    // A peer's second fetch of the round is served only by an idle uplink: peer 6 at 5.1 s
+    // (the uplink busy until 5.2 s; its answer leaves at 5.3 s), then again.
+    assert_eq!(
+        fetch(&mut e, 5100, 6, 7),
+        Some(true),
+        "a first fetch, in time"
+    );
+    assert_eq!(
+        fetch(&mut e, 5100, 6, 8),
+        Some(false),
+        "a repeat, the uplink busy"
+    );
+    // A joiner's fetch (for whatever the node has) is never refused: it comes once a life,
+    // and refusing it would leave the join to the peers that never refuse.
+    assert_eq!(fetch_round(&mut e, 5100, 7, 9, None), Some(true));
+    assert_eq!(
+        fetch(&mut e, 5100, 8, 10),
+        Some(false),
+        "behind the joiner's"
+    );
+    assert_eq!(e.stats().refused_busy, 4);
+
+    // However slow, an idle uplink serves: a node whose one model takes longer than the
+    // limit still serves one at a time.
+    let mut c = config(Rule::Mean, 10);
+    c.round_timeout_ms = 2000;
+    c.uplink_mbps = Some(1e-4);
+    let mut crawling = lone_engine_with(&c);
+    train(&mut crawling, Duration::ZERO, 1, 1.0);
+    assert_eq!(fetch(&mut crawling, 0, 1, 1), Some(true));
+    assert_eq!(fetch(&mut crawling, 0, 2, 2), Some(false));
+
+    // Without `uplink-mbps`, every fetch is served.
+    let mut c = config(Rule::Mean, 10);
+    c.round_timeout_ms = 2000;
+    let mut unset = lone_engine_with(&c);
+    train(&mut unset, Duration::ZERO, 1, 1.0);
+    for request in 1..=6 {
+        assert_eq!(fetch(&mut unset, 0, request as usize, request), Some(true));
+    }
+
+    // A fixed graph: the neighbours wait for every answer.
+    let table: BTreeMap<PeerKey, f64> = (1..=4).map(|i| (toy::identity(i).public(), 0.2)).collect();
+    let mut fixed = slow_uplink(table);
+    for request in 1..=4 {
+        assert_eq!(fetch(&mut fixed, 0, request as usize, request), Some(true));
+    }
+    assert_eq!(fixed.stats().refused_busy, 0);
+}
+
+/// A drawn peer that refuses as busy is replaced by another draw, among the connected peers not
+/// asked this round, at most `fanout` times a round; then, and on a fixed graph (where nobody is
+/// drawn in its place), it is asked again later. A refusal from a peer not asked changes
+/// nothing.
+#[test]
+fn a_busy_peer_is_replaced_by_another_draw_at_most_fanout_times_a_round() {
+    let peers: Vec<Identity> = (1..=8).map(toy::identity).collect();
+    let mut c = config(Rule::Mean, 100);
+    c.fanout = 2;
+    c.wait_for = 2;
+    let start = || Input::Start {
+        resume: Resume::default(),
+        join: false,
+    };
+    let mut e = Engine::new(toy::setup(0, &c, DIM, 4)).unwrap();
+    e.handle(Duration::ZERO, start()).unwrap();
+    for p in &peers {
+        e.handle(Duration::ZERO, Input::PeerUp { peer: p.public() })
+            .unwrap();
+    }
+    let first: Vec<PeerKey> = asked(&train(&mut e, Duration::ZERO, 1, 0.0))
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    assert_eq!(first.len(), 2);
+    let busy = |e: &mut Engine, peer: PeerKey| {
+        e.handle(Duration::ZERO, Input::Busy { peer }).unwrap();
+        asked(&drain(e))
+    };
+    let stranger = peers
+        .iter()
+        .map(Identity::public)
+        .find(|p| !first.contains(p))
+        .unwrap();
+    assert!(busy(&mut e, stranger).is_empty(), "not asked: nothing");
+    let mut all = first.clone();
+    for refuser in [first[0], first[1]] {
+        let next = busy(&mut e, refuser);
+        assert_eq!(next.len(), 1, "one drawn in its place");
+        assert_eq!(next[0].1, Some(1), "for the same round");
+        assert!(!all.contains(&next[0].0), "a peer not asked this round");
+        all.push(next[0].0);
+    }
+    assert!(
+        busy(&mut e, all[2]).is_empty(),
+        "fanout (2) redraws a round at most"
+    );
+    assert_eq!(e.stats().redrawn, 2);
+    // The busy peer that could not be replaced is asked again an eighth of a timeout later
+    // (the round timeout is 200 ms).
+    assert_eq!(e.poll_timeout(), Some(Duration::from_millis(25)));
+    e.handle(Duration::from_millis(25), Input::Tick).unwrap();
+    assert_eq!(asked(&drain(&mut e)), vec![(all[2], Some(1))]);
+    assert_eq!(e.stats().retried, 1);
+
+    // A fixed graph: the neighbours are the peers to mix with.
+    let mut setup = toy::setup(0, &c, DIM, 4);
+    setup.weights = peers[..2].iter().map(|p| (p.public(), 0.3)).collect();
+    let mut fixed = Engine::new(setup).unwrap();
+    fixed.handle(Duration::ZERO, start()).unwrap();
+    for p in &peers {
+        fixed
+            .handle(Duration::ZERO, Input::PeerUp { peer: p.public() })
+            .unwrap();
+    }
+    let drawn = asked(&train(&mut fixed, Duration::ZERO, 1, 0.0));
+    assert!(busy(&mut fixed, drawn[0].0).is_empty());
+    assert_eq!(fixed.stats().redrawn, 0);
+    fixed
+        .handle(Duration::from_millis(25), Input::Tick)
+        .unwrap();
+    assert_eq!(
+        asked(&drain(&mut fixed)),
+        vec![(drawn[0].0, Some(1))],
+        "asked again"
+    );
+}
