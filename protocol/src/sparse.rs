@@ -27,9 +27,9 @@
 //! then n times:   length l (u32, little endian), then l bytes (one signed update)
 //! ```
 //!
-//! Not wired into the engine yet: a codec `top-k` whose peers pull the increments since the
-//! round of the copy they hold, and answer with a full model when they no longer keep them, is
-//! to come.
+//! The engine's `top-k` codec builds its chains of increments from these (see
+//! `engine::chain`): peers pull the increments since the round of the copy they hold, and get a
+//! whole model when the sender no longer keeps them.
 
 use crate::wire::Error;
 

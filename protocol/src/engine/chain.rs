@@ -29,11 +29,15 @@
 //! it was told.
 //!
 //! **Mix.** By default the copies are mixed as the peers' models, with the own model, by the
-//! configured rule: a copy lags its peer's model by what the peer has not sent yet. With a
-//! consensus step `γ` ([`super::Config::consensus_step`]), CHOCO-Gossip: with the rule `R` over
-//! the own estimate and the copies, `x ← x + γ (R(x̂, x̂_j, ...) - x̂)` (with the mean, CHOCO's
+//! configured rule: a copy lags its peer's model by what the peer has not sent yet, so each mix
+//! pulls the node back towards older values. With a consensus step `γ`
+//! ([`super::Config::consensus_step`]), CHOCO-Gossip: with the rule `R` over the own estimate and
+//! the copies, `x ← x + γ (R(x̂, x̂_j, ...) - x̂)` (with the mean, CHOCO's
 //! `x + γ Σ_j w_ij (x̂_j - x̂)`), which keeps the average of the network's models exactly but is
-//! stable only for a `γ` small against the fraction sent.
+//! stable only for a `γ` small against the fraction sent, so the nodes agree slowly: each keeps
+//! whole the progress on its own data that it has not sent yet. From the last training round on
+//! (and in the rounds of mixing alone), a node with a step mixes its copies as models instead,
+//! so the model it ends with shares its peers' progress rather than holding its own whole.
 //!
 //! **What an attacker can do.** Any valid encoding: an increment with huge (finite) values, or a
 //! snapshot at any round, instead of its increments. The copies it leaves are models like any

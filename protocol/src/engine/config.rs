@@ -94,7 +94,9 @@ pub struct Config {
     /// consensus step: the rule runs over the estimates (its own and the copies) and the model
     /// moves by `γ` times the difference between the result and its own estimate, which keeps
     /// the network's average exactly but needs `γ` small when the fraction is (measured in
-    /// docs/results.md). Ignored by the other codecs.
+    /// docs/results.md). From the last of the `rounds` on (and in the rounds of mixing alone)
+    /// the copies are mixed as models, so that a node ends with a mix of its peers' models rather
+    /// than with all of its own unsent progress. Ignored by the other codecs.
     pub consensus_step: Option<f64>,
     /// This node's upload rate in Mbit/s, as its operator knows it (the measured saturation
     /// warning says when it is needed). When set, the node keeps account of the models it

@@ -188,6 +188,12 @@ impl Engine {
         self.sent.push_back(bytes);
     }
 
+    /// Whether a consensus step, if one is configured, gives way to the mix of models: from the
+    /// last training round on (the rounds of mixing alone included), when the rounds are known.
+    fn mixes_as_models(&self) -> bool {
+        self.config.rounds.is_some_and(|r| self.round >= r)
+    }
+
     /// The lowest round a model may be of to be mixed in the current round.
     pub(super) fn floor(&self) -> u64 {
         self.round.saturating_sub(self.config.max_staleness)
@@ -413,10 +419,15 @@ impl Engine {
         self.retries.clear();
         // With the `top-k` chain and a consensus step (CHOCO-Gossip), the rule runs over the
         // estimates (the own one and the copies of the peers'), and the model moves by the step
-        // towards its result. Without a step, the copies are mixed with the own model as any
-        // peers' models are.
+        // towards its result. Without a step, and with one from the last training round on, the
+        // copies are mixed with the own model as any peers' models are: the step leaves each
+        // model with all of its own data's progress not sent yet, which the node's final model
+        // should share with its peers' (see the chain in `chain`).
+        let as_models = self.mixes_as_models();
         let estimate = match (self.chain.as_mut(), self.config.consensus_step) {
-            (Some(c), Some(_)) if !c.estimate.is_empty() => Some(std::mem::take(&mut c.estimate)),
+            (Some(c), Some(_)) if !c.estimate.is_empty() && !as_models => {
+                Some(std::mem::take(&mut c.estimate))
+            }
             _ => None,
         };
         // The own model (read in place if it is held as the signed update); the mix puts one

@@ -250,13 +250,16 @@ fn hostile_increments_and_bundles_are_refused_with_their_reason() {
 }
 
 /// With a consensus step the node mixes CHOCO-Gossip's way, `x + γ (R(x̂, x̂_j) - x̂)`; without
-/// one it mixes its model with the copy as with any peer's model.
+/// one, and with one in its last training round, it mixes its model with the copy as with any
+/// peer's model.
 #[test]
 fn a_consensus_step_mixes_the_estimates_and_none_mixes_the_copies_with_the_model() {
     let p = toy::identity(3);
-    for step in [None, Some(0.5)] {
+    // (the step, the rounds: 1 makes the first round the last)
+    for (step, rounds) in [(None, 100), (Some(0.5), 100), (Some(0.5), 1)] {
         let mut c = chain_config();
         c.consensus_step = step;
+        c.rounds = Some(rounds);
         let mut e = started(toy::setup(1, &c, D, 0), std::slice::from_ref(&p));
         // Trained to 8 everywhere: the first increment sends 4 coordinates, so the own
         // estimate is 8 there and 0 (the initial model) elsewhere.
@@ -285,13 +288,14 @@ fn a_consensus_step_mixes_the_estimates_and_none_mixes_the_copies_with_the_model
             let want = match step {
                 // (8 + 2) / 2.
                 None => 5.0,
+                _ if rounds == 1 => 5.0,
                 // 8 + 0.5 ((x̂ + 2) / 2 - x̂): x̂ = 8 where sent (6.5), 0 elsewhere (8.5).
                 Some(_) if sent.contains(&i) => 6.5,
                 Some(_) => 8.5,
             };
             assert!(
                 (m - want).abs() < 1e-5,
-                "step {step:?}, coordinate {i}: {m}"
+                "step {step:?}, {rounds} rounds, coordinate {i}: {m}"
             );
         }
     }
