@@ -35,9 +35,10 @@
 //! the copies, `x ← x + γ (R(x̂, x̂_j, ...) - x̂)` (with the mean, CHOCO's
 //! `x + γ Σ_j w_ij (x̂_j - x̂)`), which keeps the average of the network's models exactly but is
 //! stable only for a `γ` small against the fraction sent, so the nodes agree slowly: each keeps
-//! whole the progress on its own data that it has not sent yet. From the last training round on
-//! (and in the rounds of mixing alone), a node with a step mixes its copies as models instead,
-//! so the model it ends with shares its peers' progress rather than holding its own whole.
+//! whole the progress on its own data that it has not sent yet. When its rounds are known, from
+//! the last training round on (and in the rounds of mixing alone), a node with a step mixes its
+//! copies as models instead, so the model it ends with shares its peers' progress rather than
+//! holding its own whole; a node run until stopped takes the step in every round.
 //!
 //! **What an attacker can do.** Any valid encoding: an increment with huge (finite) values, or a
 //! snapshot at any round, instead of its increments. The copies it leaves are models like any
@@ -46,7 +47,11 @@
 //! same round, and evidence of equivocation needs two headers of one codec, so nobody can frame
 //! it with the pair. Snapshots are not recorded in the replay window: a snapshot that conflicts
 //! with its sender's announced increment is not caught, only bounded by the round checks;
-//! increments are checked as any update.
+//! increments are checked as any update. With a step, a forgery moves a node by `γ` times its
+//! share of the mix in the training rounds and by its whole share in the last ones (the robust
+//! rule and the screen bound both); and attackers holding the lower median of a node's draw can
+//! lie it past its last rounds (the catch-up, as in any codec), so that it finishes without the
+//! last round's mix of models.
 
 use super::Rejection;
 use super::receive::{Checked, Keep};

@@ -358,7 +358,7 @@ impl Engine {
     /// Applies the outlier screen (see [`screen`]): drops the gross outliers, charging their
     /// senders, and pulls the others in to the screen's limit. Returns how many were dropped.
     /// The screen measures distances from `reference`: the own estimate of the `top-k` chain
-    /// when there is one, the own model otherwise.
+    /// when the node takes a consensus step, the own model otherwise.
     fn screen(&mut self, received: &mut BTreeMap<PeerKey, Pending>, reference: &[f32]) -> usize {
         let inputs: Vec<&[f32]> = received.values().map(|p| p.params.as_slice()).collect();
         let flagged = screen::outliers(reference, &inputs, self.config.outlier_factor);
