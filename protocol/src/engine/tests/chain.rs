@@ -284,6 +284,12 @@ fn a_consensus_step_mixes_the_estimates_and_none_mixes_the_copies_with_the_model
                 _ => None,
             })
             .expect("mixed");
+        // Either way the own estimate is the one its peers hold, unchanged by the mix.
+        let kept: Vec<usize> = (0..D).filter(|&i| estimate(&e)[i] == 8.0).collect();
+        assert_eq!(
+            kept, sent,
+            "step {step:?}, {rounds} rounds: the estimate changed"
+        );
         for (i, &m) in mixed.iter().enumerate() {
             let want = match step {
                 // (8 + 2) / 2.
