@@ -49,9 +49,9 @@
 //! with its sender's announced increment is not caught, only bounded by the round checks;
 //! increments are checked as any update. With a step, a forgery moves a node by `γ` times its
 //! share of the mix in the training rounds and by its whole share in the last ones (the robust
-//! rule and the screen bound both); and attackers holding the lower median of a node's draw can
-//! lie it past its last rounds (the catch-up, as in any codec), so that it finishes without the
-//! last round's mix of models.
+//! rule and the screen bound both). A node that took a step catches up (on the lower median of
+//! its draw's rounds) at most to its last training round, so answers lying about their round
+//! cannot make it finish without the last round's mix of models.
 
 use super::Rejection;
 use super::receive::{Checked, Keep};

@@ -430,6 +430,7 @@ impl Engine {
             }
             _ => None,
         };
+        let stepped = estimate.is_some();
         // The own model (read in place if it is held as the signed update); the mix puts one
         // back.
         let own = self.model.take();
@@ -535,7 +536,12 @@ impl Engine {
         // the lower median keeps a Byzantine half from pushing the round counter, and one catch-up
         // moves it at most `max-staleness` rounds. The next round is that median itself: a node
         // one round behind trains the round its peers are on, and skips no training of its own.
-        let cap = self.round.saturating_add(self.config.max_staleness);
+        // After a consensus step it stops at the last training round, so that lies about the
+        // round cannot make a node finish without the last round's mix of models.
+        let mut cap = self.round.saturating_add(self.config.max_staleness);
+        if let (true, Some(last)) = (stepped, self.config.rounds) {
+            cap = cap.min(last.saturating_sub(1));
+        }
         self.round = self.round.max(median_round.saturating_sub(1).min(cap));
         self.start_round();
     }

@@ -307,6 +307,66 @@ fn a_consensus_step_mixes_the_estimates_and_none_mixes_the_copies_with_the_model
     }
 }
 
+/// Answers lying about their round (a lower median of the draw) cannot catch a node with a
+/// consensus step up past its last training round: it would finish without the last round's mix
+/// of models and keep its own unsent progress whole. Without a step the catch-up is as before.
+#[test]
+fn lies_about_the_round_cannot_make_a_node_with_a_step_skip_its_last_mix() {
+    let peers: Vec<Identity> = (1..=3).map(toy::identity).collect();
+    // (the step, the next round expected: the catch-up goes to 5 and stops at the last
+    // training round, 3, with a step; without one the node is past its 3 rounds and finishes)
+    for (step, next) in [(Some(0.5), Some(3)), (None, None)] {
+        let mut c = chain_config();
+        c.consensus_step = step;
+        c.rounds = Some(3);
+        c.fanout = 3;
+        c.wait_for = 3;
+        let mut e = started(toy::setup(1, &c, D, 0), &peers);
+        train_to(&mut e, Duration::ZERO, 1, vec![8.0; D]);
+        let mut out = Vec::new();
+        for p in &peers {
+            let lie = wire::encode_update(
+                p,
+                toy::run_id(),
+                50,
+                1,
+                c.codec.whole(),
+                &wire::encode_params(&[2.0; D]),
+            )
+            .0;
+            out.extend(super::exchange::answer(
+                &mut e,
+                Duration::from_millis(5),
+                p,
+                lie.into(),
+            ));
+        }
+        let finished = out.contains(&Output::Finished);
+        assert!(
+            out.iter().any(|o| matches!(o, Output::Mixed { .. })),
+            "step {step:?}: no mix"
+        );
+        let trains: Vec<u64> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Train { round } => Some(*round),
+                _ => None,
+            })
+            .collect();
+        match next {
+            Some(round) => assert_eq!(
+                (trains, finished),
+                (vec![round], false),
+                "step {step:?}: (rounds trained next, finished)"
+            ),
+            None => assert!(
+                trains.is_empty() && finished,
+                "step {step:?}: trains {trains:?}, finished {finished}"
+            ),
+        }
+    }
+}
+
 /// Eight honest nodes sending 2 of 5 coordinates a round converge to the mean of their optima,
 /// with either mix, and no honest increment is ever refused or unusable.
 #[test]
