@@ -504,9 +504,21 @@ fn quantize(params: &[f32], block: u32, top: i32, seed: u64, scales: &mut [u8], 
     {
         // The bits of non-negative floats order as the floats do, and every infinity or NaN
         // lies above the largest finite value: one integer maximum finds both.
-        let largest = chunk
+        // (As i32, which the magnitudes' bits fit, in eight running maxima: SSE2 compares
+        // signed integers only, and one maximum would wait on the last.)
+        let mut maxima = [0i32; 8];
+        let mut eights = chunk.chunks_exact(8);
+        for eight in &mut eights {
+            for (m, v) in maxima.iter_mut().zip(eight) {
+                *m = (*m).max((v.to_bits() & 0x7FFF_FFFF) as i32);
+            }
+        }
+        let largest = eights
+            .remainder()
             .iter()
-            .fold(0u32, |m, v| m.max(v.to_bits() & 0x7FFF_FFFF));
+            .fold(maxima.into_iter().fold(0, i32::max), |m, v| {
+                m.max((v.to_bits() & 0x7FFF_FFFF) as i32)
+            }) as u32;
         // A model that is not finite makes a scale that is not: receivers refuse it, as they
         // refuse such a model in f32.
         let scale = if largest >= 0x7F80_0000 {
@@ -547,22 +559,17 @@ fn quantize(params: &[f32], block: u32, top: i32, seed: u64, scales: &mut [u8], 
                 *x ^= *x << 5;
             }
         };
-        let mut vs = chunk.chunks_exact(8);
-        let mut qs = level_out.chunks_exact_mut(8);
-        for (v, q) in (&mut vs).zip(&mut qs) {
-            step(&mut lanes);
-            for ((q, &v), &r) in q.iter_mut().zip(v).zip(&lanes) {
+        // The draws of 64 values are made first, then used by a plain loop over the values,
+        // which the compiler vectorises with the conversion to bytes.
+        let mut draws = [0u32; 64];
+        for (vs, qs) in chunk.chunks(64).zip(level_out.chunks_mut(64)) {
+            for d in draws.chunks_exact_mut(8) {
+                step(&mut lanes);
+                d.copy_from_slice(&lanes);
+            }
+            for ((q, &v), &r) in qs.iter_mut().zip(vs).zip(&draws) {
                 *q = level(v, r);
             }
-        }
-        step(&mut lanes);
-        for ((q, &v), &r) in qs
-            .into_remainder()
-            .iter_mut()
-            .zip(vs.remainder())
-            .zip(&lanes)
-        {
-            *q = level(v, r);
         }
     }
 }
