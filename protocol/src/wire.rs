@@ -288,43 +288,62 @@ pub fn encode_update_shared(
     codec: Codec,
     payload: &[u8],
 ) -> (std::sync::Arc<[u8]>, SignedHeader) {
-    let header = Header {
+    encode_update_shared_with(identity, run, round, samples, codec, payload.len(), |out| {
+        out.copy_from_slice(payload)
+    })
+}
+
+/// [`encode_update_shared`] of a payload of `payload_len` bytes that `write` encodes in place,
+/// into the message's own allocation: a model is written once, not encoded into a buffer of its
+/// own and then copied.
+pub fn encode_update_shared_with(
+    identity: &Identity,
+    run: RunId,
+    round: u64,
+    samples: u64,
+    codec: Codec,
+    payload_len: usize,
+    write: impl FnOnce(&mut [u8]),
+) -> (std::sync::Arc<[u8]>, SignedHeader) {
+    let header = |digest: [u8; 32]| Header {
         version: VERSION,
         run,
         sender: identity.public(),
         round,
         samples,
         codec,
-        payload_len: u32::try_from(payload.len()).expect("payload under 4 GiB"),
-        digest: *blake3::hash(payload).as_bytes(),
+        payload_len: u32::try_from(payload_len).expect("payload under 4 GiB"),
+        digest,
     };
-    let header_bytes = bincode::serde::encode_to_vec(&header, bincode_config())
-        .expect("a header always encodes within MAX_HEADER");
+    let encode = |header: &Header| {
+        bincode::serde::encode_to_vec(header, bincode_config())
+            .expect("a header always encodes within MAX_HEADER")
+    };
+    // The header's size does not depend on its digest (32 bytes, whatever they are), so the
+    // payload's place is known before the payload is.
+    let header_len = encode(&header([0; 32])).len();
+    let start = PREFIX + header_len + pad(header_len);
+    // One allocation of the exact size (an exact-size iterator), then written in place.
+    let mut out: std::sync::Arc<[u8]> = std::iter::repeat_n(0, start + payload_len).collect();
+    let buf = std::sync::Arc::get_mut(&mut out).expect("not shared yet");
+    write(&mut buf[start..]);
+    let header = header(*blake3::hash(&buf[start..]).as_bytes());
+    let header_bytes = encode(&header);
+    assert_eq!(
+        header_bytes.len(),
+        header_len,
+        "a header's size is its digest's too"
+    );
     let signature = identity.sign(DOMAIN, &header_bytes);
     let signed = SignedHeader {
         header,
         bytes: header_bytes,
         signature,
     };
-    // One allocation of the exact size (an exact-size iterator), then written in place.
-    let mut out: std::sync::Arc<[u8]> =
-        std::iter::repeat_n(0, update_len(&signed, payload)).collect();
-    let buf = std::sync::Arc::get_mut(&mut out).expect("not shared yet");
-    write_update(buf, &signed, payload);
-    (out, signed)
-}
-
-fn update_len(signed: &SignedHeader, payload: &[u8]) -> usize {
-    PREFIX + signed.bytes.len() + pad(signed.bytes.len()) + payload.len()
-}
-
-/// Writes an update into `out`, zeroed and of [`update_len`] (the padding keeps its zeros).
-fn write_update(out: &mut [u8], signed: &SignedHeader, payload: &[u8]) {
     let mut prefix = Vec::with_capacity(PREFIX + signed.bytes.len());
-    write_prefix(&mut prefix, KIND_UPDATE, signed);
-    out[..prefix.len()].copy_from_slice(&prefix);
-    let start = out.len() - payload.len();
-    out[start..].copy_from_slice(payload);
+    write_prefix(&mut prefix, KIND_UPDATE, &signed);
+    buf[..prefix.len()].copy_from_slice(&prefix);
+    (out, signed)
 }
 
 /// Encodes an announcement: a signed header without its payload, small enough for gossip.

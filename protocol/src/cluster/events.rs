@@ -59,9 +59,11 @@ pub(super) enum Event {
         round: u64,
         epoch: u64,
     },
+    /// Node `node`'s timer, armed for `deadline`; dropped if the node armed another since.
     Tick {
         node: usize,
         epoch: u64,
+        deadline: Duration,
     },
     /// A fetch of `node` from `peer` failed (the request or the answer could not go).
     FetchFailed {
@@ -150,8 +152,14 @@ impl<W: World> Cluster<W> {
                     );
                 }
             }
-            Event::Tick { node, epoch } => {
-                if self.live(node, epoch) {
+            Event::Tick {
+                node,
+                epoch,
+                deadline,
+            } => {
+                // A tick of a deadline the engine has moved since is spurious: the engine's
+                // timers are all at or after the deadline armed now, whose own tick is queued.
+                if self.live(node, epoch) && self.members[node].armed == Some(deadline) {
                     self.members[node].armed = None;
                     self.feed(node, Input::Tick);
                 }

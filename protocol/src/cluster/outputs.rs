@@ -31,7 +31,14 @@ impl<W: World> Cluster<W> {
         {
             m.armed = Some(deadline);
             let (epoch, at) = (m.epoch, deadline.max(self.now));
-            self.push(at, Event::Tick { node: i, epoch });
+            self.push(
+                at,
+                Event::Tick {
+                    node: i,
+                    epoch,
+                    deadline,
+                },
+            );
         }
     }
 

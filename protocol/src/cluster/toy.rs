@@ -17,6 +17,8 @@ pub(crate) struct Quadratic {
     params: Vec<Vec<f32>>,
     jobs: Vec<u64>,
     pub compute: Duration,
+    /// Node `i` trains for `compute + slower[i]` (none if the list is short).
+    pub slower: Vec<Duration>,
     pub latency: Duration,
     pub local_steps: usize,
     pub lr: f32,
@@ -30,6 +32,7 @@ impl Quadratic {
             jobs: vec![0; targets.len()],
             targets,
             compute: Duration::from_millis(100),
+            slower: Vec::new(),
             latency: Duration::from_millis(10),
             local_steps: 2,
             lr: 0.1,
@@ -50,8 +53,8 @@ impl Quadratic {
 }
 
 impl World for Quadratic {
-    fn train_time(&mut self, _node: usize) -> Duration {
-        self.compute
+    fn train_time(&mut self, node: usize) -> Duration {
+        self.compute + self.slower.get(node).copied().unwrap_or_default()
     }
 
     /// `local_steps` gradient steps with a learning rate that decays with the node's jobs, so

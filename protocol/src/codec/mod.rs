@@ -312,6 +312,14 @@ pub fn bf16_to_f32(b: u16) -> f32 {
 /// drawn from `seed`.
 pub fn encode(codec: Codec, params: &[f32], seed: u64) -> Vec<u8> {
     let mut out = vec![0u8; codec.payload_len(params.len())];
+    encode_into(codec, params, seed, &mut out);
+    out
+}
+
+/// [`encode`] into `out`, of exactly `codec.payload_len(params.len())` bytes (every byte is
+/// written).
+pub fn encode_into(codec: Codec, params: &[f32], seed: u64, out: &mut [u8]) {
+    assert_eq!(out.len(), codec.payload_len(params.len()), "payload size");
     // Plain loops over fixed-size chunks, which the compiler vectorises.
     match codec {
         Codec::F32Le | Codec::TopK { .. } | Codec::TopKWhole { .. } => {
@@ -343,7 +351,6 @@ pub fn encode(codec: Codec, params: &[f32], seed: u64) -> Vec<u8> {
             }
         }
     }
-    out
 }
 
 /// Checks that `payload` in `codec` decodes to exactly `dim` finite parameters, as [`decode`]

@@ -145,9 +145,15 @@ impl Engine {
         seed = (seed ^ (seed >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         // A whole model: with `top-k`, a snapshot in the codec's whole-model form.
         let codec = self.config.codec.whole();
-        let payload = crate::codec::encode(codec, params, seed ^ (seed >> 31));
-        let (bytes, signed) =
-            wire::encode_update_shared(&self.identity, self.run, round, samples, codec, &payload);
+        let (bytes, signed) = wire::encode_update_shared_with(
+            &self.identity,
+            self.run,
+            round,
+            samples,
+            codec,
+            codec.payload_len(params.len()),
+            |out| crate::codec::encode_into(codec, params, seed ^ (seed >> 31), out),
+        );
         self.signed_here(&bytes);
         (bytes, signed)
     }
