@@ -205,12 +205,30 @@ impl Aggregator {
         rng: &mut R,
         out: &mut [f32],
     ) -> Result<Report, Error> {
+        self.aggregate_into(own, inputs, weights, screened, rng, out, true)
+    }
+
+    /// [`Aggregator::aggregate_screened`], into a scratch buffer unless `keep_out`: then on
+    /// error `out` holds anything (the aggregator's state is still untouched), which spares
+    /// the rules that check their inputs while they write a copy of the result.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn aggregate_into<R: rand::Rng + ?Sized>(
+        &mut self,
+        own: &[f32],
+        inputs: &[&[f32]],
+        weights: &[f32],
+        screened: usize,
+        rng: &mut R,
+        out: &mut [f32],
+        keep_out: bool,
+    ) -> Result<Report, Error> {
         let verified_by_rule = self.rule_verifies_inputs();
         self.check(own, inputs, weights, out, !verified_by_rule)?;
         let pre_clipped = self.run_pre(inputs, rng);
         // Rules that check the inputs while writing their result write it to `staging` first, so
-        // that `out` stays untouched when they find a bad input.
-        let staged = verified_by_rule
+        // that `out` stays untouched when they find a bad input (unless it is scratch).
+        let staged = keep_out
+            && verified_by_rule
             && matches!(
                 self.config.rule,
                 Rule::Mean | Rule::Median | Rule::TrimmedMean { .. } | Rule::Meamed { .. }

@@ -253,6 +253,34 @@ fn every_rule_names_the_first_non_finite_input_and_leaves_out_untouched() {
 }
 
 #[test]
+fn into_scratch_every_rule_gives_the_same_result_and_the_same_error() {
+    let good: Vec<Vec<f32>> = (0..5)
+        .map(|k| (0..40).map(|i| (i * (k + 1)) as f32 * 0.1 - 2.0).collect())
+        .collect();
+    let mut nan = good[1].clone();
+    nan[7] = f32::NAN;
+    for c in all_rules() {
+        let (mut kept, mut scratch) = (
+            Aggregator::new(&c, 40).unwrap(),
+            Aggregator::new(&c, 40).unwrap(),
+        );
+        let (mut r1, mut r2) = (ChaCha8Rng::seed_from_u64(3), ChaCha8Rng::seed_from_u64(3));
+        let inputs: Vec<&[f32]> = good.iter().map(|g| &g[..]).collect();
+        let (mut a, mut b) = (vec![0.0f32; 40], vec![0.0f32; 40]);
+        let x = kept.aggregate_screened(&good[0], &inputs, &[], 0, &mut r1, &mut a);
+        let y = scratch.aggregate_into(&good[0], &inputs, &[], 0, &mut r2, &mut b, false);
+        assert_eq!(x, y, "{}", c.name());
+        assert_eq!(a, b, "{}", c.name());
+        let mut bad = inputs.clone();
+        bad[2] = &nan;
+        let x = kept.aggregate_screened(&good[0], &bad, &[], 0, &mut r1, &mut a);
+        let y = scratch.aggregate_into(&good[0], &bad, &[], 0, &mut r2, &mut b, false);
+        assert_eq!(x, Err(Error::NonFinite { index: 2 }), "{}", c.name());
+        assert_eq!(x, y, "{}", c.name());
+    }
+}
+
+#[test]
 fn clipped_gossip_checks_the_own_model() {
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let mut agg = Aggregator::new(&Config::default(), 2).unwrap();

@@ -475,13 +475,16 @@ impl Engine {
             (0, true)
         } else {
             out.resize(self.dim, 0.0);
-            match self.aggregator.aggregate_screened(
+            // `out` is this mix's own buffer: on error the own model is kept and `out` only
+            // carries the copy.
+            match self.aggregator.aggregate_into(
                 reference,
                 &inputs,
                 &weights,
                 screened,
                 &mut self.rng,
                 &mut out,
+                false,
             ) {
                 Ok(report) => (report.clipped, false),
                 Err(_) => (0, true), // inputs are checked on receipt; keep the own model
