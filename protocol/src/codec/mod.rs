@@ -317,7 +317,7 @@ pub fn encode(codec: Codec, params: &[f32], seed: u64) -> Vec<u8> {
 }
 
 /// [`encode`] into `out`, of exactly `codec.payload_len(params.len())` bytes (every byte is
-/// written).
+/// written). Panics on any other length: the caller sizes `out` from the codec.
 pub fn encode_into(codec: Codec, params: &[f32], seed: u64, out: &mut [u8]) {
     assert_eq!(out.len(), codec.payload_len(params.len()), "payload size");
     // Plain loops over fixed-size chunks, which the compiler vectorises.
