@@ -2,7 +2,7 @@
 //!
 //! A node's identity is one ed25519 key: it signs every update and, in the real node, is also the
 //! libp2p identity. An update is signed as bytes, never as a struct: the header is encoded once,
-//! and the signature covers [`DOMAIN`] followed by those exact bytes.
+//! and the signature covers [`DOMAIN`](crate::wire::DOMAIN) followed by those exact bytes.
 
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
