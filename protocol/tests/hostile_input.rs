@@ -295,7 +295,8 @@ impl Seen {
                     ..
                 } => self.asked.push((peer, r)),
                 Output::Mixed { params, .. } => {
-                    assert!(params.iter().all(|v| v.is_finite()), "{codec}: {params:?}");
+                    let finite = params.as_ref().map(|p| p.iter().all(|v| v.is_finite()));
+                    assert_eq!(finite, Some(true), "{codec}: {params:?}");
                     self.mixed += 1;
                 }
                 Output::Ban { peer, .. } => self.banned.push(peer),

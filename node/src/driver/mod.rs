@@ -476,7 +476,10 @@ impl Driver {
                 tracing::debug!(round, inputs, clipped, skipped, "mixed");
                 self.last_mixed = round;
                 self.round_served(round);
-                self.queue(Command::Mix { params }, Purpose::Set)?;
+                // The node's engine hands over every mix (the default).
+                if let Some(params) = params {
+                    self.queue(Command::Mix { params }, Purpose::Set)?;
+                }
                 self.evaluate(round, true, false)?;
             }
             Output::Checkpoint { round } => self.checkpoint(round)?,

@@ -104,11 +104,20 @@ pub trait World {
     fn trained(&mut self, node: usize) -> (Vec<f32>, u64);
     /// `node`'s trainer continues from `params` (a join, or a restart's checkpoint).
     fn set_model(&mut self, node: usize, params: &[f32]);
-    /// `node`'s trainer continues from its round's mix `params` (a trainer with an outer
-    /// optimiser steps towards it; by default the mix replaces the model). The buffer is the
-    /// world's to keep, or to drop: the engine holds the mix until the node's job runs.
-    fn mixed(&mut self, node: usize, params: Vec<f32>) {
-        self.set_model(node, &params);
+    /// Whether [`World::mixed`] is handed a copy of each mix (`true` by default). A world
+    /// whose jobs start from the engine's model ([`World::train`]) need not: its engines then
+    /// do not copy their mixes.
+    fn takes_mixes(&self) -> bool {
+        true
+    }
+    /// `node`'s trainer continues from its round's mix: `params`, a copy the world may keep or
+    /// drop (a trainer with an outer optimiser steps towards it; by default the mix replaces
+    /// the model), or `None` if the world does not take mixes ([`World::takes_mixes`]), when
+    /// its trainer must start the next job from the engine's model, which is the mix.
+    fn mixed(&mut self, node: usize, params: Option<Vec<f32>>) {
+        if let Some(params) = params {
+            self.set_model(node, &params);
+        }
     }
     /// `node` finished its rounds: it trains nothing more unless it restarts (and a restart
     /// gives it a model with [`World::set_model`]), so the world may free its model.
@@ -314,6 +323,7 @@ impl<W: World> Cluster<W> {
 
     fn built(&self, setup: Setup) -> Result<Engine, ConfigError> {
         let mut engine = Engine::new(setup)?;
+        engine.hand_over_mixes(self.world.takes_mixes());
         if let Some(m) = &self.memo {
             engine.share_checks(Arc::clone(m));
         }

@@ -318,14 +318,23 @@ pub fn encode(codec: Codec, params: &[f32], seed: u64) -> Vec<u8> {
 
 /// [`encode`] into `out`, of exactly `codec.payload_len(params.len())` bytes (every byte is
 /// written). Panics on any other length: the caller sizes `out` from the codec.
-pub fn encode_into(codec: Codec, params: &[f32], seed: u64, out: &mut [u8]) {
+///
+/// Returns whether the payload is known to pass [`validate`] at `params.len()`: true for a
+/// 32-bit codec's payload of finite parameters (checked as they are written); false for
+/// non-finite parameters, and for the other codecs, whose payloads this does not check.
+pub fn encode_into(codec: Codec, params: &[f32], seed: u64, out: &mut [u8]) -> bool {
     assert_eq!(out.len(), codec.payload_len(params.len()), "payload size");
     // Plain loops over fixed-size chunks, which the compiler vectorises.
     match codec {
         Codec::F32Le | Codec::TopK { .. } | Codec::TopKWhole { .. } => {
+            // As in `validate`: a flag over every value, the exponent all ones.
+            let mut bad = false;
             for (o, v) in out.chunks_exact_mut(4).zip(params) {
-                o.copy_from_slice(&v.to_le_bytes());
+                let bits = v.to_bits();
+                bad |= bits & 0x7F80_0000 == 0x7F80_0000;
+                o.copy_from_slice(&bits.to_le_bytes());
             }
+            return !bad;
         }
         Codec::Bf16Le => {
             for (o, &v) in out.chunks_exact_mut(2).zip(params) {
@@ -351,6 +360,7 @@ pub fn encode_into(codec: Codec, params: &[f32], seed: u64, out: &mut [u8]) {
             }
         }
     }
+    false
 }
 
 /// Checks that `payload` in `codec` decodes to exactly `dim` finite parameters, as [`decode`]

@@ -177,8 +177,10 @@ pub enum Output {
     Mixed {
         /// The round that ended.
         round: u64,
-        /// The mixed model (the own model when the mix was skipped).
-        params: Vec<f32>,
+        /// A copy of the mixed model (the own model when the mix was skipped); `None` when the
+        /// driver reads it from [`Engine::model`](crate::engine::Engine::model) instead (see
+        /// [`Engine::hand_over_mixes`](crate::engine::Engine::hand_over_mixes)).
+        params: Option<Vec<f32>>,
         /// The peers whose models were mixed, in key order.
         peers: Vec<PeerKey>,
         /// Models mixed, the node's own included.

@@ -274,6 +274,8 @@ pub struct Engine {
     chain: Option<chain::Chain>,
     /// The checks shared with other engines of the process (see [`Engine::share_checks`]).
     memo: Option<Arc<Memo>>,
+    /// Whether [`Output::Mixed`] carries a copy of the mix (see [`Engine::hand_over_mixes`]).
+    hand_over_mixes: bool,
 }
 
 impl Engine {
@@ -359,6 +361,7 @@ impl Engine {
             forged: BTreeMap::new(),
             chain,
             memo: None,
+            hand_over_mixes: true,
         })
     }
 
@@ -368,6 +371,13 @@ impl Engine {
     /// not change.
     pub fn share_checks(&mut self, memo: Arc<Memo>) {
         self.memo = Some(memo);
+    }
+
+    /// Whether [`Output::Mixed`] carries a copy of the mixed model (`true` by default). A
+    /// driver whose trainer starts each job from [`Engine::model`] turns it off, and the mix is
+    /// not copied.
+    pub fn hand_over_mixes(&mut self, on: bool) {
+        self.hand_over_mixes = on;
     }
 
     /// This node's public key.

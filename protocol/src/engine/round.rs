@@ -145,6 +145,7 @@ impl Engine {
         seed = (seed ^ (seed >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         // A whole model: with `top-k`, a snapshot in the codec's whole-model form.
         let codec = self.config.codec.whole();
+        let mut valid = false;
         let (bytes, signed) = wire::encode_update_shared_with(
             &self.identity,
             self.run,
@@ -152,9 +153,13 @@ impl Engine {
             samples,
             codec,
             codec.payload_len(params.len()),
-            |out| crate::codec::encode_into(codec, params, seed ^ (seed >> 31), out),
+            |out| valid = crate::codec::encode_into(codec, params, seed ^ (seed >> 31), out),
         );
         self.signed_here(&bytes);
+        if valid && let Some(m) = &self.memo {
+            // Known from the encoding: the payload decodes to this many finite parameters.
+            m.record_decodes(&bytes, params.len());
+        }
         (bytes, signed)
     }
 
@@ -512,8 +517,11 @@ impl Engine {
             };
             (out, spare)
         };
-        copy.clear();
-        copy.extend_from_slice(&model);
+        let copy = self.hand_over_mixes.then(|| {
+            copy.clear();
+            copy.extend_from_slice(&model);
+            copy
+        });
         self.model = Own::Params(model);
         self.outputs.push_back(Output::Mixed {
             round: self.round,

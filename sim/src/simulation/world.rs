@@ -36,6 +36,8 @@ pub(crate) struct World {
     local_steps: usize,
     /// The worker threads (none with one thread: the event loop's thread trains).
     workers: Option<Workers>,
+    /// Whether a trainer has an outer optimiser, and so takes each mix.
+    outer: bool,
     /// Samples of the jobs run and not yet delivered.
     done: BTreeMap<usize, u64>,
     /// Evaluations done in the background, by tag, and the next tag.
@@ -53,6 +55,7 @@ impl World {
         threads: usize,
     ) -> World {
         World {
+            outer: trainers.iter().any(Trainer::has_outer),
             trainers: trainers.into_iter().map(Some).collect(),
             compute,
             links,
@@ -213,17 +216,22 @@ impl cluster::World for World {
             .expect("the engine keeps the model's dimension");
     }
 
-    /// A trainer with an outer optimiser steps towards the mix now; any other drops it, and
-    /// its job starts from the engine's copy ([`World::train`]): between a mix and its job a
-    /// node holds one copy of the mix, not two.
-    fn mixed(&mut self, node: usize, params: Vec<f32>) {
+    /// Mixes are handed over only to trainers with an outer optimiser: any other starts its
+    /// job from the engine's model ([`World::train`]), so the engines need not copy the mix.
+    fn takes_mixes(&self) -> bool {
+        self.outer
+    }
+
+    /// A trainer with an outer optimiser steps towards the mix now; any other drops what it
+    /// holds, and its job starts from the engine's copy ([`World::train`]): between a mix and
+    /// its job a node holds one copy of the mix, not two.
+    fn mixed(&mut self, node: usize, params: Option<Vec<f32>>) {
         let t = self.trainer(node);
-        if t.has_outer() {
-            t.adopt_mix(params)
-                .expect("the engine keeps the model's dimension");
-        } else {
-            drop(params);
-            drop(t.take_params());
+        match params {
+            Some(params) if t.has_outer() => t
+                .adopt_mix(params)
+                .expect("the engine keeps the model's dimension"),
+            _ => drop(t.take_params()),
         }
     }
 

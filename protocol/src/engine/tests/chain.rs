@@ -280,7 +280,7 @@ fn a_consensus_step_mixes_the_estimates_and_none_mixes_the_copies_with_the_model
         let mixed = out
             .iter()
             .find_map(|o| match o {
-                Output::Mixed { params, .. } => Some(params.clone()),
+                Output::Mixed { params, .. } => params.clone(),
                 _ => None,
             })
             .expect("mixed");

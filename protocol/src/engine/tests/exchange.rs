@@ -338,7 +338,7 @@ fn unasked_answers_and_pushes_are_not_mixed_and_pushes_cost_points() {
     keys.sort();
     assert!(out.contains(&Output::Mixed {
         round: 1,
-        params: vec![1.0; DIM],
+        params: Some(vec![1.0; DIM]),
         peers: keys,
         inputs: 3,
         clipped: 0,
@@ -448,6 +448,78 @@ fn replayed_equivocating_lagging_and_far_ahead_answers() {
     assert!(!out.iter().any(|o| matches!(o, Output::Penalize { .. })));
 }
 
+/// A signer tells the shared checks that its payload decodes at its dimension only when every
+/// parameter it encoded is finite: a receiver then skips the scan, and still scans, and rejects,
+/// a payload with a value that is not finite.
+#[test]
+fn a_signer_vouches_for_its_payloads_scan_only_when_its_model_is_finite() {
+    let peers: Vec<Identity> = (1..=2).map(toy::identity).collect();
+    let memo = Arc::new(crate::memo::Memo::new());
+    let signed = |params: Vec<f32>| {
+        let mut e = Engine::new(toy::setup(1, &config(Rule::Mean, 100), DIM, 0)).unwrap();
+        e.share_checks(Arc::clone(&memo));
+        let start = Input::Start {
+            resume: Resume::default(),
+            join: false,
+        };
+        e.handle(Duration::ZERO, start).unwrap();
+        train_to(&mut e, Duration::ZERO, 1, params);
+        e.last_update().expect("signed")
+    };
+    let t = Duration::from_millis(10);
+    let finite = signed(vec![1.5; DIM]);
+    let checks = memo.knows(&finite).expect("signed here");
+    assert_eq!(checks.decodes_at, Some(DIM));
+    let mut e = asking(Rule::Mean, &peers);
+    e.share_checks(Arc::clone(&memo));
+    answer(&mut e, t, &peers[0], finite);
+    assert_eq!(e.stats().accepted, 1);
+
+    let mut params = vec![1.5; DIM];
+    params[DIM / 2] = f32::INFINITY;
+    let infinite = signed(params);
+    let checks = memo.knows(&infinite).expect("signed here");
+    assert_eq!(checks.decodes_at, None);
+    let mut e = asking(Rule::Mean, &peers);
+    e.share_checks(Arc::clone(&memo));
+    let out = answer(&mut e, t, &peers[0], infinite);
+    assert!(
+        penalised(&out, peers[0].public(), Rejection::NonFinite),
+        "{out:?}"
+    );
+}
+
+/// A driver that reads the mix from the engine turns the hand-over off: the output carries no
+/// copy, and the engine's model is the mix the copy would have been.
+#[test]
+fn a_mix_is_copied_into_its_output_unless_the_driver_reads_it_from_the_engine() {
+    let peers: Vec<Identity> = (1..=2).map(toy::identity).collect();
+    let mut mixes = Vec::new();
+    for hand_over in [true, false] {
+        let mut e = asking(Rule::Mean, &peers);
+        e.hand_over_mixes(hand_over);
+        let t = Duration::from_millis(50);
+        let mut out = Vec::new();
+        for (i, p) in peers.iter().enumerate() {
+            let v = [3.0 * (i + 1) as f32; DIM];
+            out = answer(&mut e, t, p, update(p, toy::run_id(), 1, &v));
+        }
+        let params = out.into_iter().find_map(|o| match o {
+            Output::Mixed { params, .. } => Some(params),
+            _ => None,
+        });
+        let Some(params) = params else {
+            panic!("hand over {hand_over}: no mix");
+        };
+        assert_eq!(params.is_some(), hand_over);
+        mixes.push((params, e.model().to_vec()));
+    }
+    // Mean of 0, 3 and 6, either way.
+    assert_eq!(mixes[0].0.as_deref(), Some(&[3.0; DIM][..]));
+    assert_eq!(mixes[0].1, [3.0; DIM]);
+    assert_eq!(mixes[1].1, [3.0; DIM]);
+}
+
 #[test]
 fn mixes_after_wait_for_answers_all_answers_or_the_timeout() {
     let peers: Vec<Identity> = (1..=4).map(toy::identity).collect();
@@ -463,7 +535,7 @@ fn mixes_after_wait_for_answers_all_answers_or_the_timeout() {
     let out = drain(&mut e);
     // Mean of 0, 5, 10, 15.
     assert!(
-        out.iter().any(|o| matches!(o, Output::Mixed { round: 1, params, inputs: 4, skipped: false, .. } if *params == vec![7.5; DIM])),
+        out.iter().any(|o| matches!(o, Output::Mixed { round: 1, params, inputs: 4, skipped: false, .. } if params.as_deref() == Some(&[7.5; DIM][..]))),
         "{out:?}"
     );
     assert_eq!(out.last(), Some(&Output::Train { round: 2 }));

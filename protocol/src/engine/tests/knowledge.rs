@@ -166,7 +166,7 @@ fn dissensus_with_epsilon_one_freezes_the_victim() {
     let mixed = out
         .iter()
         .find_map(|o| match o {
-            Output::Mixed { params, .. } => Some(params.clone()),
+            Output::Mixed { params, .. } => params.clone(),
             _ => None,
         })
         .expect("the victim mixes");

@@ -246,7 +246,7 @@ fn rules_that_need_more_inputs_keep_the_own_model() {
     let out = drain(&mut e);
     assert!(out.contains(&Output::Mixed {
         round: 1,
-        params: vec![3.0; DIM],
+        params: Some(vec![3.0; DIM]),
         inputs: 1,
         clipped: 0,
         skipped: true,
@@ -286,7 +286,7 @@ fn a_collecting_node_holds_its_model_as_the_update_it_serves() {
         // The mix (alone: the model kept) reads it back and hands the trainer the same bits.
         e.handle(Duration::from_secs(1), Input::Tick).unwrap();
         let mixed = drain(&mut e).into_iter().find_map(|o| match o {
-            Output::Mixed { params, .. } => Some(params),
+            Output::Mixed { params, .. } => params,
             _ => None,
         });
         assert_eq!(mixed.map(|p| bits(&p)), Some(bits(&trained)), "{codec:?}");
