@@ -104,6 +104,23 @@ pub(crate) fn sq_dist(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
+/// [`sq_dist`] from the zero vector, without one: the same sums in the same order, so the same
+/// bits (`(x - 0)²` is `x²` for every `x`, `-0` and NaN included).
+pub(crate) fn sq_dist_from_zero(a: &[f32]) -> f32 {
+    let (ca, ra) = a.as_chunks::<LANES>();
+    let mut acc = [0.0f32; LANES];
+    for x in ca {
+        for k in 0..LANES {
+            acc[k] += x[k] * x[k];
+        }
+    }
+    let mut s: f32 = acc.iter().sum();
+    for x in ra {
+        s += x * x;
+    }
+    s
+}
+
 /// Squared euclidean norm in `f32` lanes (use on blocks).
 pub(crate) fn sq_norm(a: &[f32]) -> f32 {
     let (ca, ra) = a.as_chunks::<LANES>();
@@ -315,6 +332,28 @@ pub(crate) fn argsort(order: &mut Vec<usize>, key: &[f64]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_distance_from_zero_needs_no_zero_row_and_gives_the_same_bits() {
+        // Lengths around a block and a lane, values of every sign and scale, -0 and NaN.
+        for len in [0, 1, 15, 17, 1000, BLOCK - 1, BLOCK + 10, 3 * BLOCK + 7] {
+            let mut x: Vec<f32> = (0..len)
+                .map(|i| ((i * 7919) % 1009) as f32 * if i % 3 == 0 { -1e-3 } else { 37.5 })
+                .collect();
+            if len > 2 {
+                x[1] = -0.0;
+            }
+            let zero = vec![0.0f32; len];
+            let (a, b) = (sq_dist_from_zero(&x), sq_dist(&x, &zero));
+            assert_eq!(a.to_bits(), b.to_bits(), "{len}");
+            let (a, b) = (super::super::norm(&x), super::super::distance(&x, &zero));
+            assert_eq!(a.to_bits(), b.to_bits(), "{len}");
+            if len > 0 {
+                x[len - 1] = f32::NAN;
+                assert!(sq_dist_from_zero(&x).is_nan() && sq_dist(&x, &zero).is_nan());
+            }
+        }
+    }
 
     #[test]
     fn finiteness_is_detected_anywhere() {

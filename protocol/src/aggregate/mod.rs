@@ -494,6 +494,14 @@ fn run_rule<R: Rows + ?Sized>(
     })
 }
 
+/// [`distance`] of `a` from the zero vector, without one (the same bits).
+pub(crate) fn norm(a: &[f32]) -> f64 {
+    a.chunks(kernels::BLOCK)
+        .map(|x| f64::from(kernels::sq_dist_from_zero(x)))
+        .sum::<f64>()
+        .sqrt()
+}
+
 /// Euclidean distance of two equal-length vectors, blockwise with an `f64` total (for callers
 /// outside the rules, such as the engine's outlier screen).
 pub(crate) fn distance(a: &[f32], b: &[f32]) -> f64 {

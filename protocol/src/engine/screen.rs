@@ -29,7 +29,7 @@
 //!
 //! Cost: one pass over the inputs, O(n d), plus sorting n distances.
 
-use crate::aggregate::distance;
+use crate::aggregate::{distance, norm};
 
 /// A received model the screen flagged.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -62,7 +62,7 @@ pub(crate) fn outliers(own: &[f32], inputs: &[&[f32]], factor: f64) -> Vec<Outli
     // Gross: farther from the own model than the own model is from zero. Late in a long run
     // honest models sit so close together that one a little off is many medians out; none is
     // ever a whole model's length away, as flipped, scaled, noised and shrunk models are.
-    let norm = distance(own, &vec![0.0; own.len()]);
+    let norm = norm(own);
     (0..inputs.len())
         .filter(|&i| dists[i] > limit)
         .map(|i| Outlier {
