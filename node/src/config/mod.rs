@@ -336,8 +336,9 @@ impl Config {
     }
 
     /// The run id: a hash of `[run]` and `[learning]` (model, data spec, hyperparameters, seed),
-    /// and of `engine.codec` (with its block) when it is not the default `f32` (nodes that
-    /// encode models differently are in different runs; runs in `f32` keep the ids they had).
+    /// of `engine.codec` (with its block) when it is not the default `f32`, and of
+    /// `engine.last-fraction` when set (nodes that encode models differently are in different
+    /// runs; runs in `f32` keep the ids they had).
     pub fn run_id(&self) -> RunId {
         let mut description = serde_json::json!({
             "run": self.run,
@@ -345,6 +346,9 @@ impl Config {
         });
         if self.engine.codec != murmur_protocol::wire::Codec::F32Le {
             description["codec"] = serde_json::json!(self.engine.codec.to_string());
+        }
+        if let Some(last) = self.engine.last_fraction {
+            description["last-fraction"] = serde_json::json!(last);
         }
         RunId::derive(description.to_string().as_bytes())
     }

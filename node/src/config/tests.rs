@@ -327,4 +327,13 @@ fn run_id_changes_with_the_learning_config_and_seed() {
         c.run_id()
     };
     assert_ne!(block(64), block(256), "and so is its block");
+    let mut f = a.clone();
+    f.engine.codec = murmur_protocol::wire::Codec::TopK { ppm: 10_000 };
+    let mut g = f.clone();
+    g.engine.last_fraction = Some(0.1);
+    assert_ne!(
+        f.run_id(),
+        g.run_id(),
+        "and the top-k fraction of the last rounds"
+    );
 }

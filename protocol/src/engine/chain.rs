@@ -9,7 +9,10 @@
 //! starts `x̂` as the run's initial model, which every node that started without a checkpoint
 //! holds (its round is 0): its first update is an increment too. A node that starts from a
 //! checkpoint or a join starts `x̂` as its model, and its first update is a snapshot: the model
-//! whole (`f32`, in the `top-k` codec).
+//! whole (`f32`, in the `top-k` codec). With `last-fraction` ([`super::Config::last_fraction`]),
+//! the increments of the last training round and of the rounds of mixing alone carry that
+//! fraction of the coordinates instead: the last mixes, where peers take the copies as models,
+//! then see more of what the node had not sent.
 //!
 //! **Pull.** A fetch names the round of the copy of the peer's estimate the asker holds
 //! (`have`). A peer that kept its increments since then answers with them, oldest first, in a
@@ -79,6 +82,11 @@ pub(super) struct Copy {
 pub(super) struct Chain {
     /// Coordinates an increment carries.
     pub k: usize,
+    /// From which round on increments carry how many coordinates instead (the configured
+    /// `last-fraction`, from the last training round on).
+    last: Option<(u64, usize)>,
+    /// Most bytes of a signed update, and so of a bundle.
+    limit: usize,
     /// The own public estimate; empty before the first update of this life.
     pub estimate: Vec<f32>,
     /// The round of the own estimate (of the last update signed).
@@ -109,16 +117,18 @@ pub(super) enum Answer {
 }
 
 impl Chain {
-    /// The chain of a `dim`-parameter model with increments of `k` coordinates, whose signed
-    /// updates are at most `limit` bytes, keeping at most `max_copies` copies of peers'
-    /// estimates.
-    pub fn new(k: usize, limit: usize, max_copies: usize) -> Self {
+    /// The chain of a `dim`-parameter model with increments of `k` coordinates (of `k_last`
+    /// from round `from` on, with `last = Some((from, k_last))`), whose signed updates are at
+    /// most `limit` bytes, keeping at most `max_copies` copies of peers' estimates.
+    pub fn new(k: usize, last: Option<(u64, usize)>, limit: usize, max_copies: usize) -> Self {
         // A signed increment: the fixed prefix, a header, the padding, the payload; 4 more bytes
         // in a bundle.
         let part = crate::wire::update_len_bound(sparse::payload_len(k)) + 4;
         let history_cap = (limit.saturating_sub(3) / part).clamp(1, HISTORY);
         Chain {
             k,
+            last,
+            limit,
             estimate: Vec::new(),
             round: None,
             samples: 0,
@@ -143,12 +153,21 @@ impl Chain {
         self.snapshot = None;
     }
 
+    /// Coordinates the increment of `round` carries.
+    pub fn k_for(&self, round: u64) -> usize {
+        match self.last {
+            Some((from, k)) if round >= from => k,
+            _ => self.k,
+        }
+    }
+
     /// The increment payload of `round` for `model`, applied to the own estimate. Call
     /// [`Chain::restart`] first in a life.
     pub fn increment(&mut self, round: u64, model: &[f32]) -> Vec<u8> {
         let base = self.round.expect("the chain was started");
+        let k = self.k_for(round);
         let payload =
-            sparse::encode_increment(base, model, &mut self.estimate, self.k, &mut self.scratch);
+            sparse::encode_increment(base, model, &mut self.estimate, k, &mut self.scratch);
         self.round = Some(round);
         self.snapshot = None;
         payload
@@ -183,6 +202,11 @@ impl Chain {
             .skip(start)
             .map(|(_, _, b)| &b[..])
             .collect();
+        // Larger increments of the last rounds may not fit in one update's bytes: the estimate
+        // whole then.
+        if 3 + parts.iter().map(|p| 4 + p.len()).sum::<usize>() > self.limit {
+            return Answer::Snapshot;
+        }
         Answer::Increments(sparse::encode_bundle(&parts).into())
     }
 
@@ -358,7 +382,7 @@ impl super::Engine {
     ) -> Result<Vec<f32>, Rejection> {
         let dim = self.dim;
         let chain = self.chain.as_mut().expect("the top-k codec");
-        let k = chain.k;
+        let k = chain.k_for(round);
         let base = sparse::base_of(payload, dim, k).map_err(|e| Rejection::of(&e))?;
         let copy = chain.copy_for(from, base).ok_or(Rejection::Unchained)?;
         if base != copy.round {

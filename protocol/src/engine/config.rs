@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 /// join-timeout-ms = 5000   # longest wait for their answers
 /// checkpoint-every = 5     # ask for a checkpoint at least this many rounds apart; 0 = never
 /// final-mix-rounds = 0     # rounds of mixing alone after the last training round
+/// last-fraction = 0.1      # top-k: the fraction sent from the last training round on
 /// uplink-mbps = 20         # this node's upload rate: refuse fetches it cannot answer in time
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -98,6 +99,14 @@ pub struct Config {
     /// the copies are mixed as models, so that a node ends with a mix of its peers' models rather
     /// than with all of its own unsent progress. Ignored by the other codecs.
     pub consensus_step: Option<f64>,
+    /// With the `top-k` codec, the fraction of coordinates the increments of the last training
+    /// round and of the rounds of mixing alone carry, instead of the codec's: a node then sends
+    /// more of the progress it has not sent yet where its peers mix its estimate as its model
+    /// for the last time (see [`Config::consensus_step`]), at the cost of that round's bytes.
+    /// In (0, 0.25], at least the codec's fraction; needs `rounds`. Unset (the default): the
+    /// codec's fraction in every round. Every node of a run must use the same (the real node
+    /// puts it in the run id); an increment of another size is refused (`wrong_dimension`).
+    pub last_fraction: Option<f64>,
     /// This node's upload rate in Mbit/s, as its operator knows it (the measured saturation
     /// warning says when it is needed). When set, the node keeps account of the models it
     /// serves as its uplink would carry them, one after the other, and, with per-round sampling,
@@ -137,6 +146,7 @@ impl Default for Config {
             rounds: None,
             final_mix_rounds: 0,
             consensus_step: None,
+            last_fraction: None,
             uplink_mbps: None,
         }
     }
@@ -233,6 +243,27 @@ impl Config {
         {
             return bad("consensus-step", &step, "must be in (0, 1]");
         }
+        if let Some(last) = self.last_fraction {
+            let crate::wire::Codec::TopK { ppm } = self.codec else {
+                return bad("last-fraction", &last, "needs the top-k codec");
+            };
+            let fraction = f64::from(ppm) / 1e6;
+            let max = f64::from(crate::codec::MAX_TOP_K_PPM) / 1e6;
+            if !(last >= fraction && last <= max) {
+                return bad(
+                    "last-fraction",
+                    &last,
+                    "must be at least the codec's fraction and at most 0.25",
+                );
+            }
+            if self.rounds.is_none() {
+                return bad(
+                    "last-fraction",
+                    &last,
+                    "needs `rounds`: it applies from the last training round on",
+                );
+            }
+        }
         if let Some(mbps) = self.uplink_mbps
             && !(mbps.is_finite() && mbps > 0.0)
         {
@@ -302,5 +333,56 @@ mod tests {
             ..c
         };
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn the_last_fraction_needs_top_k_rounds_and_a_fraction_in_range() {
+        let c: Config = toml::from_str(
+            "codec = { kind = \"top-k\", fraction = 0.01 }\nlast-fraction = 0.1\nrounds = 30\n",
+        )
+        .unwrap();
+        assert_eq!(c.last_fraction, Some(0.1));
+        assert!(c.validate().is_ok());
+        let why = |c: Config| c.validate().unwrap_err().to_string();
+        for (bad, says) in [
+            (
+                Config {
+                    codec: crate::wire::Codec::Int8 { block: 256 },
+                    ..c.clone()
+                },
+                "top-k",
+            ),
+            (
+                Config {
+                    rounds: None,
+                    ..c.clone()
+                },
+                "`rounds`",
+            ),
+            (
+                Config {
+                    last_fraction: Some(0.005),
+                    ..c.clone()
+                },
+                "at least the codec's fraction",
+            ),
+            (
+                Config {
+                    last_fraction: Some(0.3),
+                    ..c.clone()
+                },
+                "at most 0.25",
+            ),
+            (
+                Config {
+                    last_fraction: Some(f64::NAN),
+                    ..c.clone()
+                },
+                "at most 0.25",
+            ),
+        ] {
+            let e = why(bad);
+            assert!(e.contains("`last-fraction`") && e.contains(says), "{e}");
+        }
     }
 }

@@ -314,7 +314,11 @@ impl Engine {
                 .len()
                 .max(4 * config.fanout)
                 .min(config.max_peers.max(1));
-            chain::Chain::new(k, wire::max_update_len(dim), copies)
+            let last = config.last_fraction.zip(config.rounds).map(|(f, from)| {
+                let ppm = ((f * 1e6).round() as u32).max(1);
+                (from, crate::sparse::count(dim, ppm))
+            });
+            chain::Chain::new(k, last, wire::max_update_len(dim), copies)
         });
         let me = identity.public();
         // The replay window's bucket key: what only this node can compute (its signature of a

@@ -124,6 +124,85 @@ fn copies_follow_their_sender_bit_for_bit_whatever_rounds_they_miss() {
     assert_eq!(got.params, estimate(&s));
 }
 
+/// With `last-fraction`, the increments of the last training round on carry that fraction:
+/// the copy still follows its sender bit for bit, an increment of the wrong size for its round
+/// is refused, and a bundle that the larger increments would make bigger than a model is
+/// replaced by the estimate whole.
+#[test]
+fn the_last_rounds_increments_carry_the_last_fraction() {
+    let mut c = chain_config();
+    c.rounds = Some(5);
+    // 16 coordinates from round 5 on, against 4 before.
+    c.last_fraction = Some(0.003906);
+    c.validate().unwrap();
+    let (s_id, a_id) = (toy::identity(0), toy::identity(1));
+    let sender = s_id.public();
+    let mut s = started(toy::setup(0, &c, D, 0), std::slice::from_ref(&a_id));
+    let mut a = started(toy::setup(1, &c, D, 0), std::slice::from_ref(&s_id));
+    let (k, k_last) = (sparse::count(D, PPM), 16);
+    let bound = |k| wire::update_len_bound(sparse::payload_len(k)) + 8;
+    let mut sizes = Vec::new();
+    for round in 1..=5u64 {
+        round_alone(&mut s, round, model(round));
+        let now = Duration::from_secs(round) + Duration::from_millis(600);
+        let bytes = ask(&mut s, now, &a_id, a.have(&sender));
+        let size = if round < 5 { bound(k) } else { bound(k_last) };
+        assert!(bytes.len() < size, "round {round}: {} bytes", bytes.len());
+        sizes.push(bytes.len());
+        let got = a
+            .check(sender, &bytes, (0, u64::MAX), true, Keep::Params)
+            .unwrap();
+        assert_eq!((got.round, got.params.as_slice()), (round, estimate(&s)));
+    }
+    // 12 more coordinates of 8 bytes in the last round.
+    assert_eq!(sizes[4] - sizes[3], 8 * (k_last - k), "{sizes:?}");
+
+    // A peer's increments of the wrong size for their rounds: refused, the copy unchanged.
+    let p = toy::identity(3);
+    let peer = p.public();
+    let mut e = started(toy::setup(1, &c, D, 0), std::slice::from_ref(&p));
+    let sign = |round: u64, payload: &[u8]| -> Vec<u8> {
+        wire::encode_update(&p, toy::run_id(), round, 1, c.codec, payload).0
+    };
+    let indices = |n: u32| (0..n).map(|i| 3 * i).collect::<Vec<u32>>();
+    let of =
+        |base, round, n: u32| sign(round, &increment(base, &indices(n), &vec![1.0; n as usize]));
+    let check = |e: &mut Engine, bytes: &[u8]| {
+        e.check(peer, &Arc::from(bytes), (0, u64::MAX), true, Keep::Params)
+            .map(|c| c.round)
+    };
+    assert_eq!(check(&mut e, &of(0, 1, 16)), Err(Rejection::WrongDimension));
+    assert_eq!(check(&mut e, &of(0, 1, 4)), Ok(1));
+    assert_eq!(check(&mut e, &of(1, 5, 4)), Err(Rejection::WrongDimension));
+    assert_eq!(e.have(&peer), Some(1));
+    assert_eq!(check(&mut e, &of(1, 5, 16)), Ok(5));
+
+    // Two increments of a quarter of the coordinates are more than a model's bytes: an asker
+    // that missed both gets the estimate whole.
+    let mut chain = crate::engine::chain::Chain::new(
+        k,
+        Some((5, sparse::count(D, 250_000))),
+        wire::max_update_len(D),
+        4,
+    );
+    chain.restart(4, &model(4));
+    for round in 5..=6 {
+        let base = chain.round.unwrap();
+        let payload = chain.increment(round, &model(round));
+        assert_eq!(payload.len(), sparse::payload_len(1024));
+        let signed = wire::encode_update(&s_id, toy::run_id(), round, 1, c.codec, &payload).0;
+        chain.record(base, round, signed.into());
+    }
+    assert!(matches!(
+        chain.answer(Some(5)),
+        crate::engine::chain::Answer::Increments(_)
+    ));
+    assert!(matches!(
+        chain.answer(Some(4)),
+        crate::engine::chain::Answer::Snapshot
+    ));
+}
+
 /// An increment of `k` coordinates from `base`, built by hand.
 fn increment(base: u64, indices: &[u32], values: &[f32]) -> Vec<u8> {
     let mut p = base.to_le_bytes().to_vec();
