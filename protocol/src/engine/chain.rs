@@ -179,6 +179,27 @@ impl Chain {
             self.history.pop_front();
         }
         self.history.push_back((base, round, bytes));
+        // The larger increments of the last rounds: no more than one bundle can carry (an
+        // asker from before them gets the estimate whole anyway).
+        while self.history.len() > 1 && self.bundle_len(0) > self.limit {
+            self.history.pop_front();
+        }
+    }
+
+    /// Bytes of a bundle of the kept increments from the `start`-th on.
+    fn bundle_len(&self, start: usize) -> usize {
+        3 + self
+            .history
+            .iter()
+            .skip(start)
+            .map(|(_, _, b)| 4 + b.len())
+            .sum::<usize>()
+    }
+
+    /// Increments kept to answer peers with.
+    #[cfg(test)]
+    pub fn kept(&self) -> usize {
+        self.history.len()
     }
 
     /// What to answer an asker whose copy is of round `have`.
@@ -196,17 +217,16 @@ impl Chain {
                 _ => Answer::Snapshot,
             };
         };
+        // What is kept fits in one update's bytes (see `record`); checked all the same.
+        if self.bundle_len(start) > self.limit {
+            return Answer::Snapshot;
+        }
         let parts: Vec<&[u8]> = self
             .history
             .iter()
             .skip(start)
             .map(|(_, _, b)| &b[..])
             .collect();
-        // Larger increments of the last rounds may not fit in one update's bytes: the estimate
-        // whole then.
-        if 3 + parts.iter().map(|p| 4 + p.len()).sum::<usize>() > self.limit {
-            return Answer::Snapshot;
-        }
         Answer::Increments(sparse::encode_bundle(&parts).into())
     }
 

@@ -126,8 +126,8 @@ fn copies_follow_their_sender_bit_for_bit_whatever_rounds_they_miss() {
 
 /// With `last-fraction`, the increments of the last training round on carry that fraction:
 /// the copy still follows its sender bit for bit, an increment of the wrong size for its round
-/// is refused, and a bundle that the larger increments would make bigger than a model is
-/// replaced by the estimate whole.
+/// is refused, and a sender keeps no more of the larger increments than one bundle of a model's
+/// bytes can carry (an asker from before them gets the estimate whole).
 #[test]
 fn the_last_rounds_increments_carry_the_last_fraction() {
     let mut c = chain_config();
@@ -193,6 +193,8 @@ fn the_last_rounds_increments_carry_the_last_fraction() {
         let signed = wire::encode_update(&s_id, toy::run_id(), round, 1, c.codec, &payload).0;
         chain.record(base, round, signed.into());
     }
+    // The sender keeps no more than one bundle can carry: the newest alone.
+    assert_eq!(chain.kept(), 1);
     assert!(matches!(
         chain.answer(Some(5)),
         crate::engine::chain::Answer::Increments(_)
