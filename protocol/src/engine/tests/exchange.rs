@@ -5,12 +5,12 @@ use super::*;
 
 /// An engine that has trained round 1 and asked each of `peers` (all drawn: the fanout is their
 /// number, and so is `wait-for`) for its model. Returns it with the time it trained at.
-fn asking(rule: Rule, peers: &[Identity]) -> Engine {
+pub(super) fn asking(rule: Rule, peers: &[Identity]) -> Engine {
     asking_with(rule, peers, DIM)
 }
 
 /// [`asking`] with a model of `dim` parameters.
-fn asking_with(rule: Rule, peers: &[Identity], dim: usize) -> Engine {
+pub(super) fn asking_with(rule: Rule, peers: &[Identity], dim: usize) -> Engine {
     let mut c = config(rule, 100);
     c.fanout = peers.len().max(1);
     c.wait_for = peers.len().max(1);
@@ -174,94 +174,6 @@ fn every_bad_answer_is_rejected_by_reason_and_penalised() {
         peer: forger.public(),
         reason: Rejection::BadSignature
     }));
-}
-
-/// Checks done once ([`crate::memo`]): an engine handed an allocation another engine already
-/// verified skips only its signature and hash. A copy with one payload byte or one signature
-/// byte changed is another allocation and is checked in full and rejected; the genuine bytes
-/// from the wrong peer still fail the sender check, and at another model dimension the size
-/// check. Announcements likewise.
-#[test]
-fn shared_checks_skip_only_the_same_bytes_and_tampered_copies_are_rejected() {
-    let peers: Vec<Identity> = (1..=3).map(toy::identity).collect();
-    let memo = Arc::new(crate::memo::Memo::new());
-    let engines: Vec<Engine> = (0..3)
-        .map(|_| {
-            let mut e = asking(Rule::Mean, &peers);
-            e.share_checks(Arc::clone(&memo));
-            e
-        })
-        .collect();
-    let [mut first, mut second, mut third] = engines.try_into().expect("three engines");
-    let t = Duration::from_millis(10);
-    let run = toy::run_id();
-    let genuine = update(&peers[0], run, 1, &[1.0; DIM]);
-    let other = update(&peers[1], run, 1, &[2.0; DIM]);
-    answer(&mut first, t, &peers[0], Arc::clone(&genuine));
-    answer(&mut first, t, &peers[1], Arc::clone(&other));
-    assert_eq!(first.stats().accepted, 2);
-    assert_eq!((memo.len(), memo.hits()), (2, 0), "verified in full once");
-
-    let mut payload = genuine.to_vec();
-    *payload.last_mut().expect("a payload") ^= 1;
-    let out = answer(&mut second, t, &peers[0], payload.into());
-    assert!(
-        penalised(&out, peers[0].public(), Rejection::Malformed),
-        "{out:?}"
-    );
-    let mut signature = other.to_vec();
-    signature[40] ^= 1;
-    let out = answer(&mut second, t, &peers[1], signature.into());
-    assert!(
-        penalised(&out, peers[1].public(), Rejection::BadSignature),
-        "{out:?}"
-    );
-    let out = answer(&mut second, t, &peers[2], Arc::clone(&genuine));
-    assert!(
-        penalised(&out, peers[2].public(), Rejection::Impersonation),
-        "{out:?}"
-    );
-    assert_eq!(second.stats().accepted, 0);
-    assert_eq!(memo.hits(), 1, "only the genuine allocation is known");
-
-    answer(&mut third, t, &peers[0], Arc::clone(&genuine));
-    assert_eq!(third.stats().accepted, 1);
-    assert_eq!(memo.hits(), 2);
-    // The payload's scan for values that are not finite is shared at the same dimension only.
-    let mut wider = asking_with(Rule::Mean, &peers, DIM + 1);
-    wider.share_checks(Arc::clone(&memo));
-    let out = answer(&mut wider, t, &peers[0], Arc::clone(&genuine));
-    assert!(
-        penalised(&out, peers[0].public(), Rejection::WrongDimension),
-        "{out:?}"
-    );
-    assert_eq!(memo.hits(), 3);
-
-    // Announcements (a signed header alone) the same way, by their signature.
-    let signed = wire::decode_update(&genuine, usize::MAX).unwrap().signed;
-    let announcement: Arc<[u8]> = wire::encode_announcement(&signed).into();
-    let gossip = |e: &mut Engine, bytes: Arc<[u8]>| {
-        let author = peers[0].public();
-        let input = Input::GossipReceived {
-            author,
-            relayer: author,
-            message: 1,
-            bytes,
-        };
-        e.handle(t, input).unwrap();
-        drain(e)
-    };
-    gossip(&mut first, Arc::clone(&announcement));
-    assert_eq!(memo.hits(), 3, "verified in full once");
-    let mut forged = announcement.to_vec();
-    forged[40] ^= 1;
-    let out = gossip(&mut second, forged.into());
-    assert!(
-        penalised(&out, peers[0].public(), Rejection::BadSignature),
-        "{out:?}"
-    );
-    gossip(&mut third, announcement);
-    assert_eq!(memo.hits(), 4);
 }
 
 /// An answer the transport could not frame (refused on its length or its tag before the engine
@@ -446,47 +358,6 @@ fn replayed_equivocating_lagging_and_far_ahead_answers() {
     );
     assert_eq!(rejected(&e, Rejection::Lagging), 1);
     assert!(!out.iter().any(|o| matches!(o, Output::Penalize { .. })));
-}
-
-/// A signer tells the shared checks that its payload decodes at its dimension only when every
-/// parameter it encoded is finite: a receiver then skips the scan, and still scans, and rejects,
-/// a payload with a value that is not finite.
-#[test]
-fn a_signer_vouches_for_its_payloads_scan_only_when_its_model_is_finite() {
-    let peers: Vec<Identity> = (1..=2).map(toy::identity).collect();
-    let memo = Arc::new(crate::memo::Memo::new());
-    let signed = |params: Vec<f32>| {
-        let mut e = Engine::new(toy::setup(1, &config(Rule::Mean, 100), DIM, 0)).unwrap();
-        e.share_checks(Arc::clone(&memo));
-        let start = Input::Start {
-            resume: Resume::default(),
-            join: false,
-        };
-        e.handle(Duration::ZERO, start).unwrap();
-        train_to(&mut e, Duration::ZERO, 1, params);
-        e.last_update().expect("signed")
-    };
-    let t = Duration::from_millis(10);
-    let finite = signed(vec![1.5; DIM]);
-    let checks = memo.knows(&finite).expect("signed here");
-    assert_eq!(checks.decodes_at, Some(DIM));
-    let mut e = asking(Rule::Mean, &peers);
-    e.share_checks(Arc::clone(&memo));
-    answer(&mut e, t, &peers[0], finite);
-    assert_eq!(e.stats().accepted, 1);
-
-    let mut params = vec![1.5; DIM];
-    params[DIM / 2] = f32::INFINITY;
-    let infinite = signed(params);
-    let checks = memo.knows(&infinite).expect("signed here");
-    assert_eq!(checks.decodes_at, None);
-    let mut e = asking(Rule::Mean, &peers);
-    e.share_checks(Arc::clone(&memo));
-    let out = answer(&mut e, t, &peers[0], infinite);
-    assert!(
-        penalised(&out, peers[0].public(), Rejection::NonFinite),
-        "{out:?}"
-    );
 }
 
 /// A driver that reads the mix from the engine turns the hand-over off: the output carries no

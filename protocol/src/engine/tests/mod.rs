@@ -659,4 +659,5 @@ mod exchange;
 mod knowledge;
 mod lifecycle;
 mod setup;
+mod shared;
 mod uplink;
