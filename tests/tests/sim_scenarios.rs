@@ -165,6 +165,16 @@ every-ms = 250.0
     );
 }
 
+/// The rejections of the last evaluated point of `report` other than `lagging`, by reason:
+/// honest updates refused.
+fn refused_updates(report: &Report) -> Vec<(&'static str, u64)> {
+    let last = report.rows.last().expect("an evaluated point");
+    last.rejected_by_reason()
+        .into_iter()
+        .filter(|(reason, n)| *n > 0 && *reason != "lagging")
+        .collect()
+}
+
 /// A scenario shipped in `configs/sim/`.
 fn shipped(name: &str) -> Scenario {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -543,11 +553,7 @@ fn top_k_increments_cut_the_bytes_on_a_static_graph_and_with_sampling() {
             ratio > least_ratio,
             "bytes f32 / top-k = {ratio:.2}; {context}"
         );
-        let refused: Vec<_> = b
-            .rejected_by_reason()
-            .into_iter()
-            .filter(|(reason, n)| *n > 0 && *reason != "lagging")
-            .collect();
+        let refused = refused_updates(&topk_run);
         assert!(
             refused.is_empty(),
             "honest updates refused: {refused:?}; {context}"
@@ -575,15 +581,10 @@ fn top_k_increments_cut_the_bytes_on_a_static_graph_and_with_sampling() {
         // graph 19.4% more in all: one increment an answer, five times the coordinates in one
         // round of 16), and no loss (seeds 1-6: 0.05 to 0.55 point above the step alone).
         let context = format!(
-            "{context}top-k with the last round at 25%:
-{}",
+            "{context}top-k with the last round at 25%:\n{}",
             last_run.rounds_csv()
         );
-        let refused: Vec<_> = d
-            .rejected_by_reason()
-            .into_iter()
-            .filter(|(reason, n)| *n > 0 && *reason != "lagging")
-            .collect();
+        let refused = refused_updates(&last_run);
         assert!(
             refused.is_empty(),
             "honest updates refused: {refused:?}; {context}"

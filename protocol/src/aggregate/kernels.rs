@@ -105,7 +105,8 @@ pub(crate) fn sq_dist(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// [`sq_dist`] from the zero vector, without one: the same sums in the same order, so the same
-/// bits (`(x - 0)²` is `x²` for every `x`, `-0` and NaN included).
+/// bits (`(x - 0)²` is `x²` for every `x`, `-0` and NaN included). [`sq_norm`] sums the tail
+/// after a block's lanes in another order, so its last bits may differ.
 pub(crate) fn sq_dist_from_zero(a: &[f32]) -> f32 {
     let (ca, ra) = a.as_chunks::<LANES>();
     let mut acc = [0.0f32; LANES];
