@@ -200,6 +200,26 @@ fn every_shipped_scenario_parses() {
     }
 }
 
+/// The shipped codec rows of the robustness table are robustness.toml with their codec (and, for
+/// top-k, its step and last fraction) and nothing else: the tables in docs/results.md compare
+/// them with the f32 row of that file.
+#[test]
+fn the_shipped_codec_rows_of_the_robustness_table_differ_from_it_only_in_the_codec() {
+    let base = shipped("robustness.toml");
+    for name in ["robustness-int8.toml", "robustness-topk5.toml"] {
+        let mut s = shipped(name);
+        assert_ne!(s.engine.codec, base.engine.codec, "{name} keeps f32");
+        s.name.clone_from(&base.name);
+        s.engine.codec = base.engine.codec;
+        s.engine.consensus_step = base.engine.consensus_step;
+        s.engine.last_fraction = base.engine.last_fraction;
+        assert_eq!(
+            s, base,
+            "{name} differs from robustness.toml beyond its codec"
+        );
+    }
+}
+
 #[test]
 fn quickstart_reaches_ninety_percent_under_alie() {
     let s = shipped("quickstart.toml");
