@@ -37,6 +37,16 @@ pub const MAX_BLOCK: u32 = 1 << 20;
 /// coordinate) saves little over a full model.
 pub const MAX_TOP_K_PPM: u32 = 250_000;
 
+/// A top-k fraction in parts per million, rounded, at least 1.
+pub(crate) fn ppm_of(fraction: f64) -> u32 {
+    ((fraction * 1e6).round() as u32).max(1)
+}
+
+/// The top-k fraction of `ppm` parts per million.
+pub(crate) fn fraction_of(ppm: u32) -> f64 {
+    f64::from(ppm) / 1e6
+}
+
 /// How a payload encodes the model's parameters. Signed in the header (by variant index, with
 /// the block size of the blockwise codecs); in configs `codec = "f32"` (the default), `"bf16"`,
 /// `"f16"`, `"int8"`, `"int4"`, or a table such as `{ kind = "int8", block = 256 }`.
@@ -126,7 +136,7 @@ impl Codec {
             }
             Codec::TopK { ppm } if !(1..=MAX_TOP_K_PPM).contains(&ppm) => Err(format!(
                 "codec top-k: fraction {} is outside 0.000001..=0.25",
-                f64::from(ppm) / 1e6
+                fraction_of(ppm)
             )),
             _ => Ok(()),
         }
@@ -209,7 +219,7 @@ pub mod spec {
                 return Err(format!("codec top-k: fraction {f} is outside (0, 0.25]"));
             }
             let codec = Codec::TopK {
-                ppm: ((f * 1e6).round() as u32).max(1),
+                ppm: super::ppm_of(f),
             };
             codec.validate()?;
             return Ok(codec);
@@ -249,7 +259,7 @@ pub mod spec {
             Codec::TopK { ppm } => Spec::Table(Table {
                 kind: codec.name().into(),
                 block: None,
-                fraction: Some(f64::from(ppm) / 1e6),
+                fraction: Some(super::fraction_of(ppm)),
             }),
             c => Spec::Name(c.name().into()),
         }

@@ -247,8 +247,8 @@ impl Config {
             let crate::wire::Codec::TopK { ppm } = self.codec else {
                 return bad("last-fraction", &last, "needs the top-k codec");
             };
-            let fraction = f64::from(ppm) / 1e6;
-            let max = f64::from(crate::codec::MAX_TOP_K_PPM) / 1e6;
+            let fraction = crate::codec::fraction_of(ppm);
+            let max = crate::codec::fraction_of(crate::codec::MAX_TOP_K_PPM);
             if !(last >= fraction && last <= max) {
                 return bad(
                     "last-fraction",

@@ -314,10 +314,10 @@ impl Engine {
                 .len()
                 .max(4 * config.fanout)
                 .min(config.max_peers.max(1));
-            let last = config.last_fraction.zip(config.rounds).map(|(f, from)| {
-                let ppm = ((f * 1e6).round() as u32).max(1);
-                (from, crate::sparse::count(dim, ppm))
-            });
+            let last = config
+                .last_fraction
+                .zip(config.rounds)
+                .map(|(f, from)| (from, crate::sparse::count(dim, crate::codec::ppm_of(f))));
             chain::Chain::new(k, last, wire::max_update_len(dim), copies)
         });
         let me = identity.public();
