@@ -179,17 +179,17 @@ fn the_last_rounds_increments_carry_the_last_fraction() {
 
     // Two increments of a quarter of the coordinates are more than a model's bytes: an asker
     // that missed both gets the estimate whole.
-    let mut chain = crate::engine::chain::Chain::new(
-        k,
-        Some((5, sparse::count(D, 250_000))),
-        wire::max_update_len(D),
-        4,
-    );
+    let quarter = sparse::count(D, crate::codec::MAX_TOP_K_PPM);
+    let mut chain =
+        crate::engine::chain::Chain::new(k, Some((5, quarter)), wire::max_update_len(D), 4);
     chain.restart(4, &model(4));
     for round in 5..=6 {
         let base = chain.round.unwrap();
         let payload = chain.increment(round, &model(round));
-        assert_eq!(payload.len(), sparse::payload_len(1024));
+        assert_eq!(
+            (quarter, payload.len()),
+            (1024, sparse::payload_len(quarter))
+        );
         let signed = wire::encode_update(&s_id, toy::run_id(), round, 1, c.codec, &payload).0;
         chain.record(base, round, signed.into());
     }
