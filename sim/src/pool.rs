@@ -120,7 +120,6 @@ pub(crate) struct Workers {
 struct Queue<T> {
     tasks: Mutex<Waiting<T>>,
     ready: Condvar,
-    background: usize,
 }
 
 struct Waiting<T> {
@@ -128,6 +127,8 @@ struct Waiting<T> {
     later: VecDeque<T>,
     /// Tasks of `later` running.
     running_later: usize,
+    /// Workers `later` may take at once.
+    background: usize,
     closed: bool,
 }
 
@@ -138,10 +139,10 @@ impl<T> Queue<T> {
                 urgent: VecDeque::new(),
                 later: VecDeque::new(),
                 running_later: 0,
+                background,
                 closed: false,
             }),
             ready: Condvar::new(),
-            background,
         }
     }
 
@@ -169,7 +170,7 @@ impl<T> Queue<T> {
             if let Some(t) = w.urgent.pop_front() {
                 return Some((t, true));
             }
-            if w.running_later < self.background
+            if w.running_later < w.background
                 && let Some(t) = w.later.pop_front()
             {
                 w.running_later += 1;
@@ -185,6 +186,12 @@ impl<T> Queue<T> {
     /// A task that was not urgent ended: another may start.
     fn finished_later(&self) {
         self.lock().running_later -= 1;
+        self.ready.notify_all();
+    }
+
+    /// No urgent task will come: the others may take every worker.
+    fn unreserve(&self) {
+        self.lock().background = usize::MAX;
         self.ready.notify_all();
     }
 
@@ -278,6 +285,12 @@ impl Workers {
         });
     }
 
+    /// No more training jobs will come (the run is over): evaluations may take every worker
+    /// rather than all but one, so the last evaluation point is not left to one core.
+    pub(crate) fn no_more_training(&self) {
+        self.queue.unreserve();
+    }
+
     /// Hands `model` to a worker to evaluate on `on`; the result comes back with `tag`.
     pub(crate) fn evaluate(&self, tag: u64, model: Vec<f32>, on: Arc<EvalSet>) {
         self.send(Task::Evaluate { tag, model, on });
@@ -362,5 +375,19 @@ mod tests {
         q.finished_later();
         q.close();
         assert_eq!(q.pop(), None, "closed and empty");
+    }
+
+    #[test]
+    fn once_unreserved_the_background_takes_every_worker() {
+        let q = Queue::new(1);
+        for t in 1..=3 {
+            q.push(t, false);
+        }
+        assert_eq!(q.pop(), Some((1, false)));
+        assert_eq!(q.lock().later.len(), 2, "one at a time while reserved");
+        q.unreserve();
+        assert_eq!(q.pop(), Some((2, false)), "a second one beside the first");
+        assert_eq!(q.pop(), Some((3, false)));
+        assert_eq!(q.lock().running_later, 3);
     }
 }

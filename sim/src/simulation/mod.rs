@@ -151,6 +151,7 @@ impl Simulation {
         if self.events_at_eval != self.cluster.counters().events {
             self.evaluate();
         }
+        self.cluster.world().no_more_training();
         self.settle(progress, true);
         progress.finish();
     }

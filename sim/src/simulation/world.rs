@@ -93,6 +93,14 @@ impl World {
         self.workers.is_some()
     }
 
+    /// The run is over: no training job will be queued again, so the evaluations still to run
+    /// may take every worker.
+    pub(crate) fn no_more_training(&self) {
+        if let Some(workers) = &self.workers {
+            workers.no_more_training();
+        }
+    }
+
     /// Hands `models` to the worker threads to evaluate on `on` in the background, and returns
     /// their tags for [`World::evaluations`]. Only with worker threads
     /// ([`World::in_background`]).
