@@ -28,6 +28,9 @@ pub(crate) struct Workspace {
     scratch: Vec<f64>,
     /// CS+-RG's (distance, weight) pairs, nearest first.
     pairs: Vec<(f64, f64)>,
+    /// The squared distances of the next call's rows to its centre, measured by the caller
+    /// (`Aggregator::distances_known`), taken by its first distance pass.
+    pub(crate) known: Option<Vec<f64>>,
 }
 
 impl Workspace {
@@ -63,8 +66,13 @@ impl Workspace {
         rows: &R,
         center: &[f32],
     ) -> Result<(), NonFinite> {
-        self.dists.resize(rows.count(), 0.0);
-        kernels::sq_dists_to(rows, center, &mut self.dists);
+        match self.known.take() {
+            Some(known) if known.len() == rows.count() => self.dists = known,
+            _ => {
+                self.dists.resize(rows.count(), 0.0);
+                kernels::sq_dists_to(rows, center, &mut self.dists);
+            }
+        }
         self.verify(rows, center)
     }
 

@@ -166,6 +166,25 @@ impl Aggregator {
         self.dim
     }
 
+    /// True when the rule's first pass measures every input's squared distance to `own`, as
+    /// [`sq_dists_to`] does (ClippedGossip and CS+-RG, without pre-aggregation steps).
+    pub(crate) fn measures_distances_to_own(&self) -> bool {
+        self.config.pre.is_empty()
+            && matches!(
+                self.config.rule,
+                Rule::ClippedGossip { .. } | Rule::CsPlus { .. }
+            )
+    }
+
+    /// The squared distances of the next aggregation's inputs to its `own`, which the caller
+    /// measured with [`sq_dists_to`] over those very inputs in that order: the rule takes them
+    /// rather than measure them again (the same bits). Used by the next aggregation only, and
+    /// only if it [`measures_distances_to_own`](Self::measures_distances_to_own) and has as many
+    /// inputs.
+    pub(crate) fn distances_known(&mut self, sq: Vec<f64>) {
+        self.ws.clipping.known = Some(sq);
+    }
+
     /// Smallest number of inputs the rule accepts (e.g. 2f+1 for trimmed mean), counted before
     /// pre-aggregation.
     pub fn min_inputs(&self) -> usize {
@@ -222,6 +241,9 @@ impl Aggregator {
         out: &mut [f32],
         keep_out: bool,
     ) -> Result<Report, Error> {
+        // Distances handed over are for this aggregation only, whatever happens to it.
+        let known = self.ws.clipping.known.take();
+        let known = known.filter(|k| self.measures_distances_to_own() && k.len() == inputs.len());
         let verified_by_rule = self.rule_verifies_inputs();
         self.check(own, inputs, weights, out, !verified_by_rule)?;
         let pre_clipped = self.run_pre(inputs, rng);
@@ -256,6 +278,7 @@ impl Aggregator {
             },
             rule => rule,
         };
+        ws.clipping.known = known;
         let clipped = match config.pre.len() {
             0 => run_rule(&rule, inputs, &stages.w[2], own, momentum, ws, target),
             k => {
@@ -274,6 +297,7 @@ impl Aggregator {
                 )
             }
         };
+        ws.clipping.known = None;
         if staged && clipped.is_ok() {
             out.copy_from_slice(staging);
         }
@@ -500,6 +524,15 @@ pub(crate) fn norm(a: &[f32]) -> f64 {
         .map(|x| f64::from(kernels::sq_dist_from_zero(x)))
         .sum::<f64>()
         .sqrt()
+}
+
+/// `sq[i] = ||rows[i] - center||²` as the clipping rules measure it (blockwise, four rows at a
+/// time), for a caller that measures those distances before the rule: it can then hand them to
+/// the rule ([`Aggregator::distances_known`]) rather than have them measured twice.
+pub(crate) fn sq_dists_to(rows: &[&[f32]], center: &[f32]) -> Vec<f64> {
+    let mut sq = vec![0.0; rows.len()];
+    kernels::sq_dists_to(rows, center, &mut sq);
+    sq
 }
 
 /// Euclidean distance of two equal-length vectors, blockwise with an `f64` total (for callers

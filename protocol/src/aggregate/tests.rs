@@ -1,7 +1,7 @@
 //! Tests of the public surface: configuration parsing and validation, input checks, edge cases.
 
 use super::*;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 #[derive(Debug, serde::Deserialize)]
@@ -551,4 +551,62 @@ fn screened_inputs_use_up_the_adaptive_clipping_budget() {
         .unwrap();
     assert_eq!(r.clipped, 0);
     assert!((out[0] - (1.0 - 1.5) / 3.0).abs() < 1e-6, "{out:?}");
+}
+
+#[test]
+fn distances_handed_over_give_the_same_bits_and_serve_one_aggregation_only() {
+    let dim = 40_000; // more than two blocks
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let model = |rng: &mut ChaCha8Rng, spread: f32| -> Vec<f32> {
+        (0..dim)
+            .map(|_| spread * (rng.random::<f32>() - 0.5))
+            .collect()
+    };
+    let own = model(&mut rng, 1.0);
+    let others: Vec<Vec<f32>> = [1.0, 1.1, 0.9, 5.0, 1.2, 0.8]
+        .iter()
+        .map(|&s| model(&mut rng, s))
+        .collect();
+    let mut rows: Vec<&[f32]> = vec![&own];
+    rows.extend(others.iter().map(|o| o.as_slice()));
+    for config in [
+        "{ rule = \"clipped-gossip\", adaptive-f = 1 }",
+        "{ rule = \"cs-plus\", f = 1 }",
+    ] {
+        let config = parse(&format!("aggregation = {config}")).unwrap();
+        let mut told = Aggregator::new(&config, dim).unwrap();
+        let mut alone = Aggregator::new(&config, dim).unwrap();
+        assert!(told.measures_distances_to_own());
+        let mix = |agg: &mut Aggregator, rows: &[&[f32]]| -> Vec<f32> {
+            let mut out = vec![0.0; dim];
+            let mut r = ChaCha8Rng::seed_from_u64(1);
+            agg.aggregate(&own, rows, &[], &mut r, &mut out).unwrap();
+            out
+        };
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        // Taken: the same bits as measured by the rule itself.
+        told.distances_known(sq_dists_to(&rows, &own));
+        assert_eq!(bits(&mix(&mut told, &rows)), bits(&mix(&mut alone, &rows)));
+        // They are the rule's: wrong ones handed over change the result.
+        told.distances_known(vec![0.0; rows.len()]);
+        assert_ne!(bits(&mix(&mut told, &rows)), bits(&mix(&mut alone, &rows)));
+        // For one aggregation only, even one that fails its checks, and only for as many
+        // inputs.
+        told.distances_known(vec![0.0; rows.len()]);
+        let mut out = vec![0.0; dim];
+        let short = [&own[..10]];
+        let mut r = ChaCha8Rng::seed_from_u64(1);
+        assert!(told.aggregate(&own, &short, &[], &mut r, &mut out).is_err());
+        assert_eq!(bits(&mix(&mut told, &rows)), bits(&mix(&mut alone, &rows)));
+        told.distances_known(vec![0.0; rows.len() - 1]);
+        assert_eq!(bits(&mix(&mut told, &rows)), bits(&mix(&mut alone, &rows)));
+    }
+    for config in [
+        "{ rule = \"mean\" }",
+        "{ rule = \"clipped-gossip\", adaptive-f = 1, pre = [{ kind = \"nnm\", f = 1 }] }",
+    ] {
+        let config = parse(&format!("aggregation = {config}")).unwrap();
+        let agg = Aggregator::new(&config, dim).unwrap();
+        assert!(!agg.measures_distances_to_own(), "{config:?}");
+    }
 }

@@ -19,6 +19,7 @@ use super::{
     Answer, Engine, InputError, Kept, Model, Output, Own, Pending, Phase, REPLAY_HISTORY,
     Rejection, screen,
 };
+use crate::aggregate;
 use crate::codec::{self, Codec};
 use crate::sign::PeerKey;
 use crate::topology::sample_peers;
@@ -367,13 +368,36 @@ impl Engine {
     }
 
     /// Applies the outlier screen (see [`screen`]): drops the gross outliers, charging their
-    /// senders, and pulls the others in to the screen's limit. Returns how many were dropped.
+    /// senders, and pulls the others in to the screen's limit. Returns how many were dropped,
+    /// and, when it changed nothing and the rule measures the same distances first, the squared
+    /// distances of `[reference, received...]` to `reference` for the rule to take.
     /// The screen measures distances from `reference`: the own estimate of the `top-k` chain
     /// when the node takes a consensus step, the own model otherwise.
-    fn screen(&mut self, received: &mut BTreeMap<PeerKey, Pending>, reference: &[f32]) -> usize {
-        let inputs: Vec<&[f32]> = received.values().map(|p| p.params.as_slice()).collect();
-        let flagged = screen::outliers(reference, &inputs, self.config.outlier_factor);
-        drop(inputs);
+    fn screen(
+        &mut self,
+        received: &mut BTreeMap<PeerKey, Pending>,
+        reference: &[f32],
+    ) -> (usize, Option<Vec<f64>>) {
+        let factor = self.config.outlier_factor;
+        if factor <= 0.0 || received.len() < 2 {
+            return (0, None);
+        }
+        // Measured as the rule will measure them when it clips around the same model (the
+        // reference first among its inputs), so that it can take them if the screen changes
+        // nothing.
+        let shared = self.aggregator.measures_distances_to_own();
+        let mut rows: Vec<&[f32]> = Vec::with_capacity(received.len() + 1);
+        if shared {
+            rows.push(reference);
+        }
+        rows.extend(received.values().map(|p| p.params.as_slice()));
+        let sq = aggregate::sq_dists_to(&rows, reference);
+        let skip = usize::from(shared);
+        let flagged = screen::outliers_given(reference, &rows[skip..], &sq[skip..], factor);
+        drop(rows);
+        if flagged.is_empty() {
+            return (0, shared.then_some(sq));
+        }
         let keys: Vec<PeerKey> = received.keys().copied().collect();
         let mut dropped = 0;
         for o in flagged {
@@ -387,7 +411,7 @@ impl Engine {
                 self.stats.pulled_in += 1;
             }
         }
-        dropped
+        (dropped, None)
     }
 
     /// An answer's model, to mix. A held update passed every check when it arrived (its
@@ -445,7 +469,8 @@ impl Engine {
         // The own model (read in place if it is held as the signed update); the mix puts one
         // back.
         let own = self.model.take();
-        let screened = self.screen(&mut received, estimate.as_deref().unwrap_or(own.as_slice()));
+        let (screened, distances) =
+            self.screen(&mut received, estimate.as_deref().unwrap_or(own.as_slice()));
         // The catch-up is taken from what passed every check and the screen.
         let mut rounds: Vec<u64> = received.values().map(|p| p.round).collect();
         rounds.push(self.round);
@@ -480,6 +505,10 @@ impl Engine {
             (0, true)
         } else {
             out.resize(self.dim, 0.0);
+            if let Some(sq) = distances {
+                // The screen's distances, of these very inputs to `reference`.
+                self.aggregator.distances_known(sq);
+            }
             // `out` is this mix's own buffer: on error the own model is kept and `out` only
             // carries the copy.
             match self.aggregator.aggregate_into(

@@ -50,27 +50,72 @@ pub(crate) fn outliers(own: &[f32], inputs: &[&[f32]], factor: f64) -> Vec<Outli
         return Vec::new();
     }
     let dists: Vec<f64> = inputs.iter().map(|x| distance(own, x)).collect();
-    let mut sorted = dists.clone();
-    sorted.sort_by(f64::total_cmp);
-    let reference = sorted[(sorted.len() - 1) / 2];
-    if reference <= 0.0 {
-        // Half the inputs equal the own model (copies, or nothing trained yet): no scale to
-        // judge the others by.
+    let Some(limit) = limit(&dists, factor) else {
+        return Vec::new();
+    };
+    let far: Vec<usize> = (0..inputs.len()).filter(|&i| dists[i] > limit).collect();
+    if far.is_empty() {
         return Vec::new();
     }
-    let limit = factor * reference;
     // Gross: farther from the own model than the own model is from zero. Late in a long run
     // honest models sit so close together that one a little off is many medians out; none is
     // ever a whole model's length away, as flipped, scaled, noised and shrunk models are.
     let norm = norm(own);
-    (0..inputs.len())
-        .filter(|&i| dists[i] > limit)
+    far.into_iter()
         .map(|i| Outlier {
             index: i,
             gross: dists[i] > norm,
             scale: limit / dists[i],
         })
         .collect()
+}
+
+/// `factor` times the lower median of `dists`; `None` when that median is 0.
+fn limit(dists: &[f64], factor: f64) -> Option<f64> {
+    let mut sorted = dists.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let reference = sorted[(sorted.len() - 1) / 2];
+    // At 0, half the inputs equal the own model (copies, or nothing trained yet): no scale to
+    // judge the others by.
+    (reference > 0.0).then_some(factor * reference)
+}
+
+/// How far apart, relative to it, two measures of one distance can be. [`outliers`] and
+/// `aggregate::sq_dists_to` sum the same `f32` squares in lanes of different widths, per block
+/// of at most 16,384 coordinates: at most 2,048 terms a lane, so each block sum is
+/// within about 1.3e-4 of the exact one (`n` terms: `(n - 1)` units of `f32` rounding), and the
+/// blocks add up in `f64`. This leaves several times that.
+const MEASURES_AGREE: f64 = 1e-3;
+
+/// [`outliers`], bit for bit, given the squared distances `sq` of the inputs to `own` as the
+/// clipping rules measure them (`aggregate::sq_dists_to`), whose last bits may differ from
+/// [`outliers`]' own measure. When by `sq` every input is within the limit by more than the two
+/// measures can differ, [`outliers`] flags none either, and the inputs are not read again (the
+/// rule can take `sq` for its own pass); otherwise they are measured as [`outliers`] measures
+/// them.
+pub(crate) fn outliers_given(
+    own: &[f32],
+    inputs: &[&[f32]],
+    sq: &[f64],
+    factor: f64,
+) -> Vec<Outlier> {
+    debug_assert_eq!(inputs.len(), sq.len());
+    if factor <= 0.0 || inputs.len() < 2 {
+        return Vec::new();
+    }
+    let dists: Vec<f64> = sq.iter().map(|d| d.sqrt()).collect();
+    if dists.iter().all(|d| d.is_finite()) {
+        // A distance is 0 by one measure exactly when it is by the other (a sum of squares
+        // rounded to `f32` is 0 only when every square is), so is the median.
+        let Some(limit) = limit(&dists, factor) else {
+            return Vec::new();
+        };
+        let (low, high) = (1.0 - MEASURES_AGREE, 1.0 + MEASURES_AGREE);
+        if dists.iter().all(|&d| d * high <= limit * low) {
+            return Vec::new();
+        }
+    }
+    outliers(own, inputs, factor)
 }
 
 /// Moves `x` towards `own` so that its difference from `own` is `scale` times what it was.
@@ -183,5 +228,85 @@ mod tests {
         let own = [1.0f32; 2];
         let far = [100.0f32; 2];
         assert!(outliers(&own, &[&own, &own, &far], 4.0).is_empty());
+    }
+
+    /// The screen flags the same inputs, with the same bits, whether it measures the distances
+    /// itself or is given the rule's, including inputs placed at its limit to the last bit.
+    #[test]
+    fn given_the_rules_distances_the_screen_flags_exactly_what_it_flags_alone() {
+        use rand::{Rng, SeedableRng};
+        let dim = 40_000; // more than two blocks
+        let mut fell_back = 0;
+        for seed in 0..40u64 {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            let own: Vec<f32> = (0..dim).map(|_| rng.random::<f32>() - 0.5).collect();
+            let n = rng.random_range(2..8);
+            let factor = 2.5;
+            let mut inputs: Vec<Vec<f32>> = (0..n)
+                .map(|_| {
+                    let s = rng.random_range(0.01f32..0.1);
+                    own.iter()
+                        .map(|&o| o + s * (rng.random::<f32>() - 0.5))
+                        .collect()
+                })
+                .collect();
+            // One input moved to the limit by the screen's own measure, a little inside or
+            // outside it, or far out.
+            let k = rng.random_range(0..n);
+            let refs: Vec<&[f32]> = inputs.iter().map(|x| x.as_slice()).collect();
+            let mut dists: Vec<f64> = refs.iter().map(|x| distance(&own, x)).collect();
+            dists.remove(k);
+            dists.sort_by(f64::total_cmp);
+            let at = factor * dists[(dists.len() - 1) / 2];
+            let target = at * [1.0, 1.0 + 1e-6, 1.0 - 1e-6, 1.0 + 1e-4, 3.0][seed as usize % 5];
+            let now = distance(&own, &inputs[k]);
+            let scale = (target / now) as f32;
+            for (v, &o) in inputs[k].iter_mut().zip(&own) {
+                *v = o + (*v - o) * scale;
+            }
+            let refs: Vec<&[f32]> = inputs.iter().map(|x| x.as_slice()).collect();
+            let mut rows = vec![own.as_slice()];
+            rows.extend(refs.iter().copied());
+            let sq = crate::aggregate::sq_dists_to(&rows, &own);
+            let alone = outliers(&own, &refs, factor);
+            let given = outliers_given(&own, &refs, &sq[1..], factor);
+            assert_eq!(given, alone, "seed {seed}");
+            if !alone.is_empty() || target >= at * (1.0 - 1e-4) {
+                fell_back += 1;
+            }
+        }
+        assert!(fell_back >= 8, "{fell_back} cases at or beyond the limit");
+    }
+
+    /// Distances that put an input just inside the limit, while the screen's own measure puts
+    /// it just outside (the two measures' last bits differ), are not trusted: the screen
+    /// measures again and flags it.
+    #[test]
+    fn an_input_near_the_limit_is_measured_again() {
+        let own = [0.0f32; 4];
+        let near = [
+            [1.0f32, 0.0, 0.0, 0.0],
+            [0.0, 1.0, 0.0, 0.0],
+            [0.0, 0.0, 1.0, 0.0],
+        ];
+        let factor = 2.0;
+        // Just outside the limit (2) by the screen's own measure.
+        let edge = [0.0f32, 0.0, 0.0, 2.0 * (1.0 + 5e-5)];
+        let inputs: Vec<&[f32]> = near.iter().map(|x| &x[..]).chain([&edge[..]]).collect();
+        let alone = outliers(&own, &inputs, factor);
+        assert_eq!(alone.len(), 1);
+        // Given distances that put it just inside.
+        let inside = 2.0 * (1.0 - 5e-5);
+        let sq = [1.0, 1.0, 1.0, inside * inside];
+        assert_eq!(outliers_given(&own, &inputs, &sq, factor), alone);
+        // Far inside by both: nothing, without measuring again.
+        let sq = [1.0, 1.0, 1.0, 1.5 * 1.5];
+        let inside_both = [0.0f32, 0.0, 0.0, 1.5];
+        let inputs: Vec<&[f32]> = near
+            .iter()
+            .map(|x| &x[..])
+            .chain([&inside_both[..]])
+            .collect();
+        assert!(outliers_given(&own, &inputs, &sq, factor).is_empty());
     }
 }
