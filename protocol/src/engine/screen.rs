@@ -27,7 +27,10 @@
 //! there is no reference and nothing is screened. Models within `factor` of the reference are left
 //! to the rule, which is what it is for.
 //!
-//! Cost: one pass over the inputs, O(n d), plus sorting n distances.
+//! Cost: one pass over the inputs, O(n d), plus sorting n distances. Before ClippedGossip or
+//! CS+-RG, which measure the same distances first, the screen measures them as the rule does
+//! and hands them over when it changed nothing, so the mix reads its inputs for distances once
+//! (`outliers_given`: the verdicts stay those of the screen's own measure, bit for bit).
 
 use crate::aggregate::{distance, norm};
 
