@@ -53,10 +53,25 @@ pub(crate) fn outliers(own: &[f32], inputs: &[&[f32]], factor: f64) -> Vec<Outli
         return Vec::new();
     }
     let dists: Vec<f64> = inputs.iter().map(|x| distance(own, x)).collect();
-    let Some(limit) = limit(&dists, factor) else {
+    let reference = dists[median_index(&dists)];
+    if reference <= 0.0 {
+        // Half the inputs equal the own model (copies, or nothing trained yet): no scale to
+        // judge the others by.
         return Vec::new();
-    };
-    let far: Vec<usize> = (0..inputs.len()).filter(|&i| dists[i] > limit).collect();
+    }
+    flag(own, dists.into_iter().enumerate(), factor * reference)
+}
+
+/// The index of the lower median of `dists`.
+fn median_index(dists: &[f64]) -> usize {
+    let mut order: Vec<usize> = (0..dists.len()).collect();
+    order.sort_by(|&a, &b| dists[a].total_cmp(&dists[b]));
+    order[(dists.len() - 1) / 2]
+}
+
+/// The outliers among `(index, distance)` pairs, in their order: those beyond `limit`.
+fn flag(own: &[f32], measured: impl Iterator<Item = (usize, f64)>, limit: f64) -> Vec<Outlier> {
+    let far: Vec<(usize, f64)> = measured.filter(|&(_, d)| d > limit).collect();
     if far.is_empty() {
         return Vec::new();
     }
@@ -65,37 +80,28 @@ pub(crate) fn outliers(own: &[f32], inputs: &[&[f32]], factor: f64) -> Vec<Outli
     // ever a whole model's length away, as flipped, scaled, noised and shrunk models are.
     let norm = norm(own);
     far.into_iter()
-        .map(|i| Outlier {
-            index: i,
-            gross: dists[i] > norm,
-            scale: limit / dists[i],
+        .map(|(index, d)| Outlier {
+            index,
+            gross: d > norm,
+            scale: limit / d,
         })
         .collect()
 }
 
-/// `factor` times the lower median of `dists`; `None` when that median is 0.
-fn limit(dists: &[f64], factor: f64) -> Option<f64> {
-    let mut sorted = dists.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let reference = sorted[(sorted.len() - 1) / 2];
-    // At 0, half the inputs equal the own model (copies, or nothing trained yet): no scale to
-    // judge the others by.
-    (reference > 0.0).then_some(factor * reference)
-}
-
 /// How far apart, relative to it, two measures of one distance can be. [`outliers`] and
 /// `aggregate::sq_dists_to` sum the same `f32` squares in lanes of different widths, per block
-/// of at most 16,384 coordinates: at most 2,048 terms a lane, so each block sum is
-/// within about 1.3e-4 of the exact one (`n` terms: `(n - 1)` units of `f32` rounding), and the
-/// blocks add up in `f64`. This leaves several times that.
+/// of at most 16,384 coordinates: at most 2,048 terms a lane, so each block sum is within about
+/// 1.3e-4 of the exact one (`n` terms: `(n - 1)` units of `f32` rounding), and the blocks add up
+/// in `f64`. This leaves several times that.
 const MEASURES_AGREE: f64 = 1e-3;
 
 /// [`outliers`], bit for bit, given the squared distances `sq` of the inputs to `own` as the
 /// clipping rules measure them (`aggregate::sq_dists_to`), whose last bits may differ from
 /// [`outliers`]' own measure. When by `sq` every input is within the limit by more than the two
 /// measures can differ, [`outliers`] flags none either, and the inputs are not read again (the
-/// rule can take `sq` for its own pass); otherwise they are measured as [`outliers`] measures
-/// them.
+/// rule can take `sq` for its own pass). Otherwise the median input and those near the limit or
+/// beyond are measured again as [`outliers`] measures them (all of them, when another input is
+/// so near the median that the two measures could order them differently).
 pub(crate) fn outliers_given(
     own: &[f32],
     inputs: &[&[f32]],
@@ -103,22 +109,37 @@ pub(crate) fn outliers_given(
     factor: f64,
 ) -> Vec<Outlier> {
     debug_assert_eq!(inputs.len(), sq.len());
-    if factor <= 0.0 || inputs.len() < 2 {
+    let n = inputs.len();
+    if factor <= 0.0 || n < 2 {
         return Vec::new();
     }
     let dists: Vec<f64> = sq.iter().map(|d| d.sqrt()).collect();
-    if dists.iter().all(|d| d.is_finite()) {
-        // A distance is 0 by one measure exactly when it is by the other (a sum of squares
-        // rounded to `f32` is 0 only when every square is), so is the median.
-        let Some(limit) = limit(&dists, factor) else {
-            return Vec::new();
-        };
-        let (low, high) = (1.0 - MEASURES_AGREE, 1.0 + MEASURES_AGREE);
-        if dists.iter().all(|&d| d * high <= limit * low) {
-            return Vec::new();
-        }
+    if !dists.iter().all(|d| d.is_finite()) {
+        return outliers(own, inputs, factor);
     }
-    outliers(own, inputs, factor)
+    let median = median_index(&dists);
+    let reference = dists[median];
+    if reference <= 0.0 {
+        // A distance is 0 by one measure exactly when it is by the other (a sum of squares
+        // rounded to `f32` is 0 only when every square is), and so is the median.
+        return Vec::new();
+    }
+    let limit = factor * reference;
+    let near_limit = |d: f64| d * (1.0 + MEASURES_AGREE) > limit * (1.0 - MEASURES_AGREE);
+    if !dists.iter().any(|&d| near_limit(d)) {
+        return Vec::new();
+    }
+    // The median input is the same by both measures unless another input is as near it as the
+    // measures can differ.
+    let apart = |d: f64| (d - reference).abs() > 2.0 * MEASURES_AGREE * d.max(reference);
+    if !(0..n).all(|i| i == median || apart(dists[i])) {
+        return outliers(own, inputs, factor);
+    }
+    let limit = factor * distance(own, inputs[median]);
+    let measured = (0..n)
+        .filter(|&i| near_limit(dists[i]))
+        .map(|i| (i, distance(own, inputs[i])));
+    flag(own, measured, limit)
 }
 
 /// Moves `x` towards `own` so that its difference from `own` is `scale` times what it was.
@@ -266,6 +287,11 @@ mod tests {
             let scale = (target / now) as f32;
             for (v, &o) in inputs[k].iter_mut().zip(&own) {
                 *v = o + (*v - o) * scale;
+            }
+            if seed % 3 == 0 {
+                // A copy: two inputs at one distance, which may be the median.
+                let copy = inputs[(k + 1) % n].clone();
+                inputs.push(copy);
             }
             let refs: Vec<&[f32]> = inputs.iter().map(|x| x.as_slice()).collect();
             let mut rows = vec![own.as_slice()];
