@@ -295,12 +295,25 @@ impl<W: World> Cluster<W> {
     /// order) of nodes still in the same life, as one batch. Each job depends only on its own
     /// node, so how jobs are batched changes no result.
     pub(super) fn run_jobs(&mut self, limit: usize) {
-        let mut jobs = std::mem::take(&mut self.jobs);
-        jobs.retain(|&(_, node, epoch)| self.live(node, epoch));
-        jobs.sort_unstable();
-        jobs.dedup();
-        let later = jobs.split_off(jobs.len().min(limit));
-        self.jobs = later;
+        let mut jobs: Vec<(Duration, usize, u64)> = Vec::new();
+        while jobs.len() < limit {
+            let Some(Reverse(job)) = self.jobs.pop() else {
+                break;
+            };
+            #[cfg(test)]
+            {
+                self.jobs_looked_at += 1;
+            }
+            if self.live(job.1, job.2) && jobs.last() != Some(&job) {
+                jobs.push(job);
+            }
+        }
+        // A copy of the last job taken would come up first next time.
+        while let Some(&Reverse(next)) = self.jobs.peek()
+            && jobs.last() == Some(&next)
+        {
+            self.jobs.pop();
+        }
         let mut nodes: Vec<(usize, u64)> = jobs.into_iter().map(|(_, n, e)| (n, e)).collect();
         nodes.sort_unstable();
         nodes.dedup();

@@ -254,10 +254,14 @@ pub struct Cluster<W> {
     seq: u64,
     now: Duration,
     rng: ChaCha8Rng,
-    /// Training jobs queued and not yet run: (when done, node, epoch).
-    jobs: Vec<(Duration, usize, u64)>,
+    /// Training jobs queued and not yet run, due first on top: (when done, node, epoch). Jobs
+    /// of nodes no longer in that life stay until they come up, and are skipped then.
+    jobs: BinaryHeap<Reverse<(Duration, usize, u64)>>,
     /// Jobs run whose results are not yet delivered.
     ready: BTreeSet<(usize, u64)>,
+    /// Queued jobs looked at while choosing the jobs to run (for a test of that cost).
+    #[cfg(test)]
+    jobs_looked_at: u64,
     next_request: u64,
     steps: VecDeque<Step>,
     counters: Counters,
@@ -299,7 +303,9 @@ impl<W: World> Cluster<W> {
             seq: 0,
             now: Duration::ZERO,
             rng: ChaCha8Rng::seed_from_u64(seed),
-            jobs: Vec::new(),
+            jobs: BinaryHeap::new(),
+            #[cfg(test)]
+            jobs_looked_at: 0,
             ready: BTreeSet::new(),
             next_request: 0,
             steps: VecDeque::new(),

@@ -6,6 +6,7 @@ use super::{Cluster, Event, Message, Step, World, gossip, pair};
 use crate::attack::Knowledge;
 use crate::engine::{GossipVerdict, Input, Output};
 use crate::sign::PeerKey;
+use std::cmp::Reverse;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -107,7 +108,7 @@ impl<W: World> Cluster<W> {
             Output::Train { round } => {
                 let epoch = self.members[i].epoch;
                 let at = self.now + self.world.train_time(i);
-                self.jobs.push((at, i, epoch));
+                self.jobs.push(Reverse((at, i, epoch)));
                 self.push(
                     at,
                     Event::TrainDone {
