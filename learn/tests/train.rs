@@ -291,3 +291,38 @@ outer = { lr = 0.7, momentum = 0.9 }"#,
     assert!(outer.optimizer_state().outer.iter().all(|&m| m == 0.0));
     outer.train_steps(4);
 }
+
+/// A trainer built awaiting its model holds nothing model-sized; given the initial model, it
+/// trains to the same bits as one built with it, with or without momentum. With an outer
+/// optimiser it is built with its model, as its first mix steps from it.
+#[test]
+fn a_trainer_awaiting_its_model_trains_as_one_built_with_it() {
+    for optimizer in [
+        r#"{ kind = "sgd", lr = 0.05, momentum = 0.9 }"#,
+        r#"{ kind = "adam", lr = 0.01 }"#,
+    ] {
+        let (setup, split) = digits_setup(r#"{ kind = "mlp", hidden = [16] }"#, optimizer);
+        let shard = || Shard::all(split.train.clone());
+        let mut built = Trainer::new(&setup, shard(), 2, 5).unwrap();
+        let mut awaiting = Trainer::awaiting_model(&setup, shard(), 2, 5).unwrap();
+        assert!(awaiting.params().is_empty(), "{optimizer}");
+        assert!(awaiting.optimizer_state().m.is_empty(), "{optimizer}");
+        let initial = built.params().to_vec();
+        awaiting.set_params(&initial).unwrap();
+        assert_eq!(awaiting.optimizer_state(), built.optimizer_state());
+        for _ in 0..3 {
+            built.train_steps(4);
+            awaiting.train_steps(4);
+        }
+        assert_eq!(awaiting.params(), built.params(), "{optimizer}");
+        assert_eq!(awaiting.optimizer_state(), built.optimizer_state());
+    }
+    let (setup, split) = digits_setup(
+        r#"{ kind = "mlp", hidden = [16] }"#,
+        r#"{ kind = "sgd", lr = 0.05, momentum = 0.9 }
+outer = { lr = 0.7, momentum = 0.9 }"#,
+    );
+    let awaiting = Trainer::awaiting_model(&setup, Shard::all(split.train.clone()), 0, 3).unwrap();
+    let built = Trainer::new(&setup, Shard::all(split.train.clone()), 0, 3).unwrap();
+    assert_eq!(awaiting.params(), built.params(), "built with its model");
+}

@@ -94,8 +94,39 @@ impl Trainer {
     /// A trainer for node `node` of a run with `seed`: parameters from [`Arch::init`], zero
     /// optimiser state, batches drawn from `shard` with stream [`stream::BATCHES`]`/node`.
     pub fn new(setup: &Setup, shard: Shard, node: u32, seed: u64) -> Result<Self, ConfigError> {
+        Self::with_params(setup, shard, node, seed, setup.arch.init(seed))
+    }
+
+    /// A trainer as [`Trainer::new`] builds it, but without parameters or optimiser state until
+    /// it is given a model ([`Trainer::set_params`], or a mix): for a driver that holds the
+    /// initial model already (the simulator's engines do, one copy for all its nodes), so that
+    /// the initial parameters are neither drawn again nor held twice, and nothing of a model's
+    /// size is allocated before the node's first job. Given the initial model, it trains to the
+    /// same bits as a trainer from [`Trainer::new`]. A trainer with an outer optimiser steps from
+    /// its round's starting model, and a mix given before any model would have none to step
+    /// from: it is built as [`Trainer::new`] builds it.
+    pub fn awaiting_model(
+        setup: &Setup,
+        shard: Shard,
+        node: u32,
+        seed: u64,
+    ) -> Result<Self, ConfigError> {
+        if setup.outer.is_some() {
+            return Self::new(setup, shard, node, seed);
+        }
+        Self::with_params(setup, shard, node, seed, Vec::new())
+    }
+
+    /// A trainer from `params`; without them (empty), released: its optimiser state is made
+    /// when it is given a model ([`Trainer::revive`]).
+    fn with_params(
+        setup: &Setup,
+        shard: Shard,
+        node: u32,
+        seed: u64,
+        params: Vec<f32>,
+    ) -> Result<Self, ConfigError> {
         let device = setup.backend.device()?.autodiff();
-        let params = setup.arch.init(seed);
         let mut state = State::new(&setup.rule, params.len());
         let anchor = match setup.outer {
             Some(_) => {
@@ -105,6 +136,7 @@ impl Trainer {
             None => Vec::new(),
         };
         let order = shard.indices.to_vec();
+        let params_empty = params.is_empty();
         Ok(Self {
             outer: setup.outer,
             anchor,
@@ -119,7 +151,7 @@ impl Trainer {
             rng: stream::rng(seed, stream::BATCHES, node),
             cursor: order.len(),
             order,
-            released: false,
+            released: params_empty,
         })
     }
 

@@ -215,8 +215,12 @@ impl Simulation {
                 }
                 _ => shard,
             };
-            trainers
-                .push(Trainer::new(&learning, shard, i as u32, s.seed).map_err(Error::Learning)?);
+            // The engines hold the initial model (one copy for every node): a trainer takes it
+            // from its engine when its first job runs (`World::train`).
+            trainers.push(
+                Trainer::awaiting_model(&learning, shard, i as u32, s.seed)
+                    .map_err(Error::Learning)?,
+            );
             let mut config = s.engine.clone();
             config.rounds = s.rounds;
             // On a fixed graph a node mixes with every neighbour, each round: it asks them all

@@ -172,8 +172,9 @@ impl cluster::World for World {
 
     /// Hands each job to a worker (or, with one thread, runs it now). Each job depends only on
     /// its own trainer, so the results are the same bits for any number of threads and
-    /// whenever they run. A trainer that dropped its copy of the mix ([`World::mixed`]) starts
-    /// from the engine's; the trained parameters stay in the trainers until they are read back.
+    /// whenever they run. A trainer without parameters starts from the engine's model: one
+    /// awaiting its first (`Trainer::awaiting_model`), or one that dropped its copy of the mix
+    /// ([`World::mixed`]); the trained parameters stay in the trainers until they are read back.
     fn train(&mut self, jobs: &[(usize, ModelView<'_>)]) {
         for (node, model) in jobs {
             let t = self.trainer(*node);
