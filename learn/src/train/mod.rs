@@ -99,8 +99,8 @@ impl Trainer {
 
     /// A trainer as [`Trainer::new`] builds it, but without parameters or optimiser state until
     /// it is given a model ([`Trainer::set_params`], or a mix): for a driver that holds the
-    /// initial model already (the simulator's engines do, one copy for all its nodes), so that
-    /// the initial parameters are neither drawn again nor held twice, and nothing of a model's
+    /// initial model already (each of the simulator's engines holds its own), so that the
+    /// initial parameters are neither drawn again nor held twice, and nothing of a model's
     /// size is allocated before the node's first job. Given the initial model, it trains to the
     /// same bits as a trainer from [`Trainer::new`]. A trainer with an outer optimiser steps from
     /// its round's starting model, and a mix given before any model would have none to step

@@ -215,8 +215,8 @@ impl Simulation {
                 }
                 _ => shard,
             };
-            // The engines hold the initial model (one copy for every node): a trainer takes it
-            // from its engine when its first job runs (`World::train`).
+            // Each engine holds the initial model: a trainer takes it from its engine when its
+            // first job runs (`World::train`), rather than drawing and holding a second copy.
             trainers.push(
                 Trainer::awaiting_model(&learning, shard, i as u32, s.seed)
                     .map_err(Error::Learning)?,
