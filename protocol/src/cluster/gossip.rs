@@ -3,7 +3,7 @@
 
 use rand::Rng;
 use std::collections::{HashSet, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
 /// How gossip spreads in a cluster.
@@ -67,28 +67,56 @@ pub(super) fn id(bytes: &[u8]) -> u64 {
 #[derive(Debug, Default)]
 pub(super) struct Seen {
     order: VecDeque<(Duration, u64)>,
-    ids: HashSet<u64, BuildHasherDefault<IdHasher>>,
+    ids: HashSet<u64, IdKeys>,
 }
 
-/// Hashes message ids for the seen cache. An id is already a hash (a prefix of the message's
-/// BLAKE3 digest, which a sender cannot steer short of hashing for it), so it is its own hash:
-/// hashing it again, as the standard hasher does, is work done twice.
-#[derive(Debug, Default)]
-struct IdHasher(u64);
+/// How the seen cache hashes message ids: one folded multiply of the id with keys drawn for
+/// each cache. An id is already a hash (a prefix of the message's BLAKE3 digest), so the
+/// standard hasher's rounds are work done twice; the keys keep a sender that hashes its way to
+/// ids sharing their low bits from piling them into one bucket. Only which ids are in the cache
+/// matters, never their order, so the keys change no result.
+#[derive(Debug, Clone)]
+struct IdKeys(u64, u64);
+
+impl Default for IdKeys {
+    fn default() -> Self {
+        let keys = std::collections::hash_map::RandomState::new();
+        IdKeys(keys.hash_one(0u64), keys.hash_one(1u64) | 1)
+    }
+}
+
+impl BuildHasher for IdKeys {
+    type Hasher = IdHasher;
+
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher {
+            keys: (self.0, self.1),
+            hash: 0,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct IdHasher {
+    keys: (u64, u64),
+    hash: u64,
+}
 
 impl Hasher for IdHasher {
     fn finish(&self) -> u64 {
-        self.0
+        self.hash
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
+        let folded = bytes
+            .iter()
+            .fold(self.hash, |h, &b| h.rotate_left(8) ^ u64::from(b));
+        self.write_u64(folded);
     }
 
     fn write_u64(&mut self, id: u64) {
-        self.0 = id;
+        let m = u128::from(id ^ self.keys.0) * u128::from(self.keys.1);
+        self.hash = (m as u64) ^ ((m >> 64) as u64);
     }
 }
 
@@ -125,9 +153,16 @@ mod tests {
         for &i in &ids {
             assert!(!seen.insert(Duration::from_secs(9), i, keep), "seen {i:x}");
         }
-        // Ids that differ only in their high bits are told apart.
+        // Ids that differ only in their high bits, or share their low bits, are told apart.
         assert!(seen.insert(Duration::from_secs(9), 1 << 63, keep));
         assert!(seen.insert(Duration::from_secs(9), 1 << 62, keep));
+        let shared: Vec<u64> = (1..=500u64).map(|i| i << 32).collect();
+        for &i in &shared {
+            assert!(seen.insert(Duration::from_secs(9), i, keep));
+        }
+        for &i in &shared {
+            assert!(!seen.insert(Duration::from_secs(9), i, keep));
+        }
         // Forgotten once older than `keep`: each is new again.
         for &i in &ids {
             assert!(seen.insert(Duration::from_secs(10), i, keep));
