@@ -326,3 +326,35 @@ outer = { lr = 0.7, momentum = 0.9 }"#,
     let built = Trainer::new(&setup, Shard::all(split.train.clone()), 0, 3).unwrap();
     assert_eq!(awaiting.params(), built.params(), "built with its model");
 }
+
+/// A trainer whose momenta hold subnormal values (as a model that fits its shard comes to) looks
+/// for them every 16 jobs, and from the first look that finds one flushes them at every step:
+/// operations on subnormal values take the CPU a slow path.
+#[test]
+fn a_trainer_flushes_subnormal_momenta_from_the_look_that_finds_them() {
+    let (setup, split) = digits_setup(
+        r#"{ kind = "mlp", hidden = [16] }"#,
+        r#"{ kind = "sgd", lr = 0.05, momentum = 0.9 }"#,
+    );
+    let mut t = Trainer::new(&setup, Shard::all(split.train.clone()), 0, 3).unwrap();
+    let mut state = t.optimizer_state().clone();
+    state
+        .m
+        .iter_mut()
+        .for_each(|m| *m = f32::MIN_POSITIVE / 4.0);
+    t.set_optimizer_state(state).unwrap();
+    let subnormal = |t: &Trainer| {
+        let m = &t.optimizer_state().m;
+        m.iter().filter(|m| m.is_subnormal()).count()
+    };
+    for _ in 0..15 {
+        t.train_steps(1);
+    }
+    // The digits' always-blank pixels give their weights no gradient: their momenta decay
+    // within the subnormal range.
+    let before = subnormal(&t);
+    assert!(before > 0, "no subnormal momenta to flush");
+    t.train_steps(1); // the 16th job looks, and finds some
+    t.train_steps(1);
+    assert_eq!(subnormal(&t), 0, "{before} subnormal momenta before");
+}

@@ -88,7 +88,17 @@ pub struct Trainer {
     cursor: usize,
     /// Whether [`Trainer::release`] freed the parameters and optimiser state.
     released: bool,
+    /// Whether the optimiser flushes subnormal moments ([`Rule::update`]): from the
+    /// first look at the moments, one every [`SUBNORMAL_LOOK_EVERY`] jobs, that finds one.
+    flush: bool,
+    /// Jobs run, for those looks.
+    jobs: u64,
 }
+
+/// Jobs between two looks for subnormal moments: a look reads the whole optimiser state, so
+/// it is rare enough to cost a job of one step little, and a trainer slowed by subnormal
+/// moments runs at most this many jobs so.
+const SUBNORMAL_LOOK_EVERY: u64 = 16;
 
 impl Trainer {
     /// A trainer for node `node` of a run with `seed`: parameters from [`Arch::init`], zero
@@ -152,6 +162,8 @@ impl Trainer {
             cursor: order.len(),
             order,
             released: params_empty,
+            flush: false,
+            jobs: 0,
         })
     }
 
@@ -348,13 +360,21 @@ impl Trainer {
             let t = self.state.step;
             let (rule, state) = (&self.rule, &mut self.state);
             net.for_each_grad(&grads, &mut self.params, |offset, p, g| {
-                rule.update(state, offset, p, g, lr as f32, t)
+                if self.flush {
+                    rule.update::<true>(state, offset, p, g, lr as f32, t)
+                } else {
+                    rule.update::<false>(state, offset, p, g, lr as f32, t)
+                }
             });
             report.steps += 1;
             report.samples += b;
             report.lr = lr;
         }
         report.mean_loss = (loss_sum / report.steps.max(1) as f64) as f32;
+        self.jobs += 1;
+        if !self.flush && self.jobs.is_multiple_of(SUBNORMAL_LOOK_EVERY) {
+            self.flush = optim::holds_subnormal(&self.state);
+        }
         report.elapsed = start.elapsed();
         report
     }
