@@ -334,10 +334,10 @@ impl State {
 /// coordinates' gradients stay below `f32::MIN_POSITIVE` (1.2e-38) for good, their moments with
 /// them, and every operation on a subnormal value takes the CPU a slow path: bench-mnist's
 /// trainer, trained on past the bench's 100 steps, ran at 40,000 samples/s with about 6,300
-/// subnormal momenta, against 81,000-85,000 with them flushed. A step of that size moves no parameter
-/// of a normal size, so flushing changes no such parameter; NaN and infinities pass unchanged.
-/// It costs the update a few percent, so a trainer flushes only once its moments have held a
-/// subnormal value (see [`Rule::update`]).
+/// subnormal momenta, against 81,000-85,000 with them flushed. A step of that size moves no
+/// parameter of a normal size, so flushing changes no such parameter; NaN and infinities pass
+/// unchanged. It costs the update a few percent, so a trainer flushes only once its moments have
+/// held a subnormal value (see [`Rule::update`]).
 #[inline]
 fn flush_subnormal(x: f32) -> f32 {
     // On the bits, so that the optimiser's loops stay vectorised: a zero exponent field is a
