@@ -36,7 +36,8 @@ impl Simulation {
             point,
         };
         let (a, tags) = if self.cluster.world().in_background() {
-            let p = prepare(&models, &sampling, &self.learning);
+            let p = prepare(&models, &sampling, self.learning.arch.num_params());
+            let slots = p.slots;
             let owned: Vec<Vec<f32>> = p.models.into_iter().map(Cow::into_owned).collect();
             let consensus = p.consensus;
             drop(models);
@@ -52,7 +53,10 @@ impl Simulation {
                 })
             }));
             let tags = self.cluster.world_mut().evaluate(owned, &on);
-            (Assessed::waiting(consensus), Some(tags))
+            (
+                Assessed::waiting(consensus),
+                Some(InBackground { tags, slots }),
+            )
         } else {
             let a = assess(&models, &sampling, &self.learning, &self.test, 1);
             (a, None)
@@ -115,12 +119,12 @@ impl Simulation {
         let start = Instant::now();
         while let Some((point, tags)) = self.pending.front() {
             let point = *point;
-            if let Some(tags) = tags {
+            if let Some(InBackground { tags, slots }) = tags {
                 let Some(evals) = self.cluster.world_mut().evaluations(tags, wait) else {
                     break;
                 };
                 let consensus = self.rows[point].consensus;
-                finish(&evals, consensus).fill(&mut self.rows[point]);
+                finish(&evals, slots, consensus).fill(&mut self.rows[point]);
             }
             self.pending.pop_front();
             let row = &self.rows[point];
@@ -128,6 +132,14 @@ impl Simulation {
         }
         self.eval_wall += start.elapsed();
     }
+}
+
+/// A point whose models are evaluated in the background: the tags of their evaluations, and the
+/// model each figure is of ([`Prepared::slots`]).
+#[derive(Debug)]
+pub(super) struct InBackground {
+    tags: Vec<u64>,
+    slots: Vec<usize>,
 }
 
 /// Which of the models an evaluation point evaluates one by one: all when there are at most
@@ -175,10 +187,14 @@ impl Assessed {
     }
 }
 
-/// An evaluation point before its accuracies: the models to evaluate (the sampled nodes', in
-/// node order, then their average) and the consensus distance.
+/// An evaluation point before its accuracies: the models to evaluate, each once, and the
+/// consensus distance. The point's figures are of the sampled nodes' models, in node order, then
+/// their average: `slots[i]` is the index in `models` of the `i`-th of them. Models that are
+/// the same bits are evaluated once (every node's at the first point, when all start from one
+/// model, and the average when they agree).
 pub(crate) struct Prepared<'a> {
     pub models: Vec<Cow<'a, [f32]>>,
+    pub slots: Vec<usize>,
     pub consensus: f64,
 }
 
@@ -188,34 +204,27 @@ pub(crate) struct Prepared<'a> {
 pub(crate) fn prepare<'a>(
     models: &[ModelView<'a>],
     sampling: &Sampling,
-    learning: &Learning,
+    dim: usize,
 ) -> Prepared<'a> {
-    let dim = learning.arch.num_params();
+    let k = models.len().max(1) as f64;
+    // Each coordinate's sum runs over the models in input order, and each model's squared
+    // distance over the coordinates in order, as a plain loop would add them; only independent
+    // sums run side by side (coordinates in the first pass, four models in the second).
     let mut sum = vec![0f64; dim];
     for m in models {
-        let mut s = sum.iter_mut();
-        m.for_each(|x| {
-            if let Some(s) = s.next() {
-                *s += f64::from(x);
-            }
-        });
+        for (s, &x) in sum.iter_mut().zip(m.to_cow().iter()) {
+            *s += f64::from(x);
+        }
     }
-    let k = models.len().max(1) as f64;
-    let average: Vec<f32> = sum.iter().map(|s| (s / k) as f32).collect();
-    let consensus = models
-        .iter()
-        .map(|m| {
-            let (mut s, mut total) = (sum.iter(), 0f64);
-            m.for_each(|x| {
-                if let Some(s) = s.next() {
-                    let d = f64::from(x) - s / k;
-                    total += d * d;
-                }
-            });
-            total
-        })
-        .sum::<f64>()
-        / k;
+    let centre: Vec<f64> = sum.iter().map(|s| s / k).collect();
+    drop(sum);
+    let average: Vec<f32> = centre.iter().map(|&a| a as f32).collect();
+    let mut totals = Vec::with_capacity(models.len());
+    for group in models.chunks(4) {
+        let views: Vec<Cow<[f32]>> = group.iter().map(ModelView::to_cow).collect();
+        totals.extend(squared_distances(&views, &centre));
+    }
+    let consensus = totals.iter().sum::<f64>() / k;
     let mut sample: Vec<usize> = (0..models.len()).collect();
     if sample.len() > sampling.size {
         let mut rng = links::rng(sampling.seed, stream::EVAL, sampling.point as u64);
@@ -223,16 +232,68 @@ pub(crate) fn prepare<'a>(
         sample.truncate(sampling.size);
         sample.sort_unstable();
     }
-    let mut evaluated: Vec<Cow<[f32]>> = sample.iter().map(|&i| models[i].to_cow()).collect();
-    evaluated.push(Cow::Owned(average));
+    let figures = sample
+        .iter()
+        .map(|&i| models[i].to_cow())
+        .chain([Cow::Owned(average)]);
+    let mut distinct: Vec<Cow<[f32]>> = Vec::new();
+    let mut slots = Vec::with_capacity(sample.len() + 1);
+    for m in figures {
+        // Models that differ mostly differ in their first values: a comparison stops there.
+        let same = |d: &Cow<[f32]>| {
+            d.iter()
+                .map(|x| x.to_bits())
+                .eq(m.iter().map(|x| x.to_bits()))
+        };
+        match distinct.iter().position(same) {
+            Some(i) => slots.push(i),
+            None => {
+                slots.push(distinct.len());
+                distinct.push(m);
+            }
+        }
+    }
     Prepared {
-        models: evaluated,
+        models: distinct,
+        slots,
         consensus,
     }
 }
 
-/// The figures of a prepared point from the evaluations of its models (in the same order).
-pub(crate) fn finish(evals: &[Eval], consensus: f64) -> Assessed {
+/// Each model's squared distance to `centre` (summed in `f64`, coordinates in order), four
+/// models in one pass when there are four.
+fn squared_distances(models: &[Cow<[f32]>], centre: &[f64]) -> Vec<f64> {
+    let distance = |m: &[f32]| {
+        let mut t = 0f64;
+        for (&c, &x) in centre.iter().zip(m) {
+            let e = f64::from(x) - c;
+            t += e * e;
+        }
+        t
+    };
+    let [m0, m1, m2, m3] = models else {
+        return models.iter().map(|m| distance(m)).collect();
+    };
+    let mut t = [0f64; 4];
+    let rows = centre
+        .iter()
+        .zip(m0.iter())
+        .zip(m1.iter())
+        .zip(m2.iter())
+        .zip(m3.iter());
+    for ((((&c, &x0), &x1), &x2), &x3) in rows {
+        for (t, x) in t.iter_mut().zip([x0, x1, x2, x3]) {
+            let e = f64::from(x) - c;
+            *t += e * e;
+        }
+    }
+    t.to_vec()
+}
+
+/// The figures of a prepared point from the evaluations of its models (in the same order), the
+/// `i`-th figure being of the model `slots[i]` (see [`Prepared`]).
+pub(crate) fn finish(evals: &[Eval], slots: &[usize], consensus: f64) -> Assessed {
+    let evals: Vec<Eval> = slots.iter().map(|&i| evals[i]).collect();
     let (avg, nodes) = evals.split_last().expect("the average is evaluated");
     let accs: Vec<f64> = nodes.iter().map(|e| e.accuracy).collect();
     Assessed {
@@ -254,16 +315,121 @@ pub(crate) fn assess(
     test: &Dataset,
     threads: usize,
 ) -> Assessed {
-    let p = prepare(models, sampling, learning);
+    let p = prepare(models, sampling, learning.arch.num_params());
     let device = learning
         .backend
         .device()
         .expect("the backend was checked at load");
     let evaluated: Vec<&[f32]> = p.models.iter().map(|m| &**m).collect();
     let evals = pool::evaluate(&learning.arch, evaluated, test, &device, threads);
-    finish(&evals, p.consensus)
+    finish(&evals, &p.slots, p.consensus)
 }
 
 fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len().max(1) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The figures as a plain loop computes them: the average and the consensus distance, in
+    /// `f64`, models and coordinates in order.
+    fn plain(models: &[Vec<f32>]) -> (Vec<f32>, f64) {
+        let (k, dim) = (models.len() as f64, models[0].len());
+        let sum: Vec<f64> = (0..dim)
+            .map(|j| models.iter().fold(0.0, |s, m| s + f64::from(m[j])))
+            .collect();
+        let consensus = models
+            .iter()
+            .map(|m| {
+                (0..dim).fold(0.0, |t, j| {
+                    let d = f64::from(m[j]) - sum[j] / k;
+                    t + d * d
+                })
+            })
+            .sum::<f64>()
+            / k;
+        (sum.iter().map(|s| (s / k) as f32).collect(), consensus)
+    }
+
+    #[test]
+    fn the_average_and_consensus_are_a_plain_loops_bit_for_bit() {
+        let dim = 1001;
+        let mut rng = links::rng(7, stream::EVAL, 0);
+        for n in [1, 3, 4, 9] {
+            let models: Vec<Vec<f32>> = (0..n)
+                .map(|_| {
+                    (0..dim)
+                        .map(|_| rand::Rng::random_range(&mut rng, -3.0f32..3.0) * 1e3)
+                        .collect()
+                })
+                .collect();
+            // Half the models held as signed payloads, as engines hold them.
+            let bytes: Vec<Vec<u8>> = models
+                .iter()
+                .map(|m| m.iter().flat_map(|x| x.to_le_bytes()).collect())
+                .collect();
+            let views: Vec<ModelView> = (0..n)
+                .map(|i| match i % 2 {
+                    0 => ModelView::Params(&models[i]),
+                    _ => ModelView::Le(&bytes[i]),
+                })
+                .collect();
+            let sampling = Sampling {
+                size: 2,
+                seed: 1,
+                point: 0,
+            };
+            let p = prepare(&views, &sampling, dim);
+            let (average, consensus) = plain(&models);
+            assert_eq!(p.consensus.to_bits(), consensus.to_bits(), "{n} models");
+            let got = &p.models[*p.slots.last().expect("the average")];
+            assert!(
+                got.iter()
+                    .zip(&average)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{n} models"
+            );
+            assert_eq!(p.slots.len(), n.min(2) + 1);
+        }
+    }
+
+    #[test]
+    fn models_of_the_same_bits_are_evaluated_once() {
+        let a = vec![0.5f32; 64];
+        let mut b = a.clone();
+        b[63] = -0.5; // differs in its last value only
+        let mut c = a.clone();
+        c[0] = -0.0; // 0.5 against -0.0: another model
+        let sampling = |size| Sampling {
+            size,
+            seed: 3,
+            point: 0,
+        };
+        // Every node on one model, as at the first point: one evaluation for all the figures.
+        let same: Vec<ModelView> = (0..5).map(|_| ModelView::Params(&a)).collect();
+        let p = prepare(&same, &sampling(16), 64);
+        assert_eq!(p.models.len(), 1);
+        assert_eq!(p.slots, [0; 6]);
+        assert_eq!(p.consensus, 0.0);
+        // Figures keep their order; each distinct model once, the average after the sample's.
+        let mixed = [&a, &b, &a, &c, &b].map(|m| ModelView::Params(m));
+        let p = prepare(&mixed, &sampling(16), 64);
+        assert_eq!(p.slots, [0, 1, 0, 2, 1, 3]);
+        assert_eq!(p.models.len(), 4);
+        let evals: Vec<Eval> = (0..4)
+            .map(|i| Eval {
+                accuracy: i as f64 / 10.0,
+                loss: i as f64,
+                samples: 1,
+            })
+            .collect();
+        let f = finish(&evals, &p.slots, p.consensus);
+        assert_eq!(f.evaluated, 5);
+        assert_eq!(f.acc_average, 0.3);
+        assert_eq!(f.acc_worst, 0.0);
+        assert_eq!(f.acc_best, 0.2);
+        assert!((f.acc_mean - 0.08).abs() < 1e-12, "{}", f.acc_mean);
+    }
 }

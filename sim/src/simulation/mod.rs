@@ -110,8 +110,8 @@ pub(crate) struct Simulation {
     started: Instant,
     events_at_eval: u64,
     /// Rows not yet reported, in order, with the tags of their evaluations when these run in
-    /// the background.
-    pending: VecDeque<(usize, Option<Vec<u64>>)>,
+    /// the background and the model each figure is of (see [`measure::Prepared`]).
+    pending: VecDeque<(usize, Option<measure::InBackground>)>,
     /// What evaluations in the background run on (built at the first).
     eval_set: Option<Arc<EvalSet>>,
 }
