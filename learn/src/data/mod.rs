@@ -89,7 +89,13 @@ impl Dataset {
     /// # Panics
     /// If the lengths disagree or a label is not below `classes`; loaders check their input and
     /// return a [`DataError`] first.
-    pub fn new(features: Vec<f32>, labels: Vec<u32>, shape: InputShape, classes: usize) -> Self {
+    pub fn new(
+        features: impl Into<Arc<[f32]>>,
+        labels: Vec<u32>,
+        shape: InputShape,
+        classes: usize,
+    ) -> Self {
+        let features = features.into();
         assert_eq!(
             features.len(),
             labels.len() * shape.len(),
@@ -100,7 +106,7 @@ impl Dataset {
             "label range"
         );
         Self {
-            features: features.into(),
+            features,
             labels: labels.into(),
             shape,
             classes,

@@ -129,7 +129,7 @@ pub fn mnist_shaped(n: usize, seed: u64) -> Dataset {
         height: 28,
         width: 28,
     };
-    let features = (0..n * shape.len()).map(|_| rng.random::<f32>()).collect();
+    let features: Vec<f32> = (0..n * shape.len()).map(|_| rng.random::<f32>()).collect();
     let labels = (0..n).map(|_| rng.random_range(0..10)).collect();
     Dataset::new(features, labels, shape, 10)
 }
