@@ -183,14 +183,17 @@ const SWEEP: usize = 8;
 
 /// `out = sum_i coefs[i] * rows[i] + b * extra` (the last term when `extra = Some((extra, b))`),
 /// blockwise so that each output block is written while it is in cache, eight rows per sweep.
-/// Rows with a zero coefficient are not read.
+/// Rows with a zero coefficient are not read. Returns whether every value written is finite,
+/// each block looked at as soon as it is written (a pass over the whole output afterwards would
+/// read it back from further away: the rows streamed past since have pushed it out).
 pub(crate) fn combine<R: Rows + ?Sized>(
     rows: &R,
     coefs: &[f32],
     extra: Option<(&[f32], f32)>,
     out: &mut [f32],
-) {
+) -> bool {
     debug_assert_eq!(rows.count(), coefs.len());
+    let mut finite = true;
     // Backwards: the blocks a previous forward pass read last are still in the last-level cache.
     for (b, ob) in out.chunks_mut(BLOCK).enumerate().rev() {
         let start = b * BLOCK;
@@ -240,7 +243,9 @@ pub(crate) fn combine<R: Rows + ?Sized>(
         if first {
             ob.fill(0.0);
         }
+        finite = finite && all_finite(ob);
     }
+    finite
 }
 
 /// Squared distances of four slices to `c`, sharing each load of `c`.
@@ -432,5 +437,33 @@ mod tests {
             .collect();
         combine(&many[..], &[0.1; 9], Some((&c, 0.1)), &mut out);
         assert!(out.iter().all(|&v| (v - 1.7).abs() < 1e-6));
+    }
+
+    #[test]
+    fn combine_reports_a_non_finite_output_in_any_block() {
+        // Two blocks and a tail that is not a whole chunk of lanes.
+        let dim = 2 * BLOCK + LANES + 3;
+        let big = vec![f32::MAX; dim];
+        let one = vec![1.0f32; dim];
+        let mut out = vec![0.0f32; dim];
+        let rows: [&[f32]; 2] = [&one, &big];
+        assert!(combine(&rows[..], &[0.5, 0.5], None, &mut out));
+        assert!(all_finite(&out));
+        for at in [0, BLOCK - 1, BLOCK, 2 * BLOCK + 1, dim - 1] {
+            // Finite rows whose sum overflows at one coordinate, and a NaN in a row.
+            let mut over = one.clone();
+            over[at] = f32::MAX;
+            let rows: [&[f32]; 2] = [&over, &big];
+            assert!(!combine(&rows[..], &[1.0, 1.0], None, &mut out), "{at}");
+            assert!(!all_finite(&out));
+            let mut nan = one.clone();
+            nan[at] = f32::NAN;
+            let rows: [&[f32]; 2] = [&one, &nan];
+            assert!(!combine(&rows[..], &[0.5, 0.5], None, &mut out), "{at}");
+            assert!(
+                combine(&rows[..], &[1.0, 0.0], None, &mut out),
+                "{at}: a row not read"
+            );
+        }
     }
 }

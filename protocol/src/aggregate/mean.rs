@@ -17,8 +17,8 @@ pub(crate) fn mean<R: Rows + ?Sized>(
     dim: usize,
     out: &mut [f32],
 ) -> Result<(), NonFinite> {
-    kernels::combine(rows, w, None, out);
-    if !kernels::all_finite(out) && kernels::first_non_finite(rows, dim).is_some() {
+    let finite = kernels::combine(rows, w, None, out);
+    if !finite && kernels::first_non_finite(rows, dim).is_some() {
         return Err(NonFinite::Input);
     }
     Ok(())
