@@ -200,7 +200,9 @@ pub(crate) struct Prepared<'a> {
 
 /// Prepares the evaluation of honest `models`: a sample of them one by one, and their average;
 /// and their consensus distance (mean squared distance to the average, in f64, in input order).
-/// Only the sample is decoded, if at all (the engines may hold their models as signed updates).
+/// Models are read where they lie (the engines may hold them as signed updates); one that cannot
+/// be (a big-endian machine, or a payload not at a multiple of 4 in memory) is decoded into a
+/// copy for each pass, at most four at a time.
 pub(crate) fn prepare<'a>(
     models: &[ModelView<'a>],
     sampling: &Sampling,
