@@ -68,7 +68,7 @@ use crate::engine::{
 };
 use crate::memo::Memo;
 use crate::sign::PeerKey;
-use events::{Entry, Event, Message};
+use events::{Event, Message};
 use faults::Faults;
 pub use gossip::Gossip;
 use gossip::Seen;
@@ -250,8 +250,7 @@ pub struct Cluster<W> {
     banned: BTreeSet<(usize, usize)>,
     faults: Faults,
     gossip: Gossip,
-    queue: BinaryHeap<Reverse<Entry>>,
-    seq: u64,
+    queue: events::Queue,
     now: Duration,
     rng: ChaCha8Rng,
     /// Training jobs queued and not yet run, due first on top: (when done, node, epoch). Jobs
@@ -299,8 +298,7 @@ impl<W: World> Cluster<W> {
             banned: BTreeSet::new(),
             faults: Faults::default(),
             gossip,
-            queue: BinaryHeap::new(),
-            seq: 0,
+            queue: events::Queue::default(),
             now: Duration::ZERO,
             rng: ChaCha8Rng::seed_from_u64(seed),
             jobs: BinaryHeap::new(),
@@ -565,12 +563,11 @@ impl<W: World> Cluster<W> {
             if let Some(s) = self.steps.pop_front() {
                 return Some(s);
             }
-            let Reverse(next) = self.queue.peek()?;
-            if next.at > limit {
+            if self.queue.next_at()? > limit {
                 self.now = self.now.max(limit);
                 return None;
             }
-            let Reverse(Entry { at, event, .. }) = self.queue.pop().expect("peeked");
+            let (at, event) = self.queue.pop().expect("one is due");
             self.now = at;
             self.counters.events += 1;
             self.handle(event);

@@ -431,8 +431,8 @@ fn a_nodes_superseded_timers_do_not_pile_up_in_the_queue() {
         most = most.max(c.queue.len());
         ticks = ticks.max(
             c.queue
-                .iter()
-                .filter(|Reverse(e)| matches!(e.event, Event::Tick { .. }))
+                .events()
+                .filter(|e| matches!(e, Event::Tick { .. }))
                 .count(),
         );
     }
