@@ -53,6 +53,9 @@ pub(super) enum Event {
         from: usize,
         /// The receiver's incarnation when sent: a restart closes its connections.
         epoch: u64,
+        /// The cluster's count of connection changes when sent ([`Cluster::downs`]): if it is
+        /// the same at delivery, the connection the message went on is still up.
+        downs: u64,
         message: Message,
     },
     TrainDone {
@@ -152,7 +155,7 @@ impl<W: World> Cluster<W> {
     }
 
     pub(super) fn live(&self, node: usize, epoch: u64) -> bool {
-        self.members[node].online && self.members[node].epoch == epoch
+        self.status[node].online && self.status[node].epoch == epoch
     }
 
     /// Hands the world the jobs due first while fewer than [`JOBS_PER_BATCH`] of its results
@@ -172,8 +175,9 @@ impl<W: World> Cluster<W> {
                 to,
                 from,
                 epoch,
+                downs,
                 message,
-            } => self.deliver(to, from, epoch, message),
+            } => self.deliver(to, from, epoch, downs, message),
             Event::TrainDone { node, round, epoch } => {
                 if !self.live(node, epoch) {
                     return;
@@ -217,12 +221,21 @@ impl<W: World> Cluster<W> {
         }
     }
 
-    pub(super) fn deliver(&mut self, to: usize, from: usize, epoch: u64, message: Message) {
-        if !self.live(to, epoch) || !self.connected(from, to) {
+    pub(super) fn deliver(
+        &mut self,
+        to: usize,
+        from: usize,
+        epoch: u64,
+        downs: u64,
+        message: Message,
+    ) {
+        // The connection was up when the message was sent; it can only have gone down since if
+        // a connection went down anywhere.
+        if !self.live(to, epoch) || (downs != self.downs && !self.connected(from, to)) {
             self.counters.dropped += 1;
             if let Message::FetchRequest { .. } = message {
                 // The asker learns that its request failed.
-                let epoch = self.members[from].epoch;
+                let epoch = self.status[from].epoch;
                 self.push(
                     self.now,
                     Event::FetchFailed {
@@ -295,13 +308,14 @@ impl<W: World> Cluster<W> {
             return false;
         }
         let at = self.world.arrival(self.now, from, to, message.len());
-        let epoch = self.members[to].epoch;
+        let epoch = self.status[to].epoch;
         self.push(
             at,
             Event::Deliver {
                 to,
                 from,
                 epoch,
+                downs: self.downs,
                 message,
             },
         );

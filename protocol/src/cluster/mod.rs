@@ -219,9 +219,6 @@ struct Member {
     /// the restarts alone).
     initial: Arc<[f32]>,
     engine: Engine,
-    online: bool,
-    /// Incarnation: bumped when the node leaves, so the events of its earlier life are ignored.
-    epoch: u64,
     /// The timer deadline already queued.
     armed: Option<Duration>,
     /// Whether its checkpoints are kept (it may restart).
@@ -238,16 +235,31 @@ struct Member {
     told: Option<Arc<[u8]>>,
 }
 
+/// Whether a node is online, and in which life: read for every message and event, so kept apart
+/// from the members (each holds an engine: thousands of nodes' engines do not stay in cache).
+#[derive(Debug, Default, Clone, Copy)]
+struct Status {
+    online: bool,
+    /// Incarnation: bumped when the node leaves, so the events of its earlier life are ignored.
+    epoch: u64,
+}
+
 /// N engines, their connections, and the events between them. See the module documentation.
 #[derive(Debug)]
 pub struct Cluster<W> {
     world: W,
     members: Vec<Member>,
+    /// Each member's [`Status`], by index.
+    status: Vec<Status>,
     index: BTreeMap<PeerKey, usize>,
     /// Who may connect to whom, sorted.
     links: Vec<Vec<usize>>,
     /// Pairs `(low, high)` closed by a ban.
     banned: BTreeSet<(usize, usize)>,
+    /// Changes that may have taken a connection down (a ban; a leave, fault or heal, each
+    /// through [`Cluster::rewire`]), counted so that a message delivered with no change since it
+    /// was sent skips looking its connection up again.
+    downs: u64,
     faults: Faults,
     gossip: Gossip,
     queue: events::Queue,
@@ -293,9 +305,11 @@ impl<W: World> Cluster<W> {
         Cluster {
             world,
             members: Vec::new(),
+            status: Vec::new(),
             index: BTreeMap::new(),
             links: Vec::new(),
             banned: BTreeSet::new(),
+            downs: 0,
             faults: Faults::default(),
             gossip,
             queue: events::Queue::default(),
@@ -350,12 +364,11 @@ impl<W: World> Cluster<W> {
         if let Some(k) = engine.knowledge().filter(|k| !k.is_own()) {
             self.insiders.push((i, k));
         }
+        self.status.push(Status::default());
         self.members.push(Member {
             setup,
             initial,
             engine,
-            online: false,
-            epoch: 0,
             armed: None,
             keeps_checkpoints: false,
             checkpoint: None,
@@ -428,7 +441,7 @@ impl<W: World> Cluster<W> {
 
     /// Whether node `i` is online.
     pub fn is_online(&self, i: usize) -> bool {
-        self.members[i].online
+        self.status[i].online
     }
 
     /// The node with this key.
@@ -444,8 +457,8 @@ impl<W: World> Cluster<W> {
     /// Whether the connection between `a` and `b` is up.
     pub fn connected(&self, a: usize, b: usize) -> bool {
         a != b
-            && self.members[a].online
-            && self.members[b].online
+            && self.status[a].online
+            && self.status[b].online
             && self.links[a].binary_search(&b).is_ok()
             && !self.banned.contains(&pair(a, b))
             && !self.faults.cuts(a, b)
@@ -466,7 +479,7 @@ impl<W: World> Cluster<W> {
     pub fn start(&mut self, nodes: &[usize], join: bool) {
         self.rewire(Some(nodes), |c| {
             for &i in nodes {
-                c.members[i].online = true;
+                c.status[i].online = true;
             }
         });
         for &i in nodes {
@@ -477,14 +490,13 @@ impl<W: World> Cluster<W> {
 
     /// Takes node `i` offline: its peers see the connection drop, its work in flight is lost.
     pub fn leave(&mut self, i: usize) {
-        if !self.members[i].online {
+        if !self.status[i].online {
             return;
         }
         self.rewire(Some(&[i]), |c| {
-            let m = &mut c.members[i];
-            m.online = false;
-            m.epoch += 1;
-            m.armed = None;
+            c.status[i].online = false;
+            c.status[i].epoch += 1;
+            c.members[i].armed = None;
         });
         self.ready.retain(|(node, _)| *node != i);
     }
@@ -493,7 +505,7 @@ impl<W: World> Cluster<W> {
     /// the setup's model without one), with the highest round it signed and its bans, fetching
     /// its peers' models first.
     pub fn restart(&mut self, i: usize) {
-        if self.members[i].online {
+        if self.status[i].online {
             return;
         }
         let m = &mut self.members[i];
@@ -519,7 +531,7 @@ impl<W: World> Cluster<W> {
         m.resume = resume.clone();
         self.world
             .set_model(i, &self.members[i].engine.model().to_cow());
-        self.rewire(Some(&[i]), |c| c.members[i].online = true);
+        self.rewire(Some(&[i]), |c| c.status[i].online = true);
         self.feed(i, Input::Start { resume, join: true });
     }
 

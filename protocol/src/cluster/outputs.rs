@@ -25,13 +25,14 @@ impl<W: World> Cluster<W> {
             self.carry_out(i, out);
         }
         self.tell_omniscient(i);
+        let status = self.status[i];
         let m = &mut self.members[i];
         if let Some(deadline) = m.engine.poll_timeout()
-            && m.online
+            && status.online
             && m.armed != Some(deadline)
         {
             m.armed = Some(deadline);
-            let (epoch, at) = (m.epoch, deadline.max(self.now));
+            let (epoch, at) = (status.epoch, deadline.max(self.now));
             self.push(
                 at,
                 Event::Tick {
@@ -72,7 +73,7 @@ impl<W: World> Cluster<W> {
         let to: Vec<usize> = self
             .insiders
             .iter()
-            .filter(|(j, k)| *j != i && *k >= least && self.members[*j].online)
+            .filter(|(j, k)| *j != i && *k >= least && self.status[*j].online)
             .map(|(j, _)| *j)
             .collect();
         for j in to {
@@ -106,7 +107,7 @@ impl<W: World> Cluster<W> {
                 });
             }
             Output::Train { round } => {
-                let epoch = self.members[i].epoch;
+                let epoch = self.status[i].epoch;
                 let at = self.now + self.world.train_time(i);
                 self.jobs.push(Reverse((at, i, epoch)));
                 self.push(
@@ -168,7 +169,7 @@ impl<W: World> Cluster<W> {
                     have,
                 };
                 if !self.transmit(i, j, message) {
-                    let epoch = self.members[i].epoch;
+                    let epoch = self.status[i].epoch;
                     self.push(
                         self.now,
                         Event::FetchFailed {
@@ -185,6 +186,7 @@ impl<W: World> Cluster<W> {
                 let Some(j) = self.node_of(&peer) else { return };
                 let was = self.connected(i, j);
                 self.banned.insert(pair(i, j));
+                self.downs += 1;
                 if was {
                     let me = self.members[i].engine.id();
                     self.feed(j, Input::PeerDown { peer: me });
@@ -231,7 +233,7 @@ impl<W: World> Cluster<W> {
         if let Some(j) = self.node_of(&to)
             && !self.transmit(i, j, message)
         {
-            let epoch = self.members[j].epoch;
+            let epoch = self.status[j].epoch;
             self.push(
                 self.now,
                 Event::FetchFailed {
@@ -265,6 +267,7 @@ impl<W: World> Cluster<W> {
         };
         let before: Vec<bool> = edges.iter().map(|&(a, b)| self.connected(a, b)).collect();
         change(self);
+        self.downs += 1;
         let mut touched = BTreeSet::new();
         for (&(a, b), was) in edges.iter().zip(before) {
             let up = self.connected(a, b);
@@ -272,7 +275,7 @@ impl<W: World> Cluster<W> {
                 continue;
             }
             for (x, y) in [(a, b), (b, a)] {
-                if !self.members[x].online {
+                if !self.status[x].online {
                     continue;
                 }
                 let peer = self.members[y].engine.id();

@@ -80,6 +80,45 @@ fn links_come_up_and_go_down_with_faults_and_heal() {
     assert!(c.counters().dropped > 0);
 }
 
+/// A message on its way when its connection goes down (a cut, an isolation, a partition, its
+/// sender leaving) is dropped, not delivered: the two nodes have no other link, so nothing at all
+/// arrives once the connection is down.
+#[test]
+fn messages_on_their_way_are_dropped_when_their_connection_goes_down() {
+    type Fault = fn(&mut Cluster<Quadratic>);
+    let faults: [(&str, Fault); 4] = [
+        ("cut", |c| c.cut(0, 1)),
+        ("isolate", |c| c.isolate(1)),
+        ("partition", |c| c.partition(vec![0, 1])),
+        ("leave", |c| c.leave(1)),
+    ];
+    for (name, fault) in faults {
+        let mut c = cluster(2, &line(2), &config(50), Gossip::default());
+        c.start(&[0, 1], false);
+        let mut limit = Duration::ZERO;
+        let on_the_way = |c: &Cluster<Quadratic>| {
+            c.queue
+                .events()
+                .filter(|e| matches!(e, Event::Deliver { .. }))
+                .count()
+        };
+        while on_the_way(&c) == 0 {
+            limit += Duration::from_millis(1);
+            assert!(limit < Duration::from_secs(10), "{name}: no message sent");
+            steps(&mut c, limit);
+        }
+        let (delivered, dropped) = (c.counters().delivered, c.counters().dropped);
+        let in_flight = on_the_way(&c) as u64;
+        fault(&mut c);
+        steps(&mut c, limit + Duration::from_secs(5));
+        assert_eq!(c.counters().delivered, delivered, "{name}: delivered after");
+        assert!(
+            c.counters().dropped >= dropped + in_flight,
+            "{name}: the {in_flight} messages on their way were not all dropped"
+        );
+    }
+}
+
 /// A node sending non-finite models is banned after two of them by every honest peer; each ban
 /// closes the connection, so nothing it sends afterwards reaches the node that banned it, and a
 /// heal or its restart does not reconnect them.
