@@ -256,9 +256,9 @@ pub struct Cluster<W> {
     links: Vec<Vec<usize>>,
     /// Pairs `(low, high)` closed by a ban.
     banned: BTreeSet<(usize, usize)>,
-    /// Changes that may have taken a connection down (a ban; a leave, fault or heal, each
-    /// through [`Cluster::rewire`]), counted so that a message delivered with no change since it
-    /// was sent skips looking its connection up again.
+    /// Changes that may have taken a connection down: each ban, and each [`Cluster::rewire`]
+    /// (leaves, faults and heals, but also starts, restarts and unbans, counted all the same).
+    /// A message delivered with no change since it was sent skips looking its connection up.
     downs: u64,
     faults: Faults,
     gossip: Gossip,
