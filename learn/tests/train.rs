@@ -177,11 +177,11 @@ fn flatten_and_write_back_round_trip_exactly() {
         // Written-back parameters still take part in autodiff.
         let x = burn::tensor::Tensor::<2>::ones([2, shape.len()], &device);
         let loss = net.forward(x).sum();
-        let grads = loss.backward();
+        let mut grads = loss.backward();
         let mut params = b.clone();
         let mut seen = 0;
         let mut nonzero = false;
-        net.for_each_grad(&grads, &mut params, |offset, p, g| {
+        net.for_each_grad(&mut grads, &mut params, |offset, p, g| {
             assert_eq!(offset, seen);
             assert_eq!(p.len(), g.len());
             nonzero |= g.iter().any(|&v| v != 0.0);

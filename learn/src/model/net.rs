@@ -132,11 +132,13 @@ impl Net {
     }
 
     /// Calls `f(values, grad)` for every parameter tensor in flat order with the gradient taken
-    /// from `grads`; `values` is the tensor's slice of `params`. Parameters without a gradient
-    /// are passed zeros.
+    /// out of `grads`; `values` is the tensor's slice of `params`. Parameters without a gradient
+    /// are passed zeros. Taken out, a gradient is the only owner of its buffer, which is then
+    /// read where it lies; a gradient left shared would be copied twice on the way out (once to
+    /// a vector, then again to an aligned buffer): two 400 KB copies a step for the MNIST MLP.
     pub fn for_each_grad(
         &self,
-        grads: &burn::tensor::Gradients,
+        grads: &mut burn::tensor::Gradients,
         params: &mut [f32],
         mut f: impl FnMut(usize, &mut [f32], &[f32]),
     ) {
@@ -198,7 +200,7 @@ impl ModuleMapper for WriteBack<'_> {
 }
 
 struct GradVisitor<'a, F> {
-    grads: &'a burn::tensor::Gradients,
+    grads: &'a mut burn::tensor::Gradients,
     params: &'a mut [f32],
     offset: usize,
     f: &'a mut F,
@@ -209,7 +211,7 @@ impl<F: FnMut(usize, &mut [f32], &[f32])> ModuleVisitor for GradVisitor<'_, F> {
         let tensor = param.val();
         let len = tensor.shape().num_elements();
         let range = self.offset..self.offset + len;
-        match tensor.grad(self.grads) {
+        match tensor.grad_remove(self.grads) {
             Some(grad) => {
                 let data = grad.into_data();
                 (self.f)(self.offset, &mut self.params[range], f32s(&data));
@@ -217,5 +219,79 @@ impl<F: FnMut(usize, &mut [f32], &[f32])> ModuleVisitor for GradVisitor<'_, F> {
             None => (self.f)(self.offset, &mut self.params[range], &vec![0.0; len]),
         }
         self.offset += len;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::InputShape;
+    use crate::model::Spec;
+
+    /// Counts the parameters whose gradient is still in `grads`, and keeps their values.
+    struct Left<'a> {
+        grads: &'a burn::tensor::Gradients,
+        values: Vec<f32>,
+        count: usize,
+    }
+
+    impl ModuleVisitor for Left<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(g) = param.val().grad(self.grads) {
+                self.count += 1;
+                self.values.extend_from_slice(f32s(&g.into_data()));
+            }
+        }
+    }
+
+    #[test]
+    fn gradients_are_taken_out_with_the_values_burn_holds() {
+        let device = crate::train::Backend::Flex.device().unwrap().autodiff();
+        let shape = InputShape {
+            channels: 1,
+            height: 8,
+            width: 8,
+        };
+        for spec in [
+            Spec::Mlp { hidden: vec![16] },
+            Spec::Cnn {
+                channels: [2, 4],
+                hidden: 8,
+            },
+        ] {
+            let arch = Arch::new(&spec, shape, 10).unwrap();
+            let init = arch.init(3);
+            let net = Net::from_flat(&arch, &init, &device).unwrap();
+            let x = Tensor::<2>::ones([4, shape.len()], &device);
+            let mut grads = net.forward(x).sum().backward();
+            let mut held = Left {
+                grads: &grads,
+                values: Vec::new(),
+                count: 0,
+            };
+            net.visit(&mut held);
+            let held = held.values;
+            assert_eq!(
+                held.len(),
+                arch.num_params(),
+                "{spec:?}: every parameter has one"
+            );
+
+            let mut params = init.clone();
+            let mut seen = Vec::new();
+            net.for_each_grad(&mut grads, &mut params, |offset, p, g| {
+                assert_eq!((offset, p.len()), (seen.len(), g.len()));
+                seen.extend_from_slice(g);
+            });
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&seen), bits(&held), "{spec:?}: the same values");
+            let mut left = Left {
+                grads: &grads,
+                values: Vec::new(),
+                count: 0,
+            };
+            net.visit(&mut left);
+            assert_eq!(left.count, 0, "{spec:?}: every gradient was taken out");
+        }
     }
 }

@@ -352,14 +352,14 @@ impl Trainer {
             let x = Tensor::<2>::from_data(TensorData::new(x, [b, dim]), &self.device);
             let y = Tensor::<2>::from_data(TensorData::new(y, [b, classes]), &self.device);
             let loss = Net::cross_entropy(net.forward(x), y);
-            let grads = loss.backward();
+            let mut grads = loss.backward();
             loss_sum += f64::from(loss.into_scalar::<f32>());
 
             let lr = self.schedule.at(self.state.step);
             self.state.step += 1;
             let t = self.state.step;
             let (rule, state) = (&self.rule, &mut self.state);
-            net.for_each_grad(&grads, &mut self.params, |offset, p, g| {
+            net.for_each_grad(&mut grads, &mut self.params, |offset, p, g| {
                 if self.flush {
                     rule.update::<true>(state, offset, p, g, lr as f32, t)
                 } else {
