@@ -56,7 +56,8 @@ pub struct Row {
     pub consensus: f64,
     /// Bytes of updates and gossip sent by honest nodes so far.
     pub bytes_sent: u64,
-    /// Messages lost, cut by a partition, or sent to an offline node so far.
+    /// Messages lost, cut by a partition, or sent to an offline node so far (a gossip copy
+    /// sent to a node that had seen the message counts as a duplicate instead).
     pub dropped: u64,
     /// Messages rejected by honest nodes so far, in [`Rejection::ALL`] order (see
     /// [`Row::rejected_by_reason`]).
@@ -128,7 +129,8 @@ pub struct Summary {
     pub events: u64,
     /// Messages handed to an engine.
     pub delivered: u64,
-    /// Gossip copies a node dropped because it had seen the message.
+    /// Gossip copies a node dropped because it had seen the message (when they arrived, or
+    /// when they were sent if it had seen it by then; those take no event).
     pub gossip_duplicates: u64,
     /// Messages handed to a node from a peer it had banned (0: a ban closes the connection).
     pub from_banned: u64,

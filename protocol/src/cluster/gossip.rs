@@ -2,7 +2,7 @@
 //! cache of the messages a node has seen.
 
 use rand::Rng;
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
@@ -66,8 +66,15 @@ pub(super) fn id(bytes: &[u8]) -> u64 {
 /// The messages one node has seen, forgotten after a while.
 #[derive(Debug, Default)]
 pub(super) struct Seen {
-    order: VecDeque<(Duration, u64)>,
-    ids: HashSet<u64, IdKeys>,
+    /// The ids held, oldest first.
+    order: VecDeque<u64>,
+    /// Each id held, with when it was seen ([`nanos`]).
+    ids: HashMap<u64, u64, IdKeys>,
+}
+
+/// A time in whole nanoseconds (saturating past 584 years): 8 bytes an id, not a `Duration`'s 16.
+fn nanos(t: Duration) -> u64 {
+    u64::try_from(t.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// How the seen cache hashes message ids: one folded multiply of the id with keys drawn for
@@ -123,18 +130,33 @@ impl Hasher for IdHasher {
 impl Seen {
     /// Records `id` at `now`, forgetting what is older than `keep`; false if it was seen.
     pub(super) fn insert(&mut self, now: Duration, id: u64, keep: Duration) -> bool {
-        while let Some(&(at, old)) = self.order.front() {
-            if at + keep > now {
+        let (now, keep) = (nanos(now), nanos(keep));
+        while let Some(&old) = self.order.front() {
+            if self
+                .ids
+                .get(&old)
+                .is_some_and(|&at| at.saturating_add(keep) > now)
+            {
                 break;
             }
             self.order.pop_front();
             self.ids.remove(&old);
         }
-        if !self.ids.insert(id) {
+        if self.ids.contains_key(&id) {
             return false;
         }
-        self.order.push_back((now, id));
+        self.ids.insert(id, now);
+        self.order.push_back(id);
         true
+    }
+
+    /// Whether a copy of `id` arriving at `at` will surely be refused as seen: `id` is held
+    /// now and will not be forgotten by then (an id leaves only once `keep` has passed since
+    /// it was seen, and more copies cannot make it leave sooner).
+    pub(super) fn holds_at(&self, id: u64, at: Duration, keep: Duration) -> bool {
+        self.ids
+            .get(&id)
+            .is_some_and(|&seen| seen.saturating_add(nanos(keep)) > nanos(at))
     }
 }
 
@@ -163,6 +185,11 @@ mod tests {
         for &i in &shared {
             assert!(!seen.insert(Duration::from_secs(9), i, keep));
         }
+        // Held for a copy arriving before `keep` has passed, not for one arriving after.
+        assert!(seen.holds_at(ids[0], Duration::from_secs(9), keep));
+        assert!(seen.holds_at(ids[0], Duration::from_millis(9_999), keep));
+        assert!(!seen.holds_at(ids[0], Duration::from_secs(10), keep));
+        assert!(!seen.holds_at(id(b"never seen"), Duration::ZERO, keep));
         // Forgotten once older than `keep`: each is new again.
         for &i in &ids {
             assert!(seen.insert(Duration::from_secs(10), i, keep));

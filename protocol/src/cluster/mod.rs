@@ -29,7 +29,9 @@
 //! engine accepts it ([`Output::GossipChecked`]), forwards it to `mesh` of its own peers, except
 //! the one it came from, until `hops` forwards have been made.
 //! Each node remembers the messages it has seen for `seen_for` (gossipsub's duplicate cache) and
-//! drops copies.
+//! drops copies. A copy sent to a node that has seen the message, and will still remember it when
+//! the copy arrives, takes its link's bandwidth but is counted as a duplicate at once rather than
+//! queued: on arrival it would change nothing else.
 //!
 //! **What attackers know.** An attacker engine beyond [`Knowledge::Own`] passes on what it
 //! fetches ([`Output::Share`]); the cluster hands it at once to every other such attacker as
@@ -196,7 +198,9 @@ pub struct Counters {
     pub dropped: u64,
     /// Gossip messages handed to an engine (part of `delivered`).
     pub gossip_delivered: u64,
-    /// Gossip copies dropped because the node had seen the message.
+    /// Gossip copies dropped because the node had seen the message: on arrival, or when sent
+    /// if the node had seen it by then and would still remember it on arrival (such a copy is
+    /// counted here even if its connection goes down on the way).
     pub duplicates: u64,
     /// Gossip messages a node's engine did not accept, and so did not forward.
     pub gossip_refused: u64,
@@ -273,6 +277,10 @@ pub struct Cluster<W> {
     /// Queued jobs looked at while choosing the jobs to run (for a test of that cost).
     #[cfg(test)]
     jobs_looked_at: u64,
+    /// Whether gossip copies a receiver will surely refuse are queued anyway (to show that not
+    /// queuing them changes nothing).
+    #[cfg(test)]
+    queue_seen_copies: bool,
     next_request: u64,
     steps: VecDeque<Step>,
     counters: Counters,
@@ -318,6 +326,8 @@ impl<W: World> Cluster<W> {
             jobs: BinaryHeap::new(),
             #[cfg(test)]
             jobs_looked_at: 0,
+            #[cfg(test)]
+            queue_seen_copies: false,
             ready: BTreeSet::new(),
             next_request: 0,
             steps: VecDeque::new(),

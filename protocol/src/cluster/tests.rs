@@ -209,6 +209,97 @@ fn gossip_is_relayed_to_every_node_once_and_not_without_hops() {
     assert!(c.counters().duplicates > 0);
 }
 
+/// Gossip copies a node will surely refuse as seen are counted when sent, not queued, and the
+/// run is the same as when they are queued and refused on arrival: every step, every engine's
+/// model and counts. Only the events handled differ, and, when a connection goes down with such
+/// a copy on its way, which of two counters the copy is in: refused as seen when sent, or
+/// dropped with its connection.
+#[test]
+fn copies_a_node_has_seen_are_not_queued_and_change_nothing() {
+    // Every node linked to every other: each message reaches each node from several relayers.
+    let n = 6;
+    let edges: Vec<(usize, usize)> = (0..n)
+        .flat_map(|a| (a + 1..n).map(move |b| (a, b)))
+        .collect();
+    let build = |queue_seen_copies: bool| {
+        let mut c = cluster(n, &edges, &config(8), Gossip::default());
+        c.queue_seen_copies = queue_seen_copies;
+        c.start(&(0..n).collect::<Vec<_>>(), false);
+        c
+    };
+    // When, with every copy queued, a copy its receiver has seen is first on its way.
+    let mut probe = build(true);
+    let mut at = Duration::ZERO;
+    let receiver = loop {
+        at += Duration::from_millis(1);
+        assert!(
+            at < Duration::from_secs(10),
+            "no copy of a seen message sent"
+        );
+        steps(&mut probe, at);
+        let seen_on_the_way = probe.queue.events().find_map(|e| match e {
+            Event::Deliver {
+                to,
+                message: Message::Gossip { id, .. },
+                ..
+            } if probe.members[*to]
+                .seen
+                .holds_at(*id, at, probe.gossip.seen_for) =>
+            {
+                Some(*to)
+            }
+            _ => None,
+        });
+        if let Some(to) = seen_on_the_way {
+            break to;
+        }
+    };
+    for leaves in [false, true] {
+        let run = |queue_seen_copies: bool| {
+            let mut c = build(queue_seen_copies);
+            let mut steps = format!("{:?}", steps(&mut c, at));
+            if leaves {
+                c.leave(receiver);
+            }
+            steps += &format!("{:?}", self::steps(&mut c, Duration::from_secs(30)));
+            let engines: Vec<String> = (0..n)
+                .map(|i| format!("{:?} {:?}", c.engine(i).model(), c.engine(i).stats()))
+                .collect();
+            (steps, engines, c.counters().clone())
+        };
+        let (steps_queued, engines_queued, queued) = run(true);
+        let (steps, engines, counters) = run(false);
+        assert_eq!(steps, steps_queued, "leaves: {leaves}");
+        assert_eq!(engines, engines_queued, "leaves: {leaves}");
+        assert!(queued.duplicates > 0, "{queued:?}");
+        assert!(
+            counters.events + counters.duplicates / 3 < queued.events,
+            "many duplicates are known when sent: {counters:?} against {queued:?}"
+        );
+        if leaves {
+            assert!(
+                counters.dropped < queued.dropped,
+                "{counters:?} against {queued:?}"
+            );
+        }
+        assert_eq!(
+            Counters {
+                events: queued.events,
+                dropped: queued.dropped,
+                duplicates: queued.duplicates,
+                ..counters
+            },
+            queued,
+            "leaves: {leaves}"
+        );
+        assert_eq!(
+            counters.dropped + counters.duplicates,
+            queued.dropped + queued.duplicates,
+            "leaves: {leaves}"
+        );
+    }
+}
+
 /// An equivocator on a square: the node across the square from it never receives its updates,
 /// but bans it on the evidence another node publishes and a third relays.
 #[test]
