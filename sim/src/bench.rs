@@ -46,6 +46,60 @@ pub struct Efficiency {
     pub batch_ratio_every_core: Option<f64>,
 }
 
+/// The least, median and greatest of a figure over repeated measurements.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Spread {
+    pub least: f64,
+    /// The middle value (the mean of the middle two of an even count).
+    pub median: f64,
+    pub greatest: f64,
+}
+
+impl Spread {
+    /// The spread of `values`; `None` if there are none.
+    pub fn of(values: &[f64]) -> Option<Spread> {
+        let mut v = values.to_vec();
+        v.sort_by(f64::total_cmp);
+        let (first, last) = (*v.first()?, *v.last()?);
+        let mid = v.len() / 2;
+        let median = if v.len() % 2 == 1 {
+            v[mid]
+        } else {
+            (v[mid - 1] + v[mid]) / 2.0
+        };
+        Some(Spread {
+            least: first,
+            median,
+            greatest: last,
+        })
+    }
+}
+
+/// The spread of each ratio over repeated measurements, named as `murmur-sim bench` prints them
+/// (the ratio with every core busy only if the measurements have it).
+pub fn spreads(runs: &[Efficiency]) -> Vec<(&'static str, Spread)> {
+    /// A ratio of one measurement, if it has it.
+    type Ratio = fn(&Efficiency) -> Option<f64>;
+    let ratios: [(&'static str, Ratio); 3] = [
+        ("simulator, training jobs, of standalone per core:", |e| {
+            Some(e.batch_ratio_per_core)
+        }),
+        ("simulator, training jobs, with every core busy:", |e| {
+            e.batch_ratio_every_core
+        }),
+        ("simulator, end to end, of standalone per core:", |e| {
+            Some(e.end_to_end_ratio_per_core)
+        }),
+    ];
+    ratios
+        .into_iter()
+        .filter_map(|(what, ratio)| {
+            let values: Vec<f64> = runs.iter().filter_map(ratio).collect();
+            Spread::of(&values).map(|s| (what, s))
+        })
+        .collect()
+}
+
 /// Jobs a standalone trainer runs from the initial model before it starts again, when the
 /// scenario is bounded by time rather than rounds.
 const STANDALONE_JOBS: u64 = 20;
@@ -152,6 +206,15 @@ pub fn efficiency(
 mod tests {
     use super::*;
     use std::path::Path;
+
+    #[test]
+    fn a_spread_is_the_least_the_median_and_the_greatest() {
+        let s = |v: &[f64]| Spread::of(v).map(|s| (s.least, s.median, s.greatest));
+        assert_eq!(s(&[]), None);
+        assert_eq!(s(&[0.75]), Some((0.75, 0.75, 0.75)));
+        assert_eq!(s(&[1.0, 0.25, 0.75]), Some((0.25, 0.75, 1.0)));
+        assert_eq!(s(&[0.75, 1.0, 0.25, 0.5]), Some((0.25, 0.625, 1.0)));
+    }
 
     #[test]
     fn two_threads_measure_both_baselines_and_one_thread_only_the_first() {

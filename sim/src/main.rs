@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! murmur-sim run CONFIG [--out DIR] [--overwrite] [--threads N] [--seed S] [--method M] [--dataset-dir DIR] [--quiet]
-//! murmur-sim bench CONFIG [--threads N] [--seconds S] [--dataset-dir DIR]
+//! murmur-sim bench CONFIG [--threads N] [--seconds S] [--runs N] [--dataset-dir DIR]
 //! murmur-sim compare CONFIG... [--methods M,..] [--seeds 6-10] [--eval-every N] [--target ACC] [--out DIR] [--overwrite] [--splice FILE] [--threads N] [--dataset-dir DIR]
 //! murmur-sim robustness CONFIG [--seeds 6-10] [--rows default,...] [--columns adaptive,...] [--cache DIR | --no-cache] [--out DIR] [--overwrite] [--splice FILE] [--threads N] [--dataset-dir DIR]
 //! ```
@@ -90,6 +90,10 @@ enum Command {
         /// Directory of MNIST-format files, replacing the scenario's `learning.data.dir`.
         #[arg(long)]
         dataset_dir: Option<PathBuf>,
+        /// Measurements to take one after another (baselines and run each time); with more than
+        /// one, each is printed as it ends, then the least, median and greatest of each ratio.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        runs: u32,
     },
     /// Scenarios under several methods (the protocol and the synchronous references) over
     /// several seeds: accuracy, bytes sent per node, virtual time, and time to a target
@@ -227,6 +231,32 @@ fn output_dir(dir: PathBuf, overwrite: bool) -> anyhow::Result<PathBuf> {
 }
 
 /// `command` measures the protocol: a scenario naming a reference method is refused.
+/// Prints one efficiency measurement of `murmur-sim bench`.
+fn print_efficiency(e: &murmur_sim::bench::Efficiency) {
+    println!(
+        "{} nodes, {} params, {} threads\n\
+         standalone trainer:           {:>10.0} samples/s (1 thread)",
+        e.nodes, e.params, e.threads, e.standalone
+    );
+    if let Some(b) = e.standalone_every_core {
+        println!(
+            "standalone, every core busy:  {b:>10.0} samples/s per thread ({} at once)",
+            e.threads
+        );
+    }
+    println!(
+        "simulator, training jobs:     {:>10.0} samples/s = {:.3} of standalone per core",
+        e.in_batches, e.batch_ratio_per_core
+    );
+    if let Some(r) = e.batch_ratio_every_core {
+        println!("                              {r:>27.3} of standalone with every core busy");
+    }
+    println!(
+        "simulator, end to end:        {:>10.0} samples/s = {:.3} of standalone per core",
+        e.end_to_end, e.end_to_end_ratio_per_core
+    );
+}
+
 fn protocol_only(scenario: &Scenario, path: &std::path::Path, command: &str) -> anyhow::Result<()> {
     anyhow::ensure!(
         scenario.method.is_protocol(),
@@ -298,39 +328,33 @@ fn main() -> anyhow::Result<()> {
             threads,
             seconds,
             dataset_dir,
+            runs,
         } => {
             let scenario = Scenario::load(&config)?;
             protocol_only(&scenario, &config, "bench")?;
             let options = options(threads, dataset_dir)?;
-            let e = murmur_sim::bench::efficiency(
-                &scenario,
-                &options,
-                std::time::Duration::from_secs_f64(seconds),
-            )?;
-            println!(
-                "{} nodes, {} params, {} threads\n\
-                 standalone trainer:           {:>10.0} samples/s (1 thread)",
-                e.nodes, e.params, e.threads, e.standalone
-            );
-            if let Some(b) = e.standalone_every_core {
-                println!(
-                    "standalone, every core busy:  {b:>10.0} samples/s per thread ({} at once)",
-                    e.threads
-                );
+            let mut measured = Vec::new();
+            for k in 1..=runs {
+                if runs > 1 {
+                    println!("run {k} of {runs}:");
+                }
+                let e = murmur_sim::bench::efficiency(
+                    &scenario,
+                    &options,
+                    std::time::Duration::from_secs_f64(seconds),
+                )?;
+                print_efficiency(&e);
+                measured.push(e);
             }
-            println!(
-                "simulator, training jobs:     {:>10.0} samples/s = {:.3} of standalone per core",
-                e.in_batches, e.batch_ratio_per_core
-            );
-            if let Some(r) = e.batch_ratio_every_core {
-                println!(
-                    "                              {r:>27.3} of standalone with every core busy"
-                );
+            if runs > 1 {
+                println!("over {runs} runs (least / median / greatest):");
+                for (what, s) in murmur_sim::bench::spreads(&measured) {
+                    println!(
+                        "  {what:<50} {:.3} / {:.3} / {:.3}",
+                        s.least, s.median, s.greatest
+                    );
+                }
             }
-            println!(
-                "simulator, end to end:        {:>10.0} samples/s = {:.3} of standalone per core",
-                e.end_to_end, e.end_to_end_ratio_per_core
-            );
             Ok(())
         }
         Command::Compare {

@@ -1,5 +1,6 @@
-//! `murmur-sim run` from the command line: it writes its outputs, refuses a folder that holds
-//! other files unless told to overwrite, and names the file and key of a bad scenario.
+//! `murmur-sim` from the command line: `run` writes its outputs, refuses a folder that holds
+//! other files unless told to overwrite, and names the file and key of a bad scenario; `bench`
+//! takes several measurements when asked and prints their spread.
 
 use std::process::Command;
 
@@ -209,4 +210,63 @@ fn robustness_runs_a_block_of_cells_and_resumes_from_its_cache() {
         !bad.status.success() && stderr.contains("`sybil`"),
         "{stderr}"
     );
+}
+
+#[test]
+fn bench_takes_several_measurements_and_prints_their_spread() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cli.toml");
+    std::fs::write(&config, SCENARIO).unwrap();
+    let config = config.to_str().unwrap();
+    let args = ["bench", config, "--threads", "1", "--seconds", "0.05"];
+    let out = run(&[&args[..], &["--runs", "3"]].concat());
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for k in 1..=3 {
+        assert!(stdout.contains(&format!("run {k} of 3:")), "{stdout}");
+    }
+    assert_eq!(
+        stdout.matches("simulator, end to end:").count(),
+        3,
+        "{stdout}"
+    );
+    // Least, median and greatest, in order, of the three end-to-end ratios printed above.
+    let ratio = |line: &str| -> f64 {
+        let at = line.find("= ").expect("a ratio") + 2;
+        line[at..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let mut each: Vec<f64> = stdout
+        .lines()
+        .filter(|l| l.starts_with("simulator, end to end:"))
+        .map(ratio)
+        .collect();
+    each.sort_by(f64::total_cmp);
+    let spread = stdout
+        .lines()
+        .find(|l| l.contains("end to end, of standalone per core:"))
+        .expect("the spread of the end-to-end ratio");
+    let figures: Vec<f64> = spread
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .split('/')
+        .map(|v| v.trim().parse().unwrap())
+        .collect();
+    let close = |a: f64, b: f64| (a - b).abs() <= 0.0005;
+    assert!(
+        close(figures[0], each[0]) && close(figures[1], each[1]) && close(figures[2], each[2]),
+        "{stdout}"
+    );
+    // One measurement prints no spread; none is refused.
+    let once = run(&args);
+    assert!(once.status.success(), "{once:?}");
+    assert!(!String::from_utf8_lossy(&once.stdout).contains("over "));
+    let none = run(&[&args[..], &["--runs", "0"]].concat());
+    assert!(!none.status.success());
+    assert!(String::from_utf8_lossy(&none.stderr).contains("--runs"));
 }
