@@ -47,7 +47,7 @@ pub struct Efficiency {
 }
 
 /// The least, median and greatest of a figure over repeated measurements.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy)]
 pub struct Spread {
     pub least: f64,
     /// The middle value (the mean of the middle two of an even count).

@@ -230,7 +230,6 @@ fn output_dir(dir: PathBuf, overwrite: bool) -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-/// `command` measures the protocol: a scenario naming a reference method is refused.
 /// Prints one efficiency measurement of `murmur-sim bench`.
 fn print_efficiency(e: &murmur_sim::bench::Efficiency) {
     println!(
@@ -257,6 +256,7 @@ fn print_efficiency(e: &murmur_sim::bench::Efficiency) {
     );
 }
 
+/// `command` measures the protocol: a scenario naming a reference method is refused.
 fn protocol_only(scenario: &Scenario, path: &std::path::Path, command: &str) -> anyhow::Result<()> {
     anyhow::ensure!(
         scenario.method.is_protocol(),
