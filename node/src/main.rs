@@ -97,6 +97,11 @@ struct BenchTrainArgs {
     /// Also time flattening and writing back ~100k and ~1M parameter models.
     #[arg(long)]
     flat: bool,
+    /// Also time evaluations of the MLP (784-128-10, one thread) on the test images (with
+    /// `--mnist`) or the random inputs: the product that skips zero inputs against burn's dense
+    /// product, in turn in the same run.
+    #[arg(long)]
+    eval: bool,
     /// Instead of measuring speed, train the MLP (784-128-10, SGD lr 0.05 momentum 0.9 with a
     /// cosine schedule, batch 32) on all of MNIST in this directory for `--epochs` and print
     /// test accuracy after each epoch.
@@ -200,9 +205,15 @@ fn bench_train(args: BenchTrainArgs) -> anyhow::Result<()> {
     } else {
         args.backend.clone()
     };
-    let data = match &args.mnist {
-        Some(dir) => data::Spec::Mnist { dir: dir.clone() }.load(0)?.train,
-        None => bench::mnist_shaped(10_000, 0),
+    let (data, test) = match &args.mnist {
+        Some(dir) => {
+            let split = data::Spec::Mnist { dir: dir.clone() }.load(0)?;
+            (split.train, split.test)
+        }
+        None => {
+            let data = bench::mnist_shaped(10_000, 0);
+            (data.clone(), data)
+        }
     };
     let min_time = Duration::from_secs_f64(args.seconds);
     println!("backend  model  params   batch  samples/s  steps/s");
@@ -220,6 +231,22 @@ fn bench_train(args: BenchTrainArgs) -> anyhow::Result<()> {
                     t.samples_per_sec / batch as f64
                 );
             }
+        }
+    }
+    if args.eval {
+        let mlp = BenchModel::Mlp.spec();
+        let e = bench::eval_throughput(mlp, &test, min_time)?;
+        println!(
+            "\nevaluation of the MLP ({} params) on {} samples (flex, one thread):",
+            e.params, e.samples
+        );
+        println!("  burn's dense product:  {:>9.0} samples/s", e.dense);
+        match e.skipping_zeros {
+            Some(fast) => println!(
+                "  skipping zero inputs:  {fast:>9.0} samples/s = {:.2}x",
+                fast / e.dense
+            ),
+            None => println!("  skipping zero inputs:  not used (most inputs are not zero)"),
         }
     }
     if args.flat {

@@ -77,6 +77,61 @@ pub fn throughput(
     })
 }
 
+/// Evaluation throughput of one model on one data set, by both forward passes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EvalThroughput {
+    /// Model parameters.
+    pub params: usize,
+    /// Samples per evaluation.
+    pub samples: usize,
+    /// Samples per second through the product that skips zero inputs, or `None` when it does
+    /// not apply (the data is not mostly zero, or the model has convolutions).
+    pub skipping_zeros: Option<f64>,
+    /// Samples per second through burn's dense product.
+    pub dense: f64,
+}
+
+/// Evaluates the initial `model` on `data` (the flex backend) by both forward passes in turn,
+/// each for at least `min_time / 2` after one untimed call, so that the machine's other load
+/// weighs on both alike.
+pub fn eval_throughput(
+    model: model::Spec,
+    data: &Dataset,
+    min_time: Duration,
+) -> Result<EvalThroughput, ConfigError> {
+    let arch = Arch::new(&model, data.shape(), data.classes())?;
+    let params = arch.init(1);
+    let device = super::Backend::Flex.device()?;
+    let sparse = data.sparse_rows().filter(|_| arch.convs.is_empty());
+    let skipping = |rows| super::sparse::evaluate(&arch, &params, data, rows);
+    let dense = || super::evaluate_dense(&arch, &params, data, &device);
+    let timed = |f: &dyn Fn() -> Eval| {
+        let start = Instant::now();
+        std::hint::black_box(f());
+        start.elapsed()
+    };
+    let (mut t_sparse, mut t_dense) = (Duration::ZERO, Duration::ZERO);
+    let (mut n_sparse, mut n_dense) = (0usize, 0usize);
+    if let Some(rows) = sparse {
+        skipping(rows);
+    }
+    dense();
+    while t_dense < min_time / 2 || (sparse.is_some() && t_sparse < min_time / 2) {
+        if let Some(rows) = sparse {
+            t_sparse += timed(&|| skipping(rows));
+            n_sparse += data.len();
+        }
+        t_dense += timed(&dense);
+        n_dense += data.len();
+    }
+    Ok(EvalThroughput {
+        params: arch.num_params(),
+        samples: data.len(),
+        skipping_zeros: sparse.map(|_| n_sparse as f64 / t_sparse.as_secs_f64()),
+        dense: n_dense as f64 / t_dense.as_secs_f64(),
+    })
+}
+
 /// Mean cost of the flat-parameter conversions for one model.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FlatCost {
