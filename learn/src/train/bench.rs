@@ -116,13 +116,17 @@ pub fn eval_throughput(
         skipping(rows);
     }
     dense();
-    while t_dense < min_time / 2 || (sparse.is_some() && t_sparse < min_time / 2) {
+    // At least once, so that a zero `min_time` still gives figures.
+    loop {
         if let Some(rows) = sparse {
             t_sparse += timed(&|| skipping(rows));
             n_sparse += data.len();
         }
         t_dense += timed(&dense);
         n_dense += data.len();
+        if t_dense >= min_time / 2 && (sparse.is_none() || t_sparse >= min_time / 2) {
+            break;
+        }
     }
     Ok(EvalThroughput {
         params: arch.num_params(),

@@ -392,15 +392,23 @@ impl Trainer {
 }
 
 /// Accuracy and mean cross-entropy of the model `params` on `data`, computed on `device`
-/// (forward only, in chunks of [`EVAL_CHUNK`] samples). Ties between logits count as wrong
-/// unless the label's logit comes first.
+/// (forward only). Ties between logits count as wrong unless the label's logit comes first.
 ///
 /// On the CPU backend a dense model (no convolutions) with finite parameters, on data whose
 /// features are mostly zero, is evaluated by a product that skips the zero inputs (see
 /// `sparse.rs`): the same figures up to the order of the sums, for a fraction of the work.
+/// Otherwise burn's forward pass runs on chunks of [`EVAL_CHUNK`] samples.
+///
+/// # Panics
+/// If `params` is not the architecture's length or `data`'s samples are not its input's.
 pub fn evaluate(arch: &Arch, params: &[f32], data: &Dataset, device: &Device) -> Eval {
     arch.check_len(params)
         .expect("parameters have the architecture's length");
+    assert_eq!(
+        data.shape().len(),
+        arch.input.len(),
+        "samples of the model's input size"
+    );
     if arch.convs.is_empty()
         && *device == Device::flex()
         && params.iter().all(|p| p.is_finite())

@@ -132,7 +132,8 @@ impl pulp::WithSimd for Forward<'_> {
                 if l + 1 == layers.len() {
                     break;
                 }
-                // ReLU, and the units it leaves above zero as the next layer's sparse input.
+                // ReLU, and the units it does not zero as the next layer's sparse input: those
+                // above zero, and NaN (a sum that overflowed both ways), which burn's ReLU keeps.
                 starts.clear();
                 starts.push(0);
                 let units = n * layer.d_out;
@@ -147,7 +148,7 @@ impl pulp::WithSimd for Forward<'_> {
                     {
                         index[len] = k as u32;
                         value[len] = v;
-                        len += usize::from(v > 0.0);
+                        len += usize::from(v > 0.0 || v.is_nan());
                     }
                     starts.push(len);
                 }
@@ -339,6 +340,26 @@ mod tests {
             sparse,
             "the trainer's device is the CPU backend"
         );
+    }
+
+    #[test]
+    fn a_hidden_unit_that_overflows_to_nan_is_not_taken_for_zero() {
+        // One sample, four inputs of 1; the hidden unit's weights are finite but add up to
+        // `inf` in one partial sum and `-inf` in the other: NaN, which burn's ReLU keeps.
+        let data = Dataset::new(
+            vec![0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+            vec![0],
+            InputShape::tabular(10),
+            2,
+        );
+        let arch = Arch::new(&Spec::Mlp { hidden: vec![1] }, data.shape(), 2).unwrap();
+        let m = f32::MAX;
+        let mut params = vec![0.0; arch.num_params()];
+        params[1..5].copy_from_slice(&[m, -m, m, -m]);
+        params[11..13].copy_from_slice(&[1.0, -1.0]);
+        let rows = data.sparse_rows().unwrap();
+        let eval = evaluate(&arch, &params, &data, rows);
+        assert!(eval.loss.is_nan(), "{eval:?}");
     }
 
     #[test]
