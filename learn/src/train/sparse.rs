@@ -141,7 +141,8 @@ impl pulp::WithSimd for Forward<'_> {
                 value.resize(units, 0.0);
                 let mut len = 0;
                 for s in 0..n {
-                    // Written every time and kept only if above zero: no branch to mispredict.
+                    // Written every time and kept only if the ReLU leaves it: no branch to
+                    // mispredict.
                     for (k, &v) in act[s * layer.d_out..(s + 1) * layer.d_out]
                         .iter()
                         .enumerate()
