@@ -102,7 +102,7 @@ pub fn eval_throughput(
     let arch = Arch::new(&model, data.shape(), data.classes())?;
     let params = arch.init(1);
     let device = super::Backend::Flex.device()?;
-    let sparse = data.sparse_rows().filter(|_| arch.convs.is_empty());
+    let sparse = super::skips_zeros(&arch, &params, data, &device);
     let skipping = |rows| super::sparse::evaluate(&arch, &params, data, rows);
     let dense = || super::evaluate_dense(&arch, &params, data, &device);
     let timed = |f: &dyn Fn() -> Eval| {

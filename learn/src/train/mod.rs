@@ -409,14 +409,23 @@ pub fn evaluate(arch: &Arch, params: &[f32], data: &Dataset, device: &Device) ->
         arch.input.len(),
         "samples of the model's input size"
     );
-    if arch.convs.is_empty()
-        && *device == Device::flex()
-        && params.iter().all(|p| p.is_finite())
-        && let Some(rows) = data.sparse_rows()
-    {
-        return sparse::evaluate(arch, params, data, rows);
+    match skips_zeros(arch, params, data, device) {
+        Some(rows) => sparse::evaluate(arch, params, data, rows),
+        None => evaluate_dense(arch, params, data, device),
     }
-    evaluate_dense(arch, params, data, device)
+}
+
+/// `data`'s sparse rows if [`evaluate`] takes the path that skips zero inputs: a dense model
+/// with finite parameters, on the CPU backend, on data that is mostly zero.
+fn skips_zeros<'a>(
+    arch: &Arch,
+    params: &[f32],
+    data: &'a Dataset,
+    device: &Device,
+) -> Option<&'a crate::data::SparseRows> {
+    let eligible =
+        arch.convs.is_empty() && *device == Device::flex() && params.iter().all(|p| p.is_finite());
+    eligible.then(|| data.sparse_rows()).flatten()
 }
 
 /// [`evaluate`] by burn's dense forward pass.

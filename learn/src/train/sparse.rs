@@ -173,13 +173,11 @@ impl pulp::WithSimd for Forward<'_> {
     }
 }
 
-/// Accuracy and mean cross-entropy of the dense model `params` (no convolutions) on `data`,
-/// whose rows in sparse form are `rows`.
-pub(super) fn evaluate(arch: &Arch, params: &[f32], data: &Dataset, rows: &SparseRows) -> Eval {
+/// The dense model `params`'s layers by columns.
+fn columns(arch: &Arch, params: &[f32]) -> Vec<Columns> {
     debug_assert!(arch.convs.is_empty(), "dense layers only");
     let layout = arch.layout();
-    let layers: Vec<Columns> = arch
-        .dense
+    arch.dense
         .iter()
         .zip(layout.chunks_exact(2))
         .map(|(&(d_in, d_out), slots)| {
@@ -190,7 +188,13 @@ pub(super) fn evaluate(arch: &Arch, params: &[f32], data: &Dataset, rows: &Spars
                 d_out,
             )
         })
-        .collect();
+        .collect()
+}
+
+/// Accuracy and mean cross-entropy of the dense model `params` (no convolutions) on `data`,
+/// whose rows in sparse form are `rows`.
+pub(super) fn evaluate(arch: &Arch, params: &[f32], data: &Dataset, rows: &SparseRows) -> Eval {
+    let layers = columns(arch, params);
     let (correct, loss) = pulp::Arch::new().dispatch(Forward {
         layers: &layers,
         data,
@@ -280,13 +284,7 @@ mod tests {
         )
         .unwrap();
         let params = params(&arch, 9);
-        let layout = arch.layout();
-        let layers: Vec<Columns> = arch
-            .dense
-            .iter()
-            .zip(layout.chunks_exact(2))
-            .map(|(&(i, o), s)| Columns::new(&params[s[0].range()], &params[s[1].range()], i, o))
-            .collect();
+        let layers = columns(&arch, &params);
         let rows = data.sparse_rows().unwrap();
         let forward = || Forward {
             layers: &layers,
