@@ -10,6 +10,7 @@
 //! files. Key files are parsed and written here as bytes; reading them from disk is the node's job.
 
 pub mod aggregate;
+pub mod assist;
 pub mod attack;
 #[cfg(any(test, feature = "cluster"))]
 pub mod cluster;

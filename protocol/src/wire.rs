@@ -288,14 +288,23 @@ pub fn encode_update_shared(
     codec: Codec,
     payload: &[u8],
 ) -> (std::sync::Arc<[u8]>, SignedHeader) {
-    encode_update_shared_with(identity, run, round, samples, codec, payload.len(), |out| {
-        out.copy_from_slice(payload)
-    })
+    encode_update_shared_with(
+        identity,
+        run,
+        round,
+        samples,
+        codec,
+        payload.len(),
+        |out| out.copy_from_slice(payload),
+        None,
+    )
 }
 
 /// [`encode_update_shared`] of a payload of `payload_len` bytes that `write` encodes in place,
 /// into the message's own allocation: a model is written once, not encoded into a buffer of its
-/// own and then copied.
+/// own and then copied. With `assist`, another thread may hash part of the payload
+/// ([`crate::assist::digest`]; the same digest).
+#[allow(clippy::too_many_arguments)]
 pub fn encode_update_shared_with(
     identity: &Identity,
     run: RunId,
@@ -304,6 +313,7 @@ pub fn encode_update_shared_with(
     codec: Codec,
     payload_len: usize,
     write: impl FnOnce(&mut [u8]),
+    assist: Option<&dyn crate::assist::Assist>,
 ) -> (std::sync::Arc<[u8]>, SignedHeader) {
     let header = |digest: [u8; 32]| Header {
         version: VERSION,
@@ -325,9 +335,13 @@ pub fn encode_update_shared_with(
     let start = PREFIX + header_len + pad(header_len);
     // One allocation of the exact size (an exact-size iterator), then written in place.
     let mut out: std::sync::Arc<[u8]> = std::iter::repeat_n(0, start + payload_len).collect();
-    let buf = std::sync::Arc::get_mut(&mut out).expect("not shared yet");
-    write(&mut buf[start..]);
-    let header = header(*blake3::hash(&buf[start..]).as_bytes());
+    write(&mut std::sync::Arc::get_mut(&mut out).expect("not shared yet")[start..]);
+    let header = header(*crate::assist::digest(&out, start, assist).as_bytes());
+    if std::sync::Arc::get_mut(&mut out).is_none() {
+        // An assist that kept its share of the payload (it should not): a copy of our own.
+        out = out.iter().copied().collect();
+    }
+    let buf = std::sync::Arc::get_mut(&mut out).expect("not shared");
     let header_bytes = encode(&header);
     assert_eq!(
         header_bytes.len(),

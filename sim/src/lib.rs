@@ -38,7 +38,7 @@ use std::path::PathBuf;
 /// How to run a scenario (what does not change the results).
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Worker threads for training and evaluation (at least 1).
+    /// Threads for training and evaluation, the event loop's among them (at least 1).
     pub threads: usize,
     /// Progress display.
     pub progress: Mode,

@@ -58,7 +58,8 @@ enum Command {
         /// Replace the files of a run already in the output directory.
         #[arg(long)]
         overwrite: bool,
-        /// Worker threads for training and evaluation (default: the available cores).
+        /// Threads for training and evaluation, the event loop's among them: with more than one,
+        /// the loop runs the jobs it would wait for (default: the available cores).
         #[arg(long)]
         threads: Option<usize>,
         /// Replace the scenario's seed.
@@ -81,7 +82,7 @@ enum Command {
     Bench {
         /// The scenario file.
         config: PathBuf,
-        /// Worker threads (default: the available cores).
+        /// Threads, the event loop's among them (default: the available cores).
         #[arg(long)]
         threads: Option<usize>,
         /// Seconds to time each standalone baseline (half before the run, half after).
@@ -178,7 +179,7 @@ struct Table {
     /// docs/results.md) with the table.
     #[arg(long, value_name = "FILE")]
     splice: Option<PathBuf>,
-    /// Worker threads (default: the available cores).
+    /// Threads, the event loop's among them (default: the available cores).
     #[arg(long)]
     threads: Option<usize>,
     /// Directory of MNIST-format files, replacing the scenarios' `learning.data.dir`.

@@ -12,8 +12,9 @@
 use murmur_learn::data::Dataset;
 use murmur_learn::model::Arch;
 use murmur_learn::train::{self, Eval, Trainer};
+use murmur_protocol::assist;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -73,6 +74,9 @@ pub(crate) fn train(trainers: Vec<&mut Trainer>, steps: usize, threads: usize) -
     map(trainers, threads, |t| trained(t.train_steps(steps)))
 }
 
+/// How long an idle worker looks for a task before it sleeps until one comes.
+const WORKER_SPIN: Duration = Duration::from_micros(500);
+
 /// Work handed to [`Workers`]. A trainer goes with its job and comes back with the result.
 enum Task {
     Train {
@@ -84,6 +88,12 @@ enum Task {
         tag: u64,
         model: Vec<f32>,
         on: Arc<EvalSet>,
+    },
+    /// Part of a computation of the event loop's (see [`Assistant`]).
+    Assist {
+        id: u64,
+        job: assist::Job,
+        done: Arc<AtomicU8>,
     },
 }
 
@@ -110,6 +120,7 @@ pub(crate) enum Done {
 /// Worker threads that train and evaluate for the whole run (see the module documentation).
 pub(crate) struct Workers {
     queue: Arc<Queue<Task>>,
+    assistant: Arc<Assistant>,
     done: mpsc::Receiver<Result<Done, String>>,
     handles: Vec<JoinHandle<()>>,
 }
@@ -120,6 +131,8 @@ pub(crate) struct Workers {
 struct Queue<T> {
     tasks: Mutex<Waiting<T>>,
     ready: Condvar,
+    /// Tasks pushed so far, for a worker that looks for one without the lock.
+    pushes: AtomicUsize,
 }
 
 struct Waiting<T> {
@@ -129,6 +142,8 @@ struct Waiting<T> {
     running_later: usize,
     /// Workers `later` may take at once.
     background: usize,
+    /// Workers waiting for a task.
+    idle: usize,
     closed: bool,
 }
 
@@ -140,9 +155,11 @@ impl<T> Queue<T> {
                 later: VecDeque::new(),
                 running_later: 0,
                 background,
+                idle: 0,
                 closed: false,
             }),
             ready: Condvar::new(),
+            pushes: AtomicUsize::new(0),
         }
     }
 
@@ -159,6 +176,7 @@ impl<T> Queue<T> {
             w.later.push_back(task);
         }
         drop(w);
+        self.pushes.fetch_add(1, Ordering::Relaxed);
         self.ready.notify_one();
     }
 
@@ -166,21 +184,78 @@ impl<T> Queue<T> {
     /// that is not urgent must be followed by [`Queue::finished_later`] when it ends.
     fn pop(&self) -> Option<(T, bool)> {
         let mut w = self.lock();
+        let mut spun = false;
+        w.idle += 1;
         loop {
             if let Some(t) = w.urgent.pop_front() {
+                w.idle -= 1;
                 return Some((t, true));
             }
             if w.running_later < w.background
                 && let Some(t) = w.later.pop_front()
             {
+                w.idle -= 1;
                 w.running_later += 1;
                 return Some((t, false));
             }
             if w.closed {
+                w.idle -= 1;
                 return None;
+            }
+            if !spun {
+                // Looks for a task for a while before it sleeps (see `Workers::next_soon`).
+                spun = true;
+                let seen = self.pushes.load(Ordering::Relaxed);
+                drop(w);
+                let start = std::time::Instant::now();
+                while start.elapsed() < WORKER_SPIN {
+                    for _ in 0..64 {
+                        std::hint::spin_loop();
+                    }
+                    if self.pushes.load(Ordering::Relaxed) != seen {
+                        break;
+                    }
+                }
+                w = self.lock();
+                continue;
             }
             w = self.ready.wait(w).unwrap_or_else(|e| e.into_inner());
         }
+    }
+
+    /// Takes a waiting urgent task off the queue for the caller to run itself: the first that
+    /// `prefer` picks, else the first.
+    fn take_urgent(&self, prefer: impl Fn(&T) -> bool) -> Option<T> {
+        let mut w = self.lock();
+        let i = w.urgent.iter().position(prefer).unwrap_or(0);
+        w.urgent.remove(i)
+    }
+
+    /// Takes the waiting urgent task `pick` picks, if one waits.
+    fn take(&self, pick: impl Fn(&T) -> bool) -> Option<T> {
+        let mut w = self.lock();
+        let i = w.urgent.iter().position(pick)?;
+        w.urgent.remove(i)
+    }
+
+    /// Puts `task` first in the queue if a worker is waiting that no other urgent task will
+    /// take; gives it back otherwise.
+    fn push_to_idle(&self, task: T) -> Result<(), T> {
+        let mut w = self.lock();
+        if w.idle <= w.urgent.len() {
+            return Err(task);
+        }
+        w.urgent.push_front(task);
+        drop(w);
+        self.pushes.fetch_add(1, Ordering::Relaxed);
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    /// Takes a waiting task that is not urgent off the queue for the caller to run itself (it
+    /// does not count against the workers' share).
+    fn take_later(&self) -> Option<T> {
+        self.lock().later.pop_front()
     }
 
     /// A task that was not urgent ended: another may start.
@@ -214,6 +289,7 @@ fn work(task: Task) -> Result<Done, String> {
     let what = match &task {
         Task::Train { node, .. } => format!("training job of node {node}"),
         Task::Evaluate { .. } => "evaluation".to_owned(),
+        Task::Assist { .. } => unreachable!("run by `assisted`"),
     };
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || match task {
         Task::Train {
@@ -232,17 +308,23 @@ fn work(task: Task) -> Result<Done, String> {
             tag,
             eval: train::evaluate(&on.arch, &model, &on.data, &on.device),
         },
+        Task::Assist { .. } => unreachable!("run by `assisted`"),
     }))
     .map_err(|e| format!("{what} panicked: {}", panic_message(&*e)))
 }
 
 impl Workers {
-    /// `threads` workers, waiting for tasks.
+    /// Workers for `threads` threads in all: the event loop's own thread is one of them (it
+    /// runs waiting tasks itself rather than wait for their results, see [`Workers::help`]), so
+    /// `threads - 1` are spawned (at least one). With as many threads as cores, no thread waits
+    /// for a core: on a machine of two virtual cores, a third thread, woken for each job, took
+    /// the event loop's core from it.
     pub(crate) fn new(threads: usize) -> Workers {
+        let spawned = threads.saturating_sub(1).max(1);
         // Evaluations on all workers but one.
-        let queue = Arc::new(Queue::new(threads.saturating_sub(1).max(1)));
+        let queue = Arc::new(Queue::new(spawned.saturating_sub(1).max(1)));
         let (report, done) = mpsc::channel();
-        let handles = (0..threads)
+        let handles = (0..spawned)
             .map(|k| {
                 let queue = Arc::clone(&queue);
                 let report = report.clone();
@@ -251,6 +333,13 @@ impl Workers {
                     .spawn(move || {
                         // Until the run closes the queue.
                         while let Some((task, urgent)) = queue.pop() {
+                            let task = match task {
+                                Task::Assist { job, done, .. } => {
+                                    assisted(job, &done);
+                                    continue;
+                                }
+                                task => task,
+                            };
                             let done = work(task);
                             if !urgent {
                                 queue.finished_later();
@@ -264,6 +353,10 @@ impl Workers {
             })
             .collect();
         Workers {
+            assistant: Arc::new(Assistant {
+                queue: Arc::clone(&queue),
+                next: AtomicU64::new(0),
+            }),
             queue,
             done,
             handles,
@@ -285,6 +378,11 @@ impl Workers {
         });
     }
 
+    /// What lends the workers to the event loop's own computations.
+    pub(crate) fn assistant(&self) -> Arc<Assistant> {
+        Arc::clone(&self.assistant)
+    }
+
     /// No more training jobs will come (the run is over): evaluations may take every worker
     /// rather than all but one, so the last evaluation point is not left to one core.
     pub(crate) fn no_more_training(&self) {
@@ -302,10 +400,45 @@ impl Workers {
         done.unwrap_or_else(|message| panic!("{message}"))
     }
 
+    /// The next task done, looking for one for up to `spin` before it sleeps until one is: a
+    /// thread put to sleep is woken late (on a virtual machine, a halted virtual core is slow to
+    /// wake), and the event loop waits for most results for well under a millisecond.
+    pub(crate) fn next_soon(&self, spin: Duration) -> Done {
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(done) = self.try_next() {
+                return done;
+            }
+            if start.elapsed() >= spin {
+                return self.next();
+            }
+            for _ in 0..64 {
+                std::hint::spin_loop();
+            }
+        }
+    }
+
     /// A task done, if one is.
     pub(crate) fn try_next(&self) -> Option<Done> {
         let done = self.done.try_recv().ok()?;
         Some(done.unwrap_or_else(|message| panic!("{message}")))
+    }
+
+    /// Runs a task no worker has started on the calling thread, which would otherwise wait for
+    /// one: a training job (`node`'s own if it waits, else the first), or, with `evaluations`,
+    /// an evaluation when no job waits. `None` if no such task waits. Every task depends only
+    /// on its own input, so where it runs changes no result.
+    pub(crate) fn help(&self, node: Option<usize>, evaluations: bool) -> Option<Done> {
+        let task = self
+            .queue
+            .take_urgent(|t| matches!(t, Task::Train { node: n, .. } if Some(*n) == node))
+            .or_else(|| evaluations.then(|| self.queue.take_later()).flatten())?;
+        if let Task::Assist { job, done, .. } = task {
+            // Not left waiting by `Assistant::join`, which takes back its own.
+            assisted(job, &done);
+            return self.help(node, evaluations);
+        }
+        Some(work(task).unwrap_or_else(|message| panic!("{message}")))
     }
 }
 
@@ -314,6 +447,68 @@ impl Drop for Workers {
         self.queue.close();
         for h in self.handles.drain(..) {
             let _ = h.join();
+        }
+    }
+}
+
+/// Lends an idle worker to the event loop for part of a computation it is in the middle of
+/// (signing: see [`murmur_protocol::assist`]).
+pub(crate) struct Assistant {
+    queue: Arc<Queue<Task>>,
+    next: AtomicU64,
+}
+
+impl std::fmt::Debug for Assistant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Assistant").finish_non_exhaustive()
+    }
+}
+
+/// States of an assisted job's flag.
+const RUNNING: u8 = 0;
+const RAN: u8 = 1;
+const PANICKED: u8 = 2;
+
+/// Runs an assisted job on a worker, then says so in `done` (the job, and what it holds, are
+/// dropped first).
+fn assisted(job: assist::Job, done: &AtomicU8) {
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_ok();
+    done.store(if ran { RAN } else { PANICKED }, Ordering::Release);
+}
+
+impl assist::Assist for Assistant {
+    fn join(&self, job: assist::Job, here: &mut dyn FnMut()) {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let done = Arc::new(AtomicU8::new(RUNNING));
+        let task = Task::Assist {
+            id,
+            job,
+            done: Arc::clone(&done),
+        };
+        if let Err(task) = self.queue.push_to_idle(task) {
+            // Every worker is busy: all of it here.
+            here();
+            if let Task::Assist { job, .. } = task {
+                job();
+            }
+            return;
+        }
+        here();
+        // Not started yet (a worker that slept is slow to wake): taken back and run here.
+        if let Some(Task::Assist { job, .. }) = self
+            .queue
+            .take(|t| matches!(t, Task::Assist { id: i, .. } if *i == id))
+        {
+            job();
+            return;
+        }
+        // Started: no longer than `here` took, as the parts are even.
+        loop {
+            match done.load(Ordering::Acquire) {
+                RUNNING => std::hint::spin_loop(),
+                RAN => return,
+                _ => panic!("a worker's part of the event loop's computation panicked"),
+            }
         }
     }
 }
@@ -375,6 +570,69 @@ mod tests {
         q.finished_later();
         q.close();
         assert_eq!(q.pop(), None, "closed and empty");
+    }
+
+    #[test]
+    fn the_caller_takes_the_task_it_waits_for_else_the_first() {
+        let q = Queue::new(1);
+        for t in [1, 2, 3] {
+            q.push(t, true);
+        }
+        q.push(10, false);
+        assert_eq!(q.take_urgent(|&t| t == 2), Some(2), "the one waited for");
+        assert_eq!(q.take_urgent(|&t| t == 7), Some(1), "else the first");
+        assert_eq!(q.take_later(), Some(10));
+        assert_eq!(q.take_later(), None);
+        // Taken by the caller, not a worker: the background's share is untouched.
+        assert_eq!(q.lock().running_later, 0);
+        assert_eq!(q.pop(), Some((3, true)));
+        assert_eq!(q.take_urgent(|_| true), None, "nothing waits");
+    }
+
+    #[test]
+    fn a_task_goes_to_an_idle_worker_only() {
+        let q = Queue::new(1);
+        assert_eq!(q.push_to_idle(1), Err(1), "no worker waits");
+        q.lock().idle = 1;
+        q.push(2, true);
+        assert_eq!(
+            q.push_to_idle(3),
+            Err(3),
+            "the one waiting will take the job"
+        );
+        q.lock().idle = 2;
+        assert_eq!(q.push_to_idle(4), Ok(()));
+        assert_eq!(
+            q.take(|&t| t == 4),
+            Some(4),
+            "first in the queue, taken back"
+        );
+        assert_eq!(q.take(|&t| t == 4), None);
+    }
+
+    #[test]
+    fn a_digest_hashed_with_a_worker_is_blake3s() {
+        let w = Workers::new(2);
+        let assistant = w.assistant();
+        let bytes: Arc<[u8]> = (0..400_000u32).map(|i| (i % 251) as u8).collect();
+        // Whether the worker takes its part, is busy, or is taken back from: the same digest.
+        for _ in 0..200 {
+            let got = assist::digest(&bytes, 3, Some(&*assistant));
+            assert_eq!(got, blake3::hash(&bytes[3..]));
+            assert_eq!(
+                Arc::strong_count(&bytes),
+                1,
+                "the worker's share is dropped"
+            );
+        }
+    }
+
+    #[test]
+    fn the_event_loop_is_one_of_the_threads() {
+        for (threads, spawned) in [(2, 1), (3, 2), (8, 7)] {
+            let w = Workers::new(threads);
+            assert_eq!(w.handles.len(), spawned, "{threads} threads");
+        }
     }
 
     #[test]

@@ -83,6 +83,8 @@ every-ms = 250.0
     let s = scenario(&text, seed);
     let one = run(&s, 1);
     let two = run(&s, 2);
+    // Two workers beside the event loop, which also runs the jobs it would wait for.
+    let three = run(&s, 3);
     assert!(one.rows.len() > 3, "seed {seed}: too few evaluation points");
     assert!(
         one.summary.train_batches < one.summary.train_jobs,
@@ -92,6 +94,11 @@ every-ms = 250.0
         one.rounds_csv(),
         two.rounds_csv(),
         "seed {seed}: rounds.csv differs between 1 and 2 threads"
+    );
+    assert_eq!(
+        one.rounds_csv(),
+        three.rounds_csv(),
+        "seed {seed}: rounds.csv differs between 1 and 3 threads"
     );
     let last = one.rows.last().unwrap();
     assert!(last.dropped > 0, "seed {seed}: no message was lost or cut");

@@ -121,6 +121,11 @@ pub trait World {
             self.set_model(node, &params);
         }
     }
+    /// Another thread that may take part of what the engines compute on the event loop (see
+    /// [`crate::assist`]); `None` by default.
+    fn assist(&self) -> Option<Arc<dyn crate::assist::Assist>> {
+        None
+    }
     /// `node` finished its rounds: it trains nothing more unless it restarts (and a restart
     /// gives it a model with [`World::set_model`]), so the world may free its model.
     fn finished(&mut self, _node: usize) {}
@@ -354,6 +359,9 @@ impl<W: World> Cluster<W> {
         engine.hand_over_mixes(self.world.takes_mixes());
         if let Some(m) = &self.memo {
             engine.share_checks(Arc::clone(m));
+        }
+        if let Some(a) = self.world.assist() {
+            engine.assist_with(a);
         }
         Ok(engine)
     }

@@ -274,6 +274,8 @@ pub struct Engine {
     chain: Option<chain::Chain>,
     /// The checks shared with other engines of the process (see [`Engine::share_checks`]).
     memo: Option<Arc<Memo>>,
+    /// Another thread that may hash part of what this engine signs (see [`Engine::assist_with`]).
+    assist: Option<Arc<dyn crate::assist::Assist>>,
     /// Whether [`Output::Mixed`] carries a copy of the mix (see [`Engine::hand_over_mixes`]).
     hand_over_mixes: bool,
 }
@@ -365,6 +367,7 @@ impl Engine {
             forged: BTreeMap::new(),
             chain,
             memo: None,
+            assist: None,
             hand_over_mixes: true,
         })
     }
@@ -375,6 +378,13 @@ impl Engine {
     /// not change.
     pub fn share_checks(&mut self, memo: Arc<Memo>) {
         self.memo = Some(memo);
+    }
+
+    /// Lets another thread hash part of each update this engine signs, when one is idle (see
+    /// [`crate::assist`]): for a harness whose event loop signs many engines' updates while its
+    /// worker threads wait. The digests do not change.
+    pub fn assist_with(&mut self, assist: Arc<dyn crate::assist::Assist>) {
+        self.assist = Some(assist);
     }
 
     /// Whether [`Output::Mixed`] carries a copy of the mixed model (`true` by default). A

@@ -155,6 +155,7 @@ impl Engine {
             codec,
             codec.payload_len(params.len()),
             |out| valid = crate::codec::encode_into(codec, params, seed ^ (seed >> 31), out),
+            self.assist.as_deref(),
         );
         self.signed_here(&bytes);
         if valid && let Some(m) = &self.memo {

@@ -25,6 +25,9 @@ pub(crate) struct Work {
     pub train_wall: Duration,
 }
 
+/// How long the event loop looks for a training job's result before it sleeps until it comes.
+const SPIN: Duration = Duration::from_micros(500);
+
 /// The simulator's [`cluster::World`].
 #[derive(Debug)]
 pub(crate) struct World {
@@ -124,10 +127,10 @@ impl World {
     pub(crate) fn evaluations(&mut self, tags: &[u64], wait: bool) -> Option<Vec<Eval>> {
         while !tags.iter().all(|t| self.evaluated.contains_key(t)) {
             let workers = self.workers.as_ref()?;
-            let done = if wait {
-                workers.next()
-            } else {
-                workers.try_next()?
+            let done = match workers.try_next() {
+                Some(done) => done,
+                None if wait => workers.help(None, true).unwrap_or_else(|| workers.next()),
+                None => return None,
             };
             self.put_back(done);
         }
@@ -154,7 +157,10 @@ impl World {
                     .workers
                     .as_ref()
                     .expect("a trainer is away only with workers");
-                let done = workers.next();
+                let done = workers
+                    .try_next()
+                    .or_else(|| workers.help(Some(node), false))
+                    .unwrap_or_else(|| workers.next_soon(SPIN));
                 if self.put_back(done) == Some(node) {
                     break;
                 }
@@ -250,6 +256,12 @@ impl cluster::World for World {
     /// trains those after a restart, with its optimiser state from zero.)
     fn finished(&mut self, node: usize) {
         self.trainer(node).release();
+    }
+
+    /// An idle worker hashes part of what an engine signs.
+    fn assist(&self) -> Option<Arc<dyn murmur_protocol::assist::Assist>> {
+        let workers = self.workers.as_ref()?;
+        Some(workers.assistant())
     }
 
     fn arrival(&mut self, now: Duration, from: usize, to: usize, bytes: usize) -> Duration {
