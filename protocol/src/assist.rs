@@ -119,14 +119,15 @@ fn cv(a: usize, b: usize, cvs: &mut &[ChainingValue]) -> ChainingValue {
     blake3::hazmat::merge_subtrees_non_root(&left, &right, Mode::Hash)
 }
 
+/// An [`Assist`] for tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod testing {
+    use super::{Assist, Job};
 
     /// Runs the job on a thread of its own, or here when told to (no thread free).
     #[derive(Debug)]
-    struct Thread {
-        free: bool,
+    pub(crate) struct Thread {
+        pub free: bool,
     }
 
     impl Assist for Thread {
@@ -142,6 +143,12 @@ mod tests {
             });
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::Thread;
+    use super::*;
 
     fn payload(len: usize) -> Arc<[u8]> {
         (0..len).map(|i| (i * 31 + i / 1024) as u8).collect()

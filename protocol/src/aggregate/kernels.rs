@@ -4,6 +4,8 @@
 //! SIMD code without bounds checks. Long reductions are done per [`BLOCK`] in `f32` lanes and
 //! summed in `f64`, so a dimension of millions keeps its precision.
 
+use std::sync::{Arc, Mutex};
+
 /// Lanes of the `f32` accumulators in the reductions.
 pub(crate) const LANES: usize = 16;
 /// Coordinates per block in the multi-row passes. The output block (64 KiB) stays in the
@@ -248,6 +250,109 @@ pub(crate) fn combine<R: Rows + ?Sized>(
     finite
 }
 
+/// Rows held as signed updates read in place (`f32` little-endian payloads in shared
+/// allocations): handles another thread can hold, for [`combine_assisted`].
+#[derive(Debug, Clone)]
+pub(crate) struct SharedRows(pub Arc<[(Arc<[u8]>, usize)]>);
+
+impl Rows for SharedRows {
+    fn count(&self) -> usize {
+        self.0.len()
+    }
+    fn row(&self, i: usize) -> &[f32] {
+        let (bytes, payload) = &self.0[i];
+        crate::codec::f32_view(&bytes[*payload..]).expect("held only if read in place")
+    }
+}
+
+impl SharedRows {
+    /// `rows` copied into payloads of signed updates of their own, each after a header of 8
+    /// bytes, read in place.
+    #[cfg(test)]
+    pub(crate) fn copied(rows: &[Vec<f32>]) -> SharedRows {
+        let held: Vec<(Arc<[u8]>, usize)> = rows
+            .iter()
+            .map(|r| {
+                let bytes: Arc<[u8]> = [0u8; 8]
+                    .into_iter()
+                    .chain(r.iter().flat_map(|v| v.to_le_bytes()))
+                    .collect();
+                (bytes, 8)
+            })
+            .collect();
+        SharedRows(held.into())
+    }
+}
+
+/// Columns `start..end` of `rows`.
+struct Columns<'a, R: ?Sized> {
+    rows: &'a R,
+    start: usize,
+    end: usize,
+}
+
+impl<R: Rows + ?Sized> Rows for Columns<'_, R> {
+    fn count(&self) -> usize {
+        self.rows.count()
+    }
+    fn row(&self, i: usize) -> &[f32] {
+        &self.rows.row(i)[self.start..self.end]
+    }
+}
+
+/// [`combine`] without an extra term, its upper blocks computed by another thread if `assist`
+/// has one idle (from `shared`, the same rows as `rows` as handles it can hold) and copied in:
+/// the same bits, as every block is computed alone in the same way.
+pub(crate) fn combine_assisted<R: Rows + ?Sized>(
+    rows: &R,
+    shared: &SharedRows,
+    coefs: &[f32],
+    out: &mut [f32],
+    assist: &dyn crate::assist::Assist,
+) -> bool {
+    let len = out.len();
+    let blocks = len.div_ceil(BLOCK);
+    if blocks < 2 {
+        return combine(rows, coefs, None, out);
+    }
+    debug_assert_eq!(shared.count(), rows.count());
+    // The upper blocks to the other thread: its share ends with the partial last block.
+    let split = blocks.div_ceil(2) * BLOCK;
+    // The other thread's blocks, and whether they are finite.
+    type Share = Option<(Vec<f32>, bool)>;
+    let done: Arc<Mutex<Share>> = Arc::default();
+    let job: crate::assist::Job = {
+        let (shared, coefs, done) = (shared.clone(), coefs.to_vec(), Arc::clone(&done));
+        Box::new(move || {
+            let upper = Columns {
+                rows: &shared,
+                start: split,
+                end: len,
+            };
+            let mut theirs = vec![0.0; len - split];
+            let finite = combine(&upper, &coefs, None, &mut theirs);
+            *done.lock().unwrap_or_else(|e| e.into_inner()) = Some((theirs, finite));
+        })
+    };
+    let (lower, upper) = out.split_at_mut(split);
+    let mut ours = true;
+    assist.join(job, &mut || {
+        let cols = Columns {
+            rows,
+            start: 0,
+            end: split,
+        };
+        ours = combine(&cols, coefs, None, lower);
+    });
+    let (theirs, finite) = done
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+        .expect("an assist runs its job before it returns");
+    upper.copy_from_slice(&theirs);
+    ours && finite
+}
+
 /// Squared distances of four slices to `c`, sharing each load of `c`.
 fn sq_dist4(x: [&[f32]; 4], c: &[f32]) -> [f32; 4] {
     const L: usize = LANES / 2;
@@ -437,6 +542,61 @@ mod tests {
             .collect();
         combine(&many[..], &[0.1; 9], Some((&c, 0.1)), &mut out);
         assert!(out.iter().all(|&v| (v - 1.7).abs() < 1e-6));
+    }
+
+    #[test]
+    fn a_combine_with_help_is_the_same_bits() {
+        use crate::assist::testing::Thread;
+        for dim in [
+            1000,
+            BLOCK,
+            BLOCK + 1,
+            2 * BLOCK,
+            3 * BLOCK + LANES + 3,
+            101_770,
+        ] {
+            for n in [1, 3, 10, 11] {
+                let rows: Vec<Vec<f32>> = (0..n)
+                    .map(|i| {
+                        (0..dim)
+                            .map(|j| ((i * 7 + j) % 13) as f32 * 0.37 - 2.0)
+                            .collect()
+                    })
+                    .collect();
+                let coefs: Vec<f32> = (0..n).map(|i| 1.0 / (i + 2) as f32).collect();
+                let slices: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
+                let held = SharedRows::copied(&rows);
+                let mut want = vec![0.0f32; dim];
+                assert!(combine(&slices[..], &coefs, None, &mut want));
+                for free in [true, false] {
+                    let mut got = vec![f32::NAN; dim];
+                    let finite =
+                        combine_assisted(&slices[..], &held, &coefs, &mut got, &Thread { free });
+                    assert!(finite, "dim {dim}, {n} rows, free {free}");
+                    let same = got
+                        .iter()
+                        .zip(&want)
+                        .all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(same, "dim {dim}, {n} rows, free {free}");
+                }
+            }
+        }
+        // A non-finite value in either thread's share is reported.
+        let dim = 4 * BLOCK;
+        for at in [1, dim - 1] {
+            let mut rows = vec![vec![1.0f32; dim]; 2];
+            rows[1][at] = f32::NAN;
+            let slices: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
+            let mut out = vec![0.0f32; dim];
+            let finite = combine_assisted(
+                &slices[..],
+                &SharedRows::copied(&rows),
+                &[0.5, 0.5],
+                &mut out,
+                &Thread { free: true },
+            );
+            assert!(!finite, "NaN at {at}");
+        }
     }
 
     #[test]

@@ -33,6 +33,7 @@ mod tests;
 
 pub use config::{Config, ConfigError, Pre, Rule, Tau};
 
+pub(crate) use kernels::SharedRows;
 use kernels::{Flat, NonFinite, Rows};
 
 /// Why a call to [`Aggregator::aggregate`] was refused. The aggregator's state is unchanged and
@@ -116,6 +117,9 @@ struct Workspace {
     geomed: geomed::Workspace,
     clipping: clipping::Workspace,
     monna: monna::Workspace,
+    /// The next aggregation's rows as handles, and a thread that may take part of the plain
+    /// mean ([`Aggregator::rows_shared`]).
+    assisted: Option<mean::Assisted>,
 }
 
 impl Aggregator {
@@ -185,6 +189,24 @@ impl Aggregator {
         self.ws.clipping.known = Some(sq);
     }
 
+    /// Whether the next aggregation can use [`Aggregator::rows_shared`]: the plain mean with no
+    /// pre-aggregation.
+    pub(crate) fn takes_shared_rows(&self) -> bool {
+        matches!(self.config.rule, Rule::Mean) && self.config.pre.is_empty()
+    }
+
+    /// The next aggregation's inputs (`[own, inputs...]` as it is called) as handles another
+    /// thread can hold, and `assist`, which may lend one idle thread to compute part of the
+    /// plain mean (the same bits). Used by the next aggregation only, if it
+    /// [`takes_shared_rows`](Self::takes_shared_rows) and has as many inputs.
+    pub(crate) fn rows_shared(
+        &mut self,
+        rows: kernels::SharedRows,
+        assist: std::sync::Arc<dyn crate::assist::Assist>,
+    ) {
+        self.ws.assisted = Some((rows, assist));
+    }
+
     /// Smallest number of inputs the rule accepts (e.g. 2f+1 for trimmed mean), counted before
     /// pre-aggregation.
     pub fn min_inputs(&self) -> usize {
@@ -243,6 +265,12 @@ impl Aggregator {
     ) -> Result<Report, Error> {
         // Distances handed over are for this aggregation only, whatever happens to it.
         let known = self.ws.clipping.known.take();
+        // So are the rows handed over as handles.
+        let assisted = self
+            .ws
+            .assisted
+            .take()
+            .filter(|(rows, _)| self.takes_shared_rows() && rows.count() == inputs.len());
         let known = known.filter(|k| self.measures_distances_to_own() && k.len() == inputs.len());
         let verified_by_rule = self.rule_verifies_inputs();
         self.check(own, inputs, weights, out, !verified_by_rule)?;
@@ -279,6 +307,7 @@ impl Aggregator {
             rule => rule,
         };
         ws.clipping.known = known;
+        ws.assisted = assisted;
         let clipped = match config.pre.len() {
             0 => run_rule(&rule, inputs, &stages.w[2], own, momentum, ws, target),
             k => {
@@ -298,6 +327,7 @@ impl Aggregator {
             }
         };
         ws.clipping.known = None;
+        ws.assisted = None;
         if staged && clipped.is_ok() {
             out.copy_from_slice(staging);
         }
@@ -495,7 +525,7 @@ fn run_rule<R: Rows + ?Sized>(
 ) -> Result<usize, NonFinite> {
     Ok(match *rule {
         Rule::Mean => {
-            mean::mean(rows, w, out.len(), out)?;
+            mean::mean(rows, w, out.len(), out, ws.assisted.as_ref())?;
             0
         }
         Rule::Median => median::median(rows, &mut ws.median, out)?,

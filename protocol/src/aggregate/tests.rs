@@ -610,3 +610,37 @@ fn distances_handed_over_give_the_same_bits_and_serve_one_aggregation_only() {
         assert!(!agg.measures_distances_to_own(), "{config:?}");
     }
 }
+
+#[test]
+fn rows_handed_over_as_handles_serve_the_next_aggregation_only() {
+    let dim = 3 * kernels::BLOCK + 5;
+    let config = parse("aggregation = { rule = \"mean\" }").unwrap();
+    let mut a = Aggregator::new(&config, dim).unwrap();
+    assert!(a.takes_shared_rows());
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let x: Vec<Vec<f32>> = vec![vec![1.0; dim], vec![3.0; dim]];
+    let xs: Vec<&[f32]> = x.iter().map(Vec::as_slice).collect();
+    let help = || -> std::sync::Arc<dyn crate::assist::Assist> {
+        std::sync::Arc::new(crate::assist::testing::Thread { free: true })
+    };
+    let mut out = vec![0.0f32; dim];
+    // Handed over and used: the same mean as without help.
+    a.rows_shared(SharedRows::copied(&x), help());
+    a.aggregate(&x[0], &xs, &[], &mut rng, &mut out).unwrap();
+    assert!(out.iter().all(|&v| v == 2.0));
+    // Handed over to an aggregation that fails its checks: not kept for the next one, which
+    // would otherwise read `x`'s upper blocks as its own.
+    let short = vec![0.0f32; dim - 1];
+    let z: Vec<Vec<f32>> = vec![vec![0.0; dim], vec![8.0; dim]];
+    let zs: Vec<&[f32]> = z.iter().map(Vec::as_slice).collect();
+    a.rows_shared(SharedRows::copied(&x), help());
+    assert!(
+        a.aggregate(&z[0], &[&short[..], &z[1]], &[], &mut rng, &mut out)
+            .is_err()
+    );
+    a.aggregate(&z[0], &zs, &[], &mut rng, &mut out).unwrap();
+    assert!(out.iter().all(|&v| v == 4.0), "z's own mean, not x's");
+    // Rules other than the plain mean do not take them.
+    let median = parse("aggregation = { rule = \"median\" }").unwrap();
+    assert!(!Aggregator::new(&median, dim).unwrap().takes_shared_rows());
+}

@@ -84,6 +84,15 @@ impl Model {
         }
     }
 
+    /// The update the parameters are read in place from, and where their payload starts;
+    /// `None` if they are held decoded.
+    pub(super) fn shared(&self) -> Option<(Arc<[u8]>, usize)> {
+        match self {
+            Model::Owned(_) => None,
+            Model::InPlace { bytes, payload } => Some((Arc::clone(bytes), *payload)),
+        }
+    }
+
     /// The parameters, to change: copied out of the update first if they are read in place.
     pub(super) fn to_mut(&mut self) -> &mut Vec<f32> {
         if let Model::InPlace { .. } = self {

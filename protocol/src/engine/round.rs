@@ -506,6 +506,18 @@ impl Engine {
             (0, true)
         } else {
             out.resize(self.dim, 0.0);
+            if let Some(assist) = &self.assist
+                && estimate.is_none()
+                && self.aggregator.takes_shared_rows()
+                && let Some(rows) = std::iter::once(&own)
+                    .chain(received.values().map(|p| &p.params))
+                    .map(Model::shared)
+                    .collect::<Option<Vec<_>>>()
+            {
+                // Every input is a signed update read in place: another thread may sum part.
+                self.aggregator
+                    .rows_shared(aggregate::SharedRows(rows.into()), Arc::clone(assist));
+            }
             if let Some(sq) = distances {
                 // The screen's distances, of these very inputs to `reference`.
                 self.aggregator.distances_known(sq);
