@@ -124,30 +124,30 @@ fn cv(a: usize, b: usize, cvs: &mut &[ChainingValue]) -> ChainingValue {
 pub(crate) mod testing {
     use super::{Assist, Job};
 
-    /// Runs the job on a thread of its own, or here when told to (no thread free).
+    /// Runs the job in this thread, before `here` (as a helper that finishes first would) or
+    /// after it (as one taken back: no helper free). The crate uses no threads; the simulator's
+    /// tests run jobs on its worker threads.
     #[derive(Debug)]
-    pub(crate) struct Thread {
-        pub free: bool,
+    pub(crate) struct Inline {
+        pub first: bool,
     }
 
-    impl Assist for Thread {
+    impl Assist for Inline {
         fn join(&self, job: Job, here: &mut dyn FnMut()) {
-            if !self.free {
+            if self.first {
+                job();
+                here();
+            } else {
                 here();
                 job();
-                return;
             }
-            std::thread::scope(|s| {
-                s.spawn(job);
-                here();
-            });
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::testing::Thread;
+    use super::testing::Inline;
     use super::*;
 
     fn payload(len: usize) -> Arc<[u8]> {
@@ -173,9 +173,9 @@ mod tests {
                 let bytes = payload(start + len);
                 let want = blake3::hash(&bytes[start..]);
                 assert_eq!(digest(&bytes, start, None), want, "{len} alone");
-                for free in [true, false] {
-                    let got = digest(&bytes, start, Some(&Thread { free }));
-                    assert_eq!(got, want, "{len} bytes after {start}, thread free: {free}");
+                for first in [true, false] {
+                    let got = digest(&bytes, start, Some(&Inline { first }));
+                    assert_eq!(got, want, "{len} bytes after {start}, job first: {first}");
                 }
             }
         }
@@ -200,9 +200,9 @@ mod tests {
             )
         };
         let (alone, _) = sign(None);
-        for free in [true, false] {
-            let (helped, _) = sign(Some(&Thread { free }));
-            assert_eq!(helped, alone, "thread free: {free}");
+        for first in [true, false] {
+            let (helped, _) = sign(Some(&Inline { first }));
+            assert_eq!(helped, alone, "job first: {first}");
         }
         let update = crate::wire::decode_update(&alone, crate::wire::max_update_len(params.len()))
             .expect("a valid update");

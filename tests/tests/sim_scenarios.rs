@@ -113,6 +113,48 @@ every-ms = 250.0
     );
 }
 
+/// A model of several blocks mixed by the plain mean, signed as updates long enough to hash in
+/// parts: with worker threads, an idle one hashes part of each update and sums part of each
+/// mix (`murmur_protocol::assist`), and the runs stay the same bits.
+#[test]
+fn a_wide_model_mixed_with_a_worker_s_help_is_the_same_run() {
+    let seed = seed(12);
+    let text = r#"
+name = "wide"
+seed = 1
+nodes = 6
+rounds = 4
+topology = { kind = "complete" }
+[learning]
+model = { kind = "mlp", hidden = [1024] }
+data = { kind = "digits" }
+optimizer = { kind = "sgd", lr = 0.05 }
+local-steps = 2
+[engine]
+aggregation = { rule = "mean" }
+outlier-factor = 0
+"#;
+    let s = scenario(text, seed);
+    let one = run(&s, 1);
+    assert!(
+        one.summary.model_params > 4 * 16_384,
+        "seed {seed}: the model is {} parameters, too few to split",
+        one.summary.model_params
+    );
+    for threads in [2, 3] {
+        let other = run(&s, threads);
+        assert_eq!(
+            one.rounds_csv(),
+            other.rounds_csv(),
+            "seed {seed}: rounds.csv differs between 1 and {threads} threads"
+        );
+    }
+    assert!(
+        one.summary.skipped_mixes == 0,
+        "seed {seed}: a mix was skipped"
+    );
+}
+
 /// Without attackers or churn every node trains once for every round: catching up to the round
 /// of what it mixed never skips its own training.
 #[test]

@@ -546,7 +546,7 @@ mod tests {
 
     #[test]
     fn a_combine_with_help_is_the_same_bits() {
-        use crate::assist::testing::Thread;
+        use crate::assist::testing::Inline;
         for dim in [
             1000,
             BLOCK,
@@ -568,16 +568,16 @@ mod tests {
                 let held = SharedRows::copied(&rows);
                 let mut want = vec![0.0f32; dim];
                 assert!(combine(&slices[..], &coefs, None, &mut want));
-                for free in [true, false] {
+                for first in [true, false] {
                     let mut got = vec![f32::NAN; dim];
                     let finite =
-                        combine_assisted(&slices[..], &held, &coefs, &mut got, &Thread { free });
-                    assert!(finite, "dim {dim}, {n} rows, free {free}");
+                        combine_assisted(&slices[..], &held, &coefs, &mut got, &Inline { first });
+                    assert!(finite, "dim {dim}, {n} rows, job first {first}");
                     let same = got
                         .iter()
                         .zip(&want)
                         .all(|(a, b)| a.to_bits() == b.to_bits());
-                    assert!(same, "dim {dim}, {n} rows, free {free}");
+                    assert!(same, "dim {dim}, {n} rows, job first {first}");
                 }
             }
         }
@@ -593,7 +593,7 @@ mod tests {
                 &SharedRows::copied(&rows),
                 &[0.5, 0.5],
                 &mut out,
-                &Thread { free: true },
+                &Inline { first: true },
             );
             assert!(!finite, "NaN at {at}");
         }

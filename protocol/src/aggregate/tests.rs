@@ -621,7 +621,7 @@ fn rows_handed_over_as_handles_serve_the_next_aggregation_only() {
     let x: Vec<Vec<f32>> = vec![vec![1.0; dim], vec![3.0; dim]];
     let xs: Vec<&[f32]> = x.iter().map(Vec::as_slice).collect();
     let help = || -> std::sync::Arc<dyn crate::assist::Assist> {
-        std::sync::Arc::new(crate::assist::testing::Thread { free: true })
+        std::sync::Arc::new(crate::assist::testing::Inline { first: true })
     };
     let mut out = vec![0.0f32; dim];
     // Handed over and used: the same mean as without help.
