@@ -4,11 +4,15 @@
 //! on the step before it: a node signs the model its training job just returned, and the next
 //! job of the run often waits for that update. While the loop signs, the worker threads that
 //! train are often idle. An engine given an [`Assist`] ([`crate::engine::Engine::assist_with`])
-//! hands part of its digest of a signed update to such a thread and hashes the rest itself.
-//! BLAKE3 is a tree hash, so the parts are subtrees whose chaining values merge into the same
-//! digest, bit for bit: where a part is computed changes nothing but the time it takes.
+//! hands such a thread part of two computations and does the rest itself:
+//! - the digest of an update it signs ([`digest`]): BLAKE3 is a tree hash, so the parts are
+//!   subtrees whose chaining values merge into the same digest, bit for bit;
+//! - a plain mean whose inputs are all signed updates read in place (the aggregator's
+//!   `combine_assisted`): the thread sums the upper blocks, each block computed alone as
+//!   before, so the same bits.
 //!
-//! The real node has no use for one: it signs one update a round.
+//! Where a part is computed changes nothing but the time it takes. The real node has no use for
+//! one: it signs and mixes once a round.
 
 use blake3::hazmat::{ChainingValue, HasherExt, Mode};
 use std::sync::{Arc, Mutex};

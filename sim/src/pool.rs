@@ -74,8 +74,27 @@ pub(crate) fn train(trainers: Vec<&mut Trainer>, steps: usize, threads: usize) -
     map(trainers, threads, |t| trained(t.train_steps(steps)))
 }
 
-/// How long an idle worker looks for a task before it sleeps until one comes.
-const WORKER_SPIN: Duration = Duration::from_micros(500);
+/// How long a thread with nothing to do looks for work (an idle worker for a task, the event
+/// loop for a result) before it sleeps until some comes: a thread put to sleep is woken late (on
+/// a virtual machine, a halted virtual core is slow to wake), and most results come within a
+/// job's few hundred microseconds.
+const SPIN: Duration = Duration::from_micros(500);
+
+/// Calls `poll` until it gives something or `limit` has passed.
+fn spin_for<T>(limit: Duration, mut poll: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(t) = poll() {
+            return Some(t);
+        }
+        if start.elapsed() >= limit {
+            return None;
+        }
+        for _ in 0..64 {
+            std::hint::spin_loop();
+        }
+    }
+}
 
 /// Work handed to [`Workers`]. A trainer goes with its job and comes back with the result.
 enum Task {
@@ -203,19 +222,13 @@ impl<T> Queue<T> {
                 return None;
             }
             if !spun {
-                // Looks for a task for a while before it sleeps (see `Workers::next_soon`).
+                // Looks for a task for a while before it sleeps (see `SPIN`).
                 spun = true;
                 let seen = self.pushes.load(Ordering::Relaxed);
                 drop(w);
-                let start = std::time::Instant::now();
-                while start.elapsed() < WORKER_SPIN {
-                    for _ in 0..64 {
-                        std::hint::spin_loop();
-                    }
-                    if self.pushes.load(Ordering::Relaxed) != seen {
-                        break;
-                    }
-                }
+                spin_for(SPIN, || {
+                    (self.pushes.load(Ordering::Relaxed) != seen).then_some(())
+                });
                 w = self.lock();
                 continue;
             }
@@ -400,22 +413,10 @@ impl Workers {
         done.unwrap_or_else(|message| panic!("{message}"))
     }
 
-    /// The next task done, looking for one for up to `spin` before it sleeps until one is: a
-    /// thread put to sleep is woken late (on a virtual machine, a halted virtual core is slow to
-    /// wake), and the event loop waits for most results for well under a millisecond.
-    pub(crate) fn next_soon(&self, spin: Duration) -> Done {
-        let start = std::time::Instant::now();
-        loop {
-            if let Some(done) = self.try_next() {
-                return done;
-            }
-            if start.elapsed() >= spin {
-                return self.next();
-            }
-            for _ in 0..64 {
-                std::hint::spin_loop();
-            }
-        }
+    /// The next task done, looking for one for a while (see [`SPIN`]) before it sleeps until one
+    /// is.
+    pub(crate) fn next_soon(&self) -> Done {
+        spin_for(SPIN, || self.try_next()).unwrap_or_else(|| self.next())
     }
 
     /// A task done, if one is.
@@ -452,7 +453,7 @@ impl Drop for Workers {
 }
 
 /// Lends an idle worker to the event loop for part of a computation it is in the middle of
-/// (signing: see [`murmur_protocol::assist`]).
+/// (hashing an update it signs, summing a plain mean: see [`murmur_protocol::assist`]).
 pub(crate) struct Assistant {
     queue: Arc<Queue<Task>>,
     next: AtomicU64,
@@ -625,6 +626,25 @@ mod tests {
                 "the worker's share is dropped"
             );
         }
+    }
+
+    #[test]
+    fn spinning_stops_at_what_comes_or_at_the_limit() {
+        let mut calls = 0;
+        let got = spin_for(Duration::from_secs(60), || {
+            calls += 1;
+            (calls == 3).then_some(calls)
+        });
+        assert_eq!(
+            got,
+            Some(3),
+            "stops at the third call, well before the limit"
+        );
+        assert_eq!(
+            spin_for(Duration::ZERO, || None::<()>),
+            None,
+            "gives up at the limit"
+        );
     }
 
     #[test]

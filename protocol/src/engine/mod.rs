@@ -274,7 +274,8 @@ pub struct Engine {
     chain: Option<chain::Chain>,
     /// The checks shared with other engines of the process (see [`Engine::share_checks`]).
     memo: Option<Arc<Memo>>,
-    /// Another thread that may hash part of what this engine signs (see [`Engine::assist_with`]).
+    /// Another thread that may take part of this engine's hashing and mixing (see
+    /// [`Engine::assist_with`]).
     assist: Option<Arc<dyn crate::assist::Assist>>,
     /// Whether [`Output::Mixed`] carries a copy of the mix (see [`Engine::hand_over_mixes`]).
     hand_over_mixes: bool,
@@ -380,9 +381,10 @@ impl Engine {
         self.memo = Some(memo);
     }
 
-    /// Lets another thread hash part of each update this engine signs, when one is idle (see
-    /// [`crate::assist`]): for a harness whose event loop signs many engines' updates while its
-    /// worker threads wait. The digests do not change.
+    /// Lets another thread, when one is idle, hash part of each update this engine signs and sum
+    /// part of each plain mean of updates read in place (see [`crate::assist`]): for a harness
+    /// whose event loop signs and mixes for many engines while its worker threads wait. The
+    /// digests and mixes do not change.
     pub fn assist_with(&mut self, assist: Arc<dyn crate::assist::Assist>) {
         self.assist = Some(assist);
     }

@@ -25,9 +25,6 @@ pub(crate) struct Work {
     pub train_wall: Duration,
 }
 
-/// How long the event loop looks for a training job's result before it sleeps until it comes.
-const SPIN: Duration = Duration::from_micros(500);
-
 /// The simulator's [`cluster::World`].
 #[derive(Debug)]
 pub(crate) struct World {
@@ -160,7 +157,7 @@ impl World {
                 let done = workers
                     .try_next()
                     .or_else(|| workers.help(Some(node), false))
-                    .unwrap_or_else(|| workers.next_soon(SPIN));
+                    .unwrap_or_else(|| workers.next_soon());
                 if self.put_back(done) == Some(node) {
                     break;
                 }
@@ -258,7 +255,7 @@ impl cluster::World for World {
         self.trainer(node).release();
     }
 
-    /// An idle worker hashes part of what an engine signs.
+    /// An idle worker hashes part of each update an engine signs and sums part of its plain means.
     fn assist(&self) -> Option<Arc<dyn murmur_protocol::assist::Assist>> {
         let workers = self.workers.as_ref()?;
         Some(workers.assistant())
