@@ -87,3 +87,25 @@ pub fn run(scenario: &Scenario, options: &Options) -> Result<Report, Error> {
     sim.run(&mut progress);
     Ok(sim.report(threads))
 }
+
+/// [`run`] of a scenario of the protocol, paused as [`simulation::Simulation::run_pausing`]
+/// says (the wall times reported leave the pauses out; nothing else changes).
+pub fn run_pausing(
+    scenario: &Scenario,
+    options: &Options,
+    pause: simulation::Pause<'_>,
+) -> Result<Report, Error> {
+    let scenario = resolve(scenario, options);
+    if !scenario.method.is_protocol() {
+        return Err(Error::Reference(format!(
+            "scenario {}: only the protocol's simulation can be paused",
+            scenario.name
+        )));
+    }
+    let (learning, split) = scenario.learning.load(scenario.seed)?;
+    let threads = options.threads.max(1);
+    let mut progress = progress::Progress::new(options.progress);
+    let mut sim = simulation::Simulation::build(scenario, learning, split, threads)?;
+    sim.run_pausing(&mut progress, Some(pause));
+    Ok(sim.report(threads))
+}

@@ -163,11 +163,15 @@ struct Waiting<T> {
     background: usize,
     /// Workers waiting for a task.
     idle: usize,
+    /// Workers in all.
+    workers: usize,
+    /// No task starts while held (see [`Queue::hold`]).
+    held: bool,
     closed: bool,
 }
 
 impl<T> Queue<T> {
-    fn new(background: usize) -> Queue<T> {
+    fn new(background: usize, workers: usize) -> Queue<T> {
         Queue {
             tasks: Mutex::new(Waiting {
                 urgent: VecDeque::new(),
@@ -175,6 +179,8 @@ impl<T> Queue<T> {
                 running_later: 0,
                 background,
                 idle: 0,
+                workers,
+                held: false,
                 closed: false,
             }),
             ready: Condvar::new(),
@@ -205,12 +211,19 @@ impl<T> Queue<T> {
         let mut w = self.lock();
         let mut spun = false;
         w.idle += 1;
+        if w.held {
+            // `Queue::hold` waits for every worker to be here.
+            self.ready.notify_all();
+        }
         loop {
-            if let Some(t) = w.urgent.pop_front() {
+            if !w.held
+                && let Some(t) = w.urgent.pop_front()
+            {
                 w.idle -= 1;
                 return Some((t, true));
             }
-            if w.running_later < w.background
+            if !w.held
+                && w.running_later < w.background
                 && let Some(t) = w.later.pop_front()
             {
                 w.idle -= 1;
@@ -287,6 +300,22 @@ impl<T> Queue<T> {
         self.lock().closed = true;
         self.ready.notify_all();
     }
+
+    /// Starts no more tasks, and returns once every worker has ended the one it was running:
+    /// nothing runs on the workers until [`Queue::release`]. The tasks waiting keep their places.
+    fn hold(&self) {
+        let mut w = self.lock();
+        w.held = true;
+        while w.idle < w.workers {
+            w = self.ready.wait(w).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Lets the workers start tasks again after [`Queue::hold`].
+    fn release(&self) {
+        self.lock().held = false;
+        self.ready.notify_all();
+    }
 }
 
 impl std::fmt::Debug for Workers {
@@ -335,7 +364,7 @@ impl Workers {
     pub(crate) fn new(threads: usize) -> Workers {
         let spawned = threads.saturating_sub(1).max(1);
         // Evaluations on all workers but one.
-        let queue = Arc::new(Queue::new(spawned.saturating_sub(1).max(1)));
+        let queue = Arc::new(Queue::new(spawned.saturating_sub(1).max(1), spawned));
         let (report, done) = mpsc::channel();
         let handles = (0..spawned)
             .map(|k| {
@@ -394,6 +423,17 @@ impl Workers {
     /// What lends the workers to the event loop's own computations.
     pub(crate) fn assistant(&self) -> Arc<Assistant> {
         Arc::clone(&self.assistant)
+    }
+
+    /// Lets every worker end the task it runs, then starts none until [`Workers::release`]:
+    /// while held, the workers use no core (the bench times its baselines then).
+    pub(crate) fn hold(&self) {
+        self.queue.hold();
+    }
+
+    /// Ends [`Workers::hold`].
+    pub(crate) fn release(&self) {
+        self.queue.release();
     }
 
     /// No more training jobs will come (the run is over): evaluations may take every worker
@@ -555,7 +595,7 @@ mod tests {
 
     #[test]
     fn urgent_tasks_go_first_and_the_others_leave_a_worker_free() {
-        let q = Queue::new(1);
+        let q = Queue::new(1, 1);
         q.push(1, false);
         q.push(2, false);
         q.push(10, true);
@@ -575,7 +615,7 @@ mod tests {
 
     #[test]
     fn the_caller_takes_the_task_it_waits_for_else_the_first() {
-        let q = Queue::new(1);
+        let q = Queue::new(1, 1);
         for t in [1, 2, 3] {
             q.push(t, true);
         }
@@ -592,7 +632,7 @@ mod tests {
 
     #[test]
     fn a_task_goes_to_an_idle_worker_only() {
-        let q = Queue::new(1);
+        let q = Queue::new(1, 1);
         assert_eq!(q.push_to_idle(1), Err(1), "no worker waits");
         q.lock().idle = 1;
         q.push(2, true);
@@ -656,8 +696,37 @@ mod tests {
     }
 
     #[test]
+    fn held_workers_start_no_task_until_released() {
+        let q = Arc::new(Queue::new(1, 1));
+        // `hold` returns once the worker waits for a task.
+        let worker = {
+            let q = Arc::clone(&q);
+            std::thread::spawn(move || q.pop())
+        };
+        q.hold();
+        assert_eq!(q.lock().idle, 1, "held while the worker was away");
+        // The worker, woken by a task, leaves it waiting while held.
+        q.push(1, true);
+        q.push(2, false);
+        q.release();
+        assert_eq!(
+            worker.join().unwrap(),
+            Some((1, true)),
+            "released: it starts"
+        );
+        // This thread as the worker now, waiting for a task.
+        q.lock().idle = 1;
+        q.hold();
+        q.lock().idle = 0;
+        q.close();
+        assert_eq!(q.pop(), None, "held: the waiting task does not start");
+        q.release();
+        assert_eq!(q.pop(), Some((2, false)));
+    }
+
+    #[test]
     fn once_unreserved_the_background_takes_every_worker() {
-        let q = Queue::new(1);
+        let q = Queue::new(1, 1);
         for t in 1..=3 {
             q.push(t, false);
         }

@@ -113,6 +113,69 @@ every-ms = 250.0
     );
 }
 
+/// The bench pauses a run to time its baselines (`murmur_sim::run_pausing`): paused after every
+/// step, with the workers held still in each pause, a run gives the same rounds, and the time
+/// spent in its pauses is not in its wall time.
+#[test]
+fn a_run_paused_after_every_step_is_the_same_run_and_leaves_the_pauses_out_of_its_time() {
+    let seed = seed(13);
+    let text = text(
+        "rounds = 6",
+        r#"
+[network]
+latency = { kind = "lognormal", median-ms = 20.0, sigma = 0.5 }
+bandwidth-mbps = 50.0
+[eval]
+every-rounds = 2
+"#,
+    );
+    let s = scenario(&text, seed);
+    for threads in [1, 2] {
+        let plain = run(&s, threads);
+        let (mut pauses, mut paused) = (0u64, std::time::Duration::ZERO);
+        let mut hook = || {
+            // Each pause takes a while, so that a run that counted them would show it.
+            let start = std::time::Instant::now();
+            while start.elapsed() < std::time::Duration::from_micros(200) {
+                std::hint::spin_loop();
+            }
+            pauses += 1;
+            paused += start.elapsed();
+        };
+        let options = Options {
+            threads,
+            ..Options::default()
+        };
+        let started = std::time::Instant::now();
+        let report = murmur_sim::run_pausing(
+            &s,
+            &options,
+            murmur_sim::simulation::Pause {
+                every: std::time::Duration::ZERO,
+                hook: &mut hook,
+            },
+        )
+        .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        let outside = started.elapsed();
+        assert_eq!(
+            plain.rounds_csv(),
+            report.rounds_csv(),
+            "seed {seed}: pauses changed the run with {threads} threads"
+        );
+        // A pause between two steps of the run: each node starting each round is one.
+        assert!(
+            pauses >= 6 * 10,
+            "seed {seed}: {pauses} pauses for 10 nodes and 6 rounds"
+        );
+        let wall = std::time::Duration::from_secs_f64(report.summary.wall_s);
+        assert!(
+            wall + paused <= outside,
+            "seed {seed}, {threads} threads: wall time {wall:?} and pauses {paused:?} exceed \
+             the {outside:?} the call took"
+        );
+    }
+}
+
 /// A model of several blocks mixed by the plain mean, signed as updates long enough to hash in
 /// parts: with worker threads, an idle one hashes part of each update and sums part of each
 /// mix (`murmur_protocol::assist`), and the runs stay the same bits.

@@ -116,6 +116,22 @@ pub(crate) struct Simulation {
     eval_set: Option<Arc<EvalSet>>,
 }
 
+/// What [`Simulation::run_pausing`] calls, and how often.
+pub struct Pause<'a> {
+    /// Wall time of the run between two pauses.
+    pub every: Duration,
+    /// Called in each pause.
+    pub hook: &'a mut dyn FnMut(),
+}
+
+impl std::fmt::Debug for Pause<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pause")
+            .field("every", &self.every)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Simulation {
     /// Virtual time now.
     pub fn now(&self) -> Duration {
@@ -126,7 +142,28 @@ impl Simulation {
     /// come back), or the duration limit, or nothing left to happen. Evaluates on the schedule
     /// and once at the end.
     pub fn run(&mut self, progress: &mut Progress) {
+        self.run_pausing(progress, None);
+    }
+
+    /// [`Simulation::run`], calling `pause.1` between two steps each time `pause.0` of wall time
+    /// has passed since the start or the last pause, and once more at the end. The time the
+    /// pauses take is not the run's: the wall times reported leave it out. The pauses change
+    /// nothing else (the same events in the same order, the same results): the bench times a
+    /// standalone trainer in them, so that it sees the machine as the run does.
+    pub fn run_pausing(&mut self, progress: &mut Progress, mut pause: Option<Pause<'_>>) {
         self.started = Instant::now();
+        let mut since_pause = Instant::now();
+        // The run's own time includes the wait for its workers' tasks to end: the pause is
+        // the hook's alone.
+        fn paused(sim: &mut Simulation, since: &mut Instant, pause: &mut Pause<'_>) {
+            let took = sim.cluster.world().holding_workers(|| {
+                let start = Instant::now();
+                (pause.hook)();
+                start.elapsed()
+            });
+            sim.started += took;
+            *since = Instant::now();
+        }
         let limit = self.scenario.duration_ms.map_or(Duration::MAX, build::ms);
         self.evaluate();
         self.settle(progress, false);
@@ -134,6 +171,11 @@ impl Simulation {
             let Some(step) = self.cluster.step(limit) else {
                 break;
             };
+            if let Some(p) = &mut pause
+                && since_pause.elapsed() >= p.every
+            {
+                paused(self, &mut since_pause, p);
+            }
             let eval = self.on_step(step);
             if eval || self.round_eval_due() {
                 self.evaluate();
@@ -153,6 +195,9 @@ impl Simulation {
         }
         self.cluster.world().no_more_training();
         self.settle(progress, true);
+        if let Some(p) = &mut pause {
+            paused(self, &mut since_pause, p);
+        }
         progress.finish();
     }
 

@@ -93,6 +93,18 @@ impl World {
         self.workers.is_some()
     }
 
+    /// Runs `f` with the worker threads holding still (each ended its task, and none starts
+    /// another until `f` returns): nothing of the run uses a core while `f` runs.
+    pub(crate) fn holding_workers<R>(&self, f: impl FnOnce() -> R) -> R {
+        let Some(workers) = &self.workers else {
+            return f();
+        };
+        workers.hold();
+        let r = f();
+        workers.release();
+        r
+    }
+
     /// The run is over: no training job will be queued again, so the evaluations still to run
     /// may take every worker.
     pub(crate) fn no_more_training(&self) {
