@@ -4,7 +4,9 @@
 //! Both sides train the same model on the same data with the same batch size and local steps.
 //! The standalone figure is one [`Trainer`] calling [`Trainer::train_steps`] back to back on one
 //! thread, doing what one simulated node does: the scenario's rounds of local steps from the
-//! initial model, then the same again from the initial model (only the training is timed). The
+//! initial model, then the same again from the initial model (only the training is timed). It
+//! is timed in pauses of the run, the worker threads held still ([`efficiency`]), so that both
+//! sides see the machine alike. The
 //! simulated figure is a full run of a scenario (engines, signing, network, mixing), reported
 //! two ways: samples per second inside the training jobs, times the threads (what the training
 //! threads achieve when all of them train), and samples per second of the whole run (including
@@ -18,6 +20,7 @@
 use crate::{Options, Scenario};
 use murmur_learn::data::Shard;
 use murmur_learn::train::Trainer;
+use murmur_learn::train::optim::State;
 use std::time::{Duration, Instant};
 
 /// The figures of one efficiency measurement.
@@ -104,12 +107,54 @@ pub fn spreads(runs: &[Efficiency]) -> Vec<(&'static str, Spread)> {
 /// scenario is bounded by time rather than rounds.
 const STANDALONE_JOBS: u64 = 20;
 
+/// What one standalone trainer does: what one simulated node does, `jobs_per_life` jobs of
+/// `steps` local steps from the initial model, then the same again from the initial model,
+/// timed in slices ([`Alone::run_for`]; only the training is timed).
+#[derive(Clone, Copy)]
+struct Alone {
+    jobs_per_life: u64,
+    steps: usize,
+    /// Jobs run since the first.
+    jobs: u64,
+    samples: usize,
+    elapsed: Duration,
+}
+
+impl Alone {
+    /// Runs jobs on `trainer` (at least one) until `time` more of training has been timed.
+    fn run_for(&mut self, trainer: &mut Trainer, initial: &(Vec<f32>, State), time: Duration) {
+        let until = self.elapsed + time;
+        while self.elapsed < until || self.jobs == 0 {
+            if self.jobs.is_multiple_of(self.jobs_per_life) {
+                let (params, state) = initial;
+                trainer.set_params(params).expect("its own parameters");
+                trainer
+                    .set_optimizer_state(state.clone())
+                    .expect("its own optimiser state");
+            }
+            let start = Instant::now();
+            self.samples += trainer.train_steps(self.steps).samples;
+            self.elapsed += start.elapsed();
+            self.jobs += 1;
+        }
+    }
+
+    /// Samples per second of the training timed.
+    fn rate(&self) -> f64 {
+        self.samples as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
 /// Measures `scenario` (its nodes train; everything else is as configured) against one of its
-/// trainers alone for at least `min_time`.
+/// trainers alone. The run is paused after each `slice` of its wall time, and in each pause
+/// the standalone trainer is timed for `slice` (then, with more than one thread, one trainer per
+/// thread at once for `slice`), and once more at the end: each baseline is timed about as long as
+/// the run, alternating with it, so that a machine whose speed changes from second to second
+/// (other work on it, clock changes) affects both sides alike.
 pub fn efficiency(
     scenario: &Scenario,
     options: &Options,
-    min_time: Duration,
+    slice: Duration,
 ) -> Result<Efficiency, crate::Error> {
     let resolved = crate::resolve(scenario, options);
     let (learning, split) = resolved.learning.load(resolved.seed)?;
@@ -131,59 +176,47 @@ pub fn efficiency(
     // from the initial model, then again from the start. A trainer trained on and on learns its
     // small shard by heart and slows down (bench-mnist: from 110,000 to 54,000 samples/s after
     // 20 s), which would measure the arithmetic of a model no simulated node ever reaches.
-    let initial: Vec<(Vec<f32>, _)> = trainers
+    let initial: Vec<(Vec<f32>, State)> = trainers
         .iter()
         .map(|t| (t.params().to_vec(), t.optimizer_state().clone()))
         .collect();
     let jobs_per_life = resolved.rounds.unwrap_or(STANDALONE_JOBS).max(1);
     let steps = learning.local_steps;
-    let alone = |(trainer, (params, state)): (&mut Trainer, &(Vec<f32>, _))| {
-        let (mut samples, mut elapsed) = (0usize, Duration::ZERO);
-        while elapsed < min_time / 2 {
-            trainer.set_params(params).expect("its own parameters");
-            trainer
-                .set_optimizer_state(Clone::clone(state))
-                .expect("its own optimiser state");
-            for _ in 0..jobs_per_life {
-                let start = Instant::now();
-                samples += trainer.train_steps(steps).samples;
-                elapsed += start.elapsed();
-            }
-        }
-        (samples, elapsed)
-    };
     for t in &mut trainers {
-        t.train_steps(learning.local_steps); // warm-up
+        t.train_steps(steps); // warm-up
     }
-    // One trainer per thread at once; samples/s per thread.
-    let every_core = |trainers: &mut [Trainer]| {
-        let runs: Vec<(usize, Duration)> = std::thread::scope(|scope| {
-            let handles: Vec<_> = trainers
-                .iter_mut()
-                .zip(&initial)
-                .map(|t| scope.spawn(move || alone(t)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("a standalone trainer panicked"))
-                .collect()
-        });
-        runs.iter()
-            .map(|&(n, d)| n as f64 / d.as_secs_f64())
-            .sum::<f64>()
-            / runs.len() as f64
+    let fresh = Alone {
+        jobs_per_life,
+        steps,
+        jobs: 0,
+        samples: 0,
+        elapsed: Duration::ZERO,
     };
-    // Timed before and after the simulation, so that a machine shared with other work
-    // affects both sides alike.
-    let before = alone((&mut trainers[0], &initial[0]));
-    let parallel_before = (threads > 1).then(|| every_core(&mut trainers));
-    let report = crate::run(scenario, options)?;
-    let parallel_after = (threads > 1).then(|| every_core(&mut trainers));
-    let after = alone((&mut trainers[0], &initial[0]));
-    let standalone = (before.0 + after.0) as f64 / (before.1 + after.1).as_secs_f64();
-    let standalone_every_core = parallel_before
-        .zip(parallel_after)
-        .map(|(a, b)| (a + b) / 2.0);
+    // The first trainer alone, then (with more threads) one per thread at once, each figure
+    // with its own count.
+    let mut one = fresh;
+    let mut every_core = vec![fresh; trainers.len()];
+    let mut hook = || {
+        one.run_for(&mut trainers[0], &initial[0], slice);
+        if threads > 1 {
+            std::thread::scope(|scope| {
+                for ((a, t), i) in every_core.iter_mut().zip(&mut trainers).zip(&initial) {
+                    scope.spawn(move || a.run_for(t, i, slice));
+                }
+            });
+        }
+    };
+    let report = crate::run_pausing(
+        scenario,
+        options,
+        crate::simulation::Pause {
+            every: slice,
+            hook: &mut hook,
+        },
+    )?;
+    let standalone = one.rate();
+    let standalone_every_core = (threads > 1)
+        .then(|| every_core.iter().map(Alone::rate).sum::<f64>() / every_core.len() as f64);
     let s = &report.summary;
     let in_batches = s.train_samples_per_s;
     let end_to_end = s.samples as f64 / s.wall_s.max(1e-9);

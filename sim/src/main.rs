@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! murmur-sim run CONFIG [--out DIR] [--overwrite] [--threads N] [--seed S] [--method M] [--dataset-dir DIR] [--quiet]
-//! murmur-sim bench CONFIG [--threads N] [--seconds S] [--runs N] [--dataset-dir DIR]
+//! murmur-sim bench CONFIG [--threads N] [--slice-ms MS] [--runs N] [--dataset-dir DIR]
 //! murmur-sim compare CONFIG... [--methods M,..] [--seeds 6-10] [--eval-every N] [--target ACC] [--out DIR] [--overwrite] [--splice FILE] [--threads N] [--dataset-dir DIR]
 //! murmur-sim robustness CONFIG [--seeds 6-10] [--rows default,...] [--columns adaptive,...] [--cache DIR | --no-cache] [--out DIR] [--overwrite] [--splice FILE] [--threads N] [--dataset-dir DIR]
 //! ```
@@ -78,16 +78,17 @@ enum Command {
     },
     /// Training efficiency: the scenario's training throughput against one of its trainers
     /// alone in this process, and with more than one thread also against one trainer per thread
-    /// at once (see configs/sim/bench-mnist.toml).
+    /// at once, each timed in pauses of the run (see configs/sim/bench-mnist.toml).
     Bench {
         /// The scenario file.
         config: PathBuf,
         /// Threads, the event loop's among them (default: the available cores).
         #[arg(long)]
         threads: Option<usize>,
-        /// Seconds to time each standalone baseline (half before the run, half after).
-        #[arg(long, default_value_t = 5.0)]
-        seconds: f64,
+        /// Milliseconds of the run between two pauses; in each pause (and one at the end) each
+        /// standalone baseline is timed as long, so that it sees the machine as the run does.
+        #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..))]
+        slice_ms: u64,
         /// Directory of MNIST-format files, replacing the scenario's `learning.data.dir`.
         #[arg(long)]
         dataset_dir: Option<PathBuf>,
@@ -327,7 +328,7 @@ fn main() -> anyhow::Result<()> {
         Command::Bench {
             config,
             threads,
-            seconds,
+            slice_ms,
             dataset_dir,
             runs,
         } => {
@@ -342,7 +343,7 @@ fn main() -> anyhow::Result<()> {
                 let e = murmur_sim::bench::efficiency(
                     &scenario,
                     &options,
-                    std::time::Duration::from_secs_f64(seconds),
+                    std::time::Duration::from_millis(slice_ms),
                 )?;
                 print_efficiency(&e);
                 measured.push(e);

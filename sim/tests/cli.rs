@@ -218,7 +218,7 @@ fn bench_takes_several_measurements_and_prints_their_spread() {
     let config = dir.path().join("cli.toml");
     std::fs::write(&config, SCENARIO).unwrap();
     let config = config.to_str().unwrap();
-    let args = ["bench", config, "--threads", "1", "--seconds", "0.05"];
+    let args = ["bench", config, "--threads", "1", "--slice-ms", "20"];
     let out = run(&[&args[..], &["--runs", "3"]].concat());
     assert!(out.status.success(), "{out:?}");
     let stdout = String::from_utf8_lossy(&out.stdout);
