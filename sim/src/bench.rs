@@ -166,23 +166,28 @@ pub fn efficiency(
     )
     .map_err(|e| crate::Error::Learning(e.into()))?;
     let threads = options.threads.max(1);
-    let mut trainers = shards
-        .into_iter()
-        .take(threads)
-        .enumerate()
-        .map(|(i, shard)| Trainer::new(&learning, shard, i as u32, resolved.seed))
-        .collect::<Result<Vec<_>, _>>()?;
+    let trainer = |i: usize| {
+        let shard = shards[i % shards.len()].clone();
+        Trainer::new(&learning, shard, i as u32, resolved.seed)
+    };
+    // The trainer timed alone, and (with more threads) one per thread timed at once: trainers
+    // of their own, so that each does a simulated node's work and nothing more.
+    let mut alone_trainer = trainer(0)?;
+    let mut trainers = if threads > 1 {
+        (0..threads).map(trainer).collect::<Result<Vec<_>, _>>()?
+    } else {
+        Vec::new()
+    };
     // Each standalone trainer does a simulated node's work: `rounds` jobs of `local_steps`
     // from the initial model, then again from the start. A trainer trained on and on learns its
     // small shard by heart and slows down (bench-mnist: from 110,000 to 54,000 samples/s after
     // 20 s), which would measure the arithmetic of a model no simulated node ever reaches.
-    let initial: Vec<(Vec<f32>, State)> = trainers
-        .iter()
-        .map(|t| (t.params().to_vec(), t.optimizer_state().clone()))
-        .collect();
+    let initial = |t: &Trainer| (t.params().to_vec(), t.optimizer_state().clone());
+    let alone_initial = initial(&alone_trainer);
+    let initials: Vec<(Vec<f32>, State)> = trainers.iter().map(initial).collect();
     let jobs_per_life = resolved.rounds.unwrap_or(STANDALONE_JOBS).max(1);
     let steps = learning.local_steps;
-    for t in &mut trainers {
+    for t in std::iter::once(&mut alone_trainer).chain(&mut trainers) {
         t.train_steps(steps); // warm-up
     }
     let fresh = Alone {
@@ -192,19 +197,15 @@ pub fn efficiency(
         samples: 0,
         elapsed: Duration::ZERO,
     };
-    // The first trainer alone, then (with more threads) one per thread at once, each figure
-    // with its own count.
     let mut one = fresh;
     let mut every_core = vec![fresh; trainers.len()];
     let mut hook = || {
-        one.run_for(&mut trainers[0], &initial[0], slice);
-        if threads > 1 {
-            std::thread::scope(|scope| {
-                for ((a, t), i) in every_core.iter_mut().zip(&mut trainers).zip(&initial) {
-                    scope.spawn(move || a.run_for(t, i, slice));
-                }
-            });
-        }
+        one.run_for(&mut alone_trainer, &alone_initial, slice);
+        std::thread::scope(|scope| {
+            for ((a, t), i) in every_core.iter_mut().zip(&mut trainers).zip(&initials) {
+                scope.spawn(move || a.run_for(t, i, slice));
+            }
+        });
     };
     let report = crate::run_pausing(
         scenario,
@@ -215,7 +216,7 @@ pub fn efficiency(
         },
     )?;
     let standalone = one.rate();
-    let standalone_every_core = (threads > 1)
+    let standalone_every_core = (!every_core.is_empty())
         .then(|| every_core.iter().map(Alone::rate).sum::<f64>() / every_core.len() as f64);
     let s = &report.summary;
     let in_batches = s.train_samples_per_s;

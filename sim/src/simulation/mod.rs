@@ -145,8 +145,9 @@ impl Simulation {
         self.run_pausing(progress, None);
     }
 
-    /// [`Simulation::run`], calling `pause.1` between two steps each time `pause.0` of wall time
-    /// has passed since the start or the last pause, and once more at the end. The time the
+    /// [`Simulation::run`], calling `pause.hook` between two steps each time `pause.every` of
+    /// wall time has passed since the start or the last pause, and once more at the end, the
+    /// worker threads held still meanwhile (each ends the task it runs first). The time the
     /// pauses take is not the run's: the wall times reported leave it out. The pauses change
     /// nothing else (the same events in the same order, the same results): the bench times a
     /// standalone trainer in them, so that it sees the machine as the run does.
