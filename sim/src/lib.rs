@@ -76,27 +76,28 @@ pub fn resolve(scenario: &Scenario, options: &Options) -> Scenario {
 
 /// Runs a scenario to the end and returns its report.
 pub fn run(scenario: &Scenario, options: &Options) -> Result<Report, Error> {
-    let scenario = resolve(scenario, options);
-    let (learning, split) = scenario.learning.load(scenario.seed)?;
-    let threads = options.threads.max(1);
-    let mut progress = progress::Progress::new(options.progress);
-    if !scenario.method.is_protocol() {
-        return reference::run(scenario, learning, split, threads, &mut progress);
-    }
-    let mut sim = simulation::Simulation::build(scenario, learning, split, threads)?;
-    sim.run(&mut progress);
-    Ok(sim.report(threads))
+    run_with(scenario, options, None)
 }
 
-/// [`run`] of a scenario of the protocol, paused as [`simulation::Simulation::run_pausing`]
-/// says (the wall times reported leave the pauses out; nothing else changes).
+/// [`run`] of a scenario of the protocol, calling `pause.hook` between two steps each time
+/// `pause.every` of wall time has passed, and once more at the end, with the worker threads held
+/// still (each ends the task it runs first). The wall times reported leave the pauses out;
+/// nothing else changes.
 pub fn run_pausing(
     scenario: &Scenario,
     options: &Options,
     pause: simulation::Pause<'_>,
 ) -> Result<Report, Error> {
+    run_with(scenario, options, Some(pause))
+}
+
+fn run_with(
+    scenario: &Scenario,
+    options: &Options,
+    pause: Option<simulation::Pause<'_>>,
+) -> Result<Report, Error> {
     let scenario = resolve(scenario, options);
-    if !scenario.method.is_protocol() {
+    if pause.is_some() && !scenario.method.is_protocol() {
         return Err(Error::Reference(format!(
             "scenario {}: only the protocol's simulation can be paused",
             scenario.name
@@ -105,7 +106,10 @@ pub fn run_pausing(
     let (learning, split) = scenario.learning.load(scenario.seed)?;
     let threads = options.threads.max(1);
     let mut progress = progress::Progress::new(options.progress);
+    if !scenario.method.is_protocol() {
+        return reference::run(scenario, learning, split, threads, &mut progress);
+    }
     let mut sim = simulation::Simulation::build(scenario, learning, split, threads)?;
-    sim.run_pausing(&mut progress, Some(pause));
+    sim.run(&mut progress, pause);
     Ok(sim.report(threads))
 }

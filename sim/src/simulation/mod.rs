@@ -116,7 +116,7 @@ pub(crate) struct Simulation {
     eval_set: Option<Arc<EvalSet>>,
 }
 
-/// What [`Simulation::run_pausing`] calls, and how often.
+/// What a paused run ([`crate::run_pausing`]) calls in its pauses, and how often.
 pub struct Pause<'a> {
     /// Wall time of the run between two pauses.
     pub every: Duration,
@@ -141,17 +141,14 @@ impl Simulation {
     /// Runs to the end: every online honest node finished its rounds (and no node is still to
     /// come back), or the duration limit, or nothing left to happen. Evaluates on the schedule
     /// and once at the end.
-    pub fn run(&mut self, progress: &mut Progress) {
-        self.run_pausing(progress, None);
-    }
-
-    /// [`Simulation::run`], calling `pause.hook` between two steps each time `pause.every` of
-    /// wall time has passed since the start or the last pause, and once more at the end, the
-    /// worker threads held still meanwhile (each ends the task it runs first). The time the
-    /// pauses take is not the run's: the wall times reported leave it out. The pauses change
-    /// nothing else (the same events in the same order, the same results): the bench times a
-    /// standalone trainer in them, so that it sees the machine as the run does.
-    pub fn run_pausing(&mut self, progress: &mut Progress, mut pause: Option<Pause<'_>>) {
+    ///
+    /// With a `pause`, calls `pause.hook` between two steps each time `pause.every` of wall time
+    /// has passed since the start or the last pause, and once more at the end, the worker threads
+    /// held still meanwhile (each ends the task it runs first). The time the pauses take is not
+    /// the run's: the wall times reported leave it out. The pauses change nothing else (the same
+    /// events in the same order, the same results): the bench times a standalone trainer in
+    /// them, so that it sees the machine as the run does.
+    pub fn run(&mut self, progress: &mut Progress, mut pause: Option<Pause<'_>>) {
         self.started = Instant::now();
         let mut since_pause = Instant::now();
         // The run's own time includes the wait for its workers' tasks to end: the pause is
