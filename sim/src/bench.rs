@@ -47,6 +47,13 @@ pub struct Efficiency {
     pub end_to_end_ratio_per_core: f64,
     /// `in_batches / threads / standalone_every_core`.
     pub batch_ratio_every_core: Option<f64>,
+    /// The run's wall time (its pauses left out), seconds.
+    pub wall_s: f64,
+    /// The training jobs' summed wall time in the run, seconds: what its training alone takes.
+    pub training_s: f64,
+    /// `wall_s / training_s`: how much longer the run takes than its training (the dense-gossip
+    /// target of docs/results.md, "Scale", is at most 2).
+    pub wall_over_training: f64,
 }
 
 /// The least, median and greatest of a figure over repeated measurements.
@@ -83,7 +90,7 @@ impl Spread {
 pub fn spreads(runs: &[Efficiency]) -> Vec<(&'static str, Spread)> {
     /// A ratio of one measurement, if it has it.
     type Ratio = fn(&Efficiency) -> Option<f64>;
-    let ratios: [(&'static str, Ratio); 3] = [
+    let ratios: [(&'static str, Ratio); 4] = [
         ("simulator, training jobs, of standalone per core:", |e| {
             Some(e.batch_ratio_per_core)
         }),
@@ -92,6 +99,9 @@ pub fn spreads(runs: &[Efficiency]) -> Vec<(&'static str, Spread)> {
         }),
         ("simulator, end to end, of standalone per core:", |e| {
             Some(e.end_to_end_ratio_per_core)
+        }),
+        ("simulator, wall time over its training:", |e| {
+            Some(e.wall_over_training)
         }),
     ];
     ratios
@@ -233,6 +243,9 @@ pub fn efficiency(
         batch_ratio_per_core: in_batches / n / standalone,
         end_to_end_ratio_per_core: end_to_end / n / standalone,
         batch_ratio_every_core: standalone_every_core.map(|b| in_batches / n / b),
+        wall_s: s.wall_s,
+        training_s: s.train_cpu_s,
+        wall_over_training: s.wall_s / s.train_cpu_s.max(1e-9),
     })
 }
 
@@ -287,6 +300,15 @@ wait-for = 2
             if let (Some(b), Some(r)) = (e.standalone_every_core, e.batch_ratio_every_core) {
                 assert!(b > 0.0 && r > 0.0, "{e:?}");
             }
+            // The run does more than train, and its training is part of its wall time.
+            assert!(
+                e.training_s > 0.0 && e.wall_s > e.training_s / threads as f64,
+                "{e:?}"
+            );
+            assert!(
+                (e.wall_over_training * e.training_s - e.wall_s).abs() < 1e-9 * e.wall_s,
+                "{e:?}"
+            );
         }
     }
 }

@@ -256,6 +256,10 @@ fn print_efficiency(e: &murmur_sim::bench::Efficiency) {
         "simulator, end to end:        {:>10.0} samples/s = {:.3} of standalone per core",
         e.end_to_end, e.end_to_end_ratio_per_core
     );
+    println!(
+        "simulator, wall time:         {:>10.2} s = {:.3}x its training jobs' summed time ({:.2} s)",
+        e.wall_s, e.wall_over_training, e.training_s
+    );
 }
 
 /// `command` measures the protocol: a scenario naming a reference method is refused.

@@ -225,10 +225,12 @@ fn bench_takes_several_measurements_and_prints_their_spread() {
     for k in 1..=3 {
         assert!(stdout.contains(&format!("run {k} of 3:")), "{stdout}");
     }
-    assert_eq!(
-        stdout.matches("simulator, end to end:").count(),
-        3,
-        "{stdout}"
+    for line in ["simulator, end to end:", "simulator, wall time:"] {
+        assert_eq!(stdout.matches(line).count(), 3, "{stdout}");
+    }
+    assert!(
+        stdout.contains("wall time over its training:"),
+        "the spread of the wall time over the training: {stdout}"
     );
     // Least, median and greatest, in order, of the three end-to-end ratios printed above.
     let ratio = |line: &str| -> f64 {
