@@ -13,7 +13,14 @@
 //! everything the simulator does besides training). Per core, each is divided by the threads
 //! used.
 //!
-//! With more than one thread, a second baseline runs one standalone trainer per thread at the
+//! A second baseline runs the scenario's nodes' trainers (up to [`IN_TURN_MAX`]) on one thread,
+//! one job each in turn: what training that many models costs with no simulator around them.
+//! A trainer alone keeps its model, optimiser state and shard in the caches from one job to the
+//! next; a simulated node's job, like each of these, finds them where the other nodes' jobs
+//! pushed them (bench-mnist: about 0.93 of the trainer alone). Against it, the simulator's
+//! figures show its own overhead.
+//!
+//! With more than one thread, a third baseline runs one standalone trainer per thread at the
 //! same time: what each core of the machine gives when every core trains (shared caches, memory
 //! bandwidth and clock limits included).
 
@@ -34,6 +41,12 @@ pub struct Efficiency {
     pub params: usize,
     /// One trainer alone on one thread, samples/s.
     pub standalone: f64,
+    /// Trainers in the in-turn baseline: the first nodes', up to [`IN_TURN_MAX`].
+    pub in_turn: usize,
+    /// Those trainers on one thread, one job each in turn as the simulated nodes' jobs come:
+    /// samples/s. What training that many models costs without a simulator (each job finds
+    /// its model, optimiser state and data out of the caches, as a simulated node's does).
+    pub standalone_in_turn: f64,
     /// One standalone trainer per simulator thread, all at once: samples/s per thread. `None`
     /// with one thread.
     pub standalone_every_core: Option<f64>,
@@ -45,6 +58,10 @@ pub struct Efficiency {
     pub batch_ratio_per_core: f64,
     /// `end_to_end / threads / standalone`.
     pub end_to_end_ratio_per_core: f64,
+    /// `in_batches / threads / standalone_in_turn`.
+    pub batch_ratio_in_turn: f64,
+    /// `end_to_end / threads / standalone_in_turn`: the simulator's own overhead per core.
+    pub end_to_end_ratio_in_turn: f64,
     /// `in_batches / threads / standalone_every_core`.
     pub batch_ratio_every_core: Option<f64>,
     /// The run's wall time (its pauses left out), seconds.
@@ -90,7 +107,7 @@ impl Spread {
 pub fn spreads(runs: &[Efficiency]) -> Vec<(&'static str, Spread)> {
     /// A ratio of one measurement, if it has it.
     type Ratio = fn(&Efficiency) -> Option<f64>;
-    let ratios: [(&'static str, Ratio); 4] = [
+    let ratios: [(&'static str, Ratio); 6] = [
         ("simulator, training jobs, of standalone per core:", |e| {
             Some(e.batch_ratio_per_core)
         }),
@@ -99,6 +116,12 @@ pub fn spreads(runs: &[Efficiency]) -> Vec<(&'static str, Spread)> {
         }),
         ("simulator, end to end, of standalone per core:", |e| {
             Some(e.end_to_end_ratio_per_core)
+        }),
+        ("simulator, training jobs, of the trainers in turn:", |e| {
+            Some(e.batch_ratio_in_turn)
+        }),
+        ("simulator, end to end, of the trainers in turn:", |e| {
+            Some(e.end_to_end_ratio_in_turn)
         }),
         ("simulator, wall time over its training:", |e| {
             Some(e.wall_over_training)
@@ -117,26 +140,54 @@ pub fn spreads(runs: &[Efficiency]) -> Vec<(&'static str, Spread)> {
 /// scenario is bounded by time rather than rounds.
 const STANDALONE_JOBS: u64 = 20;
 
-/// What one standalone trainer does: what one simulated node does, `jobs_per_life` jobs of
-/// `steps` local steps from the initial model, then the same again from the initial model,
-/// timed in slices ([`Alone::run_for`]; only the training is timed).
-#[derive(Clone, Copy)]
+/// The most trainers the in-turn baseline cycles through: the scenario's nodes up to this many
+/// (each holds a model and its optimiser state, so a bench of 10,000 nodes would otherwise hold
+/// all of theirs twice).
+pub const IN_TURN_MAX: usize = 1024;
+
+/// Standalone trainers timed one job at a time in turn, each doing what one simulated node
+/// does: `jobs_per_life` jobs of `steps` local steps from its initial model, then the same again
+/// from it. Timed in slices ([`Alone::run_for`]; only the training is timed).
 struct Alone {
+    /// Each trainer and its initial model and optimiser state.
+    trainers: Vec<(Trainer, (Vec<f32>, State))>,
     jobs_per_life: u64,
     steps: usize,
-    /// Jobs run since the first.
+    /// Jobs run since the first, by all the trainers.
     jobs: u64,
     samples: usize,
     elapsed: Duration,
 }
 
 impl Alone {
-    /// Runs jobs on `trainer` (at least one) until `time` more of training has been timed.
-    fn run_for(&mut self, trainer: &mut Trainer, initial: &(Vec<f32>, State), time: Duration) {
+    /// `trainers` as they are built, each after one untimed job (the warm-up).
+    fn new(mut trainers: Vec<Trainer>, jobs_per_life: u64, steps: usize) -> Alone {
+        let trainers = trainers
+            .drain(..)
+            .map(|mut t| {
+                let initial = (t.params().to_vec(), t.optimizer_state().clone());
+                t.train_steps(steps);
+                (t, initial)
+            })
+            .collect();
+        Alone {
+            trainers,
+            jobs_per_life,
+            steps,
+            jobs: 0,
+            samples: 0,
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    /// Runs jobs (at least one), the next trainer's each time, until `time` more of training has
+    /// been timed.
+    fn run_for(&mut self, time: Duration) {
         let until = self.elapsed + time;
+        let n = self.trainers.len() as u64;
         while self.elapsed < until || self.jobs == 0 {
-            if self.jobs.is_multiple_of(self.jobs_per_life) {
-                let (params, state) = initial;
+            let (trainer, (params, state)) = &mut self.trainers[(self.jobs % n) as usize];
+            if (self.jobs / n).is_multiple_of(self.jobs_per_life) {
                 trainer.set_params(params).expect("its own parameters");
                 trainer
                     .set_optimizer_state(state.clone())
@@ -156,11 +207,12 @@ impl Alone {
 }
 
 /// Measures `scenario` (its nodes train; everything else is as configured) against one of its
-/// trainers alone. The run is paused after each `slice` of its wall time, and in each pause
-/// the standalone trainer is timed for `slice` (then, with more than one thread, one trainer per
-/// thread at once for `slice`), and once more at the end: each baseline is timed about as long as
-/// the run, alternating with it, so that a machine whose speed changes from second to second
-/// (other work on it, clock changes) affects both sides alike.
+/// trainers alone, and against its nodes' trainers one job each in turn. The run is paused
+/// after each `slice` of its wall time, and in each pause each baseline is timed for `slice`
+/// (the trainer alone, the trainers in turn, then, with more than one thread, one trainer per
+/// thread at once), and once more at the end: each baseline is timed about as long as the run,
+/// alternating with it, so that a machine whose speed changes from second to second (other
+/// work on it, clock changes) affects both sides alike.
 pub fn efficiency(
     scenario: &Scenario,
     options: &Options,
@@ -180,40 +232,35 @@ pub fn efficiency(
         let shard = shards[i % shards.len()].clone();
         Trainer::new(&learning, shard, i as u32, resolved.seed)
     };
-    // The trainer timed alone, and (with more threads) one per thread timed at once: trainers
-    // of their own, so that each does a simulated node's work and nothing more.
-    let mut alone_trainer = trainer(0)?;
-    let mut trainers = if threads > 1 {
-        (0..threads).map(trainer).collect::<Result<Vec<_>, _>>()?
-    } else {
-        Vec::new()
-    };
+    let trainers =
+        |nodes: std::ops::Range<usize>| nodes.map(trainer).collect::<Result<Vec<_>, _>>();
     // Each standalone trainer does a simulated node's work: `rounds` jobs of `local_steps`
     // from the initial model, then again from the start. A trainer trained on and on learns its
     // small shard by heart and slows down (bench-mnist: from 110,000 to 54,000 samples/s after
     // 20 s), which would measure the arithmetic of a model no simulated node ever reaches.
-    let initial = |t: &Trainer| (t.params().to_vec(), t.optimizer_state().clone());
-    let alone_initial = initial(&alone_trainer);
-    let initials: Vec<(Vec<f32>, State)> = trainers.iter().map(initial).collect();
+    // Every baseline has trainers of its own, so that each does a simulated node's work and
+    // nothing more.
     let jobs_per_life = resolved.rounds.unwrap_or(STANDALONE_JOBS).max(1);
     let steps = learning.local_steps;
-    for t in std::iter::once(&mut alone_trainer).chain(&mut trainers) {
-        t.train_steps(steps); // warm-up
-    }
-    let fresh = Alone {
+    let mut one = Alone::new(trainers(0..1)?, jobs_per_life, steps);
+    let mut in_turn = Alone::new(
+        trainers(0..resolved.nodes.clamp(1, IN_TURN_MAX))?,
         jobs_per_life,
         steps,
-        jobs: 0,
-        samples: 0,
-        elapsed: Duration::ZERO,
+    );
+    let mut every_core = if threads > 1 {
+        (0..threads)
+            .map(|i| Ok(Alone::new(trainers(i..i + 1)?, jobs_per_life, steps)))
+            .collect::<Result<Vec<_>, crate::Error>>()?
+    } else {
+        Vec::new()
     };
-    let mut one = fresh;
-    let mut every_core = vec![fresh; trainers.len()];
     let mut hook = || {
-        one.run_for(&mut alone_trainer, &alone_initial, slice);
+        one.run_for(slice);
+        in_turn.run_for(slice);
         std::thread::scope(|scope| {
-            for ((a, t), i) in every_core.iter_mut().zip(&mut trainers).zip(&initials) {
-                scope.spawn(move || a.run_for(t, i, slice));
+            for a in &mut every_core {
+                scope.spawn(move || a.run_for(slice));
             }
         });
     };
@@ -226,6 +273,7 @@ pub fn efficiency(
         },
     )?;
     let standalone = one.rate();
+    let standalone_in_turn = in_turn.rate();
     let standalone_every_core = (!every_core.is_empty())
         .then(|| every_core.iter().map(Alone::rate).sum::<f64>() / every_core.len() as f64);
     let s = &report.summary;
@@ -237,11 +285,15 @@ pub fn efficiency(
         threads,
         params: s.model_params,
         standalone,
+        in_turn: in_turn.trainers.len(),
+        standalone_in_turn,
         standalone_every_core,
         in_batches,
         end_to_end,
         batch_ratio_per_core: in_batches / n / standalone,
         end_to_end_ratio_per_core: end_to_end / n / standalone,
+        batch_ratio_in_turn: in_batches / n / standalone_in_turn,
+        end_to_end_ratio_in_turn: end_to_end / n / standalone_in_turn,
         batch_ratio_every_core: standalone_every_core.map(|b| in_batches / n / b),
         wall_s: s.wall_s,
         training_s: s.train_cpu_s,
@@ -291,6 +343,14 @@ wait-for = 2
             let e = efficiency(&scenario, &options, time).expect("the bench runs");
             assert_eq!((e.nodes, e.threads), (6, threads));
             assert!(e.standalone > 0.0 && e.in_batches > 0.0 && e.end_to_end > 0.0);
+            // Every node's trainer in turn, and the ratios against them.
+            assert_eq!(e.in_turn, 6);
+            assert!(e.standalone_in_turn > 0.0, "{e:?}");
+            assert!(
+                (e.end_to_end_ratio_in_turn * threads as f64 * e.standalone_in_turn - e.end_to_end)
+                    .abs()
+                    < 1e-6 * e.end_to_end
+            );
             assert!(
                 (e.batch_ratio_per_core * threads as f64 * e.standalone - e.in_batches).abs()
                     < 1e-6 * e.in_batches

@@ -236,8 +236,9 @@ fn output_dir(dir: PathBuf, overwrite: bool) -> anyhow::Result<PathBuf> {
 fn print_efficiency(e: &murmur_sim::bench::Efficiency) {
     println!(
         "{} nodes, {} params, {} threads\n\
-         standalone trainer:           {:>10.0} samples/s (1 thread)",
-        e.nodes, e.params, e.threads, e.standalone
+         standalone trainer:           {:>10.0} samples/s (1 thread)\n\
+         standalone, {:>4} in turn:     {:>10.0} samples/s (1 thread, one job each in turn)",
+        e.nodes, e.params, e.threads, e.standalone, e.in_turn, e.standalone_in_turn
     );
     if let Some(b) = e.standalone_every_core {
         println!(
@@ -246,15 +247,17 @@ fn print_efficiency(e: &murmur_sim::bench::Efficiency) {
         );
     }
     println!(
-        "simulator, training jobs:     {:>10.0} samples/s = {:.3} of standalone per core",
-        e.in_batches, e.batch_ratio_per_core
+        "simulator, training jobs:     {:>10.0} samples/s = {:.3} of standalone per core\n\
+         {:>40.3} of the trainers in turn",
+        e.in_batches, e.batch_ratio_per_core, e.batch_ratio_in_turn
     );
     if let Some(r) = e.batch_ratio_every_core {
-        println!("                              {r:>27.3} of standalone with every core busy");
+        println!("{r:>40.3} of standalone with every core busy");
     }
     println!(
-        "simulator, end to end:        {:>10.0} samples/s = {:.3} of standalone per core",
-        e.end_to_end, e.end_to_end_ratio_per_core
+        "simulator, end to end:        {:>10.0} samples/s = {:.3} of standalone per core\n\
+         {:>40.3} of the trainers in turn",
+        e.end_to_end, e.end_to_end_ratio_per_core, e.end_to_end_ratio_in_turn
     );
     println!(
         "simulator, wall time:         {:>10.2} s = {:.3}x its training jobs' summed time ({:.2} s)",

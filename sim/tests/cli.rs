@@ -228,6 +228,11 @@ fn bench_takes_several_measurements_and_prints_their_spread() {
     for line in ["simulator, end to end:", "simulator, wall time:"] {
         assert_eq!(stdout.matches(line).count(), 3, "{stdout}");
     }
+    assert_eq!(
+        stdout.matches("of the trainers in turn").count(),
+        3 * 2 + 2,
+        "two ratios against the trainers in turn in each run, and their spreads: {stdout}"
+    );
     assert!(
         stdout.contains("wall time over its training:"),
         "the spread of the wall time over the training: {stdout}"
