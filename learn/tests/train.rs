@@ -327,6 +327,50 @@ outer = { lr = 0.7, momentum = 0.9 }"#,
     assert_eq!(awaiting.params(), built.params(), "built with its model");
 }
 
+/// Training from a model held elsewhere (`train_steps_from`) gives the same bits as copying it
+/// in and training: plain SGD, momentum with weight decay and Adam, from a trainer that holds
+/// no model (taken, or awaiting its first) or another one; and a model of the wrong length is
+/// refused.
+#[test]
+fn training_from_a_model_held_elsewhere_is_training_a_copy_of_it() {
+    for optimizer in [
+        r#"{ kind = "sgd", lr = 0.05 }"#,
+        r#"{ kind = "sgd", lr = 0.05, momentum = 0.9, weight-decay = 0.01 }"#,
+        r#"{ kind = "adam", lr = 0.01, weight-decay = 0.01 }"#,
+    ] {
+        let (setup, split) = digits_setup(r#"{ kind = "mlp", hidden = [16] }"#, optimizer);
+        let shard = || Shard::all(split.train.clone());
+        let mut copying = Trainer::new(&setup, shard(), 2, 5).unwrap();
+        let mut from = Trainer::awaiting_model(&setup, shard(), 2, 5).unwrap();
+        let mut model = copying.params().to_vec();
+        from.set_optimizer_state(copying.optimizer_state().clone())
+            .unwrap();
+        for job in 0..20 {
+            let steps = 1 + job % 3;
+            copying.set_params(&model).unwrap();
+            let a = copying.train_steps(steps);
+            if job % 5 == 4 {
+                // A trainer still holding a model: `from` replaces it.
+                from.set_params(&vec![1.0; model.len()]).unwrap();
+            }
+            let b = from.train_steps_from(&model, steps).unwrap();
+            assert_eq!((a.steps, a.samples), (b.steps, b.samples), "{optimizer}");
+            assert_eq!(a.mean_loss.to_bits(), b.mean_loss.to_bits(), "{optimizer}");
+            let bits = |t: &Trainer| t.params().iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&from), bits(&copying), "job {job}: {optimizer}");
+            assert_eq!(
+                from.optimizer_state(),
+                copying.optimizer_state(),
+                "{optimizer}"
+            );
+            // The next job starts from a model as a mix would give it, held elsewhere.
+            model = from.take_params().iter().map(|p| p * 0.75).collect();
+        }
+        let err = from.train_steps_from(&[0.0; 3], 1).unwrap_err();
+        assert!(err.to_string().contains('3'), "{err}");
+    }
+}
+
 /// A trainer whose momenta hold subnormal values (as a model that fits its shard comes to) looks
 /// for them every 16 jobs, and from the first look that finds one flushes them at every step:
 /// operations on subnormal values take the CPU a slow path.

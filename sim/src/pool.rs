@@ -102,6 +102,9 @@ enum Task {
         node: usize,
         trainer: Box<Trainer>,
         steps: usize,
+        /// The model to start from, if the trainer does not hold it: read by the first step
+        /// where it lies ([`Trainer::train_steps_from`]).
+        start: Option<Arc<Vec<f32>>>,
     },
     Evaluate {
         tag: u64,
@@ -338,8 +341,11 @@ fn work(task: Task) -> Result<Done, String> {
             node,
             mut trainer,
             steps,
+            start,
         } => {
-            let trained = trained(trainer.train_steps(steps));
+            let trained = train_job(&mut trainer, start.as_deref().map(Vec::as_slice), steps);
+            // Let go before the trainer goes back: the engine then takes its mix back whole.
+            drop(start);
             Done::Trained {
                 node,
                 trainer,
@@ -410,13 +416,20 @@ impl Workers {
         self.queue.push(task, urgent);
     }
 
-    /// Hands `trainer` to a worker to take `steps` steps; it comes back through
-    /// [`Workers::next`].
-    pub(crate) fn submit(&self, node: usize, trainer: Box<Trainer>, steps: usize) {
+    /// Hands `trainer` to a worker to take `steps` steps, from `start` if given (a model the
+    /// trainer does not hold, read where it lies); it comes back through [`Workers::next`].
+    pub(crate) fn submit(
+        &self,
+        node: usize,
+        trainer: Box<Trainer>,
+        steps: usize,
+        start: Option<Arc<Vec<f32>>>,
+    ) {
         self.send(Task::Train {
             node,
             trainer,
             steps,
+            start,
         });
     }
 
@@ -552,6 +565,17 @@ impl assist::Assist for Assistant {
             }
         }
     }
+}
+
+/// One training job of `steps` steps, from `start` if the trainer does not hold its model
+/// (read where it lies: [`Trainer::train_steps_from`]).
+pub(crate) fn train_job(trainer: &mut Trainer, start: Option<&[f32]>, steps: usize) -> Trained {
+    trained(match start {
+        Some(start) => trainer
+            .train_steps_from(start, steps)
+            .expect("the engine keeps the model's dimension"),
+        None => trainer.train_steps(steps),
+    })
 }
 
 fn trained(report: murmur_learn::train::StepReport) -> Trained {

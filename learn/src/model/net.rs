@@ -143,9 +143,21 @@ impl Net {
         params: &mut [f32],
         mut f: impl FnMut(usize, &mut [f32], &[f32]),
     ) {
+        self.for_each_grad_at(grads, |offset, g| {
+            f(offset, &mut params[offset..offset + g.len()], g)
+        });
+    }
+
+    /// Calls `f(offset, grad)` for each parameter tensor in flat order (`offset` where it starts
+    /// in the flat parameters; a zero gradient for a tensor without one), removing each
+    /// gradient from `grads`.
+    pub fn for_each_grad_at(
+        &self,
+        grads: &mut burn::tensor::Gradients,
+        mut f: impl FnMut(usize, &[f32]),
+    ) {
         let mut visitor = GradVisitor {
             grads,
-            params,
             offset: 0,
             f: &mut f,
         };
@@ -202,22 +214,20 @@ impl ModuleMapper for WriteBack<'_> {
 
 struct GradVisitor<'a, F> {
     grads: &'a mut burn::tensor::Gradients,
-    params: &'a mut [f32],
     offset: usize,
     f: &'a mut F,
 }
 
-impl<F: FnMut(usize, &mut [f32], &[f32])> ModuleVisitor for GradVisitor<'_, F> {
+impl<F: FnMut(usize, &[f32])> ModuleVisitor for GradVisitor<'_, F> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let tensor = param.val();
         let len = tensor.shape().num_elements();
-        let range = self.offset..self.offset + len;
         match tensor.grad_remove(self.grads) {
             Some(grad) => {
                 let data = grad.into_data();
-                (self.f)(self.offset, &mut self.params[range], f32s(&data));
+                (self.f)(self.offset, f32s(&data));
             }
-            None => (self.f)(self.offset, &mut self.params[range], &vec![0.0; len]),
+            None => (self.f)(self.offset, &vec![0.0; len]),
         }
         self.offset += len;
     }

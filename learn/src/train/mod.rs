@@ -324,6 +324,31 @@ impl Trainer {
 
     /// Takes `steps` optimiser steps on batches of the shard.
     pub fn train_steps(&mut self, steps: usize) -> StepReport {
+        self.run_steps(None, steps)
+    }
+
+    /// [`Trainer::set_params`] with `start`, then [`Trainer::train_steps`], to the same bits
+    /// but without copying `start` in first: the first step reads it and writes its result into
+    /// the trainer's own parameters (for a driver whose trainer starts from a model held
+    /// elsewhere, the simulator's engine's mix). With an outer optimiser, or no step to take,
+    /// it copies `start` in first all the same.
+    pub fn train_steps_from(
+        &mut self,
+        start: &[f32],
+        steps: usize,
+    ) -> Result<StepReport, ModelError> {
+        if self.outer.is_some() || steps == 0 || self.shard.is_empty() {
+            self.set_params(start)?;
+            return Ok(self.train_steps(steps));
+        }
+        self.arch.check_len(start)?;
+        self.revive();
+        Ok(self.run_steps(Some(start), steps))
+    }
+
+    /// Takes `steps` optimiser steps, the first from `from` if given (see
+    /// [`Trainer::train_steps_from`]), else from the trainer's parameters.
+    fn run_steps(&mut self, mut from: Option<&[f32]>, steps: usize) -> StepReport {
         let start = Instant::now();
         let mut report = StepReport {
             steps: 0,
@@ -348,7 +373,7 @@ impl Trainer {
                 x.extend_from_slice(self.shard.data.row(i as usize));
                 y[row * classes + self.shard.data.label(i as usize) as usize] = 1.0;
             }
-            let net = Net::from_flat(&self.arch, &self.params, &self.device)
+            let net = Net::from_flat(&self.arch, from.unwrap_or(&self.params), &self.device)
                 .expect("parameters have the architecture's length");
             let x = Tensor::<2>::from_data(TensorData::new(x, [b, dim]), &self.device);
             let y = Tensor::<2>::from_data(TensorData::new(y, [b, classes]), &self.device);
@@ -359,14 +384,31 @@ impl Trainer {
             let lr = self.schedule.at(self.state.step);
             self.state.step += 1;
             let t = self.state.step;
-            let (rule, state) = (&self.rule, &mut self.state);
-            net.for_each_grad(&mut grads, &mut self.params, |offset, p, g| {
-                if self.flush {
-                    rule.update::<true>(state, offset, p, g, lr as f32, t)
-                } else {
-                    rule.update::<false>(state, offset, p, g, lr as f32, t)
+            let (rule, state, flush, step_lr) =
+                (&self.rule, &mut self.state, self.flush, lr as f32);
+            match from.take() {
+                None => net.for_each_grad(&mut grads, &mut self.params, |offset, p, g| {
+                    if flush {
+                        rule.update::<true>(state, offset, p, g, step_lr, t)
+                    } else {
+                        rule.update::<false>(state, offset, p, g, step_lr, t)
+                    }
+                }),
+                Some(from) => {
+                    let (params, len) = (&mut self.params, from.len());
+                    params.clear();
+                    params.reserve_exact(len);
+                    net.for_each_grad_at(&mut grads, |offset, g| {
+                        let from = &from[offset..offset + g.len()];
+                        if flush {
+                            rule.update_into::<true>(state, offset, from, params, g, step_lr, t)
+                        } else {
+                            rule.update_into::<false>(state, offset, from, params, g, step_lr, t)
+                        }
+                    });
+                    debug_assert_eq!(params.len(), len, "every tensor updated, in flat order");
                 }
-            });
+            }
             report.steps += 1;
             report.samples += b;
             report.lr = lr;

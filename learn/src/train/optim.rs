@@ -361,6 +361,42 @@ pub(crate) fn holds_subnormal(state: &State) -> bool {
     state.m.iter().chain(&state.v).any(|x| x.is_subnormal())
 }
 
+/// Where an update writes the new parameters: over the old ones, or after `out`'s end from
+/// old ones elsewhere (`from`, as long as the gradient).
+enum Target<'a> {
+    InPlace(&'a mut [f32]),
+    Into {
+        from: &'a [f32],
+        out: &'a mut Vec<f32>,
+    },
+}
+
+impl Target<'_> {
+    /// Each parameter's new value `f(old, gradient, its state)`, in order. Exact-size
+    /// iterators over slices either way, so both loops are vectorised alike.
+    #[inline(always)]
+    fn apply<S: Iterator>(
+        self,
+        grad: &[f32],
+        state: S,
+        mut f: impl FnMut(f32, f32, S::Item) -> f32,
+    ) {
+        match self {
+            Target::InPlace(params) => params
+                .iter_mut()
+                .zip(grad)
+                .zip(state)
+                .for_each(|((p, &g), s)| *p = f(*p, g, s)),
+            Target::Into { from, out } => out.extend(
+                from.iter()
+                    .zip(grad)
+                    .zip(state)
+                    .map(|((&p, &g), s)| f(p, g, s)),
+            ),
+        }
+    }
+}
+
 impl Rule {
     /// Applies one update to `params[offset..offset + grad.len()]` given its gradient, at
     /// learning rate `lr`, for the step `t` (1-based, for Adam's bias correction). With `FLUSH`,
@@ -374,6 +410,36 @@ impl Rule {
         lr: f32,
         t: u64,
     ) {
+        self.step::<FLUSH>(state, offset, Target::InPlace(params), grad, lr, t);
+    }
+
+    /// [`Rule::update`] of the parameters `from` (as long as `grad`, at `offset` in the model),
+    /// their new values pushed onto `out`: the same bits as updating a copy of `from` in
+    /// place, without the copy.
+    #[allow(clippy::too_many_arguments)]
+    pub fn update_into<const FLUSH: bool>(
+        &self,
+        state: &mut State,
+        offset: usize,
+        from: &[f32],
+        out: &mut Vec<f32>,
+        grad: &[f32],
+        lr: f32,
+        t: u64,
+    ) {
+        debug_assert_eq!(from.len(), grad.len());
+        self.step::<FLUSH>(state, offset, Target::Into { from, out }, grad, lr, t);
+    }
+
+    fn step<const FLUSH: bool>(
+        &self,
+        state: &mut State,
+        offset: usize,
+        target: Target<'_>,
+        grad: &[f32],
+        lr: f32,
+        t: u64,
+    ) {
         let range = offset..offset + grad.len();
         match *self {
             Rule::Sgd {
@@ -381,15 +447,15 @@ impl Rule {
                 weight_decay,
             } => {
                 if momentum == 0.0 {
-                    for (p, &g) in params.iter_mut().zip(grad) {
-                        *p -= lr * (g + weight_decay * *p);
-                    }
+                    target.apply(grad, std::iter::repeat(()), |p, g, ()| {
+                        p - lr * (g + weight_decay * p)
+                    });
                 } else {
-                    for ((p, &g), b) in params.iter_mut().zip(grad).zip(&mut state.m[range]) {
-                        let d = g + weight_decay * *p;
+                    target.apply(grad, state.m[range].iter_mut(), |p, g, b| {
+                        let d = g + weight_decay * p;
                         *b = moment::<FLUSH>(momentum * *b + d);
-                        *p -= lr * *b;
-                    }
+                        p - lr * *b
+                    });
                 }
             }
             Rule::Adam {
@@ -403,12 +469,12 @@ impl Rule {
                 let step = lr / c1;
                 let c2_sqrt = c2.sqrt();
                 let (m, v) = (&mut state.m[range.clone()], &mut state.v[range]);
-                for (((p, &g), m), v) in params.iter_mut().zip(grad).zip(m).zip(v) {
-                    let d = g + weight_decay * *p;
+                target.apply(grad, m.iter_mut().zip(v), |p, g, (m, v)| {
+                    let d = g + weight_decay * p;
                     *m = moment::<FLUSH>(beta1 * *m + (1.0 - beta1) * d);
                     *v = moment::<FLUSH>(beta2 * *v + (1.0 - beta2) * d * d);
-                    *p -= step * *m / (v.sqrt() / c2_sqrt + eps);
-                }
+                    p - step * *m / (v.sqrt() / c2_sqrt + eps)
+                });
             }
         }
     }

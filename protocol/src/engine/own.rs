@@ -13,9 +13,12 @@ use std::sync::Arc;
 /// The engine's current model.
 #[derive(Debug)]
 pub(super) enum Own {
-    /// Parameters: after a mix, while training, and always with a lossy codec, the `top-k`
-    /// chain or an attack.
+    /// Parameters: after training, before they are signed, and always with a lossy codec, the
+    /// `top-k` chain or an attack.
     Params(Vec<f32>),
+    /// The mix, from the mix until the trained model comes back: shared, so that a driver
+    /// training on another thread takes a handle rather than a copy ([`ModelView::Shared`]).
+    Mixed(Arc<Vec<f32>>),
     /// The node's own signed update, whose `f32` little-endian payload starts at `payload`.
     Signed { bytes: Arc<[u8]>, payload: usize },
 }
@@ -37,6 +40,10 @@ impl Own {
     pub(super) fn take(&mut self) -> Model {
         match std::mem::replace(self, Own::Params(Vec::new())) {
             Own::Params(params) => Model::Owned(params),
+            // A driver lets go of its handle once its job has read the model.
+            Own::Mixed(params) => {
+                Model::Owned(Arc::try_unwrap(params).unwrap_or_else(|p| p.as_ref().clone()))
+            }
             Own::Signed { bytes, payload } => Model::in_place(bytes, payload)
                 .unwrap_or_else(|bytes| Model::Owned(ModelView::Le(&bytes[payload..]).to_vec())),
         }
@@ -46,6 +53,7 @@ impl Own {
     pub(super) fn view(&self) -> ModelView<'_> {
         match self {
             Own::Params(params) => ModelView::Params(params),
+            Own::Mixed(params) => ModelView::Shared(params),
             Own::Signed { bytes, payload } => ModelView::Le(&bytes[*payload..]),
         }
     }
@@ -113,15 +121,18 @@ impl Model {
     }
 }
 
-/// A node's current model as its engine holds it (see [`super::Engine::model`]): parameters, or
-/// the `f32` little-endian payload of the node's own signed update. Either reads as the same
-/// values, bit for bit.
+/// A node's current model as its engine holds it (see [`super::Engine::model`]): parameters
+/// (shared after a mix), or the `f32` little-endian payload of the node's own signed update.
+/// Each reads as the same values, bit for bit.
 #[derive(Debug, Clone, Copy)]
 pub enum ModelView<'a> {
     /// Parameters in flat order.
     Params(&'a [f32]),
     /// Little-endian `f32` values, 4 bytes each, in flat order.
     Le(&'a [u8]),
+    /// Parameters in flat order that another thread may hold too: a driver that trains the
+    /// model on another thread takes a handle ([`Arc::clone`]) rather than a copy.
+    Shared(&'a Arc<Vec<f32>>),
 }
 
 impl<'a> ModelView<'a> {
@@ -129,6 +140,7 @@ impl<'a> ModelView<'a> {
     pub fn len(&self) -> usize {
         match self {
             ModelView::Params(p) => p.len(),
+            ModelView::Shared(p) => p.len(),
             ModelView::Le(b) => b.len() / 4,
         }
     }
@@ -143,6 +155,7 @@ impl<'a> ModelView<'a> {
     pub fn for_each(&self, mut f: impl FnMut(f32)) {
         match self {
             ModelView::Params(p) => p.iter().for_each(|&x| f(x)),
+            ModelView::Shared(p) => p.iter().for_each(|&x| f(x)),
             ModelView::Le(b) => b
                 .chunks_exact(4)
                 .for_each(|c| f(f32::from_le_bytes([c[0], c[1], c[2], c[3]]))),
@@ -153,6 +166,7 @@ impl<'a> ModelView<'a> {
     pub fn to_vec(&self) -> Vec<f32> {
         match self {
             ModelView::Params(p) => p.to_vec(),
+            ModelView::Shared(p) => p.to_vec(),
             // An exact-size iterator: collected in one pass the compiler vectorises.
             ModelView::Le(b) => b
                 .chunks_exact(4)
@@ -165,6 +179,7 @@ impl<'a> ModelView<'a> {
     pub fn to_cow(&self) -> Cow<'a, [f32]> {
         match *self {
             ModelView::Params(p) => Cow::Borrowed(p),
+            ModelView::Shared(p) => Cow::Borrowed(p.as_slice()),
             ModelView::Le(b) => match codec::f32_view(b) {
                 Some(p) => Cow::Borrowed(p),
                 None => Cow::Owned(self.to_vec()),

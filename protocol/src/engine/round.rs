@@ -564,7 +564,7 @@ impl Engine {
             copy.extend_from_slice(&model);
             copy
         });
-        self.model = Own::Params(model);
+        self.model = Own::Mixed(Arc::new(model));
         self.outputs.push_back(Output::Mixed {
             round: self.round,
             params: copy,

@@ -189,39 +189,49 @@ impl cluster::World for World {
     /// its own trainer, so the results are the same bits for any number of threads and
     /// whenever they run. A trainer without parameters starts from the engine's model: one
     /// awaiting its first (`Trainer::awaiting_model`), or one that dropped its copy of the mix
-    /// ([`World::mixed`]); the trained parameters stay in the trainers until they are read back.
+    /// ([`World::mixed`]): its job reads that model where it lies
+    /// ([`Trainer::train_steps_from`]) rather than a copy of it (with worker threads, a mix the
+    /// engine shares, [`ModelView::Shared`]; any other is copied in). The trained parameters
+    /// stay in the trainers until they are read back.
     fn train(&mut self, jobs: &[(usize, ModelView<'_>)]) {
+        let steps = self.local_steps;
+        if self.workers.is_none() {
+            // On the event loop's thread, a job reads the engine's model where it lies.
+            let begin = Instant::now();
+            let mut out = Vec::with_capacity(jobs.len());
+            for (node, model) in jobs {
+                let t = self.trainers[*node]
+                    .as_mut()
+                    .expect("with one thread, trainers stay home");
+                let start = t.params().is_empty().then(|| model.to_cow());
+                out.push((*node, pool::train_job(t, start.as_deref(), steps)));
+            }
+            self.work.train_wall += begin.elapsed();
+            for (node, t) in out {
+                self.record(node, t);
+            }
+            return;
+        }
+        let mut ready = Vec::with_capacity(jobs.len());
         for (node, model) in jobs {
             let t = self.trainer(*node);
-            if t.params().is_empty() {
-                t.set_params(&model.to_cow())
-                    .expect("the engine keeps the model's dimension");
-            }
+            // A mix the engine shares is read where it lies by the job; any other model the
+            // trainer does not hold is copied in now.
+            let start = match model {
+                _ if !t.params().is_empty() => None,
+                ModelView::Shared(mix) => Some(Arc::clone(mix)),
+                _ => {
+                    t.set_params(&model.to_cow())
+                        .expect("the engine keeps the model's dimension");
+                    None
+                }
+            };
+            let trainer = self.trainers[*node].take().expect("fetched above");
+            ready.push((*node, trainer, start));
         }
-        let steps = self.local_steps;
-        match &self.workers {
-            Some(workers) => {
-                for &(node, _) in jobs {
-                    let trainer = self.trainers[node].take().expect("fetched above");
-                    workers.submit(node, Box::new(trainer), steps);
-                }
-            }
-            None => {
-                let nodes: Vec<usize> = jobs.iter().map(|(n, _)| *n).collect();
-                let mut wanted = nodes.iter().copied().peekable();
-                let trainers: Vec<&mut Trainer> = self
-                    .trainers
-                    .iter_mut()
-                    .enumerate()
-                    .filter_map(|(i, t)| wanted.next_if_eq(&i).and(t.as_mut()))
-                    .collect();
-                let start = Instant::now();
-                let out = pool::train(trainers, steps, 1);
-                self.work.train_wall += start.elapsed();
-                for (node, t) in nodes.into_iter().zip(out) {
-                    self.record(node, t);
-                }
-            }
+        let workers = self.workers.as_ref().expect("checked above");
+        for (node, trainer, start) in ready {
+            workers.submit(node, Box::new(trainer), steps, start);
         }
     }
 
