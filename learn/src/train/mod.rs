@@ -439,7 +439,7 @@ impl Trainer {
 /// On the CPU backend a dense model (no convolutions) with finite parameters, on data whose
 /// features are mostly zero, is evaluated by a product that skips the zero inputs (see
 /// `sparse.rs`): the same figures up to the order of the sums, for a fraction of the work.
-/// Otherwise burn's forward pass runs on chunks of [`EVAL_CHUNK`] samples.
+/// Otherwise burn's forward pass runs on chunks of `EVAL_CHUNK` (1,000) samples.
 ///
 /// # Panics
 /// If `params` is not the architecture's length or `data`'s samples are not its input's.

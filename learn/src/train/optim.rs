@@ -400,7 +400,7 @@ impl Target<'_> {
 impl Rule {
     /// Applies one update to `params[offset..offset + grad.len()]` given its gradient, at
     /// learning rate `lr`, for the step `t` (1-based, for Adam's bias correction). With `FLUSH`,
-    /// every new moment that is subnormal becomes the zero of its sign (see [`flush_subnormal`]).
+    /// every new moment that is subnormal becomes the zero of its sign (see `flush_subnormal`).
     pub fn update<const FLUSH: bool>(
         &self,
         state: &mut State,

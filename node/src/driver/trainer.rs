@@ -38,7 +38,7 @@ pub enum BridgeError {
     /// The trainer or bridge thread has stopped.
     #[error("the training thread has stopped")]
     Gone,
-    /// More than [`CAPACITY`] commands outstanding (a driver bug).
+    /// More than `CAPACITY` commands outstanding (a driver bug).
     #[error("the training queue is full")]
     Full,
     /// The threads could not be started.

@@ -82,7 +82,7 @@ fn seeds(cells: &[Cell]) -> Vec<u64> {
 /// node in parentheses, with several the mean ± the standard deviation over the seeds and the
 /// worst seed in parentheses; then, in brackets, the mixes honest nodes skipped because the rule
 /// had too few inputs (over every seed), when there were any. Last, for the attacks that ran at
-/// several strengths, each row at its worst strength ([`strongest`]).
+/// several strengths, each row at its worst strength (`strongest`).
 pub fn markdown(cells: &[Cell]) -> String {
     let ran: Vec<Attack> = attacks()
         .into_iter()
