@@ -161,9 +161,9 @@ struct Alone {
 
 impl Alone {
     /// `trainers` as they are built, each after one untimed job (the warm-up).
-    fn new(mut trainers: Vec<Trainer>, jobs_per_life: u64, steps: usize) -> Alone {
+    fn new(trainers: Vec<Trainer>, jobs_per_life: u64, steps: usize) -> Alone {
         let trainers = trainers
-            .drain(..)
+            .into_iter()
             .map(|mut t| {
                 let initial = (t.params().to_vec(), t.optimizer_state().clone());
                 t.train_steps(steps);

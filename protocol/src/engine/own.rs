@@ -13,8 +13,9 @@ use std::sync::Arc;
 /// The engine's current model.
 #[derive(Debug)]
 pub(super) enum Own {
-    /// Parameters: after training, before they are signed, and always with a lossy codec, the
-    /// `top-k` chain or an attack.
+    /// Parameters: the starting model (the initial one, a checkpoint's, a join's), and a
+    /// trained model until it is signed (for good with a lossy codec, the `top-k` chain or an
+    /// attack).
     Params(Vec<f32>),
     /// The mix, from the mix until the trained model comes back: shared, so that a driver
     /// training on another thread takes a handle rather than a copy ([`ModelView::Shared`]).
