@@ -444,16 +444,97 @@ impl Trainer {
 /// # Panics
 /// If `params` is not the architecture's length or `data`'s samples are not its input's.
 pub fn evaluate(arch: &Arch, params: &[f32], data: &Dataset, device: &Device) -> Eval {
-    arch.check_len(params)
-        .expect("parameters have the architecture's length");
-    assert_eq!(
-        data.shape().len(),
-        arch.input.len(),
-        "samples of the model's input size"
-    );
-    match skips_zeros(arch, params, data, device) {
-        Some(rows) => sparse::evaluate(arch, params, data, rows),
-        None => evaluate_dense(arch, params, data, device),
+    Evaluation::new()
+        .part(arch, params, data, device, usize::MAX)
+        .expect("every sample in one part")
+}
+
+/// An evaluation ([`evaluate`]) taken a part at a time, so that a thread evaluating in the
+/// background can take more urgent work between two parts. The parts continue one sum over the
+/// samples in their order: the figures are the same bits as [`evaluate`]'s, however the samples
+/// are split. A model the path that skips zero inputs does not take is evaluated in one part.
+pub struct Evaluation {
+    path: Path,
+    /// Samples evaluated so far.
+    next: usize,
+    correct: usize,
+    loss: f64,
+}
+
+/// How an [`Evaluation`] computes: decided by its first part.
+enum Path {
+    Undecided,
+    /// Skipping zero inputs, the model's layers by columns (see `sparse.rs`).
+    Sparse(Vec<sparse::Columns>),
+}
+
+impl std::fmt::Debug for Evaluation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Evaluation")
+            .field("next", &self.next)
+            .field("correct", &self.correct)
+            .field("loss", &self.loss)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Evaluation {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Evaluation {
+    /// An evaluation not started.
+    pub fn new() -> Self {
+        Evaluation {
+            path: Path::Undecided,
+            next: 0,
+            correct: 0,
+            loss: 0.0,
+        }
+    }
+
+    /// Evaluates `params` on up to `samples` more of `data`'s samples (at least one); the figures
+    /// once every sample is. Every part must be given the same model, data and device.
+    ///
+    /// # Panics
+    /// As [`evaluate`].
+    pub fn part(
+        &mut self,
+        arch: &Arch,
+        params: &[f32],
+        data: &Dataset,
+        device: &Device,
+        samples: usize,
+    ) -> Option<Eval> {
+        if let Path::Undecided = self.path {
+            arch.check_len(params)
+                .expect("parameters have the architecture's length");
+            assert_eq!(
+                data.shape().len(),
+                arch.input.len(),
+                "samples of the model's input size"
+            );
+            match skips_zeros(arch, params, data, device) {
+                Some(_) => self.path = Path::Sparse(sparse::columns(arch, params)),
+                None => return Some(evaluate_dense(arch, params, data, device)),
+            }
+        }
+        let Path::Sparse(layers) = &self.path else {
+            unreachable!("decided above")
+        };
+        let rows = data.sparse_rows().expect("the path was decided on it");
+        let end = self.next.saturating_add(samples.max(1)).min(data.len());
+        (self.correct, self.loss) = sparse::forward(
+            layers,
+            data,
+            rows,
+            self.next..end,
+            (self.correct, self.loss),
+        );
+        self.next = end;
+        (end == data.len()).then(|| Eval::from_sums(self.correct, self.loss, data.len()))
     }
 }
 

@@ -27,7 +27,7 @@ const BLOCK: usize = 64;
 
 /// One layer's weights by columns, `LANES` at a time: output chunk `c`'s weights for input `k`
 /// are `cols[c * d_in + k]` (zero past `d_out`), so a chunk's weights lie together.
-struct Columns {
+pub(super) struct Columns {
     cols: Vec<[f32; LANES]>,
     bias: Vec<f32>,
     d_in: usize,
@@ -104,6 +104,10 @@ struct Forward<'a> {
     layers: &'a [Columns],
     data: &'a Dataset,
     rows: &'a SparseRows,
+    /// The samples to take, in order.
+    range: std::ops::Range<usize>,
+    /// The number right and the sum of the losses so far, which the samples add to.
+    sums: (usize, f64),
 }
 
 impl pulp::WithSimd for Forward<'_> {
@@ -111,15 +115,21 @@ impl pulp::WithSimd for Forward<'_> {
 
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _simd: S) -> (usize, f64) {
-        let Forward { layers, data, rows } = self;
+        let Forward {
+            layers,
+            data,
+            rows,
+            range,
+            sums,
+        } = self;
         let widest = layers.iter().map(|l| l.d_out).max().unwrap_or(0);
         let classes = layers.last().map_or(0, |l| l.d_out);
         let (mut act, mut next) = (vec![0f32; BLOCK * widest], vec![0f32; BLOCK * widest]);
         let (mut starts, mut index, mut value) = (Vec::new(), Vec::new(), Vec::new());
-        let (mut correct, mut loss) = (0usize, 0f64);
-        let mut start = 0;
-        while start < data.len() {
-            let end = (start + BLOCK).min(data.len());
+        let (mut correct, mut loss) = sums;
+        let mut start = range.start;
+        while start < range.end {
+            let end = (start + BLOCK).min(range.end);
             let n = end - start;
             let mut input = Rows {
                 starts: &rows.starts[start..=end],
@@ -174,7 +184,7 @@ impl pulp::WithSimd for Forward<'_> {
 }
 
 /// The dense model `params`'s layers by columns.
-fn columns(arch: &Arch, params: &[f32]) -> Vec<Columns> {
+pub(super) fn columns(arch: &Arch, params: &[f32]) -> Vec<Columns> {
     debug_assert!(arch.convs.is_empty(), "dense layers only");
     let layout = arch.layout();
     arch.dense
@@ -194,13 +204,27 @@ fn columns(arch: &Arch, params: &[f32]) -> Vec<Columns> {
 /// Accuracy and mean cross-entropy of the dense model `params` (no convolutions) on `data`,
 /// whose rows in sparse form are `rows`.
 pub(super) fn evaluate(arch: &Arch, params: &[f32], data: &Dataset, rows: &SparseRows) -> Eval {
-    let layers = columns(arch, params);
-    let (correct, loss) = pulp::Arch::new().dispatch(Forward {
-        layers: &layers,
+    let (correct, loss) = forward(&columns(arch, params), data, rows, 0..data.len(), (0, 0.0));
+    Eval::from_sums(correct, loss, data.len())
+}
+
+/// The samples `range` of `data` (whose rows in sparse form are `rows`) through the model of
+/// `layers` ([`columns`]): `sums`, the number right and the sum of the losses, with theirs
+/// added one sample after another in their order.
+pub(super) fn forward(
+    layers: &[Columns],
+    data: &Dataset,
+    rows: &SparseRows,
+    range: std::ops::Range<usize>,
+    sums: (usize, f64),
+) -> (usize, f64) {
+    pulp::Arch::new().dispatch(Forward {
+        layers,
         data,
         rows,
-    });
-    Eval::from_sums(correct, loss, data.len())
+        range,
+        sums,
+    })
 }
 
 #[cfg(test)]
@@ -290,11 +314,45 @@ mod tests {
             layers: &layers,
             data: &data,
             rows,
+            range: 0..data.len(),
+            sums: (0, 0.0),
         };
         let widest = pulp::Arch::new().dispatch(forward());
         let scalar = forward().with_simd(pulp::Scalar::new());
         assert_eq!(widest.0, scalar.0);
         assert_eq!(widest.1.to_bits(), scalar.1.to_bits());
+    }
+
+    #[test]
+    fn an_evaluation_in_parts_gives_the_same_bits_however_it_is_split() {
+        let data = sparse_data(301, 64, 10, 0.8, 4);
+        let arch = Arch::new(&Spec::Mlp { hidden: vec![128] }, data.shape(), 10).unwrap();
+        let params = params(&arch, 4);
+        let device = Device::flex();
+        let whole = crate::train::evaluate(&arch, &params, &data, &device);
+        let bits = |e: &Eval| (e.samples, e.accuracy.to_bits(), e.loss.to_bits());
+        for part in [1, 7, 64, 100, 300, 301, 10_000] {
+            let mut e = crate::train::Evaluation::new();
+            let mut parts = 1;
+            let got = loop {
+                match e.part(&arch, &params, &data, &device, part) {
+                    Some(got) => break got,
+                    None => parts += 1,
+                }
+            };
+            assert_eq!(parts, 301usize.div_ceil(part), "parts of {part}");
+            assert_eq!(bits(&got), bits(&whole), "parts of {part}");
+        }
+        // A model with a non-finite parameter takes burn's path, in one part.
+        let mut nan = params.clone();
+        nan[3] = f32::NAN;
+        let mut e = crate::train::Evaluation::new();
+        let got = e.part(&arch, &nan, &data, &device, 1).expect("one part");
+        assert_eq!(got.samples, 301);
+        assert_eq!(
+            bits(&got),
+            bits(&crate::train::evaluate(&arch, &nan, &data, &device))
+        );
     }
 
     /// `n` samples of four classes: class `c`'s features `10c..10c + 10` are non-zero with
