@@ -19,8 +19,13 @@
 //! sixteenth more bytes than the messages still in use elsewhere, plus [`SLACK`] (a sweep looks at
 //! every entry, a few per message recorded).
 //!
+//! An announcement reaches every node, and each decoded its header from the same bytes: the
+//! memo also keeps the header decoded once a receiver decoded it ([`Memo::header`]); the checks
+//! on what it says (run, sender, round, replay window) are still every engine's.
+//!
 //! The real node has no use for one: each message it receives is its own allocation.
 
+use crate::wire::SignedHeader;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -50,9 +55,16 @@ pub struct Checks {
     pub decodes_at: Option<usize>,
 }
 
+/// A message held: its bytes, what passed, and its header once decoded (announcements).
+struct Entry {
+    bytes: Arc<[u8]>,
+    checks: Checks,
+    header: Option<SignedHeader>,
+}
+
 #[derive(Default)]
 struct Known {
-    by_address: HashMap<usize, (Arc<[u8]>, Checks)>,
+    by_address: HashMap<usize, Entry>,
     /// Bytes of the messages held.
     held: usize,
     /// The bytes held that trigger the next sweep.
@@ -86,26 +98,53 @@ impl Memo {
         let checks = known
             .by_address
             .get(&address(bytes))
-            .filter(|(held, _)| Arc::ptr_eq(held, bytes))
-            .map(|(_, checks)| *checks);
+            .filter(|e| Arc::ptr_eq(&e.bytes, bytes))
+            .map(|e| e.checks);
         known.hits += u64::from(checks.is_some());
         checks
+    }
+
+    /// The signed header of this very allocation, decoded by an earlier receiver, if its
+    /// signature passed and one did ([`Memo::record_header`]; counted as a hit).
+    pub(crate) fn header(&self, bytes: &Arc<[u8]>) -> Option<SignedHeader> {
+        let mut known = self.lock();
+        let header = known
+            .by_address
+            .get(&address(bytes))
+            .filter(|e| Arc::ptr_eq(&e.bytes, bytes))
+            .and_then(|e| e.header.clone());
+        known.hits += u64::from(header.is_some());
+        header
+    }
+
+    /// Records `signed` as what the header of `bytes`, already recorded, decodes to. Nothing
+    /// happens for an allocation the memo does not hold.
+    pub(crate) fn record_header(&self, bytes: &Arc<[u8]>, signed: &SignedHeader) {
+        let mut known = self.lock();
+        if let Some(e) = known.by_address.get_mut(&address(bytes))
+            && Arc::ptr_eq(&e.bytes, bytes)
+        {
+            e.header = Some(signed.clone());
+        }
     }
 
     /// Records that `bytes` passed its signature and digest checks.
     pub(crate) fn record(&self, bytes: &Arc<[u8]>) {
         let mut known = self.lock();
-        let checks = Checks { decodes_at: None };
-        let entry = (Arc::clone(bytes), checks);
-        if let Some((old, _)) = known.by_address.insert(address(bytes), entry) {
-            known.held -= old.len();
+        let entry = Entry {
+            bytes: Arc::clone(bytes),
+            checks: Checks { decodes_at: None },
+            header: None,
+        };
+        if let Some(old) = known.by_address.insert(address(bytes), entry) {
+            known.held -= old.bytes.len();
         }
         known.held += bytes.len();
         if known.held >= known.sweep_at {
             known
                 .by_address
-                .retain(|_, (held, _)| Arc::strong_count(held) > 1);
-            let live: usize = known.by_address.values().map(|(b, _)| b.len()).sum();
+                .retain(|_, e| Arc::strong_count(&e.bytes) > 1);
+            let live: usize = known.by_address.values().map(|e| e.bytes.len()).sum();
             known.held = live;
             known.sweep_at = live + (live / 16).max(SLACK);
         }
@@ -115,10 +154,10 @@ impl Memo {
     /// parameters. Nothing happens for an allocation the memo does not hold.
     pub(crate) fn record_decodes(&self, bytes: &Arc<[u8]>, dim: usize) {
         let mut known = self.lock();
-        if let Some((held, checks)) = known.by_address.get_mut(&address(bytes))
-            && Arc::ptr_eq(held, bytes)
+        if let Some(e) = known.by_address.get_mut(&address(bytes))
+            && Arc::ptr_eq(&e.bytes, bytes)
         {
-            checks.decodes_at = Some(dim);
+            e.checks.decodes_at = Some(dim);
         }
     }
 

@@ -173,13 +173,21 @@ impl Engine {
     }
 
     /// Decodes an announcement, its signature verified unless the memo of shared checks knows
-    /// these very bytes (see [`Engine::share_checks`]).
+    /// these very bytes (see [`Engine::share_checks`]); the header another receiver decoded from
+    /// them, if the memo holds it.
     fn announcement(&self, bytes: &Arc<[u8]>) -> Result<wire::SignedHeader, wire::Error> {
-        let known = self.memo.as_ref().is_some_and(|m| m.knows(bytes).is_some());
+        let Some(m) = &self.memo else {
+            return wire::decode_announcement_as(bytes, wire::Signature::Verify);
+        };
+        if let Some(signed) = m.header(bytes) {
+            return Ok(signed);
+        }
+        let known = m.knows(bytes).is_some();
         let signed = wire::decode_announcement_as(bytes, wire::Signature::unless_known(known))?;
-        if !known && let Some(m) = &self.memo {
+        if !known {
             m.record(bytes);
         }
+        m.record_header(bytes, &signed);
         Ok(signed)
     }
 

@@ -132,3 +132,73 @@ fn a_signer_vouches_for_its_payloads_scan_only_when_its_model_is_finite() {
         "{out:?}"
     );
 }
+
+/// An announcement's header decoded by one engine is handed to the others that receive the same
+/// allocation (counted as a hit), and each still checks what it says: from another author it is
+/// an impersonation, and a copy with one signature byte
+/// changed is decoded and verified in full and rejected.
+#[test]
+fn a_header_decoded_once_is_still_checked_by_every_engine() {
+    let peers: Vec<Identity> = (1..=3).map(toy::identity).collect();
+    let memo = Arc::new(crate::memo::Memo::new());
+    let engine = || {
+        let mut e = asking(Rule::Mean, &peers);
+        e.share_checks(Arc::clone(&memo));
+        e
+    };
+    let t = Duration::from_millis(10);
+    let gossip = |e: &mut Engine, author: &Identity, bytes: Arc<[u8]>| {
+        let input = Input::GossipReceived {
+            author: author.public(),
+            relayer: author.public(),
+            message: 1,
+            bytes,
+        };
+        e.handle(t, input).unwrap();
+        drain(e)
+    };
+    let update = update(&peers[0], toy::run_id(), 1, &[1.0; DIM]);
+    let signed = wire::decode_update(&update, usize::MAX).unwrap().signed;
+    let announcement: Arc<[u8]> = wire::encode_announcement(&signed).into();
+    let mut first = engine();
+    gossip(&mut first, &peers[0], Arc::clone(&announcement));
+    assert!(first.stats().rejected.is_empty());
+    assert_eq!((memo.len(), memo.hits()), (1, 0), "decoded in full once");
+    assert!(memo.header(&announcement).is_some(), "its header is kept");
+    assert_eq!(memo.hits(), 1);
+
+    // The same allocation from another author: the header comes from the memo, the check on
+    // its sender is this engine's own.
+    let mut second = engine();
+    let out = gossip(&mut second, &peers[1], Arc::clone(&announcement));
+    assert!(
+        penalised(&out, peers[1].public(), Rejection::Impersonation),
+        "{out:?}"
+    );
+    assert_eq!(memo.hits(), 2);
+    // A copy with a signature byte changed is another allocation: verified, and rejected.
+    let mut forged = announcement.to_vec();
+    forged[40] ^= 1;
+    let forged: Arc<[u8]> = forged.into();
+    let out = gossip(&mut second, &peers[0], Arc::clone(&forged));
+    assert!(
+        penalised(&out, peers[0].public(), Rejection::BadSignature),
+        "{out:?}"
+    );
+    assert_eq!(memo.hits(), 2, "nothing known of the copy");
+    assert!(
+        memo.header(&forged).is_none(),
+        "a rejected copy keeps no header"
+    );
+    // The genuine one from its author is accepted by a third engine: the same verdict as the
+    // first engine reached decoding it.
+    let mut third = engine();
+    let out = gossip(&mut third, &peers[0], Arc::clone(&announcement));
+    let accepted = Output::GossipChecked {
+        message: 1,
+        verdict: GossipVerdict::Accept,
+    };
+    assert!(out.contains(&accepted), "{out:?}");
+    assert!(third.stats().rejected.is_empty());
+    assert_eq!(memo.hits(), 3);
+}
