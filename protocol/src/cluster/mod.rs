@@ -47,8 +47,8 @@
 //!
 //! **Work done once.** An update a node serves to k peers reaches them as one allocation; the
 //! engines share a [`Memo`] of the allocations whose signature and digest passed (and the
-//! dimension their payload decodes at), so those checks are made once per message rather than
-//! once per receiver ([`Cluster::check_alone`]
+//! dimension their payload decodes at, and an announcement's decoded header), so those checks
+//! are made once per message rather than once per receiver ([`Cluster::check_alone`]
 //! turns this off). Every other check is still every engine's, and no verdict changes.
 //!
 //! **Determinism.** Ties in time are broken by the order events were scheduled; losses and mesh
