@@ -20,7 +20,7 @@
 //! every entry, a few per message recorded).
 //!
 //! An announcement reaches every node, and each decoded its header from the same bytes: the
-//! memo also keeps the header decoded once a receiver decoded it ([`Memo::header`]); the checks
+//! memo also keeps the header decoded once a receiver decoded it (`Memo::header`); the checks
 //! on what it says (run, sender, round, replay window) are still every engine's.
 //!
 //! The real node has no use for one: each message it receives is its own allocation.
