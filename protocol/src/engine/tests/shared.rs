@@ -68,17 +68,7 @@ fn shared_checks_skip_only_the_same_bytes_and_tampered_copies_are_rejected() {
     // Announcements (a signed header alone) the same way, by their signature.
     let signed = wire::decode_update(&genuine, usize::MAX).unwrap().signed;
     let announcement: Arc<[u8]> = wire::encode_announcement(&signed).into();
-    let gossip = |e: &mut Engine, bytes: Arc<[u8]>| {
-        let author = peers[0].public();
-        let input = Input::GossipReceived {
-            author,
-            relayer: author,
-            message: 1,
-            bytes,
-        };
-        e.handle(t, input).unwrap();
-        drain(e)
-    };
+    let gossip = |e: &mut Engine, bytes: Arc<[u8]>| published(e, t, &peers[0], bytes);
     gossip(&mut first, Arc::clone(&announcement));
     assert_eq!(memo.hits(), 3, "verified in full once");
     let mut forged = announcement.to_vec();
@@ -147,16 +137,8 @@ fn a_header_decoded_once_is_still_checked_by_every_engine() {
         e
     };
     let t = Duration::from_millis(10);
-    let gossip = |e: &mut Engine, author: &Identity, bytes: Arc<[u8]>| {
-        let input = Input::GossipReceived {
-            author: author.public(),
-            relayer: author.public(),
-            message: 1,
-            bytes,
-        };
-        e.handle(t, input).unwrap();
-        drain(e)
-    };
+    let gossip =
+        |e: &mut Engine, author: &Identity, bytes: Arc<[u8]>| published(e, t, author, bytes);
     let update = update(&peers[0], toy::run_id(), 1, &[1.0; DIM]);
     let signed = wire::decode_update(&update, usize::MAX).unwrap().signed;
     let announcement: Arc<[u8]> = wire::encode_announcement(&signed).into();
@@ -201,4 +183,17 @@ fn a_header_decoded_once_is_still_checked_by_every_engine() {
     assert!(out.contains(&accepted), "{out:?}");
     assert!(third.stats().rejected.is_empty());
     assert_eq!(memo.hits(), 3);
+}
+
+/// `bytes` published by `author` reach `e` at `t` from `author` itself, as gossip message 1;
+/// what `e` outputs.
+fn published(e: &mut Engine, t: Duration, author: &Identity, bytes: Arc<[u8]>) -> Vec<Output> {
+    let input = Input::GossipReceived {
+        author: author.public(),
+        relayer: author.public(),
+        message: 1,
+        bytes,
+    };
+    e.handle(t, input).unwrap();
+    drain(e)
 }
