@@ -292,6 +292,17 @@ outer = { lr = 0.7, momentum = 0.9 }"#,
     outer.train_steps(4);
 }
 
+/// Two trainers of the same digits MLP (hidden 16), node 2, seed 5, with `optimizer`: one built
+/// with its initial model, one awaiting it.
+fn built_and_awaiting(optimizer: &str) -> (Trainer, Trainer) {
+    let (setup, split) = digits_setup(r#"{ kind = "mlp", hidden = [16] }"#, optimizer);
+    let shard = || Shard::all(split.train.clone());
+    (
+        Trainer::new(&setup, shard(), 2, 5).unwrap(),
+        Trainer::awaiting_model(&setup, shard(), 2, 5).unwrap(),
+    )
+}
+
 /// A trainer built awaiting its model holds nothing model-sized; given the initial model, it
 /// trains to the same bits as one built with it, with or without momentum. With an outer
 /// optimiser it is built with its model, as its first mix steps from it.
@@ -301,10 +312,7 @@ fn a_trainer_awaiting_its_model_trains_as_one_built_with_it() {
         r#"{ kind = "sgd", lr = 0.05, momentum = 0.9 }"#,
         r#"{ kind = "adam", lr = 0.01 }"#,
     ] {
-        let (setup, split) = digits_setup(r#"{ kind = "mlp", hidden = [16] }"#, optimizer);
-        let shard = || Shard::all(split.train.clone());
-        let mut built = Trainer::new(&setup, shard(), 2, 5).unwrap();
-        let mut awaiting = Trainer::awaiting_model(&setup, shard(), 2, 5).unwrap();
+        let (mut built, mut awaiting) = built_and_awaiting(optimizer);
         assert!(awaiting.params().is_empty(), "{optimizer}");
         assert!(awaiting.optimizer_state().m.is_empty(), "{optimizer}");
         let initial = built.params().to_vec();
@@ -338,10 +346,7 @@ fn training_from_a_model_held_elsewhere_is_training_a_copy_of_it() {
         r#"{ kind = "sgd", lr = 0.05, momentum = 0.9, weight-decay = 0.01 }"#,
         r#"{ kind = "adam", lr = 0.01, weight-decay = 0.01 }"#,
     ] {
-        let (setup, split) = digits_setup(r#"{ kind = "mlp", hidden = [16] }"#, optimizer);
-        let shard = || Shard::all(split.train.clone());
-        let mut copying = Trainer::new(&setup, shard(), 2, 5).unwrap();
-        let mut from = Trainer::awaiting_model(&setup, shard(), 2, 5).unwrap();
+        let (mut copying, mut from) = built_and_awaiting(optimizer);
         let mut model = copying.params().to_vec();
         from.set_optimizer_state(copying.optimizer_state().clone())
             .unwrap();
