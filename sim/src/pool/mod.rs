@@ -16,10 +16,10 @@ use murmur_protocol::assist;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 mod queue;
 use queue::Queue;
-use std::time::Duration;
 
 /// What one local training job produced. The trained parameters stay in the trainer until the
 /// job's result is delivered (nothing else touches them in between), so a batch of N jobs does
