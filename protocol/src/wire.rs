@@ -315,6 +315,71 @@ pub fn encode_update_shared_with(
     write: impl FnOnce(&mut [u8]),
     assist: Option<&dyn crate::assist::Assist>,
 ) -> (std::sync::Arc<[u8]>, SignedHeader) {
+    let message = |start: usize| {
+        // One allocation of the exact size (an exact-size iterator), then written in place.
+        let mut out: std::sync::Arc<[u8]> = std::iter::repeat_n(0, start + payload_len).collect();
+        write(&mut std::sync::Arc::get_mut(&mut out).expect("not shared yet")[start..]);
+        out
+    };
+    sign_message(
+        (identity, run),
+        (round, samples),
+        (codec, payload_len),
+        message,
+        assist,
+    )
+}
+
+/// [`encode_update_shared_with`] of `params` in [`Codec::F32Le`], with whether they are all
+/// finite ([`crate::codec::encode_into`]'s answer). The same bytes, but each byte of the message
+/// is written once: its memory is not zeroed first. For a model of 400 KB, the zeroing cost
+/// about as much as the encoding, its memory being mostly out of the caches when allocated.
+pub fn encode_f32_update_shared(
+    identity: &Identity,
+    run: RunId,
+    round: u64,
+    samples: u64,
+    params: &[f32],
+    assist: Option<&dyn crate::assist::Assist>,
+) -> (std::sync::Arc<[u8]>, SignedHeader, bool) {
+    let codec = Codec::F32Le;
+    let mut finite = false;
+    let message = |start: usize| {
+        let mut out = std::sync::Arc::<[u8]>::new_uninit_slice(start + 4 * params.len());
+        let buf = std::sync::Arc::get_mut(&mut out).expect("not shared yet");
+        let (head, payload) = buf.split_at_mut(start);
+        for b in head {
+            b.write(0);
+        }
+        finite = crate::codec::encode_f32le_uninit(params, payload);
+        #[allow(unsafe_code)]
+        // SAFETY: every byte is written above: the `start` bytes before the payload, and the
+        // payload's `4 * params.len()`, which `encode_f32le_uninit` writes whole (it asserts
+        // the length).
+        unsafe {
+            out.assume_init()
+        }
+    };
+    let len = codec.payload_len(params.len());
+    let (bytes, signed) = sign_message(
+        (identity, run),
+        (round, samples),
+        (codec, len),
+        message,
+        assist,
+    );
+    (bytes, signed, finite)
+}
+
+/// Signs the message `message(start)` builds: an allocation of `start + payload_len` bytes, the
+/// payload written from `start`, the bytes before it zeros.
+fn sign_message(
+    (identity, run): (&Identity, RunId),
+    (round, samples): (u64, u64),
+    (codec, payload_len): (Codec, usize),
+    message: impl FnOnce(usize) -> std::sync::Arc<[u8]>,
+    assist: Option<&dyn crate::assist::Assist>,
+) -> (std::sync::Arc<[u8]>, SignedHeader) {
     let header = |digest: [u8; 32]| Header {
         version: VERSION,
         run,
@@ -333,9 +398,8 @@ pub fn encode_update_shared_with(
     // payload's place is known before the payload is.
     let header_len = encode(&header([0; 32])).len();
     let start = PREFIX + header_len + pad(header_len);
-    // One allocation of the exact size (an exact-size iterator), then written in place.
-    let mut out: std::sync::Arc<[u8]> = std::iter::repeat_n(0, start + payload_len).collect();
-    write(&mut std::sync::Arc::get_mut(&mut out).expect("not shared yet")[start..]);
+    let mut out = message(start);
+    assert_eq!(out.len(), start + payload_len, "the message's size");
     let header = header(*crate::assist::digest(&out, start, assist).as_bytes());
     if std::sync::Arc::get_mut(&mut out).is_none() {
         // An assist that kept its share of the payload (it should not): a copy of our own.
@@ -572,6 +636,40 @@ mod tests {
         let ann = encode_announcement(&signed);
         assert_eq!(decode_announcement(&ann).unwrap(), signed);
         assert!(signed.verify().is_ok());
+    }
+
+    #[test]
+    fn an_update_written_once_is_the_bytes_of_one_written_over_zeros() {
+        let id = identity(3);
+        // Header lengths (and so the padding before the payload) vary with round and samples.
+        for (round, samples) in [(1, 1), (300, 70_000), (u64::MAX, u64::MAX)] {
+            for params in [
+                vec![],
+                vec![1.0f32, -2.5, 3.25],
+                (0..1_001).map(|i| i as f32 * -0.37).collect(),
+                vec![0.5, f32::NAN, 2.0],
+                vec![f32::NEG_INFINITY],
+            ] {
+                let (once, signed, finite) =
+                    encode_f32_update_shared(&id, run(), round, samples, &params, None);
+                let mut valid = false;
+                let (zeroed, signed_zeroed) = encode_update_shared_with(
+                    &id,
+                    run(),
+                    round,
+                    samples,
+                    Codec::F32Le,
+                    Codec::F32Le.payload_len(params.len()),
+                    |out| valid = crate::codec::encode_into(Codec::F32Le, &params, 0, out),
+                    None,
+                );
+                let what = format!("round {round}, {} params", params.len());
+                assert_eq!(once, zeroed, "{what}");
+                assert_eq!(signed, signed_zeroed, "{what}");
+                assert_eq!(finite, valid, "{what}");
+                assert_eq!(finite, params.iter().all(|p| p.is_finite()), "{what}");
+            }
+        }
     }
 
     #[test]

@@ -326,6 +326,27 @@ pub fn encode(codec: Codec, params: &[f32], seed: u64) -> Vec<u8> {
     out
 }
 
+/// Whether the `f32` of these bits is a NaN or an infinity: its exponent all ones.
+fn not_finite(bits: u32) -> bool {
+    bits & 0x7F80_0000 == 0x7F80_0000
+}
+
+/// [`encode_into`] in [`Codec::F32Le`], into memory not yet written (every byte of `out` is
+/// written). Returns whether every parameter is finite.
+///
+/// # Panics
+/// If `out` is not four bytes a parameter.
+pub fn encode_f32le_uninit(params: &[f32], out: &mut [std::mem::MaybeUninit<u8>]) -> bool {
+    assert_eq!(out.len(), 4 * params.len(), "payload size");
+    let mut bad = false;
+    for (o, v) in out.as_chunks_mut::<4>().0.iter_mut().zip(params) {
+        let bits = v.to_bits();
+        bad |= not_finite(bits);
+        o.write_copy_of_slice(&bits.to_le_bytes());
+    }
+    !bad
+}
+
 /// [`encode`] into `out`, of exactly `codec.payload_len(params.len())` bytes (every byte is
 /// written). Panics on any other length: the caller sizes `out` from the codec.
 ///
@@ -341,7 +362,7 @@ pub fn encode_into(codec: Codec, params: &[f32], seed: u64, out: &mut [u8]) -> b
             let mut bad = false;
             for (o, v) in out.chunks_exact_mut(4).zip(params) {
                 let bits = v.to_bits();
-                bad |= bits & 0x7F80_0000 == 0x7F80_0000;
+                bad |= not_finite(bits);
                 o.copy_from_slice(&bits.to_le_bytes());
             }
             return !bad;

@@ -146,17 +146,29 @@ impl Engine {
         seed = (seed ^ (seed >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         // A whole model: with `top-k`, a snapshot in the codec's whole-model form.
         let codec = self.config.codec.whole();
-        let mut valid = false;
-        let (bytes, signed) = wire::encode_update_shared_with(
-            &self.identity,
-            self.run,
-            round,
-            samples,
-            codec,
-            codec.payload_len(params.len()),
-            |out| valid = crate::codec::encode_into(codec, params, seed ^ (seed >> 31), out),
-            self.assist.as_deref(),
-        );
+        let (bytes, signed, valid) = if codec == Codec::F32Le {
+            wire::encode_f32_update_shared(
+                &self.identity,
+                self.run,
+                round,
+                samples,
+                params,
+                self.assist.as_deref(),
+            )
+        } else {
+            let mut valid = false;
+            let (bytes, signed) = wire::encode_update_shared_with(
+                &self.identity,
+                self.run,
+                round,
+                samples,
+                codec,
+                codec.payload_len(params.len()),
+                |out| valid = crate::codec::encode_into(codec, params, seed ^ (seed >> 31), out),
+                self.assist.as_deref(),
+            );
+            (bytes, signed, valid)
+        };
         self.signed_here(&bytes);
         if valid && let Some(m) = &self.memo {
             // Known from the encoding: the payload decodes to this many finite parameters.
