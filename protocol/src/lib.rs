@@ -21,6 +21,7 @@ pub mod keyfile;
 pub mod memo;
 pub mod replay;
 pub mod sign;
+pub mod spares;
 pub mod sparse;
 pub mod topology;
 pub mod wire;

@@ -644,3 +644,41 @@ fn rows_handed_over_as_handles_serve_the_next_aggregation_only() {
     let median = parse("aggregation = { rule = \"median\" }").unwrap();
     assert!(!Aggregator::new(&median, dim).unwrap().takes_shared_rows());
 }
+
+#[test]
+fn every_rule_writes_every_value_of_its_output_whatever_it_held() {
+    // The engine may mix into a buffer that held an earlier model, not zeros. Several blocks
+    // and a tail, own model among the inputs and not, inputs from one to more than a sweep.
+    let dim = 2 * kernels::BLOCK + 37;
+    let mut data = ChaCha8Rng::seed_from_u64(11);
+    let rows: Vec<Vec<f32>> = (0..12)
+        .map(|_| (0..dim).map(|_| data.random_range(-1.0f32..1.0)).collect())
+        .collect();
+    for c in all_rules() {
+        for n in [1, 2, 3, 5, 9, 12] {
+            let inputs: Vec<&[f32]> = rows[..n].iter().map(Vec::as_slice).collect();
+            let weights: Vec<f32> = (0..n).map(|i| 1.0 + i as f32).collect();
+            let run = |held: f32| {
+                let mut agg = Aggregator::new(&c, dim).unwrap();
+                let mut rng = ChaCha8Rng::seed_from_u64(5);
+                let mut out = vec![held; dim];
+                // Twice: rules with a state (centered clipping) start the second from it.
+                let reports = [0, 1].map(|_| {
+                    agg.aggregate(inputs[0], &inputs, &weights, &mut rng, &mut out)
+                        .map(|r| r.clipped)
+                });
+                (reports, out)
+            };
+            let (zeros, garbage) = (run(0.0), run(f32::NAN));
+            assert_eq!(zeros.0, garbage.0, "{} with {n} inputs", c.name());
+            if zeros.0[0].is_ok() {
+                let same = zeros
+                    .1
+                    .iter()
+                    .zip(&garbage.1)
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "{} with {n} inputs left values unwritten", c.name());
+            }
+        }
+    }
+}

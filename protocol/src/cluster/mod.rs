@@ -295,6 +295,8 @@ pub struct Cluster<W> {
     insiders: Vec<(usize, Knowledge)>,
     /// The checks the engines share; `None` after [`Cluster::check_alone`].
     memo: Option<Arc<Memo>>,
+    /// Free model buffers the engines pass on to one another.
+    spares: Arc<crate::spares::Spares>,
 }
 
 /// A gossip message to forward from `at` if its engine accepts it.
@@ -340,6 +342,7 @@ impl<W: World> Cluster<W> {
             checking: None,
             insiders: Vec::new(),
             memo: Some(Arc::new(Memo::new())),
+            spares: Arc::default(),
         }
     }
 
@@ -360,6 +363,7 @@ impl<W: World> Cluster<W> {
         if let Some(m) = &self.memo {
             engine.share_checks(Arc::clone(m));
         }
+        engine.share_spares(Arc::clone(&self.spares));
         if let Some(a) = self.world.assist() {
             engine.assist_with(a);
         }

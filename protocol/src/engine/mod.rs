@@ -274,6 +274,9 @@ pub struct Engine {
     chain: Option<chain::Chain>,
     /// The checks shared with other engines of the process (see [`Engine::share_checks`]).
     memo: Option<Arc<Memo>>,
+    /// Free model buffers shared with other engines of the process (see
+    /// [`Engine::share_spares`]).
+    spares: Option<Arc<crate::spares::Spares>>,
     /// Another thread that may take part of this engine's hashing and mixing (see
     /// [`Engine::assist_with`]).
     assist: Option<Arc<dyn crate::assist::Assist>>,
@@ -368,6 +371,7 @@ impl Engine {
             forged: BTreeMap::new(),
             chain,
             memo: None,
+            spares: None,
             assist: None,
             hand_over_mixes: true,
         })
@@ -379,6 +383,13 @@ impl Engine {
     /// not change.
     pub fn share_checks(&mut self, memo: Arc<Memo>) {
         self.memo = Some(memo);
+    }
+
+    /// Mixes into model buffers other engines holding `spares` are done with, and gives them
+    /// the model it trained from once the trained one is back (see [`crate::spares`]): for a
+    /// harness that runs many engines in one process. The results do not change.
+    pub fn share_spares(&mut self, spares: Arc<crate::spares::Spares>) {
+        self.spares = Some(spares);
     }
 
     /// Lets another thread, when one is idle, hash part of each update this engine signs and sum

@@ -84,8 +84,13 @@ impl Engine {
         if self.adversary.is_some() {
             self.reference = before.take().into_vec();
         }
-        // The previous model goes before signing allocates the update.
-        drop(before);
+        // The previous model goes before signing allocates the update: to the next mix of any
+        // engine sharing spares, if it was the mix this model was trained from.
+        if let (Some(spares), Own::Mixed(mix)) = (&self.spares, before)
+            && let Ok(mix) = Arc::try_unwrap(mix)
+        {
+            spares.give(mix);
+        }
         // Whatever goes out now is signed for this round.
         self.signed = self.signed.max(self.round);
         match self.adversary.clone() {
@@ -513,7 +518,11 @@ impl Engine {
         };
         // The mix is written to a buffer of its own; the own model's buffer then carries the
         // copy the trainer continues from.
-        let mut out = Vec::new();
+        let mut out = self
+            .spares
+            .as_ref()
+            .and_then(|s| s.take(self.dim))
+            .unwrap_or_default();
         let (clipped, skipped) = if received.is_empty() || n < self.aggregator.min_inputs() {
             (0, true)
         } else {
