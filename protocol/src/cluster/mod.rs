@@ -49,7 +49,9 @@
 //! engines share a [`Memo`] of the allocations whose signature and digest passed (and the
 //! dimension their payload decodes at, and an announcement's decoded header), so those checks
 //! are made once per message rather than once per receiver ([`Cluster::check_alone`]
-//! turns this off). Every other check is still every engine's, and no verdict changes.
+//! turns this off). Every other check is still every engine's, and no verdict changes. The
+//! engines also pass free model buffers on to one another ([`crate::spares`]): a mix writes
+//! over the model another node has just trained from, still in the caches.
 //!
 //! **Determinism.** Ties in time are broken by the order events were scheduled; losses and mesh
 //! draws come from one seeded generator drawn in event order. The same nodes, world and calls give
