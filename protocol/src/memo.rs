@@ -73,6 +73,20 @@ struct Known {
     hits: u64,
 }
 
+impl Known {
+    /// The entry of this very allocation (not of another at the same address before it).
+    fn entry(&self, bytes: &Arc<[u8]>) -> Option<&Entry> {
+        let e = self.by_address.get(&address(bytes))?;
+        Arc::ptr_eq(&e.bytes, bytes).then_some(e)
+    }
+
+    /// [`Known::entry`], to change.
+    fn entry_mut(&mut self, bytes: &Arc<[u8]>) -> Option<&mut Entry> {
+        let e = self.by_address.get_mut(&address(bytes))?;
+        Arc::ptr_eq(&e.bytes, bytes).then_some(e)
+    }
+}
+
 /// Bytes the memo may grow by between sweeps, at the least.
 pub const SLACK: usize = 4 << 20;
 
@@ -95,11 +109,7 @@ impl Memo {
     /// checks (counted as a hit).
     pub fn knows(&self, bytes: &Arc<[u8]>) -> Option<Checks> {
         let mut known = self.lock();
-        let checks = known
-            .by_address
-            .get(&address(bytes))
-            .filter(|e| Arc::ptr_eq(&e.bytes, bytes))
-            .map(|e| e.checks);
+        let checks = known.entry(bytes).map(|e| e.checks);
         known.hits += u64::from(checks.is_some());
         checks
     }
@@ -108,11 +118,7 @@ impl Memo {
     /// signature passed and one did ([`Memo::record_header`]; counted as a hit).
     pub(crate) fn header(&self, bytes: &Arc<[u8]>) -> Option<SignedHeader> {
         let mut known = self.lock();
-        let header = known
-            .by_address
-            .get(&address(bytes))
-            .filter(|e| Arc::ptr_eq(&e.bytes, bytes))
-            .and_then(|e| e.header.clone());
+        let header = known.entry(bytes).and_then(|e| e.header.clone());
         known.hits += u64::from(header.is_some());
         header
     }
@@ -120,10 +126,7 @@ impl Memo {
     /// Records `signed` as what the header of `bytes`, already recorded, decodes to. Nothing
     /// happens for an allocation the memo does not hold.
     pub(crate) fn record_header(&self, bytes: &Arc<[u8]>, signed: &SignedHeader) {
-        let mut known = self.lock();
-        if let Some(e) = known.by_address.get_mut(&address(bytes))
-            && Arc::ptr_eq(&e.bytes, bytes)
-        {
+        if let Some(e) = self.lock().entry_mut(bytes) {
             e.header = Some(signed.clone());
         }
     }
@@ -153,10 +156,7 @@ impl Memo {
     /// Records that the payload of `bytes`, already recorded, decodes to `dim` finite
     /// parameters. Nothing happens for an allocation the memo does not hold.
     pub(crate) fn record_decodes(&self, bytes: &Arc<[u8]>, dim: usize) {
-        let mut known = self.lock();
-        if let Some(e) = known.by_address.get_mut(&address(bytes))
-            && Arc::ptr_eq(&e.bytes, bytes)
-        {
+        if let Some(e) = self.lock().entry_mut(bytes) {
             e.checks.decodes_at = Some(dim);
         }
     }
