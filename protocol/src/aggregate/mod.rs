@@ -548,12 +548,18 @@ fn run_rule<R: Rows + ?Sized>(
     })
 }
 
-/// [`distance`] of `a` from the zero vector, without one (the same bits).
-pub(crate) fn norm(a: &[f32]) -> f64 {
-    a.chunks(kernels::BLOCK)
-        .map(|x| f64::from(kernels::sq_dist_from_zero(x)))
-        .sum::<f64>()
-        .sqrt()
+kernels::wide! {
+    /// [`distance`] of `a` from the zero vector, without one (the same bits).
+    pub(crate) fn norm[](a: &[f32]) -> f64 => norm_blocks
+}
+
+#[inline(always)]
+fn norm_blocks(a: &[f32]) -> f64 {
+    let mut s = -0.0f64;
+    for x in a.chunks(kernels::BLOCK) {
+        s += f64::from(kernels::sq_dist_from_zero(x));
+    }
+    s.sqrt()
 }
 
 /// `sq[i] = ||rows[i] - center||²` as the clipping rules measure it (blockwise, four rows at a
@@ -565,12 +571,17 @@ pub(crate) fn sq_dists_to(rows: &[&[f32]], center: &[f32]) -> Vec<f64> {
     sq
 }
 
-/// Euclidean distance of two equal-length vectors, blockwise with an `f64` total (for callers
-/// outside the rules, such as the engine's outlier screen).
-pub(crate) fn distance(a: &[f32], b: &[f32]) -> f64 {
-    a.chunks(kernels::BLOCK)
-        .zip(b.chunks(kernels::BLOCK))
-        .map(|(x, y)| f64::from(kernels::sq_dist(x, y)))
-        .sum::<f64>()
-        .sqrt()
+kernels::wide! {
+    /// Euclidean distance of two equal-length vectors, blockwise with an `f64` total (for callers
+    /// outside the rules, such as the engine's outlier screen).
+    pub(crate) fn distance[](a: &[f32], b: &[f32]) -> f64 => distance_blocks
+}
+
+#[inline(always)]
+fn distance_blocks(a: &[f32], b: &[f32]) -> f64 {
+    let mut s = -0.0f64;
+    for (x, y) in a.chunks(kernels::BLOCK).zip(b.chunks(kernels::BLOCK)) {
+        s += f64::from(kernels::sq_dist(x, y));
+    }
+    s.sqrt()
 }
