@@ -200,9 +200,13 @@ fn sq_norm_blocks(a: &[f32]) -> f64 {
     s
 }
 
-/// `out = a * x`.
+wide! {
+    /// `out = a * x`.
+    pub(crate) fn scale_into[](out: &mut [f32], a: f32, x: &[f32]) => scale_lanes
+}
+
 #[inline(always)]
-pub(crate) fn scale_into(out: &mut [f32], a: f32, x: &[f32]) {
+fn scale_lanes(out: &mut [f32], a: f32, x: &[f32]) {
     debug_assert_eq!(out.len(), x.len());
     let (co, ro) = out.as_chunks_mut::<LANES>();
     let (cx, rx) = x.as_chunks::<LANES>();
@@ -592,6 +596,10 @@ pub(crate) mod tests {
                         "{at}"
                     );
                     for r in rows {
+                        let (mut a, mut b) = (vec![7.0; len], vec![7.0; len]);
+                        scale_into(&mut a, 0.3, r);
+                        scale_lanes(&mut b, 0.3, r);
+                        assert_eq!(bits(&a), bits(&b), "scale_into, {at}");
                         assert_eq!(all_finite(r), finite_lanes(r), "{at}");
                         assert_eq!(
                             sq_norm_f64(r).to_bits(),
