@@ -4,12 +4,14 @@
 //! SIMD code without bounds checks. Long reductions are done per [`BLOCK`] in `f32` lanes and
 //! summed in `f64`, so a dimension of millions keeps its precision.
 //!
-//! Built for the x86-64 baseline, those loops run in 128-bit registers. Each kernel a rule calls
-//! is defined through [`wide!`], which on a processor with AVX2 runs it compiled for AVX2 (256-bit
+//! Built for the x86-64 baseline, those loops run in 128-bit registers. The kernels here are
+//! defined through [`wide!`], which on a processor with AVX2 runs them compiled for AVX2 (256-bit
 //! registers): a mix of five MNIST MLPs held in the last-level cache then takes 42 µs rather than
 //! 93. Both are the same operations in the same order: Rust neither fuses a multiply with an add
 //! nor reorders a floating-point sum, so every result has the same bits on any processor
-//! (`the_wide_kernels_give_the_bits_of_the_baseline_ones` checks it).
+//! (`the_wide_kernels_give_the_bits_of_the_baseline_ones` checks it). A kernel that takes a
+//! closure stays built for the baseline (the median's network, see `median::run`): the AVX2 copy
+//! would call the closure out of line.
 
 use std::sync::{Arc, Mutex};
 
@@ -530,12 +532,12 @@ pub(crate) fn argsort(order: &mut Vec<usize>, key: &[f64]) {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
 
     /// Rows of every kind of value: of every sign and scale, subnormals, -0, and (when `bad`) a
     /// NaN and infinities in some rows.
-    pub(crate) fn awkward_rows(n: usize, len: usize, bad: bool) -> Vec<Vec<f32>> {
+    fn awkward_rows(n: usize, len: usize, bad: bool) -> Vec<Vec<f32>> {
         (0..n)
             .map(|r| {
                 (0..len)

@@ -62,7 +62,7 @@ pub(crate) fn prune(net: &mut Vec<Comparator>, labels: &mut [u32]) {
 
 /// Applies the network to `W` independent columns at once: `block[p][k]` is the value at
 /// position `p` of column `k`.
-#[inline(always)]
+#[inline]
 pub(crate) fn apply<const W: usize>(net: &[Comparator], block: &mut [[f32; W]]) {
     for &(a, b) in net {
         let x = block[a as usize];
