@@ -9,7 +9,8 @@
 //! `w_i tau`, whatever it contains.
 
 use super::config::Tau;
-use super::kernels::{self, NonFinite, Rows};
+use super::kernels::{self, NonFinite};
+use super::rows::Rows;
 
 /// How many of ClippedGossip's recent nearest received distances are remembered.
 const NEAREST_KEPT: usize = 16;

@@ -1,7 +1,8 @@
 //! Geometric median by the smoothed Weiszfeld algorithm (Pillutla, Kakade, Harchaoui 2022,
 //! "Robust aggregation for federated learning", RFA; Weiszfeld 1937).
 
-use super::kernels::{self, Rows};
+use super::kernels;
+use super::rows::Rows;
 
 /// Distances and step weights, reused between calls.
 #[derive(Debug, Default)]

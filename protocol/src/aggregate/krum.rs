@@ -7,7 +7,8 @@
 //! n - f - 2 nearest.) Both select an input among the closest-packed ones; they can differ when
 //! scores are close.
 
-use super::kernels::{self, Rows};
+use super::kernels;
+use super::rows::Rows;
 
 /// Pairwise distances, scores and orderings, reused between calls.
 #[derive(Debug, Default)]

@@ -1,12 +1,10 @@
 //! The weighted average, the baseline every robust rule is compared with.
 
-use super::kernels::{self, NonFinite, Rows};
+use super::kernels::{self, NonFinite};
+use super::rows::{Rows, SharedRows};
 
 /// The rows of a mix as handles another thread can hold, and that thread.
-pub(crate) type Assisted = (
-    kernels::SharedRows,
-    std::sync::Arc<dyn crate::assist::Assist>,
-);
+pub(crate) type Assisted = (SharedRows, std::sync::Arc<dyn crate::assist::Assist>);
 
 /// Weighted average `sum_i w_i x_i` with `w` normalised to sum 1 (all positive).
 ///

@@ -7,7 +7,8 @@
 //! is applied to all columns at once with branch-free min/max. The sorting network is built once
 //! per input count and kept in the workspace.
 
-use super::kernels::{NonFinite, Rows};
+use super::kernels::NonFinite;
+use super::rows::Rows;
 use super::sorting::{self, Comparator};
 
 /// Coordinates per block: the columns processed together by one pass of the network.

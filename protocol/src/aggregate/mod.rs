@@ -26,6 +26,7 @@ mod mean;
 mod median;
 mod monna;
 mod pre;
+mod rows;
 mod sorting;
 
 #[cfg(test)]
@@ -33,8 +34,9 @@ mod tests;
 
 pub use config::{Config, ConfigError, Pre, Rule, Tau};
 
-pub(crate) use kernels::SharedRows;
-use kernels::{Flat, NonFinite, Rows};
+use kernels::NonFinite;
+pub(crate) use rows::SharedRows;
+use rows::{Flat, Rows};
 
 /// Why a call to [`Aggregator::aggregate`] was refused. The aggregator's state is unchanged and
 /// nothing has been written to the output when one of these is returned.
@@ -201,7 +203,7 @@ impl Aggregator {
     /// [`takes_shared_rows`](Self::takes_shared_rows) and has as many inputs.
     pub(crate) fn rows_shared(
         &mut self,
-        rows: kernels::SharedRows,
+        rows: SharedRows,
         assist: std::sync::Arc<dyn crate::assist::Assist>,
     ) {
         self.ws.assisted = Some((rows, assist));

@@ -2,7 +2,8 @@
 //! Gupta, Hoang, Pinot, Stephan 2023, "Robust collaborative learning with linear gradient
 //! overhead").
 
-use super::kernels::{self, NonFinite, Rows};
+use super::kernels::{self, NonFinite};
+use super::rows::Rows;
 
 /// Distances, ordering and coefficients, reused between calls.
 #[derive(Debug, Default)]

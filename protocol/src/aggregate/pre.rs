@@ -7,7 +7,8 @@ use rand::Rng;
 use rand::seq::SliceRandom;
 
 use super::config::Pre;
-use super::kernels::{self, Rows};
+use super::kernels;
+use super::rows::Rows;
 
 /// Distances, norms and permutations, reused between calls.
 #[derive(Debug, Default)]
