@@ -24,10 +24,6 @@ pub struct Spares {
 }
 
 impl Spares {
-    pub fn new() -> Spares {
-        Spares::default()
-    }
-
     fn lock(&self) -> MutexGuard<'_, Vec<Vec<f32>>> {
         // A panic elsewhere leaves a list of buffers, any of which is still a buffer.
         self.held.lock().unwrap_or_else(|e| e.into_inner())
@@ -51,13 +47,9 @@ impl Spares {
     }
 
     /// Buffers held.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.lock().len()
-    }
-
-    /// Whether none is held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -67,7 +59,7 @@ mod tests {
 
     #[test]
     fn gives_back_the_last_buffer_of_the_dimension_and_holds_a_few() {
-        let s = Spares::new();
+        let s = Spares::default();
         assert_eq!(s.take(3), None);
         s.give(vec![1.0; 3]);
         s.give(vec![2.0; 3]);
