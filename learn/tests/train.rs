@@ -407,3 +407,46 @@ fn a_trainer_flushes_subnormal_momenta_from_the_look_that_finds_them() {
     t.train_steps(1);
     assert_eq!(subnormal(&t), 0, "{before} subnormal momenta before");
 }
+
+/// burn's autodiff keeps every thread's graphs in one process-wide locator, and each backward
+/// pass sweeps the graphs it finds unused, those of other threads included (burn issue 5573: a
+/// sweep that frees a step another thread is still building loses a gradient, silently; this
+/// crate then updates that tensor with a zero gradient). The simulator trains its nodes on
+/// several threads at once, and its results must not depend on how many. Trainers of an MLP and
+/// a CNN trained together on more threads than cores, several times over, give the bits each
+/// gives alone.
+#[test]
+fn trainers_on_several_threads_at_once_give_the_bits_each_gives_alone() {
+    const THREADS: usize = 6;
+    const ATTEMPTS: usize = 8;
+    let models = [
+        r#"{ kind = "mlp", hidden = [16] }"#,
+        r#"{ kind = "cnn", channels = [4, 8], hidden = 16 }"#,
+    ];
+    let setups = models.map(|m| {
+        digits_setup(
+            m,
+            r#"{ kind = "sgd", lr = 0.05, momentum = 0.9, weight-decay = 0.0001 }"#,
+        )
+    });
+    let (_, split) = &setups[0];
+    let shards = Shard::split(&split.train, &data::Partition::Iid, THREADS, 3).unwrap();
+    let trained = |i: usize| {
+        let setup = &setups[i % setups.len()].0;
+        let mut t = Trainer::new(setup, shards[i].clone(), i as u32, 9).unwrap();
+        for _ in 0..6 {
+            t.train_steps(4);
+        }
+        t.params().iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+    };
+    let alone: Vec<_> = (0..THREADS).map(trained).collect();
+    for attempt in 0..ATTEMPTS {
+        let together: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..THREADS).map(|i| s.spawn(move || trained(i))).collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for (i, (a, b)) in alone.iter().zip(&together).enumerate() {
+            assert!(a == b, "attempt {attempt}: trainer {i} ({})", models[i % 2]);
+        }
+    }
+}
