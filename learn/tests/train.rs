@@ -413,8 +413,7 @@ fn a_trainer_flushes_subnormal_momenta_from_the_look_that_finds_them() {
 /// sweep that frees a step another thread is still building loses a gradient, silently; this
 /// crate then updates that tensor with a zero gradient). The simulator trains its nodes on
 /// several threads at once, and its results must not depend on how many. Trainers of an MLP and
-/// a CNN trained together on more threads than cores, several times over, give the bits each
-/// gives alone.
+/// a CNN trained together on six threads, eight times over, give the bits each gives alone.
 #[test]
 fn trainers_on_several_threads_at_once_give_the_bits_each_gives_alone() {
     const THREADS: usize = 6;
