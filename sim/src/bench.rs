@@ -64,6 +64,11 @@ pub struct Efficiency {
     pub end_to_end_ratio_in_turn: f64,
     /// `in_batches / threads / standalone_every_core`.
     pub batch_ratio_every_core: Option<f64>,
+    /// `end_to_end / threads / standalone_every_core`: the simulator's own overhead per core
+    /// against what each core gives when every core trains (which, unlike the ratio against
+    /// the trainer alone, does not move with how much the machine slows when all its cores
+    /// work).
+    pub end_to_end_ratio_every_core: Option<f64>,
     /// The run's wall time (its pauses left out), seconds.
     pub wall_s: f64,
     /// The training jobs' summed wall time in the run, seconds: what its training alone takes.
@@ -107,7 +112,7 @@ impl Spread {
 pub fn spreads(runs: &[Efficiency]) -> Vec<(&'static str, Spread)> {
     /// A ratio of one measurement, if it has it.
     type Ratio = fn(&Efficiency) -> Option<f64>;
-    let ratios: [(&'static str, Ratio); 6] = [
+    let ratios: [(&'static str, Ratio); 7] = [
         ("simulator, training jobs, of standalone per core:", |e| {
             Some(e.batch_ratio_per_core)
         }),
@@ -116,6 +121,9 @@ pub fn spreads(runs: &[Efficiency]) -> Vec<(&'static str, Spread)> {
         }),
         ("simulator, end to end, of standalone per core:", |e| {
             Some(e.end_to_end_ratio_per_core)
+        }),
+        ("simulator, end to end, with every core busy:", |e| {
+            e.end_to_end_ratio_every_core
         }),
         ("simulator, training jobs, of the trainers in turn:", |e| {
             Some(e.batch_ratio_in_turn)
@@ -295,6 +303,7 @@ pub fn efficiency(
         batch_ratio_in_turn: in_batches / n / standalone_in_turn,
         end_to_end_ratio_in_turn: end_to_end / n / standalone_in_turn,
         batch_ratio_every_core: standalone_every_core.map(|b| in_batches / n / b),
+        end_to_end_ratio_every_core: standalone_every_core.map(|b| end_to_end / n / b),
         wall_s: s.wall_s,
         training_s: s.train_cpu_s,
         wall_over_training: s.wall_s / s.train_cpu_s.max(1e-9),
@@ -357,8 +366,17 @@ wait-for = 2
             );
             assert_eq!(e.standalone_every_core.is_some(), threads > 1);
             assert_eq!(e.batch_ratio_every_core.is_some(), threads > 1);
-            if let (Some(b), Some(r)) = (e.standalone_every_core, e.batch_ratio_every_core) {
+            assert_eq!(e.end_to_end_ratio_every_core.is_some(), threads > 1);
+            if let (Some(b), Some(r), Some(t)) = (
+                e.standalone_every_core,
+                e.batch_ratio_every_core,
+                e.end_to_end_ratio_every_core,
+            ) {
                 assert!(b > 0.0 && r > 0.0, "{e:?}");
+                assert!(
+                    (t * threads as f64 * b - e.end_to_end).abs() < 1e-6 * e.end_to_end,
+                    "{e:?}"
+                );
             }
             // The run does more than train, and its training is part of its wall time.
             assert!(

@@ -259,6 +259,9 @@ fn print_efficiency(e: &murmur_sim::bench::Efficiency) {
          {:>40.3} of the trainers in turn",
         e.end_to_end, e.end_to_end_ratio_per_core, e.end_to_end_ratio_in_turn
     );
+    if let Some(r) = e.end_to_end_ratio_every_core {
+        println!("{r:>40.3} of standalone with every core busy");
+    }
     println!(
         "simulator, wall time:         {:>10.2} s = {:.3}x its training jobs' summed time ({:.2} s)",
         e.wall_s, e.wall_over_training, e.training_s

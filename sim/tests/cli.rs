@@ -269,6 +269,24 @@ fn bench_takes_several_measurements_and_prints_their_spread() {
         close(figures[0], each[0]) && close(figures[1], each[1]) && close(figures[2], each[2]),
         "{stdout}"
     );
+    // With two threads, the training jobs and the whole run are also measured against one
+    // standalone trainer per thread at once, in each run and in the spreads.
+    let mut two = args;
+    two[3] = "2";
+    let two = run(&[&two[..], &["--runs", "2"]].concat());
+    assert!(two.status.success(), "{two:?}");
+    let two = String::from_utf8_lossy(&two.stdout);
+    assert_eq!(
+        two.matches("of standalone with every core busy").count(),
+        2 * 2,
+        "{two}"
+    );
+    for line in [
+        "training jobs, with every core busy:",
+        "end to end, with every core busy:",
+    ] {
+        assert_eq!(two.matches(line).count(), 1, "{two}");
+    }
     // One measurement prints no spread; none is refused.
     let once = run(&args);
     assert!(once.status.success(), "{once:?}");
