@@ -64,10 +64,9 @@ pub struct Efficiency {
     pub end_to_end_ratio_in_turn: f64,
     /// `in_batches / threads / standalone_every_core`.
     pub batch_ratio_every_core: Option<f64>,
-    /// `end_to_end / threads / standalone_every_core`: the simulator's own overhead per core
-    /// against what each core gives when every core trains (which, unlike the ratio against
-    /// the trainer alone, does not move with how much the machine slows when all its cores
-    /// work).
+    /// `end_to_end / threads / standalone_every_core`: the whole run per core against what each
+    /// core gives when every core trains, which leaves out how much the machine slows when all
+    /// its cores work (the ratio against the trainer alone takes that in).
     pub end_to_end_ratio_every_core: Option<f64>,
     /// The run's wall time (its pauses left out), seconds.
     pub wall_s: f64,
