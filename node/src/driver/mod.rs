@@ -522,6 +522,10 @@ impl Driver {
                     let _ = models.send_response(channel, Response::Busy);
                 }
             }
+            // The asker went away or was banned: its channel is dropped, closing the stream.
+            Output::Unanswered { request, .. } => {
+                self.serving.remove(&request);
+            }
             Output::Penalize {
                 peer,
                 reason,

@@ -182,6 +182,8 @@ impl<W: World> Cluster<W> {
             }
             Output::Serve { to, update, .. } => self.answer(i, to, Message::FetchAnswer { update }),
             Output::Busy { to, .. } => self.answer(i, to, Message::Busy),
+            // Nothing is kept per request: the asker is gone or banned.
+            Output::Unanswered { .. } => {}
             Output::Ban { peer, reason } => {
                 let Some(j) = self.node_of(&peer) else { return };
                 let was = self.connected(i, j);

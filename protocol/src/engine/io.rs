@@ -236,6 +236,16 @@ pub enum Output {
         /// The request's handle, from [`Input::FetchRequested`].
         request: u64,
     },
+    /// The fetch `request` of `to` will not be answered: the engine held it for a round not
+    /// signed yet, and its asker went down, was banned or equivocated meanwhile. Every
+    /// [`Input::FetchRequested`] ends in exactly one of [`Output::Serve`], [`Output::Busy`] or
+    /// this: a driver that keeps something for the request (a response channel) drops it now.
+    Unanswered {
+        /// The asker.
+        to: PeerKey,
+        /// The request's handle, from [`Input::FetchRequested`].
+        request: u64,
+    },
     /// A peer's message was rejected; its penalty points are now `points`.
     Penalize {
         /// The peer.

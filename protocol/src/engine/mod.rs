@@ -44,7 +44,8 @@
 //! evidence. Updates pushed unasked ([`Input::UpdateReceived`]) are never mixed and cost their
 //! sender points. A peer asking for this node's update ([`Input::FetchRequested`]) is answered
 //! with [`Output::Serve`]; asked for a round it has not signed yet, the node holds the request up
-//! to half a round timeout and answers as soon as it signs.
+//! to half a round timeout and answers as soon as it signs; a held request whose asker goes down
+//! or is banned meanwhile ends in [`Output::Unanswered`], so the caller can drop its channel.
 
 //! Errors: input from peers never fails, it becomes penalties. [`Engine::handle`] returns an
 //! [`InputError`] only for the caller's own mistakes (a training result nobody asked for, of the
@@ -530,7 +531,7 @@ impl Engine {
             }
             Input::PeerDown { peer } => {
                 self.peers.down(&peer);
-                self.held.remove(&peer);
+                self.unhold(&peer);
                 self.pending_fetch_failed(&peer);
                 self.answer_failed(&peer);
             }

@@ -50,7 +50,7 @@ impl Engine {
                     c.forget(&peer);
                 }
                 self.answers.remove(&peer);
-                self.held.remove(&peer);
+                self.unhold(&peer);
                 self.outputs.push_back(Output::Ban { peer, reason });
             }
             Standing::AlreadyBanned => {}
@@ -272,7 +272,7 @@ impl Engine {
             .entry(Rejection::Equivocation)
             .or_default() += 1;
         self.answers.remove(&offender);
-        self.held.remove(&offender);
+        self.unhold(&offender);
         if self.peers.ban(offender, Rejection::Equivocation) {
             self.stats.bans += 1;
             self.outputs.push_back(Output::Ban {
@@ -348,6 +348,16 @@ impl Engine {
         for (_, peer, request, copy) in due {
             self.held.remove(&peer);
             self.answer(now, peer, request, copy, false);
+        }
+    }
+
+    /// Drops the fetch held for `peer`, if any, telling the driver it will not be answered.
+    pub(super) fn unhold(&mut self, peer: &PeerKey) {
+        if let Some(h) = self.held.remove(peer) {
+            self.outputs.push_back(Output::Unanswered {
+                to: *peer,
+                request: h.request,
+            });
         }
     }
 

@@ -655,6 +655,54 @@ fn a_fetch_is_answered_with_the_last_signed_update() {
     assert_eq!(u.params(DIM).unwrap(), vec![3.0; DIM]);
 }
 
+/// A fetch held for a round not signed yet is closed by an output when its asker goes away
+/// (down, banned for its pushes): a driver that keeps a response channel per request would
+/// otherwise keep it for good, and an asker that asks, disconnects and comes back, again and
+/// again, would grow the driver's memory without a bound.
+#[test]
+fn a_held_fetch_whose_asker_goes_away_is_released() {
+    let held = |e: &mut Engine, asker: PeerKey, request: u64| {
+        e.handle(
+            Duration::ZERO,
+            Input::FetchRequested {
+                from: asker,
+                request,
+                round: Some(5),
+                have: None,
+            },
+        )
+        .unwrap();
+        assert_eq!(drain(e), vec![], "held: round 5 is not signed yet");
+    };
+    let released = |out: &[Output], asker: PeerKey, request: u64| {
+        out.iter()
+            .filter(|o| **o == Output::Unanswered { to: asker, request })
+            .count()
+    };
+    let mut e = lone_engine(Rule::Mean);
+    drain(&mut e);
+    let asker = toy::identity(3).public();
+    held(&mut e, asker, 1);
+    e.handle(Duration::ZERO, Input::PeerDown { peer: asker })
+        .unwrap();
+    assert_eq!(released(&drain(&mut e), asker, 1), 1, "asker down");
+
+    held(&mut e, asker, 2);
+    let mut out = Vec::new();
+    while !e.is_banned(&asker) {
+        e.handle(
+            Duration::ZERO,
+            Input::UpdateReceived {
+                from: asker,
+                bytes: Arc::from(&b"pushed"[..]),
+            },
+        )
+        .unwrap();
+        out.extend(drain(&mut e));
+    }
+    assert_eq!(released(&out, asker, 2), 1, "asker banned: {out:?}");
+}
+
 mod chain;
 mod exchange;
 mod knowledge;
