@@ -17,12 +17,16 @@
 //! survivors are mixed by the coordinate-wise median (Yin et al. 2018), whose breakdown point is
 //! 1/2: fewer than half of the answering peers lying cannot move any coordinate outside the range
 //! of the honest answers. The starting round is the lower median of the answers' rounds, so a
-//! lying minority cannot push the node far ahead or behind either. Cost: O(k d log² k) for k
-//! answers of d parameters.
+//! lying minority cannot push the node far ahead or behind either. Every answer but one that failed
+//! the checks votes on the round, one without a model (the peer has none yet, or its request
+//! failed) as round 0: the first nodes of a run have no model, and one peer answering with an
+//! update of a huge round must not set a joiner's round (every honest peer would refuse its
+//! updates as too far ahead, and the round outlives restarts). When the lower median is 0 the
+//! node starts fresh, whatever models came. Cost: O(k d log² k) for k answers of d parameters.
 //!
 //! What the node starts from ([`Output::Started`]):
-//! - no checkpoint: the median of the answers ([`Origin::Joined`]); with no valid answer, the
-//!   run's initial model ([`Origin::Fresh`]);
+//! - no checkpoint: the median of the answers ([`Origin::Joined`]); with no valid answer, or
+//!   half of the answers or more without a model, the run's initial model ([`Origin::Fresh`]);
 //! - a checkpoint: its own model ([`Origin::Checkpoint`]), unless the answers' round is more than
 //!   `max-staleness` rounds ahead of it, when its updates would only be dropped as lagging: then
 //!   the median of the answers ([`Origin::CaughtUp`]).
@@ -48,8 +52,10 @@ pub const ASK_FACTOR: usize = 4;
 enum Answer {
     /// Asked, no answer yet.
     Waiting,
-    /// No model, a failed request, or a model that failed the checks.
+    /// No model, or a failed request: a vote for round 0.
     Nothing,
+    /// A model that failed the checks (its sender was penalised): no vote.
+    Refused,
     /// A checked model of `round`.
     Model { round: u64, params: Vec<f32> },
 }
@@ -174,7 +180,7 @@ impl Engine {
                     if reason != super::Rejection::Equivocation {
                         self.reject(peer, reason);
                     }
-                    Answer::Nothing
+                    Answer::Refused
                 }
             },
         };
@@ -197,14 +203,26 @@ impl Engine {
             return;
         };
         let Joining { asked, resume, .. } = *j;
-        let models: Vec<(u64, Vec<f32>)> = asked
+        // Every answer but a refused one votes on the round; one without a model (a peer that
+        // has none yet, or whose request failed) votes 0.
+        let mut rounds: Vec<u64> = asked
+            .values()
+            .filter_map(|a| match a {
+                Answer::Waiting | Answer::Refused => None,
+                Answer::Nothing => Some(0),
+                Answer::Model { round, .. } => Some(*round),
+            })
+            .collect();
+        let models: Vec<Vec<f32>> = asked
             .into_values()
             .filter_map(|a| match a {
-                Answer::Model { round, params } => Some((round, params)),
+                Answer::Model { params, .. } => Some(params),
                 _ => None,
             })
             .collect();
-        let joined = self.median(&models);
+        let joined = lower_median(&mut rounds)
+            .filter(|&round| round > 0)
+            .and_then(|round| Some((round, self.median(&models)?)));
         let peers = models.len();
         match (resume.checkpoint, joined) {
             (None, Some((round, model))) => self.begin(Origin::Joined, round, Some(model), peers),
@@ -218,15 +236,12 @@ impl Engine {
         }
     }
 
-    /// The lower median of the answers' rounds and the coordinate-wise median of their models.
-    fn median(&self, models: &[(u64, Vec<f32>)]) -> Option<(u64, Vec<f32>)> {
+    /// The coordinate-wise median of the answers' models.
+    fn median(&self, models: &[Vec<f32>]) -> Option<Vec<f32>> {
         if models.is_empty() {
             return None;
         }
-        let mut rounds: Vec<u64> = models.iter().map(|(r, _)| *r).collect();
-        rounds.sort_unstable();
-        let round = rounds[(rounds.len() - 1) / 2];
-        let inputs: Vec<&[f32]> = models.iter().map(|(_, m)| m.as_slice()).collect();
+        let inputs: Vec<&[f32]> = models.iter().map(Vec::as_slice).collect();
         let config = aggregate::Config {
             rule: aggregate::Rule::Median,
             pre: Vec::new(),
@@ -237,8 +252,14 @@ impl Engine {
         let mut rng = rand_chacha::ChaCha8Rng::from_seed([0; 32]);
         agg.aggregate(inputs[0], &inputs, &[], &mut rng, &mut out)
             .ok()?;
-        Some((round, out))
+        Some(out)
     }
+}
+
+/// The lower median of `rounds` (sorted in place), `None` if empty.
+fn lower_median(rounds: &mut [u64]) -> Option<u64> {
+    rounds.sort_unstable();
+    rounds.get(rounds.len().checked_sub(1)? / 2).copied()
 }
 
 /// Start-up: a fresh start, a restart from a checkpoint, or a join through peers.
@@ -312,7 +333,7 @@ impl Engine {
         self.phase = Phase::Training;
         self.outputs.push_back(Output::Started {
             origin,
-            round: self.round + 1,
+            round: self.round.saturating_add(1),
             model,
             peers,
         });

@@ -43,7 +43,8 @@ impl Engine {
             self.outputs.push_back(Output::Finished);
             return;
         }
-        self.round += 1;
+        // Saturating: a round taken from peers (a join) is at most the largest.
+        self.round = self.round.saturating_add(1);
         self.fetches.clear();
         self.retries.clear();
         for peer in self.peers.tick(self.round) {

@@ -268,6 +268,74 @@ fn a_joiner_asks_peers_in_a_drawn_order_and_starts_from_the_median() {
     );
 }
 
+/// The first nodes of a run have no model to give a joiner: one peer that answers with a signed
+/// update of a huge round must not set the joiner's round (its updates would then be refused by
+/// every honest peer as too far ahead, for good: the round survives restarts) nor its model. An
+/// answer without a model counts as round 0 in the lower median of the rounds. A lone answer of
+/// the largest round does not overflow either.
+#[test]
+fn a_lone_liar_among_peers_without_a_model_sets_no_joiners_round() {
+    let ids: Vec<Identity> = (1..=12).map(toy::identity).collect();
+    let by_key = |k: PeerKey| ids.iter().find(|id| id.public() == k).unwrap();
+    for liar_round in [1_000_000, u64::MAX] {
+        let mut e = Engine::new(toy::setup(0, &joiner(), DIM, 5)).unwrap();
+        for id in &ids {
+            e.handle(Duration::ZERO, Input::PeerUp { peer: id.public() })
+                .unwrap();
+        }
+        start(&mut e, Duration::ZERO, Resume::default(), true);
+        let mut liar = None;
+        let t = Duration::from_millis(10);
+        let started = loop {
+            let out = drain(&mut e);
+            if let Some(s) = out.iter().find(|o| matches!(o, Output::Started { .. })) {
+                break s.clone();
+            }
+            let asked = fetched(&out);
+            assert!(!asked.is_empty(), "{out:?}");
+            for peer in asked {
+                let update = liar
+                    .is_none()
+                    .then(|| update(by_key(peer), toy::run_id(), liar_round, &[1e6; DIM]));
+                liar.get_or_insert(peer);
+                e.handle(t, Input::Fetched { peer, update }).unwrap();
+            }
+        };
+        assert_eq!(
+            started,
+            Output::Started {
+                origin: Origin::Fresh,
+                round: 1,
+                model: None,
+                peers: 0
+            },
+            "liar at round {liar_round}"
+        );
+    }
+    // The liar alone: the joiner trusts its only answer, and does not overflow.
+    let mut e = Engine::new(toy::setup(0, &joiner(), DIM, 5)).unwrap();
+    let peer = ids[0].public();
+    e.handle(Duration::ZERO, Input::PeerUp { peer }).unwrap();
+    start(&mut e, Duration::ZERO, Resume::default(), true);
+    e.handle(Duration::from_secs(1), Input::Tick).unwrap();
+    assert_eq!(fetched(&drain(&mut e)), vec![peer]);
+    let update = Some(update(&ids[0], toy::run_id(), u64::MAX, &[1.0; DIM]));
+    e.handle(Duration::from_secs(1), Input::Fetched { peer, update })
+        .unwrap();
+    e.handle(Duration::from_secs(4), Input::Tick).unwrap();
+    let out = drain(&mut e);
+    assert!(
+        matches!(
+            out[0],
+            Output::Started {
+                round: u64::MAX,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+}
+
 #[test]
 fn a_joiner_with_few_peers_waits_for_the_draw_then_the_deadline_and_starts_fresh() {
     let mut e = Engine::new(toy::setup(0, &joiner(), DIM, 3)).unwrap();
