@@ -123,6 +123,14 @@ impl Window {
             })
     }
 
+    /// Whether the sender announced a later round already: an announcement below it is not
+    /// remembered ([`Window::announce`]).
+    pub fn announced_later(&self, h: &SignedHeader) -> bool {
+        self.announced
+            .get(&h.header.sender)
+            .is_some_and(|(prev, _)| prev.header.round > h.header.round)
+    }
+
     /// Remembers an announced header that is fresh but not yet backed by an update, so that a
     /// conflicting update or announcement for the same round is caught whichever arrives first.
     /// Returns the proof when it conflicts with an earlier announcement. Bounded like the rest:

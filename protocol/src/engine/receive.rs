@@ -230,7 +230,13 @@ impl Engine {
                         GossipVerdict::Ignore
                     }
                     // Remembered, so a conflicting update that arrives later is caught too.
-                    replay::Verdict::Fresh if self.window.is_announced(&signed) => {
+                    // Below the author's latest announcement: not remembered, so not forwarded
+                    // (else one identity has honest nodes relay a message per lower round and
+                    // digest); not penalised, as gossip may reorder an honest author's rounds.
+                    replay::Verdict::Fresh
+                        if self.window.is_announced(&signed)
+                            || self.window.announced_later(&signed) =>
+                    {
                         GossipVerdict::Ignore
                     }
                     replay::Verdict::Fresh => match self.window.announce(signed) {

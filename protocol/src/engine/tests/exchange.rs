@@ -609,6 +609,33 @@ fn gossip_verdicts_name_and_penalise_the_author_only() {
         GossipVerdict::Accept
     );
     assert_eq!(verdict(&mut e, &author, ann).0, GossipVerdict::Ignore);
+
+    // An announcement below the author's latest is not remembered, so it must not be forwarded
+    // either: otherwise one identity has honest nodes relay any number of distinct messages
+    // (every lower round, every digest). Not penalised: gossip may deliver an honest author's
+    // rounds out of order.
+    let announce = |round: u64, x: f32| {
+        let payload = encode_params(&[x; DIM]);
+        let (_, signed) =
+            wire::encode_update(&author, toy::run_id(), round, 1, Codec::F32Le, &payload);
+        Arc::<[u8]>::from(wire::encode_announcement(&signed))
+    };
+    assert_eq!(
+        verdict(&mut e, &author, announce(3, 1.0)).0,
+        GossipVerdict::Accept
+    );
+    for x in [2.0, 3.0, 4.0] {
+        let (v, out) = verdict(&mut e, &author, announce(2, x));
+        assert_eq!(
+            v,
+            GossipVerdict::Ignore,
+            "round 2 after round 3, digest {x}"
+        );
+        assert!(
+            !out.iter().any(|o| matches!(o, Output::Penalize { .. })),
+            "{out:?}"
+        );
+    }
 }
 
 /// The cheap checks come before the payload's hash: a replay of an old round is `stale` even
