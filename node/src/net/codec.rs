@@ -11,8 +11,10 @@
 //!
 //! Payloads are `Arc<[u8]>`, as the engine takes and gives them: one signed update goes to
 //! several peers without a copy. A received body is read in 64 KiB steps (memory follows the
-//! bytes a peer really sends, not the length it announces), under a node-wide budget of bytes
-//! being read at once.
+//! bytes a peer really sends, not the length it announces), under node-wide budgets of bytes
+//! being read at once: one for the answers to this node's own fetches, one for pushed updates.
+//! Anyone may push, so pushes stalled half-read hold only their own budget: they cannot make the
+//! node's fetches fail. Fetch requests (at most 16 bytes) take from neither.
 //!
 //! A frame refused on its tag or length is a [`FrameError`]: in an answer to a fetch, the driver
 //! hands it to the engine ([`Input::Unframed`](murmur_protocol::engine::Input::Unframed)), which
@@ -68,11 +70,32 @@ pub enum Response {
 #[derive(Debug, Clone)]
 pub struct Codec {
     max_bytes: usize,
-    /// Bytes of frames being read now, by every connection of the node (shared by the clones
-    /// the swarm makes per connection), and the most allowed.
-    inflight: Arc<AtomicUsize>,
-    budget: usize,
+    /// For answers to this node's fetches.
+    answers: Budget,
+    /// For updates pushed to this node.
+    pushes: Budget,
 }
+
+/// Bytes of frames being read now, by every connection of the node (shared by the clones the
+/// swarm makes per connection), and the most allowed.
+#[derive(Debug, Clone)]
+struct Budget {
+    inflight: Arc<AtomicUsize>,
+    limit: usize,
+}
+
+impl Budget {
+    fn new(limit: usize) -> Self {
+        Self {
+            inflight: Arc::new(AtomicUsize::new(0)),
+            limit,
+        }
+    }
+}
+
+/// Frames of at most this many bytes (fetch requests, empty answers) are read without a budget:
+/// the link's stream limits bound them.
+const SMALL: usize = 16;
 
 /// A frame's body is read in steps of this many bytes: memory grows with what a peer actually
 /// sends, not with the length it announces.
@@ -80,17 +103,19 @@ const STEP: usize = 64 * 1024;
 
 impl Codec {
     /// A codec accepting frames of at most `max_bytes` payload bytes, with room for eight such
-    /// frames (at least 64 MiB) being read at once across the node.
+    /// frames (at least 64 MiB) of answers being read at once across the node, and as much again
+    /// of pushes.
     pub fn new(max_bytes: usize) -> Self {
         Self::with_budget(max_bytes, max_bytes.saturating_mul(8).max(64 << 20))
     }
 
-    /// [`Codec::new`] with an explicit node-wide budget of bytes being read at once.
+    /// [`Codec::new`] with an explicit node-wide budget of bytes being read at once, for
+    /// answers and for pushes each.
     pub fn with_budget(max_bytes: usize, budget: usize) -> Self {
         Self {
             max_bytes,
-            inflight: Arc::new(AtomicUsize::new(0)),
-            budget,
+            answers: Budget::new(budget),
+            pushes: Budget::new(budget),
         }
     }
 }
@@ -102,13 +127,13 @@ struct Reserved<'a> {
 }
 
 impl Reserved<'_> {
-    fn take(&mut self, n: usize, budget: usize) -> io::Result<()> {
+    fn take(&mut self, n: usize, limit: usize, what: &str) -> io::Result<()> {
         let before = self.inflight.fetch_add(n, Ordering::Relaxed);
         self.bytes += n;
-        if before.saturating_add(n) > budget {
+        if before.saturating_add(n) > limit {
             return Err(io::Error::new(
                 io::ErrorKind::OutOfMemory,
-                format!("over the node's {budget} bytes of frames being read at once"),
+                format!("over the node's {limit} bytes of {what} being read at once"),
             ));
         }
         Ok(())
@@ -177,22 +202,27 @@ fn allowed(tag: u8, len: usize, max: usize) -> io::Result<()> {
     }
 }
 
+/// Reads one frame, its body (unless [`SMALL`]) within `budget`, called `what` in its error.
 async fn read_frame<T: AsyncRead + Unpin + Send>(
     io: &mut T,
-    codec: &Codec,
+    max_bytes: usize,
+    budget: &Budget,
+    what: &str,
 ) -> io::Result<(u8, Arc<[u8]>)> {
     let mut head = [0u8; 5];
     io.read_exact(&mut head).await?;
     let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-    allowed(head[0], len, codec.max_bytes)?;
+    allowed(head[0], len, max_bytes)?;
     let mut reserved = Reserved {
-        inflight: &codec.inflight,
+        inflight: &budget.inflight,
         bytes: 0,
     };
     let mut body = Vec::with_capacity(len.min(STEP));
     while body.len() < len {
         let n = STEP.min(len - body.len());
-        reserved.take(n, codec.budget)?;
+        if len > SMALL {
+            reserved.take(n, budget.limit, what)?;
+        }
         let start = body.len();
         body.resize(start + n, 0);
         io.read_exact(&mut body[start..]).await?;
@@ -233,7 +263,7 @@ impl request_response::Codec for Codec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        match read_frame(io, self).await? {
+        match read_frame(io, self.max_bytes, &self.pushes, "pushed updates").await? {
             (TAG_UPDATE, body) => Ok(Request::Update(body)),
             (TAG_FETCH, body) => {
                 let at = |i: usize| u64::from_be_bytes(body[i..i + 8].try_into().expect("8 bytes"));
@@ -261,7 +291,7 @@ impl request_response::Codec for Codec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        match read_frame(io, self).await? {
+        match read_frame(io, self.max_bytes, &self.answers, "answers").await? {
             (TAG_ACK, body) if body.is_empty() => Ok(Response::Ack),
             (TAG_MODEL, body) => Ok(Response::Model(Some(body))),
             (TAG_NONE, body) if body.is_empty() => Ok(Response::Model(None)),
@@ -403,13 +433,15 @@ mod tests {
             let mut lying = vec![TAG_UPDATE];
             lying.extend_from_slice(&(1u32 << 30).to_be_bytes());
             lying.extend_from_slice(&[1, 2, 3]);
-            let err = read_frame(&mut &lying[..], &c).await.unwrap_err();
+            let err = read_frame(&mut &lying[..], c.max_bytes, &c.answers, "answers")
+                .await
+                .unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
             assert!(
                 FrameError::of(&err).is_none(),
                 "an early end is not the peer's frame error"
             );
-            assert_eq!(c.inflight.load(Ordering::Relaxed), 0, "given back");
+            assert_eq!(c.answers.inflight.load(Ordering::Relaxed), 0, "given back");
             // An ack or a fetch that claims a body.
             for (tag, len) in [
                 (TAG_ACK, 1u32),
@@ -420,7 +452,9 @@ mod tests {
                 let mut f = vec![tag];
                 f.extend_from_slice(&len.to_be_bytes());
                 f.resize(5 + len as usize, 0);
-                let err = read_frame(&mut &f[..], &c).await.unwrap_err();
+                let err = read_frame(&mut &f[..], c.max_bytes, &c.answers, "answers")
+                    .await
+                    .unwrap_err();
                 assert_eq!(err.kind(), io::ErrorKind::InvalidData, "tag {tag}");
                 assert!(
                     matches!(FrameError::of(&err), Some(FrameError::Length { .. })),
@@ -431,18 +465,88 @@ mod tests {
             let mut big = vec![TAG_MODEL];
             big.extend_from_slice(&(300u32 * 1024).to_be_bytes());
             big.resize(5 + 300 * 1024, 7);
-            let err = read_frame(&mut &big[..], &c).await.unwrap_err();
+            let err = read_frame(&mut &big[..], c.max_bytes, &c.answers, "answers")
+                .await
+                .unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::OutOfMemory);
             assert!(
                 FrameError::of(&err).is_none(),
                 "the node's own budget, not the peer's"
             );
-            assert_eq!(c.inflight.load(Ordering::Relaxed), 0);
+            assert_eq!(c.answers.inflight.load(Ordering::Relaxed), 0);
             let mut fits = vec![TAG_MODEL];
             fits.extend_from_slice(&(100u32 * 1024).to_be_bytes());
             fits.resize(5 + 100 * 1024, 7);
-            let (_, body) = read_frame(&mut &fits[..], &c).await.unwrap();
+            let (_, body) = read_frame(&mut &fits[..], c.max_bytes, &c.answers, "answers")
+                .await
+                .unwrap();
             assert_eq!(body.len(), 100 * 1024);
         });
+    }
+
+    /// Bytes that come, then nothing more (a peer that stalls its stream).
+    struct Stalling(Vec<u8>);
+
+    impl AsyncRead for Stalling {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut [u8],
+        ) -> std::task::Poll<io::Result<usize>> {
+            if self.0.is_empty() {
+                return std::task::Poll::Pending;
+            }
+            let n = buf.len().min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0.drain(..n);
+            std::task::Poll::Ready(Ok(n))
+        }
+    }
+
+    /// Anyone may push (unidentified peers too, and every push is junk: models move by pull).
+    /// Pushes that stall half-read must not hold the budget the node's own fetches are read
+    /// with, nor keep a fetch request from being read: before, a stranger with a few stalled
+    /// streams made every model the node fetched fail, uncharged.
+    #[test]
+    fn stalled_pushes_starve_neither_fetch_answers_nor_fetch_requests() {
+        let mut c = Codec::with_budget(1 << 20, 200 * 1024);
+        let mut push = vec![TAG_UPDATE];
+        push.extend_from_slice(&(190u32 * 1024).to_be_bytes());
+        push.resize(5 + 150 * 1024, 7);
+        let mut stalled = c.clone();
+        let mut stream = Stalling(push);
+        let protocol = proto();
+        let mut reading = Box::pin(stalled.read_request(&protocol, &mut stream));
+        let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
+        assert!(reading.as_mut().poll(&mut cx).is_pending(), "stalled");
+
+        block_on(async {
+            let mut model = vec![TAG_MODEL];
+            model.extend_from_slice(&(100u32 * 1024).to_be_bytes());
+            model.resize(5 + 100 * 1024, 7);
+            let got = c.read_response(&proto(), &mut &model[..]).await;
+            assert!(
+                matches!(&got, Ok(Response::Model(Some(b))) if b.len() == 100 * 1024),
+                "{got:?}"
+            );
+            let mut fetch = Vec::new();
+            let asked = Request::Fetch {
+                round: Some(3),
+                have: None,
+            };
+            c.write_request(&proto(), &mut fetch, asked.clone())
+                .await
+                .unwrap();
+            let got = c.read_request(&proto(), &mut &fetch[..]).await.unwrap();
+            assert_eq!(got, asked);
+        });
+        assert!(
+            c.pushes.inflight.load(Ordering::Relaxed) > 100 * 1024,
+            "the push holds its own"
+        );
+        drop(reading);
+        for b in [&c.answers, &c.pushes] {
+            assert_eq!(b.inflight.load(Ordering::Relaxed), 0, "given back");
+        }
     }
 }
