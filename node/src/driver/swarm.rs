@@ -333,7 +333,22 @@ impl Driver {
                         self.feed(Input::Busy { peer: key })?;
                     }
                 }
-                _ => {}
+                // An acknowledgement answers a push, not a fetch: a well-framed answer of the
+                // wrong kind is the peer's doing, as a frame the codec refuses is.
+                (Some(Outbound::Fetch { .. }), Response::Ack) => {
+                    info!(%peer, "fetch answered with an acknowledgement");
+                    if let Some(key) = net::peer_key(&peer) {
+                        self.feed(Input::Unframed {
+                            peer: key,
+                            oversize: false,
+                        })?;
+                        self.feed(Input::Fetched {
+                            peer: key,
+                            update: None,
+                        })?;
+                    }
+                }
+                (None, _) => {}
             },
             Event::OutboundFailure {
                 peer,

@@ -18,7 +18,8 @@
 //!
 //! A frame refused on its tag or length is a [`FrameError`]: in an answer to a fetch, the driver
 //! hands it to the engine ([`Input::Unframed`](murmur_protocol::engine::Input::Unframed)), which
-//! charges the peer as for an oversize or malformed update. A refused *request* cannot be
+//! charges the peer as for an oversize or malformed update (an acknowledgement answering a fetch
+//! is charged as malformed too). A refused *request* cannot be
 //! charged: libp2p's request-response behaviour drops a request whose reading fails without
 //! reporting it. It costs this node the five bytes of its header (and a stream, within the
 //! link's stream limits).
