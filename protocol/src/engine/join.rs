@@ -8,8 +8,8 @@
 //! to connect are not the ones asked. A peer that answers nothing (it has no model yet), fails,
 //! or sends an update that fails the checks makes room to ask another, up to `ASK_FACTOR` times
 //! `join-peers` peers in all; a bad update also costs its sender the usual penalty. The join ends
-//! when `join-peers` updates passed the checks, when every peer it may ask has answered, or at
-//! the deadline (peers keep connecting while a node joins: one with few peers waits for more).
+//! when `join-peers` updates passed the checks and outnumber the answers without a model (see the
+//! round below), when every peer it may ask has answered, or at the deadline (peers keep connecting while a node joins: one with few peers waits for more).
 //!
 //! Every answer is checked as a pushed update is (size, signature, sender, run, dimension,
 //! finiteness, equivocation), except that it may be any number of rounds ahead, and may be an
@@ -103,6 +103,14 @@ impl Joining {
             .count()
     }
 
+    /// Answers without a model: votes for round 0.
+    fn nothings(&self) -> usize {
+        self.asked
+            .values()
+            .filter(|a| matches!(a, Answer::Nothing))
+            .count()
+    }
+
     fn waiting(&self) -> usize {
         self.asked
             .values()
@@ -114,15 +122,21 @@ impl Joining {
         self.asked.len() < ASK_FACTOR * self.want
     }
 
+    /// Whether `models` answers with a model are enough: `want` of them, and more than the
+    /// answers without one (else the lower median of the rounds is 0).
+    fn enough(&self, models: usize) -> bool {
+        models >= self.want && models > self.nothings()
+    }
+
     fn wants_more(&self) -> bool {
-        self.models() + self.waiting() < self.want && self.may_ask_more()
+        !self.enough(self.models() + self.waiting()) && self.may_ask_more()
     }
 
     /// Done when enough models passed the checks, when every peer it may ask has answered, or
     /// at the deadline. With fewer peers than it wants it waits: more may connect.
     fn done(&self, now: Duration) -> bool {
         now >= self.deadline
-            || self.models() >= self.want
+            || self.enough(self.models())
             || (self.waiting() == 0 && !self.may_ask_more())
     }
 }

@@ -336,6 +336,71 @@ fn a_lone_liar_among_peers_without_a_model_sets_no_joiners_round() {
     );
 }
 
+/// An answer without a model votes round 0, so one such answer and one model would make the
+/// lower median 0: a joiner that wants one model asks two more peers after such an answer, and
+/// starts from their models.
+#[test]
+fn a_joiner_asks_on_until_models_outnumber_answers_without_one() {
+    let ids: Vec<Identity> = (1..=12).map(toy::identity).collect();
+    let by_key = |k: PeerKey| ids.iter().find(|id| id.public() == k).unwrap();
+    let config = Config {
+        join_peers: 1,
+        ..joiner()
+    };
+    let mut e = Engine::new(toy::setup(0, &config, DIM, 2)).unwrap();
+    for id in &ids {
+        e.handle(Duration::ZERO, Input::PeerUp { peer: id.public() })
+            .unwrap();
+    }
+    start(&mut e, Duration::ZERO, Resume::default(), true);
+    let t = Duration::from_millis(10);
+    let first = fetched(&drain(&mut e));
+    assert_eq!(first.len(), 1);
+    e.handle(
+        t,
+        Input::Fetched {
+            peer: first[0],
+            update: None,
+        },
+    )
+    .unwrap();
+    let more = fetched(&drain(&mut e));
+    assert_eq!(more.len(), 2, "two models to outnumber it");
+    let model = |peer: PeerKey| Some(update(by_key(peer), toy::run_id(), 10, &[2.0; DIM]));
+    e.handle(
+        t,
+        Input::Fetched {
+            peer: more[0],
+            update: model(more[0]),
+        },
+    )
+    .unwrap();
+    assert!(
+        !drain(&mut e)
+            .iter()
+            .any(|o| matches!(o, Output::Started { .. })),
+        "one model against one answer without"
+    );
+    e.handle(
+        t,
+        Input::Fetched {
+            peer: more[1],
+            update: model(more[1]),
+        },
+    )
+    .unwrap();
+    let out = drain(&mut e);
+    assert_eq!(
+        out[0],
+        Output::Started {
+            origin: Origin::Joined,
+            round: 11,
+            model: Some(vec![2.0; DIM]),
+            peers: 2
+        }
+    );
+}
+
 #[test]
 fn a_joiner_with_few_peers_waits_for_the_draw_then_the_deadline_and_starts_fresh() {
     let mut e = Engine::new(toy::setup(0, &joiner(), DIM, 3)).unwrap();
