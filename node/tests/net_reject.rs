@@ -385,13 +385,7 @@ fn idle_sockets_from_one_address_do_not_keep_a_newcomer_out() {
     );
     let n0 = spawn(&config, &dir.path().join("n0"), 0, &[]);
     let target: Multiaddr = n0.addr.parse().unwrap();
-    let port = target
-        .iter()
-        .find_map(|p| match p {
-            libp2p::multiaddr::Protocol::Tcp(port) => Some(port),
-            _ => None,
-        })
-        .unwrap();
+    let port = tcp_port(&target);
     let stop = Arc::new(AtomicBool::new(false));
     let (held_tx, held_rx) = std::sync::mpsc::channel();
     let hostile = {
@@ -452,6 +446,112 @@ fn idle_sockets_from_one_address_do_not_keep_a_newcomer_out() {
     println!("newcomer: {started}");
     assert_eq!(started["start"], "joined", "{started}");
     assert!(started["joined_from"].as_u64().unwrap() >= 1, "{started}");
+}
+
+/// Identities are free: one address (127.0.0.9) connects under as many names as the node has
+/// incoming slots (6 of `max-connections` 8), and reconnects each one the node closes. A
+/// newcomer from another address (127.0.0.1) still gets in, taking the slot of that address's
+/// newest connection, and is served the node's model.
+#[test]
+fn one_address_under_many_names_does_not_fill_the_incoming_slots() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        2,
+        "fanout = 2\nwait-for = 1\nround-timeout-ms = 300\njoin-peers = 1\njoin-timeout-ms = 8000",
+        "",
+    );
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.replace(
+        "random-walk-ms = 1000",
+        "random-walk-ms = 1000\nmax-connections = 8",
+    );
+    std::fs::write(&config, text).unwrap();
+    let n0 = spawn(&config, &dir.path().join("n0"), 0, &[]);
+    let target: Multiaddr = n0.addr.parse().unwrap();
+    let port = tcp_port(&target);
+    let run = Config::read(&config).unwrap().run_id();
+    let stop = Arc::new(AtomicBool::new(false));
+    let hostile = {
+        let (stop, target) = (stop.clone(), target.clone());
+        std::thread::spawn(move || {
+            runtime().block_on(async move {
+                // Dials from 127.0.0.9: libp2p picks no source address, so the names connect
+                // through a relay that does.
+                let relay = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let through = relay.local_addr().unwrap().port();
+                tokio::spawn(async move {
+                    while let Ok((mut inbound, _)) = relay.accept().await {
+                        tokio::spawn(async move {
+                            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                            socket.bind("127.0.0.9:0".parse().unwrap()).unwrap();
+                            let to = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+                            if let Ok(mut outbound) = socket.connect(to).await {
+                                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound)
+                                    .await;
+                            }
+                        });
+                    }
+                });
+                let target: Multiaddr = target
+                    .iter()
+                    .map(|p| match p {
+                        libp2p::multiaddr::Protocol::Tcp(_) => {
+                            libp2p::multiaddr::Protocol::Tcp(through)
+                        }
+                        p => p,
+                    })
+                    .collect();
+                let mut tasks = Vec::new();
+                for i in 0..8u8 {
+                    let (stop, target) = (stop.clone(), target.clone());
+                    tasks.push(tokio::spawn(async move {
+                        let mut swarm = peer(&Identity::from_secret([100 + i; 32]), run);
+                        let _ = swarm.dial(target.clone());
+                        while !stop.load(Ordering::Relaxed) {
+                            let next = tokio::time::timeout(
+                                Duration::from_millis(200),
+                                swarm.select_next_some(),
+                            );
+                            if let Ok(
+                                SwarmEvent::ConnectionClosed { .. }
+                                | SwarmEvent::OutgoingConnectionError { .. },
+                            ) = next.await
+                            {
+                                let _ = swarm.dial(target.clone());
+                            }
+                        }
+                    }));
+                }
+                for t in tasks {
+                    let _ = t.await;
+                }
+            });
+        })
+    };
+    let held = n0.wait_status(Duration::from_secs(60), |s| s.peers >= 6);
+    println!("names connected from one address: {}", held.peers);
+    assert_eq!(held.updates_sent, 0, "those names ask for nothing");
+    // The newcomer gets in and fetches the node's model (to join, then to mix). The names reach
+    // it too (through the node's Kademlia), so whether it joins or starts fresh is the draw's.
+    let boot = n0.addr.clone();
+    let _n1 = spawn(&config, &dir.path().join("n1"), 1, &["--bootstrap", &boot]);
+    let served = n0.wait_status(Duration::from_secs(30), |s| s.updates_sent > 0);
+    stop.store(true, Ordering::Relaxed);
+    hostile.join().unwrap();
+    println!("models served to the newcomer: {}", served.updates_sent);
+}
+
+/// The TCP port of a node's address.
+fn tcp_port(addr: &Multiaddr) -> u16 {
+    addr.iter()
+        .find_map(|p| match p {
+            libp2p::multiaddr::Protocol::Tcp(port) => Some(port),
+            _ => None,
+        })
+        .unwrap()
 }
 
 /// murmur keeps nothing in Kademlia: a record a peer puts at a node is not stored, so the DHT

@@ -49,7 +49,8 @@ pub struct Config {
     /// Dial newly discovered peers while this node has dialed fewer than this many of the
     /// connected ones (peers that connected to it do not count). Default 16.
     pub target_peers: usize,
-    /// Most established connections in total. Default 128.
+    /// Most established connections in total. Default 128. A quarter stay for this node's own
+    /// dials; the rest, incoming, are shared among remote addresses when full ([`per_ip`]).
     pub max_connections: u32,
     /// Most established connections to one peer. Default 2.
     pub max_connections_per_peer: u32,
@@ -164,7 +165,7 @@ pub struct Behaviour {
     pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     /// Connection limits.
     pub limits: connection_limits::Behaviour,
-    /// Handshakes in progress per remote IP.
+    /// Handshakes in progress per remote IP, and the incoming slots shared among addresses.
     pub per_ip: per_ip::Behaviour,
     /// Run check and address exchange.
     pub identify: identify::Behaviour,
@@ -278,18 +279,18 @@ pub fn build(
             let rr_config = request_response::Config::default()
                 .with_request_timeout(Duration::from_millis(c.request_timeout_ms))
                 .with_max_concurrent_streams(c.max_streams);
+            // A quarter of the slots stay for the node's own dials, however many peers connect
+            // to it; the rest are shared among remote addresses (`per_ip`).
+            let incoming = (c.max_connections - c.max_connections / 4) as usize;
             let limits = connection_limits::ConnectionLimits::default()
                 .with_max_established(Some(c.max_connections))
-                // A quarter of the slots stay for the node's own dials, however many peers
-                // connect to it.
-                .with_max_established_incoming(Some(c.max_connections - c.max_connections / 4))
                 .with_max_established_per_peer(Some(c.max_connections_per_peer))
                 .with_max_pending_incoming(Some(c.max_pending_connections))
                 .with_max_pending_outgoing(Some(c.max_pending_connections));
             Ok(Behaviour {
                 blocked: Default::default(),
                 limits: connection_limits::Behaviour::new(limits),
-                per_ip: per_ip::Behaviour::default(),
+                per_ip: per_ip::Behaviour::new(incoming),
                 identify: identify::Behaviour::new(
                     identify::Config::new(names.identify.clone(), key.public())
                         .with_agent_version(format!("murmur-node/{}", env!("CARGO_PKG_VERSION"))),
