@@ -9,6 +9,9 @@
 //! hash keyed with the window's secret, so identities evicted with high rounds raise the floors
 //! of their own buckets only, and cannot aim at an honest sender's bucket (they cannot compute
 //! it): one global floor let a few evicted Sybils make every forgotten honest sender look stale.
+//! A header at or below its bucket's floor from a sender the window does not remember is
+//! [`Verdict::BelowFloor`], not [`Verdict::Stale`]: refused all the same, but without proof against
+//! the sender (it may be honest, in a bucket Sybils raised), so the engine does not charge it.
 
 use crate::evidence::Equivocation;
 use crate::sign::PeerKey;
@@ -20,10 +23,17 @@ use std::collections::BTreeMap;
 pub enum Verdict {
     /// Newer than anything accepted from this sender.
     Fresh,
-    /// At or below the highest round accepted from the sender (or the floor, for an unknown one).
+    /// At or below the highest round accepted from the sender.
     Stale {
-        /// The highest round already accepted (or the floor).
+        /// The highest round already accepted.
         highest: u64,
+    },
+    /// From a sender this window does not remember, at or below the floor of its bucket: it may
+    /// be a replay of an update accepted before the sender was forgotten, or an honest sender
+    /// whose bucket's floor forgotten Sybils raised. Refused, but no proof against the sender.
+    BelowFloor {
+        /// The bucket's floor.
+        floor: u64,
     },
     /// The same round and digest again: a duplicate delivery or a replay.
     Duplicate,
@@ -75,7 +85,7 @@ impl Window {
         }
     }
 
-    fn bucket(&self, sender: &PeerKey) -> usize {
+    pub(crate) fn bucket(&self, sender: &PeerKey) -> usize {
         let h = blake3::keyed_hash(&self.secret, &sender.0);
         let b = h.as_bytes();
         usize::from(u16::from_le_bytes([b[0], b[1]])) % FLOOR_BUCKETS
@@ -188,7 +198,7 @@ impl Window {
                 }
             }
             None => match self.floors[self.bucket(&h.header.sender)] {
-                floor if floor > 0 && round <= floor => Verdict::Stale { highest: floor },
+                floor if floor > 0 && round <= floor => Verdict::BelowFloor { floor },
                 _ => Verdict::Fresh,
             },
         }
@@ -295,11 +305,11 @@ mod tests {
         assert_eq!(w.highest(&ids[0].public()), None);
         assert!(matches!(
             w.check(&h(&ids[0], 10, 0.0)),
-            Verdict::Stale { highest } if highest >= 10
+            Verdict::BelowFloor { floor } if floor >= 10
         ));
         assert!(matches!(
             w.check(&h(&ids[1], 11, 0.0)),
-            Verdict::Stale { highest } if highest >= 11
+            Verdict::BelowFloor { floor } if floor >= 11
         ));
         assert_eq!(w.check(&h(&ids[0], 12, 0.0)), Verdict::Fresh);
         // A remembered sender refreshed is not evicted first.

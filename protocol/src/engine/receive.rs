@@ -131,6 +131,7 @@ impl Engine {
                 // signed another since (never an older one: that is a replay).
                 replay::Verdict::Duplicate if fetched => false,
                 replay::Verdict::Stale { .. } => return Err(Rejection::Stale),
+                replay::Verdict::BelowFloor { .. } => return Err(Rejection::Forgotten),
                 replay::Verdict::Duplicate => return Err(Rejection::Duplicate),
                 replay::Verdict::Equivocation(ev) => {
                     self.on_equivocation(*ev);
@@ -246,9 +247,9 @@ impl Engine {
                         }
                         None => GossipVerdict::Accept,
                     },
-                    replay::Verdict::Stale { .. } | replay::Verdict::Duplicate => {
-                        GossipVerdict::Ignore
-                    }
+                    replay::Verdict::Stale { .. }
+                    | replay::Verdict::BelowFloor { .. }
+                    | replay::Verdict::Duplicate => GossipVerdict::Ignore,
                 },
                 Err(e) => rejected(self, Rejection::of(&e)),
             }

@@ -26,6 +26,10 @@ pub enum Rejection {
     Duplicate,
     /// Two different updates for one round.
     Equivocation,
+    /// From a sender the replay window forgot, at or below the floor forgotten senders left in
+    /// its bucket: possibly a replay, but possibly an honest sender whose bucket's floor Sybils
+    /// evicted with high rounds raised. Refused; no penalty (no proof against the sender).
+    Forgotten,
     /// Larger than any valid update of this model.
     Oversize,
     /// Bytes that do not parse (truncated, bad header, digest mismatch, unknown kind).
@@ -50,7 +54,7 @@ pub enum Rejection {
 
 impl Rejection {
     /// Every reason, for metrics.
-    pub const ALL: [Rejection; 17] = [
+    pub const ALL: [Rejection; 18] = [
         Rejection::BadSignature,
         Rejection::Lagging,
         Rejection::WrongRun,
@@ -68,6 +72,7 @@ impl Rejection {
         Rejection::Ahead,
         Rejection::WrongCodec,
         Rejection::Unchained,
+        Rejection::Forgotten,
     ];
 
     /// A stable snake_case name, for metrics labels and logs.
@@ -90,6 +95,7 @@ impl Rejection {
             Rejection::Unsolicited => "unsolicited",
             Rejection::Ahead => "ahead",
             Rejection::Unchained => "unchained",
+            Rejection::Forgotten => "forgotten",
         }
     }
 
@@ -112,7 +118,9 @@ impl Rejection {
                 threshold.div_ceil(20)
             }
             Rejection::Stale | Rejection::Duplicate => 1,
-            Rejection::Lagging | Rejection::Ahead | Rejection::Unchained => 0,
+            Rejection::Lagging | Rejection::Ahead | Rejection::Unchained | Rejection::Forgotten => {
+                0
+            }
         }
     }
 

@@ -638,6 +638,77 @@ fn gossip_verdicts_name_and_penalise_the_author_only() {
     }
 }
 
+/// Forgotten senders leave their rounds as the floor of their bucket of the replay window, and
+/// Sybils evicted with high rounds raise floors on purpose. An honest peer in such a bucket,
+/// whose update the node never saw, is refused (the window cannot tell it from a replay) but
+/// not charged: a stale round costs a hard point, and a hundred draws would ban it for good.
+#[test]
+fn an_update_below_a_floor_others_left_is_refused_but_not_charged() {
+    let secret = |i: u32| Identity::from_secret(*blake3::hash(&i.to_le_bytes()).as_bytes());
+    let sybils: Vec<Identity> = (0..3).map(secret).collect();
+    // The node's own bucket key, as the engine derives it.
+    let me = toy::identity(0);
+    let key = blake3::derive_key(
+        "murmur replay floor buckets v1",
+        &me.sign(b"murmur replay floor key", &[]),
+    );
+    let buckets = crate::replay::Window::keyed(2, key);
+    let aimed = buckets.bucket(&sybils[0].public());
+    let honest = (100..100_000)
+        .map(secret)
+        .find(|id| buckets.bucket(&id.public()) == aimed)
+        .expect("an identity in the first sybil's bucket");
+    let mut c = config(Rule::Mean, 100);
+    c.fanout = 2;
+    c.wait_for = 2;
+    c.max_peers = 2;
+    let mut e = Engine::new(toy::setup(0, &c, DIM, 0)).unwrap();
+    let t = Duration::ZERO;
+    let start = Input::Start {
+        resume: Resume::default(),
+        join: false,
+    };
+    e.handle(t, start).unwrap();
+    let up = |e: &mut Engine, ids: &[&Identity]| {
+        for id in ids {
+            e.handle(t, Input::PeerUp { peer: id.public() }).unwrap();
+        }
+    };
+    let run = toy::run_id();
+    // Two Sybils answer round 1 from as far ahead as is accepted, then leave; the next
+    // evicts the first from the window (it holds two senders), leaving its round as the floor
+    // of its bucket, where the honest peer falls.
+    up(&mut e, &[&sybils[0], &sybils[1]]);
+    train(&mut e, t, 1, 0.0);
+    let far = 1 + c.max_ahead;
+    for s in &sybils[..2] {
+        answer(&mut e, t, s, update(s, run, far, &[1.0; DIM]));
+        e.handle(t, Input::PeerDown { peer: s.public() }).unwrap();
+    }
+    up(&mut e, &[&sybils[2], &honest]);
+    // The node caught up towards the Sybils' round, as far as `max-staleness` lets it.
+    let round = e.completed_round() + 1;
+    train(&mut e, t, round, 0.0);
+    answer(
+        &mut e,
+        t,
+        &sybils[2],
+        update(&sybils[2], run, far + 1, &[1.0; DIM]),
+    );
+    let out = answer(&mut e, t, &honest, update(&honest, run, round, &[1.0; DIM]));
+    assert_eq!(
+        rejected(&e, Rejection::Forgotten),
+        1,
+        "{:?}",
+        e.stats().rejected
+    );
+    assert_eq!(rejected(&e, Rejection::Stale), 0);
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::Penalize { .. })),
+        "{out:?}"
+    );
+}
+
 /// The cheap checks come before the payload's hash: a replay of an old round is `stale` even
 /// when its payload is corrupt (the node did not spend a hash on it).
 #[test]
