@@ -9,7 +9,8 @@
 //! or sends an update that fails the checks makes room to ask another, up to `ASK_FACTOR` times
 //! `join-peers` peers in all; a bad update also costs its sender the usual penalty. The join ends
 //! when `join-peers` updates passed the checks and outnumber the answers without a model (see the
-//! round below), when every peer it may ask has answered, or at the deadline (peers keep connecting while a node joins: one with few peers waits for more).
+//! round below), when every peer it may ask has answered, or at the deadline (peers keep
+//! connecting while a node joins: one with few peers waits for more).
 //!
 //! Every answer is checked as a pushed update is (size, signature, sender, run, dimension,
 //! finiteness, equivocation), except that it may be any number of rounds ahead, and may be an
@@ -22,7 +23,10 @@
 //! failed) as round 0: the first nodes of a run have no model, and one peer answering with an
 //! update of a huge round must not set a joiner's round (every honest peer would refuse its
 //! updates as too far ahead, and the round outlives restarts). When the lower median is 0 the
-//! node starts fresh, whatever models came. Cost: O(k d log² k) for k answers of d parameters.
+//! node starts fresh, whatever models came. The price: attackers holding half the votes (or
+//! answering "nothing" at once while honest models are still in flight at the deadline) can make
+//! a joiner start fresh, and a fresh node more than `max-ahead` rounds behind its peers refuses
+//! their updates as too far ahead. Cost: O(k d log² k) for k answers of d parameters.
 //!
 //! What the node starts from ([`Output::Started`]):
 //! - no checkpoint: the median of the answers ([`Origin::Joined`]); with no valid answer, or

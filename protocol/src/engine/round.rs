@@ -35,7 +35,9 @@ impl Engine {
             .config
             .rounds
             .map(|r| r.saturating_add(self.config.final_mix_rounds));
-        if last.is_some_and(|r| self.round >= r) {
+        // A round at the largest has no next: the node finishes rather than sign it again (a
+        // join can take its round from peers; see `join`).
+        if last.is_some_and(|r| self.round >= r) || self.round == u64::MAX {
             self.phase = Phase::Finished;
             if self.config.checkpoint_every > 0 && self.checkpointed < self.round {
                 self.checkpoint(self.round);
@@ -43,8 +45,7 @@ impl Engine {
             self.outputs.push_back(Output::Finished);
             return;
         }
-        // Saturating: a round taken from peers (a join) is at most the largest.
-        self.round = self.round.saturating_add(1);
+        self.round += 1;
         self.fetches.clear();
         self.retries.clear();
         for peer in self.peers.tick(self.round) {

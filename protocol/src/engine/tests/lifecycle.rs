@@ -312,8 +312,14 @@ fn a_lone_liar_among_peers_without_a_model_sets_no_joiners_round() {
             "liar at round {liar_round}"
         );
     }
-    // The liar alone: the joiner trusts its only answer, and does not overflow.
-    let mut e = Engine::new(toy::setup(0, &joiner(), DIM, 5)).unwrap();
+    // The liar alone: the joiner trusts its only answer. It does not overflow, and with no last
+    // round configured it finishes there rather than sign the largest round twice (which would
+    // be equivocation).
+    let endless = Config {
+        rounds: None,
+        ..joiner()
+    };
+    let mut e = Engine::new(toy::setup(0, &endless, DIM, 5)).unwrap();
     let peer = ids[0].public();
     e.handle(Duration::ZERO, Input::PeerUp { peer }).unwrap();
     start(&mut e, Duration::ZERO, Resume::default(), true);
@@ -332,6 +338,11 @@ fn a_lone_liar_among_peers_without_a_model_sets_no_joiners_round() {
                 ..
             }
         ),
+        "{out:?}"
+    );
+    assert!(out.contains(&Output::Finished), "{out:?}");
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::Train { .. })),
         "{out:?}"
     );
 }
