@@ -520,6 +520,8 @@ fn one_address_under_many_names_does_not_fill_the_incoming_slots() {
                                 | SwarmEvent::OutgoingConnectionError { .. },
                             ) = next.await
                             {
+                                // Back at once, paced only so as not to spin.
+                                tokio::time::sleep(Duration::from_millis(10)).await;
                                 let _ = swarm.dial(target.clone());
                             }
                         }

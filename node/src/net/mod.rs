@@ -280,17 +280,18 @@ pub fn build(
                 .with_request_timeout(Duration::from_millis(c.request_timeout_ms))
                 .with_max_concurrent_streams(c.max_streams);
             // A quarter of the slots stay for the node's own dials, however many peers connect
-            // to it; the rest are shared among remote addresses (`per_ip`).
-            let incoming = (c.max_connections - c.max_connections / 4) as usize;
+            // to it; the rest are shared among remote addresses, and `per_ip` keeps the total
+            // (so that a newcomer can take a slot when the node's dials took more than theirs).
+            let total = c.max_connections as usize;
+            let incoming = total - total / 4;
             let limits = connection_limits::ConnectionLimits::default()
-                .with_max_established(Some(c.max_connections))
                 .with_max_established_per_peer(Some(c.max_connections_per_peer))
                 .with_max_pending_incoming(Some(c.max_pending_connections))
                 .with_max_pending_outgoing(Some(c.max_pending_connections));
             Ok(Behaviour {
                 blocked: Default::default(),
                 limits: connection_limits::Behaviour::new(limits),
-                per_ip: per_ip::Behaviour::new(incoming),
+                per_ip: per_ip::Behaviour::new(total, incoming),
                 identify: identify::Behaviour::new(
                     identify::Config::new(names.identify.clone(), key.public())
                         .with_agent_version(format!("murmur-node/{}", env!("CARGO_PKG_VERSION"))),

@@ -8,14 +8,17 @@
 //! rest stay open to others. (An attacker with many addresses is bounded by the node-wide limit
 //! only.)
 //!
-//! Established incoming connections are capped for the whole node too (`cap`: the slots not kept
-//! for the node's own dials), and identities are free: one address that connects under as many
+//! Established connections are capped for the whole node too (all of them, and the incoming ones
+//! at the slots not kept for the node's own dials), and identities are free: one address that connects under as many
 //! names as there are slots would fill them, and no newcomer could connect, so a restarted node or
 //! a late joiner would meet only that address's peers. So when the slots are full, a connection
 //! from an address that holds fewer than the address holding the most, by two or more, takes the
 //! slot of that address's newest connection (closed at once). An address then keeps at most one
 //! connection more than any other that wants in; several honest peers behind one address (a
-//! lab's NAT) keep their share.
+//! lab's NAT) keep their share, and an attacker with k addresses holds about k shares. The
+//! newest connection goes first: the longest-held are most likely the ones the node has used.
+//!
+//! An address is an IPv4 address or an IPv6 /64 (one host is commonly given a whole /64).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::convert::Infallible;
@@ -25,7 +28,7 @@ use std::task::{Context, Poll};
 use libp2p::core::Endpoint;
 use libp2p::core::transport::PortUse;
 use libp2p::multiaddr::Protocol;
-use libp2p::swarm::behaviour::{ConnectionEstablished, ListenFailure};
+use libp2p::swarm::behaviour::{ConnectionEstablished, DialFailure, ListenFailure};
 use libp2p::swarm::{
     CloseConnection, ConnectionClosed, ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour,
     THandler, THandlerInEvent, THandlerOutEvent, ToSwarm, dummy,
@@ -42,8 +45,16 @@ pub struct Behaviour {
     pending: BTreeMap<ConnectionId, IpAddr>,
     per_ip: BTreeMap<IpAddr, usize>,
     incoming: Incoming,
+    /// Established outgoing connections, and the most established in all.
+    outgoing: BTreeSet<ConnectionId>,
+    max_total: usize,
     close: VecDeque<ToSwarm<Infallible, THandlerInEvent<Self>>>,
 }
+
+/// Every connection slot of the node is taken.
+#[derive(Debug, thiserror::Error)]
+#[error("all {0} connection slots are taken")]
+pub struct AllTaken(usize);
 
 /// Too many handshakes at once from one address.
 #[derive(Debug, thiserror::Error)]
@@ -52,10 +63,11 @@ pub struct TooManyPending(IpAddr);
 
 /// The established incoming slots are full, and the address holds as many as any other.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
-#[error("all {cap} incoming connection slots are taken, {held} of them by {ip}")]
+#[error("no connection slot is free ({incoming} incoming, at most {cap}), and {ip} holds {held}")]
 pub struct SlotsFull {
     ip: IpAddr,
     held: usize,
+    incoming: usize,
     cap: usize,
 }
 
@@ -83,8 +95,10 @@ impl Incoming {
         self.by_ip.get(ip).map_or(0, BTreeSet::len)
     }
 
-    fn admit(&self, ip: IpAddr) -> Admit {
-        if self.conns.len() < self.cap {
+    /// Whether a connection from `ip` gets a slot; `full` when the node holds as many
+    /// connections as it may in all (its own dials included).
+    fn admit(&self, ip: IpAddr, full: bool) -> Admit {
+        if self.conns.len() < self.cap && !full {
             return Admit::Yes;
         }
         let held = self.held(&ip);
@@ -102,6 +116,7 @@ impl Incoming {
             _ => Admit::No(SlotsFull {
                 ip,
                 held,
+                incoming: self.conns.len(),
                 cap: self.cap,
             }),
         }
@@ -124,17 +139,21 @@ impl Incoming {
     }
 }
 
+/// The address connections from `addr` are counted under: its IPv4 address, or its IPv6 /64.
 fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
     addr.iter().find_map(|p| match p {
         Protocol::Ip4(a) => Some(IpAddr::V4(a)),
-        Protocol::Ip6(a) => Some(IpAddr::V6(a)),
+        Protocol::Ip6(a) => Some(IpAddr::V6(std::net::Ipv6Addr::from(
+            u128::from(a) & !u128::from(u64::MAX),
+        ))),
         _ => None,
     })
 }
 
 impl Behaviour {
-    /// At most `incoming` established incoming connections, shared among remote addresses.
-    pub fn new(incoming: usize) -> Self {
+    /// At most `total` established connections, of which at most `incoming` incoming, shared
+    /// among remote addresses.
+    pub fn new(total: usize, incoming: usize) -> Self {
         Self {
             pending: BTreeMap::new(),
             per_ip: BTreeMap::new(),
@@ -142,8 +161,14 @@ impl Behaviour {
                 cap: incoming,
                 ..Incoming::default()
             },
+            outgoing: BTreeSet::new(),
+            max_total: total,
             close: VecDeque::new(),
         }
+    }
+
+    fn established(&self) -> usize {
+        self.incoming.conns.len() + self.outgoing.len()
     }
 
     fn done(&mut self, id: &ConnectionId) {
@@ -191,7 +216,8 @@ impl NetworkBehaviour for Behaviour {
         let Some(ip) = ip_of(remote) else {
             return Ok(dummy::ConnectionHandler);
         };
-        match self.incoming.admit(ip) {
+        let full = self.established() >= self.max_total;
+        match self.incoming.admit(ip, full) {
             Admit::Yes => {}
             Admit::Evict(victim, peer_id) => {
                 tracing::info!(%ip, %peer_id, "incoming slots full: closing the newest connection of the address holding the most");
@@ -209,21 +235,27 @@ impl NetworkBehaviour for Behaviour {
 
     fn handle_established_outbound_connection(
         &mut self,
-        _connection_id: ConnectionId,
+        connection_id: ConnectionId,
         _peer: PeerId,
         _addr: &Multiaddr,
         _role: Endpoint,
         _port_use: PortUse,
     ) -> Result<THandler<Self>, ConnectionDenied> {
+        if self.established() >= self.max_total {
+            return Err(ConnectionDenied::new(AllTaken(self.max_total)));
+        }
+        self.outgoing.insert(connection_id);
         Ok(dummy::ConnectionHandler)
     }
 
     fn on_swarm_event(&mut self, event: FromSwarm) {
         match event {
             FromSwarm::ListenFailure(ListenFailure { connection_id, .. })
+            | FromSwarm::DialFailure(DialFailure { connection_id, .. })
             | FromSwarm::ConnectionClosed(ConnectionClosed { connection_id, .. }) => {
                 self.done(&connection_id);
                 self.incoming.remove(&connection_id);
+                self.outgoing.remove(&connection_id);
             }
             FromSwarm::ConnectionEstablished(ConnectionEstablished { connection_id, .. }) => {
                 self.done(&connection_id)
@@ -274,16 +306,19 @@ mod tests {
         let sybil = ip(9);
         let mut theirs = Vec::new();
         for _ in 0..6 {
-            assert_eq!(inc.admit(sybil), Admit::Yes);
+            assert_eq!(inc.admit(sybil, false), Admit::Yes);
             let c = id();
             inc.insert(c, sybil, PeerId::random());
             theirs.push(c);
         }
-        assert!(matches!(inc.admit(sybil), Admit::No(_)), "its own share");
+        assert!(
+            matches!(inc.admit(sybil, false), Admit::No(_)),
+            "its own share"
+        );
         // Newcomers from two other addresses take the sybil's newest slots.
         let mut newcomers = 0;
         for who in [ip(1), ip(2), ip(1), ip(2)] {
-            match inc.admit(who) {
+            match inc.admit(who, false) {
                 Admit::Evict(victim, _) => {
                     assert_eq!(Some(victim), theirs.pop(), "the newest first");
                     inc.remove(&victim);
@@ -296,18 +331,102 @@ mod tests {
         assert_eq!(newcomers, 4);
         assert_eq!(inc.held(&sybil), 2);
         // Now every address holds 2: the next is refused, and says why.
-        let Admit::No(full) = inc.admit(ip(1)) else {
+        let Admit::No(full) = inc.admit(ip(1), false) else {
             panic!("shares are even")
         };
         assert_eq!(
             full.to_string(),
-            "all 6 incoming connection slots are taken, 2 of them by 127.0.0.1"
+            "no connection slot is free (6 incoming, at most 6), and 127.0.0.1 holds 2"
         );
         // A third address still gets in: it holds none, the others two.
-        assert!(matches!(inc.admit(ip(3)), Admit::Evict(..)));
+        assert!(matches!(inc.admit(ip(3), false), Admit::Evict(..)));
         // A closed connection frees its slot.
         inc.remove(&theirs[0]);
-        assert_eq!(inc.admit(sybil), Admit::Yes);
+        assert_eq!(inc.admit(sybil, false), Admit::Yes);
         assert_eq!(inc.conns.len(), 5);
+    }
+
+    /// The node's own dials may take more than their quarter while few peers connect; incoming
+    /// connections then fill what is left, and a newcomer from another address still takes the
+    /// slot of the busiest address's newest (before, the total's limit refused it before the
+    /// slots were shared). The total holds for dials too, and every reason is said.
+    #[test]
+    fn dials_beyond_their_quarter_do_not_keep_newcomers_out() {
+        let mut b = Behaviour::new(8, 6);
+        let mut next = 0;
+        let mut id = || {
+            next += 1;
+            ConnectionId::new_unchecked(next)
+        };
+        let remote =
+            |last: u8| -> Multiaddr { format!("/ip4/127.0.0.{last}/tcp/1").parse().unwrap() };
+        let local: Multiaddr = "/ip4/127.0.0.1/tcp/2".parse().unwrap();
+        for _ in 0..4 {
+            let dial = b.handle_established_outbound_connection(
+                id(),
+                PeerId::random(),
+                &remote(20),
+                Endpoint::Dialer,
+                PortUse::New,
+            );
+            assert!(dial.is_ok());
+        }
+        let mut names = Vec::new();
+        for _ in 0..4 {
+            let c = id();
+            assert!(
+                b.handle_established_inbound_connection(c, PeerId::random(), &local, &remote(9))
+                    .is_ok()
+            );
+            names.push(c);
+        }
+        let err = b
+            .handle_established_inbound_connection(id(), PeerId::random(), &local, &remote(9))
+            .map(|_| ())
+            .unwrap_err();
+        let full = err.downcast_ref::<SlotsFull>().expect("the reason");
+        assert_eq!(
+            full.to_string(),
+            "no connection slot is free (4 incoming, at most 6), and 127.0.0.9 holds 4"
+        );
+        let dial = b.handle_established_outbound_connection(
+            id(),
+            PeerId::random(),
+            &remote(21),
+            Endpoint::Dialer,
+            PortUse::New,
+        );
+        let err = dial.map(|_| ()).unwrap_err();
+        let taken = err.downcast_ref::<AllTaken>().expect("the reason");
+        assert_eq!(taken.to_string(), "all 8 connection slots are taken");
+        let newcomer = id();
+        assert!(
+            b.handle_established_inbound_connection(newcomer, PeerId::random(), &local, &remote(1))
+                .is_ok()
+        );
+        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+        match b.poll(&mut cx) {
+            Poll::Ready(ToSwarm::CloseConnection {
+                connection: CloseConnection::One(c),
+                ..
+            }) => assert_eq!(Some(c), names.last().copied(), "the newest of 127.0.0.9"),
+            _ => panic!("a connection to close"),
+        }
+        assert!(b.poll(&mut cx).is_pending());
+        assert_eq!(b.established(), 8);
+    }
+
+    /// Connections from one IPv6 /64 count as one address.
+    #[test]
+    fn an_ipv6_slash_64_is_one_address() {
+        let a: Multiaddr = "/ip6/2001:db8:1:2::1/tcp/1".parse().unwrap();
+        let b: Multiaddr = "/ip6/2001:db8:1:2:ffff::9/tcp/1".parse().unwrap();
+        let c: Multiaddr = "/ip6/2001:db8:1:3::1/tcp/1".parse().unwrap();
+        assert_eq!(ip_of(&a), ip_of(&b));
+        assert_ne!(ip_of(&a), ip_of(&c));
+        assert_eq!(
+            ip_of(&"/ip4/10.0.0.7/tcp/1".parse().unwrap()),
+            Some(IpAddr::from([10, 0, 0, 7]))
+        );
     }
 }
