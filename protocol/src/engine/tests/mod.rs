@@ -707,6 +707,7 @@ mod chain;
 mod exchange;
 mod knowledge;
 mod lifecycle;
+mod replay;
 mod setup;
 mod shared;
 mod uplink;

@@ -1,0 +1,309 @@
+//! What the replay window and the announcements catch: replays, stale and far-off rounds,
+//! equivocation whichever of its two halves comes first, gossip judged on its author, and the
+//! floors forgotten senders leave.
+
+use super::exchange::{answer, asking, penalised, train};
+use super::*;
+
+#[test]
+fn replayed_equivocating_lagging_and_far_ahead_answers() {
+    let peers: Vec<Identity> = (1..=4).map(toy::identity).collect();
+    let run = toy::run_id();
+    let mut e = asking(Rule::Mean, &peers);
+    let t = Duration::from_millis(10);
+    // Round 1: every peer answers with an update of round 3.
+    for p in &peers {
+        answer(&mut e, t, p, update(p, run, 3, &[1.0; DIM]));
+    }
+    assert_eq!(e.stats().accepted, 4);
+    // Caught up to round 3 (the median), it trains round 3 and asks again.
+    assert_eq!(e.round(), 3);
+    let now = Duration::from_millis(20);
+    train(&mut e, now, 3, 0.0);
+    // The same update again: a peer that has not signed a newer one serves it again.
+    let out = answer(
+        &mut e,
+        now,
+        &peers[0],
+        update(&peers[0], run, 3, &[1.0; DIM]),
+    );
+    assert!(
+        !penalised(&out, peers[0].public(), Rejection::Duplicate),
+        "{out:?}"
+    );
+    // An older one is a replay.
+    let out = answer(
+        &mut e,
+        now,
+        &peers[1],
+        update(&peers[1], run, 2, &[1.0; DIM]),
+    );
+    assert!(
+        penalised(&out, peers[1].public(), Rejection::Stale),
+        "{out:?}"
+    );
+    // Another model for round 3: proof of equivocation, banned and broadcast.
+    let out = answer(
+        &mut e,
+        now,
+        &peers[2],
+        update(&peers[2], run, 3, &[2.0; DIM]),
+    );
+    assert!(out.contains(&Output::Ban {
+        peer: peers[2].public(),
+        reason: Rejection::Equivocation
+    }));
+    let evidence = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Broadcast { bytes } => Some(bytes.clone()),
+            _ => None,
+        })
+        .expect("evidence broadcast");
+    assert_eq!(
+        Equivocation::decode(&evidence).unwrap().offender(),
+        peers[2].public()
+    );
+    // Far ahead: counted, not mixed, no points.
+    let out = answer(
+        &mut e,
+        now,
+        &peers[3],
+        update(&peers[3], run, 5000, &[1.0; DIM]),
+    );
+    assert_eq!(rejected(&e, Rejection::Ahead), 1);
+    assert!(!out.iter().any(|o| matches!(o, Output::Penalize { .. })));
+    assert_eq!(e.round(), 4, "mixed round 3, training round 4");
+
+    // Another node that never saw the conflict bans on the evidence alone.
+    let mut other = lone_engine(Rule::Mean);
+    drain(&mut other);
+    let relay = toy::identity(5).public();
+    let gossip = Input::GossipReceived {
+        author: relay,
+        relayer: relay,
+        message: 1,
+        bytes: evidence,
+    };
+    other.handle(t, gossip).unwrap();
+    assert!(other.is_banned(&peers[2].public()));
+    assert!(!other.is_banned(&relay));
+
+    // Far behind: counted as lagging, no points.
+    let mut e = asking(Rule::Mean, &peers[..1]);
+    for round in 1..=6 {
+        let now = Duration::from_secs(round);
+        e.handle(now, Input::Tick).unwrap(); // nobody answers: the deadline mixes
+        train(&mut e, now, round + 1, 0.0);
+    }
+    assert_eq!(e.round(), 7);
+    let out = answer(
+        &mut e,
+        Duration::from_secs(7),
+        &peers[0],
+        update(&peers[0], run, 2, &[1.0; DIM]),
+    );
+    assert_eq!(rejected(&e, Rejection::Lagging), 1);
+    assert!(!out.iter().any(|o| matches!(o, Output::Penalize { .. })));
+}
+
+#[test]
+fn an_announcement_that_arrives_first_still_catches_equivocation() {
+    let peers = [toy::identity(1)];
+    let mut e = asking(Rule::Mean, &peers);
+    let t = Duration::ZERO;
+    let from = peers[0].public();
+    let run = toy::run_id();
+    let payload = encode_params(&[1.0; DIM]);
+    let (_, signed) = wire::encode_update(&peers[0], run, 1, 1, Codec::F32Le, &payload);
+    let ann: Arc<[u8]> = wire::encode_announcement(&signed).into();
+    let gossip = Input::GossipReceived {
+        author: from,
+        relayer: from,
+        message: 1,
+        bytes: ann,
+    };
+    e.handle(t, gossip).unwrap();
+    assert!(!e.is_banned(&from));
+    answer(&mut e, t, &peers[0], update(&peers[0], run, 1, &[2.0; DIM]));
+    assert!(
+        e.is_banned(&from),
+        "the update conflicts with the announcement"
+    );
+    assert_eq!(rejected(&e, Rejection::Equivocation), 1);
+}
+
+/// Gossip is judged on its author: junk relayed by an honest peer costs the author (by its
+/// authenticated key) and is rejected, so the gossip layer does not forward it; an announcement
+/// published by anyone but its signer is impersonation; a new announcement is accepted and a
+/// repeated one ignored.
+#[test]
+fn gossip_verdicts_name_and_penalise_the_author_only() {
+    let mut e = lone_engine(Rule::Mean);
+    drain(&mut e);
+    let (author, relayer) = (toy::identity(1), toy::identity(2));
+    let verdict = |e: &mut Engine, from: &Identity, bytes: Arc<[u8]>| {
+        let input = Input::GossipReceived {
+            author: from.public(),
+            relayer: relayer.public(),
+            message: 9,
+            bytes,
+        };
+        e.handle(Duration::ZERO, input).unwrap();
+        let out = drain(e);
+        let v = out.iter().find_map(|o| match o {
+            Output::GossipChecked {
+                message: 9,
+                verdict,
+            } => Some(*verdict),
+            _ => None,
+        });
+        (v.expect("a verdict"), out)
+    };
+    let (v, out) = verdict(&mut e, &author, vec![0xEE, 0, 1].into());
+    assert_eq!(v, GossipVerdict::Reject);
+    assert!(penalised(&out, author.public(), Rejection::Malformed));
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o, Output::Penalize { peer, .. } if *peer == relayer.public()))
+    );
+
+    let payload = encode_params(&[1.0; DIM]);
+    let (_, signed) = wire::encode_update(&author, toy::run_id(), 1, 1, Codec::F32Le, &payload);
+    let ann: Arc<[u8]> = wire::encode_announcement(&signed).into();
+    let (v, out) = verdict(&mut e, &relayer, ann.clone());
+    assert_eq!(
+        v,
+        GossipVerdict::Reject,
+        "published by another than its signer"
+    );
+    assert!(penalised(&out, relayer.public(), Rejection::Impersonation));
+    assert_eq!(
+        verdict(&mut e, &author, ann.clone()).0,
+        GossipVerdict::Accept
+    );
+    assert_eq!(verdict(&mut e, &author, ann).0, GossipVerdict::Ignore);
+
+    // An announcement below the author's latest is not remembered, so it must not be forwarded
+    // either: otherwise one identity has honest nodes relay any number of distinct messages
+    // (every lower round, every digest). Not penalised: gossip may deliver an honest author's
+    // rounds out of order.
+    let announce = |round: u64, x: f32| {
+        let payload = encode_params(&[x; DIM]);
+        let (_, signed) =
+            wire::encode_update(&author, toy::run_id(), round, 1, Codec::F32Le, &payload);
+        Arc::<[u8]>::from(wire::encode_announcement(&signed))
+    };
+    assert_eq!(
+        verdict(&mut e, &author, announce(3, 1.0)).0,
+        GossipVerdict::Accept
+    );
+    for x in [2.0, 3.0, 4.0] {
+        let (v, out) = verdict(&mut e, &author, announce(2, x));
+        assert_eq!(
+            v,
+            GossipVerdict::Ignore,
+            "round 2 after round 3, digest {x}"
+        );
+        assert!(
+            !out.iter().any(|o| matches!(o, Output::Penalize { .. })),
+            "{out:?}"
+        );
+    }
+}
+
+/// Forgotten senders leave their rounds as the floor of their bucket of the replay window, and
+/// Sybils evicted with high rounds raise floors on purpose. An honest peer in such a bucket,
+/// whose update the node never saw, is refused (the window cannot tell it from a replay) but
+/// not charged: a stale round costs a hard point, and a hundred draws would ban it for good.
+#[test]
+fn an_update_below_a_floor_others_left_is_refused_but_not_charged() {
+    let secret = |i: u32| Identity::from_secret(*blake3::hash(&i.to_le_bytes()).as_bytes());
+    let sybils: Vec<Identity> = (0..3).map(secret).collect();
+    // The node's own bucket key, as the engine derives it.
+    let me = toy::identity(0);
+    let key = blake3::derive_key(
+        "murmur replay floor buckets v1",
+        &me.sign(b"murmur replay floor key", &[]),
+    );
+    let buckets = crate::replay::Window::keyed(2, key);
+    let aimed = buckets.bucket(&sybils[0].public());
+    let honest = (100..100_000)
+        .map(secret)
+        .find(|id| buckets.bucket(&id.public()) == aimed)
+        .expect("an identity in the first sybil's bucket");
+    let mut c = config(Rule::Mean, 100);
+    c.fanout = 2;
+    c.wait_for = 2;
+    c.max_peers = 2;
+    let mut e = Engine::new(toy::setup(0, &c, DIM, 0)).unwrap();
+    let t = Duration::ZERO;
+    let start = Input::Start {
+        resume: Resume::default(),
+        join: false,
+    };
+    e.handle(t, start).unwrap();
+    let up = |e: &mut Engine, ids: &[&Identity]| {
+        for id in ids {
+            e.handle(t, Input::PeerUp { peer: id.public() }).unwrap();
+        }
+    };
+    let run = toy::run_id();
+    // Two Sybils answer round 1 from as far ahead as is accepted, then leave; the next
+    // evicts the first from the window (it holds two senders), leaving its round as the floor
+    // of its bucket, where the honest peer falls.
+    up(&mut e, &[&sybils[0], &sybils[1]]);
+    train(&mut e, t, 1, 0.0);
+    let far = 1 + c.max_ahead;
+    for s in &sybils[..2] {
+        answer(&mut e, t, s, update(s, run, far, &[1.0; DIM]));
+        e.handle(t, Input::PeerDown { peer: s.public() }).unwrap();
+    }
+    up(&mut e, &[&sybils[2], &honest]);
+    // The node caught up towards the Sybils' round, as far as `max-staleness` lets it.
+    let round = e.completed_round() + 1;
+    train(&mut e, t, round, 0.0);
+    answer(
+        &mut e,
+        t,
+        &sybils[2],
+        update(&sybils[2], run, far + 1, &[1.0; DIM]),
+    );
+    let out = answer(&mut e, t, &honest, update(&honest, run, round, &[1.0; DIM]));
+    assert_eq!(
+        rejected(&e, Rejection::Forgotten),
+        1,
+        "{:?}",
+        e.stats().rejected
+    );
+    assert_eq!(rejected(&e, Rejection::Stale), 0);
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::Penalize { .. })),
+        "{out:?}"
+    );
+}
+
+/// The cheap checks come before the payload's hash: a replay of an old round is `stale` even
+/// when its payload is corrupt (the node did not spend a hash on it).
+#[test]
+fn a_stale_answer_is_refused_before_its_payload_is_hashed() {
+    let peer = toy::identity(1);
+    let mut e = asking(Rule::Mean, std::slice::from_ref(&peer));
+    let run = toy::run_id();
+    let first = update(&peer, run, 1, &[1.0; DIM]);
+    answer(&mut e, Duration::ZERO, &peer, first.clone());
+    train(&mut e, Duration::from_secs(1), 2, 0.0);
+    let second = update(&peer, run, 2, &[1.0; DIM]);
+    answer(&mut e, Duration::from_secs(1), &peer, second);
+    train(&mut e, Duration::from_secs(2), 3, 0.0);
+    let mut old = first.to_vec();
+    *old.last_mut().unwrap() ^= 0xff;
+    answer(&mut e, Duration::from_secs(2), &peer, old.into());
+    assert_eq!(
+        rejected(&e, Rejection::Stale),
+        1,
+        "{:?}",
+        e.stats().rejected
+    );
+    assert_eq!(rejected(&e, Rejection::Malformed), 0);
+}
