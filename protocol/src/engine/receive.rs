@@ -377,7 +377,8 @@ impl Engine {
     /// an attacker; with the `top-k` codec, the increments since the asker's copy of round
     /// `have`, or a snapshot), or nothing for a banned peer; or refuses it as busy when the
     /// uplink would not carry it in time (see [`Engine::uplink_full`]). A fetch for whatever the
-    /// node has (`any`: a joining or restarted peer's, once a life) is never refused.
+    /// node has (`any`: a joining or restarted peer's, once a life) is not refused as the peer's
+    /// first fetch of the round; a repeat is, like any other, unless the uplink is idle.
     fn answer(&mut self, now: Duration, to: PeerKey, request: u64, have: Option<u64>, any: bool) {
         let update = if self.peers.is_banned(&to) {
             None
@@ -392,7 +393,9 @@ impl Engine {
         };
         if let Some(u) = &update {
             let repeat = self.fetches.get(&to).is_some_and(|&n| n > 1);
-            if !any && self.uplink_full(now, u.len(), repeat) {
+            // A joiner's fetch is exempt as its first of the round only: asked for again and
+            // again, it would let one identity keep the uplink full.
+            if !(any && !repeat) && self.uplink_full(now, u.len(), repeat) {
                 self.stats.refused_busy += 1;
                 self.outputs.push_back(Output::Busy { to, request });
                 return;

@@ -64,7 +64,7 @@ fn fetch_round(
 
 /// With `uplink-mbps`, a fetch whose answer would not have left the uplink within a quarter of
 /// a round timeout is refused as busy; an idle uplink always serves; it serves again as the uplink
-/// drains; a peer's repeat fetch is served only by an idle uplink, a joiner's always. On a fixed
+/// drains; a peer's repeat fetch is served only by an idle uplink, a joiner's first always. On a fixed
 /// graph, and without `uplink-mbps`, every fetch is served.
 #[test]
 fn a_node_whose_uplink_is_full_refuses_fetches_as_busy_and_serves_as_it_drains() {
@@ -92,7 +92,7 @@ fn a_node_whose_uplink_is_full_refuses_fetches_as_busy_and_serves_as_it_drains()
         Some(false),
         "a repeat, the uplink busy"
     );
-    // A joiner's fetch (for whatever the node has) is never refused: it comes once a life,
+    // A joiner's first fetch (for whatever the node has) is never refused: it comes once a life,
     // and refusing it would leave the join to the peers that never refuse.
     assert_eq!(fetch_round(&mut e, 5100, 7, 9, None), Some(true));
     assert_eq!(
@@ -206,4 +206,31 @@ fn a_busy_peer_is_replaced_by_another_draw_at_most_fanout_times_a_round() {
         vec![(drawn[0].0, Some(1))],
         "asked again"
     );
+}
+
+/// A fetch for whatever the node has (a joiner's, once a life) is exempt from the busy rule
+/// only as a peer's first fetch of the round: one identity asking for it again and again takes
+/// one answer from a busy uplink, as with any repeat, and cannot keep the uplink full ahead of
+/// the honest askers.
+#[test]
+fn asking_again_and_again_for_whatever_the_node_has_takes_one_answer_from_a_busy_uplink() {
+    let mut e = slow_uplink(BTreeMap::new());
+    assert_eq!(
+        fetch_round(&mut e, 0, 1, 1, None),
+        Some(true),
+        "a joiner's first fetch: leaves at 0.2 s"
+    );
+    for request in 2..=8 {
+        assert_eq!(
+            fetch_round(&mut e, 0, 1, request, None),
+            Some(false),
+            "its repeat {request}, the uplink busy"
+        );
+    }
+    assert_eq!(
+        fetch(&mut e, 0, 2, 9),
+        Some(true),
+        "an asker behind one answer: leaves at 0.4 s"
+    );
+    assert_eq!(e.stats().refused_busy, 7);
 }
