@@ -48,6 +48,10 @@ pub struct RunArgs {
     /// `node.attack-free-timing`).
     #[arg(long)]
     pub attack_free_timing: bool,
+    /// The attacker also asks every peer it did not draw for its next round, each round, to
+    /// fill the honest uplinks ahead of the honest askers (sets `node.attack-hog`).
+    #[arg(long)]
+    pub attack_hog: bool,
     /// What the attacker knows: `own` (what it mixes) or `colluding` (also what the other
     /// red-team nodes of `--attack-intel` fetched), replacing `node.attack-knowledge`.
     #[arg(long, value_name = "KNOWLEDGE")]
@@ -152,6 +156,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         attack: args.attack,
         attack_knowledge: args.attack_knowledge,
         attack_free_timing: args.attack_free_timing,
+        attack_hog: args.attack_hog,
         attack_intel: args.attack_intel,
         attack_identities: args.attack_identities,
         metrics: args.metrics,

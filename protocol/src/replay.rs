@@ -106,6 +106,12 @@ impl Window {
         self.entries.get(sender).map(|e| e.last.header.round)
     }
 
+    /// The newest round heard of from `sender`: accepted, or announced and not yet backed.
+    pub fn latest(&self, sender: &PeerKey) -> Option<u64> {
+        let announced = self.announced.get(sender).map(|(a, _)| a.header.round);
+        self.highest(sender).max(announced)
+    }
+
     /// Judges a verified header without recording it.
     pub fn check(&self, h: &SignedHeader) -> Verdict {
         match self.check_accepted(h) {

@@ -339,6 +339,7 @@ pub fn cell_scenario(base: &Scenario, row: &Row, attack: Option<&Attack>) -> Sce
         // Label flipping is training: it keeps its timing.
         free_timing: powers.is_some_and(|a| a.free_timing)
             && !matches!(attack, Some(Attack::LabelFlip)),
+        hog: powers.is_some_and(|a| a.hog),
         knowledge: powers.map(|a| a.knowledge).unwrap_or_default(),
         aim: powers.map(|a| a.aim).unwrap_or_default(),
         identities: powers.map_or(1, |a| a.identities),

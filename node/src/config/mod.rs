@@ -95,6 +95,10 @@ pub struct Node {
     /// round starts, so its answers are ready before any honest node's. Not with `label-flip`.
     /// Default false.
     pub attack_free_timing: bool,
+    /// The attacker hogs the honest uplinks: each round it also asks every connected peer it
+    /// did not draw for that peer's next round, to be answered first when the peer signs.
+    /// Default false.
+    pub attack_hog: bool,
     /// What the attacker knows of the honest models: `own` (what it mixes; default) or
     /// `colluding` (also every honest model any red-team node of the same `attack-intel`
     /// directory fetched). `omniscient` is the simulator's alone: no real node sees every
@@ -216,6 +220,8 @@ pub struct Overrides {
     pub attack_knowledge: Option<Knowledge>,
     /// Set `node.attack-free-timing`.
     pub attack_free_timing: bool,
+    /// Set `node.attack-hog`.
+    pub attack_hog: bool,
     /// Replace `node.attack-intel`.
     pub attack_intel: Option<PathBuf>,
     /// Replace `node.attack-identities`.
@@ -384,6 +390,9 @@ impl Config {
         if overrides.attack_free_timing {
             self.node.attack_free_timing = true;
         }
+        if overrides.attack_hog {
+            self.node.attack_hog = true;
+        }
         if let Some(d) = overrides.attack_intel {
             self.node.attack_intel = Some(d);
         }
@@ -428,6 +437,12 @@ impl Config {
                 }
                 Some(_) => {}
             }
+        }
+        if self.node.attack_hog && self.node.attack.is_none() {
+            return Err(invalid(
+                "node.attack-hog",
+                "is an attacker's power, and node.attack is not set".into(),
+            ));
         }
         match (self.node.attack_knowledge, &self.node.attack_intel) {
             (Knowledge::Own, None) => {}

@@ -231,6 +231,30 @@ fn free_timing_needs_an_attack_that_does_not_train() {
     }
 }
 
+/// `--attack-hog` sets `node.attack-hog` on a red-team node; without an attack it is refused,
+/// naming the field.
+#[test]
+fn hogging_uplinks_needs_an_attack() {
+    let p = Path::new("x.toml");
+    let c = Config::parse(MINIMAL, p).unwrap();
+    let with = |attack: Option<&str>| {
+        c.clone().resolve(
+            Overrides {
+                attack: attack.map(|a| a.parse().unwrap()),
+                attack_hog: true,
+                ..Overrides::default()
+            },
+            p,
+        )
+    };
+    assert!(with(Some("alie")).unwrap().config.node.attack_hog);
+    let e = with(None).unwrap_err().to_string();
+    assert!(
+        e.contains("node.attack-hog") && e.contains("node.attack is not set"),
+        "{e}"
+    );
+}
+
 #[test]
 fn defaults_overrides_and_errors_naming_file_and_field() {
     let p = Path::new("x.toml");

@@ -261,6 +261,7 @@ pub fn engine(r: &Resolved, local: &start::Local) -> Result<Engine, Error> {
             f: c.node.attack_f,
             push: c.node.attack_push,
             free_timing: c.node.attack_free_timing,
+            hog: c.node.attack_hog,
             knowledge: c.node.attack_knowledge,
             aim: c.node.attack_aim,
             ..Adversary::new(attack)

@@ -48,6 +48,12 @@ pub struct Adversary {
     /// mixes complete (about one fetch round trip). Refused with `label-flip`, which is
     /// training on flipped labels.
     pub free_timing: bool,
+    /// Hogs the honest uplinks: each time its round starts it also asks every connected peer
+    /// it did not draw (allies aside) for that peer's next round, the one after the newest it
+    /// has heard of, so that the peer holds the request and answers it first when it signs.
+    /// Every answer is charged to the peer's uplink, and with `uplink-mbps` set the honest
+    /// askers behind them hear "busy" and draw other peers. The answers are dropped.
+    pub hog: bool,
     /// What it knows of the honest models ([`Knowledge`](crate::attack::Knowledge)). Beyond `Knowledge::Own` it forges
     /// for each asker when asked, shares every honest update it fetches ([`Output::Share`]),
     /// and takes in what it is given ([`Input::Intel`](super::Input::Intel)).
@@ -73,6 +79,7 @@ impl Adversary {
             f: None,
             push: false,
             free_timing: false,
+            hog: false,
             knowledge: Knowledge::Own,
             aim: Aim::All,
             allies: BTreeSet::new(),
@@ -128,6 +135,32 @@ impl Engine {
     pub(super) fn believed_size(&self, adv: &Adversary) -> (usize, usize) {
         let n = adv.n.unwrap_or_else(|| self.peers.connected().len() + 1);
         (n, adv.f.unwrap_or(1))
+    }
+
+    /// With [`Adversary::hog`], asks every connected peer not drawn this round (allies aside)
+    /// for its next round (see there).
+    pub(super) fn hog(&mut self) {
+        let Some(adv) = &self.adversary else { return };
+        if !adv.hog {
+            return;
+        }
+        let targets: Vec<PeerKey> = self
+            .peers
+            .connected()
+            .into_iter()
+            .filter(|p| !self.asked.contains_key(p) && !adv.allies.contains(p))
+            .collect();
+        for peer in targets {
+            let next = self
+                .window
+                .latest(&peer)
+                .map_or(self.round, |r| r.saturating_add(1));
+            self.outputs.push_back(Output::Fetch {
+                peer,
+                round: Some(next),
+                have: None,
+            });
+        }
     }
 
     /// A Byzantine node's plan for the round just trained. It sees what it knows (see

@@ -111,12 +111,14 @@ pub struct Config {
     /// warning says when it is needed). When set, the node keeps account of the models it
     /// serves as its uplink would carry them, one after the other, and, with per-round sampling,
     /// answers a fetch whose model would not have left within a quarter of a round timeout
-    /// (behind the answers before it) with "busy" instead; an idle uplink always serves. The
+    /// (behind the answers before it) with "busy" instead; an idle uplink serves, unless the
+    /// asker holds more than its share of a contended uplink (engine module `share`). The
     /// asker draws another peer at once rather than wait for a model that would reach it late
     /// (with none left to draw, it asks again a little later), and this node serves what its
-    /// uplink carries in time (the "smaller fanout" of a slow uplink). Held fetches are then answered first come, first served. On a fixed graph it
-    /// never refuses: its neighbours wait for it and so pace their rounds to its uplink. Unset
-    /// (the default): every fetch is served.
+    /// uplink carries in time (the "smaller fanout" of a slow uplink). Held fetches are
+    /// answered lightest first, then first come, first served. On a fixed graph it never
+    /// refuses: its neighbours wait for it and so pace their rounds to its uplink. Unset (the
+    /// default): every fetch is served.
     pub uplink_mbps: Option<f64>,
 }
 

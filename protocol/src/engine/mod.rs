@@ -62,6 +62,7 @@ mod receive;
 mod rejection;
 mod round;
 mod screen;
+mod share;
 
 #[cfg(test)]
 mod tests;
@@ -246,6 +247,8 @@ pub struct Engine {
     fetches: BTreeMap<PeerKey, u32>,
     /// With [`Config::uplink_mbps`]: when the answers served so far will have left the uplink.
     uplink_free: Duration,
+    /// With [`Config::uplink_mbps`]: the answers served to each peer, decayed by round.
+    shares: share::Shares,
     /// Busy peers of this round to ask again, and when (see `round::on_busy`).
     retries: BTreeMap<PeerKey, Duration>,
     /// What an attacker serves this round.
@@ -358,6 +361,7 @@ impl Engine {
             served_round: None,
             fetches: BTreeMap::new(),
             uplink_free: Duration::ZERO,
+            shares: share::Shares::default(),
             retries: BTreeMap::new(),
             menu: Menu::default(),
             outputs: VecDeque::new(),

@@ -88,6 +88,11 @@ impl Peers {
         self.connected.iter().copied().collect()
     }
 
+    /// How many peers are connected (and unbanned).
+    pub(crate) fn connected_count(&self) -> usize {
+        self.connected.len()
+    }
+
     /// Whether `peer` is connected (and unbanned).
     pub(crate) fn connected_to(&self, peer: &PeerKey) -> bool {
         self.connected.contains(peer)

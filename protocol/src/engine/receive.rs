@@ -317,6 +317,9 @@ impl Engine {
             });
             return;
         }
+        if self.config.uplink_mbps.is_some() {
+            self.shares.charge(from);
+        }
         let waits = round.is_some_and(|r| self.served_round.is_none_or(|have| have < r))
             // A node still joining holds too: it will sign soon, and answering "nothing" at once
             // would let the asker race on alone.
@@ -348,9 +351,15 @@ impl Engine {
             .map(|(k, h)| (h.until, *k, h.request, h.have))
             .collect();
         if self.config.uplink_mbps.is_some() {
-            // The uplink may not carry them all in time: first come (the earliest held),
-            // first served, whatever the askers' keys.
-            due.sort_by_key(|d| d.0);
+            // The uplink may not carry them all in time: the askers it served least first
+            // (module `share`), then first come, first served.
+            let shares = &self.shares;
+            due.sort_by(|a, b| {
+                shares
+                    .of(&a.1)
+                    .total_cmp(&shares.of(&b.1))
+                    .then(a.0.cmp(&b.0))
+            });
         }
         for (_, peer, request, copy) in due {
             self.held.remove(&peer);
@@ -393,9 +402,16 @@ impl Engine {
         };
         if let Some(u) = &update {
             let repeat = self.fetches.get(&to).is_some_and(|&n| n > 1);
+            let full = self.uplink_full(now, u.len(), repeat);
+            if full && !repeat {
+                // A first fetch that does not fit: the uplink is contended (module `share`).
+                let timeout = Duration::from_millis(self.config.round_timeout_ms);
+                self.shares.contended_until(now.saturating_add(timeout));
+            }
             // A joiner's fetch is exempt as its first of the round only: asked for again and
             // again, it would let one identity keep the uplink full.
-            if !(any && !repeat) && self.uplink_full(now, u.len(), repeat) {
+            let exempt = any && !repeat;
+            if !exempt && (full || self.over_share(now, &to)) {
                 self.stats.refused_busy += 1;
                 self.outputs.push_back(Output::Busy { to, request });
                 return;
@@ -438,18 +454,34 @@ impl Engine {
     ///
     /// [`Config::uplink_mbps`]: super::Config::uplink_mbps
     fn uplink_full(&self, now: Duration, bytes: usize, repeat: bool) -> bool {
-        let Some(mbps) = self.config.uplink_mbps else {
+        let Some(mbps) = self.refuses() else {
             return false;
         };
-        if self.adversary.is_some() || !self.weights.is_empty() {
-            return false;
-        }
         let backlog = self.uplink_free.saturating_sub(now);
         if backlog.is_zero() {
             return false;
         }
         let limit = Duration::from_millis(self.config.round_timeout_ms / 4);
         repeat || backlog.saturating_add(transfer_time(bytes, mbps)) > limit
+    }
+
+    /// The uplink's rate, if this node refuses fetches as busy: an honest node with
+    /// [`Config::uplink_mbps`] set, not on a fixed graph.
+    ///
+    /// [`Config::uplink_mbps`]: super::Config::uplink_mbps
+    fn refuses(&self) -> Option<f64> {
+        let mbps = self.config.uplink_mbps?;
+        (self.adversary.is_none() && self.weights.is_empty()).then_some(mbps)
+    }
+
+    /// Whether `peer` asked for more than its share of the fetches over the last rounds while
+    /// the uplink is contended: it refused a peer's first fetch of a round for its
+    /// backlog within the last round timeout (module `share`). Such a peer is refused even at
+    /// a moment the uplink is idle, which an attacker asking every round would otherwise take.
+    fn over_share(&self, now: Duration, peer: &PeerKey) -> bool {
+        self.refuses().is_some()
+            && self.shares.contended(now)
+            && self.shares.heavy(peer, self.peers.connected_count())
     }
 }
 

@@ -48,6 +48,9 @@ impl Engine {
         self.round += 1;
         self.fetches.clear();
         self.retries.clear();
+        if self.config.uplink_mbps.is_some() {
+            self.shares.next_round();
+        }
         for peer in self.peers.tick(self.round) {
             self.outputs.push_back(Output::Unban { peer });
         }
@@ -125,6 +128,7 @@ impl Engine {
                 have: self.have(&peer),
             });
         }
+        self.hog();
         let timeout = Duration::from_millis(self.config.round_timeout_ms);
         self.phase = Phase::Collecting {
             deadline: now.checked_add(timeout).unwrap_or(Duration::MAX),

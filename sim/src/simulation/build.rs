@@ -251,6 +251,7 @@ impl Simulation {
                         f: Some(f),
                         push: a.push,
                         free_timing: a.free_timing,
+                        hog: a.hog,
                         knowledge: a.knowledge,
                         aim: a.aim,
                         // Attackers that pool what they know know each other, and the graph.
@@ -397,6 +398,7 @@ mod tests {
             absent: false,
             push: false,
             free_timing: false,
+            hog: false,
             knowledge: Default::default(),
             aim: Default::default(),
             identities,

@@ -234,3 +234,141 @@ fn asking_again_and_again_for_whatever_the_node_has_takes_one_answer_from_a_busy
     );
     assert_eq!(e.stats().refused_busy, 7);
 }
+
+/// An attacker that hogs the honest uplinks asks, besides the peers it drew, every other
+/// connected peer but its allies, each for the round after the newest it heard of from that
+/// peer (its own round when it heard of none), so that the peer holds the request and answers
+/// it first when it signs. Without the power it asks only the peers it drew.
+#[test]
+fn a_hogging_attacker_asks_every_peer_it_did_not_draw_for_its_next_round() {
+    let mut c = config(Rule::Mean, 100);
+    c.fanout = 1;
+    c.wait_for = 1;
+    let peers: Vec<Identity> = (1..=5).map(toy::identity).collect();
+    let ally = peers[4].public();
+    let heard = peers[0].public();
+    for hog in [false, true] {
+        let adversary = Adversary {
+            hog,
+            allies: [ally].into(),
+            ..Adversary::new(Attack::SignFlip)
+        };
+        let setup = Setup {
+            adversary: Some(adversary),
+            ..toy::setup(0, &c, DIM, 0)
+        };
+        let mut e = super::setup::started(setup, &peers);
+        drain(&mut e);
+        // `heard` announces its round 2.
+        let payload = encode_params(&[1.0; DIM]);
+        let (_, signed) =
+            wire::encode_update(&peers[0], toy::run_id(), 2, 1, Codec::F32Le, &payload);
+        let gossip = Input::GossipReceived {
+            author: heard,
+            relayer: heard,
+            message: 1,
+            bytes: wire::encode_announcement(&signed).into(),
+        };
+        e.handle(Duration::ZERO, gossip).unwrap();
+        drain(&mut e);
+        let fetches = asked(&train(&mut e, Duration::ZERO, 1, 0.0));
+        let drawn = fetches[0].0;
+        assert_eq!(fetches[0].1, Some(1), "the drawn peer, for this round");
+        let mut hogged: Vec<(PeerKey, Option<u64>)> = fetches[1..].to_vec();
+        hogged.sort();
+        let mut expected: Vec<(PeerKey, Option<u64>)> = if hog {
+            peers
+                .iter()
+                .map(Identity::public)
+                .filter(|p| *p != drawn && *p != ally)
+                .map(|p| (p, Some(if p == heard { 3 } else { 1 })))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        expected.sort();
+        assert_eq!(hogged, expected, "hog {hog}, drawn {drawn:?}");
+    }
+}
+
+/// A peer that asks every round (an attacker hogging the uplink), when the others ask a round
+/// in four, is refused as busy from its second round on: it asks for more than its share, and
+/// the uplink is contended (it refused a first fetch for its backlog within the last round
+/// timeout), even at the moments the uplink is idle. Held fetches are answered lightest first.
+/// An uplink that is not contended serves it as it serves anyone.
+#[test]
+fn a_peer_that_asks_every_round_is_refused_even_by_an_idle_contended_uplink() {
+    let peers: Vec<Identity> = (1..=13).map(toy::identity).collect();
+    let mut c = config(Rule::Mean, 100);
+    c.round_timeout_ms = 2000;
+    c.fanout = 1;
+    c.wait_for = 1;
+    let mut probe = lone_engine_with(&c);
+    train(&mut probe, Duration::ZERO, 1, 1.0);
+    let len = probe.last_update().expect("signed").len();
+    c.uplink_mbps = Some(len as f64 * 8.0 / 0.2e6);
+    let mut e = super::setup::started(toy::setup(0, &c, DIM, 0), &peers);
+    drain(&mut e);
+    let hog = 13;
+    let mut request = 0;
+    let mut ask = |e: &mut Engine, ms: u64, from: usize, round: u64| {
+        request += 1;
+        fetch_round(e, ms, from, request, Some(round))
+    };
+    let mut hog_served = Vec::new();
+    // Rounds 10 s apart. In each, three of twelve peers in turn ask at once: two are served,
+    // and the third is refused for the backlog (it would leave after 0.6 s), which makes the
+    // uplink contended for the round timeout. The hog asks 1 s later, the uplink idle.
+    for round in 1..=8u64 {
+        let ms = (round - 1) * 10_000;
+        train(&mut e, Duration::from_millis(ms), round, 1.0);
+        for (k, expected) in [true, true, false].into_iter().enumerate() {
+            let turn = 1 + ((round as usize - 1) * 3 + k) % 12;
+            assert_eq!(
+                ask(&mut e, ms, turn, round),
+                Some(expected),
+                "round {round}"
+            );
+        }
+        let hogged = ask(&mut e, ms + 1000, hog, round);
+        assert!(hogged.is_some(), "round {round}: answered or refused");
+        if hogged == Some(true) {
+            hog_served.push(round);
+        }
+        e.handle(Duration::from_millis(ms + 5000), Input::Tick)
+            .unwrap();
+        drain(&mut e);
+    }
+    assert_eq!(hog_served, vec![1], "against every round without the rule");
+    // Held at round 9: the hog asked first, and is refused after the lighter asker's answer,
+    // the uplink contended since 79 s.
+    e.handle(Duration::from_millis(79_000), Input::Tick)
+        .unwrap();
+    drain(&mut e);
+    for (from, expected) in [(1, true), (2, true), (3, false)] {
+        assert_eq!(
+            ask(&mut e, 79_000, from, 8),
+            Some(expected),
+            "peer {from} at 79 s"
+        );
+    }
+    for (from, request) in [(hog, 100), (5, 101)] {
+        let input = Input::FetchRequested {
+            from: toy::identity(from).public(),
+            request,
+            round: Some(9),
+            have: None,
+        };
+        e.handle(Duration::from_millis(80_000), input).unwrap();
+    }
+    let out = train(&mut e, Duration::from_millis(80_000), 9, 1.0);
+    assert_eq!(served(&out, 101), Some(true), "{out:?}");
+    assert_eq!(served(&out, 100), Some(false), "{out:?}");
+    // Round 10: heavy still, but the uplink refused no first fetch for its backlog since 79 s.
+    e.handle(Duration::from_millis(85_000), Input::Tick)
+        .unwrap();
+    drain(&mut e);
+    train(&mut e, Duration::from_millis(90_000), 10, 1.0);
+    assert!(e.shares.heavy(&toy::identity(hog).public(), 13));
+    assert_eq!(ask(&mut e, 91_000, hog, 10), Some(true), "not contended");
+}
