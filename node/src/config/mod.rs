@@ -96,8 +96,8 @@ pub struct Node {
     /// Default false.
     pub attack_free_timing: bool,
     /// The attacker hogs the honest uplinks: each round it also asks every connected peer it
-    /// did not draw for that peer's next round, to be answered first when the peer signs.
-    /// Default false.
+    /// did not draw for that peer's next round, to be answered when the peer signs, ahead of
+    /// the askers that come later. Default false.
     pub attack_hog: bool,
     /// What the attacker knows of the honest models: `own` (what it mixes; default) or
     /// `colluding` (also every honest model any red-team node of the same `attack-intel`

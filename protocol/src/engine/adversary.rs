@@ -48,11 +48,15 @@ pub struct Adversary {
     /// mixes complete (about one fetch round trip). Refused with `label-flip`, which is
     /// training on flipped labels.
     pub free_timing: bool,
-    /// Hogs the honest uplinks: each time its round starts it also asks every connected peer
-    /// it did not draw (allies aside) for that peer's next round, the one after the newest it
-    /// has heard of, so that the peer holds the request and answers it first when it signs.
-    /// Every answer is charged to the peer's uplink, and with `uplink-mbps` set the honest
-    /// askers behind them hear "busy" and draw other peers. The answers are dropped.
+    /// Hogs the honest uplinks: each time it has trained (or, with free timing, signed) a
+    /// round, it also asks every connected peer it did not draw (allies aside) for that peer's
+    /// next round, the one after the newest it has heard of (its own round if it heard of
+    /// none), so that the peer holds the request and answers it when it signs, ahead of the
+    /// askers that come later (a held request expires after half a round timeout and is then
+    /// answered with what the peer has). Every answer is charged to the peer's uplink, and with
+    /// `uplink-mbps` set the honest askers behind them hear "busy" and draw other peers. It
+    /// mixes only its drawn peers' answers (a peer it draws in place of a busy one may answer
+    /// the hog's request first, which it then takes for its answer).
     pub hog: bool,
     /// What it knows of the honest models ([`Knowledge`](crate::attack::Knowledge)). Beyond `Knowledge::Own` it forges
     /// for each asker when asked, shares every honest update it fetches ([`Output::Share`]),

@@ -247,7 +247,8 @@ pub struct Engine {
     fetches: BTreeMap<PeerKey, u32>,
     /// With [`Config::uplink_mbps`]: when the answers served so far will have left the uplink.
     uplink_free: Duration,
-    /// With [`Config::uplink_mbps`]: the answers served to each peer, decayed by round.
+    /// With [`Config::uplink_mbps`]: in how many of the last rounds each peer asked for a
+    /// fetch, decayed by round (module `share`).
     shares: share::Shares,
     /// Busy peers of this round to ask again, and when (see `round::on_busy`).
     retries: BTreeMap<PeerKey, Duration>,

@@ -88,9 +88,9 @@ impl Peers {
         self.connected.iter().copied().collect()
     }
 
-    /// How many peers are connected (and unbanned).
-    pub(crate) fn connected_count(&self) -> usize {
-        self.connected.len()
+    /// Connected, unbanned peers in key order, without a copy.
+    pub(crate) fn connected_keys(&self) -> std::collections::btree_set::Iter<'_, PeerKey> {
+        self.connected.iter()
     }
 
     /// Whether `peer` is connected (and unbanned).

@@ -317,7 +317,7 @@ impl Engine {
             });
             return;
         }
-        if self.config.uplink_mbps.is_some() {
+        if *served == 1 && self.config.uplink_mbps.is_some() {
             self.shares.charge(from);
         }
         let waits = round.is_some_and(|r| self.served_round.is_none_or(|have| have < r))
@@ -351,8 +351,8 @@ impl Engine {
             .map(|(k, h)| (h.until, *k, h.request, h.have))
             .collect();
         if self.config.uplink_mbps.is_some() {
-            // The uplink may not carry them all in time: the askers it served least first
-            // (module `share`), then first come, first served.
+            // The uplink may not carry them all in time: the askers that asked least over the
+            // last rounds first (module `share`), then first come, first served.
             let shares = &self.shares;
             due.sort_by(|a, b| {
                 shares
@@ -408,10 +408,11 @@ impl Engine {
                 let timeout = Duration::from_millis(self.config.round_timeout_ms);
                 self.shares.contended_until(now.saturating_add(timeout));
             }
-            // A joiner's fetch is exempt as its first of the round only: asked for again and
-            // again, it would let one identity keep the uplink full.
+            // A joiner's fetch is exempt from a full uplink as its first of the round only:
+            // asked for again and again, it would let one identity keep the uplink full. It is
+            // not exempt from the share rule (a joiner asks once and holds 1, under its floor).
             let exempt = any && !repeat;
-            if !exempt && (full || self.over_share(now, &to)) {
+            if (full && !exempt) || self.over_share(now, &to) {
                 self.stats.refused_busy += 1;
                 self.outputs.push_back(Output::Busy { to, request });
                 return;
@@ -454,7 +455,7 @@ impl Engine {
     ///
     /// [`Config::uplink_mbps`]: super::Config::uplink_mbps
     fn uplink_full(&self, now: Duration, bytes: usize, repeat: bool) -> bool {
-        let Some(mbps) = self.refuses() else {
+        let Some(mbps) = self.refusing_rate() else {
             return false;
         };
         let backlog = self.uplink_free.saturating_sub(now);
@@ -465,11 +466,11 @@ impl Engine {
         repeat || backlog.saturating_add(transfer_time(bytes, mbps)) > limit
     }
 
-    /// The uplink's rate, if this node refuses fetches as busy: an honest node with
-    /// [`Config::uplink_mbps`] set, not on a fixed graph.
+    /// The uplink's rate if this node refuses fetches as busy (an honest node with
+    /// [`Config::uplink_mbps`] set, not on a fixed graph), else `None`.
     ///
     /// [`Config::uplink_mbps`]: super::Config::uplink_mbps
-    fn refuses(&self) -> Option<f64> {
+    fn refusing_rate(&self) -> Option<f64> {
         let mbps = self.config.uplink_mbps?;
         (self.adversary.is_none() && self.weights.is_empty()).then_some(mbps)
     }
@@ -479,9 +480,9 @@ impl Engine {
     /// backlog within the last round timeout (module `share`). Such a peer is refused even at
     /// a moment the uplink is idle, which an attacker asking every round would otherwise take.
     fn over_share(&self, now: Duration, peer: &PeerKey) -> bool {
-        self.refuses().is_some()
+        self.refusing_rate().is_some()
             && self.shares.contended(now)
-            && self.shares.heavy(peer, self.peers.connected_count())
+            && self.shares.heavy(peer, self.peers.connected_keys())
     }
 }
 

@@ -126,9 +126,10 @@ pub struct Attackers {
     /// time is not spent). Not with `label-flip`. Default false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub free_timing: bool,
-    /// Hog the honest uplinks: each time their round starts they also ask every honest peer
-    /// they did not draw for its next round, so that it answers them first when it signs; with
-    /// `uplink-mbps` set, the honest askers behind them hear "busy". Default false.
+    /// Hog the honest uplinks: each time they have trained a round they also ask every honest
+    /// peer they did not draw for its next round, to be answered when it signs, ahead of the
+    /// askers that come later; with `uplink-mbps` set, the honest askers behind them hear
+    /// "busy". Default false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub hog: bool,
     /// Sybil identities: each attacker process of the group holds this many keys and joins as
