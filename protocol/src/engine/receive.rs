@@ -386,8 +386,9 @@ impl Engine {
     /// an attacker; with the `top-k` codec, the increments since the asker's copy of round
     /// `have`, or a snapshot), or nothing for a banned peer; or refuses it as busy when the
     /// uplink would not carry it in time (see [`Engine::uplink_full`]). A fetch for whatever the
-    /// node has (`any`: a joining or restarted peer's, once a life) is not refused as the peer's
-    /// first fetch of the round; a repeat is, like any other, unless the uplink is idle.
+    /// node has (`any`: a joining or restarted peer's, once a life) is not refused for a full
+    /// uplink as the peer's first fetch of the round (a repeat is, like any other, unless the
+    /// uplink is idle); the share rule applies to it as to any fetch ([`Engine::over_share`]).
     fn answer(&mut self, now: Duration, to: PeerKey, request: u64, have: Option<u64>, any: bool) {
         let update = if self.peers.is_banned(&to) {
             None

@@ -47,6 +47,11 @@ impl Engine {
         }
         self.round += 1;
         self.fetches.clear();
+        // A fetch held into the new round is its asker's fetch of it: asking again is a repeat
+        // (not charged again to its share: it was counted when asked).
+        for peer in self.held.keys() {
+            self.fetches.insert(*peer, 1);
+        }
         self.retries.clear();
         if self.config.uplink_mbps.is_some() {
             self.shares.next_round();

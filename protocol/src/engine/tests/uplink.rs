@@ -388,3 +388,34 @@ fn a_peer_that_asks_every_round_is_refused_even_by_an_idle_contended_uplink() {
         "not contended"
     );
 }
+
+/// A fetch held across the start of a round (asked for the next round before this node
+/// trained it) counts as the asker's fetch of the new round: asking again then is a repeat,
+/// served only by an idle uplink, so a held request does not give one identity two answers of
+/// a busy uplink in a round.
+#[test]
+fn a_fetch_held_into_a_new_round_makes_the_next_one_a_repeat() {
+    let mut e = slow_uplink(BTreeMap::new());
+    // Held until 2.9 s; the round's deadline is at 2 s.
+    assert_eq!(
+        fetch_round(&mut e, 1900, 1, 1, Some(2)),
+        None,
+        "held: round 2 is not signed"
+    );
+    e.handle(Duration::from_millis(2000), Input::Tick).unwrap();
+    assert!(drain(&mut e).contains(&Output::Train { round: 2 }));
+    assert_eq!(
+        fetch_round(&mut e, 2000, 2, 2, Some(1)),
+        Some(true),
+        "the uplink busy till 2.2 s"
+    );
+    // Peer 1 asks again: its held request is answered at once as a repeat, the uplink busy.
+    let input = Input::FetchRequested {
+        from: toy::identity(1).public(),
+        request: 3,
+        round: Some(2),
+        have: None,
+    };
+    e.handle(Duration::from_millis(2000), input).unwrap();
+    assert_eq!(served(&drain(&mut e), 1), Some(false));
+}
