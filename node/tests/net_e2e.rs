@@ -79,8 +79,9 @@ fn six_processes_bootstrapping_from_one_reach_ninety_percent_despite_alie() {
 /// Four processes whose `engine.uplink-mbps` says 0.1 Mbit/s: each 9.9 KB model takes 0.8 s
 /// on that uplink, longer than a quarter of the 2 s round timeout, so a node serves one fetch
 /// at a time and refuses the others as busy (the `Busy` frame), and each refused asker draws the
-/// peer it had not asked (fanout 2 of 3). The network still finishes its rounds and learns, and
-/// the metrics count the refusals and the draws.
+/// peer it had not asked (fanout 2 of 3). The network still finishes its rounds and learns, no
+/// node refuses an honest update but as too old to mix (`lagging`), and the metrics count the
+/// refusals and the draws.
 #[test]
 fn a_node_on_a_slow_uplink_refuses_as_busy_and_its_askers_draw_another_peer() {
     const N: usize = 4;
@@ -105,12 +106,23 @@ fn a_node_on_a_slow_uplink_refuses_as_busy_and_its_askers_draw_another_peer() {
     for (i, node) in nodes.iter().enumerate() {
         let s = node.status();
         println!(
-            "node {i}: round {} mixes {} served {} refused as busy {} drawn again {}",
-            s.round, s.mixes, s.served_models, s.refused_busy, s.redrawn
+            "node {i}: round {} mixes {} served {} refused as busy {} drawn again {} rejected {:?}",
+            s.round, s.mixes, s.served_models, s.refused_busy, s.redrawn, s.rejected
         );
         assert_eq!(s.round, R, "node {i} finished its rounds");
-        let rejected: u64 = s.rejected.values().sum();
-        assert_eq!(rejected, 0, "node {i} rejected honest updates");
+        // A model that arrives too old to mix (`lagging`, no penalty) can happen on an uplink
+        // this slow; any other refusal of an honest peer's update is a fault.
+        let rejected: u64 = s
+            .rejected
+            .iter()
+            .filter(|(reason, _)| reason.as_str() != "lagging")
+            .map(|(_, n)| n)
+            .sum();
+        assert_eq!(
+            rejected, 0,
+            "node {i} rejected honest updates: {:?}",
+            s.rejected
+        );
         refused += s.refused_busy;
         redrawn += s.redrawn;
     }
