@@ -196,22 +196,25 @@ fn aiming_at_the_victim_needs_collusion() {
     assert_eq!(r.config.node.attack_aim, Aim::Victim);
 }
 
+/// `MINIMAL` resolved with `attack` (parsed) and the attacker's power that `power` sets.
+fn with_power(
+    attack: Option<&str>,
+    power: impl Fn(&mut Overrides),
+) -> Result<Resolved, ConfigError> {
+    let p = Path::new("x.toml");
+    let mut overrides = Overrides {
+        attack: attack.map(|a| a.parse().unwrap()),
+        ..Overrides::default()
+    };
+    power(&mut overrides);
+    Config::parse(MINIMAL, p).unwrap().resolve(overrides, p)
+}
+
 /// `--attack-free-timing` makes a red-team node skip training; without an attack, or with
 /// label flipping (which is training), it is refused, naming the field.
 #[test]
 fn free_timing_needs_an_attack_that_does_not_train() {
-    let p = Path::new("x.toml");
-    let c = Config::parse(MINIMAL, p).unwrap();
-    let with = |attack: Option<&str>| {
-        c.clone().resolve(
-            Overrides {
-                attack: attack.map(|a| a.parse().unwrap()),
-                attack_free_timing: true,
-                ..Overrides::default()
-            },
-            p,
-        )
-    };
+    let with = |attack| with_power(attack, |o| o.attack_free_timing = true);
     assert!(
         with(Some("opt-alie"))
             .unwrap()
@@ -235,18 +238,7 @@ fn free_timing_needs_an_attack_that_does_not_train() {
 /// naming the field.
 #[test]
 fn hogging_uplinks_needs_an_attack() {
-    let p = Path::new("x.toml");
-    let c = Config::parse(MINIMAL, p).unwrap();
-    let with = |attack: Option<&str>| {
-        c.clone().resolve(
-            Overrides {
-                attack: attack.map(|a| a.parse().unwrap()),
-                attack_hog: true,
-                ..Overrides::default()
-            },
-            p,
-        )
-    };
+    let with = |attack| with_power(attack, |o| o.attack_hog = true);
     assert!(with(Some("alie")).unwrap().config.node.attack_hog);
     let e = with(None).unwrap_err().to_string();
     assert!(

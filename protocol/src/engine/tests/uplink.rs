@@ -18,24 +18,24 @@ fn served(out: &[Output], request: u64) -> Option<bool> {
     })
 }
 
-/// A node trained on round 1 whose uplink carries its model in 0.2 s (`uplink-mbps` set from
-/// the update's size), with a round timeout of 2 s: an answer must have left within 0.5 s; and
-/// `weights` for a fixed graph.
-fn slow_uplink(weights: BTreeMap<PeerKey, f64>) -> Engine {
-    let mut c = config(Rule::Mean, 10);
+/// `c` with a round timeout of 2 s and an uplink that carries the model in 0.2 s
+/// (`uplink-mbps` set from the update's size): an answer must have left within 0.5 s.
+fn with_slow_uplink(mut c: Config) -> Config {
     c.round_timeout_ms = 2000;
     let mut probe = lone_engine_with(&c);
     train(&mut probe, Duration::ZERO, 1, 1.0);
     let len = probe.last_update().expect("signed").len();
     c.uplink_mbps = Some(len as f64 * 8.0 / 0.2e6);
+    c
+}
+
+/// A node trained on round 1 on a slow uplink (see [`with_slow_uplink`]), with `weights` for
+/// a fixed graph.
+fn slow_uplink(weights: BTreeMap<PeerKey, f64>) -> Engine {
+    let c = with_slow_uplink(config(Rule::Mean, 10));
     let mut setup = toy::setup(0, &c, DIM, 0);
     setup.weights = weights;
-    let mut e = Engine::new(setup).unwrap();
-    let start = Input::Start {
-        resume: Resume::default(),
-        join: false,
-    };
-    e.handle(Duration::ZERO, start).unwrap();
+    let mut e = super::setup::started(setup, &[]);
     train(&mut e, Duration::ZERO, 1, 1.0);
     e
 }
@@ -300,13 +300,9 @@ fn a_hogging_attacker_asks_every_peer_it_did_not_draw_for_its_next_round() {
 fn a_peer_that_asks_every_round_is_refused_even_by_an_idle_contended_uplink() {
     let peers: Vec<Identity> = (1..=15).map(toy::identity).collect();
     let mut c = config(Rule::Mean, 100);
-    c.round_timeout_ms = 2000;
     c.fanout = 1;
     c.wait_for = 1;
-    let mut probe = lone_engine_with(&c);
-    train(&mut probe, Duration::ZERO, 1, 1.0);
-    let len = probe.last_update().expect("signed").len();
-    c.uplink_mbps = Some(len as f64 * 8.0 / 0.2e6);
+    let c = with_slow_uplink(c);
     let mut e = super::setup::started(toy::setup(0, &c, DIM, 0), &peers);
     drain(&mut e);
     let hog = 13;
