@@ -481,9 +481,7 @@ impl Engine {
     /// backlog within the last round timeout (module `share`). Such a peer is refused even at
     /// a moment the uplink is idle, which an attacker asking every round would otherwise take.
     fn over_share(&self, now: Duration, peer: &PeerKey) -> bool {
-        self.refusing_rate().is_some()
-            && self.shares.contended(now)
-            && self.shares.heavy(peer, self.peers.connected_keys())
+        self.refusing_rate().is_some() && self.shares.contended(now) && self.shares.heavy(peer)
     }
 }
 

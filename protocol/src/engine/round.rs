@@ -54,7 +54,7 @@ impl Engine {
         }
         self.retries.clear();
         if self.config.uplink_mbps.is_some() {
-            self.shares.next_round();
+            self.shares.next_round(self.peers.connected_keys());
         }
         for peer in self.peers.tick(self.round) {
             self.outputs.push_back(Output::Unban { peer });
