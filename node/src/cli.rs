@@ -52,6 +52,10 @@ pub struct RunArgs {
     /// fill the honest uplinks ahead of the honest askers (sets `node.attack-hog`).
     #[arg(long)]
     pub attack_hog: bool,
+    /// With `--attack-hog` and `--attack-identities` above 1: the identities take turns, one
+    /// hogging each round (sets `node.attack-hog-in-turn`).
+    #[arg(long)]
+    pub attack_hog_in_turn: bool,
     /// What the attacker knows: `own` (what it mixes) or `colluding` (also what the other
     /// red-team nodes of `--attack-intel` fetched), replacing `node.attack-knowledge`.
     #[arg(long, value_name = "KNOWLEDGE")]
@@ -157,6 +161,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         attack_knowledge: args.attack_knowledge,
         attack_free_timing: args.attack_free_timing,
         attack_hog: args.attack_hog,
+        attack_hog_in_turn: args.attack_hog_in_turn,
         attack_intel: args.attack_intel,
         attack_identities: args.attack_identities,
         metrics: args.metrics,

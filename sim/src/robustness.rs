@@ -262,6 +262,16 @@ pub fn powers_text(base: &Scenario) -> String {
     if a.push {
         powers.push("push their forgeries at every peer every round".into());
     }
+    if a.hog {
+        powers.push(format!(
+            "hog the honest uplinks (ask every peer for its next round, {})",
+            if a.hog_in_turn {
+                "each identity of a process in its turn"
+            } else {
+                "every round"
+            }
+        ));
+    }
     if a.identities > 1 {
         powers.push(format!(
             "run {} identities per process (Sybil: one uplink and one CPU each)",
@@ -340,6 +350,7 @@ pub fn cell_scenario(base: &Scenario, row: &Row, attack: Option<&Attack>) -> Sce
         free_timing: powers.is_some_and(|a| a.free_timing)
             && !matches!(attack, Some(Attack::LabelFlip)),
         hog: powers.is_some_and(|a| a.hog),
+        hog_in_turn: powers.is_some_and(|a| a.hog_in_turn),
         knowledge: powers.map(|a| a.knowledge).unwrap_or_default(),
         aim: powers.map(|a| a.aim).unwrap_or_default(),
         identities: powers.map_or(1, |a| a.identities),

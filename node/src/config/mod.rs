@@ -99,6 +99,11 @@ pub struct Node {
     /// did not draw for that peer's next round, to be answered when the peer signs, ahead of
     /// the askers that come later. Default false.
     pub attack_hog: bool,
+    /// With `attack-hog` and `attack-identities` above 1: the identities of this process take
+    /// turns, one hogging each round (identity `i` of `k` in the rounds `r` with
+    /// `r % k == i`), so that each asks a given peer as seldom as an honest asker and stays
+    /// under the share rule's floor. Default false: every identity hogs every round.
+    pub attack_hog_in_turn: bool,
     /// What the attacker knows of the honest models: `own` (what it mixes; default) or
     /// `colluding` (also every honest model any red-team node of the same `attack-intel`
     /// directory fetched). `omniscient` is the simulator's alone: no real node sees every
@@ -222,6 +227,8 @@ pub struct Overrides {
     pub attack_free_timing: bool,
     /// Set `node.attack-hog`.
     pub attack_hog: bool,
+    /// Set `node.attack-hog-in-turn`.
+    pub attack_hog_in_turn: bool,
     /// Replace `node.attack-intel`.
     pub attack_intel: Option<PathBuf>,
     /// Replace `node.attack-identities`.
@@ -267,6 +274,13 @@ impl Resolved {
     /// The record of the highest round this node has signed.
     pub fn signed_round_path(&self) -> PathBuf {
         self.state_dir.join("signed-round")
+    }
+
+    /// With `node.attack-hog-in-turn`, this identity's turn among the process's identities:
+    /// `(i, k)` for identity `i` of `k` ([`Resolved::identities`]).
+    pub fn hog_turn(&self) -> Option<(u64, u64)> {
+        let k = self.config.node.attack_identities.unwrap_or(1);
+        (self.config.node.attack_hog_in_turn).then(|| (self.identity.unwrap_or(0) as u64, k as u64))
     }
 
     /// The record of the peers this node banned.
@@ -393,6 +407,9 @@ impl Config {
         if overrides.attack_hog {
             self.node.attack_hog = true;
         }
+        if overrides.attack_hog_in_turn {
+            self.node.attack_hog_in_turn = true;
+        }
         if let Some(d) = overrides.attack_intel {
             self.node.attack_intel = Some(d);
         }
@@ -442,6 +459,16 @@ impl Config {
             return Err(invalid(
                 "node.attack-hog",
                 "is an attacker's power, and node.attack is not set".into(),
+            ));
+        }
+        if self.node.attack_hog_in_turn
+            && !(self.node.attack_hog && self.node.attack_identities.is_some_and(|k| k > 1))
+        {
+            return Err(invalid(
+                "node.attack-hog-in-turn",
+                "is how the identities of one process take turns hogging: it needs \
+                 node.attack-hog and node.attack-identities above 1"
+                    .into(),
             ));
         }
         match (self.node.attack_knowledge, &self.node.attack_intel) {

@@ -245,6 +245,30 @@ fn hogging_uplinks_needs_an_attack() {
         e.contains("node.attack-hog") && e.contains("node.attack is not set"),
         "{e}"
     );
+    // Taking turns: each of three identities has its own; it needs hog and identities.
+    let in_turn = |hog, identities| {
+        with_power(Some("alie"), |o| {
+            o.attack_hog = hog;
+            o.attack_hog_in_turn = true;
+            o.attack_identities = identities;
+            o.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
+        })
+    };
+    let turns: Vec<_> = in_turn(true, Some(3))
+        .unwrap()
+        .identities()
+        .iter()
+        .map(Resolved::hog_turn)
+        .collect();
+    assert_eq!(turns, [Some((0, 3)), Some((1, 3)), Some((2, 3))]);
+    assert_eq!(with(Some("alie")).unwrap().hog_turn(), None);
+    for (hog, identities) in [(false, Some(3)), (true, None), (true, Some(1))] {
+        let e = in_turn(hog, identities).unwrap_err().to_string();
+        assert!(
+            e.contains("node.attack-hog-in-turn") && e.contains("identities above 1"),
+            "{hog} {identities:?}: {e}"
+        );
+    }
 }
 
 #[test]

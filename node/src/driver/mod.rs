@@ -262,6 +262,7 @@ pub fn engine(r: &Resolved, local: &start::Local) -> Result<Engine, Error> {
             push: c.node.attack_push,
             free_timing: c.node.attack_free_timing,
             hog: c.node.attack_hog,
+            hog_turn: r.hog_turn(),
             knowledge: c.node.attack_knowledge,
             aim: c.node.attack_aim,
             ..Adversary::new(attack)

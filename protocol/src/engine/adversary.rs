@@ -58,6 +58,12 @@ pub struct Adversary {
     /// mixes only its drawn peers' answers (a peer it draws in place of a busy one may answer
     /// the hog's request first, which it then takes for its answer).
     pub hog: bool,
+    /// With [`Adversary::hog`]: `Some((turn, of))` hogs only in the rounds `r` with
+    /// `r % of == turn`, so that the `of` identities of one Sybil process take turns, one
+    /// hogging each round: each then asks a given peer in one round of `of`, and its count of
+    /// the rounds it asked (the share rule, module `share`) stays as low as an honest asker's.
+    /// `None`: every round.
+    pub hog_turn: Option<(u64, u64)>,
     /// What it knows of the honest models ([`Knowledge`](crate::attack::Knowledge)). Beyond `Knowledge::Own` it forges
     /// for each asker when asked, shares every honest update it fetches ([`Output::Share`]),
     /// and takes in what it is given ([`Input::Intel`](super::Input::Intel)).
@@ -84,6 +90,7 @@ impl Adversary {
             push: false,
             free_timing: false,
             hog: false,
+            hog_turn: None,
             knowledge: Knowledge::Own,
             aim: Aim::All,
             allies: BTreeSet::new(),
@@ -142,10 +149,14 @@ impl Engine {
     }
 
     /// With [`Adversary::hog`], asks every connected peer not drawn this round (allies aside)
-    /// for its next round (see there).
+    /// for its next round (see there), in its turns only if it has [`Adversary::hog_turn`].
     pub(super) fn hog(&mut self) {
         let Some(adv) = &self.adversary else { return };
-        if !adv.hog {
+        if !adv.hog
+            || adv
+                .hog_turn
+                .is_some_and(|(turn, of)| self.round % of != turn)
+        {
             return;
         }
         let targets: Vec<PeerKey> = self

@@ -315,6 +315,14 @@ impl Engine {
                         .to_owned(),
                 ));
             }
+            if let Some((turn, of)) = a.hog_turn
+                && (!a.hog || turn >= of)
+            {
+                return Err(ConfigError::Attack(format!(
+                    "a hog's turn {turn} of {of}: it needs hog, and a turn below the number of \
+                     turns"
+                )));
+            }
         }
         let dim = model.len();
         let aggregator = Aggregator::new(&config.aggregation, dim)?;

@@ -246,6 +246,8 @@ fn cells_carry_the_base_scenarios_attacker_powers() {
     base.attackers[0].knowledge = murmur_protocol::attack::Knowledge::Omniscient;
     base.attackers[0].identities = 3;
     base.attackers[0].aim = murmur_protocol::attack::Aim::Victim;
+    base.attackers[0].hog = true;
+    base.attackers[0].hog_in_turn = true;
     let s = cell_scenario(&base, &row, Some(&Attack::OptAlie));
     assert!(s.attackers[0].free_timing);
     assert_eq!(s.attackers[0].aim, murmur_protocol::attack::Aim::Victim);
@@ -254,14 +256,16 @@ fn cells_carry_the_base_scenarios_attacker_powers() {
         murmur_protocol::attack::Knowledge::Omniscient
     );
     assert_eq!(s.attackers[0].identities, 3);
+    assert!(s.attackers[0].hog && s.attackers[0].hog_in_turn);
     s.validate().unwrap();
     let flip = cell_scenario(&base, &row, Some(&Attack::LabelFlip));
     assert!(!flip.attackers[0].free_timing, "label flipping is training");
     assert_eq!(
         powers_text(&base),
         " The attackers are omniscient, forge from each asker's model and its honest \
-         neighbours', skip training (free timing; not under label-flip, which is training) and \
-         run 3 identities per process (Sybil: one uplink and one CPU each)."
+         neighbours', skip training (free timing; not under label-flip, which is training), hog \
+         the honest uplinks (ask every peer for its next round, each identity of a process in its \
+         turn) and run 3 identities per process (Sybil: one uplink and one CPU each)."
     );
 }
 

@@ -132,6 +132,12 @@ pub struct Attackers {
     /// "busy". Default false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub hog: bool,
+    /// With `hog` and `identities` above 1: the identities of each process take turns, one
+    /// hogging each round (identity `j` of a process of `k` in the rounds `r` with
+    /// `r % k == j`), so that each asks a given peer in one round of `k`, as seldom as an
+    /// honest asker. Default false: every identity hogs every round.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hog_in_turn: bool,
     /// Sybil identities: each attacker process of the group holds this many keys and joins as
     /// that many peers. The group's nodes (`count` or `nodes`, which must be a multiple of it)
     /// are its identities; each run of `identities` of them, in node order, is one process:
@@ -616,6 +622,14 @@ model = { kind = "logistic-regression" }
             (
                 "[[attackers]]\ncount = 1\nabsent = true\nattack = { kind = \"alie\" }",
                 "attackers[0].attack",
+            ),
+            (
+                "[[attackers]]\ncount = 2\nidentities = 2\nhog-in-turn = true\nattack = { kind = \"alie\" }",
+                "attackers[0].hog-in-turn",
+            ),
+            (
+                "[[attackers]]\ncount = 2\nhog = true\nhog-in-turn = true\nattack = { kind = \"alie\" }",
+                "attackers[0].hog-in-turn",
             ),
             ("[eval]\nevery-rounds = 0", "eval.every-rounds"),
         ] {

@@ -80,6 +80,14 @@ impl Scenario {
                      many of them)",
                 );
             }
+            if a.hog_in_turn && !(a.hog && a.identities > 1) {
+                return bad(
+                    &format!("attackers[{g}].hog-in-turn"),
+                    true,
+                    "is how the identities of a Sybil process take turns hogging: it needs \
+                     `hog = true` and `identities` above 1",
+                );
+            }
             for &i in a.nodes.iter().flatten() {
                 if i >= self.nodes {
                     return bad(&format!("attackers[{g}].nodes"), i, "is not a node index");

@@ -78,6 +78,19 @@ pub(crate) fn processes(attacks: &[Option<&Attackers>]) -> Vec<usize> {
     process
 }
 
+/// Each node's place among the identities of its process ([`processes`]), in node order: 0
+/// but for a Sybil's second identity and after.
+pub(crate) fn places(process: &[usize]) -> Vec<u64> {
+    let mut taken = vec![0u64; process.len()];
+    process
+        .iter()
+        .map(|&p| {
+            taken[p] += 1;
+            taken[p] - 1
+        })
+        .collect()
+}
+
 /// Virtual time of each node's training job of a round: `local-steps x step-ms x` its speed
 /// factor.
 pub(crate) fn compute_times(s: &Scenario, learning: &Learning) -> Vec<Duration> {
@@ -199,6 +212,8 @@ impl Simulation {
             BTreeMap::new()
         };
         let mut weights = tables.into_iter();
+        let process = processes(&attacks);
+        let place = places(&process);
         let model = learning.arch.init(s.seed);
         let run = RunId::derive(format!("murmur-sim {} seed {}", s.name, s.seed).as_bytes());
         let mut trainers = Vec::with_capacity(n);
@@ -252,6 +267,7 @@ impl Simulation {
                         push: a.push,
                         free_timing: a.free_timing,
                         hog: a.hog,
+                        hog_turn: a.hog_in_turn.then_some((place[i], a.identities as u64)),
                         knowledge: a.knowledge,
                         aim: a.aim,
                         // Attackers that pool what they know know each other, and the graph.
@@ -278,7 +294,7 @@ impl Simulation {
             .zip(&attacks)
             .map(|(t, a)| t.mul_f64(a.map_or(1, |a| a.identities) as f64))
             .collect();
-        let links = Links::new(&s.network, n, s.seed).with_processes(&processes(&attacks));
+        let links = Links::new(&s.network, n, s.seed).with_processes(&process);
         let world = World::new(trainers, compute, links, learning.local_steps, threads);
         let gossip = Gossip {
             mesh: s.network.gossip_peers,
@@ -399,6 +415,7 @@ mod tests {
             push: false,
             free_timing: false,
             hog: false,
+            hog_in_turn: false,
             knowledge: Default::default(),
             aim: Default::default(),
             identities,
@@ -411,5 +428,10 @@ mod tests {
         }
         attacks[6] = Some(&lone);
         assert_eq!(processes(&attacks), vec![0, 1, 2, 1, 4, 5, 6, 5, 8]);
+        // Their turns (`hog-in-turn`): their places in their processes.
+        assert_eq!(
+            places(&processes(&attacks)),
+            vec![0, 0, 0, 1, 0, 0, 0, 1, 0]
+        );
     }
 }

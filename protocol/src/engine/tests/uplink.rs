@@ -238,7 +238,8 @@ fn asking_again_and_again_for_whatever_the_node_has_takes_one_answer_from_a_busy
 /// An attacker that hogs the honest uplinks asks, besides the peers it drew, every other
 /// connected peer but its allies, each for the round after the newest it heard of from that
 /// peer (its own round when it heard of none), so that the peer holds the request and answers
-/// it first when it signs. Without the power it asks only the peers it drew.
+/// it first when it signs. Without the power it asks only the peers it drew; with a turn
+/// (`hog_turn`), only in its rounds.
 #[test]
 fn a_hogging_attacker_asks_every_peer_it_did_not_draw_for_its_next_round() {
     let mut c = config(Rule::Mean, 100);
@@ -247,9 +248,16 @@ fn a_hogging_attacker_asks_every_peer_it_did_not_draw_for_its_next_round() {
     let peers: Vec<Identity> = (1..=5).map(toy::identity).collect();
     let ally = peers[4].public();
     let heard = peers[0].public();
-    for hog in [false, true] {
+    // Without `hog`; every round; in its turn (round 1 of three); out of its turn.
+    for (hog, hog_turn, hogs) in [
+        (false, None, false),
+        (true, None, true),
+        (true, Some((1, 3)), true),
+        (true, Some((2, 3)), false),
+    ] {
         let adversary = Adversary {
             hog,
+            hog_turn,
             allies: [ally].into(),
             ..Adversary::new(Attack::SignFlip)
         };
@@ -276,7 +284,7 @@ fn a_hogging_attacker_asks_every_peer_it_did_not_draw_for_its_next_round() {
         assert_eq!(fetches[0].1, Some(1), "the drawn peer, for this round");
         let mut hogged: Vec<(PeerKey, Option<u64>)> = fetches[1..].to_vec();
         hogged.sort();
-        let mut expected: Vec<(PeerKey, Option<u64>)> = if hog {
+        let mut expected: Vec<(PeerKey, Option<u64>)> = if hogs {
             peers
                 .iter()
                 .map(Identity::public)
@@ -287,8 +295,28 @@ fn a_hogging_attacker_asks_every_peer_it_did_not_draw_for_its_next_round() {
             Vec::new()
         };
         expected.sort();
-        assert_eq!(hogged, expected, "hog {hog}, drawn {drawn:?}");
+        assert_eq!(hogged, expected, "hog {hog} {hog_turn:?}, drawn {drawn:?}");
     }
+    for hog_turn in [(3, 3), (0, 0)] {
+        let setup = Setup {
+            adversary: Some(Adversary {
+                hog: true,
+                hog_turn: Some(hog_turn),
+                ..Adversary::new(Attack::SignFlip)
+            }),
+            ..toy::setup(0, &c, DIM, 0)
+        };
+        let err = Engine::new(setup).unwrap_err().to_string();
+        assert!(err.contains("turn"), "{hog_turn:?}: {err}");
+    }
+    let setup = Setup {
+        adversary: Some(Adversary {
+            hog_turn: Some((0, 2)),
+            ..Adversary::new(Attack::SignFlip)
+        }),
+        ..toy::setup(0, &c, DIM, 0)
+    };
+    assert!(Engine::new(setup).is_err(), "a turn without hog");
 }
 
 /// A peer that asks every round (an attacker hogging the uplink), when the others ask a round
