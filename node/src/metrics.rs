@@ -151,6 +151,9 @@ pub struct Metrics {
     /// A colluding red-team node: other red-team nodes it learned of.
     #[serde(default)]
     pub attack_allies: u64,
+    /// A red-team node hogging the uplinks (`node.attack-hog`): rounds in which it did.
+    #[serde(default)]
+    pub attack_hog_rounds: u64,
 }
 
 impl Metrics {
@@ -171,6 +174,7 @@ impl Metrics {
         self.refused_busy = stats.refused_busy;
         self.redrawn = stats.redrawn;
         self.retried = stats.retried;
+        self.attack_hog_rounds = stats.hog_rounds;
         self.bans = stats.bans;
         self.updates_sent = stats.updates_sent;
     }
@@ -286,6 +290,14 @@ impl Metrics {
                 "attack_allies",
                 "Red team: other red-team nodes learned of.",
                 self.attack_allies as f64,
+            );
+        }
+        if self.attack_hog_rounds > 0 {
+            counter(
+                r,
+                "attack_hog_rounds",
+                "Red team: rounds in which this node hogged the uplinks.",
+                self.attack_hog_rounds,
             );
         }
         counter(

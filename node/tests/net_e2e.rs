@@ -97,11 +97,7 @@ fn a_node_on_a_slow_uplink_refuses_as_busy_and_its_askers_draw_another_peer() {
         &format!("[metrics]\neval-every = {R}\n"),
     );
     let mut nodes = spawn_network(&config, dir.path(), N, |_| Vec::new());
-    let mut accuracies = Vec::new();
-    for node in nodes.iter_mut() {
-        let done = node.wait(Duration::from_secs(600), |e| e["event"] == "finished");
-        accuracies.push(done["accuracy"].as_f64().unwrap());
-    }
+    let accuracies = net_support::finished_accuracies(&mut nodes);
     let (mut refused, mut redrawn) = (0, 0);
     for (i, node) in nodes.iter().enumerate() {
         let s = node.status();
@@ -112,14 +108,9 @@ fn a_node_on_a_slow_uplink_refuses_as_busy_and_its_askers_draw_another_peer() {
         assert_eq!(s.round, R, "node {i} finished its rounds");
         // A model that arrives too old to mix (`lagging`, no penalty) can happen on an uplink
         // this slow; any other refusal of an honest peer's update is a fault.
-        let rejected: u64 = s
-            .rejected
-            .iter()
-            .filter(|(reason, _)| reason.as_str() != "lagging")
-            .map(|(_, n)| n)
-            .sum();
         assert_eq!(
-            rejected, 0,
+            net_support::rejected_but_lagging(&s),
+            0,
             "node {i} rejected honest updates: {:?}",
             s.rejected
         );

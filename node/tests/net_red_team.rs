@@ -5,13 +5,17 @@
 //! its forgeries are fetched (or its junk refused and its key banned), and the honest nodes
 //! finish every round and learn. A second test serves oversize frames, which the transport
 //! refuses on their length before the engine sees them, and checks that they are charged all the
-//! same. A third runs one red-team process of three Sybil identities (`--attack-identities 3`).
+//! same. A third runs one red-team process of three Sybil identities (`--attack-identities 3`),
+//! and a fourth such a process hogging slow uplinks, its identities taking turns.
 
 mod net_support;
 
 use std::time::Duration;
 
-use net_support::{assert_mean_accuracy, spawn, spawn_network, write_config};
+use net_support::{
+    assert_mean_accuracy, finished_accuracies, rejected_but_lagging, spawn, spawn_network,
+    write_config,
+};
 
 const HONEST: usize = 4;
 const NODES: usize = HONEST + 1;
@@ -55,11 +59,7 @@ fn each_new_attack_runs_from_a_red_team_node_against_four_honest_ones() {
                 Vec::new()
             }
         });
-        let mut accuracies = Vec::new();
-        for node in nodes.iter_mut().take(HONEST) {
-            let done = node.wait(Duration::from_secs(600), |e| e["event"] == "finished");
-            accuracies.push(done["accuracy"].as_f64().unwrap());
-        }
+        let accuracies = finished_accuracies(&mut nodes[..HONEST]);
         let red = nodes[HONEST].status();
         println!(
             "{attack} (free timing {free_timing}): red-team node served {} models, sent {} \
@@ -175,11 +175,7 @@ fn oversize_answers_are_refused_on_their_length_and_their_server_banned() {
         &["--bootstrap", &boot],
     ));
     let red = nodes[HONEST].status().peer_id;
-    let mut accuracies = Vec::new();
-    for node in nodes.iter_mut().take(HONEST) {
-        let done = node.wait(Duration::from_secs(600), |e| e["event"] == "finished");
-        accuracies.push(done["accuracy"].as_f64().unwrap());
-    }
+    let accuracies = finished_accuracies(&mut nodes[..HONEST]);
     let mut refused_by = 0;
     for (i, node) in nodes.iter().enumerate().take(HONEST) {
         let s = node.status();
@@ -251,11 +247,7 @@ fn a_sybil_process_joins_as_three_peers_each_charged_for_its_own_junk() {
     };
     let mut red_keys = vec![key(red_dir.join("node.key"))];
     red_keys.extend((1..SYBILS).map(|i| key(red_dir.join(format!("identity-{i}/node.key")))));
-    let mut accuracies = Vec::new();
-    for node in nodes.iter_mut().take(HONEST) {
-        let done = node.wait(Duration::from_secs(600), |e| e["event"] == "finished");
-        accuracies.push(done["accuracy"].as_f64().unwrap());
-    }
+    let accuracies = finished_accuracies(&mut nodes[..HONEST]);
     let mut banned = std::collections::BTreeSet::new();
     for (i, node) in nodes.iter().enumerate().take(HONEST) {
         let s = node.status();
@@ -277,4 +269,64 @@ fn a_sybil_process_joins_as_three_peers_each_charged_for_its_own_junk() {
         "every identity is a peer of its own, banned for its own junk: {banned:?}"
     );
     assert_mean_accuracy("sybil junk: ", &accuracies, 0.8);
+}
+
+/// One red-team process of three identities hogs the uplinks of four honest nodes whose
+/// `engine.uplink-mbps` says 0.1 Mbit/s (each 9.9 KB model takes 0.8 s to leave), the
+/// identities taking turns (`--attack-hog --attack-hog-in-turn --attack-identities 3`): the
+/// first identity hogs only in its rounds (one in three), the honest nodes refuse fetches as
+/// busy, finish every round, refuse no update but as too old to mix, and learn.
+#[test]
+fn a_sybil_process_hogs_slow_uplinks_one_identity_a_round() {
+    const SYBILS: usize = 3;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = format!(
+        "fanout = 2\nwait-for = 2\nround-timeout-ms = 2000\nrounds = {ROUNDS}\n\
+         uplink-mbps = 0.1\njoin-timeout-ms = 3000"
+    );
+    let config = write_config(dir.path(), NODES, &engine, METRICS);
+    let mut nodes = spawn_network(&config, dir.path(), NODES, |i| {
+        if i == HONEST {
+            ["--attack", "alie", "--attack-hog", "--attack-hog-in-turn"]
+                .map(String::from)
+                .into_iter()
+                .chain(["--attack-identities".into(), SYBILS.to_string()])
+                .collect()
+        } else {
+            Vec::new()
+        }
+    });
+    let accuracies = finished_accuracies(&mut nodes[..HONEST]);
+    let mut refused = 0;
+    for (i, node) in nodes.iter().enumerate().take(HONEST) {
+        let s = node.status();
+        println!(
+            "honest node {i}: round {} mixes {} served {} refused as busy {} rejected {:?}",
+            s.round, s.mixes, s.served_models, s.refused_busy, s.rejected
+        );
+        assert_eq!(s.round, ROUNDS, "node {i} finished its rounds");
+        // ALIE's forgeries are valid updates; one too old to mix can come on an uplink this
+        // slow.
+        assert_eq!(
+            rejected_but_lagging(&s),
+            0,
+            "node {i} rejected updates: {:?}",
+            s.rejected
+        );
+        refused += s.refused_busy;
+    }
+    assert!(refused > 0, "no honest node refused a fetch as busy");
+    // The first identity's turns are the rounds divisible by three: four of the twelve at
+    // most (fewer if it joined late). Hogging every round, it hogged in nine (one run).
+    let red = nodes[HONEST].wait_status(Duration::from_secs(120), |s| s.round >= ROUNDS);
+    println!(
+        "red-team identity 0: round {} hogged in {} rounds",
+        red.round, red.attack_hog_rounds
+    );
+    assert!(
+        (1..=ROUNDS / SYBILS as u64).contains(&red.attack_hog_rounds),
+        "identity 0 hogged in {} rounds",
+        red.attack_hog_rounds
+    );
+    assert_mean_accuracy("sybil hog in turn: ", &accuracies, 0.8);
 }

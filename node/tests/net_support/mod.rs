@@ -99,6 +99,29 @@ pub fn spawn_network(
     nodes
 }
 
+/// Waits (at most 600 s each) for every node of `nodes` to finish its rounds; their accuracies
+/// at the end, in order.
+pub fn finished_accuracies(nodes: &mut [Node]) -> Vec<f64> {
+    nodes
+        .iter_mut()
+        .map(|node| {
+            let done = node.wait(Duration::from_secs(600), |e| e["event"] == "finished");
+            done["accuracy"].as_f64().unwrap()
+        })
+        .collect()
+}
+
+/// Updates `status` says the node rejected for any reason but `lagging` (a model too old to
+/// mix, no penalty: one can arrive late on a slow uplink).
+pub fn rejected_but_lagging(status: &Metrics) -> u64 {
+    status
+        .rejected
+        .iter()
+        .filter(|(reason, _)| reason.as_str() != "lagging")
+        .map(|(_, n)| n)
+        .sum()
+}
+
 /// Starts a node with data directory `dir`, partition `index`, listening on a free loopback
 /// port, with its endpoint on a free loopback port, and waits (at most 120 s) until it listens.
 pub fn spawn(config: &Path, dir: &Path, index: usize, args: &[&str]) -> Node {

@@ -159,6 +159,7 @@ impl Engine {
         {
             return;
         }
+        self.stats.hog_rounds += 1;
         let targets: Vec<PeerKey> = self
             .peers
             .connected()

@@ -121,6 +121,9 @@ pub struct Stats {
     pub redrawn: u64,
     /// Fetches sent again to a busy peer that could not be replaced.
     pub retried: u64,
+    /// An attacker with [`Adversary::hog`]: rounds in which it hogged the uplinks (asked the
+    /// peers it did not draw).
+    pub hog_rounds: u64,
 }
 
 impl Stats {
@@ -141,6 +144,7 @@ impl Stats {
         self.refused_busy += other.refused_busy;
         self.redrawn += other.redrawn;
         self.retried += other.retried;
+        self.hog_rounds += other.hog_rounds;
     }
 }
 

@@ -296,6 +296,7 @@ fn a_hogging_attacker_asks_every_peer_it_did_not_draw_for_its_next_round() {
         };
         expected.sort();
         assert_eq!(hogged, expected, "hog {hog} {hog_turn:?}, drawn {drawn:?}");
+        assert_eq!(e.stats().hog_rounds, u64::from(hogs));
     }
     for hog_turn in [(3, 3), (0, 0)] {
         let setup = Setup {
