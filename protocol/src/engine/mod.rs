@@ -54,6 +54,7 @@
 mod adversary;
 mod chain;
 mod config;
+mod hold;
 mod io;
 mod join;
 mod own;
@@ -80,11 +81,11 @@ use crate::sign::{Identity, PeerKey, RunId};
 use crate::wire;
 pub use adversary::Adversary;
 use adversary::Menu;
+use hold::Holds;
 use join::Joining;
 use own::{Model, Own};
 use peers::Peers;
 use rand_chacha::ChaCha8Rng;
-use receive::Held;
 use std::cell::Cell;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -244,7 +245,7 @@ pub struct Engine {
     /// Their usable answers.
     answers: BTreeMap<PeerKey, Answer>,
     /// Peers' fetches waiting for this node to sign the round they ask for.
-    held: BTreeMap<PeerKey, Held>,
+    held: Holds,
     /// The round of the update this node serves now.
     served_round: Option<u64>,
     /// Fetches served to each peer in the current round (see `FETCHES_PER_ROUND`).
@@ -370,7 +371,7 @@ impl Engine {
             aggregator,
             asked: BTreeMap::new(),
             answers: BTreeMap::new(),
-            held: BTreeMap::new(),
+            held: Holds::default(),
             served_round: None,
             fetches: BTreeMap::new(),
             uplink_free: Duration::ZERO,

@@ -1,6 +1,7 @@
 //! Messages from peers: fetches to answer, pushed updates, gossip, and the checks every signed
 //! update passes.
 
+use super::hold::Held;
 use super::peers::Standing;
 use super::{Engine, GossipVerdict, Output, Phase, Rejection};
 use crate::evidence::Equivocation;
@@ -346,9 +347,9 @@ impl Engine {
         let have = self.served_round.unwrap_or(0);
         let mut due: Vec<(Duration, PeerKey, u64, Option<u64>)> = self
             .held
-            .iter()
-            .filter(|(_, h)| h.round <= have || (expired && now >= h.until))
-            .map(|(k, h)| (h.until, *k, h.request, h.have))
+            .due(have, expired.then_some(now))
+            .into_iter()
+            .map(|(k, h)| (h.until, k, h.request, h.have))
             .collect();
         if self.config.uplink_mbps.is_some() {
             // The uplink may not carry them all in time: the askers that asked least over the
@@ -379,7 +380,7 @@ impl Engine {
 
     /// When the earliest held request expires.
     pub(super) fn held_until(&self) -> Option<Duration> {
-        self.held.values().map(|h| h.until).min()
+        self.held.earliest()
     }
 
     /// Answers a fetch with this node's latest signed update (what its attack makes of it, for
@@ -483,13 +484,4 @@ impl Engine {
     fn over_share(&self, now: Duration, peer: &PeerKey) -> bool {
         self.refusing_rate().is_some() && self.shares.contended(now) && self.shares.heavy(peer)
     }
-}
-
-/// A fetch waiting for this node to sign the round it asks for.
-#[derive(Debug, Clone)]
-pub(super) struct Held {
-    request: u64,
-    round: u64,
-    have: Option<u64>,
-    until: Duration,
 }
