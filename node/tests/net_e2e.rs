@@ -109,7 +109,7 @@ fn a_node_on_a_slow_uplink_refuses_as_busy_and_its_askers_draw_another_peer() {
         // A model that arrives too old to mix (`lagging`, no penalty) can happen on an uplink
         // this slow; any other refusal of an honest peer's update is a fault.
         assert_eq!(
-            net_support::rejected_but_lagging(&s),
+            net_support::rejected_but(&s, &["lagging"]),
             0,
             "node {i} rejected honest updates: {:?}",
             s.rejected

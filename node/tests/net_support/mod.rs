@@ -111,13 +111,12 @@ pub fn finished_accuracies(nodes: &mut [Node]) -> Vec<f64> {
         .collect()
 }
 
-/// Updates `status` says the node rejected for any reason but `lagging` (a model too old to
-/// mix, no penalty: one can arrive late on a slow uplink).
-pub fn rejected_but_lagging(status: &Metrics) -> u64 {
+/// Updates `status` says the node rejected for any reason but those `allowed`.
+pub fn rejected_but(status: &Metrics, allowed: &[&str]) -> u64 {
     status
         .rejected
         .iter()
-        .filter(|(reason, _)| reason.as_str() != "lagging")
+        .filter(|(reason, _)| !allowed.contains(&reason.as_str()))
         .map(|(_, n)| n)
         .sum()
 }
