@@ -500,3 +500,64 @@ fn centered_clipping_starts_from_the_own_model() {
         e.model()
     );
 }
+
+/// The outlier screen judges received models against the node's own, which is a fair
+/// reference only when the node is not behind them: a node that started alone (its join found
+/// no peer) while the others ran ahead trains its first round from the initial model, and an
+/// honest model rounds ahead can then be farther from it than its own length. At its first
+/// mix such a node drops and charges nobody for being ahead of it; it still does when no more
+/// than half of what it received is ahead (one peer claiming a later round dodges nothing),
+/// and from its second mix on, caught up, whatever the rounds.
+#[test]
+fn a_node_behind_the_models_it_receives_at_its_first_mix_charges_none_as_an_outlier() {
+    let peers: Vec<Identity> = (1..=2).map(toy::identity).collect();
+    let (near, far) = (peers[0].public(), peers[1].public());
+    for (rounds, charged) in [
+        ([1, 1], true),
+        ([3, 3], false),
+        ([1, 3], true),
+        ([3, 1], true),
+    ] {
+        let mut c = config(Rule::Mean, 100);
+        c.outlier_factor = crate::engine::config::DEFAULT_OUTLIER_FACTOR;
+        c.fanout = 2;
+        c.wait_for = 2;
+        let mut e = super::setup::started(toy::setup(0, &c, DIM, 0), &peers);
+        drain(&mut e);
+        // Own model at norm 2.2; the far one 20 away, more than its length and than the
+        // factor times the near one's 1.1.
+        train(&mut e, Duration::ZERO, 1, 1.0);
+        let mut out = Vec::new();
+        for (peer, (round, value)) in peers.iter().zip(rounds.into_iter().zip([1.5, 10.0])) {
+            let bytes = update(peer, toy::run_id(), round, &[value; DIM]);
+            out.extend(answer(&mut e, Duration::from_millis(10), peer, bytes));
+        }
+        assert!(
+            out.iter().any(|o| matches!(o, Output::Mixed { .. })),
+            "rounds {rounds:?}: mixed"
+        );
+        assert_eq!(
+            penalised(&out, far, Rejection::Outlier),
+            charged,
+            "rounds {rounds:?}"
+        );
+        assert!(!penalised(&out, near, Rejection::Outlier));
+        if charged {
+            continue;
+        }
+        // Caught up: the next round's far model, again two rounds ahead, is charged.
+        let next = out
+            .iter()
+            .find_map(|o| match o {
+                Output::Train { round } => Some(*round),
+                _ => None,
+            })
+            .expect("the next round starts");
+        let mut out = train(&mut e, Duration::from_millis(20), next, 1.0);
+        for (peer, value) in peers.iter().zip([1.5, 10.0]) {
+            let bytes = update(peer, toy::run_id(), next + 2, &[value; DIM]);
+            out.extend(answer(&mut e, Duration::from_millis(30), peer, bytes));
+        }
+        assert!(penalised(&out, far, Rejection::Outlier), "second mix");
+    }
+}
