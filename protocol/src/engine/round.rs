@@ -401,14 +401,14 @@ impl Engine {
     /// and, when it changed nothing and the rule measures the same distances first, the squared
     /// distances of `[reference, received...]` to `reference` for the rule to take.
     /// The screen measures distances from `reference`: the own estimate of the `top-k` chain
-    /// when the node takes a consensus step, the own model otherwise. A node's first mix of
-    /// its life screens nothing when it is behind the models it received (the lower median of
-    /// their rounds is after its own): its own model is then no fair reference (a node whose
-    /// join found no peer trains its first round from the initial model while the others run
-    /// ahead, and an honest model rounds ahead can be farther from it than its length). Only a
-    /// majority of the inputs can claim that, and with a majority the screen's reference, their
-    /// median distance, is theirs anyway; the rule still bounds them. From its second mix on,
-    /// caught up with the median round, it screens as any node.
+    /// when the node takes a consensus step, the own model otherwise. A node behind the models
+    /// it received (the lower median of their rounds is after its own) drops and charges none:
+    /// it pulls the gross outliers in as the others. Its own model is then no fair reference
+    /// for "gross" (a node whose join found no peer trains from the initial model while the
+    /// others run ahead, and an honest model rounds ahead can be farther from it than its
+    /// length). Only a majority of the inputs can make a node behind them, and with a majority
+    /// the screen's reference, their median distance, is theirs anyway; every outlier is still
+    /// pulled in to the limit, and the nodes not behind still charge it.
     fn screen(
         &mut self,
         received: &mut BTreeMap<PeerKey, Pending>,
@@ -417,13 +417,6 @@ impl Engine {
         let factor = self.config.outlier_factor;
         if factor <= 0.0 || received.len() < 2 {
             return (0, None);
-        }
-        if self.stats.mixes + self.stats.skipped_mixes == 0 {
-            let mut rounds: Vec<u64> = received.values().map(|p| p.round).collect();
-            rounds.sort_unstable();
-            if rounds[(rounds.len() - 1) / 2] > self.round {
-                return (0, None);
-            }
         }
         // Measured as the rule will measure them when it clips around the same model (the
         // reference first among its inputs), so that it can take them if the screen changes
@@ -441,11 +434,14 @@ impl Engine {
         if flagged.is_empty() {
             return (0, shared.then_some(sq));
         }
+        let mut rounds: Vec<u64> = received.values().map(|p| p.round).collect();
+        rounds.sort_unstable();
+        let behind = rounds[(rounds.len() - 1) / 2] > self.round;
         let keys: Vec<PeerKey> = received.keys().copied().collect();
         let mut dropped = 0;
         for o in flagged {
             let key = keys[o.index];
-            if o.gross {
+            if o.gross && !behind {
                 received.remove(&key);
                 self.reject(key, Rejection::Outlier);
                 dropped += 1;

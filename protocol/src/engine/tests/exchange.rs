@@ -502,14 +502,14 @@ fn centered_clipping_starts_from_the_own_model() {
 }
 
 /// The outlier screen judges received models against the node's own, which is a fair
-/// reference only when the node is not behind them: a node that started alone (its join found
-/// no peer) while the others ran ahead trains its first round from the initial model, and an
-/// honest model rounds ahead can then be farther from it than its own length. At its first
-/// mix such a node drops and charges nobody for being ahead of it; it still does when no more
-/// than half of what it received is ahead (one peer claiming a later round dodges nothing),
-/// and from its second mix on, caught up, whatever the rounds.
+/// reference for "gross" only when the node is not behind them: a node that started alone (its
+/// join found no peer) while the others ran ahead trains from the initial model, and an honest
+/// model rounds ahead can then be farther from it than its own length. Behind the lower median
+/// of the received rounds, a node pulls such a model in rather than drop it and charge its
+/// sender; it still charges when no more than half of what it received is ahead (one peer
+/// claiming a later round dodges nothing), and once caught up.
 #[test]
-fn a_node_behind_the_models_it_receives_at_its_first_mix_charges_none_as_an_outlier() {
+fn a_node_behind_the_models_it_receives_pulls_gross_outliers_in_and_charges_none() {
     let peers: Vec<Identity> = (1..=2).map(toy::identity).collect();
     let (near, far) = (peers[0].public(), peers[1].public());
     for (rounds, charged) in [
@@ -542,10 +542,15 @@ fn a_node_behind_the_models_it_receives_at_its_first_mix_charges_none_as_an_outl
             "rounds {rounds:?}"
         );
         assert!(!penalised(&out, near, Rejection::Outlier));
+        assert_eq!(
+            e.stats().pulled_in,
+            u64::from(!charged),
+            "rounds {rounds:?}"
+        );
         if charged {
             continue;
         }
-        // Caught up: the next round's far model, again two rounds ahead, is charged.
+        // Caught up: the next round's far model, of the node's round, is charged.
         let next = out
             .iter()
             .find_map(|o| match o {
@@ -555,7 +560,7 @@ fn a_node_behind_the_models_it_receives_at_its_first_mix_charges_none_as_an_outl
             .expect("the next round starts");
         let mut out = train(&mut e, Duration::from_millis(20), next, 1.0);
         for (peer, value) in peers.iter().zip([1.5, 10.0]) {
-            let bytes = update(peer, toy::run_id(), next + 2, &[value; DIM]);
+            let bytes = update(peer, toy::run_id(), next, &[value; DIM]);
             out.extend(answer(&mut e, Duration::from_millis(30), peer, bytes));
         }
         assert!(penalised(&out, far, Rejection::Outlier), "second mix");
