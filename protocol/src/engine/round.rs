@@ -434,9 +434,7 @@ impl Engine {
         if flagged.is_empty() {
             return (0, shared.then_some(sq));
         }
-        let mut rounds: Vec<u64> = received.values().map(|p| p.round).collect();
-        rounds.sort_unstable();
-        let behind = rounds[(rounds.len() - 1) / 2] > self.round;
+        let behind = lower_median(received.values().map(|p| p.round)) > self.round;
         let keys: Vec<PeerKey> = received.keys().copied().collect();
         let mut dropped = 0;
         for o in flagged {
@@ -511,12 +509,7 @@ impl Engine {
         let (screened, distances) =
             self.screen(&mut received, estimate.as_deref().unwrap_or(own.as_slice()));
         // The catch-up is taken from what passed every check and the screen.
-        let mut rounds: Vec<u64> = received.values().map(|p| p.round).collect();
-        rounds.push(self.round);
-        rounds.sort_unstable();
-        // The lower median: with an even count the upper one is the larger half's, so half of
-        // the inputs lying about their round would drag the node ahead.
-        let median_round = rounds[(rounds.len() - 1) / 2];
+        let median_round = lower_median(received.values().map(|p| p.round).chain([self.round]));
         let reference: &[f32] = estimate.as_deref().unwrap_or(own.as_slice());
         let mut inputs: Vec<&[f32]> = Vec::with_capacity(received.len() + 1);
         inputs.push(reference);
@@ -652,6 +645,17 @@ impl Engine {
 /// `k` rounds behind weighs `w (1 + k)^-decay`, and the own model (first) takes the rest of 1. A
 /// received model from a peer without a static weight (not a neighbour of the graph) gets the
 /// smallest static weight of the others, so it can never outweigh a neighbour.
+/// The lower median of `rounds` (0 if there are none): with an even count the upper one is the
+/// larger half's, so half of the inputs lying about their round would drag a node ahead.
+fn lower_median(rounds: impl Iterator<Item = u64>) -> u64 {
+    let mut rounds: Vec<u64> = rounds.collect();
+    rounds.sort_unstable();
+    rounds
+        .get(rounds.len().saturating_sub(1) / 2)
+        .copied()
+        .unwrap_or(0)
+}
+
 pub(super) fn graph_weights(
     round: u64,
     received: impl Iterator<Item = (Option<f64>, u64)>,
