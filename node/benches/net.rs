@@ -64,7 +64,8 @@ async fn pair(run: RunId, dim: usize, stack: link::Stack) -> Pair {
             .build()
             .unwrap();
         rt.block_on(async move {
-            let mut b = net::build(&Identity::from_secret([2; 32]), &run, &b_cfg, limit).unwrap();
+            let mut b =
+                net::build(&Identity::from_secret([2; 32]), &run, None, &b_cfg, limit).unwrap();
             b.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
                 .unwrap();
             loop {
@@ -94,7 +95,7 @@ async fn pair(run: RunId, dim: usize, stack: link::Stack) -> Pair {
     });
     receiver.expect("the receiving node's thread starts");
     let (addr, b_id) = addr_rx.recv().unwrap();
-    let mut a = net::build(&Identity::from_secret([1; 32]), &run, &cfg, limit).unwrap();
+    let mut a = net::build(&Identity::from_secret([1; 32]), &run, None, &cfg, limit).unwrap();
     a.dial(addr).unwrap();
     loop {
         if let SwarmEvent::ConnectionEstablished { .. } = a.select_next_some().await {

@@ -38,6 +38,11 @@ pub struct RunArgs {
     /// `run.partitions`).
     #[arg(long)]
     pub index: Option<usize>,
+    /// Admit only the keys listed in this file, replacing `run.members`: one peer id (what
+    /// `murmur-node keygen` prints) or 64-digit hex public key per line. Every node of the run
+    /// needs the same keys (they are part of the run id).
+    #[arg(long, value_name = "FILE")]
+    pub members: Option<PathBuf>,
     /// Behave as this Byzantine adversary, for red-team testing: sign-flip, gaussian, alie,
     /// ipm, label-flip, dissensus, mimic, non-finite, replay, equivocate, free-rider,
     /// round-lie, junk, gossip-abuse, min-max, min-sum, opt-alie, opt-ipm (parameters in
@@ -164,6 +169,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         attack_hog_in_turn: args.attack_hog_in_turn,
         attack_intel: args.attack_intel,
         attack_identities: args.attack_identities,
+        members: args.members,
         metrics: args.metrics,
         rounds: args.rounds,
         no_mdns: args.no_mdns,

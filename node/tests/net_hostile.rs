@@ -41,7 +41,7 @@ fn network(dir: &std::path::Path, hostile: bool) -> Outcome {
         ),
         "",
     );
-    let run = Config::read(&config).unwrap().run_id();
+    let run = Config::read(&config).unwrap().run_id(None);
     let mut nodes = vec![spawn(&config, &dir.join("n0"), 0, &[])];
     let boot = nodes[0].addr.clone();
     let stop = Arc::new(AtomicBool::new(false));
@@ -100,7 +100,7 @@ fn attack(run: RunId, target: Multiaddr, stop: Arc<AtomicBool>) -> Sent {
             ..net::Config::default()
         };
         // Its own codec lets it write frames far over the honest nodes' limit.
-        let mut swarm = net::build(&me, &run, &cfg, 64 << 20).unwrap();
+        let mut swarm = net::build(&me, &run, None, &cfg, 64 << 20).unwrap();
         swarm.dial(target).unwrap();
         let topic = Names::of(&run).topic;
         let mut sent = Sent::default();

@@ -50,7 +50,7 @@ fn forged_foreign_misshapen_and_non_finite_updates_are_rejected_by_reason() {
         "[metrics]\neval-every = 1\n",
     );
     let mut node = spawn(&config, &dir.path().join("n0"), 0, &[]);
-    let run = Config::read(&config).unwrap().run_id();
+    let run = Config::read(&config).unwrap().run_id(None);
     let before = node.wait(Duration::from_secs(120), |e| e["event"] == "eval");
     let before = before["round"].as_u64().unwrap();
 
@@ -179,7 +179,7 @@ fn peer(id: &Identity, run: RunId) -> libp2p::Swarm<net::Behaviour> {
         mdns: false,
         ..net::Config::default()
     };
-    net::build(id, &run, &cfg, wire::max_update_len(DIM)).unwrap()
+    net::build(id, &run, None, &cfg, wire::max_update_len(DIM)).unwrap()
 }
 
 /// Connects to `target` as a node of `run` and waits (at most 60 s) for the node to close the
@@ -472,7 +472,7 @@ fn one_address_under_many_names_does_not_fill_the_incoming_slots() {
     let n0 = spawn(&config, &dir.path().join("n0"), 0, &[]);
     let target: Multiaddr = n0.addr.parse().unwrap();
     let port = tcp_port(&target);
-    let run = Config::read(&config).unwrap().run_id();
+    let run = Config::read(&config).unwrap().run_id(None);
     let stop = Arc::new(AtomicBool::new(false));
     let hostile = {
         let (stop, target) = (stop.clone(), target.clone());
@@ -565,7 +565,7 @@ fn records_a_peer_puts_into_the_dht_are_not_kept() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), 1, "round-timeout-ms = 300", "");
     let node = spawn(&config, &dir.path().join("n0"), 0, &[]);
-    let run = Config::read(&config).unwrap().run_id();
+    let run = Config::read(&config).unwrap().run_id(None);
     let target: Multiaddr = node.addr.parse().unwrap();
     let Some(libp2p::multiaddr::Protocol::P2p(node_id)) = target.iter().last() else {
         panic!("{target} ends with /p2p/ID");
@@ -644,7 +644,7 @@ fn a_newcomer_is_met_while_a_stranger_holds_a_connection() {
     let mut a = spawn(&ca, &dir.path().join("a"), 1, &["--bootstrap", &b.addr]);
     a.wait(wait, |e| up(e, &id_of(&b.addr)));
 
-    let run = Config::read(&ca).unwrap().run_id();
+    let run = Config::read(&ca).unwrap().run_id(None);
     let target: Multiaddr = a.addr.parse().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let stranger = Identity::from_secret([47; 32]);
@@ -679,4 +679,51 @@ fn hold(id: &Identity, run: RunId, target: &Multiaddr, stop: &std::sync::atomic:
                 tokio::time::timeout(Duration::from_millis(100), swarm.select_next_some()).await;
         }
     });
+}
+
+/// A run that lists its members (`--members`): the node refuses a key outside the list at the
+/// connection, before it identifies itself (the engine, which would ban the key, never hears of
+/// it), and talks with a member; a node whose own key is not on the list does not start, and
+/// names its key and the file.
+#[test]
+fn a_listed_run_refuses_other_keys_at_the_connection_and_an_unlisted_node_does_not_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), 1, "round-timeout-ms = 300", "");
+    let state = dir.path().join("n0");
+    std::fs::create_dir_all(&state).unwrap();
+    let own = murmur_node::identity::create(&state.join("node.key")).unwrap();
+    let member = Identity::from_secret([51; 32]);
+    let outsider = Identity::from_secret([52; 32]);
+    let members = dir.path().join("members.txt");
+    let line = |k: &Identity| net::keypair(k).public().to_peer_id().to_string();
+    std::fs::write(
+        &members,
+        format!("# the run\n{}\n{}\n", line(&own), line(&member)),
+    )
+    .unwrap();
+    let list = members.to_str().unwrap();
+    let node = spawn(&config, &state, 0, &["--members", list]);
+    let read = murmur_node::config::read_members(&members).unwrap();
+    let run = Config::read(&config).unwrap().run_id(Some(&read));
+    let target: Multiaddr = node.addr.parse().unwrap();
+    let to = |who: &Identity| exchange(who, run, &target, Vec::new(), Vec::new());
+    assert_eq!(to(&outsider), Outcome::Refused);
+    assert_eq!(to(&member), Outcome::Answered);
+    drop(node);
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_murmur-node"))
+        .arg("run")
+        .arg(&config)
+        .args(["--state-dir", dir.path().join("n1").to_str().unwrap()])
+        .args(["--members", list, "--no-mdns", "--metrics", ""])
+        .args(["--listen", "/ip4/127.0.0.1/tcp/0"])
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("run murmur-node");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("is not in the run's members file") && err.contains(list),
+        "{err}"
+    );
 }

@@ -70,7 +70,7 @@ fn a_killed_node_resumes_from_its_checkpoint_and_rejoins() {
     // SIGTERM: a checkpoint of the last completed round, then a clean exit.
     let last = n2.status().round;
     assert!(n2.terminate(WAIT), "a clean exit on SIGTERM");
-    let run = Config::read(&config).unwrap().run_id();
+    let run = Config::read(&config).unwrap().run_id(None);
     let ckpt = Checkpoint::load(&data.join("checkpoint.safetensors"), &run).unwrap();
     println!(
         "round {last} when stopped; final checkpoint at round {}",

@@ -18,6 +18,7 @@ pub mod codec;
 pub mod engine;
 pub mod evidence;
 pub mod keyfile;
+pub mod members;
 pub mod memo;
 pub mod replay;
 pub mod sign;

@@ -167,6 +167,7 @@ fn a_million_hostile_inputs_neither_panic_nor_over_allocate() {
         seed: 1,
         adversary: None,
         weights: Default::default(),
+        members: None,
     })
     .unwrap();
     let start = Input::Start {
@@ -440,6 +441,7 @@ fn signed_hostile_payloads_in_every_codec_neither_panic_nor_over_allocate() {
             seed: 1,
             adversary: None,
             weights: Default::default(),
+            members: None,
         })
         .unwrap();
         let limit = engine.max_update_bytes();

@@ -16,6 +16,7 @@ fn engine(run: RunId, key: murmur_protocol::Identity) -> Engine {
         seed: 7,
         adversary: None,
         weights: Default::default(),
+        members: None,
     })
     .unwrap();
     let start = Input::Start {

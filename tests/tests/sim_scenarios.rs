@@ -5,6 +5,7 @@
 //! Every scenario's seed can be replaced with `MURMUR_SIM_SEED=<seed>`; a failing assertion
 //! prints the seed and the rows of the run.
 
+use murmur_protocol::engine::Rejection;
 use murmur_sim::{Options, Report, Scenario};
 use std::path::Path;
 

@@ -11,9 +11,11 @@
 //! - `[metrics]`: the HTTP endpoint for Prometheus metrics and status, and evaluation.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use murmur_protocol::attack::{Aim, Attack, Knowledge};
 use murmur_protocol::engine;
+use murmur_protocol::members::Members;
 use murmur_protocol::sign::RunId;
 use serde::{Deserialize, Serialize};
 
@@ -57,6 +59,13 @@ pub struct Run {
     /// Number of parts the training set is split into; node `index` trains on part `index`.
     /// Default 1 (every node trains on the whole set).
     pub partitions: usize,
+    /// The run's members, when it admits only them: a file of one key per line, each a peer
+    /// id (what `murmur-node keygen` prints) or 64 hexadecimal digits of the ed25519 public key;
+    /// `#` starts a comment. The node refuses every other key: their connections, messages and
+    /// fetches (README, "Run members"). The keys, not the path, are part of the run id. A
+    /// relative path is relative to the working directory. Default none: any key takes part.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub members: Option<PathBuf>,
 }
 
 impl Default for Run {
@@ -65,6 +74,7 @@ impl Default for Run {
             name: "murmur".into(),
             seed: 1,
             partitions: 1,
+            members: None,
         }
     }
 }
@@ -180,6 +190,14 @@ pub enum ConfigError {
         /// What is wrong.
         reason: String,
     },
+    /// The members file (`run.members`) cannot be read or holds something that is not a key.
+    #[error("{path} (run.members): {reason}")]
+    Members {
+        /// The members file.
+        path: PathBuf,
+        /// What is wrong (a parse error names the line).
+        reason: String,
+    },
     /// A command-line flag's value is wrong (not the file's fault).
     #[error("{flag} {value:?}: {reason}")]
     Flag {
@@ -233,6 +251,8 @@ pub struct Overrides {
     pub attack_intel: Option<PathBuf>,
     /// Replace `node.attack-identities`.
     pub attack_identities: Option<usize>,
+    /// Replace `run.members`.
+    pub members: Option<PathBuf>,
     /// Replace `metrics.listen`.
     pub metrics: Option<String>,
     /// Replace `engine.rounds`.
@@ -263,6 +283,8 @@ pub struct Resolved {
     /// Which of the process's Sybil identities this is, when it has several
     /// (`node.attack-identities`); `None` for a process that is one node.
     pub identity: Option<usize>,
+    /// The run's members, read from `run.members`; `None`: any key takes part.
+    pub members: Option<Arc<Members>>,
 }
 
 impl Resolved {
@@ -324,6 +346,21 @@ impl Resolved {
     }
 }
 
+/// Reads the members file `path` (see [`Run::members`]).
+pub fn read_members(path: &Path) -> Result<Members, ConfigError> {
+    let fail = |reason: String| ConfigError::Members {
+        path: path.to_owned(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    Members::parse(&text, "a peer id", |word| {
+        word.parse::<libp2p::PeerId>()
+            .ok()
+            .and_then(|id| net::peer_key(&id))
+    })
+    .map_err(|e| fail(e.to_string()))
+}
+
 /// `addr` with its TCP or UDP port plus `by` (port 0, any free port, stays 0); `None` when
 /// that passes 65535.
 fn shift_port(addr: &libp2p::Multiaddr, by: u16) -> Option<libp2p::Multiaddr> {
@@ -356,14 +393,22 @@ impl Config {
     }
 
     /// The run id: a hash of `[run]` and `[learning]` (model, data spec, hyperparameters, seed),
-    /// of `engine.codec` (with its block) when it is not the default `f32`, and of
+    /// of `engine.codec` (with its block) when it is not the default `f32`, of
     /// `engine.last-fraction` when set (nodes that encode models differently are in different
-    /// runs; runs in `f32` keep the ids they had).
-    pub fn run_id(&self) -> RunId {
+    /// runs; runs in `f32` keep the ids they had), and of the keys of `members` (read from
+    /// `run.members`, whose path is left out) when the run lists them.
+    pub fn run_id(&self, members: Option<&Members>) -> RunId {
+        let mut run = serde_json::json!(self.run);
+        if let Some(fields) = run.as_object_mut() {
+            fields.remove("members");
+        }
         let mut description = serde_json::json!({
-            "run": self.run,
+            "run": run,
             "learning": self.learning,
         });
+        if let Some(m) = members {
+            description["members"] = serde_json::json!(hex::encode(m.digest()));
+        }
         if self.engine.codec != murmur_protocol::wire::Codec::F32Le {
             description["codec"] = serde_json::json!(self.engine.codec.to_string());
         }
@@ -415,6 +460,9 @@ impl Config {
         }
         if let Some(k) = overrides.attack_identities {
             self.node.attack_identities = Some(k);
+        }
+        if let Some(m) = overrides.members {
+            self.run.members = Some(m);
         }
         if let Some(m) = overrides.metrics {
             self.metrics.listen = m;
@@ -632,8 +680,10 @@ impl Config {
                 ),
             ));
         }
+        let members = self.run.members.as_deref().map(read_members).transpose()?;
         Ok(Resolved {
-            run: self.run_id(),
+            run: self.run_id(members.as_ref()),
+            members: members.map(Arc::new),
             config: self,
             state_dir,
             key,

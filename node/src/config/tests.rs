@@ -53,7 +53,7 @@ fn collusion_needs_an_attack_and_a_shared_directory() {
     assert_eq!(r.config.node.attack_knowledge, Knowledge::Colluding);
     assert_eq!(
         r.run,
-        c.run_id(),
+        c.run_id(None),
         "the red team's knowledge is not part of the run id"
     );
     for (attack, knowledge, intel, field, why) in [
@@ -291,7 +291,11 @@ fn defaults_overrides_and_errors_naming_file_and_field() {
         .unwrap();
     assert_eq!(r.listen.len(), 1);
     assert!(!r.config.network.mdns);
-    assert_eq!(r.run, c.run_id(), "the attack is not part of the run id");
+    assert_eq!(
+        r.run,
+        c.run_id(None),
+        "the attack is not part of the run id"
+    );
 
     let e = Config::parse(
         "[learning]\nmodel = { kind = \"mlp\", hidden = [4] }\n[network]\nlisten-on = []\n",
@@ -349,22 +353,26 @@ fn run_id_changes_with_the_learning_config_and_seed() {
     b.run.seed = 2;
     let mut c = a.clone();
     c.learning.local_steps += 1;
-    assert_ne!(a.run_id(), b.run_id());
-    assert_ne!(a.run_id(), c.run_id());
+    assert_ne!(a.run_id(None), b.run_id(None));
+    assert_ne!(a.run_id(None), c.run_id(None));
     let mut d = a.clone();
     d.engine.fanout = 9;
     assert_eq!(
-        a.run_id(),
-        d.run_id(),
+        a.run_id(None),
+        d.run_id(None),
         "round rules may differ between nodes"
     );
     let mut e = a.clone();
     e.engine.codec = murmur_protocol::wire::Codec::Bf16Le;
-    assert_ne!(a.run_id(), e.run_id(), "the codec is part of the run");
+    assert_ne!(
+        a.run_id(None),
+        e.run_id(None),
+        "the codec is part of the run"
+    );
     let block = |block| {
         let mut c = a.clone();
         c.engine.codec = murmur_protocol::wire::Codec::Int8 { block };
-        c.run_id()
+        c.run_id(None)
     };
     assert_ne!(block(64), block(256), "and so is its block");
     let mut f = a.clone();
@@ -372,8 +380,82 @@ fn run_id_changes_with_the_learning_config_and_seed() {
     let mut g = f.clone();
     g.engine.last_fraction = Some(0.1);
     assert_ne!(
-        f.run_id(),
-        g.run_id(),
+        f.run_id(None),
+        g.run_id(None),
         "and the top-k fraction of the last rounds"
     );
+}
+
+/// `run.members`: the keys (as peer ids or hex, in any order, at any path) are part of the run
+/// id, the path is not; a missing file or a line that is not a key is an error naming the file
+/// and the line.
+#[test]
+fn the_members_file_is_read_into_the_run_id_and_its_errors_name_the_file_and_line() {
+    use murmur_protocol::Identity;
+    let dir = tempfile::tempdir().unwrap();
+    let p = Path::new("x.toml");
+    let keys: Vec<Identity> = (1..=3u8).map(|i| Identity::from_secret([i; 32])).collect();
+    let peer_id = |k: &Identity| crate::net::keypair(k).public().to_peer_id().to_string();
+    let write = |name: &str, text: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let a = write(
+        "a.txt",
+        format!(
+            "# the labs\n{}\n{}  # lab B\n",
+            peer_id(&keys[0]),
+            peer_id(&keys[1])
+        ),
+    );
+    let b = write(
+        "b.txt",
+        format!(
+            "{}\n\n{}\n",
+            hex::encode(keys[1].public().0),
+            peer_id(&keys[0])
+        ),
+    );
+    let c = write("c.txt", format!("{}\n", peer_id(&keys[2])));
+    let resolve = |members: &Path| {
+        Config::parse(MINIMAL, p).unwrap().resolve(
+            Overrides {
+                members: Some(members.to_owned()),
+                ..Overrides::default()
+            },
+            p,
+        )
+    };
+    let (ra, rb, rc) = (
+        resolve(&a).unwrap(),
+        resolve(&b).unwrap(),
+        resolve(&c).unwrap(),
+    );
+    let m = ra.members.as_deref().unwrap();
+    assert!(m.admits(&keys[0].public()) && m.admits(&keys[1].public()));
+    assert!(!m.admits(&keys[2].public()));
+    assert_eq!(
+        ra.run, rb.run,
+        "the same keys, another path, order and form"
+    );
+    assert_ne!(ra.run, rc.run, "other keys, another run");
+    let none = Config::parse(MINIMAL, p).unwrap();
+    assert_ne!(ra.run, none.run_id(None), "a list makes another run");
+    assert_eq!(
+        none.clone().resolve(Overrides::default(), p).unwrap().run,
+        none.run_id(None)
+    );
+    let bad = write("bad.txt", format!("{}\nlab-c\n", peer_id(&keys[0])));
+    let missing = dir.path().join("missing.txt");
+    for (path, want) in [
+        (&bad, "(run.members): line 2: \"lab-c\" is neither"),
+        (&missing, "(run.members): No such file"),
+    ] {
+        let e = resolve(path).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&path.display().to_string()) && e.contains(want),
+            "{e}"
+        );
+    }
 }

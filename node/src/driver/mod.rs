@@ -80,6 +80,20 @@ pub enum Error {
     /// A training command failed.
     #[error("training: {0}")]
     Training(String),
+    /// The run lists its members and this node's key is not among them: every peer would refuse
+    /// it.
+    #[error(
+        "this node's key {key} (peer id {peer}) is not in the run's members file {path}: add the \
+         line {peer} to every node's copy"
+    )]
+    NotMember {
+        /// The key file.
+        key: PathBuf,
+        /// The node's peer id.
+        peer: String,
+        /// The members file.
+        path: PathBuf,
+    },
 }
 
 /// What a command to the training thread was for.
@@ -168,8 +182,29 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
     let local = start::load(&r, &process)?;
+    // A red-team identity outside the list is the attack being tested; an honest node outside
+    // it is a mistake to name before anything starts.
+    if let (Some(m), Some(path)) = (&r.members, &r.config.run.members)
+        && !m.admits(&local.identity.public())
+        && r.config.node.attack.is_none()
+    {
+        return Err(Error::NotMember {
+            key: r.key.clone(),
+            peer: net::keypair(&local.identity)
+                .public()
+                .to_peer_id()
+                .to_string(),
+            path: path.clone(),
+        });
+    }
     let max_payload = wire::max_update_len(local.trainer.params().len());
-    let mut swarm = net::build(&local.identity, &r.run, &r.config.network, max_payload)?;
+    let mut swarm = net::build(
+        &local.identity,
+        &r.run,
+        r.members.as_deref(),
+        &r.config.network,
+        max_payload,
+    )?;
     for addr in &r.listen {
         port_free(addr).map_err(|e| Error::Listen(addr.clone(), causes(&e)))?;
         swarm
@@ -268,6 +303,7 @@ pub fn engine(r: &Resolved, local: &start::Local) -> Result<Engine, Error> {
             ..Adversary::new(attack)
         }),
         weights: Default::default(),
+        members: r.members.clone(),
     })?)
 }
 

@@ -11,8 +11,9 @@
 //! - mDNS on the local network (optional);
 //! - gossipsub on the run's topic for small announcements and equivocation evidence;
 //! - request-response ([`codec`]) for model payloads, bounded by the largest valid update;
-//! - an allow/block list through which banned peers are refused at connection time, and
-//!   connection limits.
+//! - a block list through which banned peers are refused at connection time, an allow list
+//!   that refuses every key outside the run's members when the run lists them (before the
+//!   engine hears of the connection), and connection limits.
 //!
 //! The libp2p identity is the node's update-signing ed25519 key ([`keypair`]), so a peer's
 //! [`PeerId`] and its [`PeerKey`] name the same key ([`peer_key`], [`peer_id`]).
@@ -29,6 +30,7 @@ use libp2p::{
     PeerId, StreamProtocol, Swarm, allow_block_list, connection_limits, gossipsub, identify,
     identity, kad, mdns, ping, request_response, tcp,
 };
+use murmur_protocol::members::Members;
 use murmur_protocol::sign::{Identity, PeerKey, RunId};
 use serde::{Deserialize, Serialize};
 
@@ -163,6 +165,8 @@ pub fn peer_key(id: &PeerId) -> Option<PeerKey> {
 pub struct Behaviour {
     /// Refuses banned peers.
     pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    /// Refuses every key outside the run's members, when the run lists them.
+    pub members: Toggle<allow_block_list::Behaviour<allow_block_list::AllowedPeers>>,
     /// Connection limits.
     pub limits: connection_limits::Behaviour,
     /// Handshakes in progress per remote IP, and the incoming slots shared among addresses.
@@ -205,13 +209,22 @@ pub enum Error {
 pub const MAX_GOSSIP_BYTES: usize = 16 * 1024;
 
 /// Builds the swarm of a node with `identity` in `run`, whose model payloads are at most
-/// `max_payload` bytes. Nothing listens or dials yet.
+/// `max_payload` bytes, connecting only `members` when the run lists them. Nothing listens or
+/// dials yet.
 pub fn build(
     identity: &Identity,
     run: &RunId,
+    members: Option<&Members>,
     config: &Config,
     max_payload: usize,
 ) -> Result<Swarm<Behaviour>, Error> {
+    let allowed = members.map(|m| {
+        let mut allowed = allow_block_list::Behaviour::<allow_block_list::AllowedPeers>::default();
+        for id in m.iter().filter_map(peer_id) {
+            allowed.allow_peer(id);
+        }
+        allowed
+    });
     let names = Names::of(run);
     let key = keypair(identity);
     let local = key.public().to_peer_id();
@@ -290,6 +303,7 @@ pub fn build(
                 .with_max_pending_outgoing(Some(c.max_pending_connections));
             Ok(Behaviour {
                 blocked: Default::default(),
+                members: allowed.into(),
                 limits: connection_limits::Behaviour::new(limits),
                 per_ip: per_ip::Behaviour::new(total, incoming),
                 identify: identify::Behaviour::new(

@@ -120,6 +120,7 @@ pub(crate) fn setup(i: usize, config: &Config, dim: usize, seed: u64) -> Setup {
         seed,
         adversary: None,
         weights: Default::default(),
+        members: None,
     }
 }
 

@@ -75,6 +75,7 @@ pub use rejection::Rejection;
 
 use crate::aggregate::Aggregator;
 use crate::attack::Attack;
+use crate::members::Members;
 use crate::memo::Memo;
 use crate::replay::Window;
 use crate::sign::{Identity, PeerKey, RunId};
@@ -174,6 +175,9 @@ pub struct Setup {
     /// ([`Config::staleness_decay`]) the same way. Empty with peer sampling: the own and the
     /// received models then weigh alike (up to their age).
     pub weights: BTreeMap<PeerKey, f64>,
+    /// The run's members, when it lists them: every other key is refused (see
+    /// [`crate::members`]). `None`: any key may take part.
+    pub members: Option<Arc<Members>>,
 }
 
 /// A checked model, as the mix uses it.
@@ -269,6 +273,8 @@ pub struct Engine {
     adversary: Option<Adversary>,
     /// Static mixing weights by in-neighbour (see [`Setup::weights`]).
     weights: BTreeMap<PeerKey, f64>,
+    /// The run's members, if it lists them (see [`Setup::members`]).
+    members: Option<Arc<Members>>,
     sent: VecDeque<Arc<[u8]>>,
     last_received: BTreeMap<PeerKey, Vec<f32>>,
     /// An attacker's model before this round's training (the reference of attacks in update
@@ -305,6 +311,7 @@ impl Engine {
             seed,
             adversary,
             weights,
+            members,
         } = setup;
         config.validate()?;
         if model.is_empty() {
@@ -382,6 +389,7 @@ impl Engine {
             stats: Stats::default(),
             adversary,
             weights,
+            members,
             sent: VecDeque::new(),
             last_received: BTreeMap::new(),
             reference: Vec::new(),
@@ -537,6 +545,10 @@ impl Engine {
     /// Feeds one input at time `now` (any monotonic clock, the same for every call). Peers'
     /// input never fails; an error is the caller's mistake and changes nothing.
     pub fn handle(&mut self, now: Duration, input: Input) -> Result<(), InputError> {
+        if let Some(outsider) = self.outsider(&input) {
+            self.refuse_outsider(outsider, input);
+            return Ok(());
+        }
         match input {
             Input::Start { resume, join } => self.on_start(now, resume, join)?,
             Input::PeerUp { peer } => {

@@ -3,7 +3,7 @@
 
 use super::hold::Held;
 use super::peers::Standing;
-use super::{Engine, GossipVerdict, Output, Phase, Rejection};
+use super::{Engine, GossipVerdict, Input, Output, Phase, Rejection};
 use crate::evidence::Equivocation;
 use crate::replay;
 use crate::sign::PeerKey;
@@ -32,6 +32,50 @@ pub(super) enum Keep {
 }
 
 impl Engine {
+    /// The peer behind `input` when the run lists its members and that peer is not one.
+    pub(super) fn outsider(&self, input: &Input) -> Option<PeerKey> {
+        let members = self.members.as_deref()?;
+        let peer = match input {
+            Input::PeerUp { peer }
+            | Input::PeerDown { peer }
+            | Input::Fetched { peer, .. }
+            | Input::Busy { peer }
+            | Input::Unframed { peer, .. } => peer,
+            Input::UpdateReceived { from, .. } | Input::FetchRequested { from, .. } => from,
+            Input::GossipReceived { author, .. } => author,
+            Input::Start { .. } | Input::Trained { .. } | Input::Tick | Input::Intel { .. } => {
+                return None;
+            }
+        };
+        (!members.admits(peer) && *peer != self.me).then_some(*peer)
+    }
+
+    /// Refuses `input` of `peer`, a key outside the run's members: its connection is answered
+    /// with a ban (the engine keeps no record of it: the list refuses it already), a fetch of
+    /// it with nothing, its gossip is rejected, and everything else it sends is dropped. Each is
+    /// counted as `not_member`, at no points (see [`Rejection::NotMember`]).
+    pub(super) fn refuse_outsider(&mut self, peer: PeerKey, input: Input) {
+        let reason = Rejection::NotMember;
+        match input {
+            // Nothing was up to take down.
+            Input::PeerDown { .. } => return,
+            Input::PeerUp { .. } => self.outputs.push_back(Output::Ban { peer, reason }),
+            Input::FetchRequested { request, .. } => self.outputs.push_back(Output::Serve {
+                to: peer,
+                request,
+                update: None,
+            }),
+            Input::GossipReceived { message, .. } => {
+                self.outputs.push_back(Output::GossipChecked {
+                    message,
+                    verdict: GossipVerdict::Reject,
+                });
+            }
+            _ => {}
+        }
+        *self.stats.rejected.entry(reason).or_default() += 1;
+    }
+
     pub(super) fn reject(&mut self, peer: PeerKey, reason: Rejection) {
         *self.stats.rejected.entry(reason).or_default() += 1;
         if reason.penalty(self.config.ban_threshold) == 0 {

@@ -50,11 +50,16 @@ pub enum Rejection {
     /// sender's estimate (the copy was replaced or evicted while the fetch was out): unusable,
     /// and no fault of an honest sender, which answers from the round it was told. No penalty.
     Unchained,
+    /// From a key outside the run's members (see [`crate::members`]): refused whatever it
+    /// sends, and banned when it connects. No points: a key outside the list is refused
+    /// everything already, and keeping a score for each of the keys anyone can make would be
+    /// memory without a bound.
+    NotMember,
 }
 
 impl Rejection {
     /// Every reason, for metrics.
-    pub const ALL: [Rejection; 18] = [
+    pub const ALL: [Rejection; 19] = [
         Rejection::BadSignature,
         Rejection::Lagging,
         Rejection::WrongRun,
@@ -73,6 +78,7 @@ impl Rejection {
         Rejection::WrongCodec,
         Rejection::Unchained,
         Rejection::Forgotten,
+        Rejection::NotMember,
     ];
 
     /// A stable snake_case name, for metrics labels and logs.
@@ -96,6 +102,7 @@ impl Rejection {
             Rejection::Ahead => "ahead",
             Rejection::Unchained => "unchained",
             Rejection::Forgotten => "forgotten",
+            Rejection::NotMember => "not_member",
         }
     }
 
@@ -118,9 +125,11 @@ impl Rejection {
                 threshold.div_ceil(20)
             }
             Rejection::Stale | Rejection::Duplicate => 1,
-            Rejection::Lagging | Rejection::Ahead | Rejection::Unchained | Rejection::Forgotten => {
-                0
-            }
+            Rejection::Lagging
+            | Rejection::Ahead
+            | Rejection::Unchained
+            | Rejection::Forgotten
+            | Rejection::NotMember => 0,
         }
     }
 

@@ -76,6 +76,13 @@ pub struct Scenario {
     /// Byzantine nodes, in groups sharing one attack.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attackers: Vec<Attackers>,
+    /// The run lists its members (an allowlist; README, "Run members"): every honest node and
+    /// the first identity of each attacker process, as a run's operators admit one key per
+    /// participant. Every engine refuses the other keys (the further identities of a Sybil
+    /// process, `identities` above 1): it bans them when they connect, so they never take part,
+    /// and counts what reaches it from them as `not_member`. Default false: any key takes part.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allowlist: bool,
     /// Local training time.
     #[serde(default)]
     pub compute: Compute,

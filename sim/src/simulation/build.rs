@@ -11,12 +11,14 @@ use murmur_learn::train::{Setup as Learning, Trainer};
 use murmur_protocol::attack;
 use murmur_protocol::cluster::{Cluster, Gossip};
 use murmur_protocol::engine::{Adversary, Setup};
+use murmur_protocol::members::Members;
 use murmur_protocol::sign::PeerKey;
 use murmur_protocol::sign::{Identity, RunId};
 use murmur_protocol::topology::{Graph, Topology, Weights};
 use rand::RngCore;
 use rand::seq::SliceRandom;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The tag of time-scheduled evaluations: the first entry of the schedule.
@@ -216,6 +218,12 @@ impl Simulation {
         let place = places(&process);
         let model = learning.arch.init(s.seed);
         let run = RunId::derive(format!("murmur-sim {} seed {}", s.name, s.seed).as_bytes());
+        // One key per participant: each honest node's, and each attacker process's first.
+        let members = s.allowlist.then(|| {
+            Arc::new(Members::new(
+                (0..n).filter(|&i| place[i] == 0).map(|i| keys[i]),
+            ))
+        });
         let mut trainers = Vec::with_capacity(n);
         let mut setups = Vec::with_capacity(n);
         let mut byzantine = Vec::with_capacity(n);
@@ -285,6 +293,7 @@ impl Simulation {
                     })
                 }),
                 weights: weights.next().expect("one table per node"),
+                members: members.clone(),
             });
         }
         // A Sybil process's identities share its CPU: each training takes that many times as

@@ -228,17 +228,29 @@ fn absent_attackers_never_run() {
 }
 
 /// Sybil identities: two attacker processes of two identities each hold about twice the mixed
-/// share of two single-identity attackers (the peer draw is uniform over identities: only an
-/// allowlist bounds it), and a group whose size is not a multiple of its identities is refused
-/// by name.
+/// share of two single-identity attackers (the peer draw is uniform over identities), unless
+/// the run lists its members (`allowlist`, one key per process): the further identities are
+/// then refused (`not_member`), and the run's share is, to the bit, that of the same run with
+/// those identities absent (seeds 1-8). A group whose size is not a multiple of its identities
+/// is refused by name.
 #[test]
-fn sybil_identities_double_the_attackers_share_of_the_draws() {
+fn sybil_identities_double_the_attackers_share_of_the_draws_unless_the_run_lists_its_members() {
     let seed = seed(3);
-    let share = |tables: &str| {
-        let report = run(&scenario(&text("rounds = 20", tables), seed), 2);
+    let not_member = Rejection::ALL
+        .iter()
+        .position(|r| *r == Rejection::NotMember)
+        .unwrap();
+    let share_in = |top: &str, tables: &str| {
+        let report = run(&scenario(&text(top, tables), seed), 2);
         let rows = &report.rows[1..];
         let share = rows.iter().map(|r| r.byzantine_share).sum::<f64>() / rows.len() as f64;
-        (share, report.summary.byzantine)
+        let refused = report.rows.last().unwrap().rejected[not_member];
+        (share, report.summary.byzantine, refused)
+    };
+    let share = |tables: &str| {
+        let (share, f, refused) = share_in("rounds = 20", tables);
+        assert_eq!(refused, 0, "seed {seed}: nobody is refused without a list");
+        (share, f)
     };
     // ALIE's forgeries stay within the screen: they are mixed, and counted, when drawn. With
     // free timing the identities' shared CPU does not slow them (they do not train): trained,
@@ -250,14 +262,32 @@ fn sybil_identities_double_the_attackers_share_of_the_draws() {
     let (sybil, f2) = share(&format!(
         "[[attackers]]\ncount = 4\nidentities = 2\nattack = {{ kind = \"alie\" }}\n{eval}"
     ));
-    println!(
-        "seed {seed}: Byzantine share of the mixes' draws {single:.3}, with Sybils {sybil:.3}"
+    // With the run's members listed, the second identity of each process is refused: the run
+    // is the one where those identities never run at all (the same nodes, absent).
+    let (listed, f3, refused) = share_in(
+        "rounds = 20\nallowlist = true",
+        &format!(
+            "[[attackers]]\nnodes = [0, 1, 2, 3]\nidentities = 2\nattack = {{ kind = \"alie\" }}\n{eval}"
+        ),
     );
-    assert_eq!((f1, f2), (2, 4), "seed {seed}");
+    let (alone, _) = share(
+        "[[attackers]]\nnodes = [0, 2]\nattack = { kind = \"alie\" }\nfree-timing = true\n\
+         [[attackers]]\nnodes = [1, 3]\nabsent = true\n[eval]\nevery-rounds = 1\n",
+    );
+    println!(
+        "seed {seed}: Byzantine share of the mixes' draws {single:.3}, with Sybils {sybil:.3}, \
+         with Sybils and the members listed {listed:.3} ({refused} refused as not members), \
+         with their second identities absent {alone:.3}"
+    );
+    assert_eq!((f1, f2, f3), (2, 4, 4), "seed {seed}");
     // Over seeds 1-8: 1.3 to 1.8 times (the draw is uniform, but bans and late answers vary).
     assert!(
         sybil > 1.2 * single,
         "seed {seed}: {single:.3} then {sybil:.3}"
+    );
+    assert!(
+        listed == alone && refused > 0,
+        "seed {seed}: listed {listed:.3}, absent {alone:.3}, {refused} refused"
     );
     let bad = text(
         "rounds = 6",

@@ -208,3 +208,127 @@ fn honest_engines_converge_with_int8_payloads() {
         assert!(d < 0.2, "seed {seed}: worst distance {d}");
     }
 }
+
+/// A run that lists its members: a key outside the list is banned when it connects (and kept
+/// in no table), never drawn, served nothing, and what it publishes, pushes or answers is
+/// refused as `not_member` at no points; the members are drawn and served as before.
+#[test]
+fn a_key_outside_the_runs_members_is_refused_everything_at_no_points() {
+    let members: Vec<Identity> = (1..=2).map(toy::identity).collect();
+    let outsider = toy::identity(5);
+    let mut c = config(Rule::Mean, 100);
+    c.fanout = 3;
+    c.wait_for = 2;
+    let list = crate::members::Members::new(
+        members
+            .iter()
+            .map(Identity::public)
+            .chain([toy::identity(0).public()]),
+    );
+    let setup = Setup {
+        members: Some(Arc::new(list)),
+        ..toy::setup(0, &c, DIM, 0)
+    };
+    let mut all = members.clone();
+    all.push(outsider.clone());
+    let mut e = started(setup, &[]);
+    drain(&mut e);
+    let mut out = Vec::new();
+    for p in &all {
+        e.handle(Duration::ZERO, Input::PeerUp { peer: p.public() })
+            .unwrap();
+        out.extend(drain(&mut e));
+    }
+    let o = outsider.public();
+    let reason = Rejection::NotMember;
+    assert_eq!(out, vec![Output::Ban { peer: o, reason }]);
+    assert_eq!(
+        e.banned().len(),
+        0,
+        "no record kept of a key outside the list"
+    );
+    // Drawn: the two members only, though the fanout is three.
+    let asked: BTreeSet<PeerKey> = train(&mut e, Duration::ZERO, 1, 0.0)
+        .iter()
+        .filter_map(|x| match x {
+            Output::Fetch { peer, .. } => Some(*peer),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(asked, members.iter().map(Identity::public).collect());
+    // Served nothing; a member is served the model.
+    let ask = |e: &mut Engine, who: &Identity, request| {
+        let input = Input::FetchRequested {
+            from: who.public(),
+            request,
+            round: None,
+            have: None,
+        };
+        e.handle(Duration::ZERO, input).unwrap();
+        drain(e)
+    };
+    let to_outsider = ask(&mut e, &outsider, 7);
+    assert!(
+        matches!(to_outsider[..], [Output::Serve { to, request: 7, update: None }] if to == o),
+        "{to_outsider:?}"
+    );
+    assert!(matches!(
+        ask(&mut e, &members[0], 8)[..],
+        [Output::Serve {
+            update: Some(_),
+            ..
+        }]
+    ));
+    // Its gossip is rejected (the layer drops it), its push and its answer are dropped.
+    let gossip = Input::GossipReceived {
+        author: o,
+        relayer: members[0].public(),
+        message: 3,
+        bytes: Arc::from(&b"anything"[..]),
+    };
+    e.handle(Duration::ZERO, gossip).unwrap();
+    let verdict = drain(&mut e);
+    assert_eq!(
+        verdict,
+        vec![Output::GossipChecked {
+            message: 3,
+            verdict: GossipVerdict::Reject
+        }]
+    );
+    let forged = update(&outsider, toy::run_id(), 1, &[9.0; DIM]);
+    for input in [
+        Input::UpdateReceived {
+            from: o,
+            bytes: forged.clone(),
+        },
+        Input::Fetched {
+            peer: o,
+            update: Some(forged),
+        },
+        Input::PeerDown { peer: o },
+    ] {
+        e.handle(Duration::ZERO, input).unwrap();
+        let out = drain(&mut e);
+        assert!(out.is_empty(), "{out:?}");
+    }
+    // Counted by reason, at no points: PeerUp, fetch, gossip, push and answer (not PeerDown).
+    assert_eq!(rejected(&e, reason), 5);
+    assert_eq!(reason.penalty(100), 0);
+    // The members' answers make the mix.
+    answer(
+        &mut e,
+        Duration::ZERO,
+        &members[0],
+        update(&members[0], toy::run_id(), 1, &[2.0; DIM]),
+    );
+    let out = answer(
+        &mut e,
+        Duration::ZERO,
+        &members[1],
+        update(&members[1], toy::run_id(), 1, &[4.0; DIM]),
+    );
+    assert!(
+        out.iter().any(|x| matches!(x, Output::Mixed { round: 1, peers, .. } if !peers.contains(&o) && peers.len() == 2)),
+        "{out:?}"
+    );
+}
