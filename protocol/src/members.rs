@@ -42,8 +42,10 @@ pub enum ParseError {
         /// The other forms the caller takes, for the message.
         other: &'static str,
     },
-    /// 64 hexadecimal digits that are not an ed25519 public key.
-    #[error("line {line}: {word} is not a valid ed25519 public key")]
+    /// A key that is no ed25519 public key (not on the curve), or a weak one (of small order:
+    /// a signature by it proves nothing, and a transport that checks signatures less strictly
+    /// than the engine would let anyone speak as it).
+    #[error("line {line}: {word} is not a usable ed25519 public key (off the curve, or weak)")]
     Invalid {
         /// The line.
         line: usize,
@@ -121,21 +123,19 @@ impl Members {
                 });
             }
             let key = match hex_key(word) {
-                Some(bytes) => {
-                    if ed25519_dalek::VerifyingKey::from_bytes(&bytes).is_err() {
-                        return Err(ParseError::Invalid {
-                            line,
-                            word: word.to_owned(),
-                        });
-                    }
-                    PeerKey(bytes)
-                }
+                Some(bytes) => PeerKey(bytes),
                 None => decode(word).ok_or_else(|| ParseError::Key {
                     line,
                     word: word.to_owned(),
                     other,
                 })?,
             };
+            if !ed25519_dalek::VerifyingKey::from_bytes(&key.0).is_ok_and(|k| !k.is_weak()) {
+                return Err(ParseError::Invalid {
+                    line,
+                    word: word.to_owned(),
+                });
+            }
             keys.insert(key);
         }
         if keys.is_empty() {
@@ -147,7 +147,7 @@ impl Members {
 
 /// 32 bytes from 64 hexadecimal digits (either case).
 fn hex_key(word: &str) -> Option<[u8; 32]> {
-    if word.len() != 64 || !word.is_ascii() {
+    if word.len() != 64 || !word.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     let mut out = [0u8; 32];
@@ -169,10 +169,6 @@ mod tests {
 
     fn hex(k: &PeerKey) -> String {
         k.0.iter().map(|b| format!("{b:02x}")).collect()
-    }
-
-    fn none(_: &str) -> Option<PeerKey> {
-        None
     }
 
     #[test]
@@ -198,10 +194,17 @@ mod tests {
             (format!("\n\n{}\n", &good[..63]), "line 3: "),
             // The y coordinate 2 is on no point of the curve.
             (format!("02{}\n", "0".repeat(62)), "line 1: 02"),
+            // The neutral point: of small order, any signature "by" it can be forged.
+            (format!("01{}\n", "0".repeat(62)), "line 1: 01"),
+            // Weak whichever form it comes in.
+            ("weak\n".to_owned(), "line 1: weak is not a usable"),
+            // Not hexadecimal digits, though `from_str_radix` takes a sign.
+            (format!("+f{}\n", "0".repeat(62)), "line 1: \"+f"),
             ("# nobody\n\n".to_owned(), "no keys"),
         ];
         for (text, want) in cases {
-            let e = Members::parse(&text, "a peer id", none)
+            let weak = |w: &str| (w == "weak").then_some(PeerKey([0; 32]));
+            let e = Members::parse(&text, "a peer id", weak)
                 .unwrap_err()
                 .to_string();
             assert!(e.starts_with(want), "{text:?}: {e}");

@@ -398,10 +398,11 @@ impl Config {
     /// runs; runs in `f32` keep the ids they had), and of the keys of `members` (read from
     /// `run.members`, whose path is left out) when the run lists them.
     pub fn run_id(&self, members: Option<&Members>) -> RunId {
-        let mut run = serde_json::json!(self.run);
-        if let Some(fields) = run.as_object_mut() {
-            fields.remove("members");
-        }
+        // The path is left out (a path that is no UTF-8 would not even serialise).
+        let run = Run {
+            members: None,
+            ..self.run.clone()
+        };
         let mut description = serde_json::json!({
             "run": run,
             "learning": self.learning,

@@ -182,21 +182,6 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
     let local = start::load(&r, &process)?;
-    // A red-team identity outside the list is the attack being tested; an honest node outside
-    // it is a mistake to name before anything starts.
-    if let (Some(m), Some(path)) = (&r.members, &r.config.run.members)
-        && !m.admits(&local.identity.public())
-        && r.config.node.attack.is_none()
-    {
-        return Err(Error::NotMember {
-            key: r.key.clone(),
-            peer: net::keypair(&local.identity)
-                .public()
-                .to_peer_id()
-                .to_string(),
-            path: path.clone(),
-        });
-    }
     let max_payload = wire::max_update_len(local.trainer.params().len());
     let mut swarm = net::build(
         &local.identity,

@@ -60,9 +60,31 @@ impl Process {
 }
 
 /// the signed-round record and the bans.
+/// Whether the run admits this node's key, checked before its data or checkpoint are read: an
+/// honest node outside the run's members list is a mistake to name at once (a red-team identity
+/// outside it is the attack being tested).
+fn admitted(r: &Resolved, identity: &Identity) -> Result<(), Error> {
+    match (&r.members, &r.config.run.members) {
+        (Some(m), Some(path))
+            if !m.admits(&identity.public()) && r.config.node.attack.is_none() =>
+        {
+            Err(Error::NotMember {
+                key: r.key.clone(),
+                peer: crate::net::keypair(identity)
+                    .public()
+                    .to_peer_id()
+                    .to_string(),
+                path: path.clone(),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
 pub fn load(r: &Resolved, process: &Process) -> Result<Local, Error> {
     std::fs::create_dir_all(&r.state_dir).map_err(|e| Error::Io(r.state_dir.clone(), e))?;
     let identity = identity::load_or_create(&r.key)?;
+    admitted(r, &identity)?;
     let c = &r.config;
     let (setup, split) = process.data(|| c.learning.load(c.run.seed))?;
     let shards = Shard::split(

@@ -59,8 +59,19 @@ pub(super) fn random_walk(swarm: &mut Swarm<Behaviour>) {
 impl Driver {
     /// Dials a discovered peer while this node has dialed fewer than `target-peers` of those
     /// connected.
+    /// Whether the run lists its members and `peer` is not one: the allow list refuses its
+    /// connections, so it is neither dialed nor kept in Kademlia's table (where it would take
+    /// a place and be handed on to other peers).
+    fn outsider(&self, peer: &PeerId) -> bool {
+        self.r
+            .members
+            .as_ref()
+            .is_some_and(|m| net::peer_key(peer).is_none_or(|k| !m.admits(&k)))
+    }
+
     fn discovered(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
         if peer == *self.swarm.local_peer_id()
+            || self.outsider(&peer)
             || self.swarm.is_connected(&peer)
             || self.dialing.contains(&peer)
             // Only peers this node dialed count: peers that connect to it, however many
@@ -178,6 +189,9 @@ impl Driver {
             }
             BehaviourEvent::Mdns(mdns::Event::Discovered(list)) => {
                 for (peer, addr) in list {
+                    if self.outsider(&peer) {
+                        continue;
+                    }
                     self.swarm
                         .behaviour_mut()
                         .kad

@@ -305,7 +305,12 @@ impl Engine {
         {
             c.set_genesis(&self.model.params());
         }
+        // A key outside the run's members is refused by the list: a ban of it would only take
+        // a place in the bounded table.
         for &(peer, reason) in &resume.bans {
+            if !self.admits(&peer) {
+                continue;
+            }
             // A ban on the screen's word runs again from here (its end is not persisted).
             let until = (reason == Rejection::Outlier)
                 .then(|| self.round.saturating_add(peers::SCREEN_BAN_ROUNDS));

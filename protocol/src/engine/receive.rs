@@ -32,9 +32,14 @@ pub(super) enum Keep {
 }
 
 impl Engine {
+    /// Whether `key` may take part: the run lists no members, or `key` is one (or this node).
+    pub(super) fn admits(&self, key: &PeerKey) -> bool {
+        *key == self.me || self.members.as_deref().is_none_or(|m| m.admits(key))
+    }
+
     /// The peer behind `input` when the run lists its members and that peer is not one.
     pub(super) fn outsider(&self, input: &Input) -> Option<PeerKey> {
-        let members = self.members.as_deref()?;
+        self.members.as_ref()?;
         let peer = match input {
             Input::PeerUp { peer }
             | Input::PeerDown { peer }
@@ -47,7 +52,7 @@ impl Engine {
                 return None;
             }
         };
-        (!members.admits(peer) && *peer != self.me).then_some(*peer)
+        (!self.admits(peer)).then_some(*peer)
     }
 
     /// Refuses `input` of `peer`, a key outside the run's members: its connection is answered
@@ -301,7 +306,11 @@ impl Engine {
         } else if wire::is_evidence(bytes) {
             match Equivocation::decode(bytes) {
                 Ok(ev) if ev.a.header.run == self.run => {
-                    if self.peers.is_banned(&ev.offender()) {
+                    // Evidence against a key outside the run's members proves nothing the list
+                    // does not: acting on it would let anyone fill the bounded ban table with
+                    // keys made for the purpose.
+                    let offender = ev.offender();
+                    if self.peers.is_banned(&offender) || !self.admits(&offender) {
                         GossipVerdict::Ignore
                     } else {
                         self.on_equivocation(ev);

@@ -311,6 +311,27 @@ fn a_key_outside_the_runs_members_is_refused_everything_at_no_points() {
         let out = drain(&mut e);
         assert!(out.is_empty(), "{out:?}");
     }
+    // Evidence a member relays against an outsider's equivocation is ignored: acting on it
+    // would let anyone fill the bounded ban table with keys made for the purpose.
+    let header = |payload: &[u8]| {
+        wire::encode_update(&outsider, toy::run_id(), 2, 1, Codec::F32Le, payload).1
+    };
+    let evidence = Equivocation::new(header(&[1; 4 * DIM]), header(&[2; 4 * DIM])).unwrap();
+    let gossip = Input::GossipReceived {
+        author: members[0].public(),
+        relayer: members[0].public(),
+        message: 4,
+        bytes: evidence.encode().into(),
+    };
+    e.handle(Duration::ZERO, gossip).unwrap();
+    assert_eq!(
+        drain(&mut e),
+        vec![Output::GossipChecked {
+            message: 4,
+            verdict: GossipVerdict::Ignore
+        }]
+    );
+    assert_eq!(e.banned().len(), 0);
     // Counted by reason, at no points: PeerUp, fetch, gossip, push and answer (not PeerDown).
     assert_eq!(rejected(&e, reason), 5);
     assert_eq!(reason.penalty(100), 0);
@@ -330,5 +351,27 @@ fn a_key_outside_the_runs_members_is_refused_everything_at_no_points() {
     assert!(
         out.iter().any(|x| matches!(x, Output::Mixed { round: 1, peers, .. } if !peers.contains(&o) && peers.len() == 2)),
         "{out:?}"
+    );
+    // A ban of an earlier life on a key now outside the list takes no place in the table.
+    let mut again = Engine::new(Setup {
+        members: e.members.clone(),
+        ..toy::setup(0, &c, DIM, 0)
+    })
+    .unwrap();
+    let resume = Resume {
+        bans: vec![
+            (o, Rejection::Equivocation),
+            (members[1].public(), Rejection::Malformed),
+        ],
+        ..Resume::default()
+    };
+    let start = Input::Start {
+        resume,
+        join: false,
+    };
+    again.handle(Duration::ZERO, start).unwrap();
+    assert_eq!(
+        again.banned(),
+        vec![(members[1].public(), Rejection::Malformed)]
     );
 }
