@@ -170,7 +170,7 @@ impl Driver {
 
     /// Persists the bans in force when they changed.
     fn write_bans(&mut self) -> Result<(), Error> {
-        let bans = self.engine.banned();
+        let bans = self.engine.bans_kept();
         if bans != self.bans_written {
             start::write_bans(&self.r.bans_path(), &bans)?;
             self.bans_written = bans;

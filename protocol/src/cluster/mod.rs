@@ -540,7 +540,7 @@ impl<W: World> Cluster<W> {
         let resume = Resume {
             checkpoint,
             signed: m.engine.signed_round(),
-            bans: m.engine.banned(),
+            bans: m.engine.bans_kept(),
         };
         let setup = Setup {
             model,

@@ -314,7 +314,7 @@ impl Engine {
             // A ban on the screen's word runs again from here (its end is not persisted).
             let until = (reason == Rejection::Outlier)
                 .then(|| self.round.saturating_add(peers::SCREEN_BAN_ROUNDS));
-            self.peers.ban_until(peer, reason, until);
+            self.peers.restore(peer, reason, until);
             self.outputs.push_back(Output::Ban { peer, reason });
         }
         if join && self.config.join_peers > 0 {

@@ -503,9 +503,16 @@ impl Engine {
         self.peers.is_banned(peer)
     }
 
-    /// Banned peers with the reason, in key order (what a restart passes in [`Resume::bans`]).
+    /// Banned peers with the reason, in key order.
     pub fn banned(&self) -> Vec<(PeerKey, Rejection)> {
         self.peers.banned().collect()
+    }
+
+    /// The bans a later life keeps (what a restart passes in [`Resume::bans`]): those of peers
+    /// that were connected when banned. A ban of a key that never connected (on relayed
+    /// evidence or gossip) is this life's alone: anyone can make such keys by the thousand.
+    pub fn bans_kept(&self) -> Vec<(PeerKey, Rejection)> {
+        self.peers.kept().collect()
     }
 
     /// Connected, unbanned peers in key order.

@@ -42,6 +42,13 @@ struct Ban {
     reason: Rejection,
     /// The round it ends at; `None`: for good.
     until: Option<u64>,
+    /// The peer was connected to this node when banned (or was banned in an earlier life, which
+    /// kept only such bans). A ban of a key that was not connected (on relayed evidence, or on
+    /// points its relayed gossip earned) is not: anyone can make keys, have them sign junk or
+    /// prove them equivocating, while connections are bounded. Such bans are never persisted
+    /// ([`Peers::banned`]), make room first when the table is full, and never push out a ban of
+    /// a peer the node met.
+    met: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -111,7 +118,9 @@ impl Peers {
 
     /// Charges `reason`'s points to `peer` in round `round`; a ban on screen evidence alone
     /// ends after [`SCREEN_BAN_ROUNDS`]. When the table is full, the peer with the fewest points
-    /// makes room (a flood of identities cannot make a newcomer's first penalty a ban).
+    /// makes room (a flood of identities cannot make a newcomer's first penalty a ban), one not
+    /// connected before any that is: authors of relayed junk, made by the thousand, cannot push
+    /// out (and so wipe) the points of a connected peer.
     pub(crate) fn penalize(&mut self, peer: PeerKey, reason: Rejection, round: u64) -> Standing {
         if self.is_banned(&peer) {
             return Standing::AlreadyBanned;
@@ -121,7 +130,7 @@ impl Peers {
             && let Some(least) = self
                 .points
                 .iter()
-                .min_by_key(|(k, s)| (s.total(), **k))
+                .min_by_key(|(k, s)| (self.connected.contains(k), s.total(), **k))
                 .map(|(k, _)| *k)
         {
             self.points.remove(&least);
@@ -143,26 +152,51 @@ impl Peers {
         }
     }
 
-    /// Bans a peer for good (equivocation; a ban of an earlier life on a proof).
+    /// Bans a peer for good (equivocation). True when the ban is new; false when the peer was
+    /// banned already, or was not connected and the table is full of bans of peers that were
+    /// ([`Ban::met`]).
     pub(crate) fn ban(&mut self, peer: PeerKey, reason: Rejection) -> bool {
         self.ban_until(peer, reason, None)
     }
 
-    /// Bans a peer until round `until` (for good with `None`). The ban list is bounded by the
-    /// capacity too: past it, the lowest key is forgotten (a Sybil flood of fresh keys cannot
-    /// grow memory without bound).
+    /// Bans a peer until round `until` (for good with `None`); see [`Peers::ban`].
     pub(crate) fn ban_until(
         &mut self,
         peer: PeerKey,
         reason: Rejection,
         until: Option<u64>,
     ) -> bool {
+        let met = self.connected.contains(&peer);
+        self.ban_as(peer, reason, until, met)
+    }
+
+    /// A ban of an earlier life (of a peer met, the only ones kept), until round `until`.
+    pub(crate) fn restore(&mut self, peer: PeerKey, reason: Rejection, until: Option<u64>) {
+        self.ban_as(peer, reason, until, true);
+    }
+
+    /// Records a ban; `met` as [`Ban::met`]. The ban list is bounded by the capacity too (a
+    /// flood of fresh keys cannot grow memory without bound): past it, the lowest key among
+    /// the bans of keys never met makes room, or, when there are none, the lowest key of all
+    /// for a peer met; a key never met then finds no room.
+    fn ban_as(&mut self, peer: PeerKey, reason: Rejection, until: Option<u64>, met: bool) -> bool {
+        if self.banned.len() >= self.capacity && !self.banned.contains_key(&peer) {
+            let unmet = self.banned.iter().find(|(_, b)| !b.met).map(|(k, _)| *k);
+            match unmet {
+                Some(k) => {
+                    self.banned.remove(&k);
+                }
+                None if met => {
+                    self.banned.pop_first();
+                }
+                None => return false,
+            }
+        }
         self.points.remove(&peer);
         self.connected.remove(&peer);
-        if self.banned.len() >= self.capacity && !self.banned.contains_key(&peer) {
-            self.banned.pop_first();
-        }
-        self.banned.insert(peer, Ban { reason, until }).is_none()
+        let met = met || self.banned.get(&peer).is_some_and(|b| b.met);
+        let ban = Ban { reason, until, met };
+        self.banned.insert(peer, ban).is_none()
     }
 
     /// A new round: every peer's screen points decay by a hundredth of the threshold (at least
@@ -187,6 +221,14 @@ impl Peers {
 
     pub(crate) fn banned(&self) -> impl Iterator<Item = (PeerKey, Rejection)> + '_ {
         self.banned.iter().map(|(k, b)| (*k, b.reason))
+    }
+
+    /// The bans of peers the node met ([`Ban::met`]): the ones a later life keeps.
+    pub(crate) fn kept(&self) -> impl Iterator<Item = (PeerKey, Rejection)> + '_ {
+        self.banned
+            .iter()
+            .filter(|(_, b)| b.met)
+            .map(|(k, b)| (*k, b.reason))
     }
 }
 
@@ -238,6 +280,28 @@ mod tests {
         }
         assert_eq!(
             p.penalize(key(2), Rejection::NonFinite, 200),
+            Standing::Banned
+        );
+    }
+
+    /// Keys that are not connected (authors of relayed junk) make room in a full table before a
+    /// connected peer does, whatever their points: before, the fewest points went first, and a
+    /// flood of authors charged more than a connected attacker wiped its points.
+    #[test]
+    fn a_flood_of_unconnected_authors_does_not_wipe_a_connected_peers_points() {
+        let mut p = Peers::new(100, 4);
+        p.up(key(1));
+        assert_eq!(
+            p.penalize(key(1), Rejection::Malformed, 1),
+            Standing::Penalized(50)
+        );
+        for i in 10..30 {
+            p.penalize(key(i), Rejection::Malformed, 1);
+            p.penalize(key(i), Rejection::WrongRun, 1);
+        }
+        assert_eq!(p.points.len(), 4);
+        assert_eq!(
+            p.penalize(key(1), Rejection::Malformed, 1),
             Standing::Banned
         );
     }

@@ -86,6 +86,7 @@ impl Engine {
         if reason.penalty(self.config.ban_threshold) == 0 {
             return;
         }
+        let connected = self.peers.connected_to(&peer);
         match self.peers.penalize(peer, reason, self.round) {
             Standing::Penalized(points) => {
                 self.outputs.push_back(Output::Penalize {
@@ -101,7 +102,11 @@ impl Engine {
                 }
                 self.answers.remove(&peer);
                 self.unhold(&peer);
-                self.outputs.push_back(Output::Ban { peer, reason });
+                // A key that is not connected (the author of relayed gossip) is refused when
+                // it connects: telling the caller now would only grow its block list.
+                if connected {
+                    self.outputs.push_back(Output::Ban { peer, reason });
+                }
             }
             Standing::AlreadyBanned => {}
         }
@@ -334,12 +339,16 @@ impl Engine {
             .or_default() += 1;
         self.answers.remove(&offender);
         self.unhold(&offender);
+        let connected = self.peers.connected_to(&offender);
         if self.peers.ban(offender, Rejection::Equivocation) {
             self.stats.bans += 1;
-            self.outputs.push_back(Output::Ban {
-                peer: offender,
-                reason: Rejection::Equivocation,
-            });
+            // As in `reject`: a key not connected is refused when it connects.
+            if connected {
+                self.outputs.push_back(Output::Ban {
+                    peer: offender,
+                    reason: Rejection::Equivocation,
+                });
+            }
             let bytes: Arc<[u8]> = ev.encode().into();
             self.broadcast(bytes);
         }

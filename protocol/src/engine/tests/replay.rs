@@ -307,3 +307,86 @@ fn a_stale_answer_is_refused_before_its_payload_is_hashed() {
     );
     assert_eq!(rejected(&e, Rejection::Malformed), 0);
 }
+
+/// Anyone can make keys, prove them equivocating and publish the evidence: a flood of it must not
+/// push the ban of a peer the node met out of its bounded table, nor reach the caller's block
+/// list or the bans a restart keeps. A connected equivocator's ban survives forty proofs against
+/// fresh keys that sort above it (before, each proof past `max-peers` forgot the lowest key of
+/// the table: the equivocator's).
+#[test]
+fn evidence_against_fresh_keys_does_not_push_out_the_ban_of_a_peer_met() {
+    let run = toy::run_id();
+    let mut c = config(Rule::Mean, 100);
+    c.max_peers = 4;
+    let mut e = Engine::new(toy::setup(0, &c, DIM, 0)).unwrap();
+    let start = Input::Start {
+        resume: Resume::default(),
+        join: false,
+    };
+    e.handle(Duration::ZERO, start).unwrap();
+    let evidence = |who: &Identity| -> Arc<[u8]> {
+        let header = |v: u8| wire::encode_update(who, run, 2, 1, Codec::F32Le, &[v; 4 * DIM]).1;
+        Equivocation::new(header(1), header(2))
+            .unwrap()
+            .encode()
+            .into()
+    };
+    let gossip = |e: &mut Engine, message, bytes| {
+        let relayer = toy::identity(1).public();
+        let input = Input::GossipReceived {
+            author: relayer,
+            relayer,
+            message,
+            bytes,
+        };
+        e.handle(Duration::ZERO, input).unwrap();
+        drain(e)
+    };
+    // The equivocator: connected, with the lowest key of all here.
+    let mut fresh: Vec<Identity> = (100..400).map(toy::identity).collect();
+    fresh.sort_by_key(Identity::public);
+    let cheat = fresh.remove(0);
+    let fresh = &fresh[..40];
+    e.handle(
+        Duration::ZERO,
+        Input::PeerUp {
+            peer: cheat.public(),
+        },
+    )
+    .unwrap();
+    drain(&mut e);
+    let out = gossip(&mut e, 1, evidence(&cheat));
+    assert!(
+        penalised(&out, cheat.public(), Rejection::Equivocation),
+        "{out:?}"
+    );
+    for (i, k) in fresh.iter().enumerate() {
+        let out = gossip(&mut e, 2 + i as u64, evidence(k));
+        assert!(
+            !out.iter().any(|o| matches!(o, Output::Ban { .. })),
+            "a key that never connected reached the caller's block list: {out:?}"
+        );
+    }
+    assert!(
+        e.is_banned(&cheat.public()),
+        "the equivocator's ban was pushed out"
+    );
+    assert_eq!(e.banned().len(), 4, "the table stays within max-peers");
+    assert_eq!(
+        e.bans_kept(),
+        vec![(cheat.public(), Rejection::Equivocation)]
+    );
+    // It connects again: refused.
+    e.handle(
+        Duration::ZERO,
+        Input::PeerUp {
+            peer: cheat.public(),
+        },
+    )
+    .unwrap();
+    assert!(penalised(
+        &drain(&mut e),
+        cheat.public(),
+        Rejection::Equivocation
+    ));
+}
