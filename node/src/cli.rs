@@ -109,6 +109,14 @@ pub struct KeygenArgs {
     pub out: PathBuf,
 }
 
+/// `murmur-node peer-id`: print the peer ids of key files.
+#[derive(Debug, Args)]
+pub struct PeerIdArgs {
+    /// The key files (each must be readable by its owner alone, as `run` requires).
+    #[arg(required = true, value_name = "KEY")]
+    pub keys: Vec<PathBuf>,
+}
+
 /// `murmur-node status`: print a running node's status.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
@@ -238,6 +246,15 @@ pub fn keygen(args: KeygenArgs) -> anyhow::Result<()> {
         args.out.display(),
         hex::encode(id.public().0)
     );
+    Ok(())
+}
+
+/// Prints the peer id of each key file, one a line, in the order given.
+pub fn peer_id(args: PeerIdArgs) -> anyhow::Result<()> {
+    for path in &args.keys {
+        let id = identity::load(path)?;
+        println!("{}", net::keypair(&id).public().to_peer_id());
+    }
     Ok(())
 }
 

@@ -12,7 +12,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use murmur_learn::data::{self, fetch};
 use murmur_learn::model;
 use murmur_learn::train::{self, Backend, bench};
-use murmur_node::cli::{self, ExportArgs, InspectArgs, KeygenArgs, RunArgs, StatusArgs};
+use murmur_node::cli::{
+    self, ExportArgs, InspectArgs, KeygenArgs, PeerIdArgs, RunArgs, StatusArgs,
+};
 
 // Large per-step allocations page-fault with glibc's allocator and make training speed swing
 // from one process to the next; mimalloc keeps them steady (measured, see the README).
@@ -38,6 +40,9 @@ enum Command {
     Run(RunArgs),
     /// Create a key file: the node's libp2p identity and update-signing key.
     Keygen(KeygenArgs),
+    /// Print the peer id of each key file, one a line: the lines of a run's members file
+    /// (`run.members`).
+    PeerId(PeerIdArgs),
     /// Print a running node's status (JSON) or its Prometheus metrics.
     Status(StatusArgs),
     /// Describe a checkpoint file: run id, round, model and parameter summary.
@@ -143,6 +148,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => cli::run(args),
         Command::Keygen(args) => cli::keygen(args),
+        Command::PeerId(args) => cli::peer_id(args),
         Command::Status(args) => cli::status(args),
         Command::Inspect(args) => cli::inspect(args),
         Command::Export(args) => cli::export(args),

@@ -6,7 +6,8 @@
 //! finish every round and learn. A second test serves oversize frames, which the transport
 //! refuses on their length before the engine sees them, and checks that they are charged all the
 //! same. A third runs one red-team process of three Sybil identities (`--attack-identities 3`),
-//! and a fourth such a process hogging slow uplinks, its identities taking turns.
+//! a fourth such a process hogging slow uplinks, its identities taking turns, and a fifth such a
+//! process against a run that lists its members, one of the three identities among them.
 
 mod net_support;
 
@@ -329,4 +330,81 @@ fn a_sybil_process_hogs_slow_uplinks_one_identity_a_round() {
         red.attack_hog_rounds
     );
     assert_mean_accuracy("sybil hog in turn: ", &accuracies, 0.8);
+}
+
+/// A run that lists its members (`--members`: the four honest keys and the red-team process's
+/// first) against a process of three identities serving junk: the two unlisted identities are
+/// refused at every connection, so no honest node ever has them as peers or bans them, while the
+/// listed one takes part, is refused for its junk and banned; the honest nodes finish and learn.
+#[test]
+fn a_listed_run_admits_one_identity_of_a_sybil_process() {
+    const SYBILS: usize = 3;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), NODES, &engine(), METRICS);
+    let peer_id =
+        |k: &murmur_protocol::Identity| murmur_node::net::keypair(k).public().to_peer_id();
+    let listed: Vec<String> = (0..NODES)
+        .map(|i| {
+            let state = dir.path().join(format!("n{i}"));
+            std::fs::create_dir_all(&state).unwrap();
+            let key = murmur_node::identity::create(&state.join("node.key")).unwrap();
+            peer_id(&key).to_string()
+        })
+        .collect();
+    let members = dir.path().join("members.txt");
+    std::fs::write(&members, listed.join("\n")).unwrap();
+    let list = members.to_str().unwrap().to_owned();
+    let mut nodes = spawn_network(&config, dir.path(), NODES, |i| {
+        let mut args = vec!["--members".to_owned(), list.clone()];
+        if i == HONEST {
+            args.extend(["--attack", "junk", "--attack-identities", "3"].map(str::to_owned));
+        }
+        args
+    });
+    let accuracies = finished_accuracies(&mut nodes[..HONEST]);
+    let red = hex::encode(
+        murmur_node::identity::load(&nodes[HONEST].dir.join("node.key"))
+            .unwrap()
+            .public()
+            .0,
+    );
+    let mut banned_by = 0;
+    for (i, node) in nodes.iter_mut().enumerate().take(HONEST) {
+        let met: std::collections::BTreeSet<String> = node
+            .seen()
+            .iter()
+            .filter(|e| e["event"] == "peer_up")
+            .map(|e| e["peer"].as_str().unwrap().to_owned())
+            .collect();
+        let keys = node.banned_keys();
+        println!("honest node {i}: met {met:?}, banned {keys:?}");
+        assert_eq!(node.status().round, ROUNDS, "node {i} finished its rounds");
+        for p in &met {
+            assert!(
+                listed.contains(p),
+                "node {i} had {p} as a peer, not on the list"
+            );
+        }
+        assert!(keys.iter().all(|k| *k == red), "node {i} banned {keys:?}");
+        banned_by += usize::from(keys.contains(&red));
+    }
+    assert!(
+        banned_by > 0,
+        "the listed identity took part: some honest node refused its junk and banned it"
+    );
+    // The unlisted identities ran, and were refused: they never had a peer.
+    let red_events = nodes[HONEST].seen();
+    let up: Vec<&serde_json::Value> = red_events
+        .iter()
+        .filter(|e| e["event"] == "peer_up" && e["identity"].as_u64().is_some_and(|i| i > 0))
+        .collect();
+    assert!(up.is_empty(), "an unlisted identity had peers: {up:?}");
+    for i in 1..SYBILS {
+        let key = nodes[HONEST].dir.join(format!("identity-{i}/node.key"));
+        assert!(
+            key.exists(),
+            "identity {i} ran (its key is made at its start)"
+        );
+    }
+    assert_mean_accuracy("listed sybil junk: ", &accuracies, 0.8);
 }

@@ -695,12 +695,20 @@ fn a_listed_run_refuses_other_keys_at_the_connection_and_an_unlisted_node_does_n
     let member = Identity::from_secret([51; 32]);
     let outsider = Identity::from_secret([52; 32]);
     let members = dir.path().join("members.txt");
-    let line = |k: &Identity| net::keypair(k).public().to_peer_id().to_string();
-    std::fs::write(
-        &members,
-        format!("# the run\n{}\n{}\n", line(&own), line(&member)),
-    )
-    .unwrap();
+    // The node's line as `peer-id` prints it, the member's as its public key in hex.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_murmur-node"))
+        .arg("peer-id")
+        .arg(state.join("node.key"))
+        .output()
+        .expect("run murmur-node peer-id");
+    assert!(out.status.success());
+    let line = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        line.trim(),
+        net::keypair(&own).public().to_peer_id().to_string()
+    );
+    let member_hex = hex::encode(member.public().0);
+    std::fs::write(&members, format!("# the run\n{line}{member_hex}\n")).unwrap();
     let list = members.to_str().unwrap();
     let node = spawn(&config, &state, 0, &["--members", list]);
     let read = murmur_node::config::read_members(&members).unwrap();

@@ -187,6 +187,14 @@ impl Node {
         }
     }
 
+    /// Every event the node has printed so far that no [`Node::wait`] returned, without waiting.
+    pub fn seen(&mut self) -> Vec<Value> {
+        while let Ok(v) = self.events.try_recv() {
+            self.backlog.push(v);
+        }
+        self.backlog.clone()
+    }
+
     fn fail(&self, why: &str) -> ! {
         let log = std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default();
         let tail: Vec<&str> = log.lines().rev().take(40).collect();
