@@ -619,6 +619,11 @@ impl Engine {
             Input::Intel { update } => self.on_intel(&update),
         }
         self.advance(now);
+        // A ban the full table pushed out has ended: the caller lets the peer connect again
+        // (it keeps no block list longer than the table).
+        for peer in self.peers.take_forgotten() {
+            self.outputs.push_back(Output::Unban { peer });
+        }
         Ok(())
     }
 

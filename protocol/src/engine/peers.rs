@@ -56,6 +56,10 @@ pub(crate) struct Peers {
     connected: BTreeSet<PeerKey>,
     points: BTreeMap<PeerKey, Score>,
     banned: BTreeMap<PeerKey, Ban>,
+    /// Peers met whose ban a full table pushed out since [`Peers::take_forgotten`]: their
+    /// callers were told of the ban and must be told it ended, or their block lists would keep
+    /// every key ever banned.
+    forgotten: Vec<PeerKey>,
     threshold: u32,
     capacity: usize,
 }
@@ -66,6 +70,7 @@ impl Peers {
             connected: BTreeSet::new(),
             points: BTreeMap::new(),
             banned: BTreeMap::new(),
+            forgotten: Vec::new(),
             threshold,
             capacity,
         }
@@ -187,7 +192,9 @@ impl Peers {
                     self.banned.remove(&k);
                 }
                 None if met => {
-                    self.banned.pop_first();
+                    if let Some((k, _)) = self.banned.pop_first() {
+                        self.forgotten.push(k);
+                    }
                 }
                 None => return false,
             }
@@ -197,6 +204,11 @@ impl Peers {
         let met = met || self.banned.get(&peer).is_some_and(|b| b.met);
         let ban = Ban { reason, until, met };
         self.banned.insert(peer, ban).is_none()
+    }
+
+    /// The peers met whose bans were pushed out of the full table since the last call.
+    pub(crate) fn take_forgotten(&mut self) -> Vec<PeerKey> {
+        std::mem::take(&mut self.forgotten)
     }
 
     /// A new round: every peer's screen points decay by a hundredth of the threshold (at least
@@ -282,6 +294,27 @@ mod tests {
             p.penalize(key(2), Rejection::NonFinite, 200),
             Standing::Banned
         );
+    }
+
+    /// A full ban table pushes out a ban of a peer met only for another such ban, and reports
+    /// it (the caller lifts it from its block list); a ban of a key never met pushes out none.
+    #[test]
+    fn a_ban_the_full_table_pushes_out_is_reported_once() {
+        let mut p = Peers::new(100, 2);
+        for i in 1..=3 {
+            p.up(key(i));
+            assert!(p.ban(key(i), Rejection::Equivocation));
+        }
+        let out = p.take_forgotten();
+        assert_eq!(out.len(), 1);
+        assert!(!p.is_banned(&out[0]));
+        assert!(p.take_forgotten().is_empty());
+        assert!(
+            !p.ban(key(9), Rejection::Equivocation),
+            "no room for a key never met"
+        );
+        assert!(p.take_forgotten().is_empty());
+        assert_eq!(p.banned().count(), 2);
     }
 
     /// Keys that are not connected (authors of relayed junk) make room in a full table before a

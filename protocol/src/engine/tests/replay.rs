@@ -343,7 +343,8 @@ fn evidence_against_fresh_keys_does_not_push_out_the_ban_of_a_peer_met() {
         drain(e)
     };
     // The equivocator: connected, with the lowest key of all here.
-    let mut fresh: Vec<Identity> = (100..400).map(toy::identity).collect();
+    // (The toy identities repeat after 256.)
+    let mut fresh: Vec<Identity> = (100..250).map(toy::identity).collect();
     fresh.sort_by_key(Identity::public);
     let cheat = fresh.remove(0);
     let fresh = &fresh[..40];
@@ -389,4 +390,24 @@ fn evidence_against_fresh_keys_does_not_push_out_the_ban_of_a_peer_met() {
         cheat.public(),
         Rejection::Equivocation
     ));
+    // Four more connected equivocators fill the table with bans of peers met: the lowest, the
+    // first equivocator's, is pushed out, and the caller is told to let it in again (its block
+    // list stays as short as the table).
+    let mut unbanned = Vec::new();
+    for (i, k) in fresh[..4].iter().enumerate() {
+        e.handle(Duration::ZERO, Input::PeerUp { peer: k.public() })
+            .unwrap();
+        drain(&mut e);
+        let out = gossip(&mut e, 100 + i as u64, evidence(k));
+        assert!(
+            penalised(&out, k.public(), Rejection::Equivocation),
+            "{out:?}"
+        );
+        unbanned.extend(out.iter().filter_map(|o| match o {
+            Output::Unban { peer } => Some(*peer),
+            _ => None,
+        }));
+    }
+    assert_eq!(unbanned, vec![cheat.public()]);
+    assert_eq!(e.bans_kept().len(), 4);
 }
