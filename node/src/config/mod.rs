@@ -639,6 +639,16 @@ impl Config {
                 "limits must be at least 1".into(),
             ));
         }
+        if self.engine.max_peers < n.max_connections as usize {
+            return Err(invalid(
+                "engine.max-peers",
+                format!(
+                    "{} is below network.max-connections = {}: the engine would not know every \
+                     connected peer (it could not draw them, nor ban one that misbehaves)",
+                    self.engine.max_peers, n.max_connections
+                ),
+            ));
+        }
         let metrics: Option<std::net::SocketAddr> = if self.metrics.listen.is_empty() {
             None
         } else {

@@ -337,6 +337,15 @@ fn defaults_overrides_and_errors_naming_file_and_field() {
         .unwrap_err()
         .to_string();
     assert!(e.starts_with("x.toml: `learning`: batch-size"), "{e}");
+    let e = Config::parse(&format!("{MINIMAL}[engine]\nmax-peers = 64\n"), p)
+        .unwrap()
+        .resolve(Overrides::default(), p)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("x.toml: `engine.max-peers`: 64 is below network.max-connections = 128"),
+        "{e}"
+    );
     let e = Config::parse(&format!("{MINIMAL}[engine]\nfanout = 0\n"), p)
         .unwrap()
         .resolve(Overrides::default(), p)

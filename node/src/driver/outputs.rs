@@ -153,7 +153,11 @@ impl Driver {
 
     /// Disconnects a banned peer, refuses it from now on, and records the bans.
     fn ban(&mut self, peer: PeerKey, reason: engine::Rejection) -> Result<(), Error> {
-        if let Some(id) = net::peer_id(&peer) {
+        // Only a connected peer goes on the block list: one that is not (the author of relayed
+        // gossip, the subject of relayed evidence) is refused by the engine if it ever connects,
+        // and blocking every key anyone can make would grow the list without bound. The engine
+        // lifts what it forgets (`Output::Unban`), so the list is no longer than its table.
+        if let Some(id) = net::peer_id(&peer).filter(|id| self.swarm.is_connected(id)) {
             self.swarm.behaviour_mut().blocked.block_peer(id);
             if self.up.remove(&id).is_some() {
                 warn!(peer = %id, %reason, "peer banned");

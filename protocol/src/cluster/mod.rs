@@ -555,7 +555,24 @@ impl<W: World> Cluster<W> {
         m.resume = resume.clone();
         self.world
             .set_model(i, &self.members[i].engine.model().to_cow());
-        self.rewire(Some(&[i]), |c| c.status[i].online = true);
+        // The new process keeps the bans of peers it met; the others (keys it never met, which
+        // a node does not persist) are over, unless the peer bans it too.
+        let me = self.members[i].engine.id();
+        let kept: BTreeSet<PeerKey> = resume.bans.iter().map(|(k, _)| *k).collect();
+        self.rewire(Some(&[i]), |c| {
+            c.status[i].online = true;
+            let members = &c.members;
+            c.banned.retain(|&(a, b)| {
+                let j = if a == i {
+                    b
+                } else if b == i {
+                    a
+                } else {
+                    return true;
+                };
+                kept.contains(&members[j].engine.id()) || members[j].engine.is_banned(&me)
+            });
+        });
         self.feed(i, Input::Start { resume, join: true });
     }
 

@@ -367,7 +367,13 @@ impl Engine {
             limit: wire::max_update_len(dim),
             dim,
             window: Window::keyed(config.max_peers, floor_key),
-            peers: Peers::new(config.ban_threshold, config.max_peers),
+            peers: {
+                let mut peers = Peers::new(config.ban_threshold, config.max_peers);
+                if members.is_some() {
+                    peers.members_listed();
+                }
+                peers
+            },
             config,
             seed,
             model: Own::Params(model),

@@ -42,13 +42,16 @@ struct Ban {
     reason: Rejection,
     /// The round it ends at; `None`: for good.
     until: Option<u64>,
-    /// The peer was connected to this node when banned (or was banned in an earlier life, which
-    /// kept only such bans). A ban of a key that was not connected (on relayed evidence, or on
-    /// points its relayed gossip earned) is not: anyone can make keys, have them sign junk or
-    /// prove them equivocating, while connections are bounded. Such bans are never persisted
-    /// ([`Peers::banned`]), make room first when the table is full, and never push out a ban of
-    /// a peer the node met.
+    /// The peer was connected to this node when banned or since (or was banned in an earlier
+    /// life, which kept only such bans), or the run lists its members (keys outside the list
+    /// never reach the table). A ban of a key that never connected (on relayed evidence, or on
+    /// points its relayed gossip earned) in a run open to any key is not: anyone can make keys,
+    /// have them sign junk or prove them equivocating, while connections are bounded. Such bans
+    /// are never persisted ([`Peers::kept`]), make room first when the table is full, and never
+    /// push out a ban of a peer the node met.
     met: bool,
+    /// When it was recorded (a count of bans): a full table pushes out the newest first.
+    seq: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -60,6 +63,10 @@ pub(crate) struct Peers {
     /// callers were told of the ban and must be told it ended, or their block lists would keep
     /// every key ever banned.
     forgotten: Vec<PeerKey>,
+    /// Bans recorded so far (each ban's [`Ban::seq`]).
+    seq: u64,
+    /// Every ban counts as met: the run lists its members.
+    all_met: bool,
     threshold: u32,
     capacity: usize,
 }
@@ -71,18 +78,28 @@ impl Peers {
             points: BTreeMap::new(),
             banned: BTreeMap::new(),
             forgotten: Vec::new(),
+            seq: 0,
+            all_met: false,
             threshold,
             capacity,
         }
+    }
+
+    /// The run lists its members: every ban is of a member (the engine refuses other keys
+    /// before they reach the table), so every ban counts as met ([`Ban::met`]).
+    pub(crate) fn members_listed(&mut self) {
+        self.all_met = true;
     }
 
     pub(crate) fn is_banned(&self, peer: &PeerKey) -> bool {
         self.banned.contains_key(peer)
     }
 
-    /// Records a connection; if the peer is banned it stays out and the ban's reason is returned.
+    /// Records a connection; if the peer is banned it stays out and the ban's reason is returned
+    /// (the ban is of a peer met from then on: its caller now refuses it).
     pub(crate) fn up(&mut self, peer: PeerKey) -> Option<Rejection> {
-        if let Some(ban) = self.banned.get(&peer) {
+        if let Some(ban) = self.banned.get_mut(&peer) {
+            ban.met = true;
             return Some(ban.reason);
         }
         if self.connected.len() < self.capacity {
@@ -148,11 +165,12 @@ impl Peers {
             s.hard = s.hard.saturating_add(points);
         }
         let (total, hard) = (s.total(), s.hard);
-        if total >= self.threshold {
-            let until = (hard == 0).then(|| round.saturating_add(SCREEN_BAN_ROUNDS));
-            self.ban_until(peer, reason, until);
+        let until = (hard == 0).then(|| round.saturating_add(SCREEN_BAN_ROUNDS));
+        if total >= self.threshold && self.ban_until(peer, reason, until) {
             Standing::Banned
         } else {
+            // Below the threshold, or a key never met that finds the table full of bans of
+            // peers met: its points stay, and its next penalty tries again.
             Standing::Penalized(total)
         }
     }
@@ -171,7 +189,7 @@ impl Peers {
         reason: Rejection,
         until: Option<u64>,
     ) -> bool {
-        let met = self.connected.contains(&peer);
+        let met = self.all_met || self.connected.contains(&peer);
         self.ban_as(peer, reason, until, met)
     }
 
@@ -180,30 +198,52 @@ impl Peers {
         self.ban_as(peer, reason, until, true);
     }
 
-    /// Records a ban; `met` as [`Ban::met`]. The ban list is bounded by the capacity too (a
-    /// flood of fresh keys cannot grow memory without bound): past it, the lowest key among
-    /// the bans of keys never met makes room, or, when there are none, the lowest key of all
-    /// for a peer met; a key never met then finds no room.
+    /// Records a ban; `met` as [`Ban::met`]. True when the peer was not banned before and now
+    /// is. The ban table is bounded by the capacity too (a flood of fresh keys cannot grow
+    /// memory without bound). Past it, the newest ban of a key never met makes room; when there
+    /// is none, a ban of a peer met makes room for another ban of a peer met: the newest ban on
+    /// the screen's word (it would end anyway), or else the newest of all, never the oldest nor
+    /// by key, which an attacker could choose (a flood of bans pushes out only its own). A key
+    /// never met finds no room in a table full of bans of peers met.
     fn ban_as(&mut self, peer: PeerKey, reason: Rejection, until: Option<u64>, met: bool) -> bool {
-        if self.banned.len() >= self.capacity && !self.banned.contains_key(&peer) {
-            let unmet = self.banned.iter().find(|(_, b)| !b.met).map(|(k, _)| *k);
-            match unmet {
-                Some(k) => {
-                    self.banned.remove(&k);
-                }
-                None if met => {
-                    if let Some((k, _)) = self.banned.pop_first() {
-                        self.forgotten.push(k);
-                    }
-                }
-                None => return false,
+        if let Some(b) = self.banned.get_mut(&peer) {
+            b.met |= met;
+            b.reason = reason;
+            b.until = b.until.zip(until).map(|(a, b)| a.max(b));
+            return false;
+        }
+        if self.banned.len() >= self.capacity {
+            let newest = |unmet: bool, screen: bool| {
+                self.banned
+                    .iter()
+                    .filter(|(_, b)| (!unmet || !b.met) && (!screen || b.until.is_some()))
+                    .max_by_key(|(_, b)| b.seq)
+                    .map(|(k, b)| (*k, b.met))
+            };
+            let out = match newest(true, false) {
+                Some(unmet) => Some(unmet),
+                None if met => newest(false, true).or_else(|| newest(false, false)),
+                None => None,
+            };
+            let Some((k, was_met)) = out else {
+                return false;
+            };
+            self.banned.remove(&k);
+            if was_met {
+                self.forgotten.push(k);
             }
         }
         self.points.remove(&peer);
         self.connected.remove(&peer);
-        let met = met || self.banned.get(&peer).is_some_and(|b| b.met);
-        let ban = Ban { reason, until, met };
-        self.banned.insert(peer, ban).is_none()
+        self.seq += 1;
+        let ban = Ban {
+            reason,
+            until,
+            met,
+            seq: self.seq,
+        };
+        self.banned.insert(peer, ban);
+        true
     }
 
     /// The peers met whose bans were pushed out of the full table since the last call.
@@ -315,6 +355,33 @@ mod tests {
         );
         assert!(p.take_forgotten().is_empty());
         assert_eq!(p.banned().count(), 2);
+    }
+
+    /// A ban of a key never met is one of a peer met once the key connects and is refused; with
+    /// the run's members listed every ban is; a key never met that finds no room in a table full
+    /// of bans of peers met is not banned (and not said to be), and its points stay.
+    #[test]
+    fn a_refused_connection_makes_a_ban_met_and_a_ban_with_no_room_is_not_counted() {
+        let mut p = Peers::new(100, 2);
+        assert!(p.ban(key(1), Rejection::Equivocation));
+        assert_eq!(p.kept().count(), 0, "a key never met");
+        assert_eq!(p.up(key(1)), Some(Rejection::Equivocation));
+        assert_eq!(p.kept().count(), 1, "refused when it connected");
+        p.up(key(2));
+        assert!(p.ban(key(2), Rejection::Equivocation));
+        assert_eq!(
+            p.penalize(key(3), Rejection::Malformed, 1),
+            Standing::Penalized(50)
+        );
+        assert_eq!(
+            p.penalize(key(3), Rejection::Malformed, 1),
+            Standing::Penalized(100)
+        );
+        assert!(!p.is_banned(&key(3)) && p.take_forgotten().is_empty());
+        let mut listed = Peers::new(100, 2);
+        listed.members_listed();
+        assert!(listed.ban(key(1), Rejection::Equivocation));
+        assert_eq!(listed.kept().count(), 1);
     }
 
     /// Keys that are not connected (authors of relayed junk) make room in a full table before a

@@ -86,7 +86,6 @@ impl Engine {
         if reason.penalty(self.config.ban_threshold) == 0 {
             return;
         }
-        let connected = self.peers.connected_to(&peer);
         match self.peers.penalize(peer, reason, self.round) {
             Standing::Penalized(points) => {
                 self.outputs.push_back(Output::Penalize {
@@ -102,11 +101,7 @@ impl Engine {
                 }
                 self.answers.remove(&peer);
                 self.unhold(&peer);
-                // A key that is not connected (the author of relayed gossip) is refused when
-                // it connects: telling the caller now would only grow its block list.
-                if connected {
-                    self.outputs.push_back(Output::Ban { peer, reason });
-                }
+                self.outputs.push_back(Output::Ban { peer, reason });
             }
             Standing::AlreadyBanned => {}
         }
@@ -339,16 +334,17 @@ impl Engine {
             .or_default() += 1;
         self.answers.remove(&offender);
         self.unhold(&offender);
-        let connected = self.peers.connected_to(&offender);
+        let already = self.peers.is_banned(&offender);
         if self.peers.ban(offender, Rejection::Equivocation) {
             self.stats.bans += 1;
-            // As in `reject`: a key not connected is refused when it connects.
-            if connected {
-                self.outputs.push_back(Output::Ban {
-                    peer: offender,
-                    reason: Rejection::Equivocation,
-                });
-            }
+            self.outputs.push_back(Output::Ban {
+                peer: offender,
+                reason: Rejection::Equivocation,
+            });
+        }
+        // The proof goes on even when a full table has no room for the ban of a key never met:
+        // the peers it is connected to need it.
+        if !already {
             let bytes: Arc<[u8]> = ev.encode().into();
             self.broadcast(bytes);
         }
