@@ -153,20 +153,20 @@ impl Driver {
 
     /// Disconnects a banned peer, refuses it from now on, and records the bans.
     fn ban(&mut self, peer: PeerKey, reason: engine::Rejection) -> Result<(), Error> {
-        // Only a connected peer goes on the block list: one that is not (the author of relayed
-        // gossip, the subject of relayed evidence) is refused by the engine if it ever connects,
-        // and blocking every key anyone can make would grow the list without bound. The engine
-        // lifts what it forgets (`Output::Unban`), so the list is no longer than its table.
-        if let Some(id) = net::peer_id(&peer).filter(|id| self.swarm.is_connected(id)) {
+        // Only a peer the engine knows is up goes on the block list, the peers whose bans the
+        // engine keeps and lifts when it forgets them (`Output::Unban`), so that the list is no
+        // longer than its table. Any other (the author of relayed gossip, the subject of relayed
+        // evidence) is refused by the engine if it ever comes up, and blocking every key anyone
+        // can make would grow the list without bound.
+        if let Some(id) = net::peer_id(&peer).filter(|id| self.up.contains_key(id)) {
             self.swarm.behaviour_mut().blocked.block_peer(id);
-            if self.up.remove(&id).is_some() {
-                warn!(peer = %id, %reason, "peer banned");
-                Event::Banned {
-                    peer: id.to_string(),
-                    reason: reason.as_str(),
-                }
-                .emit(self.r.identity);
+            self.up.remove(&id);
+            warn!(peer = %id, %reason, "peer banned");
+            Event::Banned {
+                peer: id.to_string(),
+                reason: reason.as_str(),
             }
+            .emit(self.r.identity);
             self.metrics().peers = self.up.len();
         }
         self.write_bans()

@@ -207,17 +207,29 @@ impl Driver {
                 self.metrics().bytes_in += message.data.len() as u64;
                 // The author is the message's signed source (gossipsub checks the signature);
                 // the relayer is the peer that delivered it. Gossipsub forwards nothing before
-                // the engine's verdict, which comes back as `Output::GossipChecked`.
+                // the engine's verdict, which comes back as `Output::GossipChecked`. Gossip comes
+                // only through peers identified as of the run (the engine's peers): what an
+                // unidentified connection delivers is dropped unjudged.
                 let author = message.source.as_ref().and_then(net::peer_key);
                 let relayer = net::peer_key(&propagation_source);
-                let (Some(author), Some(relayer)) = (author, relayer) else {
-                    let gossip = &mut self.swarm.behaviour_mut().gossip;
-                    gossip.report_message_validation_result(
-                        &message_id,
-                        &propagation_source,
-                        gossipsub::MessageAcceptance::Reject,
-                    );
-                    return Ok(());
+                let verdict = match (author, relayer) {
+                    (Some(author), Some(relayer)) if self.up.contains_key(&propagation_source) => {
+                        Ok((author, relayer))
+                    }
+                    (Some(_), Some(_)) => Err(gossipsub::MessageAcceptance::Ignore),
+                    _ => Err(gossipsub::MessageAcceptance::Reject),
+                };
+                let (author, relayer) = match verdict {
+                    Ok(keys) => keys,
+                    Err(acceptance) => {
+                        let gossip = &mut self.swarm.behaviour_mut().gossip;
+                        gossip.report_message_validation_result(
+                            &message_id,
+                            &propagation_source,
+                            acceptance,
+                        );
+                        return Ok(());
+                    }
                 };
                 self.next_gossip += 1;
                 let handle = self.next_gossip;

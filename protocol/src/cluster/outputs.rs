@@ -186,10 +186,11 @@ impl<W: World> Cluster<W> {
             Output::Unanswered { .. } => {}
             Output::Ban { peer, reason } => {
                 let Some(j) = self.node_of(&peer) else { return };
-                let was = self.connected(i, j);
-                self.banned.insert(pair(i, j));
-                self.downs += 1;
-                if was {
+                // As the node's driver: only a peer connected now is cut and kept out; any other
+                // is refused by the engine if it ever comes up (then it is connected, and cut).
+                if self.connected(i, j) {
+                    self.banned.insert(pair(i, j));
+                    self.downs += 1;
                     let me = self.members[i].engine.id();
                     self.feed(j, Input::PeerDown { peer: me });
                 }

@@ -354,6 +354,11 @@ impl Engine {
         let me = identity.public();
         // The replay window's bucket key: what only this node can compute (its signature of a
         // fixed message), so peers cannot aim at a bucket.
+        // What a full ban table pushes out is drawn with a key only this node can compute too.
+        let evictions_key = blake3::derive_key(
+            "murmur ban evictions v1",
+            &identity.sign(b"murmur ban eviction key", &[]),
+        );
         let floor_key = blake3::derive_key(
             "murmur replay floor buckets v1",
             &identity.sign(b"murmur replay floor key", &[]),
@@ -372,6 +377,7 @@ impl Engine {
                 if members.is_some() {
                     peers.members_listed();
                 }
+                peers.key_evictions(evictions_key);
                 peers
             },
             config,

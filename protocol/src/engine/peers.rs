@@ -2,6 +2,8 @@
 
 use super::Rejection;
 use crate::sign::PeerKey;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Points a peer earns back per accepted update, and the most it can bank.
@@ -29,6 +31,10 @@ pub(crate) enum Standing {
 struct Score {
     hard: u32,
     soft: u32,
+    /// The last reason that cost hard points: a ban the screen's points complete is for good
+    /// when hard points are among them, and is recorded under this reason, which a later life
+    /// restores for good too (an `outlier` ban comes back as the screen's, for 50 rounds).
+    last_hard: Option<Rejection>,
 }
 
 impl Score {
@@ -50,8 +56,6 @@ struct Ban {
     /// are never persisted ([`Peers::kept`]), make room first when the table is full, and never
     /// push out a ban of a peer the node met.
     met: bool,
-    /// When it was recorded (a count of bans): a full table pushes out the newest first.
-    seq: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -63,8 +67,8 @@ pub(crate) struct Peers {
     /// callers were told of the ban and must be told it ended, or their block lists would keep
     /// every key ever banned.
     forgotten: Vec<PeerKey>,
-    /// Bans recorded so far (each ban's [`Ban::seq`]).
-    seq: u64,
+    /// Draws the ban a full table pushes out (see [`Peers::ban_as`]).
+    evictions: ChaCha8Rng,
     /// Every ban counts as met: the run lists its members.
     all_met: bool,
     threshold: u32,
@@ -78,11 +82,17 @@ impl Peers {
             points: BTreeMap::new(),
             banned: BTreeMap::new(),
             forgotten: Vec::new(),
-            seq: 0,
+            evictions: ChaCha8Rng::from_seed([0; 32]),
             all_met: false,
             threshold,
             capacity,
         }
+    }
+
+    /// Keys the draws of the bans a full table pushes out with `key`, a secret of the node's
+    /// (an attacker who could foresee them could aim at a ban).
+    pub(crate) fn key_evictions(&mut self, key: [u8; 32]) {
+        self.evictions = ChaCha8Rng::from_seed(key);
     }
 
     /// The run lists its members: every ban is of a member (the engine refuses other keys
@@ -163,9 +173,14 @@ impl Peers {
             s.soft = s.soft.saturating_add(points);
         } else {
             s.hard = s.hard.saturating_add(points);
+            s.last_hard = Some(reason);
         }
         let (total, hard) = (s.total(), s.hard);
         let until = (hard == 0).then(|| round.saturating_add(SCREEN_BAN_ROUNDS));
+        let reason = match (until, s.last_hard) {
+            (None, Some(hard)) => hard,
+            _ => reason,
+        };
         if total >= self.threshold && self.ban_until(peer, reason, until) {
             Standing::Banned
         } else {
@@ -200,11 +215,12 @@ impl Peers {
 
     /// Records a ban; `met` as [`Ban::met`]. True when the peer was not banned before and now
     /// is. The ban table is bounded by the capacity too (a flood of fresh keys cannot grow
-    /// memory without bound). Past it, the newest ban of a key never met makes room; when there
-    /// is none, a ban of a peer met makes room for another ban of a peer met: the newest ban on
-    /// the screen's word (it would end anyway), or else the newest of all, never the oldest nor
-    /// by key, which an attacker could choose (a flood of bans pushes out only its own). A key
-    /// never met finds no room in a table full of bans of peers met.
+    /// memory without bound). Past it, a ban of a key never met makes room; when there is none,
+    /// a ban of a peer met makes room for another ban of a peer met. Which one is drawn at
+    /// random, from a generator keyed with a secret of the node's: never the oldest, the newest
+    /// or by key, which an attacker could aim at, so that lifting a chosen ban takes about as
+    /// many bans as the table holds. A key never met finds no room in a table full of bans of
+    /// peers met.
     fn ban_as(&mut self, peer: PeerKey, reason: Rejection, until: Option<u64>, met: bool) -> bool {
         if let Some(b) = self.banned.get_mut(&peer) {
             b.met |= met;
@@ -213,21 +229,20 @@ impl Peers {
             return false;
         }
         if self.banned.len() >= self.capacity {
-            let newest = |unmet: bool, screen: bool| {
-                self.banned
-                    .iter()
-                    .filter(|(_, b)| (!unmet || !b.met) && (!screen || b.until.is_some()))
-                    .max_by_key(|(_, b)| b.seq)
-                    .map(|(k, b)| (*k, b.met))
+            let unmet = self.banned.values().filter(|b| !b.met).count();
+            let (pool, of_unmet) = match unmet {
+                0 if met => (self.banned.len(), false),
+                0 => return false,
+                n => (n, true),
             };
-            let out = match newest(true, false) {
-                Some(unmet) => Some(unmet),
-                None if met => newest(false, true).or_else(|| newest(false, false)),
-                None => None,
-            };
-            let Some((k, was_met)) = out else {
-                return false;
-            };
+            let nth = self.evictions.random_range(0..pool);
+            let (k, was_met) = self
+                .banned
+                .iter()
+                .filter(|(_, b)| !of_unmet || !b.met)
+                .nth(nth)
+                .map(|(k, b)| (*k, b.met))
+                .expect("drawn below the count");
             self.banned.remove(&k);
             if was_met {
                 self.forgotten.push(k);
@@ -235,14 +250,7 @@ impl Peers {
         }
         self.points.remove(&peer);
         self.connected.remove(&peer);
-        self.seq += 1;
-        let ban = Ban {
-            reason,
-            until,
-            met,
-            seq: self.seq,
-        };
-        self.banned.insert(peer, ban);
+        self.banned.insert(peer, Ban { reason, until, met });
         true
     }
 
@@ -309,6 +317,12 @@ mod tests {
         assert!(p.tick(10 + SCREEN_BAN_ROUNDS - 1).is_empty());
         assert_eq!(p.tick(10 + SCREEN_BAN_ROUNDS), vec![key(1)]);
         assert!(!p.is_banned(&key(1)) && p.is_banned(&key(2)));
+        // The permanent ban is recorded under its proof, which a later life restores for good
+        // (as `outlier` it came back as the screen's, for 50 rounds).
+        assert_eq!(
+            p.banned().collect::<Vec<_>>(),
+            vec![(key(2), Rejection::Malformed)]
+        );
     }
 
     /// Screen points decay a little every round, so rare flags on an honest peer never add up;
@@ -355,6 +369,47 @@ mod tests {
         );
         assert!(p.take_forgotten().is_empty());
         assert_eq!(p.banned().count(), 2);
+    }
+
+    /// Which ban of a peer met a full table pushes out is drawn: lifting a chosen one takes
+    /// about as many further bans as the table holds, not one (a table that pushed out the
+    /// newest let the next ban lift the last; one that pushed out the lowest key let an attacker
+    /// choose). A hundred targets, each banned last into a full table of 64: the next ban lifts
+    /// it about once in 64, and lifting it takes 62 further bans on average here.
+    #[test]
+    fn lifting_a_chosen_ban_takes_about_as_many_bans_as_the_table_holds() {
+        let mut p = Peers::new(100, 64);
+        p.key_evictions([7; 32]);
+        let mut next = 0u32;
+        let mut fresh = |p: &mut Peers| {
+            next += 1;
+            let mut k = [0u8; 32];
+            k[..4].copy_from_slice(&next.to_le_bytes());
+            let k = PeerKey(k);
+            p.up(k);
+            assert!(p.ban(k, Rejection::Equivocation));
+            k
+        };
+        for _ in 0..64 {
+            fresh(&mut p);
+        }
+        let (mut at_once, mut total) = (0, 0);
+        for _ in 0..100 {
+            let target = fresh(&mut p);
+            let mut n = 0;
+            while p.is_banned(&target) {
+                fresh(&mut p);
+                n += 1;
+            }
+            at_once += u32::from(n == 1);
+            total += n;
+        }
+        println!(
+            "lifted by the next ban {at_once} times in 100; {} bans on average",
+            total / 100
+        );
+        assert!(at_once <= 8, "{at_once}");
+        assert!(total / 100 >= 32, "{}", total / 100);
     }
 
     /// A ban of a key never met is one of a peer met once the key connects and is refused; with

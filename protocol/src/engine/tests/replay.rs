@@ -312,8 +312,8 @@ fn a_stale_answer_is_refused_before_its_payload_is_hashed() {
 /// push the ban of a peer the node met out of its bounded table, nor into the bans a restart
 /// keeps. A connected equivocator's ban survives forty proofs against fresh keys that sort above
 /// it (before, each proof past `max-peers` forgot the lowest key of the table: the
-/// equivocator's). Nor do bans of peers met push it out: the newest ban makes room, so a flood
-/// of connected throwaway keys recycles its own places.
+/// equivocator's). When bans of peers met fill the table, one of them (drawn) makes room for the
+/// next, and the caller is told to let that peer in again.
 #[test]
 fn evidence_against_fresh_keys_does_not_push_out_the_ban_of_a_peer_met() {
     let run = toy::run_id();
@@ -391,9 +391,9 @@ fn evidence_against_fresh_keys_does_not_push_out_the_ban_of_a_peer_met() {
         cheat.public(),
         Rejection::Equivocation
     ));
-    // Four more connected equivocators fill the table with bans of peers met: the newest of
-    // them makes room for the last, and the caller is told to let it in again (its block list
-    // stays as short as the table); the first equivocator, the lowest key, stays banned.
+    // Four more connected equivocators fill the table with bans of peers met, and one more ban
+    // of a peer met pushes one of them out: the caller is told to let it in again (its block
+    // list stays as short as the table).
     let mut unbanned = Vec::new();
     for (i, k) in later.iter().enumerate() {
         e.handle(Duration::ZERO, Input::PeerUp { peer: k.public() })
@@ -409,7 +409,7 @@ fn evidence_against_fresh_keys_does_not_push_out_the_ban_of_a_peer_met() {
             _ => None,
         }));
     }
-    assert_eq!(unbanned, vec![later[2].public()]);
-    assert!(e.is_banned(&cheat.public()));
+    assert_eq!(unbanned.len(), 1, "{unbanned:?}");
+    assert!(!e.is_banned(&unbanned[0]));
     assert_eq!(e.bans_kept().len(), 4);
 }
