@@ -253,7 +253,8 @@ pub fn keygen(args: KeygenArgs) -> anyhow::Result<()> {
 pub fn peer_id(args: PeerIdArgs) -> anyhow::Result<()> {
     for path in &args.keys {
         let id = identity::load(path)?;
-        println!("{}", net::keypair(&id).public().to_peer_id());
+        let peer = net::peer_id(&id.public()).expect("a key file holds an ed25519 key");
+        println!("{peer}");
     }
     Ok(())
 }

@@ -40,8 +40,9 @@ pub enum Error {
     Trailing,
 }
 
-fn hex32(s: &str) -> Option<[u8; 32]> {
-    if s.len() != 64 || !s.is_ascii() {
+/// 32 bytes from 64 hexadecimal digits (either case; nothing else, not even a sign).
+pub(crate) fn hex32(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     let mut out = [0u8; 32];

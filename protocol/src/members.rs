@@ -122,7 +122,7 @@ impl Members {
                     found: found.to_owned(),
                 });
             }
-            let key = match hex_key(word) {
+            let key = match crate::keyfile::hex32(word) {
                 Some(bytes) => PeerKey(bytes),
                 None => decode(word).ok_or_else(|| ParseError::Key {
                     line,
@@ -143,19 +143,6 @@ impl Members {
         }
         Ok(Members { keys })
     }
-}
-
-/// 32 bytes from 64 hexadecimal digits (either case).
-fn hex_key(word: &str) -> Option<[u8; 32]> {
-    if word.len() != 64 || !word.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (o, pair) in out.iter_mut().zip(word.as_bytes().chunks(2)) {
-        let s = std::str::from_utf8(pair).ok()?;
-        *o = u8::from_str_radix(s, 16).ok()?;
-    }
-    Some(out)
 }
 
 #[cfg(test)]

@@ -190,16 +190,6 @@ pub async fn run(
         &r.config.network,
         max_payload,
     )?;
-    // The bans of earlier lives (of peers met, as many as the engine's table holds) are refused
-    // at the connection from the start; later bans go on the list as their peers are met.
-    for id in local
-        .resume
-        .bans
-        .iter()
-        .filter_map(|(k, _)| net::peer_id(k))
-    {
-        swarm.behaviour_mut().blocked.block_peer(id);
-    }
     for addr in &r.listen {
         port_free(addr).map_err(|e| Error::Listen(addr.clone(), causes(&e)))?;
         swarm

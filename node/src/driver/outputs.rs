@@ -153,20 +153,18 @@ impl Driver {
 
     /// Disconnects a banned peer, refuses it from now on, and records the bans.
     fn ban(&mut self, peer: PeerKey, reason: engine::Rejection) -> Result<(), Error> {
-        // Only a peer the engine knows is up goes on the block list, the peers whose bans the
-        // engine keeps and lifts when it forgets them (`Output::Unban`), so that the list is no
-        // longer than its table. Any other (the author of relayed gossip, the subject of relayed
-        // evidence) is refused by the engine if it ever comes up, and blocking every key anyone
-        // can make would grow the list without bound.
-        if let Some(id) = net::peer_id(&peer).filter(|id| self.up.contains_key(id)) {
+        // The block list holds the peers the engine keeps out (`Engine::keeps_out`), whose
+        // bans it lifts when it forgets them: the list is no longer than its table.
+        if let Some(id) = net::peer_id(&peer).filter(|_| self.engine.keeps_out(&peer)) {
             self.swarm.behaviour_mut().blocked.block_peer(id);
-            self.up.remove(&id);
-            warn!(peer = %id, %reason, "peer banned");
-            Event::Banned {
-                peer: id.to_string(),
-                reason: reason.as_str(),
+            if self.up.remove(&id).is_some() {
+                warn!(peer = %id, %reason, "peer banned");
+                Event::Banned {
+                    peer: id.to_string(),
+                    reason: reason.as_str(),
+                }
+                .emit(self.r.identity);
             }
-            .emit(self.r.identity);
             self.metrics().peers = self.up.len();
         }
         self.write_bans()

@@ -59,7 +59,6 @@ impl Process {
     }
 }
 
-/// the signed-round record and the bans.
 /// Whether the run admits this node's key, checked before its data or checkpoint are read: an
 /// honest node outside the run's members list is a mistake to name at once (a red-team identity
 /// outside it is the attack being tested).
@@ -81,6 +80,8 @@ fn admitted(r: &Resolved, identity: &Identity) -> Result<(), Error> {
     }
 }
 
+/// Loads what a node starts from: its key (admitted by the run's members list, if any), its
+/// part of the data, its checkpoint, the signed-round record and the bans.
 pub fn load(r: &Resolved, process: &Process) -> Result<Local, Error> {
     std::fs::create_dir_all(&r.state_dir).map_err(|e| Error::Io(r.state_dir.clone(), e))?;
     let identity = identity::load_or_create(&r.key)?;

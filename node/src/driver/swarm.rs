@@ -57,11 +57,9 @@ pub(super) fn random_walk(swarm: &mut Swarm<Behaviour>) {
 }
 
 impl Driver {
-    /// Dials a discovered peer while this node has dialed fewer than `target-peers` of those
-    /// connected.
     /// Whether the run lists its members and `peer` is not one: the allow list refuses its
-    /// connections, so it is neither dialed nor kept in Kademlia's table (where it would take
-    /// a place and be handed on to other peers).
+    /// connections, so a discovered one is neither dialed nor added to Kademlia's table (where
+    /// it would take a place and be handed on to other peers).
     fn outsider(&self, peer: &PeerId) -> bool {
         self.r
             .members
@@ -69,6 +67,8 @@ impl Driver {
             .is_some_and(|m| net::peer_key(peer).is_none_or(|k| !m.admits(&k)))
     }
 
+    /// Dials a discovered peer while this node has dialed fewer than `target-peers` of those
+    /// connected.
     fn discovered(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
         if peer == *self.swarm.local_peer_id()
             || self.outsider(&peer)

@@ -186,13 +186,16 @@ impl<W: World> Cluster<W> {
             Output::Unanswered { .. } => {}
             Output::Ban { peer, reason } => {
                 let Some(j) = self.node_of(&peer) else { return };
-                // As the node's driver: only a peer connected now is cut and kept out; any other
-                // is refused by the engine if it ever comes up (then it is connected, and cut).
-                if self.connected(i, j) {
+                // As the node's driver: the link is cut and kept down for a peer the engine
+                // keeps out (`Engine::keeps_out`); any other is refused if it ever comes up.
+                if self.members[i].engine.keeps_out(&peer) {
+                    let was = self.connected(i, j);
                     self.banned.insert(pair(i, j));
                     self.downs += 1;
-                    let me = self.members[i].engine.id();
-                    self.feed(j, Input::PeerDown { peer: me });
+                    if was {
+                        let me = self.members[i].engine.id();
+                        self.feed(j, Input::PeerDown { peer: me });
+                    }
                 }
                 self.steps.push_back(Step::Banned {
                     node: i,

@@ -264,8 +264,8 @@ pub enum Output {
         reason: Rejection,
     },
     /// The ban on `peer` has ended (bans on the outlier screen's evidence alone last a while,
-    /// not for good; and the ban table holds `max-peers` bans, so a ban the full table pushed
-    /// out ends too): let it connect again.
+    /// not for good; and the ban table holds `max-peers` bans, so the ban of a peer the caller
+    /// keeps out that a full table pushed out ends too): let it connect again.
     Unban {
         /// The peer.
         peer: PeerKey,

@@ -352,17 +352,13 @@ impl Engine {
             chain::Chain::new(k, last, wire::max_update_len(dim), copies)
         });
         let me = identity.public();
-        // The replay window's bucket key: what only this node can compute (its signature of a
-        // fixed message), so peers cannot aim at a bucket.
-        // What a full ban table pushes out is drawn with a key only this node can compute too.
-        let evictions_key = blake3::derive_key(
-            "murmur ban evictions v1",
-            &identity.sign(b"murmur ban eviction key", &[]),
-        );
-        let floor_key = blake3::derive_key(
-            "murmur replay floor buckets v1",
-            &identity.sign(b"murmur replay floor key", &[]),
-        );
+        // Keys only this node can compute (its signatures of fixed messages), so that peers can
+        // aim neither at a bucket of the replay window nor at the ban a full table pushes out.
+        let secret = |context: &str, message: &[u8]| {
+            blake3::derive_key(context, &identity.sign(message, &[]))
+        };
+        let floor_key = secret("murmur replay floor buckets v1", b"murmur replay floor key");
+        let evictions_key = secret("murmur ban evictions v1", b"murmur ban eviction key");
         Ok(Engine {
             rng: join::derive_rng(seed, &me, &Resume::default()),
             dither: Cell::new(0),
@@ -513,6 +509,18 @@ impl Engine {
     /// Whether `peer` is banned.
     pub fn is_banned(&self, peer: &PeerKey) -> bool {
         self.peers.is_banned(peer)
+    }
+
+    /// Whether the caller keeps `peer` out at the connection (on [`Output::Ban`]): its ban is
+    /// of a peer met (connected when banned or since, kept by an earlier life, or of a run
+    /// listing its members), the bans this engine keeps and lifts with [`Output::Unban`] when
+    /// it forgets them. Any other banned key (the author of relayed gossip, the subject of
+    /// relayed evidence: keys anyone can make by the thousand) is refused by the engine if it
+    /// ever comes up, and then is one met; a block list of them would grow without bound. A key
+    /// outside the run's members is kept out too (the node's allow list does it before the
+    /// engine hears of the key).
+    pub fn keeps_out(&self, peer: &PeerKey) -> bool {
+        self.peers.banned_met(peer) || !self.admits(peer)
     }
 
     /// Banned peers with the reason, in key order.

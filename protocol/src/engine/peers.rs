@@ -105,6 +105,11 @@ impl Peers {
         self.banned.contains_key(peer)
     }
 
+    /// Whether `peer`'s ban is of a peer met ([`Ban::met`]).
+    pub(crate) fn banned_met(&self, peer: &PeerKey) -> bool {
+        self.banned.get(peer).is_some_and(|b| b.met)
+    }
+
     /// Records a connection; if the peer is banned it stays out and the ban's reason is returned
     /// (the ban is of a peer met from then on: its caller now refuses it).
     pub(crate) fn up(&mut self, peer: PeerKey) -> Option<Rejection> {
@@ -318,7 +323,7 @@ mod tests {
         assert_eq!(p.tick(10 + SCREEN_BAN_ROUNDS), vec![key(1)]);
         assert!(!p.is_banned(&key(1)) && p.is_banned(&key(2)));
         // The permanent ban is recorded under its proof, which a later life restores for good
-        // (as `outlier` it came back as the screen's, for 50 rounds).
+        // (an `outlier` ban comes back as the screen's, for 50 rounds).
         assert_eq!(
             p.banned().collect::<Vec<_>>(),
             vec![(key(2), Rejection::Malformed)]
@@ -372,10 +377,10 @@ mod tests {
     }
 
     /// Which ban of a peer met a full table pushes out is drawn: lifting a chosen one takes
-    /// about as many further bans as the table holds, not one (a table that pushed out the
-    /// newest let the next ban lift the last; one that pushed out the lowest key let an attacker
-    /// choose). A hundred targets, each banned last into a full table of 64: the next ban lifts
-    /// it about once in 64, and lifting it takes 62 further bans on average here.
+    /// about as many further bans as the table holds, not one (were the newest pushed out, the
+    /// next ban would lift the last; were the lowest key, an attacker could choose). A hundred
+    /// targets, each banned last into a full table of 64: the next ban lifts it about once in
+    /// 64, and lifting it takes 62 further bans on average here.
     #[test]
     fn lifting_a_chosen_ban_takes_about_as_many_bans_as_the_table_holds() {
         let mut p = Peers::new(100, 64);
@@ -440,8 +445,8 @@ mod tests {
     }
 
     /// Keys that are not connected (authors of relayed junk) make room in a full table before a
-    /// connected peer does, whatever their points: before, the fewest points went first, and a
-    /// flood of authors charged more than a connected attacker wiped its points.
+    /// connected peer does, whatever their points: were the fewest points to go first, a flood
+    /// of authors charged more than a connected attacker would wipe its points.
     #[test]
     fn a_flood_of_unconnected_authors_does_not_wipe_a_connected_peers_points() {
         let mut p = Peers::new(100, 4);
@@ -462,7 +467,7 @@ mod tests {
     }
 
     /// With the table full of flooded identities, a newcomer's first small penalty does not ban
-    /// it (before, a full table started newcomers at the threshold).
+    /// it (a full table must not start newcomers at the threshold).
     #[test]
     fn a_full_table_does_not_ban_a_newcomer_on_its_first_penalty() {
         let mut p = Peers::new(100, 4);

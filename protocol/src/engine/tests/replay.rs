@@ -311,7 +311,7 @@ fn a_stale_answer_is_refused_before_its_payload_is_hashed() {
 /// Anyone can make keys, prove them equivocating and publish the evidence: a flood of it must not
 /// push the ban of a peer the node met out of its bounded table, nor into the bans a restart
 /// keeps. A connected equivocator's ban survives forty proofs against fresh keys that sort above
-/// it (before, each proof past `max-peers` forgot the lowest key of the table: the
+/// it (were the lowest key of the table forgotten past `max-peers`, it would be the
 /// equivocator's). When bans of peers met fill the table, one of them (drawn) makes room for the
 /// next, and the caller is told to let that peer in again.
 #[test]
@@ -378,6 +378,10 @@ fn evidence_against_fresh_keys_does_not_push_out_the_ban_of_a_peer_met() {
         e.bans_kept(),
         vec![(cheat.public(), Rejection::Equivocation)]
     );
+    // The caller keeps out the peer met, not the keys that never connected (its block list
+    // would grow with every key anyone makes).
+    assert!(e.keeps_out(&cheat.public()));
+    assert!(fresh.iter().all(|k| !e.keeps_out(&k.public())));
     // It connects again: refused.
     e.handle(
         Duration::ZERO,

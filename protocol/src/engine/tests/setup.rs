@@ -247,6 +247,7 @@ fn a_key_outside_the_runs_members_is_refused_everything_at_no_points() {
         0,
         "no record kept of a key outside the list"
     );
+    assert!(e.keeps_out(&o), "the caller keeps it out all the same");
     // Drawn: the two members only, though the fanout is three.
     let asked: BTreeSet<PeerKey> = train(&mut e, Duration::ZERO, 1, 0.0)
         .iter()
