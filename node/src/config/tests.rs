@@ -468,3 +468,16 @@ fn the_members_file_is_read_into_the_run_id_and_its_errors_name_the_file_and_lin
         );
     }
 }
+
+/// The run id leaves the members path out: a path that is no UTF-8 (which serde cannot write as
+/// JSON) gives the run id of the same keys at any other path.
+#[test]
+fn a_members_path_that_is_no_utf8_leaves_the_run_id_alone() {
+    use std::os::unix::ffi::OsStrExt;
+    let p = Path::new("x.toml");
+    let mut c = Config::parse(MINIMAL, p).unwrap();
+    let list = Members::new([murmur_protocol::Identity::from_secret([3; 32]).public()]);
+    let plain = c.run_id(Some(&list));
+    c.run.members = Some(PathBuf::from(std::ffi::OsStr::from_bytes(b"lab-\xff.txt")));
+    assert_eq!(c.run_id(Some(&list)), plain);
+}

@@ -348,6 +348,7 @@ fn evidence_against_fresh_keys_does_not_push_out_the_ban_of_a_peer_met() {
     let mut fresh: Vec<Identity> = (100..250).map(toy::identity).collect();
     fresh.sort_by_key(Identity::public);
     let cheat = fresh.remove(0);
+    let fresh_later_unused = fresh[44].clone();
     let (fresh, later) = (&fresh[..40], &fresh[40..44]);
     e.handle(
         Duration::ZERO,
@@ -416,4 +417,16 @@ fn evidence_against_fresh_keys_does_not_push_out_the_ban_of_a_peer_met() {
     assert_eq!(unbanned.len(), 1, "{unbanned:?}");
     assert!(!e.is_banned(&unbanned[0]));
     assert_eq!(e.bans_kept().len(), 4);
+    // The table full of bans of peers met has no room for a key never met: its proof is not
+    // recorded, but is still passed on, for the peers it is connected to.
+    let stranger = &fresh_later_unused;
+    let out = gossip(&mut e, 200, evidence(stranger));
+    assert!(!e.is_banned(&stranger.public()));
+    assert!(
+        out.iter().any(|o| matches!(o, Output::Broadcast { .. }))
+            && !out
+                .iter()
+                .any(|o| matches!(o, Output::Ban { .. } | Output::Unban { .. })),
+        "{out:?}"
+    );
 }
