@@ -319,12 +319,7 @@ fn evidence_against_fresh_keys_does_not_push_out_the_ban_of_a_peer_met() {
     let run = toy::run_id();
     let mut c = config(Rule::Mean, 100);
     c.max_peers = 4;
-    let mut e = Engine::new(toy::setup(0, &c, DIM, 0)).unwrap();
-    let start = Input::Start {
-        resume: Resume::default(),
-        join: false,
-    };
-    e.handle(Duration::ZERO, start).unwrap();
+    let mut e = lone_engine_with(&c);
     let evidence = |who: &Identity| -> Arc<[u8]> {
         let header = |v: u8| wire::encode_update(who, run, 2, 1, Codec::F32Le, &[v; 4 * DIM]).1;
         Equivocation::new(header(1), header(2))
