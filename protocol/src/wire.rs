@@ -445,6 +445,9 @@ pub(crate) enum Signature {
     Verify,
     /// These very bytes passed the verification before (see [`crate::memo`]).
     Verified,
+    /// Not checked yet: the caller checks the signature before it acts on the header
+    /// ([`crate::evidence::Equivocation::decode_unverified`]).
+    Unchecked,
 }
 
 impl Signature {

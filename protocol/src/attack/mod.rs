@@ -168,9 +168,10 @@ pub enum Attack {
     /// Abuse the gossip layer while serving the own, honestly trained model: every round,
     /// publish junk bytes, an announcement forged in an honest peer's name, evidence forged
     /// against an honest peer (two headers in its name for one round, with signatures that do
-    /// not verify), and a replay of the attacker's oldest announcement it still holds. What it
-    /// tries: to frame honest peers (have them banned as equivocators or blamed for junk they
-    /// relay) and to spend every node's CPU and bandwidth. Gossipsub forwards only what a
+    /// not verify), a replay of the attacker's oldest announcement it still holds, and valid
+    /// proofs of equivocation against keys made for the purpose. What it tries: to frame honest
+    /// peers (have them banned as equivocators or blamed for junk they relay), to fill their ban
+    /// tables, and to spend every node's CPU and bandwidth. Gossipsub forwards only what a
     /// node's engine accepts, and a rejection costs the message's author alone.
     GossipAbuse,
 }

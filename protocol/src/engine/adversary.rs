@@ -29,6 +29,10 @@ use std::sync::Arc;
 /// Most honest authors an attacker keeps models of; past it, the oldest round is forgotten.
 const INTEL_AUTHORS: usize = 4096;
 
+/// Valid proofs of equivocation against keys made for the purpose that a gossip abuser publishes
+/// each round ([`Attack::GossipAbuse`]).
+const FRESH_PROOFS: usize = 8;
+
 /// A Byzantine behaviour for this engine (the simulator's attackers and a red-team node).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Adversary {
@@ -333,6 +337,33 @@ impl Engine {
             .and_then(|b| wire::decode_update(b, self.limit).ok());
         if let Some(old) = oldest {
             self.broadcast(wire::encode_announcement(&old.signed).into());
+        }
+        for _ in 0..FRESH_PROOFS {
+            let proof = self.proof_against_a_fresh_key(signed.header.round);
+            self.broadcast(proof.encode().into());
+        }
+    }
+
+    /// A valid proof that a key made for the purpose equivocated in `round`: two headers it
+    /// signed over different digests. Anyone can make as many as it likes.
+    fn proof_against_a_fresh_key(&mut self, round: u64) -> Equivocation {
+        let mut secret = [0u8; 32];
+        self.rng.fill_bytes(&mut secret);
+        let fresh = crate::sign::Identity::from_secret(secret);
+        let header = |v: u8| {
+            let (_, signed) = wire::encode_update_shared(
+                &fresh,
+                self.run,
+                round,
+                1,
+                self.config.codec.whole(),
+                &[v; 4],
+            );
+            signed
+        };
+        Equivocation {
+            a: header(0),
+            b: header(1),
         }
     }
 

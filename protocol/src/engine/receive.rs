@@ -304,25 +304,35 @@ impl Engine {
                 Err(e) => rejected(self, Rejection::of(&e)),
             }
         } else if wire::is_evidence(bytes) {
-            match Equivocation::decode(bytes) {
-                Ok(ev) if ev.a.header.run == self.run => {
-                    // Evidence against a key outside the run's members proves nothing the list
-                    // does not: acting on it would let anyone fill the bounded ban table with
-                    // keys made for the purpose.
-                    let offender = ev.offender();
-                    if self.peers.is_banned(&offender) || !self.admits(&offender) {
-                        GossipVerdict::Ignore
-                    } else {
+            // What the proof claims decides whether it is worth its two signature checks.
+            match Equivocation::decode_unverified(bytes) {
+                Ok(ev) if ev.a.header.run != self.run => rejected(self, Rejection::WrongRun),
+                Ok(ev) if !self.worth_proving(&ev.offender()) => GossipVerdict::Ignore,
+                Ok(ev) => match ev.verify() {
+                    Ok(()) => {
                         self.on_equivocation(ev);
                         GossipVerdict::Accept
                     }
-                }
-                Ok(_) => rejected(self, Rejection::WrongRun),
+                    Err(e) => rejected(self, Rejection::of(&e)),
+                },
                 Err(e) => rejected(self, Rejection::of(&e)),
             }
         } else {
             rejected(self, Rejection::Malformed)
         }
+    }
+
+    /// Whether a proof that `offender` equivocated is worth checking and acting on: `offender`
+    /// is not banned already, may take part in the run, and this node has heard of it (it is
+    /// connected, or it announced or sent an update this node accepted). Anyone can make keys
+    /// and prove them equivocating: a proof against a key this node never heard of names no one
+    /// it could mix, and acting on it would have every node check two signatures, spend a slot
+    /// of its bounded ban table and relay the proof, for each key made for the purpose. Against
+    /// a key outside the run's members it proves nothing the list does not.
+    fn worth_proving(&self, offender: &PeerKey) -> bool {
+        !self.peers.is_banned(offender)
+            && self.admits(offender)
+            && (self.peers.connected_to(offender) || self.window.latest(offender).is_some())
     }
 
     pub(super) fn on_equivocation(&mut self, ev: Equivocation) {

@@ -553,9 +553,10 @@ fn final_mixing_rounds_train_no_more_and_bring_the_nodes_together() {
 }
 
 /// Gossip abuse (junk, announcements and evidence forged in an honest peer's name, replayed
-/// announcements), relayed as gossipsub relays: the abusers are refused for what they wrote
-/// (malformed, bad signatures) and banned by every honest node, no honest node is banned or
-/// blamed for what it relayed, and the honest nodes converge.
+/// announcements, valid proofs against keys made for the purpose), relayed as gossipsub relays:
+/// the abusers are refused for what they wrote (malformed, bad signatures) and banned by every
+/// honest node, no honest node is banned or blamed for what it relayed, no proof against a
+/// made-up key takes a slot of an honest ban table, and the honest nodes converge.
 #[test]
 fn gossip_abusers_are_banned_and_frame_no_honest_node() {
     for seed in [5, 6] {
@@ -590,6 +591,7 @@ fn gossip_abusers_are_banned_and_frame_no_honest_node() {
                 "seed {seed}: node {i}"
             );
             assert_eq!(rejected(e, Rejection::Equivocation), 0, "seed {seed}");
+            assert_eq!(e.banned().len(), 2, "seed {seed}: node {i}");
         }
     }
 }

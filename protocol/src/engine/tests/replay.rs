@@ -75,8 +75,17 @@ fn replayed_equivocating_lagging_and_far_ahead_answers() {
     assert!(!out.iter().any(|o| matches!(o, Output::Penalize { .. })));
     assert_eq!(e.round(), 4, "mixed round 3, training round 4");
 
-    // Another node that never saw the conflict bans on the evidence alone.
+    // Another node connected to the equivocator, that never saw the conflict, bans on the
+    // evidence alone.
     let mut other = lone_engine(Rule::Mean);
+    other
+        .handle(
+            t,
+            Input::PeerUp {
+                peer: peers[2].public(),
+            },
+        )
+        .unwrap();
     drain(&mut other);
     let relay = toy::identity(5).public();
     let gossip = Input::GossipReceived {
@@ -308,9 +317,9 @@ fn a_stale_answer_is_refused_before_its_payload_is_hashed() {
     assert_eq!(rejected(&e, Rejection::Malformed), 0);
 }
 
-/// Anyone can make keys, prove them equivocating and publish the evidence: a flood of it must not
-/// push the ban of a peer the node met out of its bounded table, nor into the bans a restart
-/// keeps. A connected equivocator's ban survives forty proofs against fresh keys that sort above
+/// Anyone can make keys, have them announce, prove them equivocating and publish the evidence: a
+/// flood of it must not push the ban of a peer the node met out of its bounded table, nor into
+/// the bans a restart keeps. A connected equivocator's ban survives forty proofs against fresh keys that sort above
 /// it (were the lowest key of the table forgotten past `max-peers`, it would be the
 /// equivocator's). When bans of peers met fill the table, one of them (drawn) makes room for the
 /// next, and the caller is told to let that peer in again.
@@ -338,6 +347,21 @@ fn evidence_against_fresh_keys_does_not_push_out_the_ban_of_a_peer_met() {
         e.handle(Duration::ZERO, input).unwrap();
         drain(e)
     };
+    // A fresh key announces (relayed by a peer) before its proof comes: a proof against a key
+    // never heard of is not even checked.
+    let announced = |e: &mut Engine, who: &Identity, message| {
+        let ann = wire::encode_announcement(
+            &wire::encode_update(who, run, 2, 1, Codec::F32Le, &[1; 4 * DIM]).1,
+        );
+        let input = Input::GossipReceived {
+            author: who.public(),
+            relayer: toy::identity(1).public(),
+            message,
+            bytes: ann.into(),
+        };
+        e.handle(Duration::ZERO, input).unwrap();
+        drain(e);
+    };
     // The equivocator: connected, with the lowest key of all here.
     // (The toy identities repeat after 256.)
     let mut fresh: Vec<Identity> = (100..250).map(toy::identity).collect();
@@ -359,6 +383,7 @@ fn evidence_against_fresh_keys_does_not_push_out_the_ban_of_a_peer_met() {
         "{out:?}"
     );
     for (i, k) in fresh.iter().enumerate() {
+        announced(&mut e, k, 1000 + i as u64);
         let out = gossip(&mut e, 2 + i as u64, evidence(k));
         assert!(
             !out.iter().any(|o| matches!(o, Output::Unban { .. })),
@@ -415,6 +440,7 @@ fn evidence_against_fresh_keys_does_not_push_out_the_ban_of_a_peer_met() {
     // The table full of bans of peers met has no room for a key never met: its proof is not
     // recorded, but is still passed on, for the peers it is connected to.
     let stranger = &fresh_later_unused;
+    announced(&mut e, stranger, 2000);
     let out = gossip(&mut e, 200, evidence(stranger));
     assert!(!e.is_banned(&stranger.public()));
     assert!(
@@ -424,4 +450,63 @@ fn evidence_against_fresh_keys_does_not_push_out_the_ban_of_a_peer_met() {
                 .any(|o| matches!(o, Output::Ban { .. } | Output::Unban { .. })),
         "{out:?}"
     );
+}
+
+/// Anyone can make keys and prove them equivocating; a proof against a key this node has never
+/// heard of (not connected, nothing of it announced or accepted) names no one it could mix, so it
+/// is ignored before either signature is checked: a flood of such proofs costs each node no
+/// signature check, no ban-table slot and no relaying (gossip forwards only what is accepted).
+/// The same proof is acted on once the key has announced, and a proof whose signatures do not
+/// verify, against a key heard of, costs its author.
+#[test]
+fn evidence_against_a_key_never_heard_of_is_ignored_unchecked() {
+    let run = toy::run_id();
+    let mut e = lone_engine_with(&config(Rule::Mean, 100));
+    let relayer = toy::identity(1).public();
+    let stranger = toy::identity(9);
+    let header = |v: u8| wire::encode_update(&stranger, run, 2, 1, Codec::F32Le, &[v; 4 * DIM]).1;
+    let proof: Arc<[u8]> = Equivocation::new(header(1), header(2))
+        .unwrap()
+        .encode()
+        .into();
+    let mut forged = Equivocation::new(header(1), header(2)).unwrap();
+    forged.b.signature[0] ^= 1;
+    let forged: Arc<[u8]> = forged.encode().into();
+    let gossip = |e: &mut Engine, author: PeerKey, message, bytes| {
+        let input = Input::GossipReceived {
+            author,
+            relayer,
+            message,
+            bytes,
+        };
+        e.handle(Duration::ZERO, input).unwrap();
+        drain(e)
+    };
+    let verdict = |out: &[Output]| {
+        out.iter().find_map(|o| match o {
+            Output::GossipChecked { verdict, .. } => Some(*verdict),
+            _ => None,
+        })
+    };
+    for (message, bytes) in [(1, proof.clone()), (2, forged.clone())] {
+        let out = gossip(&mut e, relayer, message, bytes);
+        assert_eq!(verdict(&out), Some(GossipVerdict::Ignore), "{out:?}");
+        assert!(
+            !out.iter()
+                .any(|o| matches!(o, Output::Broadcast { .. } | Output::Ban { .. })),
+            "{out:?}"
+        );
+    }
+    assert!(!e.is_banned(&stranger.public()));
+    assert_eq!(rejected(&e, Rejection::BadSignature), 0, "not checked");
+    // It announces: now heard of, so a forged proof costs its author and a valid one bans it.
+    let ann: Arc<[u8]> = wire::encode_announcement(&header(1)).into();
+    let out = gossip(&mut e, stranger.public(), 3, ann);
+    assert_eq!(verdict(&out), Some(GossipVerdict::Accept), "{out:?}");
+    let out = gossip(&mut e, relayer, 4, forged);
+    assert_eq!(verdict(&out), Some(GossipVerdict::Reject), "{out:?}");
+    assert!(penalised(&out, relayer, Rejection::BadSignature), "{out:?}");
+    let out = gossip(&mut e, relayer, 5, proof);
+    assert_eq!(verdict(&out), Some(GossipVerdict::Accept), "{out:?}");
+    assert!(e.is_banned(&stranger.public()));
 }
