@@ -11,6 +11,7 @@
 //! Standard output carries one JSON object per line ([`crate::event::Event`]); logs go to
 //! standard error through `tracing`.
 
+mod bans;
 mod intel;
 mod outputs;
 pub mod start;
@@ -167,8 +168,8 @@ struct Driver {
     checkpoint_round: Option<u64>,
     /// The last round mixed.
     last_mixed: u64,
-    /// The bans record as last written.
-    bans_written: Vec<(PeerKey, engine::Rejection)>,
+    /// The bans record.
+    bans: bans::BansFile,
     /// The red team's side channel, for a colluding attacker.
     intel: Option<intel::Channel>,
 }
@@ -247,7 +248,7 @@ pub async fn run(
         evaluated: (None, None),
         checkpoint_round: local.resume.checkpoint,
         last_mixed: 0,
-        bans_written: local.resume.bans.clone(),
+        bans: local.bans,
         intel,
         r,
     };

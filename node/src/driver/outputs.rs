@@ -9,7 +9,7 @@ use murmur_protocol::engine::{self, Input, Output};
 use murmur_protocol::sign::PeerKey;
 use tracing::{info, warn};
 
-use super::{Driver, Error, Outbound, Phase, Purpose, start};
+use super::{Driver, Error, Outbound, Phase, Purpose};
 use crate::event::Event;
 use crate::net;
 use crate::net::codec::Response;
@@ -170,14 +170,9 @@ impl Driver {
         self.write_bans()
     }
 
-    /// Persists the bans in force when they changed.
+    /// Records the bans in force that a restart keeps, when they changed.
     fn write_bans(&mut self) -> Result<(), Error> {
-        let bans = self.engine.bans_kept();
-        if bans != self.bans_written {
-            start::write_bans(&self.r.bans_path(), &bans)?;
-            self.bans_written = bans;
-        }
-        Ok(())
+        self.bans.record(&self.engine.bans_kept())
     }
 
     fn send_update(&mut self, to: PeerKey, bytes: Arc<[u8]>) {

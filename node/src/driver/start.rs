@@ -10,9 +10,10 @@ use murmur_learn::checkpoint::Checkpoint;
 use murmur_learn::data::{Dataset, Shard, Split};
 use murmur_learn::train::{ConfigError, Setup, Trainer};
 use murmur_protocol::attack;
-use murmur_protocol::engine::{Rejection, Resume};
-use murmur_protocol::sign::{Identity, PeerKey};
+use murmur_protocol::engine::Resume;
+use murmur_protocol::sign::Identity;
 
+use super::bans::BansFile;
 use super::{Cpu, Error};
 use crate::config::Resolved;
 use crate::identity;
@@ -30,6 +31,8 @@ pub struct Local {
     pub test: Dataset,
     /// What the node remembers from earlier lives.
     pub resume: Resume,
+    /// The bans record, as read into `resume`.
+    pub bans: BansFile,
 }
 
 /// Loads the key (creating it if missing), the data and this node's shard, the trainer, the
@@ -116,6 +119,7 @@ pub fn load(r: &Resolved, process: &Process) -> Result<Local, Error> {
     } else {
         None
     };
+    let (bans, banned) = BansFile::open(&r.bans_path())?;
     Ok(Local {
         identity,
         trainer,
@@ -124,8 +128,9 @@ pub fn load(r: &Resolved, process: &Process) -> Result<Local, Error> {
         resume: Resume {
             checkpoint,
             signed: read_signed_round(&r.signed_round_path())?,
-            bans: read_bans(&r.bans_path())?,
+            bans: banned,
         },
+        bans,
     })
 }
 
@@ -144,7 +149,7 @@ fn flipped(data: &Dataset) -> Dataset {
     Dataset::new(features, labels, data.shape(), classes)
 }
 
-fn invalid(path: &Path, why: String) -> Error {
+pub(super) fn invalid(path: &Path, why: String) -> Error {
     Error::Io(
         path.to_owned(),
         std::io::Error::new(std::io::ErrorKind::InvalidData, why),
@@ -177,42 +182,9 @@ pub fn write_signed_round(path: &Path, round: u64) -> Result<(), Error> {
     write_atomically(path, &format!("{round}\n"))
 }
 
-/// Reads the bans record: one `<peer key hex> <reason>` per line; a missing file is no bans.
-pub fn read_bans(path: &Path) -> Result<Vec<(PeerKey, Rejection)>, Error> {
-    let Some(text) = read_text(path)? else {
-        return Ok(Vec::new());
-    };
-    let mut bans = Vec::new();
-    for (n, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        let bad = |why: &str| invalid(path, format!("line {}: {why}: {line:?}", n + 1));
-        let (key, reason) = line
-            .trim()
-            .split_once(' ')
-            .ok_or_else(|| bad("expected a peer key and a reason"))?;
-        let mut bytes = [0u8; 32];
-        hex::decode_to_slice(key, &mut bytes).map_err(|_| bad("not 64 hex digits"))?;
-        let reason = Rejection::from_name(reason).ok_or_else(|| bad("unknown reason"))?;
-        bans.push((PeerKey(bytes), reason));
-    }
-    Ok(bans)
-}
-
-/// Writes the bans record (see [`read_bans`]).
-pub fn write_bans(path: &Path, bans: &[(PeerKey, Rejection)]) -> Result<(), Error> {
-    let text: String = bans
-        .iter()
-        .map(|(k, r)| format!("{} {}\n", hex::encode(k.0), r.as_str()))
-        .collect();
-    write_atomically(path, &text)
-}
-
 /// Writes `text` through a temporary file, synced, then renamed over `path`, and syncs the
 /// directory so the rename itself survives a crash.
-fn write_atomically(path: &Path, text: &str) -> Result<(), Error> {
+pub(super) fn write_atomically(path: &Path, text: &str) -> Result<(), Error> {
     let io = |e| Error::Io(path.to_owned(), e);
     let tmp = path.with_extension("tmp");
     {
@@ -260,21 +232,5 @@ mod tests {
         let (_, lone) = Process::default().data(load).unwrap();
         assert_eq!(loads.get(), 2, "another process loads its own");
         assert_ne!(a.train.row(0).as_ptr(), lone.train.row(0).as_ptr());
-    }
-
-    #[test]
-    fn bans_record_round_trips_and_names_a_bad_line() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("bans");
-        assert!(read_bans(&p).unwrap().is_empty());
-        let bans = vec![
-            (PeerKey([1; 32]), Rejection::Equivocation),
-            (PeerKey([2; 32]), Rejection::Outlier),
-        ];
-        write_bans(&p, &bans).unwrap();
-        assert_eq!(read_bans(&p).unwrap(), bans);
-        std::fs::write(&p, format!("{} no_such_reason\n", hex::encode([3u8; 32]))).unwrap();
-        let e = read_bans(&p).unwrap_err().to_string();
-        assert!(e.contains("line 1") && e.contains("unknown reason"), "{e}");
     }
 }
