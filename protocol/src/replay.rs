@@ -112,6 +112,16 @@ impl Window {
         self.highest(sender).max(announced)
     }
 
+    /// Whether this window holds `h`, byte for byte and with its signature: the last header
+    /// accepted from its sender or its pending announcement, whose signature was checked when it
+    /// came.
+    pub fn holds(&self, h: &SignedHeader) -> bool {
+        let same = |k: &SignedHeader| k.signature == h.signature && k.bytes == h.bytes;
+        let sender = &h.header.sender;
+        self.entries.get(sender).is_some_and(|e| same(&e.last))
+            || self.announced.get(sender).is_some_and(|(a, _)| same(a))
+    }
+
     /// Judges a verified header without recording it.
     pub fn check(&self, h: &SignedHeader) -> Verdict {
         match self.check_accepted(h) {

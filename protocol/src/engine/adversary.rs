@@ -306,8 +306,9 @@ impl Engine {
 
     /// The round's gossip of [`Attack::GossipAbuse`]: junk bytes as long as an announcement,
     /// an announcement and a piece of evidence in the name of the first connected honest peer
-    /// (the attacker's own header with that peer as sender: the signatures do not verify), and
-    /// the oldest of its own announcements it still holds.
+    /// (the attacker's own header with that peer as sender: the signatures do not verify), the
+    /// oldest of its own announcements it still holds, and [`FRESH_PROOFS`] valid proofs against
+    /// keys made for the purpose.
     fn abuse_gossip(&mut self, adv: &Adversary, signed: &wire::SignedHeader) {
         let mut junk = vec![0u8; wire::encode_announcement(signed).len()];
         self.rng.fill_bytes(&mut junk);

@@ -304,11 +304,12 @@ impl Engine {
                 Err(e) => rejected(self, Rejection::of(&e)),
             }
         } else if wire::is_evidence(bytes) {
-            // What the proof claims decides whether it is worth its two signature checks.
+            // What the proof claims decides whether it is worth its signature checks. A proof
+            // of another run is its author's fault whatever its signatures: it is refused unchecked.
             match Equivocation::decode_unverified(bytes) {
                 Ok(ev) if ev.a.header.run != self.run => rejected(self, Rejection::WrongRun),
                 Ok(ev) if !self.worth_proving(&ev.offender()) => GossipVerdict::Ignore,
-                Ok(ev) => match ev.verify() {
+                Ok(ev) => match ev.verify_unless(|h| self.window.holds(h)) {
                     Ok(()) => {
                         self.on_equivocation(ev);
                         GossipVerdict::Accept
@@ -325,10 +326,12 @@ impl Engine {
     /// Whether a proof that `offender` equivocated is worth checking and acting on: `offender`
     /// is not banned already, may take part in the run, and this node has heard of it (it is
     /// connected, or it announced or sent an update this node accepted). Anyone can make keys
-    /// and prove them equivocating: a proof against a key this node never heard of names no one
-    /// it could mix, and acting on it would have every node check two signatures, spend a slot
-    /// of its bounded ban table and relay the proof, for each key made for the purpose. Against
-    /// a key outside the run's members it proves nothing the list does not.
+    /// and prove them equivocating: acting on a proof against a key this node never heard of
+    /// would have every node check two signatures, spend a slot of its bounded ban table and
+    /// relay the proof, for each key made for the purpose. Such a proof is dropped, not kept:
+    /// should the key connect later and equivocate again, this node catches it as any node
+    /// does, when both halves reach it. Against a key outside the run's members it proves
+    /// nothing the list does not.
     fn worth_proving(&self, offender: &PeerKey) -> bool {
         !self.peers.is_banned(offender)
             && self.admits(offender)
