@@ -91,14 +91,30 @@ impl BansFile {
         for key in self.written.keys().filter(|k| !now.contains_key(k)) {
             text.push_str(&line(key, ENDED));
         }
-        if text.is_empty() {
+        // After a failed write, the record is rewritten whole even if nothing changed since.
+        if text.is_empty() && self.lines < usize::MAX / 2 {
             return Ok(());
         }
         let added = text.lines().count();
-        self.written = now;
+        let before = std::mem::replace(&mut self.written, now);
         if self.lines + added > 2 * self.written.len() + SLACK {
             return self.rewrite();
         }
+        let appended = self.append(&text);
+        match appended {
+            Ok(()) => self.lines += added,
+            // Part of the text may be in the file, its last line cut: the next change rewrites
+            // the record whole rather than append to it, and records these again.
+            Err(_) => {
+                self.written = before;
+                self.lines = usize::MAX / 2;
+            }
+        }
+        appended
+    }
+
+    /// Appends `text` to the file, synced (and the file's entry in its directory, if new).
+    fn append(&self, text: &str) -> Result<(), Error> {
         let io = |e| Error::Io(self.path.clone(), e);
         let mut f = std::fs::OpenOptions::new()
             .create(true)
@@ -108,21 +124,23 @@ impl BansFile {
         f.write_all(text.as_bytes()).map_err(io)?;
         f.sync_data().map_err(io)?;
         if self.lines == 0 {
-            // The file is new: its entry in the directory must survive a crash too.
             crate::identity::sync_dir(&self.path).map_err(io)?;
         }
-        self.lines += added;
         Ok(())
     }
 
-    /// Writes the bans recorded, one line each, in place of the file.
+    /// Writes the bans recorded, one line each, in place of the file. If that fails the file
+    /// is as it was, and the next change tries again.
     fn rewrite(&mut self) -> Result<(), Error> {
         let text: String = self
             .written
             .iter()
             .map(|(k, r)| line(k, r.as_str()))
             .collect();
-        super::start::write_atomically(&self.path, &text)?;
+        if let Err(e) = super::start::write_atomically(&self.path, &text) {
+            self.lines = usize::MAX / 2;
+            return Err(e);
+        }
         self.lines = self.written.len();
         Ok(())
     }
@@ -223,6 +241,30 @@ mod tests {
             }
         }
         assert!(rewrites > 0 && rewrites < 1000, "{rewrites}");
+    }
+
+    /// A write that failed (here: the record's path is a directory for a while) loses nothing:
+    /// the next one writes the record whole, the bans of the failed one with it.
+    #[test]
+    fn after_a_failed_write_the_next_writes_every_ban() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("bans");
+        let (mut f, _) = BansFile::open(&p).unwrap();
+        f.record(&bans(0..2)).unwrap();
+        std::fs::remove_file(&p).unwrap();
+        std::fs::create_dir(&p).unwrap();
+        let e = f.record(&bans(0..3)).unwrap_err().to_string();
+        assert!(e.contains("bans"), "{e}");
+        std::fs::remove_dir(&p).unwrap();
+        f.record(&bans(0..3)).unwrap();
+        assert_eq!(BansFile::open(&p).unwrap().1, bans(0..3));
+        // Again, with the same bans asked for after the failure.
+        std::fs::remove_file(&p).unwrap();
+        std::fs::create_dir(&p).unwrap();
+        assert!(f.record(&bans(0..4)).is_err());
+        std::fs::remove_dir(&p).unwrap();
+        f.record(&bans(0..4)).unwrap();
+        assert_eq!(BansFile::open(&p).unwrap().1, bans(0..4));
     }
 
     /// A crash cut the last line short: that ban is lost, the others are read, and the record

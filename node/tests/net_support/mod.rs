@@ -217,13 +217,19 @@ impl Node {
             .expect("VmHWM in /proc/PID/status")
     }
 
-    /// The peers this node has banned, as hex keys (its bans file).
+    /// The peers this node's bans file records as banned, as hex keys: its lines read in order,
+    /// `KEY REASON` a ban and `KEY -` its end.
     pub fn banned_keys(&self) -> Vec<String> {
-        std::fs::read_to_string(self.dir.join("bans"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
-            .collect()
+        let text = std::fs::read_to_string(self.dir.join("bans")).unwrap_or_default();
+        let mut banned = std::collections::BTreeSet::new();
+        for line in text.lines() {
+            match line.split_once(' ') {
+                Some((key, "-")) => banned.remove(key),
+                Some((key, _)) => banned.insert(key.to_owned()),
+                None => continue,
+            };
+        }
+        banned.into_iter().collect()
     }
 
     /// The node's JSON status.
