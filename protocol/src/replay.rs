@@ -269,6 +269,28 @@ mod tests {
         .1
     }
 
+    /// The window holds the last header accepted from a sender and its pending announcement,
+    /// byte for byte with their signatures: the same header with another signature, or another
+    /// round, is not held.
+    #[test]
+    fn the_headers_held_are_the_last_accepted_and_the_announced_exactly() {
+        let id = Identity::from_secret([1; 32]);
+        let mut w = Window::new(8);
+        let accepted = h(&id, 5, 0.0);
+        assert!(!w.holds(&accepted));
+        w.accept(accepted.clone());
+        assert!(w.holds(&accepted));
+        let mut resigned = accepted.clone();
+        resigned.signature[0] ^= 1;
+        assert!(!w.holds(&resigned));
+        assert!(!w.holds(&h(&id, 4, 0.0)));
+        let announced = h(&id, 6, 0.0);
+        assert!(w.announce(announced.clone()).is_none());
+        assert!(w.holds(&announced) && w.holds(&accepted));
+        w.accept(announced.clone());
+        assert!(w.holds(&announced) && !w.holds(&accepted), "replaced");
+    }
+
     #[test]
     fn stale_duplicate_and_equivocation() {
         let id = Identity::from_secret([1; 32]);

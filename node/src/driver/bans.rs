@@ -7,6 +7,9 @@
 //! rewritten whole (through a temporary file, then renamed) when it holds more than twice the
 //! lines of the bans it records, plus [`SLACK`], so it stays within a few times their size.
 //!
+//! A write that fails is reported to the caller (the node stops on it, naming the file); the
+//! record is then as it was, or ends in a cut line, and the next write rewrites it whole.
+//!
 //! A crash may cut the last line short. Such a line (no newline at its end) that does not read
 //! is left out, and the file is rewritten before anything is appended to it; every complete line
 //! must read, or the node refuses to start and names the file and the line.
@@ -23,6 +26,10 @@ const SLACK: usize = 64;
 
 /// What ends a ban's line.
 const ENDED: &str = "-";
+
+/// [`BansFile::lines`] after a failed write: past any bound, so the next call rewrites the
+/// record whole.
+const BROKEN: usize = usize::MAX / 2;
 
 /// The bans record of one node, as last written.
 #[derive(Debug)]
@@ -92,7 +99,7 @@ impl BansFile {
             text.push_str(&line(key, ENDED));
         }
         // After a failed write, the record is rewritten whole even if nothing changed since.
-        if text.is_empty() && self.lines < usize::MAX / 2 {
+        if text.is_empty() && self.lines < BROKEN {
             return Ok(());
         }
         let added = text.lines().count();
@@ -107,7 +114,7 @@ impl BansFile {
             // the record whole rather than append to it, and records these again.
             Err(_) => {
                 self.written = before;
-                self.lines = usize::MAX / 2;
+                self.lines = BROKEN;
             }
         }
         appended
@@ -138,7 +145,7 @@ impl BansFile {
             .map(|(k, r)| line(k, r.as_str()))
             .collect();
         if let Err(e) = super::start::write_atomically(&self.path, &text) {
-            self.lines = usize::MAX / 2;
+            self.lines = BROKEN;
             return Err(e);
         }
         self.lines = self.written.len();
@@ -258,13 +265,27 @@ mod tests {
         std::fs::remove_dir(&p).unwrap();
         f.record(&bans(0..3)).unwrap();
         assert_eq!(BansFile::open(&p).unwrap().1, bans(0..3));
-        // Again, with the same bans asked for after the failure.
+        // A failed append, then fewer bans than before it: the record holds those.
         std::fs::remove_file(&p).unwrap();
         std::fs::create_dir(&p).unwrap();
         assert!(f.record(&bans(0..4)).is_err());
         std::fs::remove_dir(&p).unwrap();
-        f.record(&bans(0..4)).unwrap();
-        assert_eq!(BansFile::open(&p).unwrap().1, bans(0..4));
+        f.record(&bans(1..3)).unwrap();
+        assert_eq!(BansFile::open(&p).unwrap().1, bans(1..3));
+        // A failed rewrite (its temporary file cannot be made), then the same bans asked for
+        // again: they are written.
+        let (mut f, _) = BansFile::open(&p).unwrap();
+        f.record(&bans(0..100)).unwrap();
+        let tmp = p.with_extension("tmp");
+        std::fs::create_dir(&tmp).unwrap();
+        assert!(
+            f.record(&[]).is_err(),
+            "100 ended bans: past the slack, a rewrite"
+        );
+        assert_eq!(BansFile::open(&p).unwrap().1, bans(0..100), "as it was");
+        std::fs::remove_dir(&tmp).unwrap();
+        f.record(&[]).unwrap();
+        assert!(BansFile::open(&p).unwrap().1.is_empty());
     }
 
     /// A crash cut the last line short: that ban is lost, the others are read, and the record

@@ -217,18 +217,18 @@ impl Node {
             .expect("VmHWM in /proc/PID/status")
     }
 
-    /// The peers this node's bans file records as banned, as hex keys: its lines read in order,
-    /// `KEY REASON` a ban and `KEY -` its end.
+    /// Every peer this node's bans file records a ban of, ended or not, as hex keys (`KEY
+    /// REASON` is a ban, `KEY -` its end; a rewrite of the record keeps only the bans in force,
+    /// and a short run never has one): a check that no honest peer was banned sees a ban that
+    /// ended too.
     pub fn banned_keys(&self) -> Vec<String> {
         let text = std::fs::read_to_string(self.dir.join("bans")).unwrap_or_default();
-        let mut banned = std::collections::BTreeSet::new();
-        for line in text.lines() {
-            match line.split_once(' ') {
-                Some((key, "-")) => banned.remove(key),
-                Some((key, _)) => banned.insert(key.to_owned()),
-                None => continue,
-            };
-        }
+        let banned: std::collections::BTreeSet<String> = text
+            .lines()
+            .filter_map(|line| line.split_once(' '))
+            .filter(|(_, what)| *what != "-")
+            .map(|(key, _)| key.to_owned())
+            .collect();
         banned.into_iter().collect()
     }
 
