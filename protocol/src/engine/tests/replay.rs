@@ -457,7 +457,8 @@ fn evidence_against_fresh_keys_does_not_push_out_the_ban_of_a_peer_met() {
 /// is ignored before either signature is checked: a flood of such proofs costs each node no
 /// signature check, no ban-table slot and no relaying (gossip forwards only what is accepted).
 /// The same proof is acted on once the key has announced, and a proof whose signatures do not
-/// verify, against a key heard of, costs its author.
+/// verify, against a key heard of, costs its author; once the key is banned, proofs against it
+/// are ignored unchecked again.
 #[test]
 fn evidence_against_a_key_never_heard_of_is_ignored_unchecked() {
     let run = toy::run_id();
@@ -503,10 +504,16 @@ fn evidence_against_a_key_never_heard_of_is_ignored_unchecked() {
     let ann: Arc<[u8]> = wire::encode_announcement(&header(1)).into();
     let out = gossip(&mut e, stranger.public(), 3, ann);
     assert_eq!(verdict(&out), Some(GossipVerdict::Accept), "{out:?}");
-    let out = gossip(&mut e, relayer, 4, forged);
+    let out = gossip(&mut e, relayer, 4, forged.clone());
     assert_eq!(verdict(&out), Some(GossipVerdict::Reject), "{out:?}");
     assert!(penalised(&out, relayer, Rejection::BadSignature), "{out:?}");
-    let out = gossip(&mut e, relayer, 5, proof);
+    let out = gossip(&mut e, relayer, 5, proof.clone());
     assert_eq!(verdict(&out), Some(GossipVerdict::Accept), "{out:?}");
     assert!(e.is_banned(&stranger.public()));
+    // Banned now: proofs against it, replayed or forged, are ignored unchecked.
+    for (message, bytes) in [(6, proof), (7, forged)] {
+        let out = gossip(&mut e, relayer, message, bytes);
+        assert_eq!(verdict(&out), Some(GossipVerdict::Ignore), "{out:?}");
+    }
+    assert_eq!(rejected(&e, Rejection::BadSignature), 1, "only message 4");
 }
