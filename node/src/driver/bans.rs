@@ -15,6 +15,7 @@
 //! must read, or the node refuses to start and names the file and the line.
 
 use super::Error;
+use super::start::{invalid, read_text};
 use murmur_protocol::engine::Rejection;
 use murmur_protocol::sign::PeerKey;
 use std::collections::BTreeMap;
@@ -44,12 +45,7 @@ impl BansFile {
     /// Reads the record at `path` (a missing file is no bans), rewriting it first if a crash
     /// cut its last line short. Returns it and the bans it records, in key order.
     pub fn open(path: &Path) -> Result<(BansFile, Vec<(PeerKey, Rejection)>), Error> {
-        let text = match std::fs::read(path) {
-            Ok(bytes) => String::from_utf8(bytes)
-                .map_err(|_| invalid(path, "the bans record is not UTF-8 text".to_owned()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => return Err(Error::Io(path.to_owned(), e)),
-        };
+        let text = read_text(path)?.unwrap_or_default();
         let mut written = BTreeMap::new();
         let mut lines = 0;
         let cut = !text.is_empty() && !text.ends_with('\n');
@@ -171,10 +167,6 @@ fn parse(line: &str) -> Result<(PeerKey, Option<Rejection>), &'static str> {
     }
     let reason = Rejection::from_name(what).ok_or("unknown reason")?;
     Ok((PeerKey(bytes), Some(reason)))
-}
-
-fn invalid(path: &Path, why: String) -> Error {
-    super::start::invalid(path, why)
 }
 
 #[cfg(test)]

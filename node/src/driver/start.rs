@@ -157,7 +157,7 @@ pub(super) fn invalid(path: &Path, why: String) -> Error {
 }
 
 /// Reads a small text file; a missing one is `None`.
-fn read_text(path: &Path) -> Result<Option<String>, Error> {
+pub(super) fn read_text(path: &Path) -> Result<Option<String>, Error> {
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(Some(text)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
